@@ -1,0 +1,320 @@
+//! What runs in a child process: the worker runtime, the connection server, the dead-end reply.
+//!
+//! Runs in: children only, started by [`crate::launch::launch_child`].
+//!
+//! A child first makes sure it cannot outlive the supervisor (`PR_SET_PDEATHSIG` plus a check of
+//! its parent, and the death pipe for `wait`), restores default signal dispositions, tags its log
+//! lines, and marks its child slot active (the dead-man flag). It clears the flag only on a clean
+//! exit through [`exit_clean`], so any other way out counts as a crash. Plugin code runs only in
+//! worker children, only through a checked entry.
+
+use std::ffi::c_void;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+use steward::abi;
+
+use crate::control::{self, Request};
+use crate::launch::{ChildEnv, ChildKind, ClientSocket, StartupData};
+use crate::shmem::{ChildSlot, CHILD_ACTIVE, CHILD_ASSIGNED};
+
+/// Ends the process without unwinding or running atexit handlers of plugins.
+pub fn exit(code: i32) -> ! {
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Clears the dead-man flag, records the reason, and exits with `code`.
+fn exit_clean(slot: Option<&ChildSlot>, code: i32, reason: &str) -> ! {
+    if let Some(s) = slot {
+        s.reason.store(reason);
+        s.state.store(CHILD_ASSIGNED, Ordering::Release);
+    }
+    exit(code)
+}
+
+/// Runs a child of `kind` to completion and returns its exit code.
+pub fn run(
+    env: &ChildEnv<'_>,
+    kind: ChildKind,
+    child_slot: Option<u32>,
+    startup: &StartupData,
+    client: Option<ClientSocket>,
+) -> i32 {
+    crate::sys::reset_child_signals();
+    if !crate::sys::die_with_parent(env.host_pid) {
+        return 1;
+    }
+    // SAFETY: setting a signal disposition; the handler only calls _exit.
+    unsafe { libc::signal(libc::SIGQUIT, on_quit as *const () as libc::sighandler_t) };
+    let slot = match child_slot {
+        Some(i) if kind.info().attaches_shmem => {
+            let s = env.segment.child_slot(i);
+            s.pid.store(std::process::id() as i32, Ordering::Relaxed);
+            s.reason.store("");
+            s.state.store(CHILD_ACTIVE, Ordering::Release);
+            Some(s)
+        }
+        _ => None,
+    };
+    match (kind, startup) {
+        (ChildKind::Worker, StartupData::Worker { worker_slot }) => {
+            worker_main(env, slot, *worker_slot)
+        }
+        (ChildKind::Connection, _) => {
+            crate::log::set_identity("connection", None);
+            match client {
+                Some(c) => connection_main(env, slot, c),
+                None => exit_clean(slot, 2, "connection child without a client socket"),
+            }
+        }
+        (ChildKind::DeadEnd, StartupData::DeadEnd { message }) => {
+            crate::log::set_identity("dead-end", None);
+            if let Some(c) = client {
+                dead_end_main(c, message);
+            }
+            0
+        }
+        _ => exit_clean(slot, 2, "startup data does not match the child kind"),
+    }
+}
+
+extern "C" fn on_quit(_sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe. Exit code 2 with the dead-man flag set: a crash, unless
+    // the supervisor sent the SIGQUIT itself (crash reset or immediate shutdown).
+    unsafe { libc::_exit(2) }
+}
+
+// ---- workers ----
+
+static TERMINATE: AtomicBool = AtomicBool::new(false);
+static LATCH_W: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_term(_sig: libc::c_int) {
+    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    TERMINATE.store(true, Ordering::SeqCst);
+    let fd = LATCH_W.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = 1u8;
+        // SAFETY: write(2) is async-signal-safe.
+        unsafe { libc::write(fd, &b as *const u8 as *const c_void, 1) };
+    }
+    // SAFETY: restoring errno for the interrupted code.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// The context behind a worker's [`abi::WorkerApi`].
+struct WorkerCtx {
+    latch_r: RawFd,
+    death_fd: RawFd,
+    host_gone: AtomicBool,
+}
+
+impl WorkerCtx {
+    fn check_host(&self, timeout_ms: i32) -> bool {
+        if self.host_gone.load(Ordering::Relaxed) {
+            return true;
+        }
+        let r = crate::sys::poll_in(&[self.death_fd], timeout_ms);
+        if r[0] != 0 {
+            self.host_gone.store(true, Ordering::Relaxed);
+        }
+        self.host_gone.load(Ordering::Relaxed)
+    }
+}
+
+unsafe extern "C" fn api_should_stop(ctx: *mut c_void) -> u32 {
+    // SAFETY: `ctx` is the leaked `WorkerCtx` this module created.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    (TERMINATE.load(Ordering::SeqCst) || c.check_host(0)) as u32
+}
+
+unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    let deadline = std::time::Instant::now() + Duration::from_micros(timeout_us);
+    loop {
+        if TERMINATE.load(Ordering::SeqCst) {
+            return abi::WAIT_TERMINATE;
+        }
+        if c.host_gone.load(Ordering::Relaxed) {
+            return abi::WAIT_HOST_GONE;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let r = crate::sys::poll_in(&[c.latch_r, c.death_fd], ms);
+        if r[1] != 0 {
+            c.host_gone.store(true, Ordering::Relaxed);
+            continue;
+        }
+        if r[0] != 0 {
+            crate::sys::drain(c.latch_r);
+            continue;
+        }
+        if std::time::Instant::now() >= deadline {
+            return abi::WAIT_TIMEOUT;
+        }
+    }
+}
+
+fn leak_str(s: String) -> abi::Str {
+    let s: &'static str = Box::leak(s.into_boxed_str());
+    abi::Str::new(s)
+}
+
+fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -> i32 {
+    if worker_slot >= env.segment.layout.n_worker_slots {
+        exit_clean(slot, 2, "worker slot out of range");
+    }
+    let ws = env.segment.worker_slot(worker_slot);
+    let name = ws.name.load();
+    crate::log::set_identity("worker", Some(&name));
+    let plugin = ws.plugin.load();
+    let library = ws.library.load();
+    let function = ws.function.load();
+
+    let regions = env.segment.regions(env.registry);
+    crate::hostapi::with_state(|s| s.regions = regions.into_iter().collect());
+
+    let entry = match crate::preload::resolve_entry(&library, &function) {
+        Ok(e) => e,
+        Err(reason) => {
+            tracing::error!("cannot start: {reason}");
+            exit_clean(slot, 2, &reason);
+        }
+    };
+
+    let Ok((latch_r, latch_w)) = crate::sys::pipe() else {
+        exit_clean(slot, 1, "cannot create the worker's latch pipe");
+    };
+    LATCH_W.store(latch_w.as_raw_fd(), Ordering::SeqCst);
+    // SAFETY: the handler only touches atomics and calls write(2).
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+
+    let ctx: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
+        latch_r: latch_r.as_raw_fd(),
+        death_fd: env.death_fd,
+        host_gone: AtomicBool::new(false),
+    }));
+    std::mem::forget((latch_r, latch_w));
+    let extra: &'static [u8] = Box::leak(ws.extra.load_bytes().into_boxed_slice());
+    let api: &'static abi::WorkerApi = Box::leak(Box::new(abi::WorkerApi {
+        size: std::mem::size_of::<abi::WorkerApi>() as u32,
+        _reserved: 0,
+        ctx: ctx as *const WorkerCtx as *mut c_void,
+        host: crate::hostapi::table_for(abi::MODE_PRELOAD),
+        name: leak_str(name),
+        worker_type: leak_str(ws.worker_type.load()),
+        plugin: leak_str(plugin),
+        arg: ws.arg.load(Ordering::Relaxed),
+        extra: extra.as_ptr(),
+        extra_len: extra.len(),
+        should_stop: api_should_stop,
+        wait: api_wait,
+    }));
+    crate::hostapi::with_state(|s| s.failure = None);
+    // SAFETY: `entry` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
+    // panics inside the plugin.
+    let code = unsafe { entry(api) };
+    let reason = crate::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
+    exit_clean(slot, code, &reason)
+}
+
+// ---- connections ----
+
+fn write_line(stream: &mut UnixStream, v: &serde_json::Value) -> std::io::Result<()> {
+    let mut line = v.to_string();
+    line.push('\n');
+    stream.write_all(line.as_bytes())
+}
+
+fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientSocket) -> i32 {
+    crate::sys::set_blocking(client.fd.as_raw_fd());
+    let mut stream = UnixStream::from(client.fd);
+    let me = nix::unistd::getuid();
+    match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(cred) if cred.uid() == me.as_raw() || cred.uid() == 0 => {}
+        Ok(cred) => {
+            tracing::warn!(
+                "refused a control connection from uid {} (host runs as uid {})",
+                cred.uid(),
+                me
+            );
+            let _ = write_line(
+                &mut stream,
+                &control::error("permission denied: only the host's user or root may control it"),
+            );
+            exit_clean(slot, 0, "");
+        }
+        Err(e) => {
+            tracing::warn!("cannot read peer credentials: {e}");
+            exit_clean(slot, 0, "");
+        }
+    }
+    let Ok(read_half) = stream.try_clone() else {
+        exit_clean(slot, 0, "")
+    };
+    let mut reader = BufReader::new(read_half);
+    loop {
+        let mut buf = Vec::new();
+        match (&mut reader)
+            .take(control::MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if buf.len() > control::MAX_LINE {
+            let _ = write_line(&mut stream, &control::error("request line too long"));
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let answer = match control::parse_request(line) {
+            Ok(Request::Status) => {
+                match serde_json::to_value(control::status_from_segment(env.segment)) {
+                    Ok(v) => control::ok(v),
+                    Err(e) => control::error(&e.to_string()),
+                }
+            }
+            Ok(Request::Stop(mode)) => {
+                let _ = write_line(
+                    &mut stream,
+                    &control::ok(
+                        serde_json::json!({"stopping": mode.as_str(), "pid": env.host_pid}),
+                    ),
+                );
+                tracing::info!(
+                    "{} shutdown requested over the control socket",
+                    mode.as_str()
+                );
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(env.host_pid), mode.signal());
+                continue;
+            }
+            Err(msg) => control::error(&msg),
+        };
+        if write_line(&mut stream, &answer).is_err() {
+            break;
+        }
+    }
+    exit_clean(slot, 0, "")
+}
+
+fn dead_end_main(client: ClientSocket, message: &str) {
+    crate::sys::set_blocking(client.fd.as_raw_fd());
+    let mut stream = UnixStream::from(client.fd);
+    let _ = write_line(&mut stream, &control::error(message));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    // Let the client read the line before the socket goes away; never wait long.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 1024];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+}

@@ -1,0 +1,382 @@
+//! The configuration file: parsed raw, then validated.
+//!
+//! Runs in: the supervisor (and the CLI, which only needs `runtime_dir`); exec-mode children get
+//! the validated form in their parameter blob.
+//!
+//! Two stages, as distinct types: [`RawFile`] is what the TOML says (unknown keys rejected with
+//! their line), [`Config`] is what the host uses (paths resolved against the config file's
+//! directory, numbers bounded, enums known). Plugin sections stay raw here: a plugin defines its
+//! settings in init, and [`crate::hostapi`] validates each value then; keys no plugin defined are
+//! rejected after the last init.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::log::Format;
+
+/// How children are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaunchMode {
+    /// The child continues from a copy of the supervisor and calls the entry directly.
+    Fork,
+    /// The child re-executes the `steward` binary and finds everything again by name.
+    Exec,
+}
+
+impl LaunchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchMode::Fork => "fork",
+            LaunchMode::Exec => "exec",
+        }
+    }
+    pub fn parse(s: &str) -> Option<LaunchMode> {
+        match s {
+            "fork" => Some(LaunchMode::Fork),
+            "exec" => Some(LaunchMode::Exec),
+            _ => None,
+        }
+    }
+}
+
+/// A problem with the configuration, naming the file, the key and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}{reason}", file = file.display(), key = key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, key: Option<&str>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_owned(),
+            key: key.map(str::to_owned),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    #[serde(default)]
+    pub host: RawHost,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, toml::Table>,
+}
+
+/// The `[host]` section as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub plugin_dir: Option<String>,
+    pub preload_plugins: Option<Vec<String>>,
+    pub runtime_dir: Option<String>,
+    pub max_worker_processes: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub launch_mode: Option<String>,
+    pub shutdown_timeout: Option<toml::Value>,
+    pub crash_kill_timeout: Option<toml::Value>,
+    pub restart_after_crash: Option<bool>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// The validated configuration the host runs with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// The file it came from (absolute).
+    pub path: PathBuf,
+    pub plugin_dir: PathBuf,
+    pub preload_plugins: Vec<String>,
+    pub runtime_dir: PathBuf,
+    pub max_worker_processes: u32,
+    pub max_connections: u32,
+    pub launch_mode: LaunchMode,
+    pub shutdown_timeout: Duration,
+    pub crash_kill_timeout: Duration,
+    pub restart_after_crash: bool,
+    pub log_format: Format,
+    pub log_level: u32,
+    /// `[plugins.<name>]` tables, validated against the plugins' definitions during preload.
+    pub plugin_sections: BTreeMap<String, toml::Table>,
+}
+
+/// Upper bounds that keep the segment and the child table sane.
+pub const MAX_WORKER_PROCESSES: i64 = 100_000;
+pub const MAX_CONNECTIONS: i64 = 10_000;
+
+/// The longest Unix socket path the OS accepts (`sun_path` less the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path, None, format!("cannot read the config file: {e}"))
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as the contents of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let abs = if path.is_absolute() {
+            path.to_owned()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(path))
+                .unwrap_or_else(|_| path.to_owned())
+        };
+        let raw: RawFile = toml::from_str(text)
+            .map_err(|e| ConfigError::new(&abs, None, e.to_string().trim_end()))?;
+        Config::validate(&abs, raw)
+    }
+
+    fn validate(path: &Path, raw: RawFile) -> Result<Config, ConfigError> {
+        let dir = path
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let err = |key: &str, reason: String| ConfigError::new(path, Some(key), reason);
+        let h = raw.host;
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() {
+                p
+            } else {
+                dir.join(p)
+            }
+        };
+        let plugin_dir = resolve(h.plugin_dir.as_deref().unwrap_or("."));
+        let preload_plugins = h.preload_plugins.unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &preload_plugins {
+            let ok = !name.is_empty()
+                && name.len() <= steward::abi::MAX_LIBRARY_LEN
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(err(
+                    "host.preload_plugins",
+                    format!("{name:?} is not a plugin name (letters, digits, '_' and '-', at most 63 bytes)"),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(err(
+                    "host.preload_plugins",
+                    format!("{name:?} is listed twice"),
+                ));
+            }
+        }
+        let runtime_dir = match h.runtime_dir.as_deref() {
+            Some(d) => resolve(d),
+            None => default_runtime_dir(),
+        };
+        let socket = runtime_dir.join(crate::control::SOCKET_NAME);
+        let len = socket.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(err(
+                "host.runtime_dir",
+                format!(
+                    "the control socket path {} is {len} bytes; the OS allows at most {MAX_SOCKET_PATH}: choose a shorter runtime_dir",
+                    socket.display()
+                ),
+            ));
+        }
+        let bounded = |key: &str,
+                       v: Option<i64>,
+                       default: i64,
+                       min: i64,
+                       max: i64|
+         -> Result<u32, ConfigError> {
+            let v = v.unwrap_or(default);
+            if v < min || v > max {
+                return Err(err(key, format!("{v} is out of range ({min} to {max})")));
+            }
+            Ok(v as u32)
+        };
+        let max_worker_processes = bounded(
+            "host.max_worker_processes",
+            h.max_worker_processes,
+            8,
+            0,
+            MAX_WORKER_PROCESSES,
+        )?;
+        let max_connections = bounded(
+            "host.max_connections",
+            h.max_connections,
+            16,
+            1,
+            MAX_CONNECTIONS,
+        )?;
+        let launch_mode = match h.launch_mode.as_deref() {
+            None => LaunchMode::Fork,
+            Some(s) => LaunchMode::parse(s).ok_or_else(|| {
+                err(
+                    "host.launch_mode",
+                    format!("{s:?} is not a launch mode (use \"fork\" or \"exec\")"),
+                )
+            })?,
+        };
+        let duration = |key: &str,
+                        v: Option<toml::Value>,
+                        default: Duration|
+         -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(v) => toml_duration(&v).map_err(|r| err(key, r)),
+            }
+        };
+        let shutdown_timeout = duration(
+            "host.shutdown_timeout",
+            h.shutdown_timeout,
+            Duration::from_secs(5),
+        )?;
+        let crash_kill_timeout = duration(
+            "host.crash_kill_timeout",
+            h.crash_kill_timeout,
+            Duration::from_secs(5),
+        )?;
+        let log_format = match h.log_format.as_deref() {
+            None | Some("text") => Format::Text,
+            Some("json") => Format::Json,
+            Some(s) => {
+                return Err(err(
+                    "host.log_format",
+                    format!("{s:?} is not a log format (use \"text\" or \"json\")"),
+                ))
+            }
+        };
+        let log_level = match h.log_level.as_deref() {
+            None => 3,
+            Some(s) => crate::log::parse_level(s).ok_or_else(|| {
+                err(
+                    "host.log_level",
+                    format!("{s:?} is not a level (use error, warn, info, debug or trace)"),
+                )
+            })?,
+        };
+        for name in raw.plugins.keys() {
+            if !preload_plugins.iter().any(|p| p == name) {
+                return Err(err(
+                    &format!("plugins.{name}"),
+                    "there is no such plugin in host.preload_plugins".to_owned(),
+                ));
+            }
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            plugin_dir,
+            preload_plugins,
+            runtime_dir,
+            max_worker_processes,
+            max_connections,
+            launch_mode,
+            shutdown_timeout,
+            crash_kill_timeout,
+            restart_after_crash: h.restart_after_crash.unwrap_or(true),
+            log_format,
+            log_level,
+            plugin_sections: raw.plugins,
+        })
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.runtime_dir.join(crate::control::SOCKET_NAME)
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.runtime_dir.join(crate::lockfile::LOCK_NAME)
+    }
+
+    /// The path of plugin `name`'s library.
+    pub fn plugin_path(&self, name: &str) -> PathBuf {
+        self.plugin_dir.join(format!("lib{name}.so"))
+    }
+}
+
+/// A duration in the file: a string with a unit, or an integer number of milliseconds.
+pub fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
+    match v {
+        toml::Value::String(s) => crate::time::parse_duration(s),
+        toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_millis(*n as u64)),
+        other => Err(format!(
+            "expected a duration like \"500ms\" or \"2s\", got {other}"
+        )),
+    }
+}
+
+/// `/run/steward` for root; `$XDG_RUNTIME_DIR/steward` or `/tmp/steward-<uid>` otherwise.
+pub fn default_runtime_dir() -> PathBuf {
+    let uid = nix::unistd::getuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/steward");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("steward"),
+        _ => PathBuf::from(format!("/tmp/steward-{uid}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/steward/steward.toml"), text)
+    }
+
+    #[test]
+    fn resolves_relative_paths_against_the_file() {
+        let c = parse("[host]\nplugin_dir = \"plugins\"\nruntime_dir = \"/run/x\"\npreload_plugins = [\"hello\"]\n").unwrap();
+        assert_eq!(c.plugin_dir, PathBuf::from("/etc/steward/plugins"));
+        assert_eq!(
+            c.plugin_path("hello"),
+            PathBuf::from("/etc/steward/plugins/libhello.so")
+        );
+        assert_eq!(c.launch_mode, LaunchMode::Fork);
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = parse("[host]\nplugin_dir = \n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/steward/steward.toml: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[host]\nmax_workers = 3\n").unwrap_err();
+        assert!(e.to_string().contains("max_workers"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_key() {
+        let e = parse("[host]\nmax_connections = 0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.max_connections"));
+        let e = parse("[host]\nlaunch_mode = \"thread\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.launch_mode"));
+        let e = parse("[host]\nshutdown_timeout = \"soon\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.shutdown_timeout"));
+        let e = parse("[plugins.ghost]\nx = 1\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("plugins.ghost"));
+    }
+
+    #[test]
+    fn socket_path_too_long_is_refused() {
+        let long = "/tmp/".to_owned() + &"d".repeat(120);
+        let e = parse(&format!("[host]\nruntime_dir = \"{long}\"\n")).unwrap_err();
+        assert!(e.to_string().contains("at most 107"), "{e}");
+    }
+}

@@ -1,0 +1,427 @@
+//! The control protocol (version 1) and its client.
+//!
+//! Runs in: connection children (the server side, [`status_from_segment`]) and clients (the CLI
+//! and tests, [`Client`]).
+//!
+//! One JSON object per line each way. A request is `{"v": 1, "cmd": "status"}` or
+//! `{"v": 1, "cmd": "stop", "mode": "smart" | "fast" | "immediate"}`; every answer is
+//! `{"v": 1, "ok": true, "result": ...}` or `{"v": 1, "ok": false, "error": "..."}`. A server that
+//! refuses a connection (too many connections, shutting down, wrong user) sends one error line and
+//! closes. Fields may be added in later versions; none is renamed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::lifecycle::ExitStatus;
+use crate::shmem::Segment;
+use crate::time::rfc3339_ms;
+
+pub const SOCKET_NAME: &str = "steward.sock";
+pub const PROTOCOL_VERSION: u64 = 1;
+/// The longest request line a server reads.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Host states as the segment stores them and status names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum HostState {
+    Init = 0,
+    Startup = 1,
+    Consistent = 2,
+    Running = 3,
+    Recovering = 4,
+    Stopping = 5,
+}
+
+impl HostState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Init => "init",
+            HostState::Startup => "startup",
+            HostState::Consistent => "consistent",
+            HostState::Running => "running",
+            HostState::Recovering => "recovering",
+            HostState::Stopping => "stopping",
+        }
+    }
+    pub fn from_u32(v: u32) -> HostState {
+        match v {
+            1 => HostState::Startup,
+            2 => HostState::Consistent,
+            3 => HostState::Running,
+            4 => HostState::Recovering,
+            5 => HostState::Stopping,
+            _ => HostState::Init,
+        }
+    }
+}
+
+/// `steward status --json`: the host and every worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub host: HostInfo,
+    pub workers: Vec<WorkerInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    pub state: String,
+    pub pid: u32,
+    pub launch_mode: String,
+    pub started_at: String,
+    /// How many times the segment was created (1 at start, +1 per crash reset).
+    pub generation: u64,
+    pub shmem_bytes: u64,
+    pub slots: Slots,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Slots {
+    pub workers: u32,
+    pub connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkerInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub worker_type: String,
+    pub plugin: String,
+    pub function: String,
+    pub pid: Option<i32>,
+    pub state: String,
+    pub started_at: Option<String>,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    #[serde(default)]
+    pub next_restart_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastExit {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signal: Option<i32>,
+    pub at: String,
+    pub reason: String,
+}
+
+/// Builds the status answer from the segment (connection children; the supervisor publishes
+/// everything there). The count of slots comes from this process's own layout.
+pub fn status_from_segment(seg: &Segment) -> Status {
+    let h = seg.header();
+    let mut workers = Vec::new();
+    for i in 0..seg.layout.n_worker_slots {
+        let s = seg.worker_slot(i);
+        if s.in_use.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        let st = s.status.read();
+        workers.push(WorkerInfo {
+            name: s.name.load(),
+            worker_type: s.worker_type.load(),
+            plugin: s.plugin.load(),
+            function: s.function.load(),
+            pid: st.pid,
+            state: st.state.as_str().to_owned(),
+            started_at: st.started_at_ms.map(rfc3339_ms),
+            restarts: st.restarts,
+            last_exit: st.last_exit.map(|(e, at, reason)| LastExit {
+                code: match e {
+                    ExitStatus::Code(c) => Some(c),
+                    ExitStatus::Signal(_) => None,
+                },
+                signal: match e {
+                    ExitStatus::Signal(s) => Some(s),
+                    ExitStatus::Code(_) => None,
+                },
+                at: rfc3339_ms(at),
+                reason,
+            }),
+            next_restart_at: st.next_restart_at_ms.map(rfc3339_ms),
+        });
+    }
+    Status {
+        host: HostInfo {
+            state: HostState::from_u32(h.host_state.load(Ordering::Acquire))
+                .as_str()
+                .to_owned(),
+            pid: h.host_pid.load(Ordering::Relaxed),
+            launch_mode: if h.launch_mode.load(Ordering::Relaxed) == 1 {
+                "exec"
+            } else {
+                "fork"
+            }
+            .to_owned(),
+            started_at: rfc3339_ms(h.host_started_at_ms.load(Ordering::Relaxed)),
+            generation: h.generation.load(Ordering::Relaxed),
+            shmem_bytes: seg.layout.size,
+            slots: Slots {
+                workers: seg.layout.n_worker_slots,
+                connections: seg.layout.n_connection_slots,
+            },
+        },
+        workers,
+    }
+}
+
+/// Shutdown modes (PostgreSQL's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopMode {
+    Smart,
+    Fast,
+    Immediate,
+}
+
+impl StopMode {
+    pub fn parse(s: &str) -> Option<StopMode> {
+        match s {
+            "smart" => Some(StopMode::Smart),
+            "fast" => Some(StopMode::Fast),
+            "immediate" => Some(StopMode::Immediate),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopMode::Smart => "smart",
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+    /// The signal that asks the supervisor for this mode.
+    pub fn signal(self) -> nix::sys::signal::Signal {
+        match self {
+            StopMode::Smart => nix::sys::signal::Signal::SIGTERM,
+            StopMode::Fast => nix::sys::signal::Signal::SIGINT,
+            StopMode::Immediate => nix::sys::signal::Signal::SIGQUIT,
+        }
+    }
+}
+
+pub fn ok(result: Value) -> Value {
+    json!({"v": PROTOCOL_VERSION, "ok": true, "result": result})
+}
+
+pub fn error(msg: &str) -> Value {
+    json!({"v": PROTOCOL_VERSION, "ok": false, "error": msg})
+}
+
+/// A request the server understood.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    Stop(StopMode),
+}
+
+/// Parses one request line, or returns the error line to send back.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+    let Some(obj) = v.as_object() else {
+        return Err("malformed request: expected a JSON object".into());
+    };
+    match obj.get("v").and_then(Value::as_u64) {
+        Some(PROTOCOL_VERSION) => {}
+        Some(other) => {
+            return Err(format!(
+                "unsupported protocol version {other}; this host speaks {PROTOCOL_VERSION}"
+            ))
+        }
+        None => return Err("malformed request: missing protocol version \"v\"".into()),
+    }
+    match obj.get("cmd").and_then(Value::as_str) {
+        Some("status") => Ok(Request::Status),
+        Some("stop") => {
+            let mode = obj.get("mode").and_then(Value::as_str).unwrap_or("fast");
+            StopMode::parse(mode)
+                .map(Request::Stop)
+                .ok_or_else(|| format!("unknown stop mode {mode:?} (use smart, fast or immediate)"))
+        }
+        Some(other) => Err(format!("unknown command {other:?}")),
+        None => Err("malformed request: missing \"cmd\"".into()),
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {path}: {err} (is steward running?)", path = path.display())]
+    Connect {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the host closed the connection without answering")]
+    Closed,
+    #[error("the host refused: {0}")]
+    Refused(String),
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+/// A control connection.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Result<Client, ClientError> {
+        let s = UnixStream::connect(socket).map_err(|err| ClientError::Connect {
+            path: socket.to_owned(),
+            err,
+        })?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let writer = s.try_clone()?;
+        Ok(Client {
+            reader: BufReader::new(s),
+            writer,
+        })
+    }
+
+    /// Sends one request and reads one answer, returning `result` or the server's error.
+    pub fn call(&mut self, req: &Value) -> Result<Value, ClientError> {
+        let mut line = req.to_string();
+        line.push('\n');
+        // A refusing server may already have closed; its error line is still there to read.
+        let _ = self.writer.write_all(line.as_bytes());
+        let mut answer = String::new();
+        if self.reader.read_line(&mut answer)? == 0 {
+            return Err(ClientError::Closed);
+        }
+        let v: Value =
+            serde_json::from_str(&answer).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        if v.get("ok").and_then(Value::as_bool) == Some(true) {
+            Ok(v.get("result").cloned().unwrap_or(Value::Null))
+        } else {
+            Err(ClientError::Refused(
+                v.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error")
+                    .to_owned(),
+            ))
+        }
+    }
+
+    pub fn status(&mut self) -> Result<Status, ClientError> {
+        let v = self.call(&json!({"v": PROTOCOL_VERSION, "cmd": "status"}))?;
+        serde_json::from_value(v).map_err(|e| ClientError::Malformed(e.to_string()))
+    }
+
+    pub fn stop(&mut self, mode: StopMode) -> Result<Value, ClientError> {
+        self.call(&json!({"v": PROTOCOL_VERSION, "cmd": "stop", "mode": mode.as_str()}))
+    }
+}
+
+/// The readable table `steward status` prints.
+pub fn format_table(s: &Status) -> String {
+    let h = &s.host;
+    let mut out = format!(
+        "host {} (pid {}, {} mode, generation {}, since {})\nshared memory {} bytes; slots: {} workers, {} connections\n\n",
+        h.state, h.pid, h.launch_mode, h.generation, h.started_at, h.shmem_bytes, h.slots.workers, h.slots.connections
+    );
+    let rows: Vec<[String; 7]> = s
+        .workers
+        .iter()
+        .map(|w| {
+            let last = match &w.last_exit {
+                None => "-".to_owned(),
+                Some(e) => {
+                    let how = match (e.code, e.signal) {
+                        (Some(c), _) => format!("code {c}"),
+                        (_, Some(sig)) => format!("signal {sig}"),
+                        _ => "?".into(),
+                    };
+                    if e.reason.is_empty() {
+                        how
+                    } else {
+                        format!("{how}: {}", e.reason)
+                    }
+                }
+            };
+            [
+                w.name.clone(),
+                w.worker_type.clone(),
+                w.plugin.clone(),
+                w.state.clone(),
+                w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                w.restarts.to_string(),
+                last,
+            ]
+        })
+        .collect();
+    let head = [
+        "NAME",
+        "TYPE",
+        "PLUGIN",
+        "STATE",
+        "PID",
+        "RESTARTS",
+        "LAST EXIT",
+    ];
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&head);
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_errors_are_specific() {
+        assert_eq!(
+            parse_request(r#"{"v":1,"cmd":"status"}"#),
+            Ok(Request::Status)
+        );
+        assert_eq!(
+            parse_request(r#"{"v":1,"cmd":"stop","mode":"smart"}"#),
+            Ok(Request::Stop(StopMode::Smart))
+        );
+        assert_eq!(
+            parse_request(r#"{"v":1,"cmd":"stop"}"#),
+            Ok(Request::Stop(StopMode::Fast))
+        );
+        assert!(parse_request("{not json")
+            .unwrap_err()
+            .starts_with("malformed request"));
+        assert!(parse_request(r#"{"v":2,"cmd":"status"}"#)
+            .unwrap_err()
+            .contains("unsupported protocol version 2"));
+        assert!(parse_request(r#"{"v":1,"cmd":"dance"}"#)
+            .unwrap_err()
+            .contains("unknown command"));
+        assert!(parse_request(r#"{"v":1,"cmd":"stop","mode":"gentle"}"#)
+            .unwrap_err()
+            .contains("unknown stop mode"));
+    }
+}

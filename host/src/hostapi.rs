@@ -1,0 +1,426 @@
+//! The host function table plugins call ([`steward::abi::HostApi`]), and the state behind it.
+//!
+//! Runs in: the supervisor during preload, and every child (workers call settings, regions and
+//! log; exec-mode children also run init again in attach mode).
+//!
+//! Every function here is `extern "C"`, called from plugin code: none may unwind (each body runs
+//! under `catch_unwind`), and every argument is checked (null pointers, UTF-8, lengths) before use.
+//! State lives in one process-global [`HostState`]; the supervisor is single-threaded, and in a
+//! child a plugin's own threads only reach the log function, which takes no state lock.
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use steward::abi::{self, Status, Str};
+
+use crate::registry::{
+    RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec,
+};
+
+/// A region as mapped in this process.
+#[derive(Debug, Clone, Copy)]
+pub struct MappedRegion {
+    pub ptr: *mut u8,
+    pub len: u64,
+}
+
+/// What the host functions work on.
+pub struct HostState {
+    /// True while a plugin's init runs again in an exec-mode child: registration is a no-op and
+    /// settings keep the supervisor's values.
+    pub attach_init: bool,
+    pub registry: Registry,
+    pub settings: Settings,
+    /// The config file, for error messages.
+    pub config_file: PathBuf,
+    /// `[plugins.<name>]` tables from the config.
+    pub sections: BTreeMap<String, toml::Table>,
+    /// Problems with the operator's plugin settings found while plugins defined them.
+    pub config_errors: Vec<String>,
+    /// The reason the current plugin call failed, from [`abi::HostApi::fail`].
+    pub failure: Option<String>,
+    /// Regions mapped in this process, by (plugin, name); empty until the segment exists.
+    pub regions: BTreeMap<(String, String), MappedRegion>,
+}
+
+// SAFETY: the raw pointers in `regions` point into a `MAP_SHARED` mapping that lives as long as the
+// process (or, in the supervisor, is never handed out); access is serialised by the mutex.
+unsafe impl Send for HostState {}
+
+static STATE: Mutex<Option<HostState>> = Mutex::new(None);
+
+/// Runs `f` on the state. Panics if [`install`] has not run, which is a host bug.
+pub fn with_state<R>(f: impl FnOnce(&mut HostState) -> R) -> R {
+    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.as_mut().expect("host state installed before plugins run"))
+}
+
+/// Installs the state for this process.
+pub fn install(state: HostState) {
+    *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+}
+
+struct Table(abi::HostApi);
+// SAFETY: the table holds function pointers and a null context; it is never mutated.
+unsafe impl Sync for Table {}
+
+static PRELOAD_TABLE: Table = Table(table(abi::MODE_PRELOAD));
+static ATTACH_TABLE: Table = Table(table(abi::MODE_ATTACH));
+
+const fn table(mode: u32) -> abi::HostApi {
+    abi::HostApi {
+        size: std::mem::size_of::<abi::HostApi>() as u32,
+        abi_minor: abi::ABI_MINOR,
+        _reserved: 0,
+        mode,
+        max_level: abi::LEVEL_TRACE,
+        ctx: std::ptr::null_mut(),
+        log: host_log,
+        fail: host_fail,
+        register_worker: host_register_worker,
+        define_setting: host_define_setting,
+        get_setting: host_get_setting,
+        request_region: host_request_region,
+        region: host_region,
+    }
+}
+
+/// The table passed to plugins' init in this mode.
+pub fn table_for(mode: u32) -> &'static abi::HostApi {
+    if mode == abi::MODE_ATTACH {
+        &ATTACH_TABLE.0
+    } else {
+        &PRELOAD_TABLE.0
+    }
+}
+
+/// Views an ABI string, refusing non-UTF-8.
+///
+/// # Safety
+/// `s` must come from the plugin as a valid view for the duration of the call.
+unsafe fn text<'a>(s: Str) -> Option<&'a str> {
+    // SAFETY: forwarded to the caller.
+    unsafe { s.to_str() }
+}
+
+fn guarded(f: impl FnOnce() -> Status) -> Status {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(abi::STATUS_INVALID)
+}
+
+/// Copies `value` into the plugin's buffer, or reports the length it needs.
+///
+/// # Safety
+/// `buf` must have `cap` writable bytes and `len` must be writable (checked for null).
+unsafe fn write_out(value: &str, buf: *mut u8, cap: usize, len: *mut usize) -> Status {
+    if len.is_null() {
+        return abi::STATUS_INVALID;
+    }
+    // SAFETY: checked non-null; the plugin owns it.
+    unsafe { *len = value.len() };
+    if value.len() > cap || (buf.is_null() && !value.is_empty()) {
+        return abi::STATUS_BUFFER_TOO_SMALL;
+    }
+    // SAFETY: `buf` has at least `cap >= value.len()` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf, value.len()) };
+    abi::STATUS_OK
+}
+
+unsafe extern "C" fn host_log(
+    _ctx: *mut c_void,
+    level: u32,
+    plugin: Str,
+    _target: Str,
+    message: Str,
+) {
+    let _ = catch_unwind(|| {
+        // SAFETY: the plugin passes valid views for the call.
+        let plugin = unsafe { plugin.as_bytes() };
+        // SAFETY: as above.
+        let message = unsafe { message.as_bytes() };
+        crate::log::plugin_event(
+            level,
+            &String::from_utf8_lossy(plugin),
+            &String::from_utf8_lossy(message),
+        );
+    });
+}
+
+unsafe extern "C" fn host_fail(_ctx: *mut c_void, message: Str) {
+    let _ = catch_unwind(|| {
+        // SAFETY: the plugin passes a valid view for the call.
+        let m = String::from_utf8_lossy(unsafe { message.as_bytes() }).into_owned();
+        with_state(|s| s.failure = Some(m));
+    });
+}
+
+unsafe extern "C" fn host_register_worker(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+) -> Status {
+    guarded(|| {
+        // SAFETY: the plugin passes a valid spec (checked for null) and views for the call.
+        let Some(spec) = (unsafe { spec.as_ref() }) else {
+            return abi::STATUS_INVALID;
+        };
+        // SAFETY: as above.
+        let (Some(plugin), Some(name), Some(wtype), Some(library), Some(function)) = (unsafe {
+            (
+                text(plugin),
+                text(spec.name),
+                text(spec.worker_type),
+                text(spec.library),
+                text(spec.function),
+            )
+        }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let start_time = match spec.start_time {
+            abi::START_HOST_START => StartTime::HostStart,
+            abi::START_CONSISTENT => StartTime::Consistent,
+            abi::START_RUNNING => StartTime::Running,
+            _ => return abi::STATUS_INVALID,
+        };
+        let restart = match spec.restart_kind {
+            abi::RESTART_NEVER => RestartPolicy::Never,
+            abi::RESTART_AFTER => {
+                RestartPolicy::After(std::time::Duration::from_micros(spec.restart_delay_us))
+            }
+            _ => return abi::STATUS_INVALID,
+        };
+        if spec.extra_len > abi::EXTRA_LEN || (spec.extra.is_null() && spec.extra_len > 0) {
+            return abi::STATUS_INVALID;
+        }
+        let extra = if spec.extra_len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: non-null with `extra_len <= EXTRA_LEN` readable bytes, per the ABI.
+            unsafe { std::slice::from_raw_parts(spec.extra, spec.extra_len) }.to_vec()
+        };
+        let w = WorkerSpec {
+            name: name.to_owned(),
+            worker_type: if wtype.is_empty() { name } else { wtype }.to_owned(),
+            plugin: plugin.to_owned(),
+            library: if library.is_empty() { plugin } else { library }.to_owned(),
+            function: function.to_owned(),
+            start_time,
+            restart,
+            arg: spec.arg,
+            extra,
+        };
+        with_state(|s| {
+            if s.attach_init {
+                // Exec-mode child re-running init: the supervisor already registered this.
+                return abi::STATUS_OK;
+            }
+            match s.registry.add_worker(w) {
+                Ok(()) => abi::STATUS_OK,
+                Err(e) => e.status(),
+            }
+        })
+    })
+}
+
+unsafe extern "C" fn host_request_region(
+    _ctx: *mut c_void,
+    plugin: Str,
+    name: Str,
+    size: u64,
+) -> Status {
+    guarded(|| {
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        with_state(|s| {
+            if s.attach_init {
+                return abi::STATUS_OK;
+            }
+            match s.registry.add_region(RegionSpec {
+                plugin: plugin.to_owned(),
+                name: name.to_owned(),
+                size,
+            }) {
+                Ok(()) => abi::STATUS_OK,
+                Err(e) => e.status(),
+            }
+        })
+    })
+}
+
+unsafe extern "C" fn host_region(
+    _ctx: *mut c_void,
+    plugin: Str,
+    name: Str,
+    ptr: *mut *mut u8,
+    len: *mut u64,
+) -> Status {
+    guarded(|| {
+        if ptr.is_null() || len.is_null() {
+            return abi::STATUS_INVALID;
+        }
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        with_state(
+            |s| match s.regions.get(&(plugin.to_owned(), name.to_owned())) {
+                Some(r) => {
+                    // SAFETY: both checked non-null above; the plugin owns them.
+                    unsafe {
+                        *ptr = r.ptr;
+                        *len = r.len;
+                    }
+                    abi::STATUS_OK
+                }
+                None if s
+                    .registry
+                    .regions
+                    .iter()
+                    .any(|r| r.plugin == plugin && r.name == name) =>
+                {
+                    abi::STATUS_UNAVAILABLE
+                }
+                None => abi::STATUS_NOT_FOUND,
+            },
+        )
+    })
+}
+
+fn kind_of(def: &abi::SettingDef) -> Option<SettingKind> {
+    Some(match def.kind {
+        abi::SETTING_BOOL => SettingKind::Bool,
+        abi::SETTING_INT if def.min <= def.max => SettingKind::Int {
+            min: def.min,
+            max: def.max,
+        },
+        abi::SETTING_STRING => SettingKind::String,
+        abi::SETTING_DURATION if def.min <= def.max => SettingKind::Duration {
+            min_us: def.min,
+            max_us: def.max,
+        },
+        abi::SETTING_ENUM => {
+            if def.choices.is_null() || def.n_choices == 0 || def.n_choices > 256 {
+                return None;
+            }
+            // SAFETY: the plugin passes `n_choices` valid views (bounded above).
+            let views = unsafe { std::slice::from_raw_parts(def.choices, def.n_choices) };
+            let mut choices = Vec::with_capacity(views.len());
+            for v in views {
+                // SAFETY: valid views for the call.
+                choices.push(unsafe { text(*v) }?.to_owned());
+            }
+            SettingKind::Enum(choices)
+        }
+        _ => return None,
+    })
+}
+
+unsafe extern "C" fn host_define_setting(
+    _ctx: *mut c_void,
+    plugin: Str,
+    def: *const abi::SettingDef,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> Status {
+    guarded(|| {
+        // SAFETY: checked for null; valid for the call.
+        let Some(def) = (unsafe { def.as_ref() }) else {
+            return abi::STATUS_INVALID;
+        };
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name), Some(default), Some(description)) = (unsafe {
+            (
+                text(plugin),
+                text(def.name),
+                text(def.default),
+                text(def.description),
+            )
+        }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= abi::MAX_SETTING_NAME_LEN
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok {
+            return abi::STATUS_BAD_NAME;
+        }
+        let Some(kind) = kind_of(def) else {
+            return abi::STATUS_INVALID;
+        };
+        let value = with_state(|s| {
+            let key = (plugin.to_owned(), name.to_owned());
+            if let Some(existing) = s.settings.map.get(&key) {
+                if s.attach_init {
+                    // Init running again in a child: the supervisor's value stands.
+                    return Ok(existing.value.clone());
+                }
+                return Err(abi::STATUS_DUPLICATE);
+            }
+            if s.registry.is_frozen() || s.attach_init {
+                return Err(abi::STATUS_FROZEN);
+            }
+            let configured = s.sections.get(plugin).and_then(|t| t.get(name)).cloned();
+            let value = match configured {
+                None => default.to_owned(),
+                Some(v) => match kind.canonical(&v) {
+                    Ok(c) => c,
+                    Err(reason) => {
+                        s.config_errors.push(format!(
+                            "{}: plugins.{plugin}.{name}: {reason}",
+                            s.config_file.display()
+                        ));
+                        return Err(abi::STATUS_BAD_VALUE);
+                    }
+                },
+            };
+            s.settings.map.insert(
+                key,
+                Setting {
+                    kind,
+                    reloadable: def.reloadable != 0,
+                    default: default.to_owned(),
+                    value: value.clone(),
+                    description: description.to_owned(),
+                },
+            );
+            Ok(value)
+        });
+        match value {
+            // SAFETY: the plugin passes a buffer of `cap` bytes and a length out-pointer.
+            Ok(v) => unsafe { write_out(&v, buf, cap, len) },
+            Err(st) => st,
+        }
+    })
+}
+
+unsafe extern "C" fn host_get_setting(
+    _ctx: *mut c_void,
+    plugin: Str,
+    name: Str,
+    buf: *mut u8,
+    cap: usize,
+    len: *mut usize,
+) -> Status {
+    guarded(|| {
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let v = with_state(|s| {
+            s.settings
+                .map
+                .get(&(plugin.to_owned(), name.to_owned()))
+                .map(|s| s.value.clone())
+        });
+        match v {
+            // SAFETY: the plugin passes a buffer of `cap` bytes and a length out-pointer.
+            Some(v) => unsafe { write_out(&v, buf, cap, len) },
+            None => abi::STATUS_NOT_FOUND,
+        }
+    })
+}

@@ -1,0 +1,391 @@
+//! Loading plugins: find the file, check the header, run init, freeze the registry.
+//!
+//! Runs in: the supervisor at start-up ([`preload`]), and exec-mode children, which load the same
+//! list again in the same order and run init in attach mode ([`attach`]).
+//!
+//! Invariants: plugins are loaded only from the configured `plugin_dir`, once each (by name and by
+//! file identity), and never unloaded: a Rust cdylib with thread-local destructors can crash on
+//! `dlclose`. No code of a plugin runs before its header checked out: magic, ABI major version,
+//! header size, layout fingerprint, and its strings.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use steward::abi;
+
+use crate::config::Config;
+use crate::hostapi::{self, HostState};
+use crate::registry::{Registry, Settings};
+
+/// A plugin loaded in this process.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub path: PathBuf,
+    pub version: String,
+    pub sdk_version: String,
+    lib: libloading::Library,
+    init: unsafe extern "C" fn(*const abi::HostApi) -> abi::Status,
+}
+
+/// Every plugin loaded in this process, in preload order. Set once.
+static PLUGINS: OnceLock<Vec<LoadedPlugin>> = OnceLock::new();
+
+pub fn plugins() -> &'static [LoadedPlugin] {
+    PLUGINS.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Why a plugin could not be loaded or initialised. Each message names the plugin and its file.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {name}: {path}: no such file (plugin_dir is {dir})", path = path.display(), dir = dir.display())]
+    Missing {
+        name: String,
+        path: PathBuf,
+        dir: PathBuf,
+    },
+    #[error("plugin {name}: {path}: {reason}", path = path.display())]
+    Refused {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("plugin {name}: init failed: {reason}")]
+    InitFailed { name: String, reason: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("worker {worker} (plugin {plugin}): {reason}")]
+    Worker {
+        worker: String,
+        plugin: String,
+        reason: String,
+    },
+}
+
+fn refused(name: &str, path: &Path, reason: impl Into<String>) -> PluginError {
+    PluginError::Refused {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads a `'static` string from a header, bounded and checked.
+///
+/// # Safety
+/// `s` must come from a header that passed the magic and size checks.
+unsafe fn header_str(s: abi::Str) -> Option<String> {
+    if s.len > 256 {
+        return None;
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { s.to_str() }.map(str::to_owned)
+}
+
+/// Opens and checks one plugin file without running any of its code.
+pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
+    let path = cfg.plugin_path(name);
+    let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => PluginError::Missing {
+            name: name.to_owned(),
+            path: path.clone(),
+            dir: cfg.plugin_dir.clone(),
+        },
+        _ => refused(name, &path, format!("cannot read: {e}")),
+    })?;
+    if !meta.is_file() {
+        return Err(refused(name, &path, "not a regular file"));
+    }
+    let canon_dir =
+        std::fs::canonicalize(&cfg.plugin_dir).unwrap_or_else(|_| cfg.plugin_dir.clone());
+    let canon = std::fs::canonicalize(&path).map_err(|e| refused(name, &path, e.to_string()))?;
+    if !canon.starts_with(&canon_dir) {
+        return Err(refused(
+            name,
+            &path,
+            format!("resolves to {}, outside plugin_dir", canon.display()),
+        ));
+    }
+    // SAFETY: loading a library runs its ELF constructors. That is the point of a plugin host; the
+    // file is the operator's choice, in the operator's plugin_dir. RTLD_LOCAL keeps its symbols
+    // out of the global namespace.
+    let lib = unsafe {
+        libloading::os::unix::Library::open(
+            Some(&path),
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+        )
+    }
+    .map_err(|e| refused(name, &path, format!("cannot load: {e}")))?;
+    let lib: libloading::Library = lib.into();
+    // SAFETY: we only take the symbol's address here; it is read below after the magic check.
+    let header: *const abi::PluginHeader =
+        match unsafe { lib.get::<*const abi::PluginHeader>(abi::HEADER_SYMBOL.as_bytes()) } {
+            Ok(sym) => *sym as *const abi::PluginHeader,
+            Err(_) => {
+                return Err(refused(
+                    name,
+                    &path,
+                    format!(
+                        "not a Steward plugin: it has no {} symbol",
+                        abi::HEADER_SYMBOL
+                    ),
+                ));
+            }
+        };
+    // The symbol is the static itself, so its address is the header.
+    // SAFETY: the symbol is at least 8 bytes if it is anything we accept; the magic is checked
+    // before any other field is read.
+    let magic = unsafe { std::ptr::read_unaligned(header as *const [u8; 8]) };
+    if magic != abi::PLUGIN_MAGIC {
+        return Err(refused(
+            name,
+            &path,
+            format!(
+                "not a Steward plugin: {} has the wrong magic bytes",
+                abi::HEADER_SYMBOL
+            ),
+        ));
+    }
+    // SAFETY: the magic matched, so this is a Steward header; fields are read one by one and the
+    // size is checked before anything past the fixed prefix.
+    let h = unsafe { &*header };
+    if h.abi_major != abi::ABI_MAJOR {
+        return Err(refused(
+            name,
+            &path,
+            format!(
+                "built for plugin ABI {}.{}, this host speaks ABI {}.{}: rebuild the plugin against this SDK",
+                h.abi_major,
+                h.abi_minor,
+                abi::ABI_MAJOR,
+                abi::ABI_MINOR
+            ),
+        ));
+    }
+    if (h.header_size as usize) < std::mem::size_of::<abi::PluginHeader>() {
+        return Err(refused(
+            name,
+            &path,
+            format!(
+                "header is {} bytes, expected at least {}",
+                h.header_size,
+                std::mem::size_of::<abi::PluginHeader>()
+            ),
+        ));
+    }
+    if h.fingerprint != abi::LAYOUT_FINGERPRINT {
+        return Err(refused(
+            name,
+            &path,
+            format!(
+                "ABI layout fingerprint {:#018x} differs from the host's {:#018x}: rebuild the plugin against this SDK",
+                h.fingerprint,
+                abi::LAYOUT_FINGERPRINT
+            ),
+        ));
+    }
+    // SAFETY: the header checked out; its strings are `'static` in the plugin.
+    let (Some(pname), Some(version), Some(sdk)) = (unsafe {
+        (
+            header_str(h.name),
+            header_str(h.version),
+            header_str(h.sdk_version),
+        )
+    }) else {
+        return Err(refused(
+            name,
+            &path,
+            "header strings are not valid UTF-8 or are too long",
+        ));
+    };
+    if pname != name {
+        return Err(refused(
+            name,
+            &path,
+            format!("the file declares plugin name {pname:?}, expected {name:?}"),
+        ));
+    }
+    for p in plugins() {
+        if let Ok(m) = std::fs::metadata(&p.path) {
+            if m.dev() == meta.dev() && m.ino() == meta.ino() {
+                return Err(refused(
+                    name,
+                    &path,
+                    format!("same file as plugin {}", p.name),
+                ));
+            }
+        }
+    }
+    Ok(LoadedPlugin {
+        name: name.to_owned(),
+        path,
+        version,
+        sdk_version: sdk,
+        init: h.init,
+        lib,
+    })
+}
+
+/// Calls a plugin's init and turns its status into a result.
+fn run_init(p: &LoadedPlugin, mode: u32) -> Result<(), PluginError> {
+    hostapi::with_state(|s| s.failure = None);
+    let table = hostapi::table_for(mode);
+    // SAFETY: the header checked out; init is the plugin's own exported function and the SDK's
+    // wrapper catches panics. A plugin that lets one escape aborts the process (Rust's rule for
+    // `extern "C"`), which start-up reports as a crash of `steward run`.
+    let status = unsafe { (p.init)(table) };
+    let (failure, config_errors) =
+        hostapi::with_state(|s| (s.failure.take(), std::mem::take(&mut s.config_errors)));
+    if !config_errors.is_empty() {
+        return Err(PluginError::Config(config_errors.join("\n")));
+    }
+    match status {
+        abi::STATUS_OK => Ok(()),
+        abi::STATUS_PANICKED => Err(PluginError::InitFailed {
+            name: p.name.clone(),
+            reason: failure.unwrap_or_else(|| "init panicked".into()),
+        }),
+        st => Err(PluginError::InitFailed {
+            name: p.name.clone(),
+            reason: failure.unwrap_or_else(|| format!("init returned status {st}")),
+        }),
+    }
+}
+
+/// The supervisor's preload: load and init every plugin in order, then freeze the registry and
+/// check what only the whole registry can tell (unknown setting keys, entry libraries).
+pub fn preload(cfg: &Config) -> Result<(), PluginError> {
+    hostapi::install(HostState {
+        attach_init: false,
+        registry: Registry::default(),
+        settings: Settings::default(),
+        config_file: cfg.path.clone(),
+        sections: cfg.plugin_sections.clone(),
+        config_errors: Vec::new(),
+        failure: None,
+        regions: Default::default(),
+    });
+    let mut loaded = Vec::new();
+    for name in &cfg.preload_plugins {
+        let p = open(cfg, name)?;
+        tracing::debug!(
+            "loaded plugin {} {} (SDK {}) from {}",
+            p.name,
+            p.version,
+            p.sdk_version,
+            p.path.display()
+        );
+        run_init(&p, abi::MODE_PRELOAD)?;
+        loaded.push(p);
+    }
+    let _ = PLUGINS.set(loaded);
+    hostapi::with_state(|s| {
+        s.registry.freeze();
+        check_frozen(cfg, &s.registry, &s.settings)
+    })
+}
+
+fn check_frozen(cfg: &Config, reg: &Registry, settings: &Settings) -> Result<(), PluginError> {
+    for (plugin, table) in &cfg.plugin_sections {
+        for key in table.keys() {
+            if !settings.map.contains_key(&(plugin.clone(), key.clone())) {
+                let defined: Vec<&str> = settings
+                    .map
+                    .keys()
+                    .filter(|(p, _)| p == plugin)
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                return Err(PluginError::Config(format!(
+                    "{}: plugins.{plugin}.{key}: unknown key (plugin {plugin} defines: {})",
+                    cfg.path.display(),
+                    if defined.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        defined.join(", ")
+                    }
+                )));
+            }
+        }
+    }
+    for w in &reg.workers {
+        if !cfg.preload_plugins.contains(&w.library) {
+            return Err(PluginError::Worker {
+                worker: w.name.clone(),
+                plugin: w.plugin.clone(),
+                reason: format!("entry library {:?} is not in preload_plugins", w.library),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An exec-mode child's preload: the same files in the same order, init in attach mode, with the
+/// supervisor's frozen registry and settings already in place.
+pub fn attach(cfg: &Config, registry: Registry, settings: Settings) -> Result<(), PluginError> {
+    hostapi::install(HostState {
+        attach_init: true,
+        registry,
+        settings,
+        config_file: cfg.path.clone(),
+        sections: cfg.plugin_sections.clone(),
+        config_errors: Vec::new(),
+        failure: None,
+        regions: Default::default(),
+    });
+    let mut loaded = Vec::new();
+    for name in &cfg.preload_plugins {
+        let p = open(cfg, name)?;
+        run_init(&p, abi::MODE_ATTACH)?;
+        loaded.push(p);
+    }
+    let _ = PLUGINS.set(loaded);
+    hostapi::with_state(|s| s.attach_init = false);
+    Ok(())
+}
+
+/// A checked worker entry, ready to call.
+pub type EntryFn = unsafe extern "C" fn(*const abi::WorkerApi) -> i32;
+
+/// Finds `function` in the loaded `library` and checks that it is a Steward worker entry.
+pub fn resolve_entry(library: &str, function: &str) -> Result<EntryFn, String> {
+    let Some(p) = plugins().iter().find(|p| p.name == library) else {
+        return Err(format!("entry library {library:?} is not loaded"));
+    };
+    let sym = format!("{}{}", abi::ENTRY_SYMBOL_PREFIX, function);
+    // SAFETY: only the address is taken; the descriptor is validated before `run` is used.
+    let entry: *const abi::WorkerEntry = match unsafe {
+        p.lib.get::<*const abi::WorkerEntry>(sym.as_bytes())
+    } {
+        Ok(s) => *s as *const abi::WorkerEntry,
+        Err(_) => {
+            // SAFETY: only probing whether the plain symbol exists; it is never called.
+            let plain = unsafe { p.lib.get::<*const u8>(function.as_bytes()) }.is_ok();
+            return Err(if plain {
+                format!(
+                    "function {function:?} in library {library:?} ({}) is not a Steward worker entry (export it with steward::worker_entry!)",
+                    p.path.display()
+                )
+            } else {
+                format!(
+                    "function {function:?} not found in library {library:?} ({})",
+                    p.path.display()
+                )
+            });
+        }
+    };
+    // SAFETY: the symbol named with our prefix is read as a descriptor; magic first.
+    let magic = unsafe { std::ptr::read_unaligned(entry as *const [u8; 8]) };
+    if magic != abi::ENTRY_MAGIC {
+        return Err(format!(
+            "symbol {sym} in library {library:?} is not a Steward worker entry (bad magic)"
+        ));
+    }
+    // SAFETY: the magic matched.
+    let e = unsafe { &*entry };
+    if e.abi_major != abi::ABI_MAJOR || e.fingerprint != abi::LAYOUT_FINGERPRINT {
+        return Err(format!(
+            "worker entry {function:?} in library {library:?} was built for another ABI"
+        ));
+    }
+    Ok(e.run)
+}

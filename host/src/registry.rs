@@ -1,0 +1,334 @@
+//! The registry: what plugins registered during preload, validated, then frozen.
+//!
+//! Runs in: the supervisor (built during preload, frozen before the segment exists); children get
+//! a copy (inherited in fork mode, in the parameter blob in exec mode).
+//!
+//! Invariants: names are unique across the host; once [`Registry::freeze`] ran, every
+//! registration is refused with [`RegistryError::Frozen`]; every count the segment needs is
+//! computed from a frozen registry only ([`crate::shmem::Layout`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use steward::abi;
+
+/// When a worker starts (see `steward::StartTime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartTime {
+    HostStart,
+    Consistent,
+    Running,
+}
+
+impl StartTime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartTime::HostStart => "host_start",
+            StartTime::Consistent => "consistent",
+            StartTime::Running => "running",
+        }
+    }
+}
+
+/// What happens after exit code 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    Never,
+    After(Duration),
+}
+
+/// The longest restart delay accepted (PostgreSQL's bound is one day, with an overflow past 24.8
+/// days; ours is a plain week).
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(7 * 86_400);
+
+/// A validated background-worker registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    pub name: String,
+    pub worker_type: String,
+    /// The plugin that registered it.
+    pub plugin: String,
+    /// The library holding the entry (a preloaded plugin's name).
+    pub library: String,
+    pub function: String,
+    pub start_time: StartTime,
+    pub restart: RestartPolicy,
+    pub arg: u64,
+    pub extra: Vec<u8>,
+}
+
+/// A shared-memory region requested by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionSpec {
+    pub plugin: String,
+    pub name: String,
+    pub size: u64,
+}
+
+/// Largest single region: 1 GiB.
+pub const MAX_REGION_SIZE: u64 = 1 << 30;
+
+/// Why a registration was refused; each maps to an ABI status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry frozen: registration is only possible during plugin init")]
+    Frozen,
+    #[error("bad name: {0}")]
+    BadName(String),
+    #[error("duplicate: {0}")]
+    Duplicate(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+impl RegistryError {
+    pub fn status(&self) -> abi::Status {
+        match self {
+            RegistryError::Frozen => abi::STATUS_FROZEN,
+            RegistryError::BadName(_) => abi::STATUS_BAD_NAME,
+            RegistryError::Duplicate(_) => abi::STATUS_DUPLICATE,
+            RegistryError::Invalid(_) => abi::STATUS_INVALID,
+        }
+    }
+}
+
+fn name_ok(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+}
+
+fn ident_ok(s: &str, max: usize) -> bool {
+    name_ok(s, max)
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Registry {
+    pub workers: Vec<WorkerSpec>,
+    pub regions: Vec<RegionSpec>,
+    frozen: bool,
+}
+
+impl Registry {
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
+    /// Validates and records a worker.
+    pub fn add_worker(&mut self, w: WorkerSpec) -> Result<(), RegistryError> {
+        if self.frozen {
+            return Err(RegistryError::Frozen);
+        }
+        if !name_ok(&w.name, abi::MAX_NAME_LEN) {
+            return Err(RegistryError::BadName(format!("worker name {:?}", w.name)));
+        }
+        if !name_ok(&w.worker_type, abi::MAX_TYPE_LEN) {
+            return Err(RegistryError::BadName(format!(
+                "worker type {:?}",
+                w.worker_type
+            )));
+        }
+        if !ident_ok(&w.library, abi::MAX_LIBRARY_LEN) {
+            return Err(RegistryError::Invalid(format!("library {:?}", w.library)));
+        }
+        if !ident_ok(&w.function, abi::MAX_FUNCTION_LEN) || w.function.contains('-') {
+            return Err(RegistryError::Invalid(format!("function {:?}", w.function)));
+        }
+        if w.extra.len() > abi::EXTRA_LEN {
+            return Err(RegistryError::Invalid(format!(
+                "extra is {} bytes",
+                w.extra.len()
+            )));
+        }
+        if let RestartPolicy::After(d) = w.restart {
+            if d > MAX_RESTART_DELAY {
+                return Err(RegistryError::Invalid(format!(
+                    "restart delay {d:?} is longer than a week"
+                )));
+            }
+        }
+        if self.workers.iter().any(|o| o.name == w.name) {
+            return Err(RegistryError::Duplicate(format!("worker {:?}", w.name)));
+        }
+        self.workers.push(w);
+        Ok(())
+    }
+
+    /// Validates and records a region request.
+    pub fn add_region(&mut self, r: RegionSpec) -> Result<(), RegistryError> {
+        if self.frozen {
+            return Err(RegistryError::Frozen);
+        }
+        if !name_ok(&r.name, abi::MAX_REGION_NAME_LEN) {
+            return Err(RegistryError::BadName(format!("region {:?}", r.name)));
+        }
+        if r.size == 0 || r.size > MAX_REGION_SIZE {
+            return Err(RegistryError::Invalid(format!(
+                "region {:?} size {}",
+                r.name, r.size
+            )));
+        }
+        if self
+            .regions
+            .iter()
+            .any(|o| o.plugin == r.plugin && o.name == r.name)
+        {
+            return Err(RegistryError::Duplicate(format!("region {:?}", r.name)));
+        }
+        self.regions.push(r);
+        Ok(())
+    }
+}
+
+/// Setting kinds (mirrors the ABI's `SETTING_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SettingKind {
+    Bool,
+    Int { min: i64, max: i64 },
+    String,
+    Duration { min_us: i64, max_us: i64 },
+    Enum(Vec<String>),
+}
+
+/// A setting a plugin defined, with its current value in canonical text form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting {
+    pub kind: SettingKind,
+    pub reloadable: bool,
+    pub default: String,
+    pub value: String,
+    pub description: String,
+}
+
+/// Every plugin's settings, keyed by (plugin, name).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Settings {
+    pub map: BTreeMap<(String, String), Setting>,
+}
+
+impl SettingKind {
+    /// Turns the operator's TOML value into canonical text, or says why it does not fit.
+    pub fn canonical(&self, v: &toml::Value) -> Result<String, String> {
+        match (self, v) {
+            (SettingKind::Bool, toml::Value::Boolean(b)) => Ok(b.to_string()),
+            (SettingKind::Bool, other) => Err(format!("expected true or false, got {other}")),
+            (SettingKind::Int { min, max }, toml::Value::Integer(n)) => {
+                if n < min || n > max {
+                    Err(format!("{n} is out of range ({min} to {max})"))
+                } else {
+                    Ok(n.to_string())
+                }
+            }
+            (SettingKind::Int { .. }, other) => Err(format!("expected an integer, got {other}")),
+            (SettingKind::String, toml::Value::String(s)) => Ok(s.clone()),
+            (SettingKind::String, other) => Err(format!("expected a string, got {other}")),
+            (SettingKind::Duration { min_us, max_us }, v) => {
+                let d = crate::config::toml_duration(v)?;
+                let us = d.as_micros().min(i64::MAX as u128) as i64;
+                if us < *min_us || us > *max_us {
+                    return Err(format!(
+                        "{} is out of range",
+                        crate::time::format_duration(d)
+                    ));
+                }
+                Ok(us.to_string())
+            }
+            (SettingKind::Enum(choices), toml::Value::String(s)) => {
+                if choices.iter().any(|c| c == s) {
+                    Ok(s.clone())
+                } else {
+                    Err(format!("{s:?} is not one of {}", choices.join(", ")))
+                }
+            }
+            (SettingKind::Enum(choices), other) => Err(format!(
+                "expected one of {}, got {other}",
+                choices.join(", ")
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> WorkerSpec {
+        WorkerSpec {
+            name: name.into(),
+            worker_type: "t".into(),
+            plugin: "p".into(),
+            library: "p".into(),
+            function: "main_loop".into(),
+            start_time: StartTime::Running,
+            restart: RestartPolicy::After(Duration::from_secs(1)),
+            arg: 0,
+            extra: vec![],
+        }
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let mut r = Registry::default();
+        r.add_worker(spec("a")).unwrap();
+        assert!(matches!(
+            r.add_worker(spec("a")),
+            Err(RegistryError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn frozen_registry_refuses_everything() {
+        let mut r = Registry::default();
+        r.freeze();
+        assert_eq!(r.add_worker(spec("a")), Err(RegistryError::Frozen));
+        let region = RegionSpec {
+            plugin: "p".into(),
+            name: "r".into(),
+            size: 8,
+        };
+        assert_eq!(r.add_region(region), Err(RegistryError::Frozen));
+        assert_eq!(RegistryError::Frozen.status(), abi::STATUS_FROZEN);
+    }
+
+    #[test]
+    fn bad_names_and_entries_are_refused() {
+        let mut r = Registry::default();
+        assert!(matches!(
+            r.add_worker(spec("")),
+            Err(RegistryError::BadName(_))
+        ));
+        assert!(matches!(
+            r.add_worker(spec(&"x".repeat(64))),
+            Err(RegistryError::BadName(_))
+        ));
+        let mut s = spec("b");
+        s.function = "not a symbol".into();
+        assert!(matches!(r.add_worker(s), Err(RegistryError::Invalid(_))));
+        let mut s = spec("c");
+        s.extra = vec![0; abi::EXTRA_LEN + 1];
+        assert!(matches!(r.add_worker(s), Err(RegistryError::Invalid(_))));
+    }
+
+    #[test]
+    fn setting_values_are_checked_against_their_kind() {
+        let int = SettingKind::Int { min: 1, max: 10 };
+        assert_eq!(int.canonical(&toml::Value::Integer(3)), Ok("3".into()));
+        assert!(int.canonical(&toml::Value::Integer(11)).is_err());
+        assert!(int.canonical(&toml::Value::String("3".into())).is_err());
+        let dur = SettingKind::Duration {
+            min_us: 0,
+            max_us: i64::MAX,
+        };
+        assert_eq!(
+            dur.canonical(&toml::Value::String("2s".into())),
+            Ok("2000000".into())
+        );
+        let e = SettingKind::Enum(vec!["a".into(), "b".into()]);
+        assert!(e.canonical(&toml::Value::String("c".into())).is_err());
+    }
+}

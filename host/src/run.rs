@@ -1,0 +1,44 @@
+//! `steward run`: start-up in order, then hand over to the supervisor.
+//!
+//! Runs in: the supervisor process. Start-up order: logging, runtime directory, lock file,
+//! preload (plugins' init), freeze, segment and socket, supervisor loop. Every failure before the
+//! loop releases what was taken (lock, socket) and returns a message naming what went wrong.
+
+use crate::config::Config;
+use crate::lockfile::LockFile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Lock(#[from] crate::lockfile::LockError),
+    #[error("cannot create runtime_dir {path}: {err}", path = path.display())]
+    RuntimeDir {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    #[error("{0}")]
+    Plugin(#[from] crate::preload::PluginError),
+    #[error("{0}")]
+    Start(#[from] crate::supervisor::StartError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub fn run(cfg: Config) -> Result<i32, RunError> {
+    crate::log::init(cfg.log_format, cfg.log_level);
+    crate::log::set_identity("supervisor", None);
+    if cfg.launch_mode == crate::config::LaunchMode::Exec && !crate::launch::EXEC_SUPPORTED {
+        return Err(RunError::Unsupported(format!(
+            "{}: host.launch_mode: \"exec\" is not yet supported by this version; use \"fork\"",
+            cfg.path.display()
+        )));
+    }
+    std::fs::create_dir_all(&cfg.runtime_dir).map_err(|err| RunError::RuntimeDir {
+        path: cfg.runtime_dir.clone(),
+        err,
+    })?;
+    let lock = LockFile::acquire(&cfg.lock_path())?;
+    crate::preload::preload(&cfg)?;
+    let sup = crate::supervisor::Supervisor::new(cfg, lock)?;
+    Ok(sup.run())
+}

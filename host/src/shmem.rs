@@ -1,0 +1,570 @@
+//! The shared-memory segment: one memfd, mapped `MAP_SHARED`, laid out by offsets.
+//!
+//! Runs in: the supervisor (creates it, writes the header, static worker slots and status) and
+//! every child (maps it: inherited in fork mode, from an inherited fd in exec mode).
+//!
+//! Layout, computed once from the frozen registry ([`Layout::compute`]):
+//!
+//! ```text
+//! Header | ChildSlot x (worker slots + connection slots) | WorkerSlot x worker slots
+//!        | RegionEntry x regions | region bytes (each 64-byte aligned)
+//! ```
+//!
+//! Ownership and hand-off:
+//! - `Header`: written by the supervisor before any child exists; only `host_state` changes later,
+//!   and only the supervisor writes it.
+//! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
+//!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
+//!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the
+//!   dead-man flag). Only the supervisor frees a slot.
+//! - `WorkerSlot`: PostgreSQL's hand-off. A requester fills a free slot and sets `in_use` with a
+//!   release store; only the supervisor clears `in_use`; anyone may set `terminate`. Handles are
+//!   (slot, `generation`). The status part is written only by the supervisor under a seqlock and
+//!   read by connection children.
+//!
+//! Everything is an atomic, so any process may read any field without undefined behaviour; the
+//! supervisor treats what children can write (child-slot state and reason, `terminate`) as
+//! untrusted input: bounded copies, known values only.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::config::Config;
+use crate::lifecycle::{ExitStatus, WorkerState};
+use crate::registry::{Registry, RestartPolicy, StartTime, WorkerSpec};
+
+pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
+pub const LAYOUT_VERSION: u32 = 1;
+pub const REASON_LEN: usize = 256;
+const ALIGN: u64 = 64;
+
+/// A bounded string of atomic bytes.
+#[repr(C)]
+pub struct Text<const N: usize> {
+    len: AtomicU32,
+    bytes: [AtomicU8; N],
+}
+
+impl<const N: usize> Text<N> {
+    /// Stores `s`, cut to `N` bytes at a character boundary.
+    pub fn store(&self, s: &str) {
+        let mut end = s.len().min(N);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.store_bytes(&s.as_bytes()[..end]);
+    }
+    pub fn store_bytes(&self, b: &[u8]) {
+        let n = b.len().min(N);
+        for (dst, src) in self.bytes.iter().zip(&b[..n]) {
+            dst.store(*src, Ordering::Relaxed);
+        }
+        self.len.store(n as u32, Ordering::Relaxed);
+    }
+    /// Copies the bytes out; the length is clamped, so a corrupt length cannot overrun.
+    pub fn load_bytes(&self) -> Vec<u8> {
+        let n = (self.len.load(Ordering::Relaxed) as usize).min(N);
+        self.bytes[..n]
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+    pub fn load(&self) -> String {
+        String::from_utf8_lossy(&self.load_bytes()).into_owned()
+    }
+}
+
+#[repr(C)]
+pub struct Header {
+    pub magic: AtomicU64,
+    pub layout_version: AtomicU32,
+    pub launch_mode: AtomicU32,
+    pub generation: AtomicU64,
+    pub size: AtomicU64,
+    pub host_pid: AtomicU32,
+    pub host_state: AtomicU32,
+    pub host_started_at_ms: AtomicU64,
+    pub n_worker_slots: AtomicU32,
+    pub n_static_workers: AtomicU32,
+    pub n_connection_slots: AtomicU32,
+    pub n_regions: AtomicU32,
+    pub child_slots_off: AtomicU64,
+    pub worker_slots_off: AtomicU64,
+    pub regions_off: AtomicU64,
+}
+
+pub const CHILD_FREE: u32 = 0;
+pub const CHILD_ASSIGNED: u32 = 1;
+pub const CHILD_ACTIVE: u32 = 2;
+
+#[repr(C)]
+pub struct ChildSlot {
+    pub state: AtomicU32,
+    pub pid: AtomicI32,
+    pub reason: Text<REASON_LEN>,
+}
+
+/// The supervisor-written status of one worker slot.
+#[repr(C)]
+pub struct StatusCell {
+    seq: AtomicU64,
+    state: AtomicU32,
+    restarts: AtomicU32,
+    pid: AtomicI32,
+    exit_kind: AtomicU32,
+    exit_value: AtomicI32,
+    _pad: AtomicU32,
+    started_at_ms: AtomicU64,
+    exit_at_ms: AtomicU64,
+    next_restart_at_ms: AtomicU64,
+    reason: Text<REASON_LEN>,
+}
+
+#[repr(C)]
+pub struct WorkerSlot {
+    pub in_use: AtomicU32,
+    pub terminate: AtomicU32,
+    pub generation: AtomicU64,
+    pub pid: AtomicI32,
+    pub start_time: AtomicU32,
+    pub restart_kind: AtomicU32,
+    _pad: AtomicU32,
+    pub restart_delay_us: AtomicU64,
+    pub arg: AtomicU64,
+    pub name: Text<64>,
+    pub worker_type: Text<64>,
+    pub plugin: Text<64>,
+    pub library: Text<64>,
+    pub function: Text<96>,
+    pub extra: Text<{ steward::abi::EXTRA_LEN }>,
+    pub status: StatusCell,
+}
+
+#[repr(C)]
+pub struct RegionEntry {
+    pub plugin: Text<64>,
+    pub name: Text<64>,
+    pub offset: AtomicU64,
+    pub size: AtomicU64,
+}
+
+/// A snapshot of one worker's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    pub state: WorkerState,
+    pub restarts: u32,
+    pub pid: Option<i32>,
+    pub started_at_ms: Option<u64>,
+    pub last_exit: Option<(ExitStatus, u64, String)>,
+    pub next_restart_at_ms: Option<u64>,
+}
+
+impl StatusCell {
+    /// Publishes a new status (supervisor only: a single writer).
+    pub fn publish(&self, s: &StatusSnapshot) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.state.store(s.state as u32, Ordering::Relaxed);
+        self.restarts.store(s.restarts, Ordering::Relaxed);
+        self.pid.store(s.pid.unwrap_or(0), Ordering::Relaxed);
+        self.started_at_ms
+            .store(s.started_at_ms.unwrap_or(0), Ordering::Relaxed);
+        self.next_restart_at_ms
+            .store(s.next_restart_at_ms.unwrap_or(0), Ordering::Relaxed);
+        match &s.last_exit {
+            None => self.exit_kind.store(0, Ordering::Relaxed),
+            Some((st, at, reason)) => {
+                let (k, v) = match st {
+                    ExitStatus::Code(c) => (1, *c),
+                    ExitStatus::Signal(n) => (2, *n),
+                };
+                self.exit_kind.store(k, Ordering::Relaxed);
+                self.exit_value.store(v, Ordering::Relaxed);
+                self.exit_at_ms.store(*at, Ordering::Relaxed);
+                self.reason.store(reason);
+            }
+        }
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Reads a consistent snapshot (retries while the supervisor is writing; gives up after a
+    /// bounded number of tries and returns what it saw, since the writer may have died).
+    pub fn read(&self) -> StatusSnapshot {
+        let mut snap = StatusSnapshot::default();
+        for _ in 0..10_000 {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let nz = |v: u64| (v != 0).then_some(v);
+            snap.state = WorkerState::from_u32(self.state.load(Ordering::Relaxed));
+            snap.restarts = self.restarts.load(Ordering::Relaxed);
+            let pid = self.pid.load(Ordering::Relaxed);
+            snap.pid = (pid > 0).then_some(pid);
+            snap.started_at_ms = nz(self.started_at_ms.load(Ordering::Relaxed));
+            snap.next_restart_at_ms = nz(self.next_restart_at_ms.load(Ordering::Relaxed));
+            let v = self.exit_value.load(Ordering::Relaxed);
+            snap.last_exit = match self.exit_kind.load(Ordering::Relaxed) {
+                1 => Some((
+                    ExitStatus::Code(v),
+                    self.exit_at_ms.load(Ordering::Relaxed),
+                    self.reason.load(),
+                )),
+                2 => Some((
+                    ExitStatus::Signal(v),
+                    self.exit_at_ms.load(Ordering::Relaxed),
+                    self.reason.load(),
+                )),
+                _ => None,
+            };
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                break;
+            }
+        }
+        snap
+    }
+}
+
+/// Where everything is, computed from the frozen registry and the settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    pub n_static_workers: u32,
+    pub n_worker_slots: u32,
+    pub n_connection_slots: u32,
+    pub child_slots_off: u64,
+    pub worker_slots_off: u64,
+    pub regions_off: u64,
+    pub region_offsets: Vec<u64>,
+    pub size: u64,
+}
+
+fn align(v: u64) -> u64 {
+    v.div_ceil(ALIGN) * ALIGN
+}
+
+impl Layout {
+    pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
+        let n_static_workers = reg.workers.len() as u32;
+        let n_worker_slots = n_static_workers + max_worker_processes;
+        let n_child = (n_worker_slots + max_connections) as u64;
+        let child_slots_off = align(std::mem::size_of::<Header>() as u64);
+        let worker_slots_off =
+            align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
+        let regions_off = align(
+            worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64,
+        );
+        let mut next = align(
+            regions_off + reg.regions.len() as u64 * std::mem::size_of::<RegionEntry>() as u64,
+        );
+        let mut region_offsets = Vec::with_capacity(reg.regions.len());
+        for r in &reg.regions {
+            region_offsets.push(next);
+            next = align(next + r.size);
+        }
+        Layout {
+            n_static_workers,
+            n_worker_slots,
+            n_connection_slots: max_connections,
+            child_slots_off,
+            worker_slots_off,
+            regions_off,
+            region_offsets,
+            size: next.max(4096),
+        }
+    }
+
+    /// The child slot of connection number `i`.
+    pub fn connection_child_slot(&self, i: u32) -> u32 {
+        self.n_worker_slots + i
+    }
+}
+
+/// The mapped segment.
+pub struct Segment {
+    fd: OwnedFd,
+    map: MmapMut,
+    pub layout: Layout,
+}
+
+/// Why a segment could not be created or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("memfd_create failed: {0}")]
+    Memfd(std::io::Error),
+    #[error("cannot size the segment to {size} bytes: {err}")]
+    Size { size: u64, err: std::io::Error },
+    #[error("cannot map the segment: {0}")]
+    Map(std::io::Error),
+    #[error("the segment does not match this host's layout: {0}")]
+    Mismatch(String),
+}
+
+impl Segment {
+    /// Creates a fresh, zeroed segment and publishes the header, static workers and regions.
+    pub fn create(
+        layout: &Layout,
+        reg: &Registry,
+        cfg: &Config,
+        generation: u64,
+        started_at_ms: u64,
+    ) -> Result<Segment, SegmentError> {
+        let raw = nix::sys::memfd::memfd_create(
+            c"steward-shmem",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        )
+        .map_err(|e| SegmentError::Memfd(e.into()))?;
+        let file = File::from(raw);
+        file.set_len(layout.size)
+            .map_err(|err| SegmentError::Size {
+                size: layout.size,
+                err,
+            })?;
+        // SAFETY: a fresh memfd only this host maps; the mapping lives as long as `Segment`.
+        let map = unsafe { MmapOptions::new().len(layout.size as usize).map_mut(&file) }
+            .map_err(SegmentError::Map)?;
+        let seg = Segment {
+            fd: file.into(),
+            map,
+            layout: layout.clone(),
+        };
+        let h = seg.header();
+        h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        h.launch_mode
+            .store(cfg.launch_mode as u32, Ordering::Relaxed);
+        h.generation.store(generation, Ordering::Relaxed);
+        h.size.store(layout.size, Ordering::Relaxed);
+        h.host_pid.store(std::process::id(), Ordering::Relaxed);
+        h.host_started_at_ms.store(started_at_ms, Ordering::Relaxed);
+        h.n_worker_slots
+            .store(layout.n_worker_slots, Ordering::Relaxed);
+        h.n_static_workers
+            .store(layout.n_static_workers, Ordering::Relaxed);
+        h.n_connection_slots
+            .store(layout.n_connection_slots, Ordering::Relaxed);
+        h.n_regions
+            .store(reg.regions.len() as u32, Ordering::Relaxed);
+        h.child_slots_off
+            .store(layout.child_slots_off, Ordering::Relaxed);
+        h.worker_slots_off
+            .store(layout.worker_slots_off, Ordering::Relaxed);
+        h.regions_off.store(layout.regions_off, Ordering::Relaxed);
+        for (i, w) in reg.workers.iter().enumerate() {
+            seg.publish_worker(i as u32, w);
+        }
+        for (i, r) in reg.regions.iter().enumerate() {
+            let e = seg.region_entry(i);
+            e.plugin.store(&r.plugin);
+            e.name.store(&r.name);
+            e.offset.store(layout.region_offsets[i], Ordering::Relaxed);
+            e.size.store(r.size, Ordering::Relaxed);
+        }
+        h.magic.store(SEGMENT_MAGIC, Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Maps a segment from an inherited fd (exec-mode children) and checks it against `layout`.
+    pub fn attach(fd: OwnedFd, layout: &Layout, generation: u64) -> Result<Segment, SegmentError> {
+        let file = File::from(fd);
+        let len = file.metadata().map_err(SegmentError::Map)?.len();
+        if len != layout.size {
+            return Err(SegmentError::Mismatch(format!(
+                "size {len}, expected {}",
+                layout.size
+            )));
+        }
+        // SAFETY: the supervisor's memfd, `MAP_SHARED`; the mapping lives as long as `Segment`.
+        let map = unsafe { MmapOptions::new().len(len as usize).map_mut(&file) }
+            .map_err(SegmentError::Map)?;
+        let seg = Segment {
+            fd: file.into(),
+            map,
+            layout: layout.clone(),
+        };
+        let h = seg.header();
+        if h.magic.load(Ordering::Acquire) != SEGMENT_MAGIC
+            || h.layout_version.load(Ordering::Relaxed) != LAYOUT_VERSION
+        {
+            return Err(SegmentError::Mismatch("bad magic or layout version".into()));
+        }
+        let g = h.generation.load(Ordering::Relaxed);
+        if g != generation {
+            return Err(SegmentError::Mismatch(format!(
+                "generation {g}, expected {generation}"
+            )));
+        }
+        Ok(seg)
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// Duplicates the fd (for handing to an exec-mode child).
+    pub fn dup_fd(&self) -> std::io::Result<OwnedFd> {
+        // SAFETY: F_DUPFD_CLOEXEC returns a fresh fd we own, or -1.
+        let fd = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: just created, owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
+    }
+
+    /// # Safety
+    /// `off + size_of::<T>()` must lie inside the mapping and `off` must be aligned for `T`, and
+    /// `T` must be valid for any bit pattern (all atomics).
+    unsafe fn at<T>(&self, off: u64) -> &T {
+        debug_assert!(off as usize + std::mem::size_of::<T>() <= self.map.len());
+        // SAFETY: guaranteed by the caller; the mapping outlives `&self`.
+        unsafe { &*(self.map.as_ptr().add(off as usize) as *const T) }
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: offset 0, within the mapping (size >= 4096); all fields atomics.
+        unsafe { self.at(0) }
+    }
+
+    /// Child slot `i`; `i` is checked against this process's own layout, never the header.
+    pub fn child_slot(&self, i: u32) -> &ChildSlot {
+        assert!(
+            i < self.layout.n_worker_slots + self.layout.n_connection_slots,
+            "child slot {i} out of range"
+        );
+        // SAFETY: index bounded by the layout this process computed or validated.
+        unsafe {
+            self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64)
+        }
+    }
+
+    pub fn worker_slot(&self, i: u32) -> &WorkerSlot {
+        assert!(
+            i < self.layout.n_worker_slots,
+            "worker slot {i} out of range"
+        );
+        // SAFETY: as for `child_slot`.
+        unsafe {
+            self.at(
+                self.layout.worker_slots_off + i as u64 * std::mem::size_of::<WorkerSlot>() as u64
+            )
+        }
+    }
+
+    fn region_entry(&self, i: usize) -> &RegionEntry {
+        assert!(i < self.layout.region_offsets.len());
+        // SAFETY: as for `child_slot`.
+        unsafe {
+            self.at(self.layout.regions_off + i as u64 * std::mem::size_of::<RegionEntry>() as u64)
+        }
+    }
+
+    /// Writes a registration into worker slot `i` and hands it over (`in_use`, release).
+    fn publish_worker(&self, i: u32, w: &WorkerSpec) {
+        let s = self.worker_slot(i);
+        s.name.store(&w.name);
+        s.worker_type.store(&w.worker_type);
+        s.plugin.store(&w.plugin);
+        s.library.store(&w.library);
+        s.function.store(&w.function);
+        s.extra.store_bytes(&w.extra);
+        s.arg.store(w.arg, Ordering::Relaxed);
+        s.start_time.store(
+            match w.start_time {
+                StartTime::HostStart => 0,
+                StartTime::Consistent => 1,
+                StartTime::Running => 2,
+            },
+            Ordering::Relaxed,
+        );
+        let (kind, delay) = match w.restart {
+            RestartPolicy::Never => (0, 0),
+            RestartPolicy::After(d) => (1, d.as_micros() as u64),
+        };
+        s.restart_kind.store(kind, Ordering::Relaxed);
+        s.restart_delay_us.store(delay, Ordering::Relaxed);
+        s.generation.fetch_add(1, Ordering::Relaxed);
+        s.in_use.store(1, Ordering::Release);
+    }
+
+    /// Pointers to every region in this mapping, keyed by (plugin, name).
+    pub fn regions(&self, reg: &Registry) -> Vec<((String, String), crate::hostapi::MappedRegion)> {
+        reg.regions
+            .iter()
+            .zip(&self.layout.region_offsets)
+            .map(|(r, off)| {
+                // SAFETY: the offset and size come from this layout; the region lies inside the map.
+                let ptr = unsafe { self.base().add(*off as usize) };
+                (
+                    (r.plugin.clone(), r.name.clone()),
+                    crate::hostapi::MappedRegion { ptr, len: r.size },
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RegionSpec;
+
+    #[test]
+    fn layout_counts_static_plus_dynamic_and_aligns_regions() {
+        let mut reg = Registry::default();
+        reg.add_region(RegionSpec {
+            plugin: "p".into(),
+            name: "a".into(),
+            size: 10,
+        })
+        .unwrap();
+        reg.add_region(RegionSpec {
+            plugin: "p".into(),
+            name: "b".into(),
+            size: 100,
+        })
+        .unwrap();
+        let l = Layout::compute(&reg, 8, 4);
+        assert_eq!(l.n_worker_slots, 8);
+        assert_eq!(l.connection_child_slot(0), 8);
+        assert!(l.region_offsets.iter().all(|o| o % 64 == 0));
+        assert!(l.region_offsets[1] >= l.region_offsets[0] + 10);
+        assert!(l.size >= l.region_offsets[1] + 100);
+    }
+
+    #[test]
+    fn text_is_bounded_and_cut_at_char_boundaries() {
+        let t: Text<4> = unsafe { std::mem::zeroed() };
+        t.store("añbc");
+        assert_eq!(t.load(), "añb");
+        t.len.store(u32::MAX, Ordering::Relaxed);
+        assert_eq!(t.load_bytes().len(), 4);
+    }
+
+    #[test]
+    fn status_round_trips_through_the_seqlock() {
+        let c: StatusCell = unsafe { std::mem::zeroed() };
+        let s = StatusSnapshot {
+            state: WorkerState::Failed,
+            restarts: 3,
+            pid: None,
+            started_at_ms: Some(5),
+            last_exit: Some((ExitStatus::Code(2), 9, "bad".into())),
+            next_restart_at_ms: None,
+        };
+        c.publish(&s);
+        assert_eq!(c.read(), s);
+    }
+}

@@ -1,0 +1,832 @@
+//! The supervisor: `steward run` after preload.
+//!
+//! Runs in: the supervisor process only. Single-threaded.
+//!
+//! One loop waits on one poll set (the self-pipe that signal handlers write to, and the control
+//! socket) with one deadline (the earliest restart, kill escalation or pending launch). Each
+//! iteration: take signal flags, reap children, advance the host phase, launch a bounded batch of
+//! due workers, accept a bounded batch of connections. Nothing blocks on a child.
+//!
+//! Ownership: the supervisor owns its private worker table (the truth about state, restarts and
+//! exits) and publishes a copy of each worker's status to its slot in shared memory for connection
+//! children to read. It never takes a lock in shared memory and reads only what children may
+//! write there (their child slot's state and reason) with bounded copies.
+//!
+//! Phases: `Running` -> `Recovering` (a child attached to shared memory crashed: every child gets
+//! SIGQUIT, stragglers SIGKILL after `crash_kill_timeout`, then a fresh segment and the workers
+//! start again) -> `Running`; any phase -> `Stopping` (smart waits for connections, then all
+//! children get SIGTERM, or SIGQUIT for immediate, and SIGKILL after `shutdown_timeout`).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::config::Config;
+use crate::control::{HostState, StopMode};
+use crate::launch::{launch_child, ChildEnv, ChildKind, ClientSocket, StartupData};
+use crate::lifecycle::{
+    classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, WorkerState,
+};
+use crate::lockfile::LockFile;
+use crate::registry::{Registry, RestartPolicy, Settings};
+use crate::shmem::{Layout, Segment, StatusSnapshot, CHILD_ACTIVE, CHILD_FREE};
+use crate::time::now_ms;
+
+/// Most workers launched per loop iteration, so sockets and exits are served during a burst.
+const LAUNCH_BATCH: usize = 64;
+/// Most connections accepted per loop iteration.
+const ACCEPT_BATCH: usize = 32;
+/// Retry delay after `fork` itself failed.
+const LAUNCH_RETRY: Duration = Duration::from_secs(1);
+
+/// The supervisor's private record of one worker (index = worker slot).
+#[derive(Debug, Clone)]
+struct WorkerRun {
+    state: WorkerState,
+    pid: Option<i32>,
+    started_at_ms: Option<u64>,
+    restarts: u32,
+    ever_started: bool,
+    last_exit: Option<(ExitStatus, u64, String)>,
+    restart_at: Option<Instant>,
+    restart_at_ms: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Child {
+    kind: ChildKind,
+    child_slot: Option<u32>,
+    worker: Option<usize>,
+    /// A signal the supervisor sent this child (so its death is not a crash).
+    signalled: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Running,
+    Recovering {
+        kill_at: Instant,
+        killed: bool,
+    },
+    Stopping {
+        mode: StopMode,
+        signalled: bool,
+        kill_at: Option<Instant>,
+        killed: bool,
+    },
+}
+
+pub struct Supervisor {
+    cfg: Config,
+    registry: Registry,
+    settings: Settings,
+    layout: Layout,
+    segment: Segment,
+    generation: u64,
+    started_at_ms: u64,
+    workers: Vec<WorkerRun>,
+    children: HashMap<i32, Child>,
+    connection_slots: Vec<bool>,
+    dead_ends: usize,
+    phase: Phase,
+    exit_code: i32,
+    listener: UnixListener,
+    wake_r: OwnedFd,
+    _wake_w: OwnedFd,
+    death_r: OwnedFd,
+    _death_w: OwnedFd,
+    _lock: LockFile,
+}
+
+/// Why the supervisor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Segment(#[from] crate::shmem::SegmentError),
+    #[error("cannot listen on {path}: {err}", path = path.display())]
+    Listen {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(nix::Error),
+}
+
+impl Supervisor {
+    /// Creates the segment, the control socket and the signal plumbing. Plugins are loaded and
+    /// the registry frozen already.
+    pub fn new(cfg: Config, lock: LockFile) -> Result<Supervisor, StartError> {
+        let (registry, settings) =
+            crate::hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
+        let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
+        let started_at_ms = now_ms();
+        let segment = Segment::create(&layout, &registry, &cfg, 1, started_at_ms)?;
+
+        let (wake_r, wake_w) = crate::sys::pipe()?;
+        let (death_r, death_w) = crate::sys::pipe()?;
+        for fd in [wake_r.as_raw_fd(), wake_w.as_raw_fd(), death_w.as_raw_fd()] {
+            crate::sys::register_supervisor_fd(fd);
+        }
+        crate::sys::install_supervisor_signals(&wake_w).map_err(StartError::Signals)?;
+
+        let path = cfg.socket_path();
+        // We hold the lock, so a socket file here is a leftover of a dead host.
+        let _ = std::fs::remove_file(&path);
+        // SAFETY: umask only changes this process's file-creation mask; it makes the socket 0600
+        // from the moment it exists instead of after a chmod.
+        let old = unsafe { libc::umask(0o177) };
+        let listener = UnixListener::bind(&path);
+        // SAFETY: as above, restoring the previous mask.
+        unsafe { libc::umask(old) };
+        let listener = listener.map_err(|err| StartError::Listen {
+            path: path.clone(),
+            err,
+        })?;
+        listener.set_nonblocking(true)?;
+        crate::sys::register_supervisor_fd(listener.as_raw_fd());
+
+        let workers = vec![
+            WorkerRun {
+                state: WorkerState::NotStarted,
+                pid: None,
+                started_at_ms: None,
+                restarts: 0,
+                ever_started: false,
+                last_exit: None,
+                restart_at: None,
+                restart_at_ms: None,
+            };
+            registry.workers.len()
+        ];
+        let sup = Supervisor {
+            connection_slots: vec![false; cfg.max_connections as usize],
+            cfg,
+            registry,
+            settings,
+            layout,
+            segment,
+            generation: 1,
+            started_at_ms,
+            workers,
+            children: HashMap::new(),
+            dead_ends: 0,
+            phase: Phase::Running,
+            exit_code: crate::exit_code::OK,
+            listener,
+            wake_r,
+            _wake_w: wake_w,
+            death_r,
+            _death_w: death_w,
+            _lock: lock,
+        };
+        for i in 0..sup.workers.len() {
+            sup.publish(i);
+        }
+        Ok(sup)
+    }
+
+    fn set_host_state(&self, s: HostState) {
+        self.segment
+            .header()
+            .host_state
+            .store(s as u32, std::sync::atomic::Ordering::Release);
+    }
+
+    fn publish(&self, i: usize) {
+        let w = &self.workers[i];
+        self.segment
+            .worker_slot(i as u32)
+            .status
+            .publish(&StatusSnapshot {
+                state: w.state,
+                restarts: w.restarts,
+                pid: w.pid,
+                started_at_ms: w.started_at_ms,
+                last_exit: w.last_exit.clone(),
+                next_restart_at_ms: w.restart_at_ms,
+            });
+    }
+
+    fn env(&self) -> ChildEnv<'_> {
+        ChildEnv {
+            cfg: &self.cfg,
+            registry: &self.registry,
+            settings: &self.settings,
+            segment: &self.segment,
+            host_pid: std::process::id() as i32,
+            death_fd: self.death_r.as_raw_fd(),
+            generation: self.generation,
+        }
+    }
+
+    /// Runs until shutdown completes; returns the process exit code.
+    pub fn run(mut self) -> i32 {
+        self.set_host_state(HostState::Running);
+        tracing::info!(
+            "running: {} workers, {} worker slots, {} connection slots, {} bytes of shared memory, {} mode, control socket {}",
+            self.workers.len(),
+            self.layout.n_worker_slots,
+            self.layout.n_connection_slots,
+            self.layout.size,
+            self.cfg.launch_mode.as_str(),
+            self.cfg.socket_path().display()
+        );
+        loop {
+            let pending = crate::sys::take_pending();
+            if pending & crate::sys::SIG_CHLD != 0 {
+                self.reap();
+            }
+            if pending & crate::sys::SIG_QUIT != 0 {
+                self.begin_shutdown(StopMode::Immediate, "SIGQUIT");
+            } else if pending & crate::sys::SIG_INT != 0 {
+                self.begin_shutdown(StopMode::Fast, "SIGINT");
+            } else if pending & crate::sys::SIG_TERM != 0 {
+                self.begin_shutdown(StopMode::Smart, "SIGTERM");
+            }
+            if pending & crate::sys::SIG_HUP != 0 {
+                tracing::warn!("SIGHUP received: configuration reload is not supported by this version; ignoring");
+            }
+            // Reap again: children may have exited while signals were being handled.
+            self.reap();
+            if self.advance() {
+                break;
+            }
+            let more = self.launch_due();
+            let timeout = if more {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline()
+            };
+            let ms = match timeout {
+                None => -1,
+                // Round up, so a deadline is never polled for just before it is due.
+                Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+            };
+            let r = crate::sys::poll_in(&[self.wake_r.as_raw_fd(), self.listener.as_raw_fd()], ms);
+            if r[0] != 0 {
+                crate::sys::drain(self.wake_r.as_raw_fd());
+            }
+            if r[1] != 0 {
+                self.accept();
+            }
+        }
+        self.finish()
+    }
+
+    fn finish(self) -> i32 {
+        let _ = std::fs::remove_file(self.cfg.socket_path());
+        tracing::info!("stopped");
+        self.exit_code
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut best: Option<Instant> = None;
+        let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
+        match &self.phase {
+            Phase::Running => {
+                for w in &self.workers {
+                    if let (WorkerState::WaitingRestart, Some(t)) = (w.state, w.restart_at) {
+                        consider(t);
+                    }
+                }
+            }
+            Phase::Recovering {
+                kill_at,
+                killed: false,
+            } => consider(*kill_at),
+            Phase::Stopping {
+                kill_at: Some(t),
+                killed: false,
+                ..
+            } => consider(*t),
+            _ => {}
+        }
+        best.map(|t| t.saturating_duration_since(now))
+    }
+
+    // ---- launching ----
+
+    /// Launches up to a batch of due workers; returns whether more are due.
+    fn launch_due(&mut self) -> bool {
+        if !matches!(self.phase, Phase::Running) {
+            return false;
+        }
+        let now = Instant::now();
+        let mut launched = 0;
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            let due = match w.state {
+                WorkerState::NotStarted => true,
+                WorkerState::WaitingRestart => w.restart_at.is_none_or(|t| t <= now),
+                _ => false,
+            };
+            if !due {
+                continue;
+            }
+            if launched == LAUNCH_BATCH {
+                return true;
+            }
+            self.launch_worker(i);
+            launched += 1;
+        }
+        false
+    }
+
+    fn launch_worker(&mut self, i: usize) {
+        let slot = i as u32;
+        let cs = self.segment.child_slot(slot);
+        cs.reason.store("");
+        cs.state.store(
+            crate::shmem::CHILD_ASSIGNED,
+            std::sync::atomic::Ordering::Release,
+        );
+        let result = launch_child(
+            &self.env(),
+            ChildKind::Worker,
+            Some(slot),
+            &StartupData::Worker { worker_slot: slot },
+            None,
+        );
+        let w = &mut self.workers[i];
+        match result {
+            Ok(pid) => {
+                if w.ever_started {
+                    w.restarts += 1;
+                }
+                w.ever_started = true;
+                w.state = WorkerState::Running;
+                w.pid = Some(pid);
+                w.started_at_ms = Some(now_ms());
+                w.restart_at = None;
+                w.restart_at_ms = None;
+                self.segment
+                    .worker_slot(slot)
+                    .pid
+                    .store(pid, std::sync::atomic::Ordering::Relaxed);
+                self.children.insert(
+                    pid,
+                    Child {
+                        kind: ChildKind::Worker,
+                        child_slot: Some(slot),
+                        worker: Some(i),
+                        signalled: false,
+                    },
+                );
+                tracing::debug!(
+                    "started worker {} (pid {pid})",
+                    self.registry.workers[i].name
+                );
+            }
+            Err(e) => {
+                cs.state
+                    .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                tracing::error!(
+                    "cannot start worker {}: {e}; retrying in {:?}",
+                    self.registry.workers[i].name,
+                    LAUNCH_RETRY
+                );
+                w.state = WorkerState::WaitingRestart;
+                w.restart_at = Some(Instant::now() + LAUNCH_RETRY);
+                w.restart_at_ms = Some(now_ms() + LAUNCH_RETRY.as_millis() as u64);
+            }
+        }
+        self.publish(i);
+    }
+
+    // ---- connections ----
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let (stream, addr) = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            let client = ClientSocket {
+                fd: OwnedFd::from(stream),
+                local: self.cfg.socket_path().display().to_string(),
+                peer: addr
+                    .as_pathname()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            };
+            let refusal = match &self.phase {
+                Phase::Stopping { .. } => Some("the host is shutting down".to_owned()),
+                Phase::Recovering { .. } => Some("the host is recovering from a crash".to_owned()),
+                Phase::Running => None,
+            };
+            let free = self.connection_slots.iter().position(|u| !u);
+            match (refusal, free) {
+                (None, Some(i)) => {
+                    let slot = self.layout.connection_child_slot(i as u32);
+                    let cs = self.segment.child_slot(slot);
+                    cs.state.store(
+                        crate::shmem::CHILD_ASSIGNED,
+                        std::sync::atomic::Ordering::Release,
+                    );
+                    match launch_child(
+                        &self.env(),
+                        ChildKind::Connection,
+                        Some(slot),
+                        &StartupData::Connection,
+                        Some(client),
+                    ) {
+                        Ok(pid) => {
+                            self.connection_slots[i] = true;
+                            self.children.insert(
+                                pid,
+                                Child {
+                                    kind: ChildKind::Connection,
+                                    child_slot: Some(slot),
+                                    worker: None,
+                                    signalled: false,
+                                },
+                            );
+                        }
+                        Err(e) => {
+                            cs.state
+                                .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                            tracing::error!("cannot start a connection child: {e}");
+                        }
+                    }
+                }
+                (refusal, _) => {
+                    let message = refusal.unwrap_or_else(|| {
+                        format!(
+                            "too many connections (max_connections = {})",
+                            self.cfg.max_connections
+                        )
+                    });
+                    // Dead-end children are bounded too: past the bound the socket is just closed.
+                    if self.dead_ends >= self.connection_slots.len() * 2 + 8 {
+                        continue;
+                    }
+                    match launch_child(
+                        &self.env(),
+                        ChildKind::DeadEnd,
+                        None,
+                        &StartupData::DeadEnd { message },
+                        Some(client),
+                    ) {
+                        Ok(pid) => {
+                            self.dead_ends += 1;
+                            self.children.insert(
+                                pid,
+                                Child {
+                                    kind: ChildKind::DeadEnd,
+                                    child_slot: None,
+                                    worker: None,
+                                    signalled: false,
+                                },
+                            );
+                        }
+                        Err(e) => tracing::error!("cannot start a dead-end child: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- reaping ----
+
+    fn reap(&mut self) {
+        loop {
+            let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), ExitStatus::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    (pid.as_raw(), ExitStatus::Signal(sig as i32))
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            let Some(child) = self.children.remove(&pid) else {
+                continue;
+            };
+            self.child_exited(pid, child, status);
+        }
+    }
+
+    fn child_exited(&mut self, pid: i32, child: Child, status: ExitStatus) {
+        // Copy what the child left in its slot: bounded, untrusted.
+        let (dead_man, reason) = match child.child_slot {
+            Some(s) => {
+                let cs = self.segment.child_slot(s);
+                let active = cs.state.load(std::sync::atomic::Ordering::Acquire) == CHILD_ACTIVE;
+                let reason = cs.reason.load();
+                cs.state
+                    .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                (active, reason)
+            }
+            None => (false, String::new()),
+        };
+        let outcome = classify(status, dead_man, child.signalled);
+        match child.kind {
+            ChildKind::DeadEnd => {
+                self.dead_ends = self.dead_ends.saturating_sub(1);
+            }
+            ChildKind::Connection => {
+                if let Some(s) = child.child_slot {
+                    let i = (s - self.layout.n_worker_slots) as usize;
+                    if let Some(u) = self.connection_slots.get_mut(i) {
+                        *u = false;
+                    }
+                }
+                if outcome == Outcome::Crash {
+                    self.crash(&format!("connection child (pid {pid}) crashed: {status}"));
+                }
+            }
+            ChildKind::Worker => {
+                let Some(i) = child.worker else { return };
+                self.worker_exited(i, pid, status, outcome, dead_man, reason);
+            }
+        }
+    }
+
+    fn worker_exited(
+        &mut self,
+        i: usize,
+        pid: i32,
+        status: ExitStatus,
+        outcome: Outcome,
+        dead_man: bool,
+        reason: String,
+    ) {
+        let spec = &self.registry.workers[i];
+        let name = spec.name.clone();
+        let policy = spec.restart;
+        let reason = match (outcome, reason.is_empty()) {
+            (Outcome::Crash, _) if dead_man && matches!(status, ExitStatus::Code(_)) => {
+                format!("crashed: {status} without a clean exit (dead-man flag still set)")
+            }
+            (Outcome::Crash, _) => format!("crashed: {status}"),
+            (Outcome::StoppedByHost, _) => format!("stopped by the host ({status})"),
+            (_, false) => reason,
+            (Outcome::Done, true) => "done".to_owned(),
+            (_, true) => status.to_string(),
+        };
+        self.segment
+            .worker_slot(i as u32)
+            .pid
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let w = &mut self.workers[i];
+        w.pid = None;
+        w.last_exit = Some((status, now_ms(), reason.clone()));
+
+        if !matches!(self.phase, Phase::Running) {
+            // Recovering or stopping: what happens next is decided by the phase, not the exit.
+            if matches!(self.phase, Phase::Stopping { .. }) {
+                w.state = WorkerState::Stopped;
+            }
+            self.publish(i);
+            return;
+        }
+        match next_for(outcome, policy) {
+            Next::Stop => {
+                w.state = WorkerState::Stopped;
+                tracing::info!(
+                    "worker {name} (pid {pid}) exited with {status}: {reason}; not restarting"
+                );
+            }
+            Next::Fail => {
+                w.state = WorkerState::Failed;
+                tracing::error!(
+                    "worker {name} (pid {pid}) failed with {status}: {reason}; not restarting"
+                );
+            }
+            Next::RestartAfter(d) => {
+                w.state = WorkerState::WaitingRestart;
+                w.restart_at = Some(Instant::now() + d);
+                w.restart_at_ms = Some(now_ms() + d.as_millis() as u64);
+                tracing::info!(
+                    "worker {name} (pid {pid}) exited with {status}: {reason}; restarting in {}",
+                    crate::time::format_duration(d)
+                );
+            }
+            Next::ResetHost => {
+                w.state = WorkerState::WaitingRestart;
+                self.publish(i);
+                self.crash(&format!("worker {name} (pid {pid}) {reason}"));
+                return;
+            }
+        }
+        self.publish(i);
+    }
+
+    // ---- crash recovery ----
+
+    fn crash(&mut self, what: &str) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        if !self.cfg.restart_after_crash {
+            tracing::error!("{what}; restart_after_crash is off: stopping the host");
+            self.exit_code = crate::exit_code::FAILURE;
+            self.begin_shutdown(StopMode::Immediate, "a crash");
+            return;
+        }
+        tracing::error!(
+            "{what}; stopping all {} children (SIGQUIT) and resetting shared memory",
+            self.children.len()
+        );
+        self.phase = Phase::Recovering {
+            kill_at: Instant::now() + self.cfg.crash_kill_timeout,
+            killed: false,
+        };
+        self.set_host_state(HostState::Recovering);
+        self.signal_all(Signal::SIGQUIT, |_| true);
+    }
+
+    fn signal_all(&mut self, sig: Signal, which: impl Fn(&Child) -> bool) {
+        for (pid, c) in self.children.iter_mut() {
+            if which(c) {
+                c.signalled = true;
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), sig);
+            }
+        }
+    }
+
+    fn attached_children(&self) -> usize {
+        self.children
+            .values()
+            .filter(|c| c.kind.info().attaches_shmem)
+            .count()
+    }
+
+    /// Recreates the segment and schedules the workers that restart after a crash.
+    fn reset(&mut self) {
+        self.generation += 1;
+        match Segment::create(
+            &self.layout,
+            &self.registry,
+            &self.cfg,
+            self.generation,
+            self.started_at_ms,
+        ) {
+            Ok(seg) => self.segment = seg,
+            Err(e) => {
+                tracing::error!("cannot recreate shared memory after a crash: {e}; stopping");
+                self.exit_code = crate::exit_code::FAILURE;
+                self.phase = Phase::Running;
+                self.begin_shutdown(StopMode::Immediate, "a failed reset");
+                return;
+            }
+        }
+        let now = Instant::now();
+        let mut restarting = 0;
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            let policy = self.registry.workers[i].restart;
+            if restarts_after_reset(w.state, policy) {
+                w.state = WorkerState::WaitingRestart;
+                w.restart_at = Some(now);
+                w.restart_at_ms = None;
+                restarting += 1;
+            } else if matches!(
+                w.state,
+                WorkerState::Running | WorkerState::WaitingRestart | WorkerState::NotStarted
+            ) {
+                w.state = WorkerState::Stopped;
+                w.restart_at = None;
+                w.restart_at_ms = None;
+                if matches!(policy, RestartPolicy::Never) && w.last_exit.is_none() {
+                    w.last_exit = Some((
+                        ExitStatus::Signal(libc::SIGQUIT),
+                        now_ms(),
+                        "stopped by a crash reset".into(),
+                    ));
+                }
+            }
+        }
+        for i in 0..self.workers.len() {
+            self.publish(i);
+        }
+        self.phase = Phase::Running;
+        self.set_host_state(HostState::Running);
+        tracing::info!(
+            "shared memory reset (generation {}); restarting {restarting} workers",
+            self.generation
+        );
+    }
+
+    // ---- shutdown ----
+
+    fn begin_shutdown(&mut self, mode: StopMode, why: &str) {
+        if let Phase::Stopping { mode: current, .. } = self.phase {
+            if mode <= current {
+                return;
+            }
+        }
+        tracing::info!("{} shutdown requested ({why})", mode.as_str());
+        self.set_host_state(HostState::Stopping);
+        for w in self.workers.iter_mut() {
+            if matches!(
+                w.state,
+                WorkerState::WaitingRestart | WorkerState::NotStarted
+            ) {
+                w.state = WorkerState::Stopped;
+                w.restart_at = None;
+                w.restart_at_ms = None;
+            }
+        }
+        for i in 0..self.workers.len() {
+            self.publish(i);
+        }
+        self.phase = Phase::Stopping {
+            mode,
+            signalled: false,
+            kill_at: None,
+            killed: false,
+        };
+    }
+
+    /// Moves the current phase forward; returns true when the host may exit.
+    fn advance(&mut self) -> bool {
+        let now = Instant::now();
+        match self.phase.clone() {
+            Phase::Running => false,
+            Phase::Recovering { kill_at, killed } => {
+                if self.attached_children() == 0 {
+                    self.reset();
+                } else if !killed && now >= kill_at {
+                    tracing::warn!(
+                        "{} children still alive after crash_kill_timeout: sending SIGKILL",
+                        self.attached_children()
+                    );
+                    self.signal_all(Signal::SIGKILL, |c| c.kind.info().attaches_shmem);
+                    self.phase = Phase::Recovering {
+                        kill_at,
+                        killed: true,
+                    };
+                }
+                false
+            }
+            Phase::Stopping {
+                mode,
+                signalled,
+                kill_at,
+                killed,
+            } => {
+                if self.children.is_empty() {
+                    return true;
+                }
+                let connections = self
+                    .children
+                    .values()
+                    .filter(|c| c.kind == ChildKind::Connection)
+                    .count();
+                if mode == StopMode::Smart && !signalled && connections > 0 {
+                    return false; // smart: wait for clients to finish
+                }
+                if !signalled {
+                    let sig = if mode == StopMode::Immediate {
+                        Signal::SIGQUIT
+                    } else {
+                        Signal::SIGTERM
+                    };
+                    self.signal_all(sig, |_| true);
+                    self.phase = Phase::Stopping {
+                        mode,
+                        signalled: true,
+                        kill_at: Some(now + self.cfg.shutdown_timeout),
+                        killed,
+                    };
+                    return false;
+                }
+                if let Some(t) = kill_at {
+                    if !killed && now >= t {
+                        let names: Vec<String> = self
+                            .children
+                            .iter()
+                            .map(|(pid, c)| match c.worker {
+                                Some(i) => format!("{} (pid {pid})", self.registry.workers[i].name),
+                                None => format!("{} (pid {pid})", c.kind.info().name),
+                            })
+                            .collect();
+                        tracing::warn!(
+                            "still running after shutdown_timeout, sending SIGKILL: {}",
+                            names.join(", ")
+                        );
+                        self.signal_all(Signal::SIGKILL, |_| true);
+                        self.phase = Phase::Stopping {
+                            mode,
+                            signalled,
+                            kill_at,
+                            killed: true,
+                        };
+                    }
+                }
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Thin wrappers over the OS mechanisms the host uses: signal flags with a self-pipe, fd flags,
+//! the supervisor-only fd list, and parent-death detection.
+//!
+//! Runs in: the supervisor (signals, self-pipe) and children (signal reset, parent death).
+//!
+//! Signal handlers here only set a bit and write one byte to a non-blocking pipe (`write(2)` is
+//! async-signal-safe); all work happens in the event loop that polls the pipe's read end.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+/// Bits in the pending-signal mask.
+pub const SIG_CHLD: u32 = 1 << 0;
+pub const SIG_TERM: u32 = 1 << 1;
+pub const SIG_INT: u32 = 1 << 2;
+pub const SIG_QUIT: u32 = 1 << 3;
+pub const SIG_HUP: u32 = 1 << 4;
+pub const SIG_USR1: u32 = 1 << 5;
+
+static PENDING: AtomicU32 = AtomicU32::new(0);
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+fn bit_for(sig: i32) -> u32 {
+    match sig {
+        libc::SIGCHLD => SIG_CHLD,
+        libc::SIGTERM => SIG_TERM,
+        libc::SIGINT => SIG_INT,
+        libc::SIGQUIT => SIG_QUIT,
+        libc::SIGHUP => SIG_HUP,
+        libc::SIGUSR1 => SIG_USR1,
+        _ => 0,
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    PENDING.fetch_or(bit_for(sig), Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = 1u8;
+        // SAFETY: write(2) is async-signal-safe; a full pipe (EAGAIN) already means "wake up".
+        unsafe { libc::write(fd, &b as *const u8 as *const libc::c_void, 1) };
+    }
+    // SAFETY: restoring errno, which the interrupted code may be about to read.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh fds we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Installs the supervisor's handlers, waking the loop through `wake` (the self-pipe's write end).
+pub fn install_supervisor_signals(wake: &OwnedFd) -> nix::Result<()> {
+    WAKE_FD.store(wake.as_raw_fd(), Ordering::SeqCst);
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+        SigSet::empty(),
+    );
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
+        // SAFETY: the handler only touches atomics and calls write(2).
+        unsafe { sigaction(sig, &act)? };
+    }
+    // SAFETY: ignoring SIGPIPE is always sound; writes to a closed socket return EPIPE instead.
+    unsafe {
+        sigaction(
+            Signal::SIGPIPE,
+            &SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty()),
+        )?
+    };
+    Ok(())
+}
+
+/// Takes and clears the pending-signal bits.
+pub fn take_pending() -> u32 {
+    PENDING.swap(0, Ordering::SeqCst)
+}
+
+/// Reads everything queued on a non-blocking fd (the self-pipe or a latch).
+pub fn drain(fd: RawFd) {
+    let mut buf = [0u8; 256];
+    // SAFETY: reading into a local buffer from an fd we own; stops on EAGAIN or EOF.
+    while unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
+}
+
+/// Restores default dispositions for every signal the supervisor handles and unblocks all
+/// signals: the first thing a forked child does.
+pub fn reset_child_signals() {
+    WAKE_FD.store(-1, Ordering::SeqCst);
+    PENDING.store(0, Ordering::SeqCst);
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: restoring default dispositions is always sound.
+        let _ = unsafe { sigaction(sig, &dfl) };
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
+}
+
+/// Fds only the supervisor may hold (listen socket, self-pipe, lock file, death pipe's write end).
+/// A forked child closes them all first thing; in exec mode they are close-on-exec.
+static SUPERVISOR_FDS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+pub fn register_supervisor_fd(fd: RawFd) {
+    SUPERVISOR_FDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(fd);
+}
+
+pub fn unregister_supervisor_fd(fd: RawFd) {
+    SUPERVISOR_FDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|f| *f != fd);
+}
+
+/// In a freshly forked child: closes the supervisor-only fds.
+pub fn close_supervisor_fds() {
+    let fds = std::mem::take(&mut *SUPERVISOR_FDS.lock().unwrap_or_else(|e| e.into_inner()));
+    for fd in fds {
+        // SAFETY: these fds were the supervisor's; in this child nothing else refers to them
+        // (their owning objects are never dropped here: the child ends with _exit).
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies, then checks that the parent is
+/// still `host_pid` (it may have died before the request). Returns false if it is already gone.
+pub fn die_with_parent(host_pid: i32) -> bool {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number has no memory effects.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() == host_pid }
+}
+
+/// Clears `O_NONBLOCK` on a socket a child inherited non-blocking.
+pub fn set_blocking(fd: RawFd) {
+    // SAFETY: F_GETFL/F_SETFL on an fd we hold.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// Clears `FD_CLOEXEC` so the fd survives an exec (only the fds meant for an exec-mode child).
+pub fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: F_SETFD on an fd we hold.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Polls `fds` for input; `timeout_ms < 0` waits forever. Returns the revents per fd.
+pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a valid array of `fds.len()` pollfd structs.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if n <= 0 {
+        return vec![0; fds.len()];
+    }
+    pfds.iter().map(|p| p.revents).collect()
+}

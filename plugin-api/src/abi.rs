@@ -1,0 +1,417 @@
+//! The C ABI between the Steward host and a plugin.
+//!
+//! Runs in: both the host and every plugin (each cdylib compiles its own copy of this module).
+//!
+//! Everything here is `#[repr(C)]` and crosses a `dlopen` boundary, so the rules are strict:
+//!
+//! - No heap ownership crosses the boundary. Strings are borrowed [`Str`] views that live as long
+//!   as the call (or `'static` where a field says so). A callee that must return variable-sized data
+//!   writes into a buffer the caller owns and reports the length it needed.
+//! - No panic crosses the boundary. Every function a plugin exports catches unwinding and turns it
+//!   into a [`Status`] or an exit code; the host does the same for the functions in [`HostApi`].
+//! - The host function tables are append-only. Each starts with its size in bytes as the host built
+//!   it; a plugin compiled against a newer minor version checks `size` before calling a field the
+//!   host may not have ([`HostApi::has`]).
+//! - The header carries a layout fingerprint of every struct in this module. A plugin built against
+//!   an SDK whose structs differ from the host's is refused before any of its code runs.
+
+use std::ffi::c_void;
+use std::mem::{align_of, offset_of, size_of};
+
+/// Magic bytes at the start of [`PluginHeader`].
+pub const PLUGIN_MAGIC: [u8; 8] = *b"STEWARD\x01";
+/// Magic bytes at the start of [`WorkerEntry`].
+pub const ENTRY_MAGIC: [u8; 8] = *b"STWENTRY";
+/// Incompatible ABI changes bump the major version; the host refuses any other major.
+pub const ABI_MAJOR: u16 = 1;
+/// Compatible additions (new fields at the end of a table) bump the minor version.
+pub const ABI_MINOR: u16 = 0;
+/// The symbol every plugin exports: a `static` [`PluginHeader`].
+pub const HEADER_SYMBOL: &str = "steward_plugin_header";
+/// Worker entries are exported as `static` [`WorkerEntry`] values named with this prefix followed
+/// by the entry's function name.
+pub const ENTRY_SYMBOL_PREFIX: &str = "steward_worker_entry__";
+
+/// Longest worker name, in bytes.
+pub const MAX_NAME_LEN: usize = 63;
+/// Longest worker type, in bytes.
+pub const MAX_TYPE_LEN: usize = 63;
+/// Longest library (plugin) name, in bytes.
+pub const MAX_LIBRARY_LEN: usize = 63;
+/// Longest entry function name, in bytes.
+pub const MAX_FUNCTION_LEN: usize = 95;
+/// Size of a worker's opaque `extra` argument (PostgreSQL gives 128 bytes).
+pub const EXTRA_LEN: usize = 1024;
+/// Longest region name, in bytes.
+pub const MAX_REGION_NAME_LEN: usize = 63;
+/// Longest setting name, in bytes.
+pub const MAX_SETTING_NAME_LEN: usize = 63;
+
+/// Result of a call across the boundary. `0` is success; see the `STATUS_*` constants.
+pub type Status = i32;
+pub const STATUS_OK: Status = 0;
+/// Registration is closed: the host has frozen its registry.
+pub const STATUS_FROZEN: Status = 1;
+/// A name (worker, setting, region) is empty, too long or has a forbidden byte.
+pub const STATUS_BAD_NAME: Status = 2;
+/// A worker or region with this name already exists.
+pub const STATUS_DUPLICATE: Status = 3;
+/// An argument is out of range or inconsistent (flags, restart policy, sizes).
+pub const STATUS_INVALID: Status = 4;
+/// The thing looked up does not exist.
+pub const STATUS_NOT_FOUND: Status = 5;
+/// The caller's buffer is too small; the needed length was written to the length out-parameter.
+pub const STATUS_BUFFER_TOO_SMALL: Status = 6;
+/// The configured value of a setting does not fit its definition.
+pub const STATUS_BAD_VALUE: Status = 7;
+/// The plugin's function failed; its reason was reported through [`HostApi::fail`].
+pub const STATUS_FAILED: Status = 8;
+/// The plugin's function panicked; the message was reported through [`HostApi::fail`].
+pub const STATUS_PANICKED: Status = 9;
+/// The call is not available in this process (for example a worker call during init).
+pub const STATUS_UNAVAILABLE: Status = 10;
+
+/// A borrowed UTF-8 string. Valid for the duration of the call that receives it, unless the field
+/// holding it says `'static`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Str {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+// SAFETY: a `Str` is a read-only view; the statics that hold one point at `'static` string data.
+unsafe impl Sync for Str {}
+// SAFETY: as above; the view carries no thread affinity.
+unsafe impl Send for Str {}
+
+impl Str {
+    pub const fn new(s: &str) -> Str {
+        Str {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
+    }
+
+    pub const EMPTY: Str = Str {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+
+    /// Views the bytes.
+    ///
+    /// # Safety
+    /// `ptr` must be null with `len == 0`, or point at `len` readable bytes that stay valid for
+    /// the returned lifetime.
+    pub unsafe fn as_bytes<'a>(self) -> &'a [u8] {
+        if self.ptr.is_null() || self.len == 0 {
+            &[]
+        } else {
+            // SAFETY: guaranteed by the caller.
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        }
+    }
+
+    /// Views the string, or `None` when it is not valid UTF-8.
+    ///
+    /// # Safety
+    /// As for [`Str::as_bytes`].
+    pub unsafe fn to_str<'a>(self) -> Option<&'a str> {
+        // SAFETY: forwarded to the caller.
+        std::str::from_utf8(unsafe { self.as_bytes() }).ok()
+    }
+}
+
+/// The header a plugin exports as `steward_plugin_header`, PostgreSQL's `PG_MODULE_MAGIC` idea.
+#[repr(C)]
+pub struct PluginHeader {
+    pub magic: [u8; 8],
+    pub abi_major: u16,
+    pub abi_minor: u16,
+    /// `size_of::<PluginHeader>()` as the plugin was built.
+    pub header_size: u32,
+    /// [`LAYOUT_FINGERPRINT`] as the plugin was built.
+    pub fingerprint: u64,
+    /// `'static`: the plugin's name; must equal the library's file stem without `lib`.
+    pub name: Str,
+    /// `'static`: the plugin's own version.
+    pub version: Str,
+    /// `'static`: the SDK version the plugin was built with.
+    pub sdk_version: Str,
+    /// Called once per process that loads the plugin: in the supervisor with registration open,
+    /// and in each exec-mode child in attach mode, where registration is a no-op.
+    pub init: unsafe extern "C" fn(host: *const HostApi) -> Status,
+}
+
+/// What [`HostApi::mode`] says about the process calling a plugin's init.
+pub const MODE_PRELOAD: u32 = 0;
+/// Init runs again in a child that re-executed the host: settings and regions are looked up,
+/// registration succeeds without doing anything.
+pub const MODE_ATTACH: u32 = 1;
+
+/// Log levels passed to [`HostApi::log`].
+pub const LEVEL_ERROR: u32 = 1;
+pub const LEVEL_WARN: u32 = 2;
+pub const LEVEL_INFO: u32 = 3;
+pub const LEVEL_DEBUG: u32 = 4;
+pub const LEVEL_TRACE: u32 = 5;
+
+/// When a worker starts, relative to the host's states.
+pub const START_HOST_START: u32 = 0;
+pub const START_CONSISTENT: u32 = 1;
+pub const START_RUNNING: u32 = 2;
+
+/// Restart policy kinds for [`WorkerSpec::restart_kind`].
+pub const RESTART_NEVER: u32 = 0;
+/// Restart after `restart_delay_us`.
+pub const RESTART_AFTER: u32 = 1;
+
+/// A background worker as a plugin registers it.
+#[repr(C)]
+pub struct WorkerSpec {
+    pub name: Str,
+    /// Group name shown in status; empty means "same as name".
+    pub worker_type: Str,
+    /// Library (plugin name) holding the entry; empty means the registering plugin.
+    pub library: Str,
+    pub function: Str,
+    pub start_time: u32,
+    pub restart_kind: u32,
+    pub restart_delay_us: u64,
+    pub arg: u64,
+    pub extra: *const u8,
+    pub extra_len: usize,
+}
+
+/// Setting kinds for [`SettingDef::kind`].
+pub const SETTING_BOOL: u32 = 0;
+pub const SETTING_INT: u32 = 1;
+pub const SETTING_STRING: u32 = 2;
+pub const SETTING_DURATION: u32 = 3;
+pub const SETTING_ENUM: u32 = 4;
+
+/// A plugin setting as defined in init. Values cross the boundary in canonical text form:
+/// `true`/`false`, a decimal integer, the string itself, whole microseconds, or the enum choice.
+#[repr(C)]
+pub struct SettingDef {
+    pub name: Str,
+    pub kind: u32,
+    /// Non-zero: the value may change on reload; zero: changes need a restart.
+    pub reloadable: u32,
+    pub default: Str,
+    /// Inclusive bounds for `SETTING_INT` (and microseconds for `SETTING_DURATION`).
+    pub min: i64,
+    pub max: i64,
+    /// For `SETTING_ENUM`: the allowed choices.
+    pub choices: *const Str,
+    pub n_choices: usize,
+    pub description: Str,
+}
+
+/// The functions the host offers a plugin, in every process that runs plugin code.
+#[repr(C)]
+pub struct HostApi {
+    /// `size_of::<HostApi>()` as the host was built: fields past it do not exist.
+    pub size: u32,
+    pub abi_minor: u16,
+    pub _reserved: u16,
+    /// [`MODE_PRELOAD`] or [`MODE_ATTACH`].
+    pub mode: u32,
+    /// The most verbose level the host will print ([`LEVEL_ERROR`] ..= [`LEVEL_TRACE`]).
+    pub max_level: u32,
+    pub ctx: *mut c_void,
+    /// Writes a log line tagged with the calling process's kind, worker and pid.
+    pub log:
+        unsafe extern "C" fn(ctx: *mut c_void, level: u32, plugin: Str, target: Str, message: Str),
+    /// Records the reason the current init or worker call is failing.
+    pub fail: unsafe extern "C" fn(ctx: *mut c_void, message: Str),
+    /// Registers a static background worker; only while the registry is open.
+    pub register_worker:
+        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, spec: *const WorkerSpec) -> Status,
+    /// Defines a setting of `plugin` and writes its configured value (canonical text) into `buf`.
+    pub define_setting: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        def: *const SettingDef,
+        buf: *mut u8,
+        cap: usize,
+        len: *mut usize,
+    ) -> Status,
+    /// Reads the current value of a setting `plugin` defined (canonical text) into `buf`.
+    pub get_setting: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        name: Str,
+        buf: *mut u8,
+        cap: usize,
+        len: *mut usize,
+    ) -> Status,
+    /// Requests a named shared-memory region of `size` bytes; only while the registry is open.
+    pub request_region:
+        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, size: u64) -> Status,
+    /// Looks up a region `plugin` requested; available once the segment exists (in children).
+    pub region: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        name: Str,
+        ptr: *mut *mut u8,
+        len: *mut u64,
+    ) -> Status,
+}
+
+impl HostApi {
+    /// Whether the host's table has the field ending at byte `end` (an `offset_of + size_of`).
+    pub fn has(&self, end: usize) -> bool {
+        end <= self.size as usize
+    }
+}
+
+/// Why [`WorkerApi::wait`] returned.
+pub const WAIT_TIMEOUT: u32 = 0;
+pub const WAIT_TERMINATE: u32 = 1;
+pub const WAIT_HOST_GONE: u32 = 2;
+
+/// The functions the host offers a running worker, passed to its entry.
+#[repr(C)]
+pub struct WorkerApi {
+    /// `size_of::<WorkerApi>()` as the host was built.
+    pub size: u32,
+    pub _reserved: u32,
+    pub ctx: *mut c_void,
+    pub host: *const HostApi,
+    pub name: Str,
+    pub worker_type: Str,
+    /// The plugin that registered the worker.
+    pub plugin: Str,
+    pub arg: u64,
+    pub extra: *const u8,
+    pub extra_len: usize,
+    /// Non-zero once termination was requested or the host is gone.
+    pub should_stop: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
+    /// Sleeps up to `timeout_us` microseconds; returns early with the reason.
+    pub wait: unsafe extern "C" fn(ctx: *mut c_void, timeout_us: u64) -> u32,
+}
+
+/// What a worker entry exports: checked by the host before it calls `run`.
+#[repr(C)]
+pub struct WorkerEntry {
+    pub magic: [u8; 8],
+    pub abi_major: u16,
+    pub _reserved: [u16; 3],
+    pub fingerprint: u64,
+    /// Runs the worker; returns its exit code (0 done, 1 restart, 2 fatal).
+    pub run: unsafe extern "C" fn(api: *const WorkerApi) -> i32,
+}
+
+const fn mix(h: u64, v: usize) -> u64 {
+    // FNV-1a over the value's eight bytes.
+    let mut h = h;
+    let mut i = 0;
+    let v = v as u64;
+    while i < 8 {
+        h ^= (v >> (i * 8)) & 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+macro_rules! fingerprint_of {
+    ($h:expr, $t:ty, [$($field:ident),* $(,)?]) => {{
+        let mut h = mix($h, size_of::<$t>());
+        h = mix(h, align_of::<$t>());
+        $( h = mix(h, offset_of!($t, $field)); )*
+        h
+    }};
+}
+
+/// A hash of the size, alignment and field offsets of every struct in this module, plus the
+/// major version. Host and plugin must agree on it.
+pub const LAYOUT_FINGERPRINT: u64 = {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    h = mix(h, ABI_MAJOR as usize);
+    h = fingerprint_of!(h, Str, [ptr, len]);
+    h = fingerprint_of!(
+        h,
+        PluginHeader,
+        [
+            magic,
+            abi_major,
+            abi_minor,
+            header_size,
+            fingerprint,
+            name,
+            version,
+            sdk_version,
+            init
+        ]
+    );
+    h = fingerprint_of!(
+        h,
+        WorkerSpec,
+        [
+            name,
+            worker_type,
+            library,
+            function,
+            start_time,
+            restart_kind,
+            restart_delay_us,
+            arg,
+            extra,
+            extra_len
+        ]
+    );
+    h = fingerprint_of!(
+        h,
+        SettingDef,
+        [
+            name,
+            kind,
+            reloadable,
+            default,
+            min,
+            max,
+            choices,
+            n_choices,
+            description
+        ]
+    );
+    h = fingerprint_of!(
+        h,
+        HostApi,
+        [
+            size,
+            abi_minor,
+            mode,
+            max_level,
+            ctx,
+            log,
+            fail,
+            register_worker,
+            define_setting,
+            get_setting,
+            request_region,
+            region
+        ]
+    );
+    h = fingerprint_of!(
+        h,
+        WorkerApi,
+        [
+            size,
+            ctx,
+            host,
+            name,
+            worker_type,
+            plugin,
+            arg,
+            extra,
+            extra_len,
+            should_stop,
+            wait
+        ]
+    );
+    h = fingerprint_of!(h, WorkerEntry, [magic, abi_major, fingerprint, run]);
+    h
+};

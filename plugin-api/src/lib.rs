@@ -1,0 +1,628 @@
+//! The Steward plugin SDK.
+//!
+//! Runs in: a plugin (a `cdylib`) loaded by the Steward host, in the supervisor during init and in
+//! each worker process afterwards.
+//!
+//! # Why this is harder than it looks
+//!
+//! A plugin is a shared library whose code runs in several processes. Its init runs in the
+//! supervisor before anything else; its worker entries run in child processes that were forked
+//! from the supervisor or that re-executed the host binary and loaded the plugin afresh. So:
+//!
+//! - **Nothing in memory is shared between processes** except the named regions you request in
+//!   init; a `static` set in one worker is invisible to every other. Locks from `std` or
+//!   `parking_lot` do not work across processes.
+//! - **Fork copies, exec forgets.** In fork mode a worker inherits what init left in memory; in
+//!   exec mode it starts from nothing and init runs again in *attach* mode. Code that works in one
+//!   mode only is a bug: keep per-process state in the worker.
+//! - **Signals are flags.** Termination is a request you observe through [`Worker::should_stop`]
+//!   and [`Worker::wait`]; no code of yours runs inside a signal handler.
+//! - **Panics must not cross the library boundary.** The macros here catch unwinding in init and in
+//!   every worker entry and turn it into an error the host reports; a worker that panics exits
+//!   with code 1 and is restarted per its policy.
+//! - **Each plugin has its own copy of `std` and `tracing`.** The SDK installs a `tracing`
+//!   subscriber in your plugin that forwards events to the host's log, tagged with your plugin and
+//!   the worker's name.
+//!
+//! # Which part to use for what
+//!
+//! - [`plugin!`] exports your plugin's header and init function.
+//! - [`Registrar`] exists only during init: define settings, request shared-memory regions and
+//!   register background workers with [`BackgroundWorker`].
+//! - [`worker_entry!`] exports a `fn(&mut Worker) -> Result<(), WorkerError>` as a worker entry;
+//!   [`entry!`] names it for registration, checked at compile time.
+//! - [`Worker`] is what a running worker gets: its name, argument and extra bytes, settings,
+//!   regions, and the termination-aware [`Worker::wait`].
+//!
+//! # What the SDK cannot protect you from
+//!
+//! - Undefined behaviour in your own code, a `SIGSEGV`, or calling `std::process::exit` yourself:
+//!   the host sees a crash, stops every child and resets shared memory.
+//! - Threads you start: they die with the worker process, and a thread left running in the
+//!   supervisor during init would make every later fork unsafe. Start none in init.
+//! - Data races on region memory: a region is raw bytes; use atomics in it.
+//! - Blocking forever without calling [`Worker::wait`] or [`Worker::should_stop`]: the host
+//!   escalates to `SIGKILL` after its shutdown timeout.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod abi;
+mod logging;
+mod settings;
+mod worker;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::time::Duration;
+
+pub use settings::{SettingError, SettingValue};
+pub use worker::{Region, RegionError, WaitResult, Worker, WorkerError};
+
+/// The SDK's version, recorded in every plugin's header.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The host's function table, set once by the init wrapper of this plugin. Each plugin has its own
+/// copy of this static (each cdylib carries its own copy of the SDK).
+static HOST: AtomicPtr<abi::HostApi> = AtomicPtr::new(std::ptr::null_mut());
+
+fn host() -> Option<&'static abi::HostApi> {
+    let p = HOST.load(Ordering::Acquire);
+    // SAFETY: the host's table is a `'static` in the host binary; it is only ever set from the
+    // pointer the host passed to init.
+    unsafe { p.as_ref() }
+}
+
+/// When a worker starts, relative to the host's lifecycle (PostgreSQL's `bgw_start_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTime {
+    /// As soon as the host has created shared memory.
+    HostStart,
+    /// Once a startup hook declared the host consistent.
+    Consistent,
+    /// Once the host is fully running.
+    Running,
+}
+
+/// What happens when a worker exits with code 1 (or panics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Stay stopped.
+    Never,
+    /// Start again after this delay.
+    After(Duration),
+}
+
+impl RestartPolicy {
+    pub fn never() -> RestartPolicy {
+        RestartPolicy::Never
+    }
+    pub fn after(delay: Duration) -> RestartPolicy {
+        RestartPolicy::After(delay)
+    }
+}
+
+/// Names the exported entry a worker runs: a function in a preloaded library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPoint {
+    /// `None`: the library of the plugin that registers the worker.
+    pub library: Option<String>,
+    pub function: String,
+}
+
+impl EntryPoint {
+    /// An entry in another preloaded library, named by strings and checked by the host when the
+    /// worker starts. For entries of your own crate use [`entry!`], which is checked at compile time.
+    pub fn new(library: impl Into<String>, function: impl Into<String>) -> EntryPoint {
+        EntryPoint {
+            library: Some(library.into()),
+            function: function.into(),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn local(function: &str) -> EntryPoint {
+        EntryPoint {
+            library: None,
+            function: function.to_owned(),
+        }
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error(
+        "registry frozen: background workers and regions can only be registered during plugin init"
+    )]
+    RegistryFrozen,
+    #[error("worker name {0:?} is empty, longer than {max} bytes, or has a control character", max = abi::MAX_NAME_LEN)]
+    BadName(String),
+    #[error("worker type {0:?} is longer than {max} bytes or has a control character", max = abi::MAX_TYPE_LEN)]
+    BadType(String),
+    #[error("entry {library:?}/{function:?} is not a valid library and function name")]
+    BadEntry { library: String, function: String },
+    #[error("extra argument is {0} bytes; at most {max} fit", max = abi::EXTRA_LEN)]
+    ExtraTooLong(usize),
+    #[error("a worker named {0:?} is already registered")]
+    DuplicateName(String),
+    #[error("region name {0:?} is empty, longer than {max} bytes, or has a control character", max = abi::MAX_REGION_NAME_LEN)]
+    BadRegionName(String),
+    #[error("region {0:?} is requested twice")]
+    DuplicateRegion(String),
+    #[error("region {name:?}: size {size} is zero or too large")]
+    BadRegionSize { name: String, size: u64 },
+    #[error("the host refused the registration (status {0})")]
+    Other(i32),
+}
+
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(|c| c.is_control())
+}
+
+/// A background worker to register: PostgreSQL's `BackgroundWorker`, as a builder.
+#[derive(Debug, Clone)]
+pub struct BackgroundWorker {
+    name: String,
+    worker_type: Option<String>,
+    entry: EntryPoint,
+    start_time: StartTime,
+    restart: RestartPolicy,
+    arg: u64,
+    extra: Vec<u8>,
+}
+
+impl BackgroundWorker {
+    /// A worker named `name` (unique in the host) running `entry`. Defaults: starts at
+    /// [`StartTime::Running`], restarts after one second, argument 0, no extra bytes.
+    pub fn new(name: impl Into<String>, entry: EntryPoint) -> BackgroundWorker {
+        BackgroundWorker {
+            name: name.into(),
+            worker_type: None,
+            entry,
+            start_time: StartTime::Running,
+            restart: RestartPolicy::After(Duration::from_secs(1)),
+            arg: 0,
+            extra: Vec::new(),
+        }
+    }
+    /// The group name shown in status; defaults to the name.
+    pub fn worker_type(mut self, t: impl Into<String>) -> Self {
+        self.worker_type = Some(t.into());
+        self
+    }
+    pub fn start_time(mut self, t: StartTime) -> Self {
+        self.start_time = t;
+        self
+    }
+    pub fn restart(mut self, p: RestartPolicy) -> Self {
+        self.restart = p;
+        self
+    }
+    pub fn arg(mut self, arg: u64) -> Self {
+        self.arg = arg;
+        self
+    }
+    /// Opaque bytes the worker reads back with [`Worker::extra`]; at most [`abi::EXTRA_LEN`].
+    pub fn extra(mut self, extra: impl Into<Vec<u8>>) -> Self {
+        self.extra = extra.into();
+        self
+    }
+
+    /// Checks what can be checked without the host; the host checks the rest.
+    fn validate(&self) -> Result<(), RegisterError> {
+        if !valid_name(&self.name, abi::MAX_NAME_LEN) {
+            return Err(RegisterError::BadName(self.name.clone()));
+        }
+        if let Some(t) = &self.worker_type {
+            if !valid_name(t, abi::MAX_TYPE_LEN) {
+                return Err(RegisterError::BadType(t.clone()));
+            }
+        }
+        let lib_ok = self
+            .entry
+            .library
+            .as_deref()
+            .is_none_or(|l| valid_name(l, abi::MAX_LIBRARY_LEN));
+        let fn_ok = valid_name(&self.entry.function, abi::MAX_FUNCTION_LEN)
+            && self
+                .entry
+                .function
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !lib_ok || !fn_ok {
+            return Err(RegisterError::BadEntry {
+                library: self.entry.library.clone().unwrap_or_default(),
+                function: self.entry.function.clone(),
+            });
+        }
+        if self.extra.len() > abi::EXTRA_LEN {
+            return Err(RegisterError::ExtraTooLong(self.extra.len()));
+        }
+        Ok(())
+    }
+}
+
+/// The capability to register things, which exists only while your init runs.
+pub struct Registrar<'init> {
+    host: &'init abi::HostApi,
+    plugin: &'static str,
+}
+
+impl<'init> Registrar<'init> {
+    /// The plugin being initialised.
+    pub fn plugin(&self) -> &str {
+        self.plugin
+    }
+
+    /// Whether this is an exec-mode child re-running init to attach (registration is a no-op
+    /// there; settings and regions work as in the supervisor).
+    pub fn is_attach(&self) -> bool {
+        self.host.mode == abi::MODE_ATTACH
+    }
+
+    /// Registers a background worker. Validation happens now, not when the worker starts.
+    pub fn register_background_worker(&mut self, w: BackgroundWorker) -> Result<(), RegisterError> {
+        register_with(self.host, self.plugin, &w)
+    }
+
+    /// Requests a named shared-memory region of `size` bytes, zeroed whenever the host creates its
+    /// segment (at start and after every crash reset). Workers look it up with [`Worker::region`].
+    pub fn request_region(&mut self, name: &str, size: u64) -> Result<(), RegisterError> {
+        if !valid_name(name, abi::MAX_REGION_NAME_LEN) {
+            return Err(RegisterError::BadRegionName(name.to_owned()));
+        }
+        // SAFETY: the table comes from the host; the strings outlive the call.
+        let st = unsafe {
+            (self.host.request_region)(
+                self.host.ctx,
+                abi::Str::new(self.plugin),
+                abi::Str::new(name),
+                size,
+            )
+        };
+        match st {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+            abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateRegion(name.to_owned())),
+            abi::STATUS_INVALID => Err(RegisterError::BadRegionSize {
+                name: name.to_owned(),
+                size,
+            }),
+            abi::STATUS_BAD_NAME => Err(RegisterError::BadRegionName(name.to_owned())),
+            other => Err(RegisterError::Other(other)),
+        }
+    }
+
+    /// Defines a boolean setting and returns its configured value.
+    pub fn define_bool(
+        &mut self,
+        name: &str,
+        default: bool,
+        description: &str,
+    ) -> Result<bool, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Bool(default),
+            description,
+            true,
+        )
+    }
+
+    /// Defines an integer setting with inclusive bounds and returns its configured value.
+    pub fn define_int(
+        &mut self,
+        name: &str,
+        default: i64,
+        bounds: std::ops::RangeInclusive<i64>,
+        description: &str,
+    ) -> Result<i64, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Int(default, bounds),
+            description,
+            true,
+        )
+    }
+
+    /// Defines a string setting and returns its configured value.
+    pub fn define_string(
+        &mut self,
+        name: &str,
+        default: &str,
+        description: &str,
+    ) -> Result<String, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::String(default),
+            description,
+            true,
+        )
+    }
+
+    /// Defines a duration setting (written `"250ms"`, `"2s"`, `"1min"`, `"1h"` or a number of
+    /// milliseconds in the file) and returns its configured value.
+    pub fn define_duration(
+        &mut self,
+        name: &str,
+        default: Duration,
+        description: &str,
+    ) -> Result<Duration, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Duration(default),
+            description,
+            true,
+        )
+    }
+
+    /// Defines an enum setting whose value is one of `choices`, and returns its configured value.
+    pub fn define_enum(
+        &mut self,
+        name: &str,
+        default: &str,
+        choices: &[&str],
+        description: &str,
+    ) -> Result<String, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Enum(default, choices),
+            description,
+            true,
+        )
+    }
+
+    /// Reads back a setting this plugin defined.
+    pub fn setting<T: SettingValue>(&self, name: &str) -> Result<T, SettingError> {
+        settings::get(self.host, self.plugin, name)
+    }
+}
+
+fn register_with(
+    host: &abi::HostApi,
+    plugin: &str,
+    w: &BackgroundWorker,
+) -> Result<(), RegisterError> {
+    w.validate()?;
+    let spec = abi::WorkerSpec {
+        name: abi::Str::new(&w.name),
+        worker_type: w
+            .worker_type
+            .as_deref()
+            .map(abi::Str::new)
+            .unwrap_or(abi::Str::EMPTY),
+        library: w
+            .entry
+            .library
+            .as_deref()
+            .map(abi::Str::new)
+            .unwrap_or(abi::Str::EMPTY),
+        function: abi::Str::new(&w.entry.function),
+        start_time: match w.start_time {
+            StartTime::HostStart => abi::START_HOST_START,
+            StartTime::Consistent => abi::START_CONSISTENT,
+            StartTime::Running => abi::START_RUNNING,
+        },
+        restart_kind: match w.restart {
+            RestartPolicy::Never => abi::RESTART_NEVER,
+            RestartPolicy::After(_) => abi::RESTART_AFTER,
+        },
+        restart_delay_us: match w.restart {
+            RestartPolicy::Never => 0,
+            RestartPolicy::After(d) => d.as_micros().min(u64::MAX as u128) as u64,
+        },
+        arg: w.arg,
+        extra: w.extra.as_ptr(),
+        extra_len: w.extra.len(),
+    };
+    // SAFETY: the table comes from the host; `spec` and its strings outlive the call.
+    let st = unsafe { (host.register_worker)(host.ctx, abi::Str::new(plugin), &spec) };
+    match st {
+        abi::STATUS_OK => Ok(()),
+        abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+        abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
+        abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
+        abi::STATUS_INVALID => Err(RegisterError::BadEntry {
+            library: w.entry.library.clone().unwrap_or_default(),
+            function: w.entry.function.clone(),
+        }),
+        other => Err(RegisterError::Other(other)),
+    }
+}
+
+/// Tries to register a static worker after init, through the raw host table. It always fails once
+/// the registry is frozen; it exists so tests can prove that it does.
+pub fn register_after_init(w: BackgroundWorker, plugin: &str) -> Result<(), RegisterError> {
+    let host = host().ok_or(RegisterError::RegistryFrozen)?;
+    register_with(host, plugin, &w)
+}
+
+/// An error returned from a plugin's init: the host stops start-up and prints it with the
+/// plugin's name.
+#[derive(Debug)]
+pub struct InitError(pub String);
+
+impl<E: std::fmt::Display> From<E> for InitError {
+    fn from(e: E) -> InitError {
+        InitError(e.to_string())
+    }
+}
+
+fn report_failure(host: &abi::HostApi, msg: &str) {
+    // SAFETY: the table comes from the host; the string outlives the call.
+    unsafe { (host.fail)(host.ctx, abi::Str::new(msg)) }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+#[doc(hidden)]
+/// The body of the `init` function [`plugin!`] exports.
+///
+/// # Safety
+/// `host` must be the pointer the Steward host passed to the plugin's init.
+pub unsafe fn __run_init(
+    host: *const abi::HostApi,
+    plugin: &'static str,
+    init: fn(&mut Registrar<'_>) -> Result<(), InitError>,
+) -> abi::Status {
+    // SAFETY: the host passes a valid `'static` table.
+    let Some(h) = (unsafe { host.as_ref() }) else {
+        return abi::STATUS_INVALID;
+    };
+    HOST.store(host as *mut abi::HostApi, Ordering::Release);
+    logging::install(plugin);
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let mut reg = Registrar { host: h, plugin };
+        init(&mut reg)
+    }));
+    match r {
+        Ok(Ok(())) => abi::STATUS_OK,
+        Ok(Err(e)) => {
+            report_failure(h, &e.0);
+            abi::STATUS_FAILED
+        }
+        Err(p) => {
+            report_failure(h, &format!("init panicked: {}", panic_message(&*p)));
+            abi::STATUS_PANICKED
+        }
+    }
+}
+
+/// Exports the plugin header and init function. Use once per plugin crate:
+///
+/// ```ignore
+/// steward::plugin! { name: "hello", init: init }
+/// fn init(reg: &mut steward::Registrar) -> Result<(), steward::InitError> { Ok(()) }
+/// ```
+///
+/// `name` must match the library's file name (`lib<name>.so`).
+#[macro_export]
+macro_rules! plugin {
+    (name: $name:literal, init: $init:path $(,)?) => {
+        #[doc(hidden)]
+        pub const __STEWARD_PLUGIN_NAME: &str = $name;
+
+        #[doc(hidden)]
+        unsafe extern "C" fn __steward_init(
+            host: *const $crate::abi::HostApi,
+        ) -> $crate::abi::Status {
+            // SAFETY: the host calls this with its own table.
+            unsafe { $crate::__run_init(host, $name, $init) }
+        }
+
+        #[no_mangle]
+        #[used]
+        pub static steward_plugin_header: $crate::abi::PluginHeader = $crate::abi::PluginHeader {
+            magic: $crate::abi::PLUGIN_MAGIC,
+            abi_major: $crate::abi::ABI_MAJOR,
+            abi_minor: $crate::abi::ABI_MINOR,
+            header_size: ::std::mem::size_of::<$crate::abi::PluginHeader>() as u32,
+            fingerprint: $crate::abi::LAYOUT_FINGERPRINT,
+            name: $crate::abi::Str::new($name),
+            version: $crate::abi::Str::new(env!("CARGO_PKG_VERSION")),
+            sdk_version: $crate::abi::Str::new($crate::SDK_VERSION),
+            init: __steward_init,
+        };
+    };
+}
+
+/// Exports `fn NAME(&mut Worker) -> Result<(), WorkerError>` as a worker entry named `NAME`.
+///
+/// The exported symbol carries a magic and the ABI fingerprint, so the host can tell a Steward
+/// entry from any other symbol. Panics are caught inside the plugin: the worker exits with code 1.
+#[macro_export]
+macro_rules! worker_entry {
+    ($f:ident) => {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        pub mod $f {
+            pub const NAME: &str = stringify!($f);
+
+            unsafe extern "C" fn run(api: *const $crate::abi::WorkerApi) -> i32 {
+                // SAFETY: the host calls entries with its own worker table.
+                unsafe { $crate::__run_worker(api, super::$f) }
+            }
+
+            #[export_name = concat!("steward_worker_entry__", stringify!($f))]
+            #[used]
+            pub static ENTRY: $crate::abi::WorkerEntry = $crate::abi::WorkerEntry {
+                magic: $crate::abi::ENTRY_MAGIC,
+                abi_major: $crate::abi::ABI_MAJOR,
+                _reserved: [0; 3],
+                fingerprint: $crate::abi::LAYOUT_FINGERPRINT,
+                run,
+            };
+        }
+    };
+}
+
+/// Names a worker entry of this crate, exported with [`worker_entry!`]: a typo fails to compile.
+#[macro_export]
+macro_rules! entry {
+    ($f:ident) => {
+        $crate::EntryPoint::local($f::NAME)
+    };
+}
+
+#[doc(hidden)]
+/// The body of every exported worker entry.
+///
+/// # Safety
+/// `api` must be the pointer the Steward host passed to the entry.
+pub unsafe fn __run_worker(
+    api: *const abi::WorkerApi,
+    f: fn(&mut Worker) -> Result<(), WorkerError>,
+) -> i32 {
+    // SAFETY: the host passes a valid table that outlives the worker.
+    let Some(api) = (unsafe { api.as_ref() }) else {
+        return 2;
+    };
+    if HOST.load(Ordering::Acquire).is_null() && !api.host.is_null() {
+        HOST.store(api.host as *mut abi::HostApi, Ordering::Release);
+    }
+    let mut w = Worker::new(api);
+    let r = catch_unwind(AssertUnwindSafe(|| f(&mut w)));
+    let host = host();
+    match r {
+        Ok(Ok(())) => 0,
+        Ok(Err(WorkerError::Restart(msg))) => {
+            tracing::error!("{msg}");
+            if let Some(h) = host {
+                report_failure(h, &msg);
+            }
+            1
+        }
+        Ok(Err(WorkerError::Fatal(msg))) => {
+            tracing::error!("fatal: {msg}");
+            if let Some(h) = host {
+                report_failure(h, &msg);
+            }
+            2
+        }
+        Err(p) => {
+            // The panic hook already logged the message with its location.
+            let msg = format!("panicked: {}", panic_message(&*p));
+            if let Some(h) = host {
+                report_failure(h, &msg);
+            }
+            1
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! What a running worker gets: [`Worker`].
+//!
+//! Runs in: a worker process, inside the entry exported with [`crate::worker_entry!`].
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+use std::time::Duration;
+
+use crate::abi;
+use crate::settings::{self, SettingError, SettingValue};
+
+/// How a worker's run ends, besides `Ok(())` (exit code 0: done, never restarted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerError {
+    /// Exit code 1: restarted after the worker's restart policy.
+    Restart(String),
+    /// Exit code 2: never restarted; the worker is shown `failed` with this reason.
+    Fatal(String),
+}
+
+impl WorkerError {
+    pub fn restart(reason: impl Into<String>) -> WorkerError {
+        WorkerError::Restart(reason.into())
+    }
+    pub fn fatal(reason: impl Into<String>) -> WorkerError {
+        WorkerError::Fatal(reason.into())
+    }
+}
+
+impl std::fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerError::Restart(m) => write!(f, "restart: {m}"),
+            WorkerError::Fatal(m) => write!(f, "fatal: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+/// Why [`Worker::wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitResult {
+    /// The timeout passed.
+    Timeout,
+    /// The host asked this worker to stop: finish up and return.
+    Terminate,
+    /// The supervisor is gone: return at once.
+    HostGone,
+}
+
+impl WaitResult {
+    /// Whether the worker should stop (termination requested or host gone).
+    pub fn should_stop(self) -> bool {
+        self != WaitResult::Timeout
+    }
+}
+
+/// Why [`Worker::region`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegionError {
+    #[error("no region named {0:?} was requested by this plugin")]
+    NotFound(String),
+    #[error("region {name:?}: the host refused (status {status})")]
+    Other { name: String, status: i32 },
+}
+
+/// A named shared-memory region: the same bytes in every process of the host, zeroed each time the
+/// host creates its segment. It is raw memory: share data through atomics.
+#[derive(Debug, Clone, Copy)]
+pub struct Region {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Region {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The start of the region (64-byte aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+    /// The `index`-th `AtomicU64` of the region, or `None` past its end.
+    pub fn atomic_u64(&self, index: usize) -> Option<&AtomicU64> {
+        let end = index.checked_add(1)?.checked_mul(8)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked above), 8-aligned (the region is 64-aligned), and the mapping
+        // lives as long as the worker process; shared mutation happens only through atomics.
+        Some(unsafe { &*(self.ptr.add(index * 8) as *const AtomicU64) })
+    }
+    /// The `index`-th `AtomicU32` of the region, or `None` past its end.
+    pub fn atomic_u32(&self, index: usize) -> Option<&AtomicU32> {
+        let end = index.checked_add(1)?.checked_mul(4)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: as for `atomic_u64`, with 4-byte alignment.
+        Some(unsafe { &*(self.ptr.add(index * 4) as *const AtomicU32) })
+    }
+    /// The `index`-th byte of the region as an atomic, or `None` past its end.
+    pub fn atomic_u8(&self, index: usize) -> Option<&AtomicU8> {
+        if index >= self.len {
+            return None;
+        }
+        // SAFETY: in bounds; see `atomic_u64`.
+        Some(unsafe { &*(self.ptr.add(index) as *const AtomicU8) })
+    }
+}
+
+/// A running background worker. Exists only inside a worker entry.
+pub struct Worker {
+    api: &'static abi::WorkerApi,
+}
+
+impl Worker {
+    pub(crate) fn new(api: &abi::WorkerApi) -> Worker {
+        // SAFETY: the host's worker table lives until the worker process exits.
+        let api: &'static abi::WorkerApi = unsafe { &*(api as *const abi::WorkerApi) };
+        Worker { api }
+    }
+
+    fn s(&self, v: abi::Str) -> &str {
+        // SAFETY: the host keeps these strings alive for the worker's life and checked UTF-8.
+        unsafe { v.to_str() }.unwrap_or("")
+    }
+
+    /// The worker's name, unique in the host.
+    pub fn name(&self) -> &str {
+        self.s(self.api.name)
+    }
+    /// The worker's type (group name).
+    pub fn worker_type(&self) -> &str {
+        self.s(self.api.worker_type)
+    }
+    /// The plugin that registered this worker.
+    pub fn plugin(&self) -> &str {
+        self.s(self.api.plugin)
+    }
+    /// The `u64` argument given at registration.
+    pub fn arg(&self) -> u64 {
+        self.api.arg
+    }
+    /// The opaque extra bytes given at registration.
+    pub fn extra(&self) -> &[u8] {
+        if self.api.extra.is_null() {
+            return &[];
+        }
+        // SAFETY: the host keeps `extra_len` bytes alive for the worker's life.
+        unsafe { std::slice::from_raw_parts(self.api.extra, self.api.extra_len) }
+    }
+
+    /// Whether the host asked this worker to stop, or is gone.
+    pub fn should_stop(&self) -> bool {
+        // SAFETY: the host's function with its own context.
+        unsafe { (self.api.should_stop)(self.api.ctx) != 0 }
+    }
+
+    /// Sleeps up to `timeout`, returning early when termination is requested or the host dies.
+    pub fn wait(&self, timeout: Duration) -> WaitResult {
+        let us = timeout.as_micros().min(u64::MAX as u128) as u64;
+        // SAFETY: the host's function with its own context.
+        match unsafe { (self.api.wait)(self.api.ctx, us) } {
+            abi::WAIT_TIMEOUT => WaitResult::Timeout,
+            abi::WAIT_HOST_GONE => WaitResult::HostGone,
+            _ => WaitResult::Terminate,
+        }
+    }
+
+    fn host(&self) -> &abi::HostApi {
+        // SAFETY: the host's table is `'static` in the host binary.
+        unsafe { &*self.api.host }
+    }
+
+    /// Reads a setting of the plugin that registered this worker.
+    pub fn setting<T: SettingValue>(&self, name: &str) -> Result<T, SettingError> {
+        settings::get(self.host(), self.plugin(), name)
+    }
+
+    /// Reads a setting of another plugin (by its name).
+    pub fn plugin_setting<T: SettingValue>(
+        &self,
+        plugin: &str,
+        name: &str,
+    ) -> Result<T, SettingError> {
+        settings::get(self.host(), plugin, name)
+    }
+
+    /// Looks up a region the registering plugin requested in init.
+    pub fn region(&self, name: &str) -> Result<Region, RegionError> {
+        let h = self.host();
+        let mut ptr = std::ptr::null_mut();
+        let mut len = 0u64;
+        // SAFETY: the host's function with its own context; out-pointers are valid.
+        let st = unsafe {
+            (h.region)(
+                h.ctx,
+                abi::Str::new(self.plugin()),
+                abi::Str::new(name),
+                &mut ptr,
+                &mut len,
+            )
+        };
+        match st {
+            abi::STATUS_OK if !ptr.is_null() => Ok(Region {
+                ptr,
+                len: len as usize,
+            }),
+            abi::STATUS_NOT_FOUND | abi::STATUS_OK => Err(RegionError::NotFound(name.to_owned())),
+            status => Err(RegionError::Other {
+                name: name.to_owned(),
+                status,
+            }),
+        }
+    }
+}

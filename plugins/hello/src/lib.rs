@@ -1,0 +1,63 @@
+//! `hello`: the demo plugin, a worker_spi-like greeter.
+//!
+//! Runs in: the supervisor (init) and each `hello-N` worker process.
+//!
+//! Init defines three settings (all with defaults, so an empty `[plugins.hello]` works), requests
+//! one region of counters, and registers `workers` greeters. Each greeter wakes every `interval`,
+//! bumps its counter in the shared region and logs the greeting with the count.
+
+use std::time::Duration;
+
+use steward::{
+    entry, BackgroundWorker, InitError, Registrar, RestartPolicy, WaitResult, Worker, WorkerError,
+};
+
+steward::plugin! { name: "hello", init: init }
+
+const MAX_WORKERS: i64 = 64;
+
+fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
+    let workers = reg.define_int("workers", 3, 1..=MAX_WORKERS, "number of greeter workers")?;
+    reg.define_duration(
+        "interval",
+        Duration::from_secs(1),
+        "how often each greeter says hello",
+    )?;
+    reg.define_string("greeting", "hello", "what the greeters say")?;
+    reg.request_region("counters", (MAX_WORKERS as u64) * 8)?;
+    for i in 0..workers {
+        reg.register_background_worker(
+            BackgroundWorker::new(format!("hello-{}", i + 1), entry!(greeter))
+                .worker_type("greeter")
+                .arg(i as u64)
+                .restart(RestartPolicy::after(Duration::from_secs(1))),
+        )?;
+    }
+    Ok(())
+}
+
+fn greeter(w: &mut Worker) -> Result<(), WorkerError> {
+    let interval: Duration = w
+        .setting("interval")
+        .map_err(|e| WorkerError::fatal(e.to_string()))?;
+    let greeting: String = w
+        .setting("greeting")
+        .map_err(|e| WorkerError::fatal(e.to_string()))?;
+    let counters = w
+        .region("counters")
+        .map_err(|e| WorkerError::fatal(e.to_string()))?;
+    let counter = counters
+        .atomic_u64(w.arg() as usize)
+        .ok_or_else(|| WorkerError::fatal("argument out of range"))?;
+    tracing::info!("started");
+    loop {
+        match w.wait(interval) {
+            WaitResult::Timeout => {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::info!("{greeting} #{n}");
+            }
+            WaitResult::Terminate | WaitResult::HostGone => return Ok(()),
+        }
+    }
+}
+steward::worker_entry!(greeter);

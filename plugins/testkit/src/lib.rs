@@ -1,0 +1,159 @@
+//! `testkit`: a plugin whose init and workers misbehave on request, for end-to-end tests.
+//!
+//! Runs in: the supervisor (init) and each testkit worker process.
+//!
+//! Settings:
+//! - `init` = `"ok" | "error" | "panic"`: how init ends.
+//! - `workers`: comma-separated worker specs `name[:option...]`, options `never` (restart policy
+//!   never), `ignore_term` (ignores SIGTERM and never stops by itself), `late_register` (tries to
+//!   register a static worker after the freeze and logs the outcome), `exit_at_start=N` (returns
+//!   exit code N at once), `entry=FUNC` (runs another entry function), `type=T`.
+//! - `restart_delay`: the restart delay of every worker that does not say `never`.
+//! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
+//!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter).
+//!
+//! Each worker publishes its state in the `testkit` region: slot `arg` counts bumps.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use steward::{
+    entry, BackgroundWorker, EntryPoint, InitError, Registrar, RestartPolicy, Worker, WorkerError,
+};
+
+steward::plugin! { name: "testkit", init: init }
+
+const POLL: Duration = Duration::from_millis(10);
+const MAX_WORKERS: u64 = 4096;
+
+fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
+    let mode = reg.define_enum("init", "ok", &["ok", "error", "panic"], "how init ends")?;
+    let workers = reg.define_string(
+        "workers",
+        "",
+        "worker specs: name[:option...] separated by commas",
+    )?;
+    let delay =
+        reg.define_duration("restart_delay", Duration::from_millis(100), "restart delay")?;
+    reg.define_string("trigger_dir", "", "directory of trigger files")?;
+    reg.define_bool("verbose", false, "log every trigger")?;
+    reg.request_region("testkit", MAX_WORKERS * 8)?;
+    match mode.as_str() {
+        "error" => return Err(InitError("testkit was told to fail its init".into())),
+        "panic" => panic!("testkit was told to panic in init"),
+        _ => {}
+    }
+    for (i, item) in workers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
+        let mut parts = item.split(':');
+        let name = parts.next().unwrap_or_default();
+        let mut entry_point = entry!(testkit_worker);
+        let mut policy = RestartPolicy::after(delay);
+        let mut worker_type = "testkit".to_owned();
+        let mut flags = Vec::new();
+        for opt in parts {
+            match opt.split_once('=') {
+                Some(("entry", f)) => entry_point = EntryPoint::new("testkit", f),
+                Some(("type", t)) => worker_type = t.to_owned(),
+                None if opt == "never" => policy = RestartPolicy::never(),
+                _ => flags.push(opt.to_owned()),
+            }
+        }
+        reg.register_background_worker(
+            BackgroundWorker::new(name, entry_point)
+                .worker_type(worker_type)
+                .restart(policy)
+                .arg(i as u64)
+                .extra(flags.join(":").into_bytes()),
+        )?;
+    }
+    Ok(())
+}
+
+fn fatal(e: impl std::fmt::Display) -> WorkerError {
+    WorkerError::fatal(e.to_string())
+}
+
+fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
+    let flags = String::from_utf8_lossy(w.extra()).into_owned();
+    let flags: Vec<&str> = flags.split(':').filter(|s| !s.is_empty()).collect();
+    let region = w.region("testkit").map_err(fatal)?;
+    let counter = region
+        .atomic_u64(w.arg() as usize)
+        .ok_or_else(|| fatal("arg out of range"))?;
+    let trigger_dir: String = w.setting("trigger_dir").map_err(fatal)?;
+    let verbose: bool = w.setting("verbose").map_err(fatal)?;
+    let trigger = (!trigger_dir.is_empty()).then(|| PathBuf::from(&trigger_dir).join(w.name()));
+
+    for flag in &flags {
+        if let Some(code) = flag.strip_prefix("exit_at_start=") {
+            return exit_with(code.parse().unwrap_or(1));
+        }
+        if *flag == "late_register" {
+            let r = steward::register_after_init(
+                BackgroundWorker::new(format!("{}-late", w.name()), entry!(testkit_worker)),
+                "testkit",
+            );
+            match r {
+                Ok(()) => tracing::error!("late registration succeeded, which it must not"),
+                Err(e) => tracing::warn!("late registration refused: {e}"),
+            }
+        }
+    }
+    let ignore_term = flags.contains(&"ignore_term");
+    if ignore_term {
+        // SAFETY: setting a signal disposition to SIG_IGN is always sound.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        tracing::info!("ignoring SIGTERM");
+    }
+    loop {
+        let r = w.wait(POLL);
+        if r.should_stop() && !ignore_term {
+            return Ok(());
+        }
+        let Some(path) = &trigger else { continue };
+        let Ok(action) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let _ = std::fs::remove_file(path);
+        let action = action.trim();
+        if verbose {
+            tracing::info!("trigger: {action}");
+        }
+        let (verb, rest) = action.split_once(' ').unwrap_or((action, ""));
+        match verb {
+            "exit" => return exit_with(rest.trim().parse().unwrap_or(1)),
+            "panic" => panic!("{rest}"),
+            "segv" => {
+                // SAFETY: deliberately unsound: this worker exists to crash with SIGSEGV.
+                unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
+            }
+            "bump" => {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            other => tracing::warn!("unknown trigger {other:?}"),
+        }
+    }
+}
+steward::worker_entry!(testkit_worker);
+
+fn exit_with(code: i32) -> Result<(), WorkerError> {
+    match code {
+        0 => Ok(()),
+        1 => Err(WorkerError::restart("testkit was told to exit 1")),
+        2 => Err(WorkerError::fatal("testkit was told to exit 2")),
+        // Any other code is a raw process exit, which the host must treat as a crash.
+        n => std::process::exit(n),
+    }
+}
+
+/// A plain exported function that is not a worker entry: naming it as an entry must fail cleanly.
+#[no_mangle]
+pub extern "C" fn testkit_not_an_entry() -> i32 {
+    0
+}
