@@ -62,9 +62,7 @@ pub fn run(
         _ => None,
     };
     match (kind, startup) {
-        (ChildKind::Worker, StartupData::Worker { worker_slot }) => {
-            worker_main(env, slot, *worker_slot)
-        }
+        (ChildKind::Worker, StartupData::Worker { worker_slot }) => worker_main(env, slot, *worker_slot),
         (ChildKind::Connection, _) => {
             crate::log::set_identity("connection", None);
             match client {
@@ -278,25 +276,17 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
             continue;
         }
         let answer = match control::parse_request(line) {
-            Ok(Request::Status) => {
-                match serde_json::to_value(control::status_from_segment(env.segment)) {
-                    Ok(v) => control::ok(v),
-                    Err(e) => control::error(&e.to_string()),
-                }
-            }
+            Ok(Request::Status) => match serde_json::to_value(control::status_from_segment(env.segment)) {
+                Ok(v) => control::ok(v),
+                Err(e) => control::error(&e.to_string()),
+            },
             Ok(Request::Stop(mode)) => {
                 let _ = write_line(
                     &mut stream,
-                    &control::ok(
-                        serde_json::json!({"stopping": mode.as_str(), "pid": env.host_pid}),
-                    ),
+                    &control::ok(serde_json::json!({"stopping": mode.as_str(), "pid": env.host_pid})),
                 );
-                tracing::info!(
-                    "{} shutdown requested over the control socket",
-                    mode.as_str()
-                );
-                let _ =
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(env.host_pid), mode.signal());
+                tracing::info!("{} shutdown requested over the control socket", mode.as_str());
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(env.host_pid), mode.signal());
                 continue;
             }
             Err(msg) => control::error(&msg),

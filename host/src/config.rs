@@ -119,9 +119,8 @@ pub const MAX_SOCKET_PATH: usize = 107;
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(path, None, format!("cannot read the config file: {e}"))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, None, format!("cannot read the config file: {e}")))?;
         Config::parse(path, &text)
     }
 
@@ -134,16 +133,12 @@ impl Config {
                 .map(|d| d.join(path))
                 .unwrap_or_else(|_| path.to_owned())
         };
-        let raw: RawFile = toml::from_str(text)
-            .map_err(|e| ConfigError::new(&abs, None, e.to_string().trim_end()))?;
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::new(&abs, None, e.to_string().trim_end()))?;
         Config::validate(&abs, raw)
     }
 
     fn validate(path: &Path, raw: RawFile) -> Result<Config, ConfigError> {
-        let dir = path
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
         let err = |key: &str, reason: String| ConfigError::new(path, Some(key), reason);
         let h = raw.host;
         let resolve = |p: &str| {
@@ -170,10 +165,7 @@ impl Config {
                 ));
             }
             if !seen.insert(name.as_str()) {
-                return Err(err(
-                    "host.preload_plugins",
-                    format!("{name:?} is listed twice"),
-                ));
+                return Err(err("host.preload_plugins", format!("{name:?} is listed twice")));
             }
         }
         let runtime_dir = match h.runtime_dir.as_deref() {
@@ -191,12 +183,7 @@ impl Config {
                 ),
             ));
         }
-        let bounded = |key: &str,
-                       v: Option<i64>,
-                       default: i64,
-                       min: i64,
-                       max: i64|
-         -> Result<u32, ConfigError> {
+        let bounded = |key: &str, v: Option<i64>, default: i64, min: i64, max: i64| -> Result<u32, ConfigError> {
             let v = v.unwrap_or(default);
             if v < min || v > max {
                 return Err(err(key, format!("{v} is out of range ({min} to {max})")));
@@ -210,13 +197,7 @@ impl Config {
             0,
             MAX_WORKER_PROCESSES,
         )?;
-        let max_connections = bounded(
-            "host.max_connections",
-            h.max_connections,
-            16,
-            1,
-            MAX_CONNECTIONS,
-        )?;
+        let max_connections = bounded("host.max_connections", h.max_connections, 16, 1, MAX_CONNECTIONS)?;
         let launch_mode = match h.launch_mode.as_deref() {
             None => LaunchMode::Fork,
             Some(s) => LaunchMode::parse(s).ok_or_else(|| {
@@ -226,25 +207,14 @@ impl Config {
                 )
             })?,
         };
-        let duration = |key: &str,
-                        v: Option<toml::Value>,
-                        default: Duration|
-         -> Result<Duration, ConfigError> {
+        let duration = |key: &str, v: Option<toml::Value>, default: Duration| -> Result<Duration, ConfigError> {
             match v {
                 None => Ok(default),
                 Some(v) => toml_duration(&v).map_err(|r| err(key, r)),
             }
         };
-        let shutdown_timeout = duration(
-            "host.shutdown_timeout",
-            h.shutdown_timeout,
-            Duration::from_secs(5),
-        )?;
-        let crash_kill_timeout = duration(
-            "host.crash_kill_timeout",
-            h.crash_kill_timeout,
-            Duration::from_secs(5),
-        )?;
+        let shutdown_timeout = duration("host.shutdown_timeout", h.shutdown_timeout, Duration::from_secs(5))?;
+        let crash_kill_timeout = duration("host.crash_kill_timeout", h.crash_kill_timeout, Duration::from_secs(5))?;
         let log_format = match h.log_format.as_deref() {
             None | Some("text") => Format::Text,
             Some("json") => Format::Json,
@@ -308,9 +278,7 @@ pub fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
     match v {
         toml::Value::String(s) => crate::time::parse_duration(s),
         toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_millis(*n as u64)),
-        other => Err(format!(
-            "expected a duration like \"500ms\" or \"2s\", got {other}"
-        )),
+        other => Err(format!("expected a duration like \"500ms\" or \"2s\", got {other}")),
     }
 }
 
@@ -336,7 +304,8 @@ mod tests {
 
     #[test]
     fn resolves_relative_paths_against_the_file() {
-        let c = parse("[host]\nplugin_dir = \"plugins\"\nruntime_dir = \"/run/x\"\npreload_plugins = [\"hello\"]\n").unwrap();
+        let c = parse("[host]\nplugin_dir = \"plugins\"\nruntime_dir = \"/run/x\"\npreload_plugins = [\"hello\"]\n")
+            .unwrap();
         assert_eq!(c.plugin_dir, PathBuf::from("/etc/steward/plugins"));
         assert_eq!(
             c.plugin_path("hello"),
@@ -349,10 +318,7 @@ mod tests {
     fn syntax_error_names_the_line() {
         let e = parse("[host]\nplugin_dir = \n").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
-        assert!(
-            e.to_string().starts_with("/etc/steward/steward.toml: "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("/etc/steward/steward.toml: "), "{e}");
     }
 
     #[test]

@@ -297,8 +297,7 @@ impl Client {
         if self.reader.read_line(&mut answer)? == 0 {
             return Err(ClientError::Closed);
         }
-        let v: Value =
-            serde_json::from_str(&answer).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        let v: Value = serde_json::from_str(&answer).map_err(|e| ClientError::Malformed(e.to_string()))?;
         if v.get("ok").and_then(Value::as_bool) == Some(true) {
             Ok(v.get("result").cloned().unwrap_or(Value::Null))
         } else {
@@ -358,15 +357,7 @@ pub fn format_table(s: &Status) -> String {
             ]
         })
         .collect();
-    let head = [
-        "NAME",
-        "TYPE",
-        "PLUGIN",
-        "STATE",
-        "PID",
-        "RESTARTS",
-        "LAST EXIT",
-    ];
+    let head = ["NAME", "TYPE", "PLUGIN", "STATE", "PID", "RESTARTS", "LAST EXIT"];
     let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -399,10 +390,7 @@ mod tests {
 
     #[test]
     fn requests_parse_and_errors_are_specific() {
-        assert_eq!(
-            parse_request(r#"{"v":1,"cmd":"status"}"#),
-            Ok(Request::Status)
-        );
+        assert_eq!(parse_request(r#"{"v":1,"cmd":"status"}"#), Ok(Request::Status));
         assert_eq!(
             parse_request(r#"{"v":1,"cmd":"stop","mode":"smart"}"#),
             Ok(Request::Stop(StopMode::Smart))
@@ -411,9 +399,7 @@ mod tests {
             parse_request(r#"{"v":1,"cmd":"stop"}"#),
             Ok(Request::Stop(StopMode::Fast))
         );
-        assert!(parse_request("{not json")
-            .unwrap_err()
-            .starts_with("malformed request"));
+        assert!(parse_request("{not json").unwrap_err().starts_with("malformed request"));
         assert!(parse_request(r#"{"v":2,"cmd":"status"}"#)
             .unwrap_err()
             .contains("unsupported protocol version 2"));

@@ -16,9 +16,7 @@ use std::sync::Mutex;
 
 use steward::abi::{self, Status, Str};
 
-use crate::registry::{
-    RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec,
-};
+use crate::registry::{RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec};
 
 /// A region as mapped in this process.
 #[derive(Debug, Clone, Copy)]
@@ -128,13 +126,7 @@ unsafe fn write_out(value: &str, buf: *mut u8, cap: usize, len: *mut usize) -> S
     abi::STATUS_OK
 }
 
-unsafe extern "C" fn host_log(
-    _ctx: *mut c_void,
-    level: u32,
-    plugin: Str,
-    _target: Str,
-    message: Str,
-) {
+unsafe extern "C" fn host_log(_ctx: *mut c_void, level: u32, plugin: Str, _target: Str, message: Str) {
     let _ = catch_unwind(|| {
         // SAFETY: the plugin passes valid views for the call.
         let plugin = unsafe { plugin.as_bytes() };
@@ -156,11 +148,7 @@ unsafe extern "C" fn host_fail(_ctx: *mut c_void, message: Str) {
     });
 }
 
-unsafe extern "C" fn host_register_worker(
-    _ctx: *mut c_void,
-    plugin: Str,
-    spec: *const abi::WorkerSpec,
-) -> Status {
+unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: *const abi::WorkerSpec) -> Status {
     guarded(|| {
         // SAFETY: the plugin passes a valid spec (checked for null) and views for the call.
         let Some(spec) = (unsafe { spec.as_ref() }) else {
@@ -186,9 +174,7 @@ unsafe extern "C" fn host_register_worker(
         };
         let restart = match spec.restart_kind {
             abi::RESTART_NEVER => RestartPolicy::Never,
-            abi::RESTART_AFTER => {
-                RestartPolicy::After(std::time::Duration::from_micros(spec.restart_delay_us))
-            }
+            abi::RESTART_AFTER => RestartPolicy::After(std::time::Duration::from_micros(spec.restart_delay_us)),
             _ => return abi::STATUS_INVALID,
         };
         if spec.extra_len > abi::EXTRA_LEN || (spec.extra.is_null() && spec.extra_len > 0) {
@@ -224,12 +210,7 @@ unsafe extern "C" fn host_register_worker(
     })
 }
 
-unsafe extern "C" fn host_request_region(
-    _ctx: *mut c_void,
-    plugin: Str,
-    name: Str,
-    size: u64,
-) -> Status {
+unsafe extern "C" fn host_request_region(_ctx: *mut c_void, plugin: Str, name: Str, size: u64) -> Status {
     guarded(|| {
         // SAFETY: views valid for the call.
         let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
@@ -266,27 +247,18 @@ unsafe extern "C" fn host_region(
         let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
             return abi::STATUS_BAD_NAME;
         };
-        with_state(
-            |s| match s.regions.get(&(plugin.to_owned(), name.to_owned())) {
-                Some(r) => {
-                    // SAFETY: both checked non-null above; the plugin owns them.
-                    unsafe {
-                        *ptr = r.ptr;
-                        *len = r.len;
-                    }
-                    abi::STATUS_OK
+        with_state(|s| match s.regions.get(&(plugin.to_owned(), name.to_owned())) {
+            Some(r) => {
+                // SAFETY: both checked non-null above; the plugin owns them.
+                unsafe {
+                    *ptr = r.ptr;
+                    *len = r.len;
                 }
-                None if s
-                    .registry
-                    .regions
-                    .iter()
-                    .any(|r| r.plugin == plugin && r.name == name) =>
-                {
-                    abi::STATUS_UNAVAILABLE
-                }
-                None => abi::STATUS_NOT_FOUND,
-            },
-        )
+                abi::STATUS_OK
+            }
+            None if s.registry.regions.iter().any(|r| r.plugin == plugin && r.name == name) => abi::STATUS_UNAVAILABLE,
+            None => abi::STATUS_NOT_FOUND,
+        })
     })
 }
 
@@ -333,14 +305,9 @@ unsafe extern "C" fn host_define_setting(
             return abi::STATUS_INVALID;
         };
         // SAFETY: views valid for the call.
-        let (Some(plugin), Some(name), Some(default), Some(description)) = (unsafe {
-            (
-                text(plugin),
-                text(def.name),
-                text(def.default),
-                text(def.description),
-            )
-        }) else {
+        let (Some(plugin), Some(name), Some(default), Some(description)) =
+            (unsafe { (text(plugin), text(def.name), text(def.default), text(def.description)) })
+        else {
             return abi::STATUS_BAD_NAME;
         };
         let name_ok = !name.is_empty()

@@ -58,10 +58,7 @@ pub const KINDS: [KindInfo; 3] = [
 
 impl ChildKind {
     pub fn info(self) -> &'static KindInfo {
-        KINDS
-            .iter()
-            .find(|k| k.kind == self)
-            .expect("every kind is in KINDS")
+        KINDS.iter().find(|k| k.kind == self).expect("every kind is in KINDS")
     }
 }
 

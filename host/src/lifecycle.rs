@@ -125,8 +125,7 @@ pub fn next_for(outcome: Outcome, policy: RestartPolicy) -> Next {
 /// Whether a worker starts again after a crash reset: only if its policy restarts it and it was
 /// not already done or failed.
 pub fn restarts_after_reset(state: WorkerState, policy: RestartPolicy) -> bool {
-    matches!(policy, RestartPolicy::After(_))
-        && !matches!(state, WorkerState::Stopped | WorkerState::Failed)
+    matches!(policy, RestartPolicy::After(_)) && !matches!(state, WorkerState::Stopped | WorkerState::Failed)
 }
 
 #[cfg(test)]
@@ -138,16 +137,10 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_contract() {
         assert_eq!(classify(ExitStatus::Code(0), false, false), Outcome::Done);
-        assert_eq!(
-            classify(ExitStatus::Code(1), false, false),
-            Outcome::Restart
-        );
+        assert_eq!(classify(ExitStatus::Code(1), false, false), Outcome::Restart);
         assert_eq!(classify(ExitStatus::Code(2), false, false), Outcome::Fatal);
         assert_eq!(classify(ExitStatus::Code(3), false, false), Outcome::Crash);
-        assert_eq!(
-            classify(ExitStatus::Signal(11), false, false),
-            Outcome::Crash
-        );
+        assert_eq!(classify(ExitStatus::Signal(11), false, false), Outcome::Crash);
     }
 
     #[test]
@@ -158,14 +151,8 @@ mod tests {
 
     #[test]
     fn signals_the_host_sent_are_not_crashes() {
-        assert_eq!(
-            classify(ExitStatus::Signal(15), true, true),
-            Outcome::StoppedByHost
-        );
-        assert_eq!(
-            classify(ExitStatus::Signal(9), false, true),
-            Outcome::StoppedByHost
-        );
+        assert_eq!(classify(ExitStatus::Signal(15), true, true), Outcome::StoppedByHost);
+        assert_eq!(classify(ExitStatus::Signal(9), false, true), Outcome::StoppedByHost);
         assert_eq!(classify(ExitStatus::Code(0), false, true), Outcome::Done);
         assert_eq!(classify(ExitStatus::Code(1), false, true), Outcome::Restart);
     }
@@ -179,20 +166,14 @@ mod tests {
         assert_eq!(next_for(Outcome::Restart, RestartPolicy::Never), Next::Stop);
         assert_eq!(next_for(Outcome::Fatal, SEC), Next::Fail);
         assert_eq!(next_for(Outcome::Done, SEC), Next::Stop);
-        assert_eq!(
-            next_for(Outcome::Crash, RestartPolicy::Never),
-            Next::ResetHost
-        );
+        assert_eq!(next_for(Outcome::Crash, RestartPolicy::Never), Next::ResetHost);
     }
 
     #[test]
     fn reset_restarts_only_live_restartable_workers() {
         assert!(restarts_after_reset(WorkerState::Running, SEC));
         assert!(restarts_after_reset(WorkerState::WaitingRestart, SEC));
-        assert!(!restarts_after_reset(
-            WorkerState::Running,
-            RestartPolicy::Never
-        ));
+        assert!(!restarts_after_reset(WorkerState::Running, RestartPolicy::Never));
         assert!(!restarts_after_reset(WorkerState::Failed, SEC));
         assert!(!restarts_after_reset(WorkerState::Stopped, SEC));
     }

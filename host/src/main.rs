@@ -121,10 +121,7 @@ fn cmd_status(args: &Args) -> i32 {
     let status = Client::connect(&cfg.socket_path()).and_then(|mut c| c.status());
     match status {
         Ok(s) if args.json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&s).expect("status serialises")
-            );
+            println!("{}", serde_json::to_string_pretty(&s).expect("status serialises"));
             exit_code::OK
         }
         Ok(s) => {
@@ -157,8 +154,7 @@ fn cmd_stop(args: &Args) -> i32 {
         return exit_code::FAILURE;
     }
     // Wait for the host to let go of its lock: that is the last thing it does.
-    let deadline =
-        std::time::Instant::now() + cfg.shutdown_timeout + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + cfg.shutdown_timeout + std::time::Duration::from_secs(10);
     while steward_host::lockfile::LockFile::is_held(&cfg.lock_path()) {
         if std::time::Instant::now() > deadline {
             eprintln!("steward: the host did not stop within shutdown_timeout + 10s");

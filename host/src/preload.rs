@@ -39,11 +39,7 @@ pub fn plugins() -> &'static [LoadedPlugin] {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("plugin {name}: {path}: no such file (plugin_dir is {dir})", path = path.display(), dir = dir.display())]
-    Missing {
-        name: String,
-        path: PathBuf,
-        dir: PathBuf,
-    },
+    Missing { name: String, path: PathBuf, dir: PathBuf },
     #[error("plugin {name}: {path}: {reason}", path = path.display())]
     Refused {
         name: String,
@@ -96,8 +92,7 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
     if !meta.is_file() {
         return Err(refused(name, &path, "not a regular file"));
     }
-    let canon_dir =
-        std::fs::canonicalize(&cfg.plugin_dir).unwrap_or_else(|_| cfg.plugin_dir.clone());
+    let canon_dir = std::fs::canonicalize(&cfg.plugin_dir).unwrap_or_else(|_| cfg.plugin_dir.clone());
     let canon = std::fs::canonicalize(&path).map_err(|e| refused(name, &path, e.to_string()))?;
     if !canon.starts_with(&canon_dir) {
         return Err(refused(
@@ -125,10 +120,7 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
                 return Err(refused(
                     name,
                     &path,
-                    format!(
-                        "not a Steward plugin: it has no {} symbol",
-                        abi::HEADER_SYMBOL
-                    ),
+                    format!("not a Steward plugin: it has no {} symbol", abi::HEADER_SYMBOL),
                 ));
             }
         };
@@ -140,10 +132,7 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
         return Err(refused(
             name,
             &path,
-            format!(
-                "not a Steward plugin: {} has the wrong magic bytes",
-                abi::HEADER_SYMBOL
-            ),
+            format!("not a Steward plugin: {} has the wrong magic bytes", abi::HEADER_SYMBOL),
         ));
     }
     // SAFETY: the magic matched, so this is a Steward header; fields are read one by one and the
@@ -185,13 +174,9 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
         ));
     }
     // SAFETY: the header checked out; its strings are `'static` in the plugin.
-    let (Some(pname), Some(version), Some(sdk)) = (unsafe {
-        (
-            header_str(h.name),
-            header_str(h.version),
-            header_str(h.sdk_version),
-        )
-    }) else {
+    let (Some(pname), Some(version), Some(sdk)) =
+        (unsafe { (header_str(h.name), header_str(h.version), header_str(h.sdk_version)) })
+    else {
         return Err(refused(
             name,
             &path,
@@ -208,11 +193,7 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
     for p in plugins() {
         if let Ok(m) = std::fs::metadata(&p.path) {
             if m.dev() == meta.dev() && m.ino() == meta.ino() {
-                return Err(refused(
-                    name,
-                    &path,
-                    format!("same file as plugin {}", p.name),
-                ));
+                return Err(refused(name, &path, format!("same file as plugin {}", p.name)));
             }
         }
     }
@@ -234,8 +215,7 @@ fn run_init(p: &LoadedPlugin, mode: u32) -> Result<(), PluginError> {
     // wrapper catches panics. A plugin that lets one escape aborts the process (Rust's rule for
     // `extern "C"`), which start-up reports as a crash of `steward run`.
     let status = unsafe { (p.init)(table) };
-    let (failure, config_errors) =
-        hostapi::with_state(|s| (s.failure.take(), std::mem::take(&mut s.config_errors)));
+    let (failure, config_errors) = hostapi::with_state(|s| (s.failure.take(), std::mem::take(&mut s.config_errors)));
     if !config_errors.is_empty() {
         return Err(PluginError::Config(config_errors.join("\n")));
     }
@@ -353,9 +333,7 @@ pub fn resolve_entry(library: &str, function: &str) -> Result<EntryFn, String> {
     };
     let sym = format!("{}{}", abi::ENTRY_SYMBOL_PREFIX, function);
     // SAFETY: only the address is taken; the descriptor is validated before `run` is used.
-    let entry: *const abi::WorkerEntry = match unsafe {
-        p.lib.get::<*const abi::WorkerEntry>(sym.as_bytes())
-    } {
+    let entry: *const abi::WorkerEntry = match unsafe { p.lib.get::<*const abi::WorkerEntry>(sym.as_bytes()) } {
         Ok(s) => *s as *const abi::WorkerEntry,
         Err(_) => {
             // SAFETY: only probing whether the plain symbol exists; it is never called.

@@ -98,9 +98,7 @@ fn name_ok(s: &str, max: usize) -> bool {
 }
 
 fn ident_ok(s: &str, max: usize) -> bool {
-    name_ok(s, max)
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    name_ok(s, max) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -128,10 +126,7 @@ impl Registry {
             return Err(RegistryError::BadName(format!("worker name {:?}", w.name)));
         }
         if !name_ok(&w.worker_type, abi::MAX_TYPE_LEN) {
-            return Err(RegistryError::BadName(format!(
-                "worker type {:?}",
-                w.worker_type
-            )));
+            return Err(RegistryError::BadName(format!("worker type {:?}", w.worker_type)));
         }
         if !ident_ok(&w.library, abi::MAX_LIBRARY_LEN) {
             return Err(RegistryError::Invalid(format!("library {:?}", w.library)));
@@ -140,10 +135,7 @@ impl Registry {
             return Err(RegistryError::Invalid(format!("function {:?}", w.function)));
         }
         if w.extra.len() > abi::EXTRA_LEN {
-            return Err(RegistryError::Invalid(format!(
-                "extra is {} bytes",
-                w.extra.len()
-            )));
+            return Err(RegistryError::Invalid(format!("extra is {} bytes", w.extra.len())));
         }
         if let RestartPolicy::After(d) = w.restart {
             if d > MAX_RESTART_DELAY {
@@ -168,16 +160,9 @@ impl Registry {
             return Err(RegistryError::BadName(format!("region {:?}", r.name)));
         }
         if r.size == 0 || r.size > MAX_REGION_SIZE {
-            return Err(RegistryError::Invalid(format!(
-                "region {:?} size {}",
-                r.name, r.size
-            )));
+            return Err(RegistryError::Invalid(format!("region {:?} size {}", r.name, r.size)));
         }
-        if self
-            .regions
-            .iter()
-            .any(|o| o.plugin == r.plugin && o.name == r.name)
-        {
+        if self.regions.iter().any(|o| o.plugin == r.plugin && o.name == r.name) {
             return Err(RegistryError::Duplicate(format!("region {:?}", r.name)));
         }
         self.regions.push(r);
@@ -231,10 +216,7 @@ impl SettingKind {
                 let d = crate::config::toml_duration(v)?;
                 let us = d.as_micros().min(i64::MAX as u128) as i64;
                 if us < *min_us || us > *max_us {
-                    return Err(format!(
-                        "{} is out of range",
-                        crate::time::format_duration(d)
-                    ));
+                    return Err(format!("{} is out of range", crate::time::format_duration(d)));
                 }
                 Ok(us.to_string())
             }
@@ -245,10 +227,7 @@ impl SettingKind {
                     Err(format!("{s:?} is not one of {}", choices.join(", ")))
                 }
             }
-            (SettingKind::Enum(choices), other) => Err(format!(
-                "expected one of {}, got {other}",
-                choices.join(", ")
-            )),
+            (SettingKind::Enum(choices), other) => Err(format!("expected one of {}, got {other}", choices.join(", "))),
         }
     }
 }
@@ -275,10 +254,7 @@ mod tests {
     fn duplicate_names_are_refused() {
         let mut r = Registry::default();
         r.add_worker(spec("a")).unwrap();
-        assert!(matches!(
-            r.add_worker(spec("a")),
-            Err(RegistryError::Duplicate(_))
-        ));
+        assert!(matches!(r.add_worker(spec("a")), Err(RegistryError::Duplicate(_))));
     }
 
     #[test]
@@ -298,10 +274,7 @@ mod tests {
     #[test]
     fn bad_names_and_entries_are_refused() {
         let mut r = Registry::default();
-        assert!(matches!(
-            r.add_worker(spec("")),
-            Err(RegistryError::BadName(_))
-        ));
+        assert!(matches!(r.add_worker(spec("")), Err(RegistryError::BadName(_))));
         assert!(matches!(
             r.add_worker(spec(&"x".repeat(64))),
             Err(RegistryError::BadName(_))
@@ -324,10 +297,7 @@ mod tests {
             min_us: 0,
             max_us: i64::MAX,
         };
-        assert_eq!(
-            dur.canonical(&toml::Value::String("2s".into())),
-            Ok("2000000".into())
-        );
+        assert_eq!(dur.canonical(&toml::Value::String("2s".into())), Ok("2000000".into()));
         let e = SettingKind::Enum(vec!["a".into(), "b".into()]);
         assert!(e.canonical(&toml::Value::String("c".into())).is_err());
     }

@@ -67,10 +67,7 @@ impl<const N: usize> Text<N> {
     /// Copies the bytes out; the length is clamped, so a corrupt length cannot overrun.
     pub fn load_bytes(&self) -> Vec<u8> {
         let n = (self.len.load(Ordering::Relaxed) as usize).min(N);
-        self.bytes[..n]
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect()
+        self.bytes[..n].iter().map(|b| b.load(Ordering::Relaxed)).collect()
     }
     pub fn load(&self) -> String {
         String::from_utf8_lossy(&self.load_bytes()).into_owned()
@@ -254,14 +251,9 @@ impl Layout {
         let n_worker_slots = n_static_workers + max_worker_processes;
         let n_child = (n_worker_slots + max_connections) as u64;
         let child_slots_off = align(std::mem::size_of::<Header>() as u64);
-        let worker_slots_off =
-            align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
-        let regions_off = align(
-            worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64,
-        );
-        let mut next = align(
-            regions_off + reg.regions.len() as u64 * std::mem::size_of::<RegionEntry>() as u64,
-        );
+        let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
+        let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
+        let mut next = align(regions_off + reg.regions.len() as u64 * std::mem::size_of::<RegionEntry>() as u64);
         let mut region_offsets = Vec::with_capacity(reg.regions.len());
         for r in &reg.regions {
             region_offsets.push(next);
@@ -314,20 +306,13 @@ impl Segment {
         generation: u64,
         started_at_ms: u64,
     ) -> Result<Segment, SegmentError> {
-        let raw = nix::sys::memfd::memfd_create(
-            c"steward-shmem",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .map_err(|e| SegmentError::Memfd(e.into()))?;
+        let raw = nix::sys::memfd::memfd_create(c"steward-shmem", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| SegmentError::Memfd(e.into()))?;
         let file = File::from(raw);
         file.set_len(layout.size)
-            .map_err(|err| SegmentError::Size {
-                size: layout.size,
-                err,
-            })?;
+            .map_err(|err| SegmentError::Size { size: layout.size, err })?;
         // SAFETY: a fresh memfd only this host maps; the mapping lives as long as `Segment`.
-        let map = unsafe { MmapOptions::new().len(layout.size as usize).map_mut(&file) }
-            .map_err(SegmentError::Map)?;
+        let map = unsafe { MmapOptions::new().len(layout.size as usize).map_mut(&file) }.map_err(SegmentError::Map)?;
         let seg = Segment {
             fd: file.into(),
             map,
@@ -335,24 +320,17 @@ impl Segment {
         };
         let h = seg.header();
         h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
-        h.launch_mode
-            .store(cfg.launch_mode as u32, Ordering::Relaxed);
+        h.launch_mode.store(cfg.launch_mode as u32, Ordering::Relaxed);
         h.generation.store(generation, Ordering::Relaxed);
         h.size.store(layout.size, Ordering::Relaxed);
         h.host_pid.store(std::process::id(), Ordering::Relaxed);
         h.host_started_at_ms.store(started_at_ms, Ordering::Relaxed);
-        h.n_worker_slots
-            .store(layout.n_worker_slots, Ordering::Relaxed);
-        h.n_static_workers
-            .store(layout.n_static_workers, Ordering::Relaxed);
-        h.n_connection_slots
-            .store(layout.n_connection_slots, Ordering::Relaxed);
-        h.n_regions
-            .store(reg.regions.len() as u32, Ordering::Relaxed);
-        h.child_slots_off
-            .store(layout.child_slots_off, Ordering::Relaxed);
-        h.worker_slots_off
-            .store(layout.worker_slots_off, Ordering::Relaxed);
+        h.n_worker_slots.store(layout.n_worker_slots, Ordering::Relaxed);
+        h.n_static_workers.store(layout.n_static_workers, Ordering::Relaxed);
+        h.n_connection_slots.store(layout.n_connection_slots, Ordering::Relaxed);
+        h.n_regions.store(reg.regions.len() as u32, Ordering::Relaxed);
+        h.child_slots_off.store(layout.child_slots_off, Ordering::Relaxed);
+        h.worker_slots_off.store(layout.worker_slots_off, Ordering::Relaxed);
         h.regions_off.store(layout.regions_off, Ordering::Relaxed);
         for (i, w) in reg.workers.iter().enumerate() {
             seg.publish_worker(i as u32, w);
@@ -373,14 +351,10 @@ impl Segment {
         let file = File::from(fd);
         let len = file.metadata().map_err(SegmentError::Map)?.len();
         if len != layout.size {
-            return Err(SegmentError::Mismatch(format!(
-                "size {len}, expected {}",
-                layout.size
-            )));
+            return Err(SegmentError::Mismatch(format!("size {len}, expected {}", layout.size)));
         }
         // SAFETY: the supervisor's memfd, `MAP_SHARED`; the mapping lives as long as `Segment`.
-        let map = unsafe { MmapOptions::new().len(len as usize).map_mut(&file) }
-            .map_err(SegmentError::Map)?;
+        let map = unsafe { MmapOptions::new().len(len as usize).map_mut(&file) }.map_err(SegmentError::Map)?;
         let seg = Segment {
             fd: file.into(),
             map,
@@ -394,9 +368,7 @@ impl Segment {
         }
         let g = h.generation.load(Ordering::Relaxed);
         if g != generation {
-            return Err(SegmentError::Mismatch(format!(
-                "generation {g}, expected {generation}"
-            )));
+            return Err(SegmentError::Mismatch(format!("generation {g}, expected {generation}")));
         }
         Ok(seg)
     }
@@ -445,30 +417,19 @@ impl Segment {
             "child slot {i} out of range"
         );
         // SAFETY: index bounded by the layout this process computed or validated.
-        unsafe {
-            self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64)
-        }
+        unsafe { self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64) }
     }
 
     pub fn worker_slot(&self, i: u32) -> &WorkerSlot {
-        assert!(
-            i < self.layout.n_worker_slots,
-            "worker slot {i} out of range"
-        );
+        assert!(i < self.layout.n_worker_slots, "worker slot {i} out of range");
         // SAFETY: as for `child_slot`.
-        unsafe {
-            self.at(
-                self.layout.worker_slots_off + i as u64 * std::mem::size_of::<WorkerSlot>() as u64
-            )
-        }
+        unsafe { self.at(self.layout.worker_slots_off + i as u64 * std::mem::size_of::<WorkerSlot>() as u64) }
     }
 
     fn region_entry(&self, i: usize) -> &RegionEntry {
         assert!(i < self.layout.region_offsets.len());
         // SAFETY: as for `child_slot`.
-        unsafe {
-            self.at(self.layout.regions_off + i as u64 * std::mem::size_of::<RegionEntry>() as u64)
-        }
+        unsafe { self.at(self.layout.regions_off + i as u64 * std::mem::size_of::<RegionEntry>() as u64) }
     }
 
     /// Writes a registration into worker slot `i` and hands it over (`in_use`, release).

@@ -29,9 +29,7 @@ use nix::unistd::Pid;
 use crate::config::Config;
 use crate::control::{HostState, StopMode};
 use crate::launch::{launch_child, ChildEnv, ChildKind, ClientSocket, StartupData};
-use crate::lifecycle::{
-    classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, WorkerState,
-};
+use crate::lifecycle::{classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, WorkerState};
 use crate::lockfile::LockFile;
 use crate::registry::{Registry, RestartPolicy, Settings};
 use crate::shmem::{Layout, Segment, StatusSnapshot, CHILD_ACTIVE, CHILD_FREE};
@@ -123,8 +121,7 @@ impl Supervisor {
     /// Creates the segment, the control socket and the signal plumbing. Plugins are loaded and
     /// the registry frozen already.
     pub fn new(cfg: Config, lock: LockFile) -> Result<Supervisor, StartError> {
-        let (registry, settings) =
-            crate::hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
+        let (registry, settings) = crate::hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
         let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
         let started_at_ms = now_ms();
         let segment = Segment::create(&layout, &registry, &cfg, 1, started_at_ms)?;
@@ -201,17 +198,14 @@ impl Supervisor {
 
     fn publish(&self, i: usize) {
         let w = &self.workers[i];
-        self.segment
-            .worker_slot(i as u32)
-            .status
-            .publish(&StatusSnapshot {
-                state: w.state,
-                restarts: w.restarts,
-                pid: w.pid,
-                started_at_ms: w.started_at_ms,
-                last_exit: w.last_exit.clone(),
-                next_restart_at_ms: w.restart_at_ms,
-            });
+        self.segment.worker_slot(i as u32).status.publish(&StatusSnapshot {
+            state: w.state,
+            restarts: w.restarts,
+            pid: w.pid,
+            started_at_ms: w.started_at_ms,
+            last_exit: w.last_exit.clone(),
+            next_restart_at_ms: w.restart_at_ms,
+        });
     }
 
     fn env(&self) -> ChildEnv<'_> {
@@ -298,10 +292,7 @@ impl Supervisor {
                     }
                 }
             }
-            Phase::Recovering {
-                kill_at,
-                killed: false,
-            } => consider(*kill_at),
+            Phase::Recovering { kill_at, killed: false } => consider(*kill_at),
             Phase::Stopping {
                 kill_at: Some(t),
                 killed: false,
@@ -344,10 +335,8 @@ impl Supervisor {
         let slot = i as u32;
         let cs = self.segment.child_slot(slot);
         cs.reason.store("");
-        cs.state.store(
-            crate::shmem::CHILD_ASSIGNED,
-            std::sync::atomic::Ordering::Release,
-        );
+        cs.state
+            .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
         let result = launch_child(
             &self.env(),
             ChildKind::Worker,
@@ -380,14 +369,10 @@ impl Supervisor {
                         signalled: false,
                     },
                 );
-                tracing::debug!(
-                    "started worker {} (pid {pid})",
-                    self.registry.workers[i].name
-                );
+                tracing::debug!("started worker {} (pid {pid})", self.registry.workers[i].name);
             }
             Err(e) => {
-                cs.state
-                    .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
                 tracing::error!(
                     "cannot start worker {}: {e}; retrying in {:?}",
                     self.registry.workers[i].name,
@@ -416,10 +401,7 @@ impl Supervisor {
             let client = ClientSocket {
                 fd: OwnedFd::from(stream),
                 local: self.cfg.socket_path().display().to_string(),
-                peer: addr
-                    .as_pathname()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                peer: addr.as_pathname().map(|p| p.display().to_string()).unwrap_or_default(),
             };
             let refusal = match &self.phase {
                 Phase::Stopping { .. } => Some("the host is shutting down".to_owned()),
@@ -431,10 +413,8 @@ impl Supervisor {
                 (None, Some(i)) => {
                     let slot = self.layout.connection_child_slot(i as u32);
                     let cs = self.segment.child_slot(slot);
-                    cs.state.store(
-                        crate::shmem::CHILD_ASSIGNED,
-                        std::sync::atomic::Ordering::Release,
-                    );
+                    cs.state
+                        .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
                     match launch_child(
                         &self.env(),
                         ChildKind::Connection,
@@ -455,18 +435,14 @@ impl Supervisor {
                             );
                         }
                         Err(e) => {
-                            cs.state
-                                .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                            cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
                             tracing::error!("cannot start a connection child: {e}");
                         }
                     }
                 }
                 (refusal, _) => {
                     let message = refusal.unwrap_or_else(|| {
-                        format!(
-                            "too many connections (max_connections = {})",
-                            self.cfg.max_connections
-                        )
+                        format!("too many connections (max_connections = {})", self.cfg.max_connections)
                     });
                     // Dead-end children are bounded too: past the bound the socket is just closed.
                     if self.dead_ends >= self.connection_slots.len() * 2 + 8 {
@@ -504,9 +480,7 @@ impl Supervisor {
         loop {
             let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), ExitStatus::Code(code)),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    (pid.as_raw(), ExitStatus::Signal(sig as i32))
-                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), ExitStatus::Signal(sig as i32)),
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
@@ -524,8 +498,7 @@ impl Supervisor {
                 let cs = self.segment.child_slot(s);
                 let active = cs.state.load(std::sync::atomic::Ordering::Acquire) == CHILD_ACTIVE;
                 let reason = cs.reason.load();
-                cs.state
-                    .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
                 (active, reason)
             }
             None => (false, String::new()),
@@ -594,15 +567,11 @@ impl Supervisor {
         match next_for(outcome, policy) {
             Next::Stop => {
                 w.state = WorkerState::Stopped;
-                tracing::info!(
-                    "worker {name} (pid {pid}) exited with {status}: {reason}; not restarting"
-                );
+                tracing::info!("worker {name} (pid {pid}) exited with {status}: {reason}; not restarting");
             }
             Next::Fail => {
                 w.state = WorkerState::Failed;
-                tracing::error!(
-                    "worker {name} (pid {pid}) failed with {status}: {reason}; not restarting"
-                );
+                tracing::error!("worker {name} (pid {pid}) failed with {status}: {reason}; not restarting");
             }
             Next::RestartAfter(d) => {
                 w.state = WorkerState::WaitingRestart;
@@ -657,10 +626,7 @@ impl Supervisor {
     }
 
     fn attached_children(&self) -> usize {
-        self.children
-            .values()
-            .filter(|c| c.kind.info().attaches_shmem)
-            .count()
+        self.children.values().filter(|c| c.kind.info().attaches_shmem).count()
     }
 
     /// Recreates the segment and schedules the workers that restart after a crash.
@@ -729,10 +695,7 @@ impl Supervisor {
         tracing::info!("{} shutdown requested ({why})", mode.as_str());
         self.set_host_state(HostState::Stopping);
         for w in self.workers.iter_mut() {
-            if matches!(
-                w.state,
-                WorkerState::WaitingRestart | WorkerState::NotStarted
-            ) {
+            if matches!(w.state, WorkerState::WaitingRestart | WorkerState::NotStarted) {
                 w.state = WorkerState::Stopped;
                 w.restart_at = None;
                 w.restart_at_ms = None;
@@ -763,10 +726,7 @@ impl Supervisor {
                         self.attached_children()
                     );
                     self.signal_all(Signal::SIGKILL, |c| c.kind.info().attaches_shmem);
-                    self.phase = Phase::Recovering {
-                        kill_at,
-                        killed: true,
-                    };
+                    self.phase = Phase::Recovering { kill_at, killed: true };
                 }
                 false
             }

@@ -114,15 +114,15 @@ pub fn reset_child_signals() {
         Signal::SIGHUP,
         Signal::SIGUSR1,
         Signal::SIGPIPE,
+        // std's stack-overflow handler returns when SIGSEGV or SIGBUS was sent with kill(2), which
+        // would swallow the signal; a child must die of it like any other program.
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
     ] {
         // SAFETY: restoring default dispositions is always sound.
         let _ = unsafe { sigaction(sig, &dfl) };
     }
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::empty()),
-        None,
-    );
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// Fds only the supervisor may hold (listen socket, self-pipe, lock file, death pipe's write end).
@@ -130,10 +130,7 @@ pub fn reset_child_signals() {
 static SUPERVISOR_FDS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 pub fn register_supervisor_fd(fd: RawFd) {
-    SUPERVISOR_FDS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(fd);
+    SUPERVISOR_FDS.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
 }
 
 pub fn unregister_supervisor_fd(fd: RawFd) {
@@ -157,15 +154,7 @@ pub fn close_supervisor_fds() {
 /// still `host_pid` (it may have died before the request). Returns false if it is already gone.
 pub fn die_with_parent(host_pid: i32) -> bool {
     // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number has no memory effects.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     // SAFETY: getppid has no preconditions.
     unsafe { libc::getppid() == host_pid }
 }

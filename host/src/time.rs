@@ -58,11 +58,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "min" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
         "d" => Duration::from_secs(n.saturating_mul(86_400)),
-        u => {
-            return Err(format!(
-                "{s:?}: unknown unit {u:?} (use us, ms, s, min, h or d)"
-            ))
-        }
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use us, ms, s, min, h or d)")),
     };
     Ok(d)
 }

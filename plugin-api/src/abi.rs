@@ -221,13 +221,11 @@ pub struct HostApi {
     pub max_level: u32,
     pub ctx: *mut c_void,
     /// Writes a log line tagged with the calling process's kind, worker and pid.
-    pub log:
-        unsafe extern "C" fn(ctx: *mut c_void, level: u32, plugin: Str, target: Str, message: Str),
+    pub log: unsafe extern "C" fn(ctx: *mut c_void, level: u32, plugin: Str, target: Str, message: Str),
     /// Records the reason the current init or worker call is failing.
     pub fail: unsafe extern "C" fn(ctx: *mut c_void, message: Str),
     /// Registers a static background worker; only while the registry is open.
-    pub register_worker:
-        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, spec: *const WorkerSpec) -> Status,
+    pub register_worker: unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, spec: *const WorkerSpec) -> Status,
     /// Defines a setting of `plugin` and writes its configured value (canonical text) into `buf`.
     pub define_setting: unsafe extern "C" fn(
         ctx: *mut c_void,
@@ -247,16 +245,10 @@ pub struct HostApi {
         len: *mut usize,
     ) -> Status,
     /// Requests a named shared-memory region of `size` bytes; only while the registry is open.
-    pub request_region:
-        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, size: u64) -> Status,
+    pub request_region: unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, size: u64) -> Status,
     /// Looks up a region `plugin` requested; available once the segment exists (in children).
-    pub region: unsafe extern "C" fn(
-        ctx: *mut c_void,
-        plugin: Str,
-        name: Str,
-        ptr: *mut *mut u8,
-        len: *mut u64,
-    ) -> Status,
+    pub region:
+        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, ptr: *mut *mut u8, len: *mut u64) -> Status,
 }
 
 impl HostApi {

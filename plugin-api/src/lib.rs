@@ -131,9 +131,7 @@ impl EntryPoint {
 /// Why a registration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
-    #[error(
-        "registry frozen: background workers and regions can only be registered during plugin init"
-    )]
+    #[error("registry frozen: background workers and regions can only be registered during plugin init")]
     RegistryFrozen,
     #[error("worker name {0:?} is empty, longer than {max} bytes, or has a control character", max = abi::MAX_NAME_LEN)]
     BadName(String),
@@ -272,14 +270,8 @@ impl<'init> Registrar<'init> {
             return Err(RegisterError::BadRegionName(name.to_owned()));
         }
         // SAFETY: the table comes from the host; the strings outlive the call.
-        let st = unsafe {
-            (self.host.request_region)(
-                self.host.ctx,
-                abi::Str::new(self.plugin),
-                abi::Str::new(name),
-                size,
-            )
-        };
+        let st =
+            unsafe { (self.host.request_region)(self.host.ctx, abi::Str::new(self.plugin), abi::Str::new(name), size) };
         match st {
             abi::STATUS_OK => Ok(()),
             abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
@@ -294,12 +286,7 @@ impl<'init> Registrar<'init> {
     }
 
     /// Defines a boolean setting and returns its configured value.
-    pub fn define_bool(
-        &mut self,
-        name: &str,
-        default: bool,
-        description: &str,
-    ) -> Result<bool, SettingError> {
+    pub fn define_bool(&mut self, name: &str, default: bool, description: &str) -> Result<bool, SettingError> {
         settings::define(
             self.host,
             self.plugin,
@@ -329,12 +316,7 @@ impl<'init> Registrar<'init> {
     }
 
     /// Defines a string setting and returns its configured value.
-    pub fn define_string(
-        &mut self,
-        name: &str,
-        default: &str,
-        description: &str,
-    ) -> Result<String, SettingError> {
+    pub fn define_string(&mut self, name: &str, default: &str, description: &str) -> Result<String, SettingError> {
         settings::define(
             self.host,
             self.plugin,
@@ -387,25 +369,12 @@ impl<'init> Registrar<'init> {
     }
 }
 
-fn register_with(
-    host: &abi::HostApi,
-    plugin: &str,
-    w: &BackgroundWorker,
-) -> Result<(), RegisterError> {
+fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
     let spec = abi::WorkerSpec {
         name: abi::Str::new(&w.name),
-        worker_type: w
-            .worker_type
-            .as_deref()
-            .map(abi::Str::new)
-            .unwrap_or(abi::Str::EMPTY),
-        library: w
-            .entry
-            .library
-            .as_deref()
-            .map(abi::Str::new)
-            .unwrap_or(abi::Str::EMPTY),
+        worker_type: w.worker_type.as_deref().map(abi::Str::new).unwrap_or(abi::Str::EMPTY),
+        library: w.entry.library.as_deref().map(abi::Str::new).unwrap_or(abi::Str::EMPTY),
         function: abi::Str::new(&w.entry.function),
         start_time: match w.start_time {
             StartTime::HostStart => abi::START_HOST_START,
@@ -520,9 +489,7 @@ macro_rules! plugin {
         pub const __STEWARD_PLUGIN_NAME: &str = $name;
 
         #[doc(hidden)]
-        unsafe extern "C" fn __steward_init(
-            host: *const $crate::abi::HostApi,
-        ) -> $crate::abi::Status {
+        unsafe extern "C" fn __steward_init(host: *const $crate::abi::HostApi) -> $crate::abi::Status {
             // SAFETY: the host calls this with its own table.
             unsafe { $crate::__run_init(host, $name, $init) }
         }
@@ -586,10 +553,7 @@ macro_rules! entry {
 ///
 /// # Safety
 /// `api` must be the pointer the Steward host passed to the entry.
-pub unsafe fn __run_worker(
-    api: *const abi::WorkerApi,
-    f: fn(&mut Worker) -> Result<(), WorkerError>,
-) -> i32 {
+pub unsafe fn __run_worker(api: *const abi::WorkerApi, f: fn(&mut Worker) -> Result<(), WorkerError>) -> i32 {
     // SAFETY: the host passes a valid table that outlives the worker.
     let Some(api) = (unsafe { api.as_ref() }) else {
         return 2;

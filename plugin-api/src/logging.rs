@@ -86,12 +86,7 @@ impl Subscriber for Forwarder {
         event.record(&mut f);
         f.message.push_str(&f.rest);
         let meta = event.metadata();
-        send(
-            self.plugin,
-            level_code(meta.level()),
-            meta.target(),
-            &f.message,
-        );
+        send(self.plugin, level_code(meta.level()), meta.target(), &f.message);
     }
     fn enter(&self, _span: &Id) {}
     fn exit(&self, _span: &Id) {}
@@ -99,9 +94,7 @@ impl Subscriber for Forwarder {
 
 /// Installs the forwarding subscriber and a panic hook that logs through the host. Idempotent.
 pub(crate) fn install(plugin: &'static str) {
-    let max_level = crate::host()
-        .map(|h| h.max_level)
-        .unwrap_or(abi::LEVEL_INFO);
+    let max_level = crate::host().map(|h| h.max_level).unwrap_or(abi::LEVEL_INFO);
     let sub = Forwarder {
         plugin,
         max_level,
@@ -116,11 +109,6 @@ pub(crate) fn install(plugin: &'static str) {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        send(
-            plugin,
-            abi::LEVEL_ERROR,
-            "panic",
-            &format!("panicked{at}: {msg}"),
-        );
+        send(plugin, abi::LEVEL_ERROR, "panic", &format!("panicked{at}: {msg}"));
     }));
 }

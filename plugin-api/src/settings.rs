@@ -95,9 +95,7 @@ fn map_status(name: &str, st: abi::Status, value: &str) -> SettingError {
 }
 
 /// Calls a host function that fills a caller-owned buffer, growing it once if it was too small.
-fn with_buffer(
-    mut call: impl FnMut(*mut u8, usize, *mut usize) -> abi::Status,
-) -> (abi::Status, String) {
+fn with_buffer(mut call: impl FnMut(*mut u8, usize, *mut usize) -> abi::Status) -> (abi::Status, String) {
     let mut buf = vec![0u8; 256];
     for _ in 0..2 {
         let mut len = 0usize;
@@ -130,21 +128,9 @@ pub(crate) fn define<T: SettingValue>(
 ) -> Result<T, SettingError> {
     let (kind, default, min, max, choices): (u32, String, i64, i64, Vec<abi::Str>) = match &def {
         Def::Bool(b) => (abi::SETTING_BOOL, b.to_string(), 0, 0, vec![]),
-        Def::Int(d, r) => (
-            abi::SETTING_INT,
-            d.to_string(),
-            *r.start(),
-            *r.end(),
-            vec![],
-        ),
+        Def::Int(d, r) => (abi::SETTING_INT, d.to_string(), *r.start(), *r.end(), vec![]),
         Def::String(s) => (abi::SETTING_STRING, (*s).to_owned(), 0, 0, vec![]),
-        Def::Duration(d) => (
-            abi::SETTING_DURATION,
-            d.as_micros().to_string(),
-            0,
-            i64::MAX,
-            vec![],
-        ),
+        Def::Duration(d) => (abi::SETTING_DURATION, d.as_micros().to_string(), 0, i64::MAX, vec![]),
         Def::Enum(d, c) => (
             abi::SETTING_ENUM,
             (*d).to_owned(),
@@ -174,23 +160,10 @@ pub(crate) fn define<T: SettingValue>(
     parse(name, value)
 }
 
-pub(crate) fn get<T: SettingValue>(
-    host: &abi::HostApi,
-    plugin: &str,
-    name: &str,
-) -> Result<T, SettingError> {
+pub(crate) fn get<T: SettingValue>(host: &abi::HostApi, plugin: &str, name: &str) -> Result<T, SettingError> {
     let (st, value) = with_buffer(|buf, cap, len| {
         // SAFETY: the table comes from the host; every pointer outlives the call.
-        unsafe {
-            (host.get_setting)(
-                host.ctx,
-                abi::Str::new(plugin),
-                abi::Str::new(name),
-                buf,
-                cap,
-                len,
-            )
-        }
+        unsafe { (host.get_setting)(host.ctx, abi::Str::new(plugin), abi::Str::new(name), buf, cap, len) }
     });
     if st != abi::STATUS_OK {
         return Err(map_status(name, st, &value));

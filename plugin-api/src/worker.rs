@@ -182,11 +182,7 @@ impl Worker {
     }
 
     /// Reads a setting of another plugin (by its name).
-    pub fn plugin_setting<T: SettingValue>(
-        &self,
-        plugin: &str,
-        name: &str,
-    ) -> Result<T, SettingError> {
+    pub fn plugin_setting<T: SettingValue>(&self, plugin: &str, name: &str) -> Result<T, SettingError> {
         settings::get(self.host(), plugin, name)
     }
 
@@ -206,10 +202,7 @@ impl Worker {
             )
         };
         match st {
-            abi::STATUS_OK if !ptr.is_null() => Ok(Region {
-                ptr,
-                len: len as usize,
-            }),
+            abi::STATUS_OK if !ptr.is_null() => Ok(Region { ptr, len: len as usize }),
             abi::STATUS_NOT_FOUND | abi::STATUS_OK => Err(RegionError::NotFound(name.to_owned())),
             status => Err(RegionError::Other {
                 name: name.to_owned(),

@@ -1,1 +1,535 @@
+//! End-to-end harness: the real `steward` binary, real plugins, real processes and signals.
+//!
+//! Runs in: the test process. Each [`Host`] gets its own temporary directory (config, runtime
+//! directory, trigger files, log) and its own process group, which [`Host`]'s `Drop` kills with
+//! SIGKILL, so a failing test leaves no process, socket or directory behind. Waiting is always
+//! "poll with a deadline" ([`Host::wait_for`]), never a fixed sleep.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::io::Read as _;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use steward_host::control::{Client, ClientError, LastExit, Status, StopMode, WorkerInfo};
+
+/// The launch modes every end-to-end test runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Fork,
+    Exec,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Fork => "fork",
+            Mode::Exec => "exec",
+        }
+    }
+}
+
+/// Writes one `#[test]` per launch mode around `fn $name(mode: Mode)`.
+#[macro_export]
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn fork() {
+                    super::$name($crate::Mode::Fork)
+                }
+                #[test]
+                fn exec() {
+                    super::$name($crate::Mode::Exec)
+                }
+            }
+        )*
+    };
+}
+
+/// Where the built binary and plugins are.
+pub struct Build {
+    pub bin: PathBuf,
+    pub plugin_dir: PathBuf,
+}
+
+/// Builds the host and the plugins once per test process (a no-op when `cargo test --workspace`
+/// already built them) and returns their paths.
+pub fn build() -> &'static Build {
+    static BUILD: OnceLock<Build> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_owned();
+        let target_dir = profile_dir.parent().expect("target dir").to_owned();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "steward-host",
+            "-p",
+            "hello",
+            "-p",
+            "testkit",
+            "-p",
+            "foreign",
+            "-p",
+            "oldabi",
+        ]);
+        cmd.arg("--target-dir").arg(&target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        cmd.arg("--manifest-path").arg(manifest);
+        let out = cmd.output().expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Build {
+            bin: profile_dir.join("steward"),
+            plugin_dir: profile_dir,
+        }
+    })
+}
+
+/// A host configuration under construction.
+#[derive(Clone)]
+pub struct Spec {
+    pub mode: Mode,
+    pub plugins: Vec<String>,
+    /// Extra lines for `[host]`.
+    pub host: Vec<String>,
+    /// `(plugin, lines)` for `[plugins.<plugin>]`.
+    pub sections: Vec<(String, Vec<String>)>,
+    /// Overrides the plugin directory (for tests that plant files there).
+    pub plugin_dir: Option<PathBuf>,
+}
+
+impl Spec {
+    pub fn new(mode: Mode) -> Spec {
+        Spec {
+            mode,
+            plugins: vec![],
+            host: vec![],
+            sections: vec![],
+            plugin_dir: None,
+        }
+    }
+    pub fn plugin(mut self, name: &str) -> Spec {
+        self.plugins.push(name.to_owned());
+        self
+    }
+    pub fn host(mut self, line: &str) -> Spec {
+        self.host.push(line.to_owned());
+        self
+    }
+    pub fn setting(mut self, plugin: &str, line: &str) -> Spec {
+        match self.sections.iter_mut().find(|(p, _)| p == plugin) {
+            Some((_, lines)) => lines.push(line.to_owned()),
+            None => self.sections.push((plugin.to_owned(), vec![line.to_owned()])),
+        }
+        self
+    }
+    /// The testkit plugin with these worker specs, watching the host's trigger directory.
+    pub fn testkit(self, workers: &str) -> Spec {
+        self.plugin("testkit")
+            .setting("testkit", &format!("workers = {workers:?}"))
+    }
+
+    fn render(&self, dir: &Path) -> String {
+        let plugin_dir = self.plugin_dir.clone().unwrap_or_else(|| build().plugin_dir.clone());
+        let mut s = String::from("[host]\n");
+        s += &format!("plugin_dir = {:?}\n", plugin_dir.display().to_string());
+        if !self.host.iter().any(|l| l.starts_with("runtime_dir")) {
+            s += &format!("runtime_dir = {:?}\n", dir.join("run").display().to_string());
+        }
+        let list: Vec<String> = self.plugins.iter().map(|p| format!("{p:?}")).collect();
+        s += &format!("preload_plugins = [{}]\n", list.join(", "));
+        s += &format!("launch_mode = {:?}\n", self.mode.as_str());
+        for l in &self.host {
+            s += l;
+            s.push('\n');
+        }
+        for (p, lines) in &self.sections {
+            s += &format!("\n[plugins.{p}]\n");
+            if p == "testkit" && !lines.iter().any(|l| l.starts_with("trigger_dir")) {
+                s += &format!("trigger_dir = {:?}\n", dir.join("triggers").display().to_string());
+            }
+            for l in lines {
+                s += l;
+                s.push('\n');
+            }
+        }
+        s
+    }
+}
+
+/// A temporary directory for one test, with the config written into it.
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Dir {
+    pub fn new(spec: &Spec) -> Dir {
+        let tmp = tempfile::Builder::new().prefix("stw").tempdir().expect("tempdir");
+        std::fs::create_dir_all(tmp.path().join("triggers")).expect("trigger dir");
+        let config = tmp.path().join("steward.toml");
+        std::fs::write(&config, spec.render(tmp.path())).expect("write config");
+        Dir { tmp, config }
+    }
+    pub fn with_config(text: &str) -> Dir {
+        let tmp = tempfile::Builder::new().prefix("stw").tempdir().expect("tempdir");
+        let config = tmp.path().join("steward.toml");
+        std::fs::write(&config, text).expect("write config");
+        Dir { tmp, config }
+    }
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.path().join("run")
+    }
+}
+
+fn host_command(config: &Path, log: Option<&Path>) -> Command {
+    let mut cmd = Command::new(&build().bin);
+    cmd.arg("run").arg("--config").arg(config).stdin(Stdio::null());
+    match log {
+        Some(log) => {
+            let f = std::fs::File::create(log).expect("log file");
+            cmd.stdout(f.try_clone().expect("dup log")).stderr(f);
+        }
+        None => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+    }
+    cmd.process_group(0);
+    // SAFETY: setrlimit is async-signal-safe; crashing test workers must not leave core files.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &lim);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// A running `steward run`.
+pub struct Host {
+    pub dir: Dir,
+    pub child: Option<Child>,
+    pub pid: i32,
+    pub log: PathBuf,
+    pub spec: Spec,
+}
+
+impl Host {
+    /// Starts the host and waits until its control socket answers.
+    pub fn start(spec: Spec) -> Host {
+        let dir = Dir::new(&spec);
+        let log = dir.path().join("steward.log");
+        let child = host_command(&dir.config, Some(&log)).spawn().expect("spawn steward");
+        let pid = child.id() as i32;
+        let mut h = Host {
+            dir,
+            child: Some(child),
+            pid,
+            log,
+            spec,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = h.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("steward exited during start-up with {st}:\n{}", h.log_text());
+            }
+            if let Ok(s) = h.try_status() {
+                if s.host.state == "running" {
+                    return h;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "steward did not answer within 20s:\n{}",
+                h.log_text()
+            );
+            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn config(&self) -> &Path {
+        &self.dir.config
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.run_dir().join("steward.sock")
+    }
+
+    pub fn try_status(&self) -> Result<Status, ClientError> {
+        Client::connect(&self.socket())?.status()
+    }
+
+    pub fn status(&self) -> Status {
+        self.try_status()
+            .unwrap_or_else(|e| panic!("status failed: {e}\n{}", self.log_text()))
+    }
+
+    pub fn worker(&self, name: &str) -> WorkerInfo {
+        find(&self.status(), name)
+    }
+
+    /// Polls status until `pred` holds, failing after `timeout` with the last status and the log.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Status) -> bool) -> Status {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            match self.try_status() {
+                Ok(s) if pred(&s) => return s,
+                Ok(s) => last = Some(s),
+                Err(_) => {}
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last status: {last:#?}\nlog:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Asserts that `pred` keeps holding for `window` (for "never restarted" checks).
+    pub fn assert_stays(&self, what: &str, window: Duration, pred: impl Fn(&Status) -> bool) {
+        let end = Instant::now() + window;
+        while Instant::now() < end {
+            let s = self.status();
+            assert!(pred(&s), "{what} stopped holding: {s:#?}\nlog:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.log_text();
+            if t.contains(needle) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never contained {needle:?} within {timeout:?}:\n{t}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Makes testkit worker `worker` act once (`exit N`, `panic MSG`, `segv`, `bump`).
+    pub fn trigger(&self, worker: &str, action: &str) {
+        let dir = self.dir.path().join("triggers");
+        let tmp = dir.join(format!(".{worker}.tmp"));
+        std::fs::write(&tmp, action).expect("write trigger");
+        std::fs::rename(&tmp, dir.join(worker)).expect("publish trigger");
+    }
+
+    /// Runs the `steward` CLI against this host.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(self.config(), args)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.pid, sig) };
+    }
+
+    /// Waits for the host process to exit and returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("host still owned");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "steward did not exit within {timeout:?}:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Asserts that nothing of the host is left: no process in its group, no socket, no lock.
+    pub fn assert_nothing_left(&self, pids: &[i32]) {
+        wait_gone(pids, Duration::from_secs(2));
+        assert!(!self.socket().exists(), "control socket left behind");
+        assert!(
+            !self.dir.run_dir().join("steward.pid").exists(),
+            "lock file left behind"
+        );
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SAFETY: killing our own child's process group (the host and every child it started).
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The worker named `name` in a status, or a panic listing the names there are.
+pub fn find(s: &Status, name: &str) -> WorkerInfo {
+    s.workers.iter().find(|w| w.name == name).cloned().unwrap_or_else(|| {
+        let names: Vec<&str> = s.workers.iter().map(|w| w.name.as_str()).collect();
+        panic!("no worker {name:?} in status; workers: {names:?}")
+    })
+}
+
+/// Runs the `steward` CLI with `--config`.
+pub fn cli(config: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(&build().bin);
+    cmd.args(&args[..1])
+        .arg("--config")
+        .arg(config)
+        .args(&args[1..])
+        .stdin(Stdio::null());
+    run_bounded(cmd, Duration::from_secs(30))
+}
+
+/// Runs a command to completion, killing it if it takes longer than `timeout`.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
+            child.stderr.take().map(|mut s| s.read_to_end(&mut stderr));
+            return Output { status, stdout, stderr };
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command did not finish within {timeout:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs `steward run` on a config expected to fail start-up. Returns (exit code, all output),
+/// after checking that the host left no process, socket or lock behind.
+pub fn run_expect_failure(dir: &Dir) -> (i32, String) {
+    let mut cmd = host_command(&dir.config, None);
+    let mut child = cmd.spawn().expect("spawn steward");
+    let pgid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: killing our own child's process group.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("steward kept running on a config that should fail");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let mut out = String::new();
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut out));
+    // Nothing of that host may be left: no process in its group, no socket, no lock.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    // SAFETY: probing our own child's process group with signal 0.
+    while unsafe { libc::kill(-pgid, 0) } == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "processes of a failed start-up are still running"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let run = dir.path().join("run");
+    assert!(
+        !run.join("steward.sock").exists(),
+        "socket left behind by a failed start-up"
+    );
+    assert!(
+        !run.join("steward.pid").exists(),
+        "lock file left behind by a failed start-up"
+    );
+    (status.code().unwrap_or(-1), out)
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The parent pid of `pid`.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits until none of `pids` is alive.
+pub fn wait_gone(pids: &[i32], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes still alive after {timeout:?}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The pids of every running worker in a status.
+pub fn worker_pids(s: &Status) -> Vec<i32> {
+    s.workers.iter().filter_map(|w| w.pid).collect()
+}
+
+/// How many threads a process has.
+pub fn threads(pid: i32) -> usize {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}

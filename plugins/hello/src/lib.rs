@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use steward::{
-    entry, BackgroundWorker, InitError, Registrar, RestartPolicy, WaitResult, Worker, WorkerError,
-};
+use steward::{entry, BackgroundWorker, InitError, Registrar, RestartPolicy, WaitResult, Worker, WorkerError};
 
 steward::plugin! { name: "hello", init: init }
 
@@ -18,11 +16,7 @@ const MAX_WORKERS: i64 = 64;
 
 fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     let workers = reg.define_int("workers", 3, 1..=MAX_WORKERS, "number of greeter workers")?;
-    reg.define_duration(
-        "interval",
-        Duration::from_secs(1),
-        "how often each greeter says hello",
-    )?;
+    reg.define_duration("interval", Duration::from_secs(1), "how often each greeter says hello")?;
     reg.define_string("greeting", "hello", "what the greeters say")?;
     reg.request_region("counters", (MAX_WORKERS as u64) * 8)?;
     for i in 0..workers {
@@ -37,15 +31,9 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
 }
 
 fn greeter(w: &mut Worker) -> Result<(), WorkerError> {
-    let interval: Duration = w
-        .setting("interval")
-        .map_err(|e| WorkerError::fatal(e.to_string()))?;
-    let greeting: String = w
-        .setting("greeting")
-        .map_err(|e| WorkerError::fatal(e.to_string()))?;
-    let counters = w
-        .region("counters")
-        .map_err(|e| WorkerError::fatal(e.to_string()))?;
+    let interval: Duration = w.setting("interval").map_err(|e| WorkerError::fatal(e.to_string()))?;
+    let greeting: String = w.setting("greeting").map_err(|e| WorkerError::fatal(e.to_string()))?;
+    let counters = w.region("counters").map_err(|e| WorkerError::fatal(e.to_string()))?;
     let counter = counters
         .atomic_u64(w.arg() as usize)
         .ok_or_else(|| WorkerError::fatal("argument out of range"))?;

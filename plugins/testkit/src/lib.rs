@@ -18,9 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use steward::{
-    entry, BackgroundWorker, EntryPoint, InitError, Registrar, RestartPolicy, Worker, WorkerError,
-};
+use steward::{entry, BackgroundWorker, EntryPoint, InitError, Registrar, RestartPolicy, Worker, WorkerError};
 
 steward::plugin! { name: "testkit", init: init }
 
@@ -29,13 +27,8 @@ const MAX_WORKERS: u64 = 4096;
 
 fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     let mode = reg.define_enum("init", "ok", &["ok", "error", "panic"], "how init ends")?;
-    let workers = reg.define_string(
-        "workers",
-        "",
-        "worker specs: name[:option...] separated by commas",
-    )?;
-    let delay =
-        reg.define_duration("restart_delay", Duration::from_millis(100), "restart delay")?;
+    let workers = reg.define_string("workers", "", "worker specs: name[:option...] separated by commas")?;
+    let delay = reg.define_duration("restart_delay", Duration::from_millis(100), "restart delay")?;
     reg.define_string("trigger_dir", "", "directory of trigger files")?;
     reg.define_bool("verbose", false, "log every trigger")?;
     reg.request_region("testkit", MAX_WORKERS * 8)?;
@@ -44,12 +37,7 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         "panic" => panic!("testkit was told to panic in init"),
         _ => {}
     }
-    for (i, item) in workers
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .enumerate()
-    {
+    for (i, item) in workers.split(',').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
         let mut parts = item.split(':');
         let name = parts.next().unwrap_or_default();
         let mut entry_point = entry!(testkit_worker);
