@@ -1,6 +1,7 @@
 //! What runs in a child process: the worker runtime, the connection server, the dead-end reply.
 //!
-//! Runs in: children only, started by [`crate::launch::launch_child`].
+//! Runs in: children only, started by [`crate::launch::launch_child`] (fork mode) or by
+//! [`crate::exec::child_main`] (exec mode).
 //!
 //! A child first makes sure it cannot outlive the supervisor (`PR_SET_PDEATHSIG` plus a check of
 //! its parent, and the death pipe for `wait`), restores default signal dispositions, tags its log
@@ -44,6 +45,7 @@ pub fn run(
     child_slot: Option<u32>,
     startup: &StartupData,
     client: Option<ClientSocket>,
+    prepare: impl FnOnce() -> Result<(), String>,
 ) -> i32 {
     crate::sys::reset_child_signals();
     if !crate::sys::die_with_parent(env.host_pid) {
@@ -61,6 +63,12 @@ pub fn run(
         }
         _ => None,
     };
+    // Exec mode loads plugins here, with the dead-man flag set, so a failure is this child's
+    // reported reason (exit 2: not restarted in a loop).
+    if let Err(reason) = prepare() {
+        tracing::error!("cannot start: {reason}");
+        exit_clean(slot, 2, &reason);
+    }
     match (kind, startup) {
         (ChildKind::Worker, StartupData::Worker { worker_slot }) => worker_main(env, slot, *worker_slot),
         (ChildKind::Connection, _) => {

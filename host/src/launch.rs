@@ -7,9 +7,9 @@
 //! client socket. It gets the pid back and drops its copy of the client socket at once. In fork
 //! mode the child continues from a copy of the supervisor and runs [`crate::child::run`]; in exec
 //! mode it re-executes the `steward` binary with everything in a parameter blob
-//! ([`crate::launch::exec`]).
+//! ([`crate::exec`]).
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +103,7 @@ pub fn launch_child(
 ) -> std::io::Result<i32> {
     match env.cfg.launch_mode {
         LaunchMode::Fork => fork_child(env, kind, child_slot, startup, client),
-        LaunchMode::Exec => exec::spawn(env, kind, child_slot, startup, client),
+        LaunchMode::Exec => crate::exec::spawn(env, kind, child_slot, startup, client),
     }
 }
 
@@ -119,31 +119,12 @@ fn fork_child(
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
         0 => {
-            crate::sys::close_supervisor_fds();
-            let code = crate::child::run(env, kind, child_slot, startup, client);
+            let mut keep = vec![env.segment.raw_fd(), env.death_fd];
+            keep.extend(client.as_ref().map(|c| c.fd.as_raw_fd()));
+            crate::sys::close_all_except(&keep);
+            let code = crate::child::run(env, kind, child_slot, startup, client, || Ok(()));
             crate::child::exit(code)
         }
         pid => Ok(pid),
-    }
-}
-
-/// Whether this build can launch children in exec mode.
-pub const EXEC_SUPPORTED: bool = false;
-
-pub mod exec {
-    //! Exec launch mode: placeholder until the exec-mode runtime lands.
-    use super::*;
-
-    pub fn spawn(
-        _env: &ChildEnv<'_>,
-        _kind: ChildKind,
-        _child_slot: Option<u32>,
-        _startup: &StartupData,
-        _client: Option<ClientSocket>,
-    ) -> std::io::Result<i32> {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "launch_mode \"exec\" is not yet supported",
-        ))
     }
 }

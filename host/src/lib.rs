@@ -15,6 +15,7 @@
 pub mod child;
 pub mod config;
 pub mod control;
+pub mod exec;
 pub mod hostapi;
 pub mod launch;
 pub mod lifecycle;

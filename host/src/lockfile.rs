@@ -21,7 +21,8 @@ pub enum LockError {
 }
 
 pub struct LockFile {
-    file: File,
+    /// Holds the `flock` for as long as the host runs.
+    _file: File,
     path: PathBuf,
 }
 
@@ -56,9 +57,8 @@ impl LockFile {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
-        crate::sys::register_supervisor_fd(file.as_raw_fd());
         Ok(LockFile {
-            file,
+            _file: file,
             path: path.to_owned(),
         })
     }
@@ -78,6 +78,5 @@ impl Drop for LockFile {
     fn drop(&mut self) {
         // Remove while still holding the lock, so no other host can have taken it in between.
         let _ = std::fs::remove_file(&self.path);
-        crate::sys::unregister_supervisor_fd(self.file.as_raw_fd());
     }
 }

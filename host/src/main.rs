@@ -54,6 +54,8 @@ fn main() -> ExitCode {
             println!("steward {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        // Internal: an exec-mode child, started by the supervisor with a parameter blob on fd 3.
+        Some("child") => return ExitCode::from(steward_host::exec::child_main() as u8),
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

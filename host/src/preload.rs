@@ -115,7 +115,7 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
     // SAFETY: we only take the symbol's address here; it is read below after the magic check.
     let header: *const abi::PluginHeader =
         match unsafe { lib.get::<*const abi::PluginHeader>(abi::HEADER_SYMBOL.as_bytes()) } {
-            Ok(sym) => *sym as *const abi::PluginHeader,
+            Ok(sym) => *sym,
             Err(_) => {
                 return Err(refused(
                     name,
@@ -334,7 +334,7 @@ pub fn resolve_entry(library: &str, function: &str) -> Result<EntryFn, String> {
     let sym = format!("{}{}", abi::ENTRY_SYMBOL_PREFIX, function);
     // SAFETY: only the address is taken; the descriptor is validated before `run` is used.
     let entry: *const abi::WorkerEntry = match unsafe { p.lib.get::<*const abi::WorkerEntry>(sym.as_bytes()) } {
-        Ok(s) => *s as *const abi::WorkerEntry,
+        Ok(s) => *s,
         Err(_) => {
             // SAFETY: only probing whether the plain symbol exists; it is never called.
             let plain = unsafe { p.lib.get::<*const u8>(function.as_bytes()) }.is_ok();

@@ -190,10 +190,26 @@ pub struct Setting {
     pub description: String,
 }
 
-/// Every plugin's settings, keyed by (plugin, name).
+/// Every plugin's settings, keyed by (plugin, name). Serialised as a list (JSON maps need string
+/// keys) for the exec-mode parameter blob.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "Vec<(String, String, Setting)>", from = "Vec<(String, String, Setting)>")]
 pub struct Settings {
     pub map: BTreeMap<(String, String), Setting>,
+}
+
+impl From<Settings> for Vec<(String, String, Setting)> {
+    fn from(s: Settings) -> Self {
+        s.map.into_iter().map(|((p, n), v)| (p, n, v)).collect()
+    }
+}
+
+impl From<Vec<(String, String, Setting)>> for Settings {
+    fn from(v: Vec<(String, String, Setting)>) -> Self {
+        Settings {
+            map: v.into_iter().map(|(p, n, s)| ((p, n), s)).collect(),
+        }
+    }
 }
 
 impl SettingKind {

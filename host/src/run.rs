@@ -20,19 +20,12 @@ pub enum RunError {
     Plugin(#[from] crate::preload::PluginError),
     #[error("{0}")]
     Start(#[from] crate::supervisor::StartError),
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 pub fn run(cfg: Config) -> Result<i32, RunError> {
     crate::log::init(cfg.log_format, cfg.log_level);
     crate::log::set_identity("supervisor", None);
-    if cfg.launch_mode == crate::config::LaunchMode::Exec && !crate::launch::EXEC_SUPPORTED {
-        return Err(RunError::Unsupported(format!(
-            "{}: host.launch_mode: \"exec\" is not yet supported by this version; use \"fork\"",
-            cfg.path.display()
-        )));
-    }
+    crate::sys::cloexec_inherited();
     std::fs::create_dir_all(&cfg.runtime_dir).map_err(|err| RunError::RuntimeDir {
         path: cfg.runtime_dir.clone(),
         err,

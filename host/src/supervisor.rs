@@ -128,9 +128,6 @@ impl Supervisor {
 
         let (wake_r, wake_w) = crate::sys::pipe()?;
         let (death_r, death_w) = crate::sys::pipe()?;
-        for fd in [wake_r.as_raw_fd(), wake_w.as_raw_fd(), death_w.as_raw_fd()] {
-            crate::sys::register_supervisor_fd(fd);
-        }
         crate::sys::install_supervisor_signals(&wake_w).map_err(StartError::Signals)?;
 
         let path = cfg.socket_path();
@@ -147,7 +144,6 @@ impl Supervisor {
             err,
         })?;
         listener.set_nonblocking(true)?;
-        crate::sys::register_supervisor_fd(listener.as_raw_fd());
 
         let workers = vec![
             WorkerRun {

@@ -1,5 +1,5 @@
-//! Thin wrappers over the OS mechanisms the host uses: signal flags with a self-pipe, fd flags,
-//! the supervisor-only fd list, and parent-death detection.
+//! Thin wrappers over the OS mechanisms the host uses: signal flags with a self-pipe, fd hygiene
+//! (`close_range`), and parent-death detection.
 //!
 //! Runs in: the supervisor (signals, self-pipe) and children (signal reset, parent death).
 //!
@@ -8,7 +8,6 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::sync::Mutex;
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
@@ -125,29 +124,37 @@ pub fn reset_child_signals() {
     let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
-/// Fds only the supervisor may hold (listen socket, self-pipe, lock file, death pipe's write end).
-/// A forked child closes them all first thing; in exec mode they are close-on-exec.
-static SUPERVISOR_FDS: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
-
-pub fn register_supervisor_fd(fd: RawFd) {
-    SUPERVISOR_FDS.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
-}
-
-pub fn unregister_supervisor_fd(fd: RawFd) {
-    SUPERVISOR_FDS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|f| *f != fd);
-}
-
-/// In a freshly forked child: closes the supervisor-only fds.
-pub fn close_supervisor_fds() {
-    let fds = std::mem::take(&mut *SUPERVISOR_FDS.lock().unwrap_or_else(|e| e.into_inner()));
-    for fd in fds {
-        // SAFETY: these fds were the supervisor's; in this child nothing else refers to them
-        // (their owning objects are never dropped here: the child ends with _exit).
-        unsafe { libc::close(fd) };
+/// Closes every fd from 3 up except those in `keep`: a forked child's first act, so that it holds
+/// exactly the fds meant for it (nothing of the supervisor's, nothing the host inherited).
+pub fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|fd| *fd > 2).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from: u32 = 3;
+    for fd in keep {
+        let fd = fd as u32;
+        if fd > from {
+            // SAFETY: close_range on fds this process owns; nothing refers to them afterwards (the
+            // child ends with _exit and never drops the supervisor's owning objects).
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32) };
+        }
+        from = fd + 1;
     }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32) };
+}
+
+/// Marks every fd from 3 up close-on-exec: fds the host inherited from whoever started it must
+/// not reach exec-mode children.
+pub fn cloexec_inherited() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+}
+
+/// Whether `fd` is open in this process.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the fd's flags.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks that the parent is

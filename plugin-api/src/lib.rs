@@ -65,6 +65,15 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// copy of this static (each cdylib carries its own copy of the SDK).
 static HOST: AtomicPtr<abi::HostApi> = AtomicPtr::new(std::ptr::null_mut());
 
+/// The plugin this copy of the SDK was compiled into (set by its init). Worker settings and
+/// regions are looked up for this plugin, so an entry that another plugin registered still reads
+/// the settings of the library its code lives in.
+static OWN_PLUGIN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+pub(crate) fn own_plugin() -> Option<&'static str> {
+    OWN_PLUGIN.get().copied()
+}
+
 fn host() -> Option<&'static abi::HostApi> {
     let p = HOST.load(Ordering::Acquire);
     // SAFETY: the host's table is a `'static` in the host binary; it is only ever set from the
@@ -456,6 +465,7 @@ pub unsafe fn __run_init(
         return abi::STATUS_INVALID;
     };
     HOST.store(host as *mut abi::HostApi, Ordering::Release);
+    let _ = OWN_PLUGIN.set(plugin);
     logging::install(plugin);
     let r = catch_unwind(AssertUnwindSafe(|| {
         let mut reg = Registrar { host: h, plugin };

@@ -176,9 +176,14 @@ impl Worker {
         unsafe { &*self.api.host }
     }
 
-    /// Reads a setting of the plugin that registered this worker.
+    /// The plugin whose code is running: the library of the entry (usually the registering one).
+    fn code_plugin(&self) -> &str {
+        crate::own_plugin().unwrap_or_else(|| self.plugin())
+    }
+
+    /// Reads a setting of the plugin this code belongs to.
     pub fn setting<T: SettingValue>(&self, name: &str) -> Result<T, SettingError> {
-        settings::get(self.host(), self.plugin(), name)
+        settings::get(self.host(), self.code_plugin(), name)
     }
 
     /// Reads a setting of another plugin (by its name).
@@ -186,7 +191,7 @@ impl Worker {
         settings::get(self.host(), plugin, name)
     }
 
-    /// Looks up a region the registering plugin requested in init.
+    /// Looks up a region that the plugin this code belongs to requested in init.
     pub fn region(&self, name: &str) -> Result<Region, RegionError> {
         let h = self.host();
         let mut ptr = std::ptr::null_mut();
@@ -195,7 +200,7 @@ impl Worker {
         let st = unsafe {
             (h.region)(
                 h.ctx,
-                abi::Str::new(self.plugin()),
+                abi::Str::new(self.code_plugin()),
                 abi::Str::new(name),
                 &mut ptr,
                 &mut len,

@@ -13,7 +13,10 @@ fn fails_with(spec: Spec, needles: &[&str]) -> String {
     for n in needles {
         assert!(out.contains(n), "expected {n:?} in:\n{out}");
     }
-    assert!(!out.contains("panicked at") || out.contains("init panicked"), "the host itself panicked:\n{out}");
+    assert!(
+        !out.contains("panicked at") || out.contains("init panicked"),
+        "the host itself panicked:\n{out}"
+    );
     out
 }
 
@@ -25,12 +28,21 @@ fn config_syntax_error_names_the_file_and_line(mode: Mode) {
 }
 
 fn unknown_host_key_is_named(mode: Mode) {
-    fails_with(Spec::new(mode).plugin("hello").host("max_wrokers = 3"), &["steward.toml", "max_wrokers"]);
+    fails_with(
+        Spec::new(mode).plugin("hello").host("max_wrokers = 3"),
+        &["steward.toml", "max_wrokers"],
+    );
 }
 
 fn bad_host_value_is_named(mode: Mode) {
-    fails_with(Spec::new(mode).host("max_connections = 0"), &["host.max_connections", "out of range"]);
-    fails_with(Spec::new(mode).host("shutdown_timeout = \"soonish\""), &["host.shutdown_timeout", "soonish"]);
+    fails_with(
+        Spec::new(mode).host("max_connections = 0"),
+        &["host.max_connections", "out of range"],
+    );
+    fails_with(
+        Spec::new(mode).host("shutdown_timeout = \"soonish\""),
+        &["host.shutdown_timeout", "soonish"],
+    );
 }
 
 fn bad_plugin_setting_value_is_named(mode: Mode) {
@@ -47,16 +59,26 @@ fn bad_plugin_setting_value_is_named(mode: Mode) {
 fn unknown_plugin_setting_is_named(mode: Mode) {
     fails_with(
         Spec::new(mode).plugin("hello").setting("hello", "colour = \"red\""),
-        &["plugins.hello.colour", "unknown key", "defines: greeting, interval, workers"],
+        &[
+            "plugins.hello.colour",
+            "unknown key",
+            "defines: greeting, interval, workers",
+        ],
     );
 }
 
 fn missing_plugin_file_is_named(mode: Mode) {
-    fails_with(Spec::new(mode).plugin("ghost"), &["plugin ghost", "libghost.so", "no such file"]);
+    fails_with(
+        Spec::new(mode).plugin("ghost"),
+        &["plugin ghost", "libghost.so", "no such file"],
+    );
 }
 
 fn a_library_that_is_not_a_plugin_is_refused(mode: Mode) {
-    fails_with(Spec::new(mode).plugin("foreign"), &["plugin foreign", "libforeign.so", "not a Steward plugin"]);
+    fails_with(
+        Spec::new(mode).plugin("foreign"),
+        &["plugin foreign", "libforeign.so", "not a Steward plugin"],
+    );
 }
 
 fn a_file_that_is_not_a_library_is_refused(mode: Mode) {
@@ -70,7 +92,12 @@ fn a_file_that_is_not_a_library_is_refused(mode: Mode) {
 fn a_plugin_built_for_another_abi_major_is_refused(mode: Mode) {
     fails_with(
         Spec::new(mode).plugin("oldabi"),
-        &["plugin oldabi", "liboldabi.so", "built for plugin ABI 2.0", "this host speaks ABI 1.0"],
+        &[
+            "plugin oldabi",
+            "liboldabi.so",
+            "built for plugin ABI 2.0",
+            "this host speaks ABI 1.0",
+        ],
     );
 }
 
@@ -89,13 +116,22 @@ fn init_panicking_is_reported(mode: Mode) {
 }
 
 fn duplicate_worker_names_are_refused(mode: Mode) {
-    fails_with(Spec::new(mode).testkit("twin,twin"), &["plugin testkit", "\"twin\" is already registered"]);
+    fails_with(
+        Spec::new(mode).testkit("twin,twin"),
+        &["plugin testkit", "\"twin\" is already registered"],
+    );
 }
 
 fn socket_path_too_long_is_refused(mode: Mode) {
     let long = format!("/tmp/{}", "r".repeat(110));
-    fails_with(Spec::new(mode).plugin("hello").host(&format!("runtime_dir = {long:?}")), &["host.runtime_dir", "at most 107"]);
-    assert!(!std::path::Path::new(&long).exists(), "nothing is created for a refused runtime_dir");
+    fails_with(
+        Spec::new(mode).plugin("hello").host(&format!("runtime_dir = {long:?}")),
+        &["host.runtime_dir", "at most 107"],
+    );
+    assert!(
+        !std::path::Path::new(&long).exists(),
+        "nothing is created for a refused runtime_dir"
+    );
 }
 
 fn a_second_host_on_the_same_runtime_dir_is_refused(mode: Mode) {
@@ -105,7 +141,14 @@ fn a_second_host_on_the_same_runtime_dir_is_refused(mode: Mode) {
     let out = run_bounded(cmd, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("already running on {} (pid {})", first.dir.run_dir().display(), first.pid)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "already running on {} (pid {})",
+            first.dir.run_dir().display(),
+            first.pid
+        )),
+        "{err}"
+    );
     // The first host is untouched: its socket and lock are still there and it answers.
     assert!(first.socket().exists());
     assert!(first.dir.run_dir().join("steward.pid").exists());
@@ -116,13 +159,23 @@ fn a_stale_lock_from_a_dead_host_is_taken_over(mode: Mode) {
     let mut first = Host::start(Spec::new(mode).plugin("hello"));
     first.signal(libc::SIGKILL);
     first.wait_exit(Duration::from_secs(10));
-    assert!(first.dir.run_dir().join("steward.pid").exists(), "a killed host leaves its lock file");
+    assert!(
+        first.dir.run_dir().join("steward.pid").exists(),
+        "a killed host leaves its lock file"
+    );
     let mut cmd = std::process::Command::new(&build().bin);
     cmd.arg("run").arg("--config").arg(first.config()).process_group(0);
-    let mut second = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut second = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let ok = loop {
-        if Client::connect(&first.socket()).and_then(|mut c| c.status()).is_ok_and(|s| s.host.pid == second.id()) {
+        if Client::connect(&first.socket())
+            .and_then(|mut c| c.status())
+            .is_ok_and(|s| s.host.pid == second.id())
+        {
             break true;
         }
         if std::time::Instant::now() > deadline || second.try_wait().unwrap().is_some() {

@@ -7,7 +7,8 @@
 //! - `workers`: comma-separated worker specs `name[:option...]`, options `never` (restart policy
 //!   never), `ignore_term` (ignores SIGTERM and never stops by itself), `late_register` (tries to
 //!   register a static worker after the freeze and logs the outcome), `exit_at_start=N` (returns
-//!   exit code N at once), `entry=FUNC` (runs another entry function), `type=T`.
+//!   exit code N at once), `entry=FUNC` (runs another entry function), `lib=LIB` (the entry is
+//!   in another preloaded library), `type=T`.
 //! - `restart_delay`: the restart delay of every worker that does not say `never`.
 //! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
 //!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter).
@@ -41,16 +42,22 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         let mut parts = item.split(':');
         let name = parts.next().unwrap_or_default();
         let mut entry_point = entry!(testkit_worker);
+        let mut library: Option<&str> = None;
+        let mut function: Option<&str> = None;
         let mut policy = RestartPolicy::after(delay);
         let mut worker_type = "testkit".to_owned();
         let mut flags = Vec::new();
         for opt in parts {
             match opt.split_once('=') {
-                Some(("entry", f)) => entry_point = EntryPoint::new("testkit", f),
+                Some(("entry", f)) => function = Some(f),
+                Some(("lib", l)) => library = Some(l),
                 Some(("type", t)) => worker_type = t.to_owned(),
                 None if opt == "never" => policy = RestartPolicy::never(),
                 _ => flags.push(opt.to_owned()),
             }
+        }
+        if library.is_some() || function.is_some() {
+            entry_point = EntryPoint::new(library.unwrap_or("testkit"), function.unwrap_or("testkit_worker"));
         }
         reg.register_background_worker(
             BackgroundWorker::new(name, entry_point)
