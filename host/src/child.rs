@@ -51,8 +51,17 @@ pub fn run(
     if !crate::sys::die_with_parent(env.host_pid) {
         return 1;
     }
-    // SAFETY: setting a signal disposition; the handler only calls _exit.
-    unsafe { libc::signal(libc::SIGQUIT, on_quit as *const () as libc::sighandler_t) };
+    // SAFETY: setting signal dispositions; the handler only calls _exit.
+    unsafe {
+        libc::signal(libc::SIGQUIT, on_quit as *const () as libc::sighandler_t);
+        // The supervisor decides how children stop: a terminal's Ctrl-C (SIGINT to the whole
+        // process group) or hang-up (SIGHUP) must not kill them behind its back, which would read
+        // as a crash. A write to a closed pipe or socket is an error, not a death (as in any
+        // Rust program).
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let slot = match child_slot {
         Some(i) if kind.info().attaches_shmem => {
             let s = env.segment.child_slot(i);
@@ -223,6 +232,9 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
         wait: api_wait,
     }));
     crate::hostapi::with_state(|s| s.failure = None);
+    if let Some(s) = slot {
+        s.entered_at_ns.store(crate::shmem::monotonic_ns(), Ordering::Relaxed);
+    }
     // SAFETY: `entry` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
     // panics inside the plugin.
     let code = unsafe { entry(api) };

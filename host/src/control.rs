@@ -101,6 +101,10 @@ pub struct WorkerInfo {
     pub last_exit: Option<LastExit>,
     #[serde(default)]
     pub next_restart_at: Option<String>,
+    /// Microseconds from the launch decision to the entry being called: for the running process
+    /// once its entry runs, else for the last process of this worker that got there.
+    #[serde(default)]
+    pub launch_us: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +150,7 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 reason,
             }),
             next_restart_at: st.next_restart_at_ms.map(rfc3339_ms),
+            launch_us: st.pid.and_then(|_| seg.child_slot(i).launch_us()).or(st.last_launch_us),
         });
     }
     Status {

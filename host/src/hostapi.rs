@@ -319,6 +319,10 @@ unsafe extern "C" fn host_define_setting(
         let Some(kind) = kind_of(def) else {
             return abi::STATUS_INVALID;
         };
+        if !kind.accepts_canonical(default) {
+            // The plugin's own default must fit its own definition.
+            return abi::STATUS_INVALID;
+        }
         let value = with_state(|s| {
             let key = (plugin.to_owned(), name.to_owned());
             if let Some(existing) = s.settings.map.get(&key) {
@@ -345,6 +349,11 @@ unsafe extern "C" fn host_define_setting(
                     }
                 },
             };
+            if value.len() > cap {
+                // Not recorded yet: the plugin retries with a larger buffer, and that retry must
+                // not look like a second definition.
+                return Ok(value);
+            }
             s.settings.map.insert(
                 key,
                 Setting {

@@ -4,10 +4,11 @@
 //! use the same library for the control protocol and its status types.
 //!
 //! Module map, by the process each part runs in:
-//! - supervisor only: [`supervisor`], [`preload`], [`lockfile`];
+//! - supervisor only: [`supervisor`], [`run`], [`preload`] (also exec-mode workers, in attach
+//!   mode), [`lockfile`];
 //! - supervisor and children: [`config`], [`registry`], [`shmem`], [`hostapi`], [`log`],
-//!   [`launch`];
-//! - children only: [`child`];
+//!   [`launch`], [`lifecycle`], [`sys`], [`time`];
+//! - children only: [`child`], and [`exec`]'s `child_main` (its `spawn` runs in the supervisor);
 //! - clients (the CLI): [`control`].
 
 #![deny(unsafe_op_in_unsafe_fn)]

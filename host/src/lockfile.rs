@@ -63,6 +63,14 @@ impl LockFile {
         })
     }
 
+    /// The pid recorded by the host that holds the lock at `path`, if one holds it.
+    pub fn holder_pid(path: &Path) -> Option<i32> {
+        if !LockFile::is_held(path) {
+            return None;
+        }
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
     /// Whether a host holds the lock at `path` right now (used by `steward stop` to wait).
     pub fn is_held(path: &Path) -> bool {
         let Ok(f) = File::open(path) else {

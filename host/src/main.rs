@@ -152,8 +152,21 @@ fn cmd_stop(args: &Args) -> i32 {
     };
     let answer = Client::connect(&cfg.socket_path()).and_then(|mut c| c.stop(mode));
     if let Err(e) = answer {
-        eprintln!("steward: {e}");
-        return exit_code::FAILURE;
+        // A host already shutting down (or out of connection slots) refuses the socket; like
+        // pg_ctl with its pid file, signal the lock holder directly, so a smart shutdown can
+        // still be escalated to fast or immediate.
+        match steward_host::lockfile::LockFile::holder_pid(&cfg.lock_path()) {
+            Some(pid) => {
+                if let Err(err) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), mode.signal()) {
+                    eprintln!("steward: {e}; signalling pid {pid} failed: {err}");
+                    return exit_code::FAILURE;
+                }
+            }
+            None => {
+                eprintln!("steward: {e}");
+                return exit_code::FAILURE;
+            }
+        }
     }
     // Wait for the host to let go of its lock: that is the last thing it does.
     let deadline = std::time::Instant::now() + cfg.shutdown_timeout + std::time::Duration::from_secs(10);

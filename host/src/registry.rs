@@ -40,7 +40,7 @@ pub enum RestartPolicy {
 
 /// The longest restart delay accepted (PostgreSQL's bound is one day, with an overflow past 24.8
 /// days; ours is a plain week).
-pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(7 * 86_400);
+pub const MAX_RESTART_DELAY: Duration = Duration::from_micros(abi::MAX_RESTART_DELAY_US);
 
 /// A validated background-worker registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +213,17 @@ impl From<Vec<(String, String, Setting)>> for Settings {
 }
 
 impl SettingKind {
+    /// Whether `s` is a valid canonical value of this kind (checks a plugin's own default).
+    pub fn accepts_canonical(&self, s: &str) -> bool {
+        match self {
+            SettingKind::Bool => s == "true" || s == "false",
+            SettingKind::Int { min, max } => s.parse::<i64>().is_ok_and(|n| n >= *min && n <= *max),
+            SettingKind::String => true,
+            SettingKind::Duration { min_us, max_us } => s.parse::<i64>().is_ok_and(|n| n >= *min_us && n <= *max_us),
+            SettingKind::Enum(choices) => choices.iter().any(|c| c == s),
+        }
+    }
+
     /// Turns the operator's TOML value into canonical text, or says why it does not fit.
     pub fn canonical(&self, v: &toml::Value) -> Result<String, String> {
         match (self, v) {
@@ -316,5 +327,7 @@ mod tests {
         assert_eq!(dur.canonical(&toml::Value::String("2s".into())), Ok("2000000".into()));
         let e = SettingKind::Enum(vec!["a".into(), "b".into()]);
         assert!(e.canonical(&toml::Value::String("c".into())).is_err());
+        assert!(int.accepts_canonical("10") && !int.accepts_canonical("11") && !int.accepts_canonical("x"));
+        assert!(e.accepts_canonical("a") && !e.accepts_canonical("c"));
     }
 }

@@ -101,7 +101,31 @@ pub const CHILD_ACTIVE: u32 = 2;
 pub struct ChildSlot {
     pub state: AtomicU32,
     pub pid: AtomicI32,
+    /// `CLOCK_MONOTONIC` nanoseconds when the supervisor decided to launch (supervisor writes).
+    pub launched_at_ns: AtomicU64,
+    /// `CLOCK_MONOTONIC` nanoseconds when the child was about to call its entry (child writes;
+    /// 0 until then). Only for status: never trusted for a decision.
+    pub entered_at_ns: AtomicU64,
     pub reason: Text<REASON_LEN>,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process of the host.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl ChildSlot {
+    /// Microseconds from the launch decision to the entry running, once the child got there.
+    pub fn launch_us(&self) -> Option<u64> {
+        let (l, e) = (
+            self.launched_at_ns.load(Ordering::Relaxed),
+            self.entered_at_ns.load(Ordering::Relaxed),
+        );
+        (l != 0 && e >= l).then(|| (e - l) / 1000)
+    }
 }
 
 /// The supervisor-written status of one worker slot.
@@ -117,6 +141,8 @@ pub struct StatusCell {
     started_at_ms: AtomicU64,
     exit_at_ms: AtomicU64,
     next_restart_at_ms: AtomicU64,
+    /// Stored plus one, so that zeroed memory reads as "none".
+    last_launch_us: AtomicU64,
     reason: Text<REASON_LEN>,
 }
 
@@ -157,6 +183,7 @@ pub struct StatusSnapshot {
     pub started_at_ms: Option<u64>,
     pub last_exit: Option<(ExitStatus, u64, String)>,
     pub next_restart_at_ms: Option<u64>,
+    pub last_launch_us: Option<u64>,
 }
 
 impl StatusCell {
@@ -172,6 +199,8 @@ impl StatusCell {
             .store(s.started_at_ms.unwrap_or(0), Ordering::Relaxed);
         self.next_restart_at_ms
             .store(s.next_restart_at_ms.unwrap_or(0), Ordering::Relaxed);
+        self.last_launch_us
+            .store(s.last_launch_us.map_or(0, |v| v.saturating_add(1)), Ordering::Relaxed);
         match &s.last_exit {
             None => self.exit_kind.store(0, Ordering::Relaxed),
             Some((st, at, reason)) => {
@@ -205,6 +234,7 @@ impl StatusCell {
             snap.pid = (pid > 0).then_some(pid);
             snap.started_at_ms = nz(self.started_at_ms.load(Ordering::Relaxed));
             snap.next_restart_at_ms = nz(self.next_restart_at_ms.load(Ordering::Relaxed));
+            snap.last_launch_us = self.last_launch_us.load(Ordering::Relaxed).checked_sub(1);
             let v = self.exit_value.load(Ordering::Relaxed);
             snap.last_exit = match self.exit_kind.load(Ordering::Relaxed) {
                 1 => Some((
@@ -524,6 +554,7 @@ mod tests {
             started_at_ms: Some(5),
             last_exit: Some((ExitStatus::Code(2), 9, "bad".into())),
             next_restart_at_ms: None,
+            last_launch_us: Some(42),
         };
         c.publish(&s);
         assert_eq!(c.read(), s);

@@ -53,6 +53,8 @@ struct WorkerRun {
     last_exit: Option<(ExitStatus, u64, String)>,
     restart_at: Option<Instant>,
     restart_at_ms: Option<u64>,
+    /// Launch decision to entry running, for the last process of this worker that got there.
+    last_launch_us: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -155,6 +157,7 @@ impl Supervisor {
                 last_exit: None,
                 restart_at: None,
                 restart_at_ms: None,
+                last_launch_us: None,
             };
             registry.workers.len()
         ];
@@ -201,6 +204,7 @@ impl Supervisor {
             started_at_ms: w.started_at_ms,
             last_exit: w.last_exit.clone(),
             next_restart_at_ms: w.restart_at_ms,
+            last_launch_us: w.last_launch_us,
         });
     }
 
@@ -331,6 +335,9 @@ impl Supervisor {
         let slot = i as u32;
         let cs = self.segment.child_slot(slot);
         cs.reason.store("");
+        cs.entered_at_ns.store(0, std::sync::atomic::Ordering::Relaxed);
+        cs.launched_at_ns
+            .store(crate::shmem::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
         cs.state
             .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
         let result = launch_child(
@@ -489,16 +496,20 @@ impl Supervisor {
 
     fn child_exited(&mut self, pid: i32, child: Child, status: ExitStatus) {
         // Copy what the child left in its slot: bounded, untrusted.
-        let (dead_man, reason) = match child.child_slot {
+        let (dead_man, reason, launch_us) = match child.child_slot {
             Some(s) => {
                 let cs = self.segment.child_slot(s);
                 let active = cs.state.load(std::sync::atomic::Ordering::Acquire) == CHILD_ACTIVE;
                 let reason = cs.reason.load();
+                let launch_us = cs.launch_us();
                 cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
-                (active, reason)
+                (active, reason, launch_us)
             }
-            None => (false, String::new()),
+            None => (false, String::new(), None),
         };
+        if let (Some(i), Some(us)) = (child.worker, launch_us) {
+            self.workers[i].last_launch_us = Some(us);
+        }
         let outcome = classify(status, dead_man, child.signalled);
         match child.kind {
             ChildKind::DeadEnd => {

@@ -46,6 +46,8 @@ pub const EXTRA_LEN: usize = 1024;
 pub const MAX_REGION_NAME_LEN: usize = 63;
 /// Longest setting name, in bytes.
 pub const MAX_SETTING_NAME_LEN: usize = 63;
+/// Longest restart delay, in microseconds (one week).
+pub const MAX_RESTART_DELAY_US: u64 = 7 * 86_400 * 1_000_000;
 
 /// Result of a call across the boundary. `0` is success; see the `STATUS_*` constants.
 pub type Status = i32;
@@ -309,16 +311,25 @@ const fn mix(h: u64, v: usize) -> u64 {
 }
 
 macro_rules! fingerprint_of {
+    // Fixed structs: size, alignment and every field's offset.
     ($h:expr, $t:ty, [$($field:ident),* $(,)?]) => {{
         let mut h = mix($h, size_of::<$t>());
         h = mix(h, align_of::<$t>());
         $( h = mix(h, offset_of!($t, $field)); )*
         h
     }};
+    // Append-only tables: alignment and the offsets of the ABI 1.0 fields only, so that a minor
+    // version may append fields (guarded by the table's `size`) without changing the fingerprint.
+    (append_only $h:expr, $t:ty, [$($field:ident),* $(,)?]) => {{
+        let mut h = mix($h, align_of::<$t>());
+        $( h = mix(h, offset_of!($t, $field)); )*
+        h
+    }};
 }
 
 /// A hash of the size, alignment and field offsets of every struct in this module, plus the
-/// major version. Host and plugin must agree on it.
+/// major version. Host and plugin must agree on it. For the append-only function tables it covers
+/// only the ABI 1.0 fields: new fields go at the end of a table and are never added here.
 pub const LAYOUT_FINGERPRINT: u64 = {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     h = mix(h, ABI_MAJOR as usize);

@@ -148,6 +148,8 @@ pub enum RegisterError {
     BadType(String),
     #[error("entry {library:?}/{function:?} is not a valid library and function name")]
     BadEntry { library: String, function: String },
+    #[error("restart delay {0:?} is longer than the limit of one week")]
+    BadRestartDelay(Duration),
     #[error("extra argument is {0} bytes; at most {max} fit", max = abi::EXTRA_LEN)]
     ExtraTooLong(usize),
     #[error("a worker named {0:?} is already registered")]
@@ -244,6 +246,11 @@ impl BackgroundWorker {
         }
         if self.extra.len() > abi::EXTRA_LEN {
             return Err(RegisterError::ExtraTooLong(self.extra.len()));
+        }
+        if let RestartPolicy::After(d) = self.restart {
+            if d.as_micros() > abi::MAX_RESTART_DELAY_US as u128 {
+                return Err(RegisterError::BadRestartDelay(d));
+            }
         }
         Ok(())
     }

@@ -27,6 +27,8 @@ pub enum SettingError {
         value: String,
         wanted: &'static str,
     },
+    #[error("setting {0:?}: invalid definition (bounds, choices, or a default outside them)")]
+    BadDefinition(String),
     #[error("setting {name:?}: the host refused (status {status})")]
     Other { name: String, status: i32 },
 }
@@ -154,6 +156,9 @@ pub(crate) fn define<T: SettingValue>(
         // SAFETY: the table comes from the host; every pointer outlives the call.
         unsafe { (host.define_setting)(host.ctx, abi::Str::new(plugin), &sd, buf, cap, len) }
     });
+    if st == abi::STATUS_INVALID {
+        return Err(SettingError::BadDefinition(name.to_owned()));
+    }
     if st != abi::STATUS_OK {
         return Err(map_status(name, st, &value));
     }

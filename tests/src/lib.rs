@@ -63,12 +63,11 @@ pub fn build() -> &'static Build {
     static BUILD: OnceLock<Build> = OnceLock::new();
     BUILD.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .to_owned();
+        // target/<profile>/deps/<test> (tests) or target/<profile>/<bin> (the bench binary)
+        let mut profile_dir = exe.parent().expect("target/<profile>").to_owned();
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir = profile_dir.parent().expect("target/<profile>").to_owned();
+        }
         let target_dir = profile_dir.parent().expect("target dir").to_owned();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -242,19 +241,24 @@ pub struct Host {
 }
 
 impl Host {
-    /// Starts the host and waits until its control socket answers.
-    pub fn start(spec: Spec) -> Host {
+    /// Starts the host without waiting for it (benchmarks time what follows).
+    pub fn spawn(spec: Spec) -> Host {
         let dir = Dir::new(&spec);
         let log = dir.path().join("steward.log");
         let child = host_command(&dir.config, Some(&log)).spawn().expect("spawn steward");
         let pid = child.id() as i32;
-        let mut h = Host {
+        Host {
             dir,
             child: Some(child),
             pid,
             log,
             spec,
-        };
+        }
+    }
+
+    /// Starts the host and waits until its control socket answers.
+    pub fn start(spec: Spec) -> Host {
+        let mut h = Host::spawn(spec);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = h.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

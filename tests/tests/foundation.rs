@@ -84,6 +84,16 @@ fn registering_after_the_freeze_is_refused(mode: Mode) {
     );
 }
 
+fn a_setting_longer_than_the_first_buffer_reaches_the_plugin(mode: Mode) {
+    // Regression: a value over 256 bytes made the SDK's retry with a larger buffer look like a
+    // second definition ("defined twice").
+    let names: Vec<String> = (0..80).map(|i| format!("worker-{i:03}")).collect();
+    let host = Host::start(Spec::new(mode).testkit(&names.join(",")));
+    let s = host.status();
+    assert_eq!(s.workers.len(), 80);
+    assert_eq!(find(&s, "worker-079").plugin, "testkit");
+}
+
 fn exit_0_leaves_the_worker_stopped(mode: Mode) {
     let host = Host::start(
         Spec::new(mode)
@@ -246,6 +256,43 @@ fn stop_ends_the_host_cleanly(mode: Mode) {
     host.assert_nothing_left(&pids);
 }
 
+fn smart_shutdown_waits_for_a_connection_and_stop_fast_escalates(mode: Mode) {
+    let mut host = Host::start(hello(mode));
+    let pids = worker_pids(&host.status());
+    let mut held = Client::connect(&host.socket()).unwrap();
+    held.status().unwrap();
+    host.signal(libc::SIGTERM);
+    host.wait_log("smart shutdown requested", T);
+    // New connections are refused with a clear line while the held one keeps working.
+    let out = host.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shutting down"),
+        "{out:?}"
+    );
+    held.status()
+        .expect("the open connection is still served during a smart shutdown");
+    assert!(
+        pids.iter().all(|p| alive(*p)),
+        "workers keep running while a smart shutdown waits"
+    );
+    // The socket refuses, so `steward stop --mode fast` signals the host directly.
+    let out = host.cli(&["stop", "--mode", "fast"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(host.wait_exit(T).code(), Some(0));
+    drop(held);
+    host.assert_nothing_left(&pids);
+}
+
+fn ctrl_c_to_the_whole_group_is_a_fast_shutdown_not_a_crash(mode: Mode) {
+    let mut host = Host::start(hello(mode).host("restart_after_crash = false"));
+    let pids = worker_pids(&host.status());
+    // SAFETY: a terminal's Ctrl-C: SIGINT to the host's whole process group.
+    unsafe { libc::kill(-host.pid, libc::SIGINT) };
+    assert_eq!(host.wait_exit(T).code(), Some(0), "{}", host.log_text());
+    assert!(!host.log_text().contains("crash"), "{}", host.log_text());
+    host.assert_nothing_left(&pids);
+}
+
 fn each_shutdown_signal_ends_the_host_cleanly(mode: Mode) {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
         let mut host = Host::start(hello(mode));
@@ -371,6 +418,7 @@ both_modes!(
     demo_workers_run_as_live_children_of_a_single_threaded_host,
     slots_are_static_workers_plus_max_worker_processes,
     registering_after_the_freeze_is_refused,
+    a_setting_longer_than_the_first_buffer_reaches_the_plugin,
     exit_0_leaves_the_worker_stopped,
     exit_1_restarts_after_the_delay_with_a_new_pid,
     exit_2_leaves_the_worker_failed_with_its_reason,
@@ -380,6 +428,8 @@ both_modes!(
     a_missing_entry_fails_only_that_worker,
     stop_ends_the_host_cleanly,
     each_shutdown_signal_ends_the_host_cleanly,
+    smart_shutdown_waits_for_a_connection_and_stop_fast_escalates,
+    ctrl_c_to_the_whole_group_is_a_fast_shutdown_not_a_crash,
     a_worker_ignoring_sigterm_is_killed_after_shutdown_timeout,
     killing_the_host_leaves_no_worker_running,
     max_connections_refuses_the_next_client_at_once,

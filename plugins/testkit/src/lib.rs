@@ -10,6 +10,7 @@
 //!   exit code N at once), `entry=FUNC` (runs another entry function), `lib=LIB` (the entry is
 //!   in another preloaded library), `type=T`.
 //! - `restart_delay`: the restart delay of every worker that does not say `never`.
+//! - `announce`: each worker logs `up` as soon as its entry runs (benchmarks count these).
 //! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
 //!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter).
 //!
@@ -32,6 +33,11 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     let delay = reg.define_duration("restart_delay", Duration::from_millis(100), "restart delay")?;
     reg.define_string("trigger_dir", "", "directory of trigger files")?;
     reg.define_bool("verbose", false, "log every trigger")?;
+    reg.define_bool(
+        "announce",
+        false,
+        "log \"up\" when a worker's entry starts (for benchmarks)",
+    )?;
     reg.request_region("testkit", MAX_WORKERS * 8)?;
     match mode.as_str() {
         "error" => return Err(InitError("testkit was told to fail its init".into())),
@@ -83,6 +89,9 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
         .ok_or_else(|| fatal("arg out of range"))?;
     let trigger_dir: String = w.setting("trigger_dir").map_err(fatal)?;
     let verbose: bool = w.setting("verbose").map_err(fatal)?;
+    if w.setting::<bool>("announce").map_err(fatal)? {
+        tracing::info!("up");
+    }
     let trigger = (!trigger_dir.is_empty()).then(|| PathBuf::from(&trigger_dir).join(w.name()));
 
     for flag in &flags {

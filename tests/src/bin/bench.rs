@@ -1,0 +1,179 @@
+//! `bench`: prints Steward's performance figures, fork and exec mode side by side.
+//!
+//! Run with `cargo run --release -p steward-tests --bin bench` (add `-- --quick` for fewer runs).
+//! Every figure is a median over several runs of the real binary with real plugins; what each
+//! one measures is printed next to it. Results are recorded in docs/benchmarks.md.
+
+use std::time::{Duration, Instant};
+
+use steward_tests::*;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn count_in_log(h: &Host, needle: &str) -> usize {
+    h.log_text().matches(needle).count()
+}
+
+/// Waits until the log holds `n` occurrences of `needle`; returns when that was seen.
+fn wait_log_count(h: &Host, needle: &str, n: usize, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if count_in_log(h, needle) >= n {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} {needle:?} lines:\n{}",
+            count_in_log(h, needle),
+            h.log_text()
+        );
+        // Yield the CPU: on two cores a spinning observer would slow down what it measures.
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+fn workers_spec(mode: Mode, n: usize) -> Spec {
+    let names: Vec<String> = (0..n).map(|i| format!("w{i}")).collect();
+    Spec::new(mode)
+        .testkit(&names.join(","))
+        .setting("testkit", "announce = true")
+        .setting("testkit", "trigger_dir = \"\"")
+        .host(&format!("max_worker_processes = {}", 8))
+}
+
+/// `steward run` started to `n` worker entries running (each logs "up" on entry).
+fn start_to_running(mode: Mode, n: usize, runs: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        let spec = workers_spec(mode, n);
+        let t0 = Instant::now();
+        let h = Host::spawn(spec);
+        let t1 = wait_log_count(&h, "testkit: up", n, Duration::from_secs(60));
+        v.push((t1 - t0).as_secs_f64() * 1e3);
+    }
+    median(&mut v)
+}
+
+/// Connect, `status`, full answer, measured in this client.
+fn control_round_trip(mode: Mode, n: usize) -> (f64, f64) {
+    let h = Host::start(Spec::new(mode).plugin("hello").host("max_connections = 256"));
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        let t0 = Instant::now();
+        let ok = Client::connect(&h.socket()).and_then(|mut c| c.status()).is_ok();
+        let dt = t0.elapsed().as_secs_f64() * 1e3;
+        if ok {
+            v.push(dt);
+        }
+    }
+    (median(&mut v), pct(&mut v, 0.99))
+}
+
+/// A worker that exits 1 as soon as it starts, with a zero restart delay: the time per cycle
+/// (exit, reap, relaunch, entry running, exit) bounds "exit 1 to replacement running" from above.
+fn restart_cycle(mode: Mode, window: Duration) -> f64 {
+    let h = Host::start(
+        Spec::new(mode)
+            .testkit("cyc:exit_at_start=1")
+            .setting("testkit", "restart_delay = \"0ms\"")
+            .host("log_level = \"error\""),
+    );
+    let r0 = h.worker("cyc").restarts;
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let r1 = h.worker("cyc").restarts;
+    let dt = t0.elapsed();
+    dt.as_secs_f64() * 1e3 / (r1 - r0).max(1) as f64
+}
+
+/// The supervisor's decision to launch to the worker's entry running, per worker (`launch_us`
+/// in status), over many restarts of a few workers that exit 1 at once with no delay.
+fn launch_latency(mode: Mode, samples: usize) -> (f64, f64) {
+    let h = Host::start(
+        Spec::new(mode)
+            .testkit("l0:exit_at_start=1,l1:exit_at_start=1")
+            .setting("testkit", "restart_delay = \"0ms\"")
+            .host("log_level = \"error\""),
+    );
+    // One sample per (worker, restart count): the latency of the launch that count refers to.
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < samples && Instant::now() < deadline {
+        for w in h.status().workers {
+            if let Some(us) = w.launch_us {
+                seen.insert((w.name.clone(), w.restarts), us as f64 / 1e3);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(seen.len() >= samples / 4, "only {} launch samples in 60 s", seen.len());
+    let mut v: Vec<f64> = seen.into_values().collect();
+    (median(&mut v), pct(&mut v, 0.99))
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runs = if quick { 5 } else { 15 };
+    build();
+    println!(
+        "Steward benchmarks ({} build, {} runs per median)",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        runs
+    );
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cpu_model()
+    );
+    println!();
+    println!("{:<58} {:>12} {:>12}", "figure", "fork", "exec");
+    let row = |name: &str, f: &dyn Fn(Mode) -> String| {
+        println!("{:<58} {:>12} {:>12}", name, f(Mode::Fork), f(Mode::Exec));
+    };
+    row("start to 10 workers running, ms (median)", &|m| {
+        format!("{:.2}", start_to_running(m, 10, runs))
+    });
+    row("control round trip: connect+status+answer, ms (median)", &|m| {
+        format!("{:.3}", control_round_trip(m, 2000).0)
+    });
+    row("control round trip, ms (p99)", &|m| {
+        format!("{:.3}", control_round_trip(m, 2000).1)
+    });
+    row("exit 1 -> replacement running -> exit, ms per cycle", &|m| {
+        format!(
+            "{:.3}",
+            restart_cycle(m, Duration::from_secs(if quick { 1 } else { 3 }))
+        )
+    });
+    let lat = [launch_latency(Mode::Fork, 400), launch_latency(Mode::Exec, 400)];
+    println!(
+        "{:<58} {:>12.3} {:>12.3}",
+        "launch decision -> entry running, ms (median)", lat[0].0, lat[1].0
+    );
+    println!(
+        "{:<58} {:>12.3} {:>12.3}",
+        "launch decision -> entry running, ms (p99)", lat[0].1, lat[1].1
+    );
+    row("start to 1000 workers running, ms (median)", &|m| {
+        format!("{:.1}", start_to_running(m, 1000, runs.min(5)))
+    });
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
