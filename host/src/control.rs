@@ -105,6 +105,9 @@ pub struct WorkerInfo {
     /// once its entry runs, else for the last process of this worker that got there.
     #[serde(default)]
     pub launch_us: Option<u64>,
+    /// The last few exits, newest first.
+    #[serde(default)]
+    pub exits: Vec<LastExit>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -115,6 +118,19 @@ pub struct LastExit {
     pub signal: Option<i32>,
     pub at: String,
     pub reason: String,
+}
+
+fn last_exit(e: ExitStatus, at: u64, reason: String) -> LastExit {
+    let (code, signal) = match e {
+        ExitStatus::Code(c) => (Some(c), None),
+        ExitStatus::Signal(s) => (None, Some(s)),
+    };
+    LastExit {
+        code,
+        signal,
+        at: rfc3339_ms(at),
+        reason,
+    }
 }
 
 /// Builds the status answer from the segment (connection children; the supervisor publishes
@@ -137,18 +153,12 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             state: st.state.as_str().to_owned(),
             started_at: st.started_at_ms.map(rfc3339_ms),
             restarts: st.restarts,
-            last_exit: st.last_exit.map(|(e, at, reason)| LastExit {
-                code: match e {
-                    ExitStatus::Code(c) => Some(c),
-                    ExitStatus::Signal(_) => None,
-                },
-                signal: match e {
-                    ExitStatus::Signal(s) => Some(s),
-                    ExitStatus::Code(_) => None,
-                },
-                at: rfc3339_ms(at),
-                reason,
-            }),
+            last_exit: st.last_exit.map(|(e, at, reason)| last_exit(e, at, reason)),
+            exits: st
+                .history
+                .into_iter()
+                .map(|(e, at, reason)| last_exit(e, at, reason))
+                .collect(),
             next_restart_at: st.next_restart_at_ms.map(rfc3339_ms),
             launch_us: st.pid.and_then(|_| seg.child_slot(i).launch_us()).or(st.last_launch_us),
         });

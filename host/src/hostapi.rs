@@ -16,7 +16,9 @@ use std::sync::Mutex;
 
 use steward::abi::{self, Status, Str};
 
-use crate::registry::{RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec};
+use crate::registry::{
+    CrashLoopLimit, RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec,
+};
 
 /// A region as mapped in this process.
 #[derive(Debug, Clone, Copy)]
@@ -172,11 +174,22 @@ unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: 
             abi::START_RUNNING => StartTime::Running,
             _ => return abi::STATUS_INVALID,
         };
+        let us = std::time::Duration::from_micros;
         let restart = match spec.restart_kind {
             abi::RESTART_NEVER => RestartPolicy::Never,
-            abi::RESTART_AFTER => RestartPolicy::After(std::time::Duration::from_micros(spec.restart_delay_us)),
+            abi::RESTART_AFTER => RestartPolicy::After(us(spec.restart_delay_us)),
+            abi::RESTART_BACKOFF => RestartPolicy::Backoff {
+                initial: us(spec.restart_delay_us),
+                factor_milli: spec.backoff_factor_milli,
+                cap: us(spec.restart_cap_us),
+                reset_after: us(spec.restart_reset_us),
+            },
             _ => return abi::STATUS_INVALID,
         };
+        let crash_loop = (spec.crash_loop_max > 0).then(|| CrashLoopLimit {
+            max: spec.crash_loop_max,
+            window: us(spec.crash_loop_window_us),
+        });
         if spec.extra_len > abi::EXTRA_LEN || (spec.extra.is_null() && spec.extra_len > 0) {
             return abi::STATUS_INVALID;
         }
@@ -194,6 +207,7 @@ unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: 
             function: function.to_owned(),
             start_time,
             restart,
+            crash_loop,
             arg: spec.arg,
             extra,
         };

@@ -36,6 +36,21 @@ impl StartTime {
 pub enum RestartPolicy {
     Never,
     After(Duration),
+    /// Delays from `initial`, multiplied by `factor_milli / 1000` after each restart, capped at
+    /// `cap`; back to `initial` once a run lasted `reset_after`.
+    Backoff {
+        initial: Duration,
+        factor_milli: u32,
+        cap: Duration,
+        reset_after: Duration,
+    },
+}
+
+/// At most `max` restarts within `window`; the next exit marks the worker `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrashLoopLimit {
+    pub max: u32,
+    pub window: Duration,
 }
 
 /// The longest restart delay accepted (PostgreSQL's bound is one day, with an overflow past 24.8
@@ -54,6 +69,7 @@ pub struct WorkerSpec {
     pub function: String,
     pub start_time: StartTime,
     pub restart: RestartPolicy,
+    pub crash_loop: Option<CrashLoopLimit>,
     pub arg: u64,
     pub extra: Vec<u8>,
 }
@@ -117,6 +133,17 @@ impl Registry {
         self.frozen = true;
     }
 
+    /// What a child needs of the frozen registry: the regions. Worker registrations live in the
+    /// segment's worker slots, so an exec-mode child does not decode every worker's spec (which
+    /// would make launching N workers cost O(N^2)).
+    pub fn for_children(&self) -> Registry {
+        Registry {
+            workers: Vec::new(),
+            regions: self.regions.clone(),
+            frozen: true,
+        }
+    }
+
     /// Validates and records a worker.
     pub fn add_worker(&mut self, w: WorkerSpec) -> Result<(), RegistryError> {
         if self.frozen {
@@ -137,11 +164,31 @@ impl Registry {
         if w.extra.len() > abi::EXTRA_LEN {
             return Err(RegistryError::Invalid(format!("extra is {} bytes", w.extra.len())));
         }
-        if let RestartPolicy::After(d) = w.restart {
-            if d > MAX_RESTART_DELAY {
+        match w.restart {
+            RestartPolicy::After(d) if d > MAX_RESTART_DELAY => {
                 return Err(RegistryError::Invalid(format!(
                     "restart delay {d:?} is longer than a week"
                 )));
+            }
+            RestartPolicy::Backoff {
+                initial,
+                factor_milli,
+                cap,
+                reset_after,
+            } => {
+                let ok = (1000..=100_000).contains(&factor_milli)
+                    && initial <= cap
+                    && cap <= MAX_RESTART_DELAY
+                    && reset_after <= MAX_RESTART_DELAY;
+                if !ok {
+                    return Err(RegistryError::Invalid("backoff policy out of range".into()));
+                }
+            }
+            _ => {}
+        }
+        if let Some(l) = w.crash_loop {
+            if l.max == 0 || l.window.is_zero() || l.window > MAX_RESTART_DELAY {
+                return Err(RegistryError::Invalid("crash-loop limit out of range".into()));
             }
         }
         if self.workers.iter().any(|o| o.name == w.name) {
@@ -272,6 +319,7 @@ mod tests {
             function: "main_loop".into(),
             start_time: StartTime::Running,
             restart: RestartPolicy::After(Duration::from_secs(1)),
+            crash_loop: None,
             arg: 0,
             extra: vec![],
         }

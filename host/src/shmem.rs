@@ -128,6 +128,18 @@ impl ChildSlot {
     }
 }
 
+/// How many past exits status keeps per worker.
+pub const EXIT_HISTORY: usize = 5;
+
+/// One past exit in a status cell.
+#[repr(C)]
+pub struct ExitRecord {
+    kind: AtomicU32,
+    value: AtomicI32,
+    at_ms: AtomicU64,
+    reason: Text<128>,
+}
+
 /// The supervisor-written status of one worker slot.
 #[repr(C)]
 pub struct StatusCell {
@@ -144,6 +156,8 @@ pub struct StatusCell {
     /// Stored plus one, so that zeroed memory reads as "none".
     last_launch_us: AtomicU64,
     reason: Text<REASON_LEN>,
+    n_history: AtomicU32,
+    history: [ExitRecord; EXIT_HISTORY],
 }
 
 #[repr(C)]
@@ -184,6 +198,23 @@ pub struct StatusSnapshot {
     pub last_exit: Option<(ExitStatus, u64, String)>,
     pub next_restart_at_ms: Option<u64>,
     pub last_launch_us: Option<u64>,
+    /// Past exits, newest first (at most [`EXIT_HISTORY`]).
+    pub history: Vec<(ExitStatus, u64, String)>,
+}
+
+fn encode_exit(st: &ExitStatus) -> (u32, i32) {
+    match st {
+        ExitStatus::Code(c) => (1, *c),
+        ExitStatus::Signal(n) => (2, *n),
+    }
+}
+
+fn decode_exit(kind: u32, value: i32) -> Option<ExitStatus> {
+    match kind {
+        1 => Some(ExitStatus::Code(value)),
+        2 => Some(ExitStatus::Signal(value)),
+        _ => None,
+    }
 }
 
 impl StatusCell {
@@ -201,6 +232,15 @@ impl StatusCell {
             .store(s.next_restart_at_ms.unwrap_or(0), Ordering::Relaxed);
         self.last_launch_us
             .store(s.last_launch_us.map_or(0, |v| v.saturating_add(1)), Ordering::Relaxed);
+        let n = s.history.len().min(EXIT_HISTORY);
+        for (rec, (st, at, reason)) in self.history.iter().zip(&s.history) {
+            let (k, v) = encode_exit(st);
+            rec.kind.store(k, Ordering::Relaxed);
+            rec.value.store(v, Ordering::Relaxed);
+            rec.at_ms.store(*at, Ordering::Relaxed);
+            rec.reason.store(reason);
+        }
+        self.n_history.store(n as u32, Ordering::Relaxed);
         match &s.last_exit {
             None => self.exit_kind.store(0, Ordering::Relaxed),
             Some((st, at, reason)) => {
@@ -235,6 +275,14 @@ impl StatusCell {
             snap.started_at_ms = nz(self.started_at_ms.load(Ordering::Relaxed));
             snap.next_restart_at_ms = nz(self.next_restart_at_ms.load(Ordering::Relaxed));
             snap.last_launch_us = self.last_launch_us.load(Ordering::Relaxed).checked_sub(1);
+            let n = (self.n_history.load(Ordering::Relaxed) as usize).min(EXIT_HISTORY);
+            snap.history = self.history[..n]
+                .iter()
+                .filter_map(|r| {
+                    let st = decode_exit(r.kind.load(Ordering::Relaxed), r.value.load(Ordering::Relaxed))?;
+                    Some((st, r.at_ms.load(Ordering::Relaxed), r.reason.load()))
+                })
+                .collect();
             let v = self.exit_value.load(Ordering::Relaxed);
             snap.last_exit = match self.exit_kind.load(Ordering::Relaxed) {
                 1 => Some((
@@ -483,6 +531,7 @@ impl Segment {
         let (kind, delay) = match w.restart {
             RestartPolicy::Never => (0, 0),
             RestartPolicy::After(d) => (1, d.as_micros() as u64),
+            RestartPolicy::Backoff { initial, .. } => (2, initial.as_micros() as u64),
         };
         s.restart_kind.store(kind, Ordering::Relaxed);
         s.restart_delay_us.store(delay, Ordering::Relaxed);
@@ -555,6 +604,10 @@ mod tests {
             last_exit: Some((ExitStatus::Code(2), 9, "bad".into())),
             next_restart_at_ms: None,
             last_launch_us: Some(42),
+            history: vec![
+                (ExitStatus::Signal(11), 7, "crashed".into()),
+                (ExitStatus::Code(1), 3, "again".into()),
+            ],
         };
         c.publish(&s);
         assert_eq!(c.read(), s);

@@ -29,7 +29,9 @@ use nix::unistd::Pid;
 use crate::config::Config;
 use crate::control::{HostState, StopMode};
 use crate::launch::{launch_child, ChildEnv, ChildKind, ClientSocket, StartupData};
-use crate::lifecycle::{classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, WorkerState};
+use crate::lifecycle::{
+    classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, RestartDecision, RestartTracker, WorkerState,
+};
 use crate::lockfile::LockFile;
 use crate::registry::{Registry, RestartPolicy, Settings};
 use crate::shmem::{Layout, Segment, StatusSnapshot, CHILD_ACTIVE, CHILD_FREE};
@@ -55,6 +57,11 @@ struct WorkerRun {
     restart_at_ms: Option<u64>,
     /// Launch decision to entry running, for the last process of this worker that got there.
     last_launch_us: Option<u64>,
+    /// When the running process was started (for backoff resets).
+    started: Option<Instant>,
+    /// Past exits, newest first.
+    history: std::collections::VecDeque<(ExitStatus, u64, String)>,
+    tracker: RestartTracker,
 }
 
 #[derive(Debug)]
@@ -84,6 +91,8 @@ enum Phase {
 pub struct Supervisor {
     cfg: Config,
     registry: Registry,
+    /// The part of the registry children get (see [`Registry::for_children`]).
+    child_registry: Registry,
     settings: Settings,
     layout: Layout,
     segment: Segment,
@@ -158,13 +167,18 @@ impl Supervisor {
                 restart_at: None,
                 restart_at_ms: None,
                 last_launch_us: None,
+                started: None,
+                history: Default::default(),
+                tracker: RestartTracker::default(),
             };
             registry.workers.len()
         ];
+        let child_registry = registry.for_children();
         let sup = Supervisor {
             connection_slots: vec![false; cfg.max_connections as usize],
             cfg,
             registry,
+            child_registry,
             settings,
             layout,
             segment,
@@ -205,13 +219,14 @@ impl Supervisor {
             last_exit: w.last_exit.clone(),
             next_restart_at_ms: w.restart_at_ms,
             last_launch_us: w.last_launch_us,
+            history: w.history.iter().cloned().collect(),
         });
     }
 
     fn env(&self) -> ChildEnv<'_> {
         ChildEnv {
             cfg: &self.cfg,
-            registry: &self.registry,
+            registry: &self.child_registry,
             settings: &self.settings,
             segment: &self.segment,
             host_pid: std::process::id() as i32,
@@ -357,6 +372,7 @@ impl Supervisor {
                 w.state = WorkerState::Running;
                 w.pid = Some(pid);
                 w.started_at_ms = Some(now_ms());
+                w.started = Some(Instant::now());
                 w.restart_at = None;
                 w.restart_at_ms = None;
                 self.segment
@@ -545,6 +561,7 @@ impl Supervisor {
         let spec = &self.registry.workers[i];
         let name = spec.name.clone();
         let policy = spec.restart;
+        let crash_loop = spec.crash_loop;
         let reason = match (outcome, reason.is_empty()) {
             (Outcome::Crash, _) if dead_man && matches!(status, ExitStatus::Code(_)) => {
                 format!("crashed: {status} without a clean exit (dead-man flag still set)")
@@ -562,6 +579,9 @@ impl Supervisor {
         let w = &mut self.workers[i];
         w.pid = None;
         w.last_exit = Some((status, now_ms(), reason.clone()));
+        w.history.push_front((status, now_ms(), reason.clone()));
+        w.history.truncate(crate::shmem::EXIT_HISTORY);
+        let ran_for = w.started.take().map(|t| t.elapsed()).unwrap_or_default();
 
         if !matches!(self.phase, Phase::Running) {
             // Recovering or stopping: what happens next is decided by the phase, not the exit.
@@ -580,16 +600,38 @@ impl Supervisor {
                 w.state = WorkerState::Failed;
                 tracing::error!("worker {name} (pid {pid}) failed with {status}: {reason}; not restarting");
             }
-            Next::RestartAfter(d) => {
-                w.state = WorkerState::WaitingRestart;
-                w.restart_at = Some(Instant::now() + d);
-                w.restart_at_ms = Some(now_ms() + d.as_millis() as u64);
-                tracing::info!(
-                    "worker {name} (pid {pid}) exited with {status}: {reason}; restarting in {}",
-                    crate::time::format_duration(d)
-                );
-            }
+            Next::Restart => match w.tracker.decide(policy, crash_loop, Instant::now(), ran_for) {
+                RestartDecision::After(d) => {
+                    w.state = WorkerState::WaitingRestart;
+                    w.restart_at = Some(Instant::now() + d);
+                    w.restart_at_ms = Some(now_ms() + d.as_millis() as u64);
+                    tracing::info!(
+                        "worker {name} (pid {pid}) exited with {status}: {reason}; restarting in {}",
+                        crate::time::format_duration(d)
+                    );
+                }
+                RestartDecision::GiveUp(why) => {
+                    w.state = WorkerState::Failed;
+                    let full = format!("{why} (last exit: {reason})");
+                    w.last_exit = Some((status, now_ms(), full.clone()));
+                    tracing::error!("worker {name} (pid {pid}) failed: {full}; not restarting");
+                }
+            },
             Next::ResetHost => {
+                // A crash counts against the crashed worker's crash-loop limit too.
+                if !matches!(policy, RestartPolicy::Never) {
+                    if let RestartDecision::GiveUp(why) = w.tracker.decide(policy, crash_loop, Instant::now(), ran_for)
+                    {
+                        w.state = WorkerState::Failed;
+                        w.last_exit = Some((status, now_ms(), format!("{why} (last exit: {reason})")));
+                        tracing::error!(
+                            "worker {name} (pid {pid}) failed: {why}; it will not start again after the reset"
+                        );
+                        self.publish(i);
+                        self.crash(&format!("worker {name} (pid {pid}) {reason}"));
+                        return;
+                    }
+                }
                 w.state = WorkerState::WaitingRestart;
                 self.publish(i);
                 self.crash(&format!("worker {name} (pid {pid}) {reason}"));

@@ -167,6 +167,9 @@ pub const START_RUNNING: u32 = 2;
 pub const RESTART_NEVER: u32 = 0;
 /// Restart after `restart_delay_us`.
 pub const RESTART_AFTER: u32 = 1;
+/// Restart after `restart_delay_us`, then after delays growing by `backoff_factor_milli / 1000`
+/// up to `restart_cap_us`; back to the initial delay once a run lasted `restart_reset_us`.
+pub const RESTART_BACKOFF: u32 = 2;
 
 /// A background worker as a plugin registers it.
 #[repr(C)]
@@ -183,6 +186,13 @@ pub struct WorkerSpec {
     pub arg: u64,
     pub extra: *const u8,
     pub extra_len: usize,
+    /// [`RESTART_BACKOFF`] only: growth factor in thousandths (2000 doubles each time).
+    pub backoff_factor_milli: u32,
+    /// Crash-loop limit: at most this many restarts within `crash_loop_window_us` (0: no limit).
+    pub crash_loop_max: u32,
+    pub restart_cap_us: u64,
+    pub restart_reset_us: u64,
+    pub crash_loop_window_us: u64,
 }
 
 /// Setting kinds for [`SettingDef::kind`].
@@ -362,7 +372,12 @@ pub const LAYOUT_FINGERPRINT: u64 = {
             restart_delay_us,
             arg,
             extra,
-            extra_len
+            extra_len,
+            backoff_factor_milli,
+            crash_loop_max,
+            restart_cap_us,
+            restart_reset_us,
+            crash_loop_window_us
         ]
     );
     h = fingerprint_of!(

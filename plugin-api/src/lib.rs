@@ -93,12 +93,20 @@ pub enum StartTime {
 }
 
 /// What happens when a worker exits with code 1 (or panics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RestartPolicy {
     /// Stay stopped.
     Never,
-    /// Start again after this delay.
+    /// Start again after this delay, every time.
     After(Duration),
+    /// Start again after `initial`, then after delays multiplied by `factor` each time up to
+    /// `cap`; back to `initial` once a run lasted at least `reset_after`.
+    Backoff {
+        initial: Duration,
+        factor: f64,
+        cap: Duration,
+        reset_after: Duration,
+    },
 }
 
 impl RestartPolicy {
@@ -107,6 +115,30 @@ impl RestartPolicy {
     }
     pub fn after(delay: Duration) -> RestartPolicy {
         RestartPolicy::After(delay)
+    }
+    /// Exponential backoff from `initial` by `factor` up to `cap`, reset after a run of one
+    /// minute (change it with [`RestartPolicy::reset_after`]).
+    pub fn backoff(initial: Duration, factor: f64, cap: Duration) -> RestartPolicy {
+        RestartPolicy::Backoff {
+            initial,
+            factor,
+            cap,
+            reset_after: Duration::from_secs(60),
+        }
+    }
+    /// For a backoff policy: how long a run must last for the delay to go back to `initial`.
+    pub fn reset_after(self, d: Duration) -> RestartPolicy {
+        match self {
+            RestartPolicy::Backoff {
+                initial, factor, cap, ..
+            } => RestartPolicy::Backoff {
+                initial,
+                factor,
+                cap,
+                reset_after: d,
+            },
+            other => other,
+        }
     }
 }
 
@@ -138,7 +170,7 @@ impl EntryPoint {
 }
 
 /// Why a registration was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegisterError {
     #[error("registry frozen: background workers and regions can only be registered during plugin init")]
     RegistryFrozen,
@@ -150,6 +182,14 @@ pub enum RegisterError {
     BadEntry { library: String, function: String },
     #[error("restart delay {0:?} is longer than the limit of one week")]
     BadRestartDelay(Duration),
+    #[error("backoff policy: factor must be 1 to 100 and initial <= cap (got factor {factor}, initial {initial:?}, cap {cap:?})")]
+    BadBackoff {
+        factor: f64,
+        initial: Duration,
+        cap: Duration,
+    },
+    #[error("crash-loop limit: at least one restart in a non-zero window")]
+    BadCrashLoopLimit,
     #[error("extra argument is {0} bytes; at most {max} fit", max = abi::EXTRA_LEN)]
     ExtraTooLong(usize),
     #[error("a worker named {0:?} is already registered")]
@@ -176,6 +216,7 @@ pub struct BackgroundWorker {
     entry: EntryPoint,
     start_time: StartTime,
     restart: RestartPolicy,
+    crash_loop: Option<(u32, Duration)>,
     arg: u64,
     extra: Vec<u8>,
 }
@@ -190,6 +231,7 @@ impl BackgroundWorker {
             entry,
             start_time: StartTime::Running,
             restart: RestartPolicy::After(Duration::from_secs(1)),
+            crash_loop: None,
             arg: 0,
             extra: Vec::new(),
         }
@@ -205,6 +247,12 @@ impl BackgroundWorker {
     }
     pub fn restart(mut self, p: RestartPolicy) -> Self {
         self.restart = p;
+        self
+    }
+    /// Marks the worker `failed` ("restarted N times in W") once it has been restarted `max`
+    /// times within `window`. Without this there is no limit.
+    pub fn crash_loop_limit(mut self, max: u32, window: Duration) -> Self {
+        self.crash_loop = Some((max, window));
         self
     }
     pub fn arg(mut self, arg: u64) -> Self {
@@ -247,9 +295,27 @@ impl BackgroundWorker {
         if self.extra.len() > abi::EXTRA_LEN {
             return Err(RegisterError::ExtraTooLong(self.extra.len()));
         }
-        if let RestartPolicy::After(d) = self.restart {
-            if d.as_micros() > abi::MAX_RESTART_DELAY_US as u128 {
-                return Err(RegisterError::BadRestartDelay(d));
+        let too_long = |d: Duration| d.as_micros() > abi::MAX_RESTART_DELAY_US as u128;
+        match self.restart {
+            RestartPolicy::After(d) if too_long(d) => return Err(RegisterError::BadRestartDelay(d)),
+            RestartPolicy::Backoff {
+                initial,
+                factor,
+                cap,
+                reset_after,
+            } => {
+                if !(1.0..=100.0).contains(&factor) || initial > cap {
+                    return Err(RegisterError::BadBackoff { factor, initial, cap });
+                }
+                if too_long(cap) || too_long(reset_after) {
+                    return Err(RegisterError::BadRestartDelay(cap.max(reset_after)));
+                }
+            }
+            _ => {}
+        }
+        if let Some((max, window)) = self.crash_loop {
+            if max == 0 || window.is_zero() || too_long(window) {
+                return Err(RegisterError::BadCrashLoopLimit);
             }
         }
         Ok(())
@@ -385,6 +451,10 @@ impl<'init> Registrar<'init> {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
 fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
     let spec = abi::WorkerSpec {
@@ -400,11 +470,26 @@ fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Res
         restart_kind: match w.restart {
             RestartPolicy::Never => abi::RESTART_NEVER,
             RestartPolicy::After(_) => abi::RESTART_AFTER,
+            RestartPolicy::Backoff { .. } => abi::RESTART_BACKOFF,
         },
         restart_delay_us: match w.restart {
             RestartPolicy::Never => 0,
-            RestartPolicy::After(d) => d.as_micros().min(u64::MAX as u128) as u64,
+            RestartPolicy::After(d) | RestartPolicy::Backoff { initial: d, .. } => micros(d),
         },
+        backoff_factor_milli: match w.restart {
+            RestartPolicy::Backoff { factor, .. } => (factor * 1000.0).round() as u32,
+            _ => 0,
+        },
+        restart_cap_us: match w.restart {
+            RestartPolicy::Backoff { cap, .. } => micros(cap),
+            _ => 0,
+        },
+        restart_reset_us: match w.restart {
+            RestartPolicy::Backoff { reset_after, .. } => micros(reset_after),
+            _ => 0,
+        },
+        crash_loop_max: w.crash_loop.map_or(0, |(m, _)| m),
+        crash_loop_window_us: w.crash_loop.map_or(0, |(_, win)| micros(win)),
         arg: w.arg,
         extra: w.extra.as_ptr(),
         extra_len: w.extra.len(),

@@ -8,7 +8,8 @@
 //!   never), `ignore_term` (ignores SIGTERM and never stops by itself), `late_register` (tries to
 //!   register a static worker after the freeze and logs the outcome), `exit_at_start=N` (returns
 //!   exit code N at once), `entry=FUNC` (runs another entry function), `lib=LIB` (the entry is
-//!   in another preloaded library), `type=T`.
+//!   in another preloaded library), `type=T`, `backoff=INITIAL/FACTOR/CAP/RESET` (exponential
+//!   backoff, e.g. `backoff=20ms/2/200ms/1s`), `limit=N/WINDOW` (crash-loop limit, e.g. `3/10s`).
 //! - `restart_delay`: the restart delay of every worker that does not say `never`.
 //! - `announce`: each worker logs `up` as soon as its entry runs (benchmarks count these).
 //! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
@@ -53,11 +54,24 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         let mut policy = RestartPolicy::after(delay);
         let mut worker_type = "testkit".to_owned();
         let mut flags = Vec::new();
+        let mut crash_loop = None;
         for opt in parts {
             match opt.split_once('=') {
                 Some(("entry", f)) => function = Some(f),
                 Some(("lib", l)) => library = Some(l),
                 Some(("type", t)) => worker_type = t.to_owned(),
+                Some(("backoff", b)) => {
+                    // initial/factor/cap/reset, e.g. 20ms/2/200ms/1s
+                    let p: Vec<&str> = b.split('/').collect();
+                    let d = |i: usize| parse_ms(p.get(i).copied().unwrap_or("0"));
+                    let factor = p.get(1).and_then(|f| f.parse().ok()).unwrap_or(2.0);
+                    policy = RestartPolicy::backoff(d(0), factor, d(2)).reset_after(d(3));
+                }
+                Some(("limit", l)) => {
+                    // max/window, e.g. 3/10s
+                    let (n, w) = l.split_once('/').unwrap_or((l, "60s"));
+                    crash_loop = Some((n.parse().unwrap_or(1), parse_ms(w)));
+                }
                 None if opt == "never" => policy = RestartPolicy::never(),
                 _ => flags.push(opt.to_owned()),
             }
@@ -65,15 +79,28 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         if library.is_some() || function.is_some() {
             entry_point = EntryPoint::new(library.unwrap_or("testkit"), function.unwrap_or("testkit_worker"));
         }
+        let mut w = BackgroundWorker::new(name, entry_point);
+        if let Some((n, window)) = crash_loop {
+            w = w.crash_loop_limit(n, window);
+        }
         reg.register_background_worker(
-            BackgroundWorker::new(name, entry_point)
-                .worker_type(worker_type)
+            w.worker_type(worker_type)
                 .restart(policy)
                 .arg(i as u64)
                 .extra(flags.join(":").into_bytes()),
         )?;
     }
     Ok(())
+}
+
+/// `"250ms"`, `"2s"` or a number of milliseconds.
+fn parse_ms(s: &str) -> Duration {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().unwrap_or(0);
+    match unit {
+        "s" => Duration::from_secs(n),
+        _ => Duration::from_millis(n),
+    }
 }
 
 fn fatal(e: impl std::fmt::Display) -> WorkerError {
@@ -115,8 +142,14 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
         tracing::info!("ignoring SIGTERM");
     }
+    // Without a trigger directory there is nothing to poll for: sleep until told to stop.
+    let poll = if trigger.is_some() {
+        POLL
+    } else {
+        Duration::from_secs(3600)
+    };
     loop {
-        let r = w.wait(POLL);
+        let r = w.wait(poll);
         if r.should_stop() && !ignore_term {
             return Ok(());
         }
