@@ -80,6 +80,7 @@ pub fn run(
     }
     match (kind, startup) {
         (ChildKind::Worker, StartupData::Worker { worker_slot }) => worker_main(env, slot, *worker_slot),
+        (ChildKind::Startup, StartupData::Startup) => startup_main(env, slot),
         (ChildKind::Connection, _) => {
             crate::log::set_identity("connection", None);
             match client {
@@ -104,30 +105,49 @@ extern "C" fn on_quit(_sig: libc::c_int) {
     unsafe { libc::_exit(2) }
 }
 
-// ---- workers ----
+// ---- workers and the startup child: the runtime plugin code gets ----
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
 static LATCH_W: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn on_term(_sig: libc::c_int) {
-    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    TERMINATE.store(true, Ordering::SeqCst);
+fn wake_latch() {
     let fd = LATCH_W.load(Ordering::Relaxed);
     if fd >= 0 {
         let b = 1u8;
         // SAFETY: write(2) is async-signal-safe.
         unsafe { libc::write(fd, &b as *const u8 as *const c_void, 1) };
     }
+}
+
+extern "C" fn on_term(_sig: libc::c_int) {
+    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    TERMINATE.store(true, Ordering::SeqCst);
+    wake_latch();
     // SAFETY: restoring errno for the interrupted code.
     unsafe { *libc::__errno_location() = saved };
 }
 
-/// The context behind a worker's [`abi::WorkerApi`].
+extern "C" fn on_hup(_sig: libc::c_int) {
+    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    RELOAD.store(true, Ordering::SeqCst);
+    wake_latch();
+    // SAFETY: restoring errno for the interrupted code.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// The context behind a [`abi::WorkerApi`].
 struct WorkerCtx {
     latch_r: RawFd,
     death_fd: RawFd,
     host_gone: AtomicBool,
+    host_pid: i32,
+    /// The segment header's `consistent` flag, in the startup child only (null elsewhere).
+    consistent: *const std::sync::atomic::AtomicU32,
 }
+
+// SAFETY: `consistent` points into the segment mapping, which lives as long as the process.
+unsafe impl Sync for WorkerCtx {}
 
 impl WorkerCtx {
     fn check_host(&self, timeout_ms: i32) -> bool {
@@ -148,6 +168,25 @@ unsafe extern "C" fn api_should_stop(ctx: *mut c_void) -> u32 {
     (TERMINATE.load(Ordering::SeqCst) || c.check_host(0)) as u32
 }
 
+unsafe extern "C" fn api_reload_requested(_ctx: *mut c_void) -> u32 {
+    RELOAD.load(Ordering::SeqCst) as u32
+}
+
+unsafe extern "C" fn api_declare_consistent(ctx: *mut c_void) {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    // SAFETY: non-null only in the startup child, where it points into the mapped header.
+    if let Some(flag) = unsafe { c.consistent.as_ref() } {
+        if flag.swap(1, Ordering::AcqRel) == 0 {
+            tracing::info!("declared the host consistent");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.host_pid),
+                nix::sys::signal::Signal::SIGUSR1,
+            );
+        }
+    }
+}
+
 unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
     // SAFETY: as above.
     let c = unsafe { &*(ctx as *const WorkerCtx) };
@@ -158,6 +197,10 @@ unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
         }
         if c.host_gone.load(Ordering::Relaxed) {
             return abi::WAIT_HOST_GONE;
+        }
+        if RELOAD.swap(false, Ordering::SeqCst) {
+            crate::reload::refresh_child_settings();
+            return abi::WAIT_RELOAD;
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -181,6 +224,59 @@ fn leak_str(s: String) -> abi::Str {
     abi::Str::new(s)
 }
 
+/// What plugin code is told about itself.
+struct Identity {
+    name: String,
+    worker_type: String,
+    plugin: String,
+    arg: u64,
+    extra: Vec<u8>,
+}
+
+/// Sets up the runtime (latch, signal flags, regions) and builds the table plugin code gets.
+fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, startup: bool) -> &'static abi::WorkerApi {
+    let regions = env.segment.regions(env.registry);
+    crate::hostapi::with_state(|s| s.regions = regions.into_iter().collect());
+    let Ok((latch_r, latch_w)) = crate::sys::pipe() else {
+        exit_clean(slot, 1, "cannot create the latch pipe");
+    };
+    LATCH_W.store(latch_w.as_raw_fd(), Ordering::SeqCst);
+    // SAFETY: the handlers only touch atomics and call write(2).
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
+    }
+    let ctx: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
+        latch_r: latch_r.as_raw_fd(),
+        death_fd: env.death_fd,
+        host_gone: AtomicBool::new(false),
+        host_pid: env.host_pid,
+        consistent: if startup {
+            &env.segment.header().consistent
+        } else {
+            std::ptr::null()
+        },
+    }));
+    std::mem::forget((latch_r, latch_w));
+    let extra: &'static [u8] = Box::leak(who.extra.into_boxed_slice());
+    Box::leak(Box::new(abi::WorkerApi {
+        size: std::mem::size_of::<abi::WorkerApi>() as u32,
+        _reserved: 0,
+        ctx: ctx as *const WorkerCtx as *mut c_void,
+        host: crate::hostapi::table_for(abi::MODE_PRELOAD),
+        name: leak_str(who.name),
+        worker_type: leak_str(who.worker_type),
+        plugin: leak_str(who.plugin),
+        arg: who.arg,
+        extra: extra.as_ptr(),
+        extra_len: extra.len(),
+        should_stop: api_should_stop,
+        wait: api_wait,
+        declare_consistent: api_declare_consistent,
+        reload_requested: api_reload_requested,
+    }))
+}
+
 fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -> i32 {
     if worker_slot >= env.segment.layout.n_worker_slots {
         exit_clean(slot, 2, "worker slot out of range");
@@ -188,13 +284,7 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
     let ws = env.segment.worker_slot(worker_slot);
     let name = ws.name.load();
     crate::log::set_identity("worker", Some(&name));
-    let plugin = ws.plugin.load();
-    let library = ws.library.load();
-    let function = ws.function.load();
-
-    let regions = env.segment.regions(env.registry);
-    crate::hostapi::with_state(|s| s.regions = regions.into_iter().collect());
-
+    let (library, function) = (ws.library.load(), ws.function.load());
     let entry = match crate::preload::resolve_entry(&library, &function) {
         Ok(e) => e,
         Err(reason) => {
@@ -202,35 +292,14 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
             exit_clean(slot, 2, &reason);
         }
     };
-
-    let Ok((latch_r, latch_w)) = crate::sys::pipe() else {
-        exit_clean(slot, 1, "cannot create the worker's latch pipe");
-    };
-    LATCH_W.store(latch_w.as_raw_fd(), Ordering::SeqCst);
-    // SAFETY: the handler only touches atomics and calls write(2).
-    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
-
-    let ctx: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
-        latch_r: latch_r.as_raw_fd(),
-        death_fd: env.death_fd,
-        host_gone: AtomicBool::new(false),
-    }));
-    std::mem::forget((latch_r, latch_w));
-    let extra: &'static [u8] = Box::leak(ws.extra.load_bytes().into_boxed_slice());
-    let api: &'static abi::WorkerApi = Box::leak(Box::new(abi::WorkerApi {
-        size: std::mem::size_of::<abi::WorkerApi>() as u32,
-        _reserved: 0,
-        ctx: ctx as *const WorkerCtx as *mut c_void,
-        host: crate::hostapi::table_for(abi::MODE_PRELOAD),
-        name: leak_str(name),
-        worker_type: leak_str(ws.worker_type.load()),
-        plugin: leak_str(plugin),
+    let who = Identity {
+        name,
+        worker_type: ws.worker_type.load(),
+        plugin: ws.plugin.load(),
         arg: ws.arg.load(Ordering::Relaxed),
-        extra: extra.as_ptr(),
-        extra_len: extra.len(),
-        should_stop: api_should_stop,
-        wait: api_wait,
-    }));
+        extra: ws.extra.load_bytes(),
+    };
+    let api = runtime(env, slot, who, false);
     crate::hostapi::with_state(|s| s.failure = None);
     if let Some(s) = slot {
         s.entered_at_ns.store(crate::shmem::monotonic_ns(), Ordering::Relaxed);
@@ -240,6 +309,59 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
     let code = unsafe { entry(api) };
     let reason = crate::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
     exit_clean(slot, code, &reason)
+}
+
+/// The startup child: runs every startup hook in registration order; the first that fails ends
+/// the child with exit code 2 and a reason naming the hook, which stops the host.
+fn startup_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
+    crate::log::set_identity("startup", None);
+    let mut api = None;
+    for h in &env.registry.hooks {
+        crate::log::set_identity("startup", Some(&h.name));
+        let run = match crate::preload::resolve_hook(&h.library, &h.function) {
+            Ok(r) => r,
+            Err(reason) => exit_clean(
+                slot,
+                2,
+                &format!("startup hook {} (plugin {}): {reason}", h.name, h.plugin),
+            ),
+        };
+        let who = Identity {
+            name: h.name.clone(),
+            worker_type: "startup".into(),
+            plugin: h.plugin.clone(),
+            arg: 0,
+            extra: Vec::new(),
+        };
+        let table: &'static abi::WorkerApi = match api {
+            None => runtime(env, slot, who, true),
+            Some(prev) => {
+                // Same runtime, new name for this hook.
+                let prev: &'static abi::WorkerApi = prev;
+                Box::leak(Box::new(abi::WorkerApi {
+                    name: leak_str(who.name),
+                    plugin: leak_str(who.plugin),
+                    ..*prev
+                }))
+            }
+        };
+        api = Some(table);
+        crate::hostapi::with_state(|s| s.failure = None);
+        tracing::info!("running startup hook {} (plugin {})", h.name, h.plugin);
+        // SAFETY: `run` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
+        // panics inside the plugin.
+        let code = unsafe { run(table) };
+        if code != 0 {
+            let reason =
+                crate::hostapi::with_state(|s| s.failure.take()).unwrap_or_else(|| format!("exit code {code}"));
+            exit_clean(
+                slot,
+                2,
+                &format!("startup hook {} (plugin {}) failed: {reason}", h.name, h.plugin),
+            );
+        }
+    }
+    exit_clean(slot, 0, "")
 }
 
 // ---- connections ----
@@ -300,6 +422,14 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
                 Ok(v) => control::ok(v),
                 Err(e) => control::error(&e.to_string()),
             },
+            Ok(Request::Reload) => {
+                tracing::info!("reload requested over the control socket");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(env.host_pid),
+                    nix::sys::signal::Signal::SIGHUP,
+                );
+                control::ok(serde_json::json!({"reloading": true, "pid": env.host_pid}))
+            }
             Ok(Request::Stop(mode)) => {
                 let _ = write_line(
                     &mut stream,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::lifecycle::ExitStatus;
+use crate::lifecycle::{ExitStatus, WorkerState};
 use crate::shmem::Segment;
 use crate::time::rfc3339_ms;
 
@@ -108,6 +108,13 @@ pub struct WorkerInfo {
     /// The last few exits, newest first.
     #[serde(default)]
     pub exits: Vec<LastExit>,
+    /// When start time: `host_start`, `consistent` or `running`.
+    #[serde(default)]
+    pub start_time: String,
+    /// For a worker not started yet because the host has not reached its start time: the state
+    /// it waits for (`consistent` or `running`); else null.
+    #[serde(default)]
+    pub waiting_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +140,26 @@ fn last_exit(e: ExitStatus, at: u64, reason: String) -> LastExit {
     }
 }
 
+fn start_name(start: u32) -> &'static str {
+    match start {
+        0 => "host_start",
+        1 => "consistent",
+        _ => "running",
+    }
+}
+
+/// The host state a worker that has not started is waiting for, if any.
+fn waiting_for(start: u32, host: HostState, state: WorkerState) -> Option<&'static str> {
+    if !matches!(state, WorkerState::NotStarted | WorkerState::WaitingRestart) {
+        return None;
+    }
+    match (start, host) {
+        (1, HostState::Init | HostState::Startup) => Some("consistent"),
+        (2, HostState::Init | HostState::Startup | HostState::Consistent) => Some("running"),
+        _ => None,
+    }
+}
+
 /// Builds the status answer from the segment (connection children; the supervisor publishes
 /// everything there). The count of slots comes from this process's own layout.
 pub fn status_from_segment(seg: &Segment) -> Status {
@@ -144,6 +171,8 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             continue;
         }
         let st = s.status.read();
+        let start = s.start_time.load(Ordering::Relaxed);
+        let host_state = HostState::from_u32(h.host_state.load(Ordering::Acquire));
         workers.push(WorkerInfo {
             name: s.name.load(),
             worker_type: s.worker_type.load(),
@@ -159,6 +188,8 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 .into_iter()
                 .map(|(e, at, reason)| last_exit(e, at, reason))
                 .collect(),
+            start_time: start_name(start).to_owned(),
+            waiting_for: waiting_for(start, host_state, st.state).map(str::to_owned),
             next_restart_at: st.next_restart_at_ms.map(rfc3339_ms),
             launch_us: st.pid.and_then(|_| seg.child_slot(i).launch_us()).or(st.last_launch_us),
         });
@@ -234,6 +265,7 @@ pub fn error(msg: &str) -> Value {
 pub enum Request {
     Status,
     Stop(StopMode),
+    Reload,
 }
 
 /// Parses one request line, or returns the error line to send back.
@@ -253,6 +285,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     }
     match obj.get("cmd").and_then(Value::as_str) {
         Some("status") => Ok(Request::Status),
+        Some("reload") => Ok(Request::Reload),
         Some("stop") => {
             let mode = obj.get("mode").and_then(Value::as_str).unwrap_or("fast");
             StopMode::parse(mode)
@@ -328,6 +361,10 @@ impl Client {
     pub fn status(&mut self) -> Result<Status, ClientError> {
         let v = self.call(&json!({"v": PROTOCOL_VERSION, "cmd": "status"}))?;
         serde_json::from_value(v).map_err(|e| ClientError::Malformed(e.to_string()))
+    }
+
+    pub fn reload(&mut self) -> Result<Value, ClientError> {
+        self.call(&json!({"v": PROTOCOL_VERSION, "cmd": "reload"}))
     }
 
     pub fn stop(&mut self, mode: StopMode) -> Result<Value, ClientError> {

@@ -285,9 +285,9 @@ pub fn child_main() -> i32 {
         death_fd: FD_DEATH,
         generation: params.generation,
     };
-    // Only workers run plugin code, so only they load plugins again: a broken plugin file then
+    // Only workers and the startup child run plugin code, so only they load plugins again: a broken plugin file then
     // fails its workers with a clear reason and never `steward status`.
-    let needs_plugins = params.kind == ChildKind::Worker;
+    let needs_plugins = matches!(params.kind, ChildKind::Worker | ChildKind::Startup);
     let cfg = params.config.clone();
     let registry = params.registry.clone();
     let settings = params.settings.clone();

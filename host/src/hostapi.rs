@@ -85,6 +85,7 @@ const fn table(mode: u32) -> abi::HostApi {
         get_setting: host_get_setting,
         request_region: host_request_region,
         region: host_region,
+        register_startup_hook: host_register_startup_hook,
     }
 }
 
@@ -217,6 +218,38 @@ unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: 
                 return abi::STATUS_OK;
             }
             match s.registry.add_worker(w) {
+                Ok(()) => abi::STATUS_OK,
+                Err(e) => e.status(),
+            }
+        })
+    })
+}
+
+unsafe extern "C" fn host_register_startup_hook(
+    _ctx: *mut c_void,
+    plugin: Str,
+    name: Str,
+    library: Str,
+    function: Str,
+) -> Status {
+    guarded(|| {
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name), Some(library), Some(function)) =
+            (unsafe { (text(plugin), text(name), text(library), text(function)) })
+        else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let h = crate::registry::HookSpec {
+            name: name.to_owned(),
+            plugin: plugin.to_owned(),
+            library: if library.is_empty() { plugin } else { library }.to_owned(),
+            function: function.to_owned(),
+        };
+        with_state(|s| {
+            if s.attach_init {
+                return abi::STATUS_OK;
+            }
+            match s.registry.add_hook(h) {
                 Ok(()) => abi::STATUS_OK,
                 Err(e) => e.status(),
             }

@@ -26,6 +26,8 @@ pub enum ChildKind {
     Connection,
     /// Writes one error line to a refused connection and exits.
     DeadEnd,
+    /// Runs the plugins' startup hooks in order, before the host is running.
+    Startup,
 }
 
 /// What the supervisor knows about a kind.
@@ -38,7 +40,7 @@ pub struct KindInfo {
     pub attaches_shmem: bool,
 }
 
-pub const KINDS: [KindInfo; 3] = [
+pub const KINDS: [KindInfo; 4] = [
     KindInfo {
         kind: ChildKind::Worker,
         name: "worker",
@@ -54,6 +56,11 @@ pub const KINDS: [KindInfo; 3] = [
         name: "dead-end",
         attaches_shmem: false,
     },
+    KindInfo {
+        kind: ChildKind::Startup,
+        name: "startup",
+        attaches_shmem: true,
+    },
 ];
 
 impl ChildKind {
@@ -68,6 +75,7 @@ pub enum StartupData {
     Worker { worker_slot: u32 },
     Connection,
     DeadEnd { message: String },
+    Startup,
 }
 
 /// An accepted client connection handed to a child.

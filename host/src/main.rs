@@ -13,7 +13,8 @@ use steward_host::exit_code;
 const USAGE: &str = "usage:
   steward run --config FILE [--launch-mode fork|exec]
   steward status --config FILE [--json]
-  steward stop --config FILE [--mode smart|fast|immediate]
+    steward stop --config FILE [--mode smart|fast|immediate]
+  steward reload --config FILE
   steward --version";
 
 struct Args {
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
         "run" => cmd_run(&args),
         "status" => cmd_status(&args),
         "stop" => cmd_stop(&args),
+        "reload" => cmd_reload(&args),
         other => {
             eprintln!("steward: unknown command {other:?}\n{USAGE}");
             exit_code::USAGE
@@ -179,4 +181,21 @@ fn cmd_stop(args: &Args) -> i32 {
     }
     println!("steward stopped ({} shutdown)", mode.as_str());
     exit_code::OK
+}
+
+fn cmd_reload(args: &Args) -> i32 {
+    let cfg = match load_config(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match Client::connect(&cfg.socket_path()).and_then(|mut c| c.reload()) {
+        Ok(_) => {
+            println!("reload requested; the host's log says what was applied or why not");
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("steward: {e}");
+            exit_code::FAILURE
+        }
+    }
 }

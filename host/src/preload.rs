@@ -287,6 +287,14 @@ fn check_frozen(cfg: &Config, reg: &Registry, settings: &Settings) -> Result<(),
             }
         }
     }
+    for h in &reg.hooks {
+        if !cfg.preload_plugins.contains(&h.library) {
+            return Err(PluginError::Config(format!(
+                "startup hook {} (plugin {}): entry library {:?} is not in preload_plugins",
+                h.name, h.plugin, h.library
+            )));
+        }
+    }
     for w in &reg.workers {
         if !cfg.preload_plugins.contains(&w.library) {
             return Err(PluginError::Worker {
@@ -328,10 +336,40 @@ pub type EntryFn = unsafe extern "C" fn(*const abi::WorkerApi) -> i32;
 
 /// Finds `function` in the loaded `library` and checks that it is a Steward worker entry.
 pub fn resolve_entry(library: &str, function: &str) -> Result<EntryFn, String> {
+    resolve(
+        library,
+        function,
+        abi::ENTRY_SYMBOL_PREFIX,
+        abi::ENTRY_MAGIC,
+        "worker entry",
+        "steward::worker_entry!",
+    )
+}
+
+/// Finds startup hook `function` in the loaded `library` and checks its descriptor.
+pub fn resolve_hook(library: &str, function: &str) -> Result<EntryFn, String> {
+    resolve(
+        library,
+        function,
+        abi::HOOK_SYMBOL_PREFIX,
+        abi::HOOK_MAGIC,
+        "startup hook",
+        "steward::startup_hook!",
+    )
+}
+
+fn resolve(
+    library: &str,
+    function: &str,
+    prefix: &str,
+    magic_want: [u8; 8],
+    what: &str,
+    export: &str,
+) -> Result<EntryFn, String> {
     let Some(p) = plugins().iter().find(|p| p.name == library) else {
         return Err(format!("entry library {library:?} is not loaded"));
     };
-    let sym = format!("{}{}", abi::ENTRY_SYMBOL_PREFIX, function);
+    let sym = format!("{prefix}{function}");
     // SAFETY: only the address is taken; the descriptor is validated before `run` is used.
     let entry: *const abi::WorkerEntry = match unsafe { p.lib.get::<*const abi::WorkerEntry>(sym.as_bytes()) } {
         Ok(s) => *s,
@@ -340,7 +378,7 @@ pub fn resolve_entry(library: &str, function: &str) -> Result<EntryFn, String> {
             let plain = unsafe { p.lib.get::<*const u8>(function.as_bytes()) }.is_ok();
             return Err(if plain {
                 format!(
-                    "function {function:?} in library {library:?} ({}) is not a Steward worker entry (export it with steward::worker_entry!)",
+                    "function {function:?} in library {library:?} ({}) is not a Steward {what} (export it with {export})",
                     p.path.display()
                 )
             } else {
@@ -353,16 +391,16 @@ pub fn resolve_entry(library: &str, function: &str) -> Result<EntryFn, String> {
     };
     // SAFETY: the symbol named with our prefix is read as a descriptor; magic first.
     let magic = unsafe { std::ptr::read_unaligned(entry as *const [u8; 8]) };
-    if magic != abi::ENTRY_MAGIC {
+    if magic != magic_want {
         return Err(format!(
-            "symbol {sym} in library {library:?} is not a Steward worker entry (bad magic)"
+            "symbol {sym} in library {library:?} is not a Steward {what} (bad magic)"
         ));
     }
     // SAFETY: the magic matched.
     let e = unsafe { &*entry };
     if e.abi_major != abi::ABI_MAJOR || e.fingerprint != abi::LAYOUT_FINGERPRINT {
         return Err(format!(
-            "worker entry {function:?} in library {library:?} was built for another ABI"
+            "{what} {function:?} in library {library:?} was built for another ABI"
         ));
     }
     Ok(e.run)

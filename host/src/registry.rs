@@ -82,6 +82,15 @@ pub struct RegionSpec {
     pub size: u64,
 }
 
+/// A startup hook: run in order in the startup child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookSpec {
+    pub name: String,
+    pub plugin: String,
+    pub library: String,
+    pub function: String,
+}
+
 /// Largest single region: 1 GiB.
 pub const MAX_REGION_SIZE: u64 = 1 << 30;
 
@@ -121,6 +130,8 @@ fn ident_ok(s: &str, max: usize) -> bool {
 pub struct Registry {
     pub workers: Vec<WorkerSpec>,
     pub regions: Vec<RegionSpec>,
+    #[serde(default)]
+    pub hooks: Vec<HookSpec>,
     frozen: bool,
 }
 
@@ -140,6 +151,7 @@ impl Registry {
         Registry {
             workers: Vec::new(),
             regions: self.regions.clone(),
+            hooks: self.hooks.clone(),
             frozen: true,
         }
     }
@@ -195,6 +207,30 @@ impl Registry {
             return Err(RegistryError::Duplicate(format!("worker {:?}", w.name)));
         }
         self.workers.push(w);
+        Ok(())
+    }
+
+    /// Validates and records a startup hook.
+    pub fn add_hook(&mut self, h: HookSpec) -> Result<(), RegistryError> {
+        if self.frozen {
+            return Err(RegistryError::Frozen);
+        }
+        if !name_ok(&h.name, abi::MAX_NAME_LEN) {
+            return Err(RegistryError::BadName(format!("startup hook {:?}", h.name)));
+        }
+        let entry_ok = ident_ok(&h.library, abi::MAX_LIBRARY_LEN)
+            && ident_ok(&h.function, abi::MAX_FUNCTION_LEN)
+            && !h.function.contains('-');
+        if !entry_ok {
+            return Err(RegistryError::Invalid(format!(
+                "startup hook entry {:?}/{:?}",
+                h.library, h.function
+            )));
+        }
+        if self.hooks.iter().any(|o| o.name == h.name) {
+            return Err(RegistryError::Duplicate(format!("startup hook {:?}", h.name)));
+        }
+        self.hooks.push(h);
         Ok(())
     }
 

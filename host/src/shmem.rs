@@ -84,6 +84,10 @@ pub struct Header {
     pub host_pid: AtomicU32,
     pub host_state: AtomicU32,
     pub host_started_at_ms: AtomicU64,
+    /// Set by a startup hook that declares the host consistent (startup child writes; the
+    /// supervisor only reads it, and only while it is in the startup state).
+    pub consistent: AtomicU32,
+    _pad: AtomicU32,
     pub n_worker_slots: AtomicU32,
     pub n_static_workers: AtomicU32,
     pub n_connection_slots: AtomicU32,
@@ -327,7 +331,8 @@ impl Layout {
     pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
         let n_static_workers = reg.workers.len() as u32;
         let n_worker_slots = n_static_workers + max_worker_processes;
-        let n_child = (n_worker_slots + max_connections) as u64;
+        // Workers, connections, and one slot for the startup child.
+        let n_child = (n_worker_slots + max_connections + 1) as u64;
         let child_slots_off = align(std::mem::size_of::<Header>() as u64);
         let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
         let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
@@ -347,6 +352,11 @@ impl Layout {
             region_offsets,
             size: next.max(4096),
         }
+    }
+
+    /// The startup child's slot.
+    pub fn startup_child_slot(&self) -> u32 {
+        self.n_worker_slots + self.n_connection_slots
     }
 
     /// The child slot of connection number `i`.
@@ -490,10 +500,7 @@ impl Segment {
 
     /// Child slot `i`; `i` is checked against this process's own layout, never the header.
     pub fn child_slot(&self, i: u32) -> &ChildSlot {
-        assert!(
-            i < self.layout.n_worker_slots + self.layout.n_connection_slots,
-            "child slot {i} out of range"
-        );
+        assert!(i <= self.layout.startup_child_slot(), "child slot {i} out of range");
         // SAFETY: index bounded by the layout this process computed or validated.
         unsafe { self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64) }
     }

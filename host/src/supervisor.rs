@@ -33,7 +33,7 @@ use crate::lifecycle::{
     classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, RestartDecision, RestartTracker, WorkerState,
 };
 use crate::lockfile::LockFile;
-use crate::registry::{Registry, RestartPolicy, Settings};
+use crate::registry::{Registry, RestartPolicy, Settings, StartTime};
 use crate::shmem::{Layout, Segment, StatusSnapshot, CHILD_ACTIVE, CHILD_FREE};
 use crate::time::now_ms;
 
@@ -103,6 +103,10 @@ pub struct Supervisor {
     connection_slots: Vec<bool>,
     dead_ends: usize,
     phase: Phase,
+    /// Within `Phase::Running`: startup, consistent or running (start-time gating).
+    host_state: HostState,
+    notifier: crate::notify::Notifier,
+    watchdog_at: Option<Instant>,
     exit_code: i32,
     listener: UnixListener,
     wake_r: OwnedFd,
@@ -188,6 +192,9 @@ impl Supervisor {
             children: HashMap::new(),
             dead_ends: 0,
             phase: Phase::Running,
+            host_state: HostState::Init,
+            notifier: crate::notify::Notifier::from_env(),
+            watchdog_at: None,
             exit_code: crate::exit_code::OK,
             listener,
             wake_r,
@@ -237,7 +244,8 @@ impl Supervisor {
 
     /// Runs until shutdown completes; returns the process exit code.
     pub fn run(mut self) -> i32 {
-        self.set_host_state(HostState::Running);
+        self.watchdog_at = self.notifier.watchdog_every.map(|d| Instant::now() + d);
+        self.enter_startup();
         tracing::info!(
             "running: {} workers, {} worker slots, {} connection slots, {} bytes of shared memory, {} mode, control socket {}",
             self.workers.len(),
@@ -260,7 +268,14 @@ impl Supervisor {
                 self.begin_shutdown(StopMode::Smart, "SIGTERM");
             }
             if pending & crate::sys::SIG_HUP != 0 {
-                tracing::warn!("SIGHUP received: configuration reload is not supported by this version; ignoring");
+                self.reload();
+            }
+            self.check_consistent();
+            if let Some(t) = self.watchdog_at {
+                if Instant::now() >= t {
+                    self.notifier.send("WATCHDOG=1");
+                    self.watchdog_at = self.notifier.watchdog_every.map(|d| Instant::now() + d);
+                }
             }
             // Reap again: children may have exited while signals were being handled.
             self.reap();
@@ -299,6 +314,9 @@ impl Supervisor {
         let now = Instant::now();
         let mut best: Option<Instant> = None;
         let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
+        if let Some(t) = self.watchdog_at {
+            consider(t);
+        }
         match &self.phase {
             Phase::Running => {
                 for w in &self.workers {
@@ -318,6 +336,139 @@ impl Supervisor {
         best.map(|t| t.saturating_duration_since(now))
     }
 
+    // ---- host states, startup and reload ----
+
+    /// Whether the host has reached the state a worker with `start` waits for.
+    fn start_time_reached(&self, start: StartTime) -> bool {
+        match start {
+            StartTime::HostStart => true,
+            StartTime::Consistent => matches!(self.host_state, HostState::Consistent | HostState::Running),
+            StartTime::Running => self.host_state == HostState::Running,
+        }
+    }
+
+    fn enter_state(&mut self, s: HostState) {
+        self.host_state = s;
+        self.set_host_state(s);
+        tracing::info!("host state: {}", s.as_str());
+        if s == HostState::Running {
+            self.notifier.send(&format!("READY=1\n{}", self.status_line()));
+        } else {
+            self.notifier.send(&self.status_line());
+        }
+    }
+
+    fn status_line(&self) -> String {
+        let running = self.workers.iter().filter(|w| w.state == WorkerState::Running).count();
+        let failed = self.workers.iter().filter(|w| w.state == WorkerState::Failed).count();
+        format!(
+            "STATUS={}: {running} of {} workers running, {failed} failed, generation {}",
+            self.host_state.as_str(),
+            self.workers.len(),
+            self.generation
+        )
+    }
+
+    /// At start and after every crash reset: run the startup hooks in a startup child, or go
+    /// straight to running when no plugin registered any.
+    fn enter_startup(&mut self) {
+        if self.registry.hooks.is_empty() {
+            self.enter_state(HostState::Running);
+            return;
+        }
+        self.enter_state(HostState::Startup);
+        let slot = self.layout.startup_child_slot();
+        let cs = self.segment.child_slot(slot);
+        cs.reason.store("");
+        cs.state
+            .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
+        match launch_child(&self.env(), ChildKind::Startup, Some(slot), &StartupData::Startup, None) {
+            Ok(pid) => {
+                self.children.insert(
+                    pid,
+                    Child {
+                        kind: ChildKind::Startup,
+                        child_slot: Some(slot),
+                        worker: None,
+                        signalled: false,
+                    },
+                );
+            }
+            Err(e) => {
+                cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                tracing::error!("cannot start the startup child: {e}; stopping");
+                self.exit_code = crate::exit_code::FAILURE;
+                self.begin_shutdown(StopMode::Immediate, "a failed startup");
+            }
+        }
+    }
+
+    /// A startup hook declared the host consistent (flag in the header, SIGUSR1 as a wake-up).
+    fn check_consistent(&mut self) {
+        if self.host_state == HostState::Startup
+            && matches!(self.phase, Phase::Running)
+            && self
+                .segment
+                .header()
+                .consistent
+                .load(std::sync::atomic::Ordering::Acquire)
+                != 0
+        {
+            self.enter_state(HostState::Consistent);
+        }
+    }
+
+    fn startup_exited(&mut self, pid: i32, status: ExitStatus, outcome: Outcome, reason: String) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        if outcome == Outcome::Done {
+            self.check_consistent();
+            self.enter_state(HostState::Running);
+            return;
+        }
+        let reason = if reason.is_empty() {
+            format!("the startup child (pid {pid}) ended with {status}")
+        } else {
+            reason
+        };
+        tracing::error!("start-up failed: {reason}; stopping");
+        self.exit_code = crate::exit_code::FAILURE;
+        self.begin_shutdown(StopMode::Immediate, "a failed startup hook");
+    }
+
+    /// SIGHUP: validate the whole file; apply it, or keep the running configuration.
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        match crate::reload::plan(&self.cfg, &self.settings) {
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!("reload: {e}");
+                }
+                tracing::error!(
+                    "configuration not reloaded: {} error(s); keeping the running configuration",
+                    errors.len()
+                );
+            }
+            Ok(plan) => {
+                crate::log::configure(plan.config.log_format, plan.config.log_level);
+                self.cfg = plan.config;
+                self.settings = plan.settings.clone();
+                crate::hostapi::with_state(|s| s.settings = plan.settings);
+                for key in &plan.need_restart {
+                    tracing::warn!("reload: {key} changed but takes effect only after a restart");
+                }
+                if plan.applied.is_empty() {
+                    tracing::info!("configuration reloaded: nothing to apply");
+                } else {
+                    tracing::info!("configuration reloaded: applied {}", plan.applied.join(", "));
+                }
+                self.signal_all(Signal::SIGHUP, |c| c.kind != ChildKind::DeadEnd);
+            }
+        }
+        self.notifier.send(&format!("READY=1\n{}", self.status_line()));
+    }
+
     // ---- launching ----
 
     /// Launches up to a batch of due workers; returns whether more are due.
@@ -329,6 +480,9 @@ impl Supervisor {
         let mut launched = 0;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
+            if !self.start_time_reached(self.registry.workers[i].start_time) {
+                continue;
+            }
             let due = match w.state {
                 WorkerState::NotStarted => true,
                 WorkerState::WaitingRestart => w.restart_at.is_none_or(|t| t <= now),
@@ -531,6 +685,7 @@ impl Supervisor {
             ChildKind::DeadEnd => {
                 self.dead_ends = self.dead_ends.saturating_sub(1);
             }
+            ChildKind::Startup => self.startup_exited(pid, status, outcome, reason),
             ChildKind::Connection => {
                 if let Some(s) = child.child_slot {
                     let i = (s - self.layout.n_worker_slots) as usize;
@@ -668,7 +823,8 @@ impl Supervisor {
     fn signal_all(&mut self, sig: Signal, which: impl Fn(&Child) -> bool) {
         for (pid, c) in self.children.iter_mut() {
             if which(c) {
-                c.signalled = true;
+                // A reload request is not a stop: a death after SIGHUP is judged on its own.
+                c.signalled |= sig != Signal::SIGHUP;
                 let _ = nix::sys::signal::kill(Pid::from_raw(*pid), sig);
             }
         }
@@ -726,11 +882,11 @@ impl Supervisor {
             self.publish(i);
         }
         self.phase = Phase::Running;
-        self.set_host_state(HostState::Running);
         tracing::info!(
             "shared memory reset (generation {}); restarting {restarting} workers",
             self.generation
         );
+        self.enter_startup();
     }
 
     // ---- shutdown ----
@@ -743,6 +899,8 @@ impl Supervisor {
         }
         tracing::info!("{} shutdown requested ({why})", mode.as_str());
         self.set_host_state(HostState::Stopping);
+        self.notifier
+            .send(&format!("STOPPING=1\nSTATUS={} shutdown", mode.as_str()));
         for w in self.workers.iter_mut() {
             if matches!(w.state, WorkerState::WaitingRestart | WorkerState::NotStarted) {
                 w.state = WorkerState::Stopped;

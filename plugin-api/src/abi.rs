@@ -22,6 +22,8 @@ use std::mem::{align_of, offset_of, size_of};
 pub const PLUGIN_MAGIC: [u8; 8] = *b"STEWARD\x01";
 /// Magic bytes at the start of [`WorkerEntry`].
 pub const ENTRY_MAGIC: [u8; 8] = *b"STWENTRY";
+/// Magic bytes of a startup hook's descriptor (a [`WorkerEntry`] run by the startup child).
+pub const HOOK_MAGIC: [u8; 8] = *b"STWHOOK\x01";
 /// Incompatible ABI changes bump the major version; the host refuses any other major.
 pub const ABI_MAJOR: u16 = 1;
 /// Compatible additions (new fields at the end of a table) bump the minor version.
@@ -31,6 +33,8 @@ pub const HEADER_SYMBOL: &str = "steward_plugin_header";
 /// Worker entries are exported as `static` [`WorkerEntry`] values named with this prefix followed
 /// by the entry's function name.
 pub const ENTRY_SYMBOL_PREFIX: &str = "steward_worker_entry__";
+/// Startup hooks are exported with this prefix followed by the hook function's name.
+pub const HOOK_SYMBOL_PREFIX: &str = "steward_startup_hook__";
 
 /// Longest worker name, in bytes.
 pub const MAX_NAME_LEN: usize = 63;
@@ -261,6 +265,10 @@ pub struct HostApi {
     /// Looks up a region `plugin` requested; available once the segment exists (in children).
     pub region:
         unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, ptr: *mut *mut u8, len: *mut u64) -> Status,
+    /// Registers a startup hook `name` running `function` of `library` (empty: `plugin`); only
+    /// while the registry is open. Hooks run in registration order in the startup child.
+    pub register_startup_hook:
+        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, library: Str, function: Str) -> Status,
 }
 
 impl HostApi {
@@ -274,6 +282,8 @@ impl HostApi {
 pub const WAIT_TIMEOUT: u32 = 0;
 pub const WAIT_TERMINATE: u32 = 1;
 pub const WAIT_HOST_GONE: u32 = 2;
+/// The configuration was reloaded: settings read from now on have their new values.
+pub const WAIT_RELOAD: u32 = 3;
 
 /// The functions the host offers a running worker, passed to its entry.
 #[repr(C)]
@@ -294,6 +304,11 @@ pub struct WorkerApi {
     pub should_stop: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
     /// Sleeps up to `timeout_us` microseconds; returns early with the reason.
     pub wait: unsafe extern "C" fn(ctx: *mut c_void, timeout_us: u64) -> u32,
+    /// In the startup child only: declares the host consistent (workers that start at
+    /// `START_CONSISTENT` may start). Elsewhere it does nothing.
+    pub declare_consistent: unsafe extern "C" fn(ctx: *mut c_void),
+    /// Non-zero once a configuration reload was requested and not yet reported by `wait`.
+    pub reload_requested: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
 }
 
 /// What a worker entry exports: checked by the host before it calls `run`.

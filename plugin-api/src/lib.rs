@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
 pub use settings::{SettingError, SettingValue};
-pub use worker::{Region, RegionError, WaitResult, Worker, WorkerError};
+pub use worker::{Region, RegionError, Startup, WaitResult, Worker, WorkerError};
 
 /// The SDK's version, recorded in every plugin's header.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -326,6 +326,8 @@ impl BackgroundWorker {
 pub struct Registrar<'init> {
     host: &'init abi::HostApi,
     plugin: &'static str,
+    /// Whether settings defined now may change on reload (see [`Registrar::restart_only`]).
+    reloadable: bool,
 }
 
 impl<'init> Registrar<'init> {
@@ -343,6 +345,38 @@ impl<'init> Registrar<'init> {
     /// Registers a background worker. Validation happens now, not when the worker starts.
     pub fn register_background_worker(&mut self, w: BackgroundWorker) -> Result<(), RegisterError> {
         register_with(self.host, self.plugin, &w)
+    }
+
+    /// Registers a startup hook: `entry` (exported with [`startup_hook!`], named with [`entry!`])
+    /// runs in the startup child, after shared memory exists and before the host is running.
+    /// Hooks run in registration order; any of them may declare the host consistent. A hook that
+    /// fails stops the host.
+    pub fn register_startup_hook(&mut self, name: &str, entry: EntryPoint) -> Result<(), RegisterError> {
+        if !valid_name(name, abi::MAX_NAME_LEN) {
+            return Err(RegisterError::BadName(name.to_owned()));
+        }
+        let library = entry.library.as_deref().unwrap_or("");
+        // SAFETY: the table comes from the host; the strings outlive the call.
+        let st = unsafe {
+            (self.host.register_startup_hook)(
+                self.host.ctx,
+                abi::Str::new(self.plugin),
+                abi::Str::new(name),
+                abi::Str::new(library),
+                abi::Str::new(&entry.function),
+            )
+        };
+        match st {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+            abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(name.to_owned())),
+            abi::STATUS_BAD_NAME => Err(RegisterError::BadName(name.to_owned())),
+            abi::STATUS_INVALID => Err(RegisterError::BadEntry {
+                library: library.to_owned(),
+                function: entry.function,
+            }),
+            other => Err(RegisterError::Other(other)),
+        }
     }
 
     /// Requests a named shared-memory region of `size` bytes, zeroed whenever the host creates its
@@ -365,6 +399,15 @@ impl<'init> Registrar<'init> {
             abi::STATUS_BAD_NAME => Err(RegisterError::BadRegionName(name.to_owned())),
             other => Err(RegisterError::Other(other)),
         }
+    }
+
+    /// Settings defined inside `f` need a restart to change: a reload reports a new value for
+    /// them instead of applying it. Settings defined elsewhere change on reload.
+    pub fn restart_only<R>(&mut self, f: impl FnOnce(&mut Registrar<'init>) -> R) -> R {
+        self.reloadable = false;
+        let r = f(self);
+        self.reloadable = true;
+        r
     }
 
     /// Defines a boolean setting and returns its configured value.
@@ -560,7 +603,11 @@ pub unsafe fn __run_init(
     let _ = OWN_PLUGIN.set(plugin);
     logging::install(plugin);
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let mut reg = Registrar { host: h, plugin };
+        let mut reg = Registrar {
+            host: h,
+            plugin,
+            reloadable: true,
+        };
         init(&mut reg)
     }));
     match r {
@@ -642,7 +689,37 @@ macro_rules! worker_entry {
     };
 }
 
-/// Names a worker entry of this crate, exported with [`worker_entry!`]: a typo fails to compile.
+/// Exports `fn NAME(&mut Startup) -> Result<(), String>` as a startup hook named `NAME`; register
+/// it with [`Registrar::register_startup_hook`] and [`entry!`]. An `Err` or a panic fails the hook,
+/// which stops the host with the hook's name and the reason.
+#[macro_export]
+macro_rules! startup_hook {
+    ($f:ident) => {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        pub mod $f {
+            pub const NAME: &str = stringify!($f);
+
+            unsafe extern "C" fn run(api: *const $crate::abi::WorkerApi) -> i32 {
+                // SAFETY: the host calls hooks with its own table.
+                unsafe { $crate::__run_hook(api, super::$f) }
+            }
+
+            #[export_name = concat!("steward_startup_hook__", stringify!($f))]
+            #[used]
+            pub static ENTRY: $crate::abi::WorkerEntry = $crate::abi::WorkerEntry {
+                magic: $crate::abi::HOOK_MAGIC,
+                abi_major: $crate::abi::ABI_MAJOR,
+                _reserved: [0; 3],
+                fingerprint: $crate::abi::LAYOUT_FINGERPRINT,
+                run,
+            };
+        }
+    };
+}
+
+/// Names a worker entry or startup hook of this crate, exported with [`worker_entry!`] or
+/// [`startup_hook!`]: a typo fails to compile.
 #[macro_export]
 macro_rules! entry {
     ($f:ident) => {
@@ -691,4 +768,30 @@ pub unsafe fn __run_worker(api: *const abi::WorkerApi, f: fn(&mut Worker) -> Res
             1
         }
     }
+}
+
+#[doc(hidden)]
+/// The body of every exported startup hook.
+///
+/// # Safety
+/// `api` must be the pointer the Steward host passed to the hook.
+pub unsafe fn __run_hook(api: *const abi::WorkerApi, f: fn(&mut Startup) -> Result<(), String>) -> i32 {
+    // SAFETY: the host passes a valid table that outlives the hook.
+    let Some(api) = (unsafe { api.as_ref() }) else {
+        return 2;
+    };
+    if HOST.load(Ordering::Acquire).is_null() && !api.host.is_null() {
+        HOST.store(api.host as *mut abi::HostApi, Ordering::Release);
+    }
+    let mut s = Startup::new(api);
+    let r = catch_unwind(AssertUnwindSafe(|| f(&mut s)));
+    let failure = match r {
+        Ok(Ok(())) => return 0,
+        Ok(Err(msg)) => msg,
+        Err(p) => format!("panicked: {}", panic_message(&*p)),
+    };
+    if let Some(h) = host() {
+        report_failure(h, &failure);
+    }
+    2
 }

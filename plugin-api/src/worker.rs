@@ -46,12 +46,15 @@ pub enum WaitResult {
     Terminate,
     /// The supervisor is gone: return at once.
     HostGone,
+    /// The configuration was reloaded: settings read from now on have their new values. Reported
+    /// once per reload.
+    Reload,
 }
 
 impl WaitResult {
     /// Whether the worker should stop (termination requested or host gone).
     pub fn should_stop(self) -> bool {
-        self != WaitResult::Timeout
+        matches!(self, WaitResult::Terminate | WaitResult::HostGone)
     }
 }
 
@@ -167,8 +170,16 @@ impl Worker {
         match unsafe { (self.api.wait)(self.api.ctx, us) } {
             abi::WAIT_TIMEOUT => WaitResult::Timeout,
             abi::WAIT_HOST_GONE => WaitResult::HostGone,
+            abi::WAIT_RELOAD => WaitResult::Reload,
             _ => WaitResult::Terminate,
         }
+    }
+
+    /// Whether a configuration reload arrived that [`Worker::wait`] has not reported yet
+    /// (`wait` returns [`WaitResult::Reload`] once per reload). Does not consume it.
+    pub fn reload_requested(&self) -> bool {
+        // SAFETY: the host's function with its own context.
+        unsafe { (self.api.reload_requested)(self.api.ctx) != 0 }
     }
 
     fn host(&self) -> &abi::HostApi {
@@ -214,5 +225,42 @@ impl Worker {
                 status,
             }),
         }
+    }
+}
+
+/// What a startup hook gets: it runs in the startup child before the host is running, and may
+/// declare the host consistent. Exists only inside a hook exported with [`crate::startup_hook!`].
+pub struct Startup {
+    w: Worker,
+}
+
+impl Startup {
+    pub(crate) fn new(api: &abi::WorkerApi) -> Startup {
+        Startup { w: Worker::new(api) }
+    }
+    /// The hook's name.
+    pub fn name(&self) -> &str {
+        self.w.name()
+    }
+    /// Declares the host consistent: workers registered with `StartTime::Consistent` may start.
+    pub fn declare_consistent(&self) {
+        // SAFETY: the host's function with its own context.
+        unsafe { (self.w.api.declare_consistent)(self.w.api.ctx) }
+    }
+    /// As [`Worker::wait`].
+    pub fn wait(&self, timeout: Duration) -> WaitResult {
+        self.w.wait(timeout)
+    }
+    /// As [`Worker::should_stop`].
+    pub fn should_stop(&self) -> bool {
+        self.w.should_stop()
+    }
+    /// As [`Worker::setting`].
+    pub fn setting<T: SettingValue>(&self, name: &str) -> Result<T, SettingError> {
+        self.w.setting(name)
+    }
+    /// As [`Worker::region`].
+    pub fn region(&self, name: &str) -> Result<Region, RegionError> {
+        self.w.region(name)
     }
 }

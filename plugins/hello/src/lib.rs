@@ -15,7 +15,7 @@ steward::plugin! { name: "hello", init: init }
 const MAX_WORKERS: i64 = 64;
 
 fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
-    let workers = reg.define_int("workers", 3, 1..=MAX_WORKERS, "number of greeter workers")?;
+    let workers = reg.restart_only(|reg| reg.define_int("workers", 3, 1..=MAX_WORKERS, "number of greeter workers"))?;
     reg.define_duration("interval", Duration::from_secs(1), "how often each greeter says hello")?;
     reg.define_string("greeting", "hello", "what the greeters say")?;
     reg.request_region("counters", (MAX_WORKERS as u64) * 8)?;
@@ -31,8 +31,9 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
 }
 
 fn greeter(w: &mut Worker) -> Result<(), WorkerError> {
-    let interval: Duration = w.setting("interval").map_err(|e| WorkerError::fatal(e.to_string()))?;
-    let greeting: String = w.setting("greeting").map_err(|e| WorkerError::fatal(e.to_string()))?;
+    let fatal = |e: steward::SettingError| WorkerError::fatal(e.to_string());
+    let mut interval: Duration = w.setting("interval").map_err(fatal)?;
+    let mut greeting: String = w.setting("greeting").map_err(fatal)?;
     let counters = w.region("counters").map_err(|e| WorkerError::fatal(e.to_string()))?;
     let counter = counters
         .atomic_u64(w.arg() as usize)
@@ -43,6 +44,11 @@ fn greeter(w: &mut Worker) -> Result<(), WorkerError> {
             WaitResult::Timeout => {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 tracing::info!("{greeting} #{n}");
+            }
+            WaitResult::Reload => {
+                interval = w.setting("interval").map_err(fatal)?;
+                greeting = w.setting("greeting").map_err(fatal)?;
+                tracing::info!("reloaded: greeting {greeting:?} every {interval:?}");
             }
             WaitResult::Terminate | WaitResult::HostGone => return Ok(()),
         }

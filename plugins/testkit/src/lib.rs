@@ -9,9 +9,14 @@
 //!   register a static worker after the freeze and logs the outcome), `exit_at_start=N` (returns
 //!   exit code N at once), `entry=FUNC` (runs another entry function), `lib=LIB` (the entry is
 //!   in another preloaded library), `type=T`, `backoff=INITIAL/FACTOR/CAP/RESET` (exponential
-//!   backoff, e.g. `backoff=20ms/2/200ms/1s`), `limit=N/WINDOW` (crash-loop limit, e.g. `3/10s`).
+//!   backoff, e.g. `backoff=20ms/2/200ms/1s`), `limit=N/WINDOW` (crash-loop limit, e.g. `3/10s`),
+//!   `start=host_start|consistent|running` (start time).
 //! - `restart_delay`: the restart delay of every worker that does not say `never`.
 //! - `announce`: each worker logs `up` as soon as its entry runs (benchmarks count these).
+//! - `startup_hook` = `"none" | "hold" | "fail"`: `hold` registers a startup hook that keeps the
+//!   host in startup until the trigger file `startup` says `consistent`, then in consistent until
+//!   it says `run`; `fail` registers one that fails.
+//! - `message` (reloadable) and `fixed` (restart-only): workers log both after a reload.
 //! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
 //!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter).
 //!
@@ -21,7 +26,10 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use steward::{entry, BackgroundWorker, EntryPoint, InitError, Registrar, RestartPolicy, Worker, WorkerError};
+use steward::{
+    entry, BackgroundWorker, EntryPoint, InitError, Registrar, RestartPolicy, StartTime, Startup, WaitResult, Worker,
+    WorkerError,
+};
 
 steward::plugin! { name: "testkit", init: init }
 
@@ -34,6 +42,14 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     let delay = reg.define_duration("restart_delay", Duration::from_millis(100), "restart delay")?;
     reg.define_string("trigger_dir", "", "directory of trigger files")?;
     reg.define_bool("verbose", false, "log every trigger")?;
+    reg.define_string("message", "", "reported by workers after a reload (reloadable)")?;
+    reg.restart_only(|reg| reg.define_int("fixed", 0, 0..=1000, "a restart-only setting"))?;
+    let hook = reg.define_enum("startup_hook", "none", &["none", "hold", "fail"], "a startup hook")?;
+    match hook.as_str() {
+        "hold" => reg.register_startup_hook("hold", entry!(testkit_hold))?,
+        "fail" => reg.register_startup_hook("doomed", entry!(testkit_fail_hook))?,
+        _ => {}
+    }
     reg.define_bool(
         "announce",
         false,
@@ -55,10 +71,18 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         let mut worker_type = "testkit".to_owned();
         let mut flags = Vec::new();
         let mut crash_loop = None;
+        let mut start = StartTime::Running;
         for opt in parts {
             match opt.split_once('=') {
                 Some(("entry", f)) => function = Some(f),
                 Some(("lib", l)) => library = Some(l),
+                Some(("start", t)) => {
+                    start = match t {
+                        "host_start" => StartTime::HostStart,
+                        "consistent" => StartTime::Consistent,
+                        _ => StartTime::Running,
+                    }
+                }
                 Some(("type", t)) => worker_type = t.to_owned(),
                 Some(("backoff", b)) => {
                     // initial/factor/cap/reset, e.g. 20ms/2/200ms/1s
@@ -79,7 +103,7 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         if library.is_some() || function.is_some() {
             entry_point = EntryPoint::new(library.unwrap_or("testkit"), function.unwrap_or("testkit_worker"));
         }
-        let mut w = BackgroundWorker::new(name, entry_point);
+        let mut w = BackgroundWorker::new(name, entry_point).start_time(start);
         if let Some((n, window)) = crash_loop {
             w = w.crash_loop_limit(n, window);
         }
@@ -150,6 +174,11 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
     };
     loop {
         let r = w.wait(poll);
+        if r == WaitResult::Reload {
+            let message: String = w.setting("message").map_err(fatal)?;
+            let fixed: i64 = w.setting("fixed").map_err(fatal)?;
+            tracing::info!("reloaded: message={message} fixed={fixed}");
+        }
         if r.should_stop() && !ignore_term {
             return Ok(());
         }
@@ -171,7 +200,8 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
                 unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
             }
             "bump" => {
-                counter.fetch_add(1, Ordering::SeqCst);
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                tracing::info!("bumped to {n}");
             }
             other => tracing::warn!("unknown trigger {other:?}"),
         }
@@ -194,3 +224,31 @@ fn exit_with(code: i32) -> Result<(), WorkerError> {
 pub extern "C" fn testkit_not_an_entry() -> i32 {
     0
 }
+
+/// Startup hook `hold`: holds the host in startup until the trigger file `startup` says
+/// `consistent`, declares the host consistent, then holds it there until it says `run`.
+fn testkit_hold(s: &mut Startup) -> Result<(), String> {
+    let dir: String = s.setting("trigger_dir").map_err(|e| e.to_string())?;
+    let file = PathBuf::from(dir).join("startup");
+    for (want, then_consistent) in [("consistent", true), ("run", false)] {
+        loop {
+            if s.wait(POLL).should_stop() {
+                return Err("stopped while holding start-up".into());
+            }
+            if std::fs::read_to_string(&file).is_ok_and(|t| t.trim() == want) {
+                break;
+            }
+        }
+        if then_consistent {
+            s.declare_consistent();
+        }
+    }
+    Ok(())
+}
+steward::startup_hook!(testkit_hold);
+
+/// Startup hook `doomed`: fails at once.
+fn testkit_fail_hook(_s: &mut Startup) -> Result<(), String> {
+    Err("testkit was told to fail its startup hook".into())
+}
+steward::startup_hook!(testkit_fail_hook);
