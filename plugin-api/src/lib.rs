@@ -418,7 +418,7 @@ impl<'init> Registrar<'init> {
             name,
             settings::Def::Bool(default),
             description,
-            true,
+            self.reloadable,
         )
     }
 
@@ -436,7 +436,7 @@ impl<'init> Registrar<'init> {
             name,
             settings::Def::Int(default, bounds),
             description,
-            true,
+            self.reloadable,
         )
     }
 
@@ -448,7 +448,7 @@ impl<'init> Registrar<'init> {
             name,
             settings::Def::String(default),
             description,
-            true,
+            self.reloadable,
         )
     }
 
@@ -466,7 +466,7 @@ impl<'init> Registrar<'init> {
             name,
             settings::Def::Duration(default),
             description,
-            true,
+            self.reloadable,
         )
     }
 
@@ -484,7 +484,7 @@ impl<'init> Registrar<'init> {
             name,
             settings::Def::Enum(default, choices),
             description,
-            true,
+            self.reloadable,
         )
     }
 

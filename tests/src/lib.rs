@@ -115,6 +115,8 @@ pub struct Spec {
     pub sections: Vec<(String, Vec<String>)>,
     /// Overrides the plugin directory (for tests that plant files there).
     pub plugin_dir: Option<PathBuf>,
+    /// Extra environment variables for `steward run`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Spec {
@@ -125,6 +127,7 @@ impl Spec {
             host: vec![],
             sections: vec![],
             plugin_dir: None,
+            env: vec![],
         }
     }
     pub fn plugin(mut self, name: &str) -> Spec {
@@ -148,7 +151,7 @@ impl Spec {
             .setting("testkit", &format!("workers = {workers:?}"))
     }
 
-    fn render(&self, dir: &Path) -> String {
+    pub fn render(&self, dir: &Path) -> String {
         let plugin_dir = self.plugin_dir.clone().unwrap_or_else(|| build().plugin_dir.clone());
         let mut s = String::from("[host]\n");
         s += &format!("plugin_dir = {:?}\n", plugin_dir.display().to_string());
@@ -245,7 +248,9 @@ impl Host {
     pub fn spawn(spec: Spec) -> Host {
         let dir = Dir::new(&spec);
         let log = dir.path().join("steward.log");
-        let child = host_command(&dir.config, Some(&log)).spawn().expect("spawn steward");
+        let mut cmd = host_command(&dir.config, Some(&log));
+        cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let child = cmd.spawn().expect("spawn steward");
         let pid = child.id() as i32;
         Host {
             dir,
@@ -256,8 +261,13 @@ impl Host {
         }
     }
 
-    /// Starts the host and waits until its control socket answers.
+    /// Starts the host and waits until its control socket answers with the host running.
     pub fn start(spec: Spec) -> Host {
+        Host::start_in(spec, "running")
+    }
+
+    /// Starts the host and waits until its control socket answers with the host in `state`.
+    pub fn start_in(spec: Spec, state: &str) -> Host {
         let mut h = Host::spawn(spec);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -265,7 +275,7 @@ impl Host {
                 panic!("steward exited during start-up with {st}:\n{}", h.log_text());
             }
             if let Ok(s) = h.try_status() {
-                if s.host.state == "running" {
+                if s.host.state == state {
                     return h;
                 }
             }
@@ -281,6 +291,11 @@ impl Host {
 
     pub fn config(&self) -> &Path {
         &self.dir.config
+    }
+
+    /// Writes `spec`'s configuration over this host's config file (for reload tests).
+    pub fn rewrite_config(&self, spec: &Spec) {
+        std::fs::write(&self.dir.config, spec.render(self.dir.path())).expect("rewrite config");
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -536,4 +551,29 @@ pub fn threads(pid: i32) -> usize {
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time as status prints it.
+pub fn ts_ms(t: &str) -> i64 {
+    let (date, time) = t.trim_end_matches('Z').split_once('T').expect("RFC 3339 time");
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let p: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days * 86_400_000 + ((p[0] * 3600.0 + p[1] * 60.0 + p[2]) * 1000.0).round() as i64
+}
+
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
