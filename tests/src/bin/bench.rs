@@ -120,6 +120,39 @@ fn launch_latency(mode: Mode, samples: usize) -> (f64, f64) {
     (median(&mut v), pct(&mut v, 0.99))
 }
 
+/// One worker of 50 crashes (SIGSEGV sent at t0) to all 50 entries running again (each logs
+/// "up" on entry, so the count of "up" lines reaches 100).
+fn crash_recovery(mode: Mode, runs: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        let h = Host::start(workers_spec(mode, 50).setting("testkit", "restart_delay = \"0ms\""));
+        wait_log_count(&h, "testkit: up", 50, Duration::from_secs(30));
+        let victim = h.worker("w17").pid.expect("running");
+        let t0 = Instant::now();
+        // SAFETY: signalling a worker of the host this benchmark started.
+        unsafe { libc::kill(victim, libc::SIGSEGV) };
+        let t1 = wait_log_count(&h, "testkit: up", 100, Duration::from_secs(30));
+        v.push((t1 - t0).as_secs_f64() * 1e3);
+    }
+    median(&mut v)
+}
+
+/// Fast shutdown (SIGINT at t0) with `n` workers running, to the host's exit.
+fn fast_shutdown(mode: Mode, n: usize, runs: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        let mut h = Host::spawn(workers_spec(mode, n));
+        wait_log_count(&h, "testkit: up", n, Duration::from_secs(60));
+        let mut child = h.child.take().expect("host process");
+        let t0 = Instant::now();
+        h.signal(libc::SIGINT);
+        let st = child.wait().expect("wait for the host");
+        v.push(t0.elapsed().as_secs_f64() * 1e3);
+        assert!(st.success(), "fast shutdown exit status {st}");
+    }
+    median(&mut v)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // Optional names select figures: start10 rtt cycle launch start1000 (default: all).
@@ -173,6 +206,14 @@ fn main() {
             "{:<58} {:>12.3} {:>12.3}",
             "launch decision -> entry running, ms (p99)", lat[0].1, lat[1].1
         );
+    }
+        if want("crash50") {
+        row("crash of 1 of 50 workers to all 50 running again, ms (median)", &|m| {
+            format!("{:.1}", crash_recovery(m, runs.min(9)))
+        });
+    }
+    if want("shutdown1000") {
+        row("fast shutdown with 1000 workers, ms (median)", &|m| format!("{:.1}", fast_shutdown(m, 1000, runs.min(5))));
     }
     if want("start1000") {
         row("start to 1000 workers running, ms (median)", &|m| {
