@@ -59,7 +59,13 @@ pub fn run(
         // as a crash. A write to a closed pipe or socket is an error, not a death (as in any
         // Rust program).
         libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        // Plugin code sees SIGHUP as a reload request; the flag is set even before its runtime
+        // exists (exec-mode plugin loading), so no request is lost. Other kinds ignore it.
+        if matches!(kind, ChildKind::Worker | ChildKind::Startup) {
+            libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
+        } else {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        }
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let slot = match child_slot {
@@ -318,12 +324,17 @@ fn startup_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     let mut api = None;
     for h in &env.registry.hooks {
         crate::log::set_identity("startup", Some(&h.name));
+        if let Some(s) = slot {
+            // Read by the supervisor only if this child dies without a clean exit.
+            s.reason
+                .store(&format!("startup hook {} (plugin {}) was running", h.name, h.plugin));
+        }
         let run = match crate::preload::resolve_hook(&h.library, &h.function) {
             Ok(r) => r,
             Err(reason) => exit_clean(
                 slot,
                 2,
-                &format!("startup hook {} (plugin {}): {reason}", h.name, h.plugin),
+                &format!("startup hook {} (plugin {}) failed: {reason}", h.name, h.plugin),
             ),
         };
         let who = Identity {

@@ -4,7 +4,7 @@
 //! and tests, [`Client`]).
 //!
 //! One JSON object per line each way. A request is `{"v": 1, "cmd": "status"}` or
-//! `{"v": 1, "cmd": "stop", "mode": "smart" | "fast" | "immediate"}`; every answer is
+//! `{"v": 1, "cmd": "stop", "mode": "smart" | "fast" | "immediate"}` or `{"v": 1, "cmd": "reload"}`; every answer is
 //! `{"v": 1, "ok": true, "result": ...}` or `{"v": 1, "ok": false, "error": "..."}`. A server that
 //! refuses a connection (too many connections, shutting down, wrong user) sends one error line and
 //! closes. Fields may be added in later versions; none is renamed.

@@ -13,7 +13,7 @@ use steward_host::exit_code;
 const USAGE: &str = "usage:
   steward run --config FILE [--launch-mode fork|exec]
   steward status --config FILE [--json]
-    steward stop --config FILE [--mode smart|fast|immediate]
+  steward stop --config FILE [--mode smart|fast|immediate]
   steward reload --config FILE
   steward --version";
 

@@ -24,7 +24,7 @@ impl Notifier {
             .and_then(|v| v.parse::<u32>().ok())
             .is_none_or(|p| p == std::process::id());
         for v in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            // The supervisor is still single-threaded here (called first thing in `run`).
+            // Called at the start of `steward run`, before any plugin code: still single-threaded.
             std::env::remove_var(v);
         }
         let target = path.and_then(|p| {

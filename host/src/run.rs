@@ -26,12 +26,14 @@ pub fn run(cfg: Config) -> Result<i32, RunError> {
     crate::log::init(cfg.log_format, cfg.log_level);
     crate::log::set_identity("supervisor", None);
     crate::sys::cloexec_inherited();
+    // Before any plugin code runs: the variables must not be visible to plugins or children.
+    let notifier = crate::notify::Notifier::from_env();
     std::fs::create_dir_all(&cfg.runtime_dir).map_err(|err| RunError::RuntimeDir {
         path: cfg.runtime_dir.clone(),
         err,
     })?;
     let lock = LockFile::acquire(&cfg.lock_path())?;
     crate::preload::preload(&cfg)?;
-    let sup = crate::supervisor::Supervisor::new(cfg, lock)?;
+    let sup = crate::supervisor::Supervisor::new(cfg, lock, notifier)?;
     Ok(sup.run())
 }

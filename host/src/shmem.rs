@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Ownership and hand-off:
-//! - `Header`: written by the supervisor before any child exists; only `host_state` changes later,
-//!   and only the supervisor writes it.
+//! - `Header`: written by the supervisor before any child exists; later only `host_state` (written
+//!   by the supervisor) and `consistent` (set once by the startup child, read by the supervisor
+//!   only while the host is in startup) change.
 //! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
 //!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the

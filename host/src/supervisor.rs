@@ -107,6 +107,8 @@ pub struct Supervisor {
     host_state: HostState,
     notifier: crate::notify::Notifier,
     watchdog_at: Option<Instant>,
+    status_sent: String,
+    status_sent_at: Option<Instant>,
     exit_code: i32,
     listener: UnixListener,
     wake_r: OwnedFd,
@@ -135,7 +137,7 @@ pub enum StartError {
 impl Supervisor {
     /// Creates the segment, the control socket and the signal plumbing. Plugins are loaded and
     /// the registry frozen already.
-    pub fn new(cfg: Config, lock: LockFile) -> Result<Supervisor, StartError> {
+    pub fn new(cfg: Config, lock: LockFile, notifier: crate::notify::Notifier) -> Result<Supervisor, StartError> {
         let (registry, settings) = crate::hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
         let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
         let started_at_ms = now_ms();
@@ -193,8 +195,10 @@ impl Supervisor {
             dead_ends: 0,
             phase: Phase::Running,
             host_state: HostState::Init,
-            notifier: crate::notify::Notifier::from_env(),
+            notifier,
             watchdog_at: None,
+            status_sent: String::new(),
+            status_sent_at: None,
             exit_code: crate::exit_code::OK,
             listener,
             wake_r,
@@ -271,6 +275,7 @@ impl Supervisor {
                 self.reload();
             }
             self.check_consistent();
+            self.maybe_send_status();
             if let Some(t) = self.watchdog_at {
                 if Instant::now() >= t {
                     self.notifier.send("WATCHDOG=1");
@@ -319,9 +324,13 @@ impl Supervisor {
         }
         match &self.phase {
             Phase::Running => {
-                for w in &self.workers {
+                // Only workers that may start now: one still waiting for its start time has no
+                // deadline (counting its past restart time would make the loop spin).
+                for (i, w) in self.workers.iter().enumerate() {
                     if let (WorkerState::WaitingRestart, Some(t)) = (w.state, w.restart_at) {
-                        consider(t);
+                        if self.start_time_reached(self.registry.workers[i].start_time) {
+                            consider(t);
+                        }
                     }
                 }
             }
@@ -367,6 +376,23 @@ impl Supervisor {
             self.workers.len(),
             self.generation
         )
+    }
+
+    /// Keeps the service manager's `STATUS=` current as workers come and go (at most every
+    /// 100 ms, and at once when the count of running workers settles).
+    fn maybe_send_status(&mut self) {
+        if !self.notifier.enabled() {
+            return;
+        }
+        let line = self.status_line();
+        let due = self
+            .status_sent_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if line != self.status_sent && due {
+            self.notifier.send(&line);
+            self.status_sent = line;
+            self.status_sent_at = Some(Instant::now());
+        }
     }
 
     /// At start and after every crash reset: run the startup hooks in a startup child, or go
@@ -427,10 +453,11 @@ impl Supervisor {
             self.enter_state(HostState::Running);
             return;
         }
-        let reason = if reason.is_empty() {
-            format!("the startup child (pid {pid}) ended with {status}")
-        } else {
-            reason
+        let reason = match (outcome, reason.is_empty()) {
+            // The child names the hook it is running in its slot, so a crash still names it.
+            (Outcome::Crash, false) => format!("the startup child (pid {pid}) ended with {status} while {reason}"),
+            (_, false) => reason,
+            (_, true) => format!("the startup child (pid {pid}) ended with {status}"),
         };
         tracing::error!("start-up failed: {reason}; stopping");
         self.exit_code = crate::exit_code::FAILURE;
@@ -857,6 +884,11 @@ impl Supervisor {
         let mut restarting = 0;
         for (i, w) in self.workers.iter_mut().enumerate() {
             let policy = self.registry.workers[i].restart;
+            if w.state == WorkerState::NotStarted {
+                // Never started (still waiting for its start time): it starts when that comes,
+                // whatever its restart policy.
+                continue;
+            }
             if restarts_after_reset(w.state, policy) {
                 w.state = WorkerState::WaitingRestart;
                 w.restart_at = Some(now);

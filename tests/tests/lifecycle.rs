@@ -58,6 +58,50 @@ fn workers_start_only_once_the_host_reaches_their_start_time(mode: Mode) {
     assert!(log.contains("declared the host consistent"), "{log}");
 }
 
+/// CPU time (user + system) of `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = s.rsplit_once(") ").unwrap().1.split_whitespace().collect();
+    rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+}
+
+fn after_a_reset_workers_wait_for_their_start_time_without_spinning(mode: Mode) {
+    // Regression: the restart deadline of a worker still waiting for its start time made the
+    // supervisor poll with a zero timeout, burning a core while the host was in startup.
+    let spec = Spec::new(mode)
+        .testkit("early:start=host_start,middle:start=consistent")
+        .setting("testkit", "startup_hook = \"hold\"")
+        .setting("testkit", "restart_delay = \"10ms\"");
+    let host = Host::start_in(spec, "startup");
+    host.trigger("startup", "consistent");
+    host.wait_for("middle running", T, |s| find(s, "middle").state == "running");
+    std::fs::write(host.dir.path().join("triggers").join("startup"), "hold").unwrap();
+    host.trigger("middle", "segv");
+    let s = host.wait_for("back in startup after the reset", T, |s| {
+        s.host.generation == 2 && s.host.state == "startup" && find(s, "early").state == "running"
+    });
+    assert_eq!(
+        find(&s, "middle").waiting_for.as_deref(),
+        Some("consistent"),
+        "{:?}",
+        find(&s, "middle")
+    );
+    let before = cpu_ticks(host.pid);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(600) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let used = cpu_ticks(host.pid) - before;
+    assert!(
+        used <= 6,
+        "the supervisor used {used} ticks of CPU in 600 ms while idle in startup"
+    );
+    host.trigger("startup", "consistent");
+    host.wait_for("middle running again", T, |s| {
+        find(s, "middle").state == "running" && find(s, "middle").restarts == 1
+    });
+}
+
 fn a_failing_startup_hook_stops_the_host_naming_it(mode: Mode) {
     let dir = Dir::new(
         &Spec::new(mode)
@@ -373,6 +417,7 @@ fn five_hundred_workers_restart_at_once_while_status_answers(mode: Mode) {
 
 both_modes!(
     workers_start_only_once_the_host_reaches_their_start_time,
+    after_a_reset_workers_wait_for_their_start_time_without_spinning,
     a_failing_startup_hook_stops_the_host_naming_it,
     backoff_grows_within_bounds_then_the_crash_loop_limit_fails_the_worker,
     backoff_resets_after_a_long_enough_run,

@@ -117,13 +117,15 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     Ok(())
 }
 
-/// `"250ms"`, `"2s"` or a number of milliseconds.
+/// `"250ms"`, `"2s"`, `"1min"` or a number of milliseconds (init fails on anything else).
 fn parse_ms(s: &str) -> Duration {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = n.parse().unwrap_or(0);
     match unit {
         "s" => Duration::from_secs(n),
-        _ => Duration::from_millis(n),
+        "min" => Duration::from_secs(n * 60),
+        "ms" | "" => Duration::from_millis(n),
+        other => panic!("testkit: unknown duration unit {other:?} in {s:?}"),
     }
 }
 

@@ -207,13 +207,15 @@ fn main() {
             "launch decision -> entry running, ms (p99)", lat[0].1, lat[1].1
         );
     }
-        if want("crash50") {
+    if want("crash50") {
         row("crash of 1 of 50 workers to all 50 running again, ms (median)", &|m| {
             format!("{:.1}", crash_recovery(m, runs.min(9)))
         });
     }
     if want("shutdown1000") {
-        row("fast shutdown with 1000 workers, ms (median)", &|m| format!("{:.1}", fast_shutdown(m, 1000, runs.min(5))));
+        row("fast shutdown with 1000 workers, ms (median)", &|m| {
+            format!("{:.1}", fast_shutdown(m, 1000, runs.min(5)))
+        });
     }
     if want("start1000") {
         row("start to 1000 workers running, ms (median)", &|m| {
