@@ -157,7 +157,12 @@ pub fn spawn(
         host_pid: env.host_pid,
         generation: env.generation,
         layout: env.segment.layout.clone(),
-        config: env.cfg.clone(),
+        // Children take plugin settings from `settings` and re-read the file on reload; the raw
+        // plugin tables would only make every blob (and every child's decoding) bigger.
+        config: Config {
+            plugin_sections: Default::default(),
+            ..env.cfg.clone()
+        },
         registry: env.registry.clone(),
         settings: env.settings.clone(),
         client: client.as_ref().map(|c| (c.local.clone(), c.peer.clone())),

@@ -52,6 +52,21 @@ unsafe impl Send for HostState {}
 
 static STATE: Mutex<Option<HostState>> = Mutex::new(None);
 
+/// Mirrors `HostState::attach_init` for the registration fast path: in an exec-mode child's
+/// attach-mode init every registration is a no-op, and with N workers each child would otherwise
+/// parse and copy all N registrations (O(N^2) over a start).
+static ATTACH_INIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets whether init is running in attach mode (both the state and the fast-path flag).
+pub fn set_attach_init(on: bool) {
+    ATTACH_INIT.store(on, std::sync::atomic::Ordering::Release);
+    with_state(|s| s.attach_init = on);
+}
+
+fn attaching() -> bool {
+    ATTACH_INIT.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Runs `f` on the state. Panics if [`install`] has not run, which is a host bug.
 pub fn with_state<R>(f: impl FnOnce(&mut HostState) -> R) -> R {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,6 +167,9 @@ unsafe extern "C" fn host_fail(_ctx: *mut c_void, message: Str) {
 }
 
 unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: *const abi::WorkerSpec) -> Status {
+    if attaching() {
+        return abi::STATUS_OK;
+    }
     guarded(|| {
         // SAFETY: the plugin passes a valid spec (checked for null) and views for the call.
         let Some(spec) = (unsafe { spec.as_ref() }) else {

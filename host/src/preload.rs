@@ -320,6 +320,7 @@ pub fn attach(cfg: &Config, registry: Registry, settings: Settings) -> Result<()
         failure: None,
         regions: Default::default(),
     });
+    hostapi::set_attach_init(true);
     let mut loaded = Vec::new();
     for name in &cfg.preload_plugins {
         let p = open(cfg, name)?;
@@ -327,7 +328,7 @@ pub fn attach(cfg: &Config, registry: Registry, settings: Settings) -> Result<()
         loaded.push(p);
     }
     let _ = PLUGINS.set(loaded);
-    hostapi::with_state(|s| s.attach_init = false);
+    hostapi::set_attach_init(false);
     Ok(())
 }
 
