@@ -666,26 +666,12 @@ macro_rules! plugin {
 #[macro_export]
 macro_rules! worker_entry {
     ($f:ident) => {
-        #[doc(hidden)]
-        #[allow(non_snake_case)]
-        pub mod $f {
-            pub const NAME: &str = stringify!($f);
-
-            unsafe extern "C" fn run(api: *const $crate::abi::WorkerApi) -> i32 {
-                // SAFETY: the host calls entries with its own worker table.
-                unsafe { $crate::__run_worker(api, super::$f) }
-            }
-
-            #[export_name = concat!("steward_worker_entry__", stringify!($f))]
-            #[used]
-            pub static ENTRY: $crate::abi::WorkerEntry = $crate::abi::WorkerEntry {
-                magic: $crate::abi::ENTRY_MAGIC,
-                abi_major: $crate::abi::ABI_MAJOR,
-                _reserved: [0; 3],
-                fingerprint: $crate::abi::LAYOUT_FINGERPRINT,
-                run,
-            };
-        }
+        $crate::__export_entry!(
+            $f,
+            "steward_worker_entry__",
+            $crate::abi::ENTRY_MAGIC,
+            $crate::__run_worker
+        );
     };
 }
 
@@ -695,20 +681,35 @@ macro_rules! worker_entry {
 #[macro_export]
 macro_rules! startup_hook {
     ($f:ident) => {
+        $crate::__export_entry!(
+            $f,
+            "steward_startup_hook__",
+            $crate::abi::HOOK_MAGIC,
+            $crate::__run_hook
+        );
+    };
+}
+
+/// The export both [`worker_entry!`] and [`startup_hook!`] expand to: a module named after the
+/// function holding its name and a checked descriptor exported as `<prefix><name>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_entry {
+    ($f:ident, $prefix:literal, $magic:path, $runner:path) => {
         #[doc(hidden)]
         #[allow(non_snake_case)]
         pub mod $f {
             pub const NAME: &str = stringify!($f);
 
             unsafe extern "C" fn run(api: *const $crate::abi::WorkerApi) -> i32 {
-                // SAFETY: the host calls hooks with its own table.
-                unsafe { $crate::__run_hook(api, super::$f) }
+                // SAFETY: the host calls entries and hooks with its own table.
+                unsafe { $runner(api, super::$f) }
             }
 
-            #[export_name = concat!("steward_startup_hook__", stringify!($f))]
+            #[export_name = concat!($prefix, stringify!($f))]
             #[used]
             pub static ENTRY: $crate::abi::WorkerEntry = $crate::abi::WorkerEntry {
-                magic: $crate::abi::HOOK_MAGIC,
+                magic: $magic,
                 abi_major: $crate::abi::ABI_MAJOR,
                 _reserved: [0; 3],
                 fingerprint: $crate::abi::LAYOUT_FINGERPRINT,
