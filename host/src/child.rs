@@ -61,7 +61,7 @@ pub fn run(
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         // Plugin code sees SIGHUP as a reload request; the flag is set even before its runtime
         // exists (exec-mode plugin loading), so no request is lost. Other kinds ignore it.
-        if matches!(kind, ChildKind::Worker | ChildKind::Startup) {
+        if matches!(kind, ChildKind::Worker | ChildKind::Startup | ChildKind::Spare) {
             libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
         } else {
             libc::signal(libc::SIGHUP, libc::SIG_IGN);
@@ -82,11 +82,20 @@ pub fn run(
     // reported reason (exit 2: not restarted in a loop).
     if let Err(reason) = prepare() {
         tracing::error!("cannot start: {reason}");
+        // A spare that was already handed a worker (it re-executed after a plugin file changed)
+        // fails as that worker: the reason goes to the worker's slot, which it has not claimed.
+        if let (ChildKind::Spare, Some(s)) = (kind, slot) {
+            let w = s.assign.load(Ordering::Acquire);
+            if w != 0 && w - 1 < env.segment.layout.n_worker_slots {
+                env.segment.child_slot(w - 1).reason.store(&reason);
+            }
+        }
         exit_clean(slot, 2, &reason);
     }
     match (kind, startup) {
         (ChildKind::Worker, StartupData::Worker { worker_slot }) => worker_main(env, slot, *worker_slot),
         (ChildKind::Startup, StartupData::Startup) => startup_main(env, slot),
+        (ChildKind::Spare, StartupData::Spare) => spare_main(env, slot),
         (ChildKind::Connection, _) => {
             crate::log::set_identity("connection", None);
             match client {
@@ -315,6 +324,71 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
     let code = unsafe { entry(api) };
     let reason = crate::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
     exit_clean(slot, code, &reason)
+}
+
+/// A file's identity: device, inode, size, modification time in nanoseconds.
+type FileId = (u64, u64, u64, i64);
+
+/// What identifies a plugin file as loaded: a change means a spare holds stale code.
+fn plugin_files() -> Vec<(std::path::PathBuf, Option<FileId>)> {
+    use std::os::unix::fs::MetadataExt;
+    crate::preload::plugins()
+        .iter()
+        .map(|p| {
+            let id = std::fs::metadata(&p.path)
+                .ok()
+                .map(|m| (m.dev(), m.ino(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000));
+            (p.path.clone(), id)
+        })
+        .collect()
+}
+
+/// A spare exec-mode child: plugins are loaded and the segment mapped; it waits to be handed a
+/// worker slot, claims that worker's child slot (its dead-man flag) and becomes the worker. If a
+/// plugin file changed since it was loaded, it executes itself again first, so the worker runs
+/// (or fails on) the file as it is now, exactly like a freshly executed child.
+fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
+    crate::log::set_identity("spare", None);
+    let Some(own) = slot else {
+        exit_clean(None, 2, "spare child without a slot")
+    };
+    let loaded = plugin_files();
+    let worker_slot = loop {
+        let v = own.assign.load(Ordering::Acquire);
+        if v != 0 {
+            break v - 1;
+        }
+        crate::sys::futex_wait(&own.assign, 0, Duration::from_millis(500));
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != env.host_pid {
+            exit(1);
+        }
+    };
+    if worker_slot >= env.segment.layout.n_worker_slots {
+        exit_clean(slot, 2, "spare handed a worker slot out of range");
+    }
+    if plugin_files() != loaded {
+        // SAFETY: rewinding the blob fd this process kept open, then replacing the process image
+        // with the same program; on failure execv returns and we report it.
+        unsafe {
+            libc::lseek(crate::exec::FD_BLOB, 0, libc::SEEK_SET);
+            let argv = [c"steward".as_ptr(), c"child".as_ptr(), std::ptr::null()];
+            libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());
+        }
+        let reason = format!("cannot execute steward again: {}", std::io::Error::last_os_error());
+        env.segment.child_slot(worker_slot).reason.store(&reason);
+        exit_clean(slot, 2, &reason);
+    }
+    // SAFETY: the blob fd is ours and no longer needed.
+    unsafe { libc::close(crate::exec::FD_BLOB) };
+    let cs = env.segment.child_slot(worker_slot);
+    cs.pid.store(std::process::id() as i32, Ordering::Relaxed);
+    cs.state.store(CHILD_ACTIVE, Ordering::Release);
+    if RELOAD.swap(false, Ordering::SeqCst) {
+        // A reload arrived while this child waited: start the worker with the new values.
+        crate::reload::refresh_child_settings();
+    }
+    worker_main(env, Some(cs), worker_slot)
 }
 
 /// The startup child: runs every startup hook in registration order; the first that fails ends

@@ -241,7 +241,14 @@ pub fn child_main() -> i32 {
     let mut blob_file = unsafe { std::fs::File::from_raw_fd(FD_BLOB) };
     let mut blob = Vec::new();
     let read = (&mut blob_file).take(MAX_PAYLOAD as u64 + 17).read_to_end(&mut blob);
-    drop(blob_file);
+    // A spare keeps its blob open: if its plugin files change before it is handed a worker, it
+    // executes itself again with the same blob (see `child::spare_main`).
+    if blob.get(16..).is_some_and(|p| p.starts_with(br#"{"kind":"Spare""#)) {
+        use std::os::fd::IntoRawFd;
+        let _ = blob_file.into_raw_fd();
+    } else {
+        drop(blob_file);
+    }
     if let Err(e) = read {
         eprintln!("steward child: cannot read the parameter blob on fd {FD_BLOB}: {e}");
         return crate::exit_code::USAGE;
@@ -292,7 +299,7 @@ pub fn child_main() -> i32 {
     };
     // Only workers and the startup child run plugin code, so only they load plugins again: a broken plugin file then
     // fails its workers with a clear reason and never `steward status`.
-    let needs_plugins = matches!(params.kind, ChildKind::Worker | ChildKind::Startup);
+    let needs_plugins = matches!(params.kind, ChildKind::Worker | ChildKind::Startup | ChildKind::Spare);
     let cfg = params.config.clone();
     let registry = params.registry.clone();
     let settings = params.settings.clone();

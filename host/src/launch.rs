@@ -28,6 +28,9 @@ pub enum ChildKind {
     DeadEnd,
     /// Runs the plugins' startup hooks in order, before the host is running.
     Startup,
+    /// Exec mode only: an executed child with plugins loaded and the segment mapped, waiting to
+    /// be handed a worker slot.
+    Spare,
 }
 
 /// What the supervisor knows about a kind.
@@ -40,7 +43,7 @@ pub struct KindInfo {
     pub attaches_shmem: bool,
 }
 
-pub const KINDS: [KindInfo; 4] = [
+pub const KINDS: [KindInfo; 5] = [
     KindInfo {
         kind: ChildKind::Worker,
         name: "worker",
@@ -61,6 +64,11 @@ pub const KINDS: [KindInfo; 4] = [
         name: "startup",
         attaches_shmem: true,
     },
+    KindInfo {
+        kind: ChildKind::Spare,
+        name: "spare",
+        attaches_shmem: true,
+    },
 ];
 
 impl ChildKind {
@@ -76,6 +84,7 @@ pub enum StartupData {
     Connection,
     DeadEnd { message: String },
     Startup,
+    Spare,
 }
 
 /// An accepted client connection handed to a child.

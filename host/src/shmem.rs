@@ -38,6 +38,8 @@ use crate::lifecycle::{ExitStatus, WorkerState};
 use crate::registry::{Registry, RestartPolicy, StartTime, WorkerSpec};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
+/// How many spare children exec mode keeps ready.
+pub const SPARE_CHILDREN: u32 = 2;
 pub const LAYOUT_VERSION: u32 = 1;
 pub const REASON_LEN: usize = 256;
 const ALIGN: u64 = 64;
@@ -111,6 +113,10 @@ pub struct ChildSlot {
     /// `CLOCK_MONOTONIC` nanoseconds when the child was about to call its entry (child writes;
     /// 0 until then). Only for status: never trusted for a decision.
     pub entered_at_ns: AtomicU64,
+    /// For a spare child's slot only: 0 while it waits, else the worker slot it is handed plus
+    /// one (the supervisor writes it and wakes the spare with `FUTEX_WAKE` on this word).
+    pub assign: AtomicU32,
+    _pad: AtomicU32,
     pub reason: Text<REASON_LEN>,
 }
 
@@ -317,6 +323,8 @@ pub struct Layout {
     pub n_static_workers: u32,
     pub n_worker_slots: u32,
     pub n_connection_slots: u32,
+    /// Slots for spare exec-mode children (see `supervisor`), after the startup child's.
+    pub n_spare_slots: u32,
     pub child_slots_off: u64,
     pub worker_slots_off: u64,
     pub regions_off: u64,
@@ -332,8 +340,8 @@ impl Layout {
     pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
         let n_static_workers = reg.workers.len() as u32;
         let n_worker_slots = n_static_workers + max_worker_processes;
-        // Workers, connections, and one slot for the startup child.
-        let n_child = (n_worker_slots + max_connections + 1) as u64;
+        // Workers, connections, one slot for the startup child, and the spares'.
+        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN) as u64;
         let child_slots_off = align(std::mem::size_of::<Header>() as u64);
         let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
         let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
@@ -347,6 +355,7 @@ impl Layout {
             n_static_workers,
             n_worker_slots,
             n_connection_slots: max_connections,
+            n_spare_slots: SPARE_CHILDREN,
             child_slots_off,
             worker_slots_off,
             regions_off,
@@ -358,6 +367,11 @@ impl Layout {
     /// The startup child's slot.
     pub fn startup_child_slot(&self) -> u32 {
         self.n_worker_slots + self.n_connection_slots
+    }
+
+    /// The child slot of spare number `k`.
+    pub fn spare_child_slot(&self, k: u32) -> u32 {
+        self.startup_child_slot() + 1 + k
     }
 
     /// The child slot of connection number `i`.
@@ -501,7 +515,10 @@ impl Segment {
 
     /// Child slot `i`; `i` is checked against this process's own layout, never the header.
     pub fn child_slot(&self, i: u32) -> &ChildSlot {
-        assert!(i <= self.layout.startup_child_slot(), "child slot {i} out of range");
+        assert!(
+            i < self.layout.spare_child_slot(self.layout.n_spare_slots),
+            "child slot {i} out of range"
+        );
         // SAFETY: index bounded by the layout this process computed or validated.
         unsafe { self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64) }
     }

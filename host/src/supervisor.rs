@@ -71,6 +71,8 @@ struct Child {
     worker: Option<usize>,
     /// A signal the supervisor sent this child (so its death is not a crash).
     signalled: bool,
+    /// A worker that was a spare: the spare's slot, freed once the worker claimed its own.
+    spare_slot: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +111,13 @@ pub struct Supervisor {
     watchdog_at: Option<Instant>,
     status_sent: String,
     status_sent_at: Option<Instant>,
+    /// Exec mode: spare children (pid, child slot) not yet handed a worker.
+    spares: Vec<(i32, u32)>,
+    /// How many spares to start when the loop is idle (one per spare used; never for a spare
+    /// that died unused, so a broken plugin cannot make spares respawn in a loop).
+    spare_refill: u32,
+    /// Workers started from a spare that have not claimed their own child slot yet.
+    handoffs: Vec<i32>,
     exit_code: i32,
     listener: UnixListener,
     wake_r: OwnedFd,
@@ -199,6 +208,9 @@ impl Supervisor {
             watchdog_at: None,
             status_sent: String::new(),
             status_sent_at: None,
+            spares: Vec::new(),
+            spare_refill: crate::shmem::SPARE_CHILDREN,
+            handoffs: Vec::new(),
             exit_code: crate::exit_code::OK,
             listener,
             wake_r,
@@ -288,6 +300,9 @@ impl Supervisor {
                 break;
             }
             let more = self.launch_due();
+            if !more {
+                self.tend_spares();
+            }
             let timeout = if more {
                 Some(Duration::ZERO)
             } else {
@@ -417,6 +432,7 @@ impl Supervisor {
                         child_slot: Some(slot),
                         worker: None,
                         signalled: false,
+                        spare_slot: None,
                     },
                 );
             }
@@ -536,13 +552,26 @@ impl Supervisor {
             .store(crate::shmem::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
         cs.state
             .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
-        let result = launch_child(
-            &self.env(),
-            ChildKind::Worker,
-            Some(slot),
-            &StartupData::Worker { worker_slot: slot },
-            None,
-        );
+        let spare = self.spares.pop();
+        let result = match spare {
+            Some((pid, sslot)) => {
+                // Hand the worker slot to a spare: it claims `slot` and runs the entry.
+                cs.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+                let ss = self.segment.child_slot(sslot);
+                ss.assign.store(slot + 1, std::sync::atomic::Ordering::Release);
+                crate::sys::futex_wake(&ss.assign);
+                self.handoffs.push(pid);
+                self.spare_refill += 1;
+                Ok(pid)
+            }
+            None => launch_child(
+                &self.env(),
+                ChildKind::Worker,
+                Some(slot),
+                &StartupData::Worker { worker_slot: slot },
+                None,
+            ),
+        };
         let w = &mut self.workers[i];
         match result {
             Ok(pid) => {
@@ -567,6 +596,7 @@ impl Supervisor {
                         child_slot: Some(slot),
                         worker: Some(i),
                         signalled: false,
+                        spare_slot: spare.map(|(_, s)| s),
                     },
                 );
                 tracing::debug!("started worker {} (pid {pid})", self.registry.workers[i].name);
@@ -584,6 +614,86 @@ impl Supervisor {
             }
         }
         self.publish(i);
+    }
+
+    // ---- spare children (exec mode) ----
+
+    /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
+    /// has nothing else to launch.
+    fn tend_spares(&mut self) {
+        if self.cfg.launch_mode != crate::config::LaunchMode::Exec || !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        let claimed: Vec<i32> = self
+            .handoffs
+            .iter()
+            .copied()
+            .filter(|pid| {
+                self.children.get(pid).and_then(|c| c.child_slot).is_some_and(|w| {
+                    let cs = self.segment.child_slot(w);
+                    cs.state.load(std::sync::atomic::Ordering::Acquire) == CHILD_ACTIVE
+                        && cs.pid.load(std::sync::atomic::Ordering::Relaxed) == *pid
+                })
+            })
+            .collect();
+        for pid in claimed {
+            self.handoffs.retain(|p| *p != pid);
+            if let Some(ss) = self.children.get_mut(&pid).and_then(|c| c.spare_slot.take()) {
+                self.free_spare_slot(ss);
+            }
+        }
+        while self.spare_refill > 0 && (self.spares.len() as u32) < crate::shmem::SPARE_CHILDREN {
+            let Some(sslot) = self.free_spare_child_slot() else {
+                break;
+            };
+            self.spare_refill -= 1;
+            let cs = self.segment.child_slot(sslot);
+            cs.assign.store(0, std::sync::atomic::Ordering::Relaxed);
+            cs.reason.store("");
+            cs.state
+                .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
+            match launch_child(&self.env(), ChildKind::Spare, Some(sslot), &StartupData::Spare, None) {
+                Ok(pid) => {
+                    self.spares.push((pid, sslot));
+                    self.children.insert(
+                        pid,
+                        Child {
+                            kind: ChildKind::Spare,
+                            child_slot: Some(sslot),
+                            worker: None,
+                            signalled: false,
+                            spare_slot: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                    tracing::warn!("cannot start a spare child: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A spare slot that neither a waiting spare nor an unclaimed hand-off uses.
+    fn free_spare_child_slot(&self) -> Option<u32> {
+        (0..self.layout.n_spare_slots)
+            .map(|k| self.layout.spare_child_slot(k))
+            .find(|s| {
+                self.segment
+                    .child_slot(*s)
+                    .state
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    == CHILD_FREE
+                    && !self.spares.iter().any(|(_, ss)| ss == s)
+                    && !self.children.values().any(|c| c.spare_slot == Some(*s))
+            })
+    }
+
+    fn free_spare_slot(&self, s: u32) {
+        let cs = self.segment.child_slot(s);
+        cs.assign.store(0, std::sync::atomic::Ordering::Relaxed);
+        cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
     }
 
     // ---- connections ----
@@ -631,6 +741,7 @@ impl Supervisor {
                                     child_slot: Some(slot),
                                     worker: None,
                                     signalled: false,
+                                    spare_slot: None,
                                 },
                             );
                         }
@@ -664,6 +775,7 @@ impl Supervisor {
                                     child_slot: None,
                                     worker: None,
                                     signalled: false,
+                                    spare_slot: None,
                                 },
                             );
                         }
@@ -707,12 +819,24 @@ impl Supervisor {
         if let (Some(i), Some(us)) = (child.worker, launch_us) {
             self.workers[i].last_launch_us = Some(us);
         }
+        if let Some(ss) = child.spare_slot {
+            self.free_spare_slot(ss);
+            self.handoffs.retain(|p| *p != pid);
+        }
         let outcome = classify(status, dead_man, child.signalled);
         match child.kind {
             ChildKind::DeadEnd => {
                 self.dead_ends = self.dead_ends.saturating_sub(1);
             }
             ChildKind::Startup => self.startup_exited(pid, status, outcome, reason),
+            ChildKind::Spare => {
+                // Died before it was handed a worker: it touched nothing shared but its own slot,
+                // so this is not a crash; it is not replaced until a spare is used again.
+                self.spares.retain(|(p, _)| *p != pid);
+                if !child.signalled {
+                    tracing::warn!("spare child (pid {pid}) ended with {status}: {reason}");
+                }
+            }
             ChildKind::Connection => {
                 if let Some(s) = child.child_slot {
                     let i = (s - self.layout.n_worker_slots) as usize;
@@ -914,6 +1038,10 @@ impl Supervisor {
             self.publish(i);
         }
         self.phase = Phase::Running;
+        // Every spare belonged to the old segment and is gone: start afresh when idle.
+        self.spares.clear();
+        self.handoffs.clear();
+        self.spare_refill = crate::shmem::SPARE_CHILDREN;
         tracing::info!(
             "shared memory reset (generation {}); restarting {restarting} workers",
             self.generation
@@ -931,6 +1059,8 @@ impl Supervisor {
         }
         tracing::info!("{} shutdown requested ({why})", mode.as_str());
         self.set_host_state(HostState::Stopping);
+        self.spare_refill = 0;
+        self.spares.clear();
         self.notifier
             .send(&format!("STOPPING=1\nSTATUS={} shutdown", mode.as_str()));
         for w in self.workers.iter_mut() {

@@ -203,3 +203,40 @@ pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
     }
     pfds.iter().map(|p| p.revents).collect()
 }
+
+/// `futex(FUTEX_WAIT)` on a word in shared memory (not `FUTEX_PRIVATE`: other processes wake it):
+/// sleeps while `*word == expected`, at most `timeout`. Spurious returns are fine; callers re-check.
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; the kernel only reads it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            0usize,
+            0u32,
+        )
+    };
+}
+
+/// `futex(FUTEX_WAKE)`: wakes one waiter on `word`. Never blocks.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: as above; FUTEX_WAKE does not touch the word's value.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            1i32,
+            0usize,
+            0usize,
+            0u32,
+        )
+    };
+}

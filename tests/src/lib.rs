@@ -577,3 +577,14 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// The pids of every live child of `pid` (scans /proc).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|p| parent_of(*p) == Some(pid) && alive(*p))
+                .collect()
+        })
+        .unwrap_or_default()
+}

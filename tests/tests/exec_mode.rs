@@ -249,9 +249,61 @@ fn bad_parameter_blobs_are_refused_with_exit_2(_mode: Mode) {
     }
 }
 
+fn restarts_in_exec_mode_are_served_by_ready_spare_children(mode: Mode) {
+    let spec = Spec::new(mode)
+        .testkit("a")
+        .setting("testkit", "restart_delay = \"0ms\"")
+        .setting("testkit", "announce = true");
+    let host = Host::start(spec.clone());
+    let first = host.worker("a").pid.unwrap();
+    // Exec mode keeps two spares ready once nothing else is being launched.
+    let spares = |host: &Host| -> Vec<i32> { children_of(host.pid).into_iter().filter(|p| *p != first).collect() };
+    if mode == Mode::Exec {
+        host.wait_for("two spare children", T, |_| spares(&host).len() == 2);
+    }
+    let before = spares(&host);
+    // A reload while the spares wait: the worker a spare becomes must start with the new value.
+    host.rewrite_config(&spec.clone().setting("testkit", "message = \"fresh\""));
+    host.signal(libc::SIGHUP);
+    host.wait_log("configuration reloaded", T);
+    host.trigger("a", "exit 1");
+    let s = host.wait_for("a restarted", T, |s| {
+        find(s, "a").restarts == 1 && find(s, "a").state == "running"
+    });
+    let second = find(&s, "a").pid.unwrap();
+    match mode {
+        Mode::Exec => assert!(
+            before.contains(&second),
+            "the new worker {second} should be one of the spares {before:?}"
+        ),
+        Mode::Fork => assert!(
+            before.is_empty() && !before.contains(&second),
+            "fork mode keeps no spares: {before:?}"
+        ),
+    }
+    host.wait_for("a announced", T, |_| {
+        host.log_text()
+            .contains(&format!("a[{second}] testkit: up message=fresh"))
+    });
+    // A worker that was a spare holds exactly the fds any worker holds (its blob is closed).
+    let open = fds(second);
+    let rest: Vec<&(i32, String)> = open.iter().filter(|(fd, _)| *fd > 2).collect();
+    assert_eq!(rest.len(), 4, "{open:?}");
+    assert!(
+        !rest.iter().any(|(_, t)| t.contains("params")),
+        "the parameter blob is closed: {open:?}"
+    );
+    assert_eq!(exe_of(second), std::fs::canonicalize(&build().bin).unwrap());
+    if mode == Mode::Exec {
+        // The pool is refilled once the loop is idle again.
+        host.wait_for("the pool refilled", T, |_| children_of(host.pid).len() == 3);
+    }
+}
+
 both_modes!(
     children_are_fresh_programs_in_exec_mode,
     an_entry_may_live_in_another_preloaded_library,
     a_plugin_file_replaced_or_removed_after_start,
     bad_parameter_blobs_are_refused_with_exit_2,
+    restarts_in_exec_mode_are_served_by_ready_spare_children,
 );

@@ -148,7 +148,8 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
     let trigger_dir: String = w.setting("trigger_dir").map_err(fatal)?;
     let verbose: bool = w.setting("verbose").map_err(fatal)?;
     if w.setting::<bool>("announce").map_err(fatal)? {
-        tracing::info!("up");
+        let message: String = w.setting("message").map_err(fatal)?;
+        tracing::info!("up message={message}");
     }
     let trigger = (!trigger_dir.is_empty()).then(|| PathBuf::from(&trigger_dir).join(w.name()));
 
