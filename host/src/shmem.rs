@@ -17,7 +17,10 @@
 //! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
 //!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the
-//!   dead-man flag). Only the supervisor frees a slot.
+//!   dead-man flag). Only the supervisor frees a slot. A spare child's slot also has `assign`: the
+//!   supervisor stores the handed-over worker slot (plus one, release) and wakes the spare with
+//!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
+//!   supervisor frees the spare's slot once it sees the claim or the process is gone.
 //! - `WorkerSlot`: PostgreSQL's hand-off. A requester fills a free slot and sets `in_use` with a
 //!   release store; only the supervisor clears `in_use`; anyone may set `terminate`. Handles are
 //!   (slot, `generation`). The status part is written only by the supervisor under a seqlock and
