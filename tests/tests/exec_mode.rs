@@ -183,6 +183,17 @@ fn a_plugin_file_replaced_or_removed_after_start(mode: Mode) {
         ("running", 1),
         "the host neither crashed nor reset"
     );
+    if mode == Mode::Exec {
+        // Spares started after the file broke die while loading it; they are not replaced, so
+        // nothing respawns in a loop (at most one replacement per spare that was used).
+        let deaths = |h: &Host| h.log_text().matches("spare child (pid").count();
+        host.assert_stays("no spare respawn loop", Duration::from_millis(400), |_| {
+            deaths(&host) <= 2
+        });
+        // The last status call's connection child may still be exiting: wait for it, not longer.
+        host.wait_for("no child left or respawning", T, |_| children_of(host.pid).is_empty());
+        assert!(deaths(&host) <= 2, "{}", host.log_text());
+    }
 }
 
 fn feed_blob(bytes: Option<&[u8]>) -> (i32, String) {
