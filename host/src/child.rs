@@ -326,21 +326,12 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
     exit_clean(slot, code, &reason)
 }
 
-/// A file's identity: device, inode, size, modification time in nanoseconds.
-type FileId = (u64, u64, u64, i64);
-
-/// What identifies a plugin file as loaded: a change means a spare holds stale code.
-fn plugin_files() -> Vec<(std::path::PathBuf, Option<FileId>)> {
-    use std::os::unix::fs::MetadataExt;
+/// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
+/// identity taken before loading, so a replacement during loading counts as a change).
+fn plugin_files_changed() -> bool {
     crate::preload::plugins()
         .iter()
-        .map(|p| {
-            let id = std::fs::metadata(&p.path)
-                .ok()
-                .map(|m| (m.dev(), m.ino(), m.size(), m.mtime_nsec() + m.mtime() * 1_000_000_000));
-            (p.path.clone(), id)
-        })
-        .collect()
+        .any(|p| crate::preload::file_id(&p.path) != Some(p.file_id))
 }
 
 /// A spare exec-mode child: plugins are loaded and the segment mapped; it waits to be handed a
@@ -352,7 +343,7 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     let Some(own) = slot else {
         exit_clean(None, 2, "spare child without a slot")
     };
-    let loaded = plugin_files();
+
     let worker_slot = loop {
         let v = own.assign.load(Ordering::Acquire);
         if v != 0 {
@@ -367,7 +358,7 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     if worker_slot >= env.segment.layout.n_worker_slots {
         exit_clean(slot, 2, "spare handed a worker slot out of range");
     }
-    if plugin_files() != loaded {
+    if plugin_files_changed() {
         // SAFETY: rewinding the blob fd this process kept open, then replacing the process image
         // with the same program; on failure execv returns and we report it.
         unsafe {

@@ -22,10 +22,25 @@ use crate::registry::{Registry, Settings};
 pub struct LoadedPlugin {
     pub name: String,
     pub path: PathBuf,
+    /// The file's identity (device, inode, size, mtime in ns) as seen before it was loaded: if the
+    /// file at `path` differs now, this process holds code that is no longer there.
+    pub file_id: FileId,
     pub version: String,
     pub sdk_version: String,
     lib: libloading::Library,
     init: unsafe extern "C" fn(*const abi::HostApi) -> abi::Status,
+}
+
+/// A file's identity: device, inode, size, modification time in nanoseconds.
+pub type FileId = (u64, u64, u64, i64);
+
+/// The identity of the file at `path` now, if it exists.
+pub fn file_id(path: &Path) -> Option<FileId> {
+    std::fs::metadata(path).ok().map(|m| id_of(&m))
+}
+
+fn id_of(m: &std::fs::Metadata) -> FileId {
+    (m.dev(), m.ino(), m.size(), m.mtime() * 1_000_000_000 + m.mtime_nsec())
 }
 
 /// Every plugin loaded in this process, in preload order. Set once.
@@ -200,6 +215,7 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
     Ok(LoadedPlugin {
         name: name.to_owned(),
         path,
+        file_id: id_of(&meta),
         version,
         sdk_version: sdk,
         init: h.init,
