@@ -419,29 +419,10 @@ impl Supervisor {
         }
         self.enter_state(HostState::Startup);
         let slot = self.layout.startup_child_slot();
-        let cs = self.segment.child_slot(slot);
-        cs.reason.store("");
-        cs.state
-            .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
-        match launch_child(&self.env(), ChildKind::Startup, Some(slot), &StartupData::Startup, None) {
-            Ok(pid) => {
-                self.children.insert(
-                    pid,
-                    Child {
-                        kind: ChildKind::Startup,
-                        child_slot: Some(slot),
-                        worker: None,
-                        signalled: false,
-                        spare_slot: None,
-                    },
-                );
-            }
-            Err(e) => {
-                cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
-                tracing::error!("cannot start the startup child: {e}; stopping");
-                self.exit_code = crate::exit_code::FAILURE;
-                self.begin_shutdown(StopMode::Immediate, "a failed startup");
-            }
+        if let Err(e) = self.start_child(ChildKind::Startup, Some(slot), &StartupData::Startup, None, None) {
+            tracing::error!("cannot start the startup child: {e}; stopping");
+            self.exit_code = crate::exit_code::FAILURE;
+            self.begin_shutdown(StopMode::Immediate, "a failed startup");
         }
     }
 
@@ -546,30 +527,38 @@ impl Supervisor {
     fn launch_worker(&mut self, i: usize) {
         let slot = i as u32;
         let cs = self.segment.child_slot(slot);
-        cs.reason.store("");
         cs.entered_at_ns.store(0, std::sync::atomic::Ordering::Relaxed);
         cs.launched_at_ns
             .store(crate::shmem::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
-        cs.state
-            .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
-        let spare = self.spares.pop();
-        let result = match spare {
+        let result = match self.spares.pop() {
             Some((pid, sslot)) => {
                 // Hand the worker slot to a spare: it claims `slot` and runs the entry.
-                cs.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+                self.assign_child_slot(slot);
+                self.segment
+                    .child_slot(slot)
+                    .pid
+                    .store(pid, std::sync::atomic::Ordering::Relaxed);
                 let ss = self.segment.child_slot(sslot);
                 ss.assign.store(slot + 1, std::sync::atomic::Ordering::Release);
                 crate::sys::futex_wake(&ss.assign);
                 self.handoffs.push(pid);
                 self.spare_refill += 1;
+                let child = Child {
+                    kind: ChildKind::Worker,
+                    child_slot: Some(slot),
+                    worker: Some(i),
+                    signalled: false,
+                    spare_slot: Some(sslot),
+                };
+                self.children.insert(pid, child);
                 Ok(pid)
             }
-            None => launch_child(
-                &self.env(),
+            None => self.start_child(
                 ChildKind::Worker,
                 Some(slot),
                 &StartupData::Worker { worker_slot: slot },
                 None,
+                Some(i),
             ),
         };
         let w = &mut self.workers[i];
@@ -589,20 +578,9 @@ impl Supervisor {
                     .worker_slot(slot)
                     .pid
                     .store(pid, std::sync::atomic::Ordering::Relaxed);
-                self.children.insert(
-                    pid,
-                    Child {
-                        kind: ChildKind::Worker,
-                        child_slot: Some(slot),
-                        worker: Some(i),
-                        signalled: false,
-                        spare_slot: spare.map(|(_, s)| s),
-                    },
-                );
                 tracing::debug!("started worker {} (pid {pid})", self.registry.workers[i].name);
             }
             Err(e) => {
-                cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
                 tracing::error!(
                     "cannot start worker {}: {e}; retrying in {:?}",
                     self.registry.workers[i].name,
@@ -614,6 +592,51 @@ impl Supervisor {
             }
         }
         self.publish(i);
+    }
+
+    /// Marks a child slot as assigned to a child about to start, with no reason yet.
+    fn assign_child_slot(&self, slot: u32) {
+        let cs = self.segment.child_slot(slot);
+        cs.reason.store("");
+        cs.state
+            .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Starts a child through `launch_child` and records it. Its slot, if it has one, is assigned
+    /// first and freed again if the launch fails.
+    fn start_child(
+        &mut self,
+        kind: ChildKind,
+        slot: Option<u32>,
+        startup: &StartupData,
+        client: Option<ClientSocket>,
+        worker: Option<usize>,
+    ) -> std::io::Result<i32> {
+        if let Some(s) = slot {
+            self.assign_child_slot(s);
+        }
+        let result = launch_child(&self.env(), kind, slot, startup, client);
+        match result {
+            Ok(pid) => {
+                let child = Child {
+                    kind,
+                    child_slot: slot,
+                    worker,
+                    signalled: false,
+                    spare_slot: None,
+                };
+                self.children.insert(pid, child);
+            }
+            Err(_) => {
+                if let Some(s) = slot {
+                    self.segment
+                        .child_slot(s)
+                        .state
+                        .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                }
+            }
+        }
+        result
     }
 
     // ---- spare children (exec mode) ----
@@ -647,27 +670,13 @@ impl Supervisor {
                 break;
             };
             self.spare_refill -= 1;
-            let cs = self.segment.child_slot(sslot);
-            cs.assign.store(0, std::sync::atomic::Ordering::Relaxed);
-            cs.reason.store("");
-            cs.state
-                .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
-            match launch_child(&self.env(), ChildKind::Spare, Some(sslot), &StartupData::Spare, None) {
-                Ok(pid) => {
-                    self.spares.push((pid, sslot));
-                    self.children.insert(
-                        pid,
-                        Child {
-                            kind: ChildKind::Spare,
-                            child_slot: Some(sslot),
-                            worker: None,
-                            signalled: false,
-                            spare_slot: None,
-                        },
-                    );
-                }
+            self.segment
+                .child_slot(sslot)
+                .assign
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            match self.start_child(ChildKind::Spare, Some(sslot), &StartupData::Spare, None, None) {
+                Ok(pid) => self.spares.push((pid, sslot)),
                 Err(e) => {
-                    cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
                     tracing::warn!("cannot start a spare child: {e}");
                     break;
                 }
@@ -722,33 +731,15 @@ impl Supervisor {
             match (refusal, free) {
                 (None, Some(i)) => {
                     let slot = self.layout.connection_child_slot(i as u32);
-                    let cs = self.segment.child_slot(slot);
-                    cs.state
-                        .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
-                    match launch_child(
-                        &self.env(),
+                    match self.start_child(
                         ChildKind::Connection,
                         Some(slot),
                         &StartupData::Connection,
                         Some(client),
+                        None,
                     ) {
-                        Ok(pid) => {
-                            self.connection_slots[i] = true;
-                            self.children.insert(
-                                pid,
-                                Child {
-                                    kind: ChildKind::Connection,
-                                    child_slot: Some(slot),
-                                    worker: None,
-                                    signalled: false,
-                                    spare_slot: None,
-                                },
-                            );
-                        }
-                        Err(e) => {
-                            cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
-                            tracing::error!("cannot start a connection child: {e}");
-                        }
+                        Ok(_) => self.connection_slots[i] = true,
+                        Err(e) => tracing::error!("cannot start a connection child: {e}"),
                     }
                 }
                 (refusal, _) => {
@@ -759,26 +750,14 @@ impl Supervisor {
                     if self.dead_ends >= self.connection_slots.len() * 2 + 8 {
                         continue;
                     }
-                    match launch_child(
-                        &self.env(),
+                    match self.start_child(
                         ChildKind::DeadEnd,
                         None,
                         &StartupData::DeadEnd { message },
                         Some(client),
+                        None,
                     ) {
-                        Ok(pid) => {
-                            self.dead_ends += 1;
-                            self.children.insert(
-                                pid,
-                                Child {
-                                    kind: ChildKind::DeadEnd,
-                                    child_slot: None,
-                                    worker: None,
-                                    signalled: false,
-                                    spare_slot: None,
-                                },
-                            );
-                        }
+                        Ok(_) => self.dead_ends += 1,
                         Err(e) => tracing::error!("cannot start a dead-end child: {e}"),
                     }
                 }
