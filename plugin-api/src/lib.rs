@@ -728,46 +728,51 @@ macro_rules! entry {
     };
 }
 
+/// The table the host passed to an entry or hook, checked for null; adopts the host's function
+/// table if no init ran in this process (a forked child inherits the supervisor's).
+///
+/// # Safety
+/// `api` must be the pointer the Steward host passed to the entry or hook.
+unsafe fn entry_table<'a>(api: *const abi::WorkerApi) -> Option<&'a abi::WorkerApi> {
+    // SAFETY: the host passes a valid table that outlives the process's entry.
+    let api = unsafe { api.as_ref() }?;
+    if HOST.load(Ordering::Acquire).is_null() && !api.host.is_null() {
+        HOST.store(api.host as *mut abi::HostApi, Ordering::Release);
+    }
+    Some(api)
+}
+
+/// Reports `reason` to the host as the reason this process ends, and returns `code`.
+fn failed(code: i32, reason: &str) -> i32 {
+    if let Some(h) = host() {
+        report_failure(h, reason);
+    }
+    code
+}
+
 #[doc(hidden)]
 /// The body of every exported worker entry.
 ///
 /// # Safety
 /// `api` must be the pointer the Steward host passed to the entry.
 pub unsafe fn __run_worker(api: *const abi::WorkerApi, f: fn(&mut Worker) -> Result<(), WorkerError>) -> i32 {
-    // SAFETY: the host passes a valid table that outlives the worker.
-    let Some(api) = (unsafe { api.as_ref() }) else {
+    // SAFETY: forwarded to the caller.
+    let Some(api) = (unsafe { entry_table(api) }) else {
         return 2;
     };
-    if HOST.load(Ordering::Acquire).is_null() && !api.host.is_null() {
-        HOST.store(api.host as *mut abi::HostApi, Ordering::Release);
-    }
     let mut w = Worker::new(api);
-    let r = catch_unwind(AssertUnwindSafe(|| f(&mut w)));
-    let host = host();
-    match r {
+    match catch_unwind(AssertUnwindSafe(|| f(&mut w))) {
         Ok(Ok(())) => 0,
         Ok(Err(WorkerError::Restart(msg))) => {
             tracing::error!("{msg}");
-            if let Some(h) = host {
-                report_failure(h, &msg);
-            }
-            1
+            failed(1, &msg)
         }
         Ok(Err(WorkerError::Fatal(msg))) => {
             tracing::error!("fatal: {msg}");
-            if let Some(h) = host {
-                report_failure(h, &msg);
-            }
-            2
+            failed(2, &msg)
         }
-        Err(p) => {
-            // The panic hook already logged the message with its location.
-            let msg = format!("panicked: {}", panic_message(&*p));
-            if let Some(h) = host {
-                report_failure(h, &msg);
-            }
-            1
-        }
+        // The panic hook already logged the message with its location.
+        Err(p) => failed(1, &format!("panicked: {}", panic_message(&*p))),
     }
 }
 
@@ -777,22 +782,14 @@ pub unsafe fn __run_worker(api: *const abi::WorkerApi, f: fn(&mut Worker) -> Res
 /// # Safety
 /// `api` must be the pointer the Steward host passed to the hook.
 pub unsafe fn __run_hook(api: *const abi::WorkerApi, f: fn(&mut Startup) -> Result<(), String>) -> i32 {
-    // SAFETY: the host passes a valid table that outlives the hook.
-    let Some(api) = (unsafe { api.as_ref() }) else {
+    // SAFETY: forwarded to the caller.
+    let Some(api) = (unsafe { entry_table(api) }) else {
         return 2;
     };
-    if HOST.load(Ordering::Acquire).is_null() && !api.host.is_null() {
-        HOST.store(api.host as *mut abi::HostApi, Ordering::Release);
-    }
     let mut s = Startup::new(api);
-    let r = catch_unwind(AssertUnwindSafe(|| f(&mut s)));
-    let failure = match r {
-        Ok(Ok(())) => return 0,
-        Ok(Err(msg)) => msg,
-        Err(p) => format!("panicked: {}", panic_message(&*p)),
-    };
-    if let Some(h) = host() {
-        report_failure(h, &failure);
+    match catch_unwind(AssertUnwindSafe(|| f(&mut s))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(msg)) => failed(2, &msg),
+        Err(p) => failed(2, &format!("panicked: {}", panic_message(&*p))),
     }
-    2
 }
