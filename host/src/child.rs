@@ -344,6 +344,8 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         exit_clean(None, 2, "spare child without a slot")
     };
 
+    // Plugins are loaded and the segment is mapped: this spare can take a worker now.
+    own.ready.store(1, Ordering::Release);
     let worker_slot = loop {
         let v = own.assign.load(Ordering::Acquire);
         if v != 0 {

@@ -17,8 +17,9 @@
 //! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
 //!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the
-//!   dead-man flag). Only the supervisor frees a slot. A spare child's slot also has `assign`: the
-//!   supervisor stores the handed-over worker slot (plus one, release) and wakes the spare with
+//!   dead-man flag). Only the supervisor frees a slot. A spare child's slot also has `ready`, set by
+//!   the spare once its plugins are loaded, and `assign`: the supervisor stores the handed-over
+//!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
 //!   supervisor frees the spare's slot once it sees the claim or the process is gone.
 //! - `WorkerSlot`: PostgreSQL's hand-off. A requester fills a free slot and sets `in_use` with a
@@ -119,7 +120,9 @@ pub struct ChildSlot {
     /// For a spare child's slot only: 0 while it waits, else the worker slot it is handed plus
     /// one (the supervisor writes it and wakes the spare with `FUTEX_WAKE` on this word).
     pub assign: AtomicU32,
-    _pad: AtomicU32,
+    /// For a spare child's slot only: 1 once it has loaded the plugins and waits (the spare
+    /// writes it; the supervisor hands work only to ready spares).
+    pub ready: AtomicU32,
     pub reason: Text<REASON_LEN>,
 }
 

@@ -530,7 +530,16 @@ impl Supervisor {
         cs.entered_at_ns.store(0, std::sync::atomic::Ordering::Relaxed);
         cs.launched_at_ns
             .store(crate::shmem::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
-        let result = match self.spares.pop() {
+        // Only a spare that finished loading: one still loading could fail on a plugin file that
+        // has changed since, and would report that older failure as this worker's.
+        let ready = self.spares.iter().position(|(_, s)| {
+            self.segment
+                .child_slot(*s)
+                .ready
+                .load(std::sync::atomic::Ordering::Acquire)
+                == 1
+        });
+        let result = match ready.map(|k| self.spares.swap_remove(k)) {
             Some((pid, sslot)) => {
                 // Hand the worker slot to a spare: it claims `slot` and runs the entry.
                 self.assign_child_slot(slot);
@@ -670,10 +679,9 @@ impl Supervisor {
                 break;
             };
             self.spare_refill -= 1;
-            self.segment
-                .child_slot(sslot)
-                .assign
-                .store(0, std::sync::atomic::Ordering::Relaxed);
+            let ss = self.segment.child_slot(sslot);
+            ss.assign.store(0, std::sync::atomic::Ordering::Relaxed);
+            ss.ready.store(0, std::sync::atomic::Ordering::Relaxed);
             match self.start_child(ChildKind::Spare, Some(sslot), &StartupData::Spare, None, None) {
                 Ok(pid) => self.spares.push((pid, sslot)),
                 Err(e) => {
@@ -702,6 +710,7 @@ impl Supervisor {
     fn free_spare_slot(&self, s: u32) {
         let cs = self.segment.child_slot(s);
         cs.assign.store(0, std::sync::atomic::Ordering::Relaxed);
+        cs.ready.store(0, std::sync::atomic::Ordering::Relaxed);
         cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
     }
 
