@@ -18,26 +18,74 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn count_in_log(h: &Host, needle: &str) -> usize {
-    h.log_text().matches(needle).count()
+/// Counts occurrences of a needle in the host's log as it grows, reading only new bytes: on two
+/// cores, an observer that re-read the whole log at every poll would slow down what it measures.
+struct LogWatch {
+    file: std::fs::File,
+    needle: Vec<u8>,
+    /// The last `needle.len() - 1` bytes seen, so a match split across two reads still counts.
+    carry: Vec<u8>,
+    count: usize,
+}
+
+impl LogWatch {
+    fn new(h: &Host, needle: &str) -> LogWatch {
+        // The log file exists from the moment the host is spawned.
+        let file = std::fs::File::open(&h.log).expect("open the host's log");
+        LogWatch {
+            file,
+            needle: needle.as_bytes().to_vec(),
+            carry: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Reads what was appended since the last call; returns the total count so far.
+    fn poll(&mut self) -> usize {
+        use std::io::Read;
+        let mut chunk = std::mem::take(&mut self.carry);
+        let start = chunk.len();
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = self.file.read(&mut buf).expect("read the host's log");
+            if n == 0 {
+                break;
+            }
+            chunk.extend_from_slice(&buf[..n]);
+        }
+        if chunk.len() == start {
+            self.carry = chunk;
+            return self.count;
+        }
+        let k = self.needle.len();
+        self.count += chunk.windows(k).filter(|w| *w == self.needle.as_slice()).count();
+        self.carry = chunk[chunk.len().saturating_sub(k - 1)..].to_vec();
+        self.count
+    }
+
+    /// Waits until the count reaches `n`; returns when that was seen.
+    fn wait_for(&mut self, n: usize, timeout: Duration, h: &Host) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.poll() >= n {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} {:?} lines:\n{}",
+                self.count,
+                String::from_utf8_lossy(&self.needle),
+                h.log_text()
+            );
+            // Yield the CPU: on two cores a spinning observer would slow down what it measures.
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
 }
 
 /// Waits until the log holds `n` occurrences of `needle`; returns when that was seen.
 fn wait_log_count(h: &Host, needle: &str, n: usize, timeout: Duration) -> Instant {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if count_in_log(h, needle) >= n {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} {needle:?} lines:\n{}",
-            count_in_log(h, needle),
-            h.log_text()
-        );
-        // Yield the CPU: on two cores a spinning observer would slow down what it measures.
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    LogWatch::new(h, needle).wait_for(n, timeout, h)
 }
 
 fn workers_spec(mode: Mode, n: usize) -> Spec {
@@ -126,12 +174,13 @@ fn crash_recovery(mode: Mode, runs: usize) -> f64 {
     let mut v = Vec::new();
     for _ in 0..runs {
         let h = Host::start(workers_spec(mode, 50).setting("testkit", "restart_delay = \"0ms\""));
-        wait_log_count(&h, "testkit: up", 50, Duration::from_secs(30));
+        let mut ups = LogWatch::new(&h, "testkit: up");
+        ups.wait_for(50, Duration::from_secs(30), &h);
         let victim = h.worker("w17").pid.expect("running");
         let t0 = Instant::now();
         // SAFETY: signalling a worker of the host this benchmark started.
         unsafe { libc::kill(victim, libc::SIGSEGV) };
-        let t1 = wait_log_count(&h, "testkit: up", 100, Duration::from_secs(30));
+        let t1 = ups.wait_for(100, Duration::from_secs(30), &h);
         v.push((t1 - t0).as_secs_f64() * 1e3);
     }
     median(&mut v)
