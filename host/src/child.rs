@@ -47,26 +47,24 @@ pub fn run(
     client: Option<ClientSocket>,
     prepare: impl FnOnce() -> Result<(), String>,
 ) -> i32 {
-    crate::sys::reset_child_signals();
+    // The supervisor decides how children stop: a terminal's Ctrl-C (SIGINT to the whole process
+    // group) or hang-up (SIGHUP) must not kill them behind its back, which would read as a crash.
+    // A write to a closed pipe or socket is an error, not a death (as in any Rust program).
+    // Plugin code sees SIGHUP as a reload request; the flag is set even before its runtime exists
+    // (exec-mode plugin loading), so no request is lost. Other kinds ignore it.
+    let hup = if matches!(kind, ChildKind::Worker | ChildKind::Startup | ChildKind::Spare) {
+        on_hup as *const () as libc::sighandler_t
+    } else {
+        libc::SIG_IGN
+    };
+    crate::sys::reset_child_signals(&[
+        (libc::SIGQUIT, on_quit as *const () as libc::sighandler_t),
+        (libc::SIGINT, libc::SIG_IGN),
+        (libc::SIGHUP, hup),
+        (libc::SIGPIPE, libc::SIG_IGN),
+    ]);
     if !crate::sys::die_with_parent(env.host_pid) {
         return 1;
-    }
-    // SAFETY: setting signal dispositions; the handler only calls _exit.
-    unsafe {
-        libc::signal(libc::SIGQUIT, on_quit as *const () as libc::sighandler_t);
-        // The supervisor decides how children stop: a terminal's Ctrl-C (SIGINT to the whole
-        // process group) or hang-up (SIGHUP) must not kill them behind its back, which would read
-        // as a crash. A write to a closed pipe or socket is an error, not a death (as in any
-        // Rust program).
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        // Plugin code sees SIGHUP as a reload request; the flag is set even before its runtime
-        // exists (exec-mode plugin loading), so no request is lost. Other kinds ignore it.
-        if matches!(kind, ChildKind::Worker | ChildKind::Startup | ChildKind::Spare) {
-            libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
-        } else {
-            libc::signal(libc::SIGHUP, libc::SIG_IGN);
-        }
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let slot = match child_slot {
         Some(i) if kind.info().attaches_shmem => {

@@ -136,9 +136,8 @@ fn fork_child(
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
         0 => {
-            let mut keep = vec![env.segment.raw_fd(), env.death_fd];
-            keep.extend(client.as_ref().map(|c| c.fd.as_raw_fd()));
-            crate::sys::close_all_except(&keep);
+            let client_fd = client.as_ref().map_or(-1, |c| c.fd.as_raw_fd());
+            crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, client_fd]);
             let code = crate::child::run(env, kind, child_slot, startup, client, || Ok(()));
             crate::child::exit(code)
         }

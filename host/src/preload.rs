@@ -10,7 +10,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use steward::abi;
 
@@ -352,15 +352,29 @@ pub fn attach(cfg: &Config, registry: Registry, settings: Settings) -> Result<()
 pub type EntryFn = unsafe extern "C" fn(*const abi::WorkerApi) -> i32;
 
 /// Finds `function` in the loaded `library` and checks that it is a Steward worker entry.
+///
+/// Results are remembered for the life of the process (libraries are never unloaded, so a
+/// result cannot change). The fork-mode supervisor resolves each entry before it forks the
+/// worker, so a forked child finds the answer in memory instead of searching the libraries'
+/// symbol tables, which would make every launch fault in the dynamic loader's pages.
 pub fn resolve_entry(library: &str, function: &str) -> Result<EntryFn, String> {
-    resolve(
+    /// (library, function, result) for every entry resolved so far.
+    type Resolved = Vec<(String, String, Result<EntryFn, String>)>;
+    static RESOLVED: Mutex<Resolved> = Mutex::new(Vec::new());
+    let mut resolved = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, r)) = resolved.iter().find(|(l, f, _)| l == library && f == function) {
+        return r.clone();
+    }
+    let r = resolve(
         library,
         function,
         abi::ENTRY_SYMBOL_PREFIX,
         abi::ENTRY_MAGIC,
         "worker entry",
         "steward::worker_entry!",
-    )
+    );
+    resolved.push((library.to_owned(), function.to_owned(), r.clone()));
+    r
 }
 
 /// Finds startup hook `function` in the loaded `library` and checks its descriptor.

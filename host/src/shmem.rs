@@ -76,8 +76,9 @@ impl<const N: usize> Text<N> {
         let n = (self.len.load(Ordering::Relaxed) as usize).min(N);
         self.bytes[..n].iter().map(|b| b.load(Ordering::Relaxed)).collect()
     }
+    /// The text, with invalid UTF-8 replaced (one allocation when it is valid, as it should be).
     pub fn load(&self) -> String {
-        String::from_utf8_lossy(&self.load_bytes()).into_owned()
+        String::from_utf8(self.load_bytes()).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 

@@ -17,7 +17,7 @@
 //! start again) -> `Running`; any phase -> `Stopping` (smart waits for connections, then all
 //! children get SIGTERM, or SIGQUIT for immediate, and SIGKILL after `shutdown_timeout`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
@@ -101,7 +101,10 @@ pub struct Supervisor {
     generation: u64,
     started_at_ms: u64,
     workers: Vec<WorkerRun>,
-    children: HashMap<i32, Child>,
+    /// Live children by pid. Ordered, not hashed: pids mostly grow, so recording a new child
+    /// writes the same few pages each time, and every page the supervisor writes between forks is
+    /// copied again after the next one.
+    children: BTreeMap<i32, Child>,
     connection_slots: Vec<bool>,
     dead_ends: usize,
     phase: Phase,
@@ -188,6 +191,14 @@ impl Supervisor {
             };
             registry.workers.len()
         ];
+        if cfg.launch_mode == crate::config::LaunchMode::Fork {
+            // Forked workers inherit the answers (see `resolve_entry`); a failure is still
+            // reported by the worker's child, as its own. Done once here, not per launch: a page
+            // the supervisor writes between forks is copied again after every fork.
+            for spec in &registry.workers {
+                let _ = crate::preload::resolve_entry(&spec.library, &spec.function);
+            }
+        }
         let child_registry = registry.for_children();
         let sup = Supervisor {
             connection_slots: vec![false; cfg.max_connections as usize],
@@ -200,7 +211,7 @@ impl Supervisor {
             generation: 1,
             started_at_ms,
             workers,
-            children: HashMap::new(),
+            children: BTreeMap::new(),
             dead_ends: 0,
             phase: Phase::Running,
             host_state: HostState::Init,

@@ -99,46 +99,65 @@ pub fn drain(fd: RawFd) {
     while unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
 }
 
-/// Restores default dispositions for every signal the supervisor handles and unblocks all
-/// signals: the first thing a forked child does.
-pub fn reset_child_signals() {
+/// Sets a forked child's signal dispositions in one pass: each signal in `set` gets its handler
+/// (or `SIG_IGN`), every other signal the supervisor handles goes back to its default, and all
+/// signals are unblocked. The first thing a forked child does.
+pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
+    // Nothing in a child reads the pending mask, and the wake pipe is the supervisor's.
     WAKE_FD.store(-1, Ordering::SeqCst);
-    PENDING.store(0, Ordering::SeqCst);
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-        Signal::SIGPIPE,
+        libc::SIGCHLD,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGPIPE,
         // std's stack-overflow handler returns when SIGSEGV or SIGBUS was sent with kill(2), which
         // would swallow the signal; a child must die of it like any other program.
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
+        libc::SIGSEGV,
+        libc::SIGBUS,
     ] {
-        // SAFETY: restoring default dispositions is always sound.
-        let _ = unsafe { sigaction(sig, &dfl) };
+        let handler = set.iter().find(|(s, _)| *s == sig).map_or(libc::SIG_DFL, |(_, h)| *h);
+        // SAFETY: an all-zero sigaction is a valid "no flags, empty mask"; the handlers callers
+        // pass only touch atomics and call async-signal-safe functions.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler;
+            // As signal(3) does: interrupted system calls restart.
+            sa.sa_flags = if handler == libc::SIG_DFL { 0 } else { libc::SA_RESTART };
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
     }
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // SAFETY: an all-zero sigset_t is the empty set on Linux.
+    unsafe {
+        let empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
 }
 
-/// Closes every fd from 3 up except those in `keep`: a forked child's first act, so that it holds
-/// exactly the fds meant for it (nothing of the supervisor's, nothing the host inherited).
+/// Closes every fd from 3 up except those in `keep` (negative entries are ignored): a forked
+/// child's first act, so that it holds exactly the fds meant for it (nothing of the supervisor's,
+/// nothing the host inherited). Allocates nothing: every page a forked child writes is copied.
 pub fn close_all_except(keep: &[RawFd]) {
-    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|fd| *fd > 2).collect();
-    keep.sort_unstable();
-    keep.dedup();
+    let mut sorted = [RawFd::MAX; 8];
+    let mut n = 0;
+    for &fd in keep.iter().filter(|fd| **fd > 2) {
+        assert!(n < sorted.len(), "close_all_except keeps at most 8 fds");
+        sorted[n] = fd;
+        n += 1;
+    }
+    let sorted = &mut sorted[..n];
+    sorted.sort_unstable();
     let mut from: u32 = 3;
-    for fd in keep {
+    for &mut fd in sorted {
         let fd = fd as u32;
         if fd > from {
             // SAFETY: close_range on fds this process owns; nothing refers to them afterwards (the
             // child ends with _exit and never drops the supervisor's owning objects).
             unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32) };
         }
-        from = fd + 1;
+        from = from.max(fd + 1);
     }
     // SAFETY: as above.
     unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32) };
