@@ -99,9 +99,9 @@ pub fn drain(fd: RawFd) {
     while unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) } > 0 {}
 }
 
-/// Sets a forked child's signal dispositions in one pass: each signal in `set` gets its handler
-/// (or `SIG_IGN`), every other signal the supervisor handles goes back to its default, and all
-/// signals are unblocked. The first thing a forked child does.
+/// Sets a child's signal dispositions in one pass: each signal in `set` gets its handler (or
+/// `SIG_IGN`), every other signal the supervisor handles goes back to its default, and all signals
+/// are unblocked. The first thing every child does (a forked one inherits the supervisor's).
 pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
     // Nothing in a child reads the pending mask, and the wake pipe is the supervisor's.
     WAKE_FD.store(-1, Ordering::SeqCst);
