@@ -170,14 +170,27 @@ fn cmd_stop(args: &Args) -> i32 {
             }
         }
     }
-    // Wait for the host to let go of its lock: that is the last thing it does.
+    // Wait for the host to let go of its lock: that is the last thing it does, and the kernel
+    // releases it when the host's process exits, so wait for that exit (through a pidfd). Look
+    // at the lock again at least every 100 ms: the recorded pid may not name the holder as this
+    // process sees it (another pid namespace), and then only the lock itself tells.
     let deadline = std::time::Instant::now() + cfg.shutdown_timeout + std::time::Duration::from_secs(10);
+    let holder = steward_host::lockfile::LockFile::holder_pid(&cfg.lock_path());
+    let mut exited = false;
     while steward_host::lockfile::LockFile::is_held(&cfg.lock_path()) {
         if std::time::Instant::now() > deadline {
             eprintln!("steward: the host did not stop within shutdown_timeout + 10s");
             return exit_code::FAILURE;
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        let slice = std::time::Duration::from_millis(100);
+        match holder.map(|pid| steward_host::sys::wait_pid_exit(pid, slice)) {
+            // The whole slice passed waiting.
+            Some(Ok(false)) => {}
+            // It exited: look at the lock again at once.
+            Some(Ok(true)) if !exited => exited = true,
+            // No usable pid here: look again shortly.
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
     }
     println!("steward stopped ({} shutdown)", mode.as_str());
     exit_code::OK

@@ -223,6 +223,35 @@ pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
     pfds.iter().map(|p| p.revents).collect()
 }
 
+/// Waits until process `pid` has exited or `timeout` has passed; `Ok(true)` once it has exited (a
+/// zombie counts, and so does a pid that no longer exists). Event-driven: a pidfd becomes readable
+/// when its process exits. `Err` if the kernel gives no pidfd for another reason.
+pub fn wait_pid_exit(pid: i32, timeout: std::time::Duration) -> std::io::Result<bool> {
+    let deadline = std::time::Instant::now() + timeout;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ESRCH) {
+            Ok(true)
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        if poll_in(&[fd.as_raw_fd()], ms)[0] != 0 {
+            return Ok(true);
+        }
+        if left.is_zero() {
+            return Ok(false);
+        }
+    }
+}
+
 /// `futex(FUTEX_WAIT)` on a word in shared memory (not `FUTEX_PRIVATE`: other processes wake it):
 /// sleeps while `*word == expected`, at most `timeout`. Spurious returns are fine; callers re-check.
 pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {

@@ -386,20 +386,14 @@ impl Host {
     /// Waits for the host process to exit and returns its exit status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let child = self.child.as_mut().expect("host still owned");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return st;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "steward did not exit within {timeout:?}:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let Some(st) = wait_child(child, timeout) else {
+            panic!(
+                "steward did not exit within {timeout:?}:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        };
+        self.child = None;
+        st
     }
 
     /// Asserts that nothing of the host is left: no process in its group, no socket, no lock.
@@ -447,22 +441,23 @@ pub fn cli(config: &Path, args: &[&str]) -> Output {
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
-            child.stderr.take().map(|mut s| s.read_to_end(&mut stderr));
-            return Output { status, stdout, stderr };
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("command did not finish within {timeout:?}: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let Some(status) = wait_child(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("command did not finish within {timeout:?}: {cmd:?}");
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
+    child.stderr.take().map(|mut s| s.read_to_end(&mut stderr));
+    Output { status, stdout, stderr }
+}
+
+/// Waits for `child` to exit, at most `timeout` (woken by its exit, not by polling); its exit
+/// status, or `None` if it is still running.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let exited = steward_host::sys::wait_pid_exit(child.id() as i32, timeout).expect("pidfd_open");
+    exited.then(|| child.wait().expect("wait"))
 }
 
 /// Runs `steward run` on a config expected to fail start-up. Returns (exit code, all output),
@@ -471,18 +466,11 @@ pub fn run_expect_failure(dir: &Dir) -> (i32, String) {
     let mut cmd = host_command(&dir.config, None);
     let mut child = cmd.spawn().expect("spawn steward");
     let pgid = child.id() as i32;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: killing our own child's process group.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("steward kept running on a config that should fail");
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let Some(status) = wait_child(&mut child, Duration::from_secs(20)) else {
+        // SAFETY: killing our own child's process group.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
+        panic!("steward kept running on a config that should fail");
     };
     let mut out = String::new();
     child.stdout.take().map(|mut s| s.read_to_string(&mut out));
@@ -526,17 +514,13 @@ pub fn parent_of(pid: i32) -> Option<i32> {
 /// Waits until none of `pids` is alive.
 pub fn wait_gone(pids: &[i32], timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    loop {
-        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processes still alive after {timeout:?}: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
+    for &pid in pids {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Woken by the exit itself; a zombie counts as gone, as in `alive`.
+        steward_host::sys::wait_pid_exit(pid, left).expect("pidfd_open");
     }
+    let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "processes still alive after {timeout:?}: {left:?}");
 }
 
 /// The pids of every running worker in a status.
