@@ -85,6 +85,7 @@ pub struct RawHost {
     pub shutdown_timeout: Option<toml::Value>,
     pub crash_kill_timeout: Option<toml::Value>,
     pub restart_after_crash: Option<bool>,
+    pub huge_code_pages: Option<bool>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
 }
@@ -103,6 +104,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub crash_kill_timeout: Duration,
     pub restart_after_crash: bool,
+    /// Fork mode: move the supervisor's machine code onto huge pages (see [`crate::hugetext`]).
+    pub huge_code_pages: bool,
     pub log_format: Format,
     pub log_level: u32,
     /// `[plugins.<name>]` tables, validated against the plugins' definitions during preload.
@@ -253,6 +256,7 @@ impl Config {
             shutdown_timeout,
             crash_kill_timeout,
             restart_after_crash: h.restart_after_crash.unwrap_or(true),
+            huge_code_pages: h.huge_code_pages.unwrap_or(true),
             log_format,
             log_level,
             plugin_sections: raw.plugins,

@@ -4,7 +4,7 @@
 //! use the same library for the control protocol and its status types.
 //!
 //! Module map, by the process each part runs in:
-//! - supervisor only: [`supervisor`], [`run`], [`preload`] (also exec-mode workers, in attach
+//! - supervisor only: [`supervisor`], [`run`], [`hugetext`], [`preload`] (also exec-mode workers, in attach
 //!   mode), [`lockfile`];
 //! - supervisor and children: [`config`], [`registry`], [`shmem`], [`hostapi`], [`log`],
 //!   [`launch`], [`lifecycle`], [`sys`], [`time`];
@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod exec;
 pub mod hostapi;
+pub mod hugetext;
 pub mod launch;
 pub mod lifecycle;
 pub mod lockfile;

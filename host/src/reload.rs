@@ -8,7 +8,7 @@
 //! Which values change at run time: host `shutdown_timeout`, `crash_kill_timeout`,
 //! `restart_after_crash`, `log_format`, `log_level`, and every plugin setting its plugin defined
 //! as reloadable. Everything else (paths, the preload list, slot counts, the launch mode,
-//! restart-only plugin settings) is reported as needing a restart and keeps its running value.
+//! `huge_code_pages`, restart-only plugin settings) is reported as needing a restart and keeps its running value.
 
 use crate::config::Config;
 use crate::registry::Settings;
@@ -106,7 +106,8 @@ pub fn plan(running: &Config, settings: &Settings) -> Result<Plan, Vec<String>> 
         runtime_dir,
         max_worker_processes,
         max_connections,
-        launch_mode
+        launch_mode,
+        huge_code_pages
     );
     reloadable!(
         shutdown_timeout,

@@ -1,8 +1,9 @@
 //! `steward run`: start-up in order, then hand over to the supervisor.
 //!
 //! Runs in: the supervisor process. Start-up order: logging, runtime directory, lock file,
-//! preload (plugins' init), freeze, segment and socket, supervisor loop. Every failure before the
-//! loop releases what was taken (lock, socket) and returns a message naming what went wrong.
+//! preload (plugins' init), in fork mode the code's move to huge pages, freeze, segment and
+//! socket, supervisor loop. Every failure before the loop releases what was taken (lock, socket)
+//! and returns a message naming what went wrong.
 
 use crate::config::Config;
 use crate::lockfile::LockFile;
@@ -34,6 +35,15 @@ pub fn run(cfg: Config) -> Result<i32, RunError> {
     })?;
     let lock = LockFile::acquire(&cfg.lock_path())?;
     crate::preload::preload(&cfg)?;
+    if cfg.launch_mode == crate::config::LaunchMode::Fork && cfg.huge_code_pages {
+        match crate::hugetext::move_code_to_huge_pages() {
+            crate::hugetext::Outcome::Moved { bytes, windows } => tracing::info!(
+                "machine code on huge pages ({} KiB in {windows} 2 MiB window(s)): forked children share it without page faults",
+                bytes / 1024
+            ),
+            crate::hugetext::Outcome::Skipped(why) => tracing::info!("machine code left on small pages: {why}"),
+        }
+    }
     let sup = crate::supervisor::Supervisor::new(cfg, lock, notifier)?;
     Ok(sup.run())
 }

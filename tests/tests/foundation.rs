@@ -414,6 +414,59 @@ fn the_socket_is_private_and_other_users_are_refused(mode: Mode) {
     assert_eq!(host.status().host.state, "running");
 }
 
+/// Whether `pid` runs code from an anonymous mapping wholly on transparent huge pages.
+fn code_on_huge_pages(pid: i32) -> bool {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("read smaps");
+    let mut anon_code = false;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && f.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        {
+            // A mapping's header: range, perms, offset, device, inode[, path].
+            anon_code = fields.get(1) == Some(&"r-xp") && fields.len() == 5;
+        } else if anon_code && fields.first() == Some(&"AnonHugePages:") && fields.get(1) != Some(&"0") {
+            return true;
+        }
+    }
+    false
+}
+
+fn fork_mode_moves_the_code_to_huge_pages_unless_turned_off(mode: Mode) {
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let thp_possible = !thp.is_empty() && !thp.contains("[never]");
+    let host = Host::start(hello(mode));
+    let s = host.wait_for("3 hello workers running", T, |s| {
+        s.workers.iter().filter(|w| w.state == "running").count() == 3
+    });
+    let worker = s.workers[0].pid.expect("running");
+    let log = host.log_text();
+    match mode {
+        Mode::Fork if thp_possible => {
+            assert!(log.contains("machine code on huge pages"), "{log}");
+            assert!(
+                code_on_huge_pages(host.pid),
+                "supervisor code not on huge pages:\n{log}"
+            );
+            // Forked workers inherit the mapping (and so take no faults for the host's code).
+            assert!(code_on_huge_pages(worker), "worker code not on huge pages");
+        }
+        Mode::Fork => assert!(log.contains("machine code left on small pages"), "{log}"),
+        Mode::Exec => {
+            assert!(!log.contains("machine code"), "{log}");
+            assert!(!code_on_huge_pages(host.pid) && !code_on_huge_pages(worker));
+        }
+    }
+    drop(host);
+    let host = Host::start(hello(mode).host("huge_code_pages = false"));
+    host.wait_for("3 hello workers running", T, |s| {
+        s.workers.iter().filter(|w| w.state == "running").count() == 3
+    });
+    assert!(!host.log_text().contains("machine code"), "{}", host.log_text());
+    assert!(!code_on_huge_pages(host.pid));
+}
+
 both_modes!(
     demo_workers_run_as_live_children_of_a_single_threaded_host,
     slots_are_static_workers_plus_max_worker_processes,
@@ -434,4 +487,5 @@ both_modes!(
     killing_the_host_leaves_no_worker_running,
     max_connections_refuses_the_next_client_at_once,
     the_socket_is_private_and_other_users_are_refused,
+    fork_mode_moves_the_code_to_huge_pages_unless_turned_off,
 );
