@@ -122,14 +122,15 @@ extern "C" fn on_quit(_sig: libc::c_int) {
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
-static LATCH_W: AtomicI32 = AtomicI32::new(-1);
+/// The latch eventfd: signal handlers write to it, `wait` polls it.
+static LATCH: AtomicI32 = AtomicI32::new(-1);
 
 fn wake_latch() {
-    let fd = LATCH_W.load(Ordering::Relaxed);
+    let fd = LATCH.load(Ordering::Relaxed);
     if fd >= 0 {
-        let b = 1u8;
-        // SAFETY: write(2) is async-signal-safe.
-        unsafe { libc::write(fd, &b as *const u8 as *const c_void, 1) };
+        let one = 1u64;
+        // SAFETY: write(2) is async-signal-safe; an eventfd takes exactly 8 bytes.
+        unsafe { libc::write(fd, &one as *const u64 as *const c_void, 8) };
     }
 }
 
@@ -151,7 +152,7 @@ extern "C" fn on_hup(_sig: libc::c_int) {
 
 /// The context behind a [`abi::WorkerApi`].
 struct WorkerCtx {
-    latch_r: RawFd,
+    latch: RawFd,
     death_fd: RawFd,
     host_gone: AtomicBool,
     host_pid: i32,
@@ -217,13 +218,13 @@ unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let r = crate::sys::poll_in(&[c.latch_r, c.death_fd], ms);
+        let r = crate::sys::poll_in(&[c.latch, c.death_fd], ms);
         if r[1] != 0 {
             c.host_gone.store(true, Ordering::Relaxed);
             continue;
         }
         if r[0] != 0 {
-            crate::sys::drain(c.latch_r);
+            crate::sys::drain(c.latch);
             continue;
         }
         if std::time::Instant::now() >= deadline {
@@ -250,17 +251,17 @@ struct Identity {
 fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, startup: bool) -> &'static abi::WorkerApi {
     let regions = env.segment.regions(env.registry);
     crate::hostapi::with_state(|s| s.regions = regions.into_iter().collect());
-    let Ok((latch_r, latch_w)) = crate::sys::pipe() else {
-        exit_clean(slot, 1, "cannot create the latch pipe");
+    let Ok(latch) = crate::sys::eventfd() else {
+        exit_clean(slot, 1, "cannot create the latch eventfd");
     };
-    LATCH_W.store(latch_w.as_raw_fd(), Ordering::SeqCst);
+    LATCH.store(latch.as_raw_fd(), Ordering::SeqCst);
     // SAFETY: the handlers only touch atomics and call write(2).
     unsafe {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
     }
     let ctx: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
-        latch_r: latch_r.as_raw_fd(),
+        latch: latch.as_raw_fd(),
         death_fd: env.death_fd,
         host_gone: AtomicBool::new(false),
         host_pid: env.host_pid,
@@ -270,7 +271,7 @@ fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, startup:
             std::ptr::null()
         },
     }));
-    std::mem::forget((latch_r, latch_w));
+    std::mem::forget(latch);
     let extra: &'static [u8] = Box::leak(who.extra.into_boxed_slice());
     Box::leak(Box::new(abi::WorkerApi {
         size: std::mem::size_of::<abi::WorkerApi>() as u32,

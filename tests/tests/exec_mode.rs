@@ -65,7 +65,7 @@ fn children_are_fresh_programs_in_exec_mode(mode: Mode) {
         ),
     }
     // Exactly the intended fds: stdio, the segment, the host-death pipe, and the worker's own latch
-    // pipe (read and write ends). No listen socket, lock file, self-pipe or parameter blob.
+    // eventfd. No listen socket, lock file, self-pipe or parameter blob.
     let open = fds(a);
     let rest: Vec<&(i32, String)> = open.iter().filter(|(fd, _)| *fd > 2).collect();
     let memfds = rest
@@ -73,9 +73,11 @@ fn children_are_fresh_programs_in_exec_mode(mode: Mode) {
         .filter(|(_, t)| t.starts_with("/memfd:steward-shmem"))
         .count();
     let pipes = rest.iter().filter(|(_, t)| t.starts_with("pipe:")).count();
+    let latches = rest.iter().filter(|(_, t)| t == "anon_inode:[eventfd]").count();
     assert_eq!(memfds, 1, "{open:?}");
-    assert_eq!(pipes, 3, "death pipe and latch pipe: {open:?}");
-    assert_eq!(rest.len(), 4, "no other fd may leak into a worker: {open:?}");
+    assert_eq!(pipes, 1, "the death pipe: {open:?}");
+    assert_eq!(latches, 1, "the latch: {open:?}");
+    assert_eq!(rest.len(), 3, "no other fd may leak into a worker: {open:?}");
     assert!(
         !rest
             .iter()
@@ -313,7 +315,7 @@ fn restarts_in_exec_mode_are_served_by_ready_spare_children(mode: Mode) {
     // A worker that was a spare holds exactly the fds any worker holds (its blob is closed).
     let open = fds(second);
     let rest: Vec<&(i32, String)> = open.iter().filter(|(fd, _)| *fd > 2).collect();
-    assert_eq!(rest.len(), 4, "{open:?}");
+    assert_eq!(rest.len(), 3, "{open:?}");
     assert!(
         !rest.iter().any(|(_, t)| t.contains("params")),
         "the parameter blob is closed: {open:?}"
