@@ -4,7 +4,7 @@
 //! use the same library for the control protocol and its status types.
 //!
 //! Module map, by the process each part runs in:
-//! - supervisor only: [`supervisor`], [`run`], [`hugetext`], [`preload`] (also exec-mode workers, in attach
+//! - supervisor only: [`supervisor`], [`private`], [`run`], [`hugetext`], [`preload`] (also exec-mode workers, in attach
 //!   mode), [`lockfile`];
 //! - supervisor and children: [`config`], [`registry`], [`shmem`], [`hostapi`], [`log`],
 //!   [`launch`], [`lifecycle`], [`sys`], [`time`];
@@ -25,6 +25,7 @@ pub mod lockfile;
 pub mod log;
 pub mod notify;
 pub mod preload;
+pub mod private;
 pub mod registry;
 pub mod reload;
 pub mod run;

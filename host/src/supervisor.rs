@@ -17,7 +17,6 @@
 //! start again) -> `Running`; any phase -> `Stopping` (smart waits for connections, then all
 //! children get SIGTERM, or SIGQUIT for immediate, and SIGKILL after `shutdown_timeout`).
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
@@ -64,7 +63,7 @@ struct WorkerRun {
     tracker: RestartTracker,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Child {
     kind: ChildKind,
     child_slot: Option<u32>,
@@ -100,11 +99,11 @@ pub struct Supervisor {
     segment: Segment,
     generation: u64,
     started_at_ms: u64,
-    workers: Vec<WorkerRun>,
-    /// Live children by pid. Ordered, not hashed: pids mostly grow, so recording a new child
-    /// writes the same few pages each time, and every page the supervisor writes between forks is
-    /// copied again after the next one.
-    children: BTreeMap<i32, Child>,
+    /// Written on every launch and exit, so kept where `fork` does not copy it (see
+    /// [`crate::private`]).
+    workers: crate::private::PrivateSlice<WorkerRun>,
+    /// Live children by pid, where `fork` does not copy them (see [`crate::private`]).
+    children: crate::private::PidMap<Child>,
     connection_slots: Vec<bool>,
     dead_ends: usize,
     phase: Phase,
@@ -210,8 +209,8 @@ impl Supervisor {
             segment,
             generation: 1,
             started_at_ms,
-            workers,
-            children: BTreeMap::new(),
+            workers: crate::private::PrivateSlice::from_vec(workers)?,
+            children: crate::private::PidMap::new()?,
             dead_ends: 0,
             phase: Phase::Running,
             host_state: HostState::Init,
@@ -672,7 +671,7 @@ impl Supervisor {
             .iter()
             .copied()
             .filter(|pid| {
-                self.children.get(pid).and_then(|c| c.child_slot).is_some_and(|w| {
+                self.children.get(*pid).and_then(|c| c.child_slot).is_some_and(|w| {
                     let cs = self.segment.child_slot(w);
                     cs.state.load(std::sync::atomic::Ordering::Acquire) == CHILD_ACTIVE
                         && cs.pid.load(std::sync::atomic::Ordering::Relaxed) == *pid
@@ -681,7 +680,7 @@ impl Supervisor {
             .collect();
         for pid in claimed {
             self.handoffs.retain(|p| *p != pid);
-            if let Some(ss) = self.children.get_mut(&pid).and_then(|c| c.spare_slot.take()) {
+            if let Some(ss) = self.children.get_mut(pid).and_then(|c| c.spare_slot.take()) {
                 self.free_spare_slot(ss);
             }
         }
@@ -795,7 +794,7 @@ impl Supervisor {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
-            let Some(child) = self.children.remove(&pid) else {
+            let Some(child) = self.children.remove(pid) else {
                 continue;
             };
             self.child_exited(pid, child, status);
@@ -975,7 +974,7 @@ impl Supervisor {
             if which(c) {
                 // A reload request is not a stop: a death after SIGHUP is judged on its own.
                 c.signalled |= sig != Signal::SIGHUP;
-                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), sig);
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
             }
         }
     }
@@ -1132,8 +1131,9 @@ impl Supervisor {
                 }
                 if let Some(t) = kill_at {
                     if !killed && now >= t {
-                        let names: Vec<String> = self
-                            .children
+                        let mut live: Vec<(i32, Child)> = self.children.iter().map(|(p, c)| (p, *c)).collect();
+                        live.sort_by_key(|(pid, _)| *pid);
+                        let names: Vec<String> = live
                             .iter()
                             .map(|(pid, c)| match c.worker {
                                 Some(i) => format!("{} (pid {pid})", self.registry.workers[i].name),
