@@ -138,7 +138,12 @@ fn fork_child(
         0 => {
             let client_fd = client.as_ref().map_or(-1, |c| c.fd.as_raw_fd());
             crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, client_fd]);
-            let code = crate::child::run(env, kind, child_slot, startup, client, || Ok(()));
+            // A panic must end this child here: unwinding further would run the supervisor's
+            // loop (and drop its fork-private tables, which this process does not have).
+            // Exit code 101, as for a panic in an exec-mode child's `main`.
+            let run =
+                std::panic::AssertUnwindSafe(|| crate::child::run(env, kind, child_slot, startup, client, || Ok(())));
+            let code = std::panic::catch_unwind(run).unwrap_or(101);
             crate::child::exit(code)
         }
         pid => Ok(pid),
