@@ -85,25 +85,36 @@ pub fn plan(maps: &[Mapping], addr: usize) -> Result<(Mapping, usize, usize), St
     Ok((code.clone(), wstart, wend))
 }
 
-/// Whether the mapping `[start, end)` is wholly backed by huge pages (from `/proc/self/smaps`).
+/// The value of `key` (such as `AnonHugePages` or `VmFlags`) for the mapping that holds `addr`,
+/// in `/proc/PID/smaps` text.
+pub fn smaps_field<'a>(smaps: &'a str, addr: usize, key: &str) -> Option<&'a str> {
+    let mut inside = false;
+    for line in smaps.lines() {
+        // A mapping's header starts with its address range; field lines start with `Key:`.
+        let first = line.split(' ').next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                inside = a <= addr && addr < b;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+                return Some(v.trim());
+            }
+        }
+    }
+    None
+}
+
+/// Whether the mapping `[start, end)` is wholly backed by huge pages.
 fn huge_backed(start: usize, end: usize) -> bool {
     let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
         return false;
     };
-    let header = format!("{start:x}-{end:x} ");
-    let Some(at) = text.find(&header) else { return false };
-    for line in text[at..].lines().skip(1) {
-        if let Some(v) = line.strip_prefix("AnonHugePages:") {
-            let kb = v.trim().trim_end_matches("kB").trim().parse::<usize>().unwrap_or(0);
-            return kb * 1024 == end - start;
-        }
-        // The next mapping's header: its first field is an address range.
-        let first = line.split(' ').next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            break;
-        }
-    }
-    false
+    smaps_field(&text, start, "AnonHugePages")
+        .and_then(|v| v.trim_end_matches("kB").trim().parse::<usize>().ok())
+        .is_some_and(|kb| kb * 1024 == end - start)
 }
 
 /// Moves this binary's code onto huge pages (see the module doc).

@@ -334,23 +334,8 @@ mod tests {
         assert_eq!(&*s, &["a".to_owned(), "b".to_owned()]);
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         for addr in [m.region.ptr as usize, s.region.ptr as usize] {
-            // The mapping holding `addr` (the kernel may have merged neighbouring regions), then
-            // its flags: "dc" is "do not copy this mapping on fork".
-            let mut inside = false;
-            let mut flags = None;
-            for line in smaps.lines() {
-                let first = line.split(' ').next().unwrap_or("");
-                if let Some((a, b)) = first.split_once('-') {
-                    if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                        inside = a <= addr && addr < b;
-                        continue;
-                    }
-                }
-                if inside && line.starts_with("VmFlags:") {
-                    flags = Some(line.to_owned());
-                }
-            }
-            let flags = flags.expect("the mapping is listed with its flags");
+            // "dc": do not copy this mapping on fork.
+            let flags = crate::hugetext::smaps_field(&smaps, addr, "VmFlags").expect("the mapping's flags");
             assert!(flags.split_whitespace().any(|f| f == "dc"), "{flags}");
         }
     }
