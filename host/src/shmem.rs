@@ -408,9 +408,11 @@ pub enum SegmentError {
 }
 
 impl Segment {
-    /// Creates a fresh, zeroed segment and publishes the header, static workers and regions.
+    /// Creates a fresh, zeroed segment and publishes the header, the static `workers` and the
+    /// registry's regions (`reg.workers` is not read: the supervisor keeps the workers apart).
     pub fn create(
         layout: &Layout,
+        workers: &[WorkerSpec],
         reg: &Registry,
         cfg: &Config,
         generation: u64,
@@ -442,7 +444,7 @@ impl Segment {
         h.child_slots_off.store(layout.child_slots_off, Ordering::Relaxed);
         h.worker_slots_off.store(layout.worker_slots_off, Ordering::Relaxed);
         h.regions_off.store(layout.regions_off, Ordering::Relaxed);
-        for (i, w) in reg.workers.iter().enumerate() {
+        for (i, w) in workers.iter().enumerate() {
             seg.publish_worker(i as u32, w);
         }
         for (i, r) in reg.regions.iter().enumerate() {

@@ -32,7 +32,7 @@ use crate::lifecycle::{
     classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, RestartDecision, RestartTracker, WorkerState,
 };
 use crate::lockfile::LockFile;
-use crate::registry::{Registry, RestartPolicy, Settings, StartTime};
+use crate::registry::{Registry, RestartPolicy, Settings, StartTime, WorkerSpec};
 use crate::shmem::{Layout, Segment, StatusSnapshot, CHILD_ACTIVE, CHILD_FREE};
 use crate::time::now_ms;
 
@@ -91,9 +91,12 @@ enum Phase {
 
 pub struct Supervisor {
     cfg: Config,
+    /// The static workers' registrations (index = worker slot). Read on every launch and exit
+    /// but needed by no child, which finds its own in its worker slot: kept where `fork` does not
+    /// copy it (see [`crate::private`]).
+    specs: crate::private::PrivateSlice<WorkerSpec>,
+    /// The rest of the registry, which children get too (see [`Registry::for_children`]).
     registry: Registry,
-    /// The part of the registry children get (see [`Registry::for_children`]).
-    child_registry: Registry,
     settings: Settings,
     layout: Layout,
     segment: Segment,
@@ -149,10 +152,15 @@ impl Supervisor {
     /// Creates the segment, the control socket and the signal plumbing. Plugins are loaded and
     /// the registry frozen already.
     pub fn new(cfg: Config, lock: LockFile, notifier: crate::notify::Notifier) -> Result<Supervisor, StartError> {
-        let (registry, settings) = crate::hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
+        // The worker registrations move out of the plugin-facing state, which forked children
+        // inherit and which needs only the regions from now on: one copy, in the supervisor.
+        let (mut registry, settings) = crate::hostapi::with_state(|s| {
+            let children = s.registry.for_children();
+            (std::mem::replace(&mut s.registry, children), s.settings.clone())
+        });
         let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
         let started_at_ms = now_ms();
-        let segment = Segment::create(&layout, &registry, &cfg, 1, started_at_ms)?;
+        let segment = Segment::create(&layout, &registry.workers, &registry, &cfg, 1, started_at_ms)?;
 
         let (wake_r, wake_w) = crate::sys::pipe()?;
         let (death_r, death_w) = crate::sys::pipe()?;
@@ -198,12 +206,12 @@ impl Supervisor {
                 let _ = crate::preload::resolve_entry(&spec.library, &spec.function);
             }
         }
-        let child_registry = registry.for_children();
+        let specs = crate::private::PrivateSlice::from_vec(std::mem::take(&mut registry.workers))?;
         let sup = Supervisor {
             connection_slots: vec![false; cfg.max_connections as usize],
             cfg,
+            specs,
             registry,
-            child_registry,
             settings,
             layout,
             segment,
@@ -259,7 +267,7 @@ impl Supervisor {
     fn env(&self) -> ChildEnv<'_> {
         ChildEnv {
             cfg: &self.cfg,
-            registry: &self.child_registry,
+            registry: &self.registry,
             settings: &self.settings,
             segment: &self.segment,
             host_pid: std::process::id() as i32,
@@ -353,7 +361,7 @@ impl Supervisor {
                 // deadline (counting its past restart time would make the loop spin).
                 for (i, w) in self.workers.iter().enumerate() {
                     if let (WorkerState::WaitingRestart, Some(t)) = (w.state, w.restart_at) {
-                        if self.start_time_reached(self.registry.workers[i].start_time) {
+                        if self.start_time_reached(self.specs[i].start_time) {
                             consider(t);
                         }
                     }
@@ -514,7 +522,7 @@ impl Supervisor {
         let mut launched = 0;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
-            if !self.start_time_reached(self.registry.workers[i].start_time) {
+            if !self.start_time_reached(self.specs[i].start_time) {
                 continue;
             }
             let due = match w.state {
@@ -597,12 +605,12 @@ impl Supervisor {
                     .worker_slot(slot)
                     .pid
                     .store(pid, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!("started worker {} (pid {pid})", self.registry.workers[i].name);
+                tracing::debug!("started worker {} (pid {pid})", self.specs[i].name);
             }
             Err(e) => {
                 tracing::error!(
                     "cannot start worker {}: {e}; retrying in {:?}",
-                    self.registry.workers[i].name,
+                    self.specs[i].name,
                     LAUNCH_RETRY
                 );
                 w.state = WorkerState::WaitingRestart;
@@ -862,7 +870,7 @@ impl Supervisor {
         dead_man: bool,
         reason: String,
     ) {
-        let spec = &self.registry.workers[i];
+        let spec = &self.specs[i];
         let name = spec.name.clone();
         let policy = spec.restart;
         let crash_loop = spec.crash_loop;
@@ -988,6 +996,7 @@ impl Supervisor {
         self.generation += 1;
         match Segment::create(
             &self.layout,
+            &self.specs,
             &self.registry,
             &self.cfg,
             self.generation,
@@ -1005,7 +1014,7 @@ impl Supervisor {
         let now = Instant::now();
         let mut restarting = 0;
         for (i, w) in self.workers.iter_mut().enumerate() {
-            let policy = self.registry.workers[i].restart;
+            let policy = self.specs[i].restart;
             if w.state == WorkerState::NotStarted {
                 // Never started (still waiting for its start time): it starts when that comes,
                 // whatever its restart policy.
@@ -1136,7 +1145,7 @@ impl Supervisor {
                         let names: Vec<String> = live
                             .iter()
                             .map(|(pid, c)| match c.worker {
-                                Some(i) => format!("{} (pid {pid})", self.registry.workers[i].name),
+                                Some(i) => format!("{} (pid {pid})", self.specs[i].name),
                                 None => format!("{} (pid {pid})", c.kind.info().name),
                             })
                             .collect();

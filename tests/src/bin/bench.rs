@@ -1,6 +1,7 @@
 //! `bench`: prints Steward's performance figures, fork and exec mode side by side.
 //!
-//! Run with `cargo run --release -p steward-tests --bin bench` (add `-- --quick` for fewer runs).
+//! Run with `cargo run --release -p steward-tests --bin bench` (add `-- --quick` for fewer runs,
+//! `--fork` or `--exec` for one mode, and figure names such as `crash50` to select figures).
 //! Every figure is a median over several runs of the real binary with real plugins; what each
 //! one measures is printed next to it. Results are recorded in docs/benchmarks.md.
 
@@ -221,8 +222,17 @@ fn main() {
     );
     println!();
     println!("{:<58} {:>12} {:>12}", "figure", "fork", "exec");
+    // `--fork` or `--exec` measures one mode only (the other column shows "-").
+    let skip = |m: Mode| {
+        let flag = |f: &str| std::env::args().any(|a| a == f);
+        match m {
+            Mode::Fork => flag("--exec") && !flag("--fork"),
+            Mode::Exec => flag("--fork") && !flag("--exec"),
+        }
+    };
     let row = |name: &str, f: &dyn Fn(Mode) -> String| {
-        println!("{:<58} {:>12} {:>12}", name, f(Mode::Fork), f(Mode::Exec));
+        let cell = |m: Mode| if skip(m) { "-".to_string() } else { f(m) };
+        println!("{:<58} {:>12} {:>12}", name, cell(Mode::Fork), cell(Mode::Exec));
     };
     if want("start10") {
         row("start to 10 workers running, ms (median)", &|m| {
@@ -246,7 +256,7 @@ fn main() {
         });
     }
     if want("launch") {
-        let lat = [launch_latency(Mode::Fork, 300), launch_latency(Mode::Exec, 300)];
+        let lat = [Mode::Fork, Mode::Exec].map(|m| if skip(m) { (f64::NAN, f64::NAN) } else { launch_latency(m, 300) });
         println!(
             "{:<58} {:>12.3} {:>12.3}",
             "launch decision -> entry running, ms (median)", lat[0].0, lat[1].0
