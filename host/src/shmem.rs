@@ -424,7 +424,12 @@ impl Segment {
         file.set_len(layout.size)
             .map_err(|err| SegmentError::Size { size: layout.size, err })?;
         // SAFETY: a fresh memfd only this host maps; the mapping lives as long as `Segment`.
-        let map = unsafe { MmapOptions::new().len(layout.size as usize).map_mut(&file) }.map_err(SegmentError::Map)?;
+        // Populated at once: the supervisor touches nearly every page of it (publishing the
+        // slots below, then reading them for status), and one `mmap` that allocates them all
+        // costs far less than a page fault per page (about 3 ms for 1000 workers here).
+        // Children map it without populating: each touches a few pages.
+        let map = unsafe { MmapOptions::new().len(layout.size as usize).populate().map_mut(&file) }
+            .map_err(SegmentError::Map)?;
         let seg = Segment {
             fd: file.into(),
             map,
