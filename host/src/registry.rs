@@ -118,6 +118,13 @@ impl RegistryError {
     }
 }
 
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
 fn name_ok(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
 }
@@ -133,11 +140,13 @@ pub struct Registry {
     #[serde(default)]
     pub hooks: Vec<HookSpec>,
     frozen: bool,
-    /// The workers' names while registration is open, so that a duplicate is found without
-    /// comparing against every earlier worker (1000 workers made that half a million string
-    /// comparisons). Dropped at `freeze`.
+    /// Hashes of the workers' names while registration is open, so that a duplicate is found
+    /// without comparing against every earlier worker (1000 workers made that half a million
+    /// string comparisons). Hashes, not copies of the names: one table instead of a thousand
+    /// small strings, which, freed at `freeze`, would leave holes all over the heap that every
+    /// forked child's first allocations then write into, copying a page each time.
     #[serde(skip)]
-    names: std::collections::HashSet<String>,
+    name_hashes: std::collections::HashSet<u64>,
 }
 
 impl Registry {
@@ -147,7 +156,7 @@ impl Registry {
 
     pub fn freeze(&mut self) {
         self.frozen = true;
-        self.names = Default::default();
+        self.name_hashes = Default::default();
     }
 
     /// What a child needs of the frozen registry: the regions. Worker registrations live in the
@@ -159,7 +168,7 @@ impl Registry {
             regions: self.regions.clone(),
             hooks: self.hooks.clone(),
             frozen: true,
-            names: Default::default(),
+            name_hashes: Default::default(),
         }
     }
 
@@ -210,7 +219,8 @@ impl Registry {
                 return Err(RegistryError::Invalid("crash-loop limit out of range".into()));
             }
         }
-        if !self.names.insert(w.name.clone()) {
+        // A hash seen before is a duplicate only if the names really match.
+        if !self.name_hashes.insert(name_hash(&w.name)) && self.workers.iter().any(|o| o.name == w.name) {
             return Err(RegistryError::Duplicate(format!("worker {:?}", w.name)));
         }
         self.workers.push(w);
