@@ -39,7 +39,7 @@ use memmap2::{MmapMut, MmapOptions};
 
 use crate::config::Config;
 use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::registry::{Registry, RestartPolicy, StartTime, WorkerSpec};
+use crate::registry::{RegionSpec, Registry, RestartPolicy, StartTime, WorkerSpec};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
 /// How many spare children exec mode keeps ready.
@@ -408,12 +408,12 @@ pub enum SegmentError {
 }
 
 impl Segment {
-    /// Creates a fresh, zeroed segment and publishes the header, the static `workers` and the
-    /// registry's regions (`reg.workers` is not read: the supervisor keeps the workers apart).
+    /// Creates a fresh, zeroed segment and publishes the header, the static workers and the
+    /// regions.
     pub fn create(
         layout: &Layout,
         workers: &[WorkerSpec],
-        reg: &Registry,
+        regions: &[RegionSpec],
         cfg: &Config,
         generation: u64,
         started_at_ms: u64,
@@ -445,14 +445,14 @@ impl Segment {
         h.n_worker_slots.store(layout.n_worker_slots, Ordering::Relaxed);
         h.n_static_workers.store(layout.n_static_workers, Ordering::Relaxed);
         h.n_connection_slots.store(layout.n_connection_slots, Ordering::Relaxed);
-        h.n_regions.store(reg.regions.len() as u32, Ordering::Relaxed);
+        h.n_regions.store(regions.len() as u32, Ordering::Relaxed);
         h.child_slots_off.store(layout.child_slots_off, Ordering::Relaxed);
         h.worker_slots_off.store(layout.worker_slots_off, Ordering::Relaxed);
         h.regions_off.store(layout.regions_off, Ordering::Relaxed);
         for (i, w) in workers.iter().enumerate() {
             seg.publish_worker(i as u32, w);
         }
-        for (i, r) in reg.regions.iter().enumerate() {
+        for (i, r) in regions.iter().enumerate() {
             let e = seg.region_entry(i);
             e.plugin.store(&r.plugin);
             e.name.store(&r.name);

@@ -160,7 +160,7 @@ impl Supervisor {
         });
         let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
         let started_at_ms = now_ms();
-        let segment = Segment::create(&layout, &registry.workers, &registry, &cfg, 1, started_at_ms)?;
+        let segment = Segment::create(&layout, &registry.workers, &registry.regions, &cfg, 1, started_at_ms)?;
 
         let (wake_r, wake_w) = crate::sys::pipe()?;
         let (death_r, death_w) = crate::sys::pipe()?;
@@ -997,7 +997,7 @@ impl Supervisor {
         match Segment::create(
             &self.layout,
             &self.specs,
-            &self.registry,
+            &self.registry.regions,
             &self.cfg,
             self.generation,
             self.started_at_ms,
