@@ -339,8 +339,7 @@ fn floors(mode: Mode, runs: usize) -> [f64; 3] {
         f.start(1000);
         f.wait_running(1000);
         start.push(ms(t));
-        // Let the last children reach `pause` before the stop is timed.
-        std::thread::sleep(Duration::from_millis(300));
+        // As in `fast_shutdown`, the stop starts once every child has said it runs.
         let t = Instant::now();
         f.stop();
         stop.push(ms(t));
