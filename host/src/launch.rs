@@ -124,6 +124,206 @@ pub fn launch_child(
     }
 }
 
+/// Fork mode: a short-lived helper that forks part of a batch of workers while the supervisor
+/// forks the rest, so that the page-table copying of a large batch runs on two cores. The helper is
+/// forked from the supervisor like any child; each worker it creates is the supervisor's own child
+/// (`CLONE_PARENT`), as if the supervisor had forked it (see decision 50).
+pub struct ForkHelper {
+    pid: i32,
+    results: OwnedFd,
+    slots: Vec<u32>,
+}
+
+/// How to create a process the way glibc's `fork` does, but as a child of the caller's parent:
+/// the address of the thread's tid field (written by the kernel in the new process, as glibc's
+/// `fork` has it written) and of its robust-futex list (registered again in the new process, as
+/// glibc's `fork` does). Both addresses are learnt from the kernel, not from glibc's internals,
+/// and are the same in the supervisor and in every process forked from it.
+#[derive(Debug, Clone, Copy)]
+pub struct SiblingFork {
+    tid_addr: usize,
+    robust_head: usize,
+    robust_len: usize,
+}
+
+impl SiblingFork {
+    /// What this process would need, or why it cannot have it (`PR_GET_TID_ADDRESS` needs a
+    /// kernel built with checkpoint/restore support, as distribution kernels are).
+    pub fn probe() -> Result<SiblingFork, String> {
+        let mut tid_addr: usize = 0;
+        let mut robust_head: usize = 0;
+        let mut robust_len: usize = 0;
+        // SAFETY: both calls only write their out-parameters.
+        unsafe {
+            if libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_addr as *mut usize) != 0 {
+                return Err(format!(
+                    "prctl(PR_GET_TID_ADDRESS): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            let got = libc::syscall(
+                libc::SYS_get_robust_list,
+                0,
+                &mut robust_head as *mut usize,
+                &mut robust_len as *mut usize,
+            );
+            if got != 0 {
+                return Err(format!("get_robust_list: {}", std::io::Error::last_os_error()));
+            }
+        }
+        // The tid field must hold this thread's id, or it is not glibc's.
+        // SAFETY: gettid has no preconditions; the address is this thread's own, mapped memory.
+        let tid = unsafe { libc::gettid() };
+        if tid_addr == 0
+            || robust_head == 0
+            || unsafe { std::ptr::read_volatile(tid_addr as *const libc::pid_t) } != tid
+        {
+            return Err("the thread's tid and robust-list addresses are not what glibc's fork sets".into());
+        }
+        Ok(SiblingFork {
+            tid_addr,
+            robust_head,
+            robust_len,
+        })
+    }
+
+    /// `fork`, but the new process is a child of this process's parent.
+    ///
+    /// # Safety
+    /// As for `fork`; the calling process must be single-threaded and forked (by glibc's `fork`)
+    /// from the process `probe` ran in.
+    unsafe fn fork(self) -> i64 {
+        let flags = libc::CLONE_PARENT | libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD;
+        // SAFETY: the flags glibc's fork passes, plus CLONE_PARENT; no new stack, so the child
+        // continues on a copy of this one; the kernel writes the child's tid to its own tid field.
+        unsafe {
+            let pid = libc::syscall(
+                libc::SYS_clone,
+                flags as libc::c_ulong,
+                0usize,
+                0usize,
+                self.tid_addr,
+                0usize,
+            );
+            if pid == 0 {
+                libc::syscall(libc::SYS_set_robust_list, self.robust_head, self.robust_len);
+            }
+            pid
+        }
+    }
+}
+
+/// Forks a helper that launches the workers of `slots` (a worker's child slot is its worker slot,
+/// already assigned), or returns why not. The supervisor then forks its own share and calls
+/// [`ForkHelper::finish`].
+pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) -> std::io::Result<ForkHelper> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: the supervisor is single-threaded; the helper only forks and writes to a pipe,
+    // then `_exit`s.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            drop(r);
+            // No supervisor handler runs here; each worker sets its own dispositions and mask.
+            // SAFETY: a full set is a valid mask.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            }
+            let mut out = Vec::with_capacity(slots.len() * 8);
+            for &slot in &slots {
+                // SAFETY: this helper is single-threaded and was forked by glibc from the
+                // supervisor, where `sib` was probed.
+                let pid = unsafe { sib.fork() };
+                if pid == 0 {
+                    become_child(
+                        env,
+                        ChildKind::Worker,
+                        Some(slot),
+                        &StartupData::Worker { worker_slot: slot },
+                        None,
+                    );
+                }
+                let v = if pid < 0 {
+                    -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN)
+                } else {
+                    pid as i32
+                };
+                out.extend_from_slice(&slot.to_ne_bytes());
+                out.extend_from_slice(&v.to_ne_bytes());
+            }
+            let _ = nix::unistd::write(&w, &out);
+            crate::child::exit(0)
+        }
+        pid => Ok(ForkHelper { pid, results: r, slots }),
+    }
+}
+
+impl ForkHelper {
+    /// Waits for the helper, which only forks, and returns each slot's pid or launch error.
+    pub fn finish(self) -> Vec<(u32, std::io::Result<i32>)> {
+        let mut status = 0;
+        // SAFETY: waits for this process's own child, by pid.
+        while unsafe { libc::waitpid(self.pid, &mut status, 0) } == -1
+            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {}
+        // The helper has exited, so what it wrote is in the pipe; the workers close their copy of
+        // the write end first thing, so a short read ends at once.
+        let mut buf = vec![0u8; self.slots.len() * 8];
+        let mut got = 0;
+        let mut f = std::fs::File::from(self.results);
+        while got < buf.len() {
+            match std::io::Read::read(&mut f, &mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let mut out: Vec<(u32, std::io::Result<i32>)> = buf[..got - got % 8]
+            .chunks_exact(8)
+            .map(|rec| {
+                let slot = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                let v = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
+                (
+                    slot,
+                    if v > 0 {
+                        Ok(v)
+                    } else {
+                        Err(std::io::Error::from_raw_os_error(-v))
+                    },
+                )
+            })
+            .collect();
+        for &s in &self.slots {
+            if !out.iter().any(|(r, _)| *r == s) {
+                let why = format!("the fork helper ended early (wait status {status:#x})");
+                out.push((s, Err(std::io::Error::other(why))));
+            }
+        }
+        out
+    }
+}
+
+/// A forked child's life: keep only its own fds, run, and end with `_exit`.
+fn become_child(
+    env: &ChildEnv<'_>,
+    kind: ChildKind,
+    child_slot: Option<u32>,
+    startup: &StartupData,
+    client: Option<ClientSocket>,
+) -> ! {
+    let client_fd = client.as_ref().map_or(-1, |c| c.fd.as_raw_fd());
+    crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, client_fd]);
+    // A panic must end this child here: unwinding further would run the supervisor's loop (and
+    // drop its fork-private tables, which this process does not have). Exit code 101, as for a
+    // panic in an exec-mode child's `main`.
+    let run = std::panic::AssertUnwindSafe(|| crate::child::run(env, kind, child_slot, startup, client, || Ok(())));
+    let code = std::panic::catch_unwind(run).unwrap_or(101);
+    crate::child::exit(code)
+}
+
 fn fork_child(
     env: &ChildEnv<'_>,
     kind: ChildKind,
@@ -135,17 +335,7 @@ fn fork_child(
     // thread; it runs `child::run` and ends with `_exit`, never returning into the event loop.
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
-        0 => {
-            let client_fd = client.as_ref().map_or(-1, |c| c.fd.as_raw_fd());
-            crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, client_fd]);
-            // A panic must end this child here: unwinding further would run the supervisor's
-            // loop (and drop its fork-private tables, which this process does not have).
-            // Exit code 101, as for a panic in an exec-mode child's `main`.
-            let run =
-                std::panic::AssertUnwindSafe(|| crate::child::run(env, kind, child_slot, startup, client, || Ok(())));
-            let code = std::panic::catch_unwind(run).unwrap_or(101);
-            crate::child::exit(code)
-        }
+        0 => become_child(env, kind, child_slot, startup, client),
         pid => Ok(pid),
     }
 }

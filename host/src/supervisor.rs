@@ -38,6 +38,9 @@ use crate::time::now_ms;
 
 /// Most workers launched per loop iteration, so sockets and exits are served during a burst.
 const LAUNCH_BATCH: usize = 64;
+/// The smallest batch of due workers worth a fork helper: below it, forking the helper costs
+/// about as much as the forks it takes over.
+const HELPER_MIN_BATCH: usize = 16;
 /// Most connections accepted per loop iteration.
 const ACCEPT_BATCH: usize = 32;
 /// Retry delay after `fork` itself failed.
@@ -123,6 +126,8 @@ pub struct Supervisor {
     spare_refill: u32,
     /// Workers started from a spare that have not claimed their own child slot yet.
     handoffs: Vec<i32>,
+    /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
+    sibling_fork: Option<crate::launch::SiblingFork>,
     exit_code: i32,
     listener: UnixListener,
     wake_r: OwnedFd,
@@ -207,6 +212,14 @@ impl Supervisor {
             }
         }
         let specs = crate::private::PrivateSlice::from_vec(std::mem::take(&mut registry.workers))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let sibling_fork = if cfg.launch_mode == crate::config::LaunchMode::Fork && cores > 1 {
+            crate::launch::SiblingFork::probe()
+                .inspect_err(|why| tracing::debug!("workers are forked by the supervisor alone: {why}"))
+                .ok()
+        } else {
+            None
+        };
         let sup = Supervisor {
             connection_slots: vec![false; cfg.max_connections as usize],
             cfg,
@@ -229,6 +242,7 @@ impl Supervisor {
             spares: Vec::new(),
             spare_refill: crate::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
+            sibling_fork,
             exit_code: crate::exit_code::OK,
             listener,
             wake_r,
@@ -519,35 +533,74 @@ impl Supervisor {
             return false;
         }
         let now = Instant::now();
-        let mut launched = 0;
+        // The batch, on the stack: nothing the supervisor frees between forks (decision 49).
+        let mut due = [0usize; LAUNCH_BATCH];
+        let mut n = 0;
+        let mut more = false;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
             if !self.start_time_reached(self.specs[i].start_time) {
                 continue;
             }
-            let due = match w.state {
+            let is_due = match w.state {
                 WorkerState::NotStarted => true,
                 WorkerState::WaitingRestart => w.restart_at.is_none_or(|t| t <= now),
                 _ => false,
             };
-            if !due {
+            if !is_due {
                 continue;
             }
-            if launched == LAUNCH_BATCH {
-                return true;
+            if n == LAUNCH_BATCH {
+                more = true;
+                break;
             }
-            self.launch_worker(i);
-            launched += 1;
+            due[n] = i;
+            n += 1;
         }
-        false
+        let due = &due[..n];
+        // A large batch in fork mode: a helper forks the second half while this process forks
+        // the first (decision 50).
+        let mut split = due.len();
+        let mut helper = None;
+        if let (Some(sib), true) = (self.sibling_fork, due.len() >= HELPER_MIN_BATCH) {
+            let half = due.len() / 2;
+            for &i in &due[half..] {
+                self.prepare_launch(i);
+                self.assign_child_slot(i as u32);
+            }
+            let slots = due[half..].iter().map(|&i| i as u32).collect();
+            match crate::launch::start_fork_helper(&self.env(), sib, slots) {
+                Ok(h) => {
+                    helper = Some(h);
+                    split = half;
+                }
+                Err(e) => tracing::debug!("no fork helper ({e}): the supervisor forks the whole batch"),
+            }
+        }
+        for &i in &due[..split] {
+            self.launch_worker(i);
+        }
+        if let Some(h) = helper {
+            for (slot, result) in h.finish() {
+                let i = slot as usize;
+                self.track_launched(&result, ChildKind::Worker, Some(slot), Some(i));
+                self.record_launch(i, result);
+            }
+        }
+        more
+    }
+
+    /// Clears worker `i`'s launch timestamps in its child slot before it is launched.
+    fn prepare_launch(&self, i: usize) {
+        let cs = self.segment.child_slot(i as u32);
+        cs.entered_at_ns.store(0, std::sync::atomic::Ordering::Relaxed);
+        cs.launched_at_ns
+            .store(crate::shmem::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn launch_worker(&mut self, i: usize) {
         let slot = i as u32;
-        let cs = self.segment.child_slot(slot);
-        cs.entered_at_ns.store(0, std::sync::atomic::Ordering::Relaxed);
-        cs.launched_at_ns
-            .store(crate::shmem::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
+        self.prepare_launch(i);
         // Only a spare that finished loading: one still loading could fail on a plugin file that
         // has changed since, and would report that older failure as this worker's.
         let ready = self.spares.iter().position(|(_, s)| {
@@ -588,6 +641,11 @@ impl Supervisor {
                 Some(i),
             ),
         };
+        self.record_launch(i, result);
+    }
+
+    fn record_launch(&mut self, i: usize, result: std::io::Result<i32>) {
+        let slot = i as u32;
         let w = &mut self.workers[i];
         match result {
             Ok(pid) => {
@@ -643,6 +701,18 @@ impl Supervisor {
             self.assign_child_slot(s);
         }
         let result = launch_child(&self.env(), kind, slot, startup, client);
+        self.track_launched(&result, kind, slot, worker);
+        result
+    }
+
+    /// Records a launched child, or frees its slot again if the launch failed.
+    fn track_launched(
+        &mut self,
+        result: &std::io::Result<i32>,
+        kind: ChildKind,
+        slot: Option<u32>,
+        worker: Option<usize>,
+    ) {
         match result {
             Ok(pid) => {
                 let child = Child {
@@ -652,7 +722,7 @@ impl Supervisor {
                     signalled: false,
                     spare_slot: None,
                 };
-                self.children.insert(pid, child);
+                self.children.insert(*pid, child);
             }
             Err(_) => {
                 if let Some(s) = slot {
@@ -663,7 +733,6 @@ impl Supervisor {
                 }
             }
         }
-        result
     }
 
     // ---- spare children (exec mode) ----

@@ -327,6 +327,45 @@ fn killing_the_host_leaves_no_worker_running(mode: Mode) {
     wait_gone(&pids, Duration::from_secs(1));
 }
 
+/// Fork mode forks a large batch from two processes (decision 50): every worker must still be the
+/// host's own child, with the C library's thread state its own, and die with the host.
+fn a_large_batch_of_workers_are_whole_children_that_die_with_the_host(mode: Mode) {
+    let names: Vec<String> = (0..40).map(|i| format!("b{i}")).collect();
+    let mut host = Host::start(
+        Spec::new(mode)
+            .testkit(&names.join(","))
+            .setting("testkit", "check_thread = true"),
+    );
+    let s = host.wait_for("40 workers running", T, |s| {
+        s.workers.iter().filter(|w| w.state == "running").count() == 40
+    });
+    let pids = worker_pids(&s);
+    assert_eq!(pids.len(), 40);
+    for &pid in &pids {
+        assert_eq!(
+            parent_of(pid),
+            Some(host.pid),
+            "worker pid {pid} is not a child of the host"
+        );
+    }
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let log = host.log_text();
+        assert!(!log.contains("thread wrong"), "{log}");
+        if log.matches("thread ok").count() == 40 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every worker checked its thread:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    host.signal(libc::SIGKILL);
+    host.wait_exit(T);
+    wait_gone(&pids, Duration::from_secs(1));
+}
+
 fn max_connections_refuses_the_next_client_at_once(mode: Mode) {
     let host = Host::start(hello(mode).host("max_connections = 1"));
     // Take the one slot: the harness's own start-up connection may not be reaped yet.
@@ -485,6 +524,7 @@ both_modes!(
     ctrl_c_to_the_whole_group_is_a_fast_shutdown_not_a_crash,
     a_worker_ignoring_sigterm_is_killed_after_shutdown_timeout,
     killing_the_host_leaves_no_worker_running,
+    a_large_batch_of_workers_are_whole_children_that_die_with_the_host,
     max_connections_refuses_the_next_client_at_once,
     the_socket_is_private_and_other_users_are_refused,
     fork_mode_moves_the_code_to_huge_pages_unless_turned_off,

@@ -13,6 +13,9 @@
 //!   `start=host_start|consistent|running` (start time).
 //! - `restart_delay`: the restart delay of every worker that does not say `never`.
 //! - `announce`: each worker logs `up` as soon as its entry runs (benchmarks count these).
+//! - `check_thread`: each worker checks that the C library's view of its thread is its own (the
+//!   thread's CPU clock, found through `pthread_self`, can be read, and a robust-futex list is
+//!   registered) and logs `thread ok` or `thread wrong: REASON`.
 //! - `startup_hook` = `"none" | "hold" | "fail"`: `hold` registers a startup hook that keeps the
 //!   host in startup until the trigger file `startup` says `consistent`, then in consistent until
 //!   it says `run`; `fail` registers one that fails.
@@ -54,6 +57,11 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         "announce",
         false,
         "log \"up\" when a worker's entry starts (for benchmarks)",
+    )?;
+    reg.define_bool(
+        "check_thread",
+        false,
+        "log whether the C library's view of the thread is right",
     )?;
     reg.request_region("testkit", MAX_WORKERS * 8)?;
     match mode.as_str() {
@@ -150,6 +158,12 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
     if w.setting::<bool>("announce").map_err(fatal)? {
         let message: String = w.setting("message").map_err(fatal)?;
         tracing::info!("up message={message}");
+    }
+    if w.setting::<bool>("check_thread").map_err(fatal)? {
+        match thread_state() {
+            Ok(()) => tracing::info!("thread ok"),
+            Err(why) => tracing::error!("thread wrong: {why}"),
+        }
     }
     let trigger = (!trigger_dir.is_empty()).then(|| PathBuf::from(&trigger_dir).join(w.name()));
 
@@ -260,3 +274,39 @@ fn testkit_fail_hook(_s: &mut Startup) -> Result<(), String> {
     Err("testkit was told to fail its startup hook".into())
 }
 steward::startup_hook!(testkit_fail_hook);
+
+/// Whether glibc's record of this thread matches the kernel's: the tid it keeps names this thread
+/// (a thread CPU clock only resolves for a thread of the calling process), and the robust-futex
+/// list glibc's `fork` registers is registered.
+fn thread_state() -> Result<(), String> {
+    // SAFETY: each call only writes the given out-parameters.
+    unsafe {
+        let mut clock: libc::clockid_t = 0;
+        let rc = libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock);
+        if rc != 0 {
+            return Err(format!(
+                "pthread_getcpuclockid: {}",
+                std::io::Error::from_raw_os_error(rc)
+            ));
+        }
+        let mut ts: libc::timespec = std::mem::zeroed();
+        if libc::clock_gettime(clock, &mut ts) != 0 {
+            return Err(format!(
+                "the thread's CPU clock: {} (the C library holds another thread's id)",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut head: usize = 0;
+        let mut len: usize = 0;
+        let rc = libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut head as *mut usize,
+            &mut len as *mut usize,
+        );
+        if rc != 0 || head == 0 {
+            return Err("no robust-futex list is registered".into());
+        }
+    }
+    Ok(())
+}
