@@ -12,10 +12,7 @@
 //! running, return addresses and function pointers are unaffected.
 //!
 //! The binary is linked with a 2 MiB maximum page size (see `host/build.rs`), which gives the code
-//! segment 2 MiB-aligned windows of its own. A plugin linked the same way gets the same treatment:
-//! the dynamic loader aligns such a library to 2 MiB and reserves the space between its segments
-//! as inaccessible mappings of the file, which may share the window and become part of the page.
-//! Libraries linked with 4 KiB pages (the C library among them) share their windows and stay. Anything unexpected (a window shared with another
+//! segment 2 MiB-aligned windows of its own. Anything unexpected (a window shared with another
 //! mapping, no huge page to be had) leaves the original mapping in place: this is an optimisation,
 //! never a requirement. The cost: profilers that name functions from `/proc/PID/maps` see the
 //! supervisor's and forked children's code as anonymous memory; `huge_code_pages = false` turns
@@ -79,13 +76,7 @@ pub fn plan(maps: &[Mapping], addr: usize) -> Result<(Mapping, usize, usize), St
     }
     let wstart = code.start & !(HUGE - 1);
     let wend = code.end.div_ceil(HUGE) * HUGE;
-    // The dynamic loader reserves the space between a library's segments as inaccessible
-    // mappings of the same file; those may share the window (they become part of the page).
-    let gap = |m: &Mapping| m.perms.starts_with("---") && m.path == code.path;
-    if let Some(other) = maps
-        .iter()
-        .find(|m| *m != code && !gap(m) && m.start < wend && m.end > wstart)
-    {
+    if let Some(other) = maps.iter().find(|m| *m != code && m.start < wend && m.end > wstart) {
         return Err(format!(
             "the code's 2 MiB window also holds {} {:?} (a binary linked without a 2 MiB page size?)",
             other.perms, other.path
@@ -145,31 +136,6 @@ pub fn move_code_to_huge_pages() -> Outcome {
         },
         Err(why) => Outcome::Skipped(why),
     }
-}
-
-/// Moves the code of every other loaded library whose code has 2 MiB windows of its own (a
-/// plugin linked with a 2 MiB maximum page size) onto huge pages; returns each moved file and its
-/// code's size. Libraries that cannot be moved are left as they are.
-pub fn move_library_code_to_huge_pages() -> Vec<(String, usize)> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
-        return Vec::new();
-    };
-    let maps = parse_maps(&text);
-    let mut moved = Vec::new();
-    for m in maps
-        .iter()
-        .filter(|m| m.perms.starts_with("r-x") && m.path.starts_with('/'))
-    {
-        let Ok((code, wstart, wend)) = plan(&maps, m.start) else {
-            continue;
-        };
-        // SAFETY: as in `move_code_to_huge_pages`: `plan` found the window to hold nothing but
-        // this file's code, and the supervisor is single-threaded.
-        if unsafe { copy_to_huge_pages(code.start, code.end, wstart, wend) }.is_ok() {
-            moved.push((code.path.clone(), code.end - code.start));
-        }
-    }
-    moved
 }
 
 /// # Safety
@@ -250,26 +216,6 @@ mod tests {
         let (code, ws, we) = plan(&maps, 0x555555700000).unwrap();
         assert_eq!((code.start, code.end), (0x555555661000, 0x55555578f000));
         assert_eq!((ws, we), (0x555555600000, 0x555555800000));
-    }
-
-    #[test]
-    fn a_library_s_own_reserved_gaps_may_share_the_window_but_another_file_may_not() {
-        let lib = "\
-7f0000000000-7f000001f000 r--p 00000000 fe:00 3 /p/libplug.so
-7f000001f000-7f000021e000 ---p 0001f000 fe:00 3 /p/libplug.so
-7f000021e000-7f0000275000 r-xp 0001e000 fe:00 3 /p/libplug.so
-7f0000275000-7f0000474000 ---p 00275000 fe:00 3 /p/libplug.so
-7f0000474000-7f0000479000 r--p 00074000 fe:00 3 /p/libplug.so
-";
-        let (code, ws, we) = plan(&parse_maps(lib), 0x7f0000230000).unwrap();
-        assert_eq!((code.start, code.end), (0x7f000021e000, 0x7f0000275000));
-        assert_eq!((ws, we), (0x7f0000200000, 0x7f0000400000));
-        let other = lib.replace(
-            "7f0000275000-7f0000474000 ---p 00275000 fe:00 3 /p/libplug.so",
-            "7f0000275000-7f0000474000 ---p 00000000 fe:00 4 /p/libother.so",
-        );
-        let why = plan(&parse_maps(&other), 0x7f0000230000).unwrap_err();
-        assert!(why.contains("libother.so"), "{why}");
     }
 
     #[test]

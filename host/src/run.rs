@@ -43,9 +43,6 @@ pub fn run(cfg: Config) -> Result<i32, RunError> {
             ),
             crate::hugetext::Outcome::Skipped(why) => tracing::info!("machine code left on small pages: {why}"),
         }
-        for (path, bytes) in crate::hugetext::move_library_code_to_huge_pages() {
-            tracing::info!("{path}: machine code on huge pages ({} KiB)", bytes / 1024);
-        }
     }
     let sup = crate::supervisor::Supervisor::new(cfg, lock, notifier)?;
     Ok(sup.run())
