@@ -108,8 +108,20 @@ fn start_to_running(mode: Mode, n: usize, runs: usize) -> f64 {
         let h = Host::spawn(spec);
         let t1 = wait_log_count(&h, "testkit: up", n, Duration::from_secs(60));
         v.push((t1 - t0).as_secs_f64() * 1e3);
+        // The next run must not start while the kernel still tears this host's processes down:
+        // a fast shutdown returns once the supervisor has reaped every one of them.
+        stop_fast(h);
     }
     median(&mut v)
+}
+
+/// Fast shutdown (SIGINT) of `h`, returning when the supervisor, which exits after its last child
+/// is reaped, has exited with status 0.
+fn stop_fast(mut h: Host) {
+    let mut child = h.child.take().expect("host process");
+    h.signal(libc::SIGINT);
+    let st = child.wait().expect("wait for the host");
+    assert!(st.success(), "fast shutdown exit status {st}");
 }
 
 /// Connect, `status`, full answer, measured in this client.
@@ -184,6 +196,7 @@ fn crash_recovery(mode: Mode, runs: usize) -> f64 {
         unsafe { libc::kill(victim, libc::SIGSEGV) };
         let t1 = ups.wait_for(100, Duration::from_secs(30), &h);
         v.push((t1 - t0).as_secs_f64() * 1e3);
+        stop_fast(h);
     }
     median(&mut v)
 }
@@ -200,6 +213,34 @@ fn fast_shutdown(mode: Mode, n: usize, runs: usize) -> f64 {
         let st = child.wait().expect("wait for the host");
         v.push(t0.elapsed().as_secs_f64() * 1e3);
         assert!(st.success(), "fast shutdown exit status {st}");
+    }
+    median(&mut v)
+}
+
+/// CPU time of this process's waited-for descendants so far, in ms.
+fn children_cpu_ms() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(ru.ru_utime) + ms(ru.ru_stime)
+}
+
+/// The CPU time (user and system, every process of the host: supervisor, fork helpers, workers)
+/// of a start of `n` workers to all running followed by a fast shutdown. Unlike wall-clock
+/// figures this hardly depends on what else the machine does, so it shows a change in the work
+/// Steward asks of the kernel even when the machine's speed drifts.
+fn start_stop_cpu(mode: Mode, n: usize, runs: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        let before = children_cpu_ms();
+        let h = Host::spawn(workers_spec(mode, n));
+        wait_log_count(&h, "testkit: up", n, Duration::from_secs(60));
+        stop_fast(h);
+        v.push(children_cpu_ms() - before);
     }
     median(&mut v)
 }
@@ -355,7 +396,8 @@ fn main() {
         }
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    // Optional names select figures: start10 rtt cycle launch start1000 (default: all).
+    // Optional names select figures: start10 rtt cycle launch crash50 shutdown1000 start1000 cpu1000
+    // floors (default: all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
     let runs = if quick { 5 } else { 15 };
@@ -435,6 +477,11 @@ fn main() {
     if want("start1000") {
         row("start to 1000 workers running, ms (median)", &|m| {
             format!("{:.1}", start_to_running(m, 1000, runs.min(5)))
+        });
+    }
+    if want("cpu1000") {
+        row("CPU time of the host, start 1000 + fast shutdown, ms (median)", &|m| {
+            format!("{:.0}", start_stop_cpu(m, 1000, runs.min(5)))
         });
     }
     if want("floors") {
