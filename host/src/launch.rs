@@ -124,6 +124,9 @@ pub fn launch_child(
     }
 }
 
+/// How long the supervisor waits for a fork helper before it kills it.
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Fork mode: a short-lived helper that forks part of a batch of workers while the supervisor
 /// forks the rest, so that the page-table copying of a large batch runs on two cores. The helper is
 /// forked from the supervisor like any child; each worker it creates is the supervisor's own child
@@ -231,7 +234,6 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
                 libc::sigfillset(&mut all);
                 libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
             }
-            let mut out = Vec::with_capacity(slots.len() * 8);
             for &slot in &slots {
                 // SAFETY: this helper is single-threaded and was forked by glibc from the
                 // supervisor, where `sib` was probed.
@@ -250,10 +252,13 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
                 } else {
                     pid as i32
                 };
-                out.extend_from_slice(&slot.to_ne_bytes());
-                out.extend_from_slice(&v.to_ne_bytes());
+                // One record per worker, at once: should this helper be killed, only a worker
+                // created in that instant goes unreported. A pipe takes 8 bytes atomically.
+                let mut rec = [0u8; 8];
+                rec[..4].copy_from_slice(&slot.to_ne_bytes());
+                rec[4..].copy_from_slice(&v.to_ne_bytes());
+                let _ = nix::unistd::write(&w, &rec);
             }
-            let _ = nix::unistd::write(&w, &out);
             crate::child::exit(0)
         }
         pid => Ok(ForkHelper { pid, results: r, slots }),
@@ -263,6 +268,13 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
 impl ForkHelper {
     /// Waits for the helper, which only forks, and returns each slot's pid or launch error.
     pub fn finish(self) -> Vec<(u32, std::io::Result<i32>)> {
+        // The helper only forks, so it ends within milliseconds. One that does not (stopped by a
+        // debugger or SIGSTOP) must not hold up the supervisor's loop: it is killed, and the
+        // workers it did not report are launch failures, retried like any other.
+        if let Ok(false) = crate::sys::wait_pid_exit(self.pid, HELPER_TIMEOUT) {
+            // SAFETY: signalling this process's own child, which has not been reaped.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
         let mut status = 0;
         // SAFETY: waits for this process's own child, by pid.
         while unsafe { libc::waitpid(self.pid, &mut status, 0) } == -1
