@@ -153,6 +153,14 @@ impl SiblingFork {
     /// What this process would need, or why it cannot have it (`PR_GET_TID_ADDRESS` needs a
     /// kernel built with checkpoint/restore support, as distribution kernels are).
     pub fn probe() -> Result<SiblingFork, String> {
+        // `clone`'s argument order differs between architectures; only this one's is used.
+        if !cfg!(target_arch = "x86_64") {
+            return Err("a fork helper is only used on x86_64".into());
+        }
+        // The supervisor waits for a helper through a pidfd, with a deadline.
+        if let Err(e) = crate::sys::wait_pid_exit(std::process::id() as i32, std::time::Duration::ZERO) {
+            return Err(format!("pidfd_open: {e}"));
+        }
         let mut tid_addr: usize = 0;
         let mut robust_head: usize = 0;
         let mut robust_len: usize = 0;
@@ -190,21 +198,28 @@ impl SiblingFork {
         })
     }
 
-    /// `fork`, but the new process is a child of this process's parent.
+    /// `fork`, but the new process is a child of this process's parent. The kernel also writes
+    /// the new pid to `pid_out` (shared memory the supervisor reads) before this returns.
     ///
     /// # Safety
     /// As for `fork`; the calling process must be single-threaded and forked (by glibc's `fork`)
     /// from the process `probe` ran in.
-    unsafe fn fork(self) -> i64 {
-        let flags = libc::CLONE_PARENT | libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD;
-        // SAFETY: the flags glibc's fork passes, plus CLONE_PARENT; no new stack, so the child
-        // continues on a copy of this one; the kernel writes the child's tid to its own tid field.
+    unsafe fn fork(self, pid_out: &std::sync::atomic::AtomicI32) -> i64 {
+        let flags = libc::CLONE_PARENT
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_SETTID
+            | libc::CLONE_CHILD_CLEARTID
+            | libc::SIGCHLD;
+        // SAFETY: the flags glibc's fork passes, plus CLONE_PARENT and CLONE_PARENT_SETTID; no new
+        // stack, so the child continues on a copy of this one; the kernel writes the child's tid
+        // to its own tid field, and to `pid_out`, a live atomic in the shared segment. x86_64
+        // order: flags, stack, parent tid, child tid, tls.
         unsafe {
             let pid = libc::syscall(
                 libc::SYS_clone,
                 flags as libc::c_ulong,
                 0usize,
-                0usize,
+                pid_out.as_ptr(),
                 self.tid_addr,
                 0usize,
             );
@@ -220,13 +235,20 @@ impl SiblingFork {
 /// already assigned), or returns why not. The supervisor then forks its own share and calls
 /// [`ForkHelper::finish`].
 pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) -> std::io::Result<ForkHelper> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // Non-blocking: after the helper is gone, the supervisor reads what is there and stops.
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
     // SAFETY: the supervisor is single-threaded; the helper only forks and writes to a pipe,
     // then `_exit`s.
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()),
         0 => {
             drop(r);
+            // Nothing of the supervisor's stays open here (its listener, lock file, the write end
+            // of the host-death pipe), and the helper dies with the supervisor, as any child does.
+            crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, w.as_raw_fd()]);
+            if !crate::sys::die_with_parent(env.host_pid) {
+                crate::child::exit(1);
+            }
             // No supervisor handler runs here; each worker sets its own dispositions and mask.
             // SAFETY: a full set is a valid mask.
             unsafe {
@@ -237,7 +259,7 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
             for &slot in &slots {
                 // SAFETY: this helper is single-threaded and was forked by glibc from the
                 // supervisor, where `sib` was probed.
-                let pid = unsafe { sib.fork() };
+                let pid = unsafe { sib.fork(&env.segment.child_slot(slot).pid) };
                 if pid == 0 {
                     become_child(
                         env,
@@ -266,12 +288,15 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
 }
 
 impl ForkHelper {
-    /// Waits for the helper, which only forks, and returns each slot's pid or launch error.
-    pub fn finish(self) -> Vec<(u32, std::io::Result<i32>)> {
-        // The helper only forks, so it ends within milliseconds. One that does not (stopped by a
-        // debugger or SIGSTOP) must not hold up the supervisor's loop: it is killed, and the
-        // workers it did not report are launch failures, retried like any other.
-        if let Ok(false) = crate::sys::wait_pid_exit(self.pid, HELPER_TIMEOUT) {
+    /// Waits for the helper and returns each slot's pid or launch error.
+    ///
+    /// The helper only forks, so it ends within milliseconds. One that does not (stopped by a
+    /// debugger or SIGSTOP) must not hold up the supervisor's loop: after `HELPER_TIMEOUT` it is
+    /// killed. A worker it created but did not report is still known by the pid the kernel wrote
+    /// into its child slot (cleared by the supervisor before the helper started); the others are
+    /// launch failures, retried like any other.
+    pub fn finish(self, segment: &crate::shmem::Segment) -> Vec<(u32, std::io::Result<i32>)> {
+        if !matches!(crate::sys::wait_pid_exit(self.pid, HELPER_TIMEOUT), Ok(true)) {
             // SAFETY: signalling this process's own child, which has not been reaped.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
         }
@@ -280,8 +305,7 @@ impl ForkHelper {
         while unsafe { libc::waitpid(self.pid, &mut status, 0) } == -1
             && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
         {}
-        // The helper has exited, so what it wrote is in the pipe; the workers close their copy of
-        // the write end first thing, so a short read ends at once.
+        // The helper is gone, so everything it wrote is in the pipe.
         let mut buf = vec![0u8; self.slots.len() * 8];
         let mut got = 0;
         let mut f = std::fs::File::from(self.results);
@@ -309,10 +333,17 @@ impl ForkHelper {
             })
             .collect();
         for &s in &self.slots {
-            if !out.iter().any(|(r, _)| *r == s) {
-                let why = format!("the fork helper ended early (wait status {status:#x})");
-                out.push((s, Err(std::io::Error::other(why))));
+            if out.iter().any(|(r, _)| *r == s) {
+                continue;
             }
+            let pid = segment.child_slot(s).pid.load(std::sync::atomic::Ordering::Acquire);
+            let result = if pid > 0 {
+                Ok(pid)
+            } else {
+                let why = format!("the fork helper ended early (wait status {status:#x})");
+                Err(std::io::Error::other(why))
+            };
+            out.push((s, result));
         }
         out
     }

@@ -567,10 +567,16 @@ impl Supervisor {
             for &i in &due[half..] {
                 self.prepare_launch(i);
                 self.assign_child_slot(i as u32);
+                // The kernel writes each new worker's pid here (see `ForkHelper::finish`).
+                self.segment
+                    .child_slot(i as u32)
+                    .pid
+                    .store(0, std::sync::atomic::Ordering::Release);
             }
             let slots = due[half..].iter().map(|&i| i as u32).collect();
             match crate::launch::start_fork_helper(&self.env(), sib, slots) {
                 Ok(h) => {
+                    tracing::debug!("a fork helper starts {} of {} due workers", due.len() - half, due.len());
                     helper = Some(h);
                     split = half;
                 }
@@ -581,7 +587,7 @@ impl Supervisor {
             self.launch_worker(i);
         }
         if let Some(h) = helper {
-            for (slot, result) in h.finish() {
+            for (slot, result) in h.finish(&self.segment) {
                 let i = slot as usize;
                 self.track_launched(&result, ChildKind::Worker, Some(slot), Some(i));
                 self.record_launch(i, result);

@@ -351,15 +351,20 @@ impl Host {
 
     /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_log_count(needle, 1, timeout)
+    }
+
+    /// Waits until the log contains `needle` at least `n` times.
+    pub fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let t = self.log_text();
-            if t.contains(needle) {
+            if t.matches(needle).count() >= n {
                 return t;
             }
             assert!(
                 Instant::now() < deadline,
-                "log never contained {needle:?} within {timeout:?}:\n{t}"
+                "log never contained {needle:?} {n} times within {timeout:?}:\n{t}"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
