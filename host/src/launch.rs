@@ -243,18 +243,18 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
         -1 => Err(std::io::Error::last_os_error()),
         0 => {
             drop(r);
-            // Nothing of the supervisor's stays open here (its listener, lock file, the write end
-            // of the host-death pipe), and the helper dies with the supervisor, as any child does.
-            crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, w.as_raw_fd()]);
-            if !crate::sys::die_with_parent(env.host_pid) {
-                crate::child::exit(1);
-            }
             // No supervisor handler runs here; each worker sets its own dispositions and mask.
             // SAFETY: a full set is a valid mask.
             unsafe {
                 let mut all: libc::sigset_t = std::mem::zeroed();
                 libc::sigfillset(&mut all);
                 libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            }
+            // Nothing of the supervisor's stays open here (its listener, lock file, the write end
+            // of the host-death pipe), and the helper dies with the supervisor, as any child does.
+            crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, w.as_raw_fd()]);
+            if !crate::sys::die_with_parent(env.host_pid) {
+                crate::child::exit(1);
             }
             for &slot in &slots {
                 // SAFETY: this helper is single-threaded and was forked by glibc from the
