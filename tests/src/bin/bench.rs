@@ -494,7 +494,13 @@ fn main() {
         println!();
         println!("floors: the same process work without Steward (idle programs, see docs/benchmarks.md)");
         let f = [Mode::Fork, Mode::Exec].map(|m| if skip(m) { [f64::NAN; 3] } else { floors(m, runs.min(5)) });
-        let cell = |v: f64| if v.is_nan() { "-".to_string() } else { format!("{v:.1}") };
+        let cell = |v: f64, digits: usize| {
+            if v.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{v:.digits$}")
+            }
+        };
         for (k, name) in [
             "50 idle processes stopped, 50 new ones running, ms (median)",
             "1000 processes started to all running, ms (median)",
@@ -503,10 +509,10 @@ fn main() {
         .iter()
         .enumerate()
         {
-            println!("{:<58} {:>12} {:>12}", name, cell(f[0][k]), cell(f[1][k]));
+            println!("{:<58} {:>12} {:>12}", name, cell(f[0][k], 1), cell(f[1][k], 1));
         }
-        // A figure over its floor from the same run hardly moves when the machine's speed drifts;
-        // the targets' own ratios are 150/90 = 1.67 for the start and 80/40 = 2.0 for the shutdown.
+        // A figure over its floor from the same run moves less than the figure alone when the
+        // machine's speed drifts. The targets ask for 150/90 = 1.67 (start) and 80/40 = 2.0 (shutdown).
         let figures = figures.borrow();
         println!();
         println!("each figure over its floor from this run");
@@ -519,14 +525,7 @@ fn main() {
         .enumerate()
         {
             if figures[k].iter().any(|v| !v.is_nan()) {
-                let r = |i: usize| {
-                    let v = figures[k][i] / f[i][k];
-                    if v.is_nan() {
-                        "-".to_string()
-                    } else {
-                        format!("{v:.2}")
-                    }
-                };
+                let r = |i: usize| cell(figures[k][i] / f[i][k], 2);
                 println!("{:<58} {:>12} {:>12}", name, r(0), r(1));
             }
         }
