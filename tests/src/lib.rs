@@ -62,6 +62,12 @@ pub struct Build {
 pub fn build() -> &'static Build {
     static BUILD: OnceLock<Build> = OnceLock::new();
     BUILD.get_or_init(|| {
+        // Every host is started after this, so a host's workers that outlive it (a test killed
+        // the host, or the host crashed) become this process's children, which `end_group` can
+        // reap, instead of init's, which would leave them tearing down after the test ended.
+        // SAFETY: prctl with an integer argument changes only this process's attribute.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
         let exe = std::env::current_exe().expect("test executable path");
         // target/<profile>/deps/<test> (tests) or target/<profile>/<bin> (the bench binary)
         let mut profile_dir = exe.parent().expect("target/<profile>").to_owned();
@@ -420,6 +426,26 @@ impl Drop for Host {
             let _ = c.kill();
             let _ = c.wait();
         }
+        end_group(self.pid);
+    }
+}
+
+/// SIGKILL to every process in group `pgid`, then reaps every one of them that is a child of this
+/// process, until none is left. Once the group's leader (a host, started in a group of its own)
+/// is gone, every other member is this process's child (see `build`), so when this returns no
+/// process of the group exists any more, not even one the kernel is still tearing down.
+pub fn end_group(pgid: i32) {
+    loop {
+        // Again each round: a fork that was under way when the group was first killed.
+        // SAFETY: signalling a process group this test started.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        // SAFETY: waitpid with a null status pointer only reaps.
+        let r = unsafe { libc::waitpid(-pgid, std::ptr::null_mut(), 0) };
+        if r > 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // ECHILD: no child of this process is left in the group.
+        return;
     }
 }
 

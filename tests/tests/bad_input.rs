@@ -183,9 +183,7 @@ fn a_stale_lock_from_a_dead_host_is_taken_over(mode: Mode) {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    // SAFETY: ending the second host's process group.
-    unsafe { libc::kill(-(second.id() as i32), libc::SIGKILL) };
-    let _ = second.wait();
+    end_group(second.id() as i32);
     assert!(ok, "the second host did not take over the stale lock");
 }
 

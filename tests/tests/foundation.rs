@@ -360,6 +360,25 @@ fn a_large_batch_of_workers_are_whole_children_that_die_with_the_host(mode: Mode
     wait_gone(&pids, Duration::from_secs(1));
 }
 
+/// The harness's promise to every test: once a `Host` is dropped, no process of it exists, not
+/// even one the kernel is still tearing down, so the next test starts on a quiet machine.
+fn a_dropped_host_leaves_no_process_at_all(mode: Mode) {
+    let names: Vec<String> = (0..200).map(|i| format!("d{i}")).collect();
+    let host = Host::start(Spec::new(mode).testkit(&names.join(",")));
+    let s = host.wait_for("200 workers running", T, |s| {
+        s.workers.iter().filter(|w| w.state == "running").count() == 200
+    });
+    let mut pids = worker_pids(&s);
+    pids.push(host.pid);
+    drop(host);
+    let exists = |pid: i32| {
+        // SAFETY: signal 0 only checks whether the process (a zombie included) exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    };
+    let left: Vec<i32> = pids.into_iter().filter(|&p| exists(p)).collect();
+    assert!(left.is_empty(), "processes of a dropped host still exist: {left:?}");
+}
+
 fn max_connections_refuses_the_next_client_at_once(mode: Mode) {
     let host = Host::start(hello(mode).host("max_connections = 1"));
     // Take the one slot: the harness's own start-up connection may not be reaped yet.
@@ -518,6 +537,7 @@ both_modes!(
     ctrl_c_to_the_whole_group_is_a_fast_shutdown_not_a_crash,
     a_worker_ignoring_sigterm_is_killed_after_shutdown_timeout,
     killing_the_host_leaves_no_worker_running,
+    a_dropped_host_leaves_no_process_at_all,
     a_large_batch_of_workers_are_whole_children_that_die_with_the_host,
     max_connections_refuses_the_next_client_at_once,
     the_socket_is_private_and_other_users_are_refused,
