@@ -420,12 +420,9 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // SAFETY: killing our own child's process group (the host and every child it started).
-        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // The host leads its own group, so `end_group` kills and reaps it with everything it
+        // started; its `Child` needs no wait of its own.
+        self.child.take();
         end_group(self.pid);
     }
 }
@@ -498,9 +495,7 @@ pub fn run_expect_failure(dir: &Dir) -> (i32, String) {
     let mut child = cmd.spawn().expect("spawn steward");
     let pgid = child.id() as i32;
     let Some(status) = wait_child(&mut child, Duration::from_secs(20)) else {
-        // SAFETY: killing our own child's process group.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = child.wait();
+        end_group(pgid);
         panic!("steward kept running on a config that should fail");
     };
     let mut out = String::new();
