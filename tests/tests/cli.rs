@@ -182,6 +182,29 @@ fn status_exits_0_when_the_host_answers(mode: Mode) {
     assert_eq!(v["host"]["state"], "running");
 }
 
+fn status_ready_waits_for_running(mode: Mode) {
+    let spec = Spec::new(mode)
+        .testkit("w")
+        .setting("testkit", "startup_hook = \"hold\"");
+    let host = Host::start_in(spec, "startup");
+    // Alive (liveness) but not ready (readiness) while the startup hook holds the host.
+    assert_eq!(host.cli(&["status"]).status.code(), Some(0));
+    let out = host.cli(&["status", "--ready"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("not ready: its state is startup"),
+        "{}",
+        text(&out.stderr)
+    );
+    host.trigger("startup", "consistent");
+    host.wait_for("consistent", Duration::from_secs(10), |s| s.host.state == "consistent");
+    assert_eq!(host.cli(&["status", "--ready", "--json"]).status.code(), Some(1));
+    host.trigger("startup", "run");
+    host.wait_for("running", Duration::from_secs(10), |s| s.host.state == "running");
+    let out = host.cli(&["status", "--ready"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 #[test]
 fn status_exits_3_when_no_host_runs() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -356,6 +379,7 @@ fn start_returns_once_running(mode: Mode) {
     let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
     assert_eq!(stdin, Path::new("/dev/null"));
     assert_eq!(std::fs::read_link(format!("/proc/{pid}/fd/2")).unwrap(), log);
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), Path::new("/"));
     let out = cli(&dir.config, &["stop"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     wait_gone(&[pid], Duration::from_secs(10));
@@ -392,6 +416,7 @@ both_modes!(
     a_broken_config_file_does_not_lock_the_operator_out,
     runtime_dir_overrides_the_file,
     status_exits_0_when_the_host_answers,
+    status_ready_waits_for_running,
     status_exits_4_without_permission,
     check_passes_a_good_file_and_creates_nothing,
     check_gives_the_errors_run_gives,

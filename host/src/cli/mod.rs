@@ -36,8 +36,8 @@ use steward_host::exit_code;
 shared-memory segment and supervises one process per worker. `run` is the host itself; the other \
 commands start it detached, check a configuration, or talk to a running host through its control \
 socket.",
-    after_help = "Exit codes: 0 success; 1 failure; 2 bad command line; `status`: 3 no host \
-running, 4 cannot tell."
+    after_help = "Exit codes: 0 success; 1 failure (for `status --ready`: the host answers but is \
+not running); 2 bad command line; `status`: 3 no host running, 4 cannot tell."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -154,6 +154,10 @@ pub struct StatusArgs {
     /// Print JSON (an object in every case, with a top-level "state")
     #[arg(long)]
     pub json: bool,
+    /// Readiness: exit 1 when the host answers in any state but `running` (starting up,
+    /// recovering from a crash, stopping)
+    #[arg(long)]
+    pub ready: bool,
     /// How long to wait for the host's answer before exiting with 4, e.g. 5s or 500ms
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,

@@ -78,7 +78,9 @@ pub fn cmd_start(args: &StartArgs) -> i32 {
             return exit_code::FAILURE;
         }
     };
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // Every path in the configuration is absolute by now (relative ones are resolved against the
+    // file's directory), so the host needs no working directory: "/" pins no mount.
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err).current_dir("/");
     // The detached host is not this command's service: it must not speak for a unit that
     // started `steward start` (use `steward run` under systemd).
     for var in [

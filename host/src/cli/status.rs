@@ -3,7 +3,8 @@
 //! Runs in: the CLI process. Exit 0 when the host answers (whatever state it reports), 3 when no
 //! host runs for the runtime directory (the directory, the lock file or the lock itself is not
 //! there), 4 when it cannot tell (no permission, a lock held by a host that does not answer within
-//! `--timeout`, a file that cannot be read). Each case prints something: the table or a sentence,
+//! `--timeout`, a file that cannot be read). With `--ready`, a host that answers in a state other
+//! than `running` exits 1 instead of 0, for readiness probes. Each case prints something: the table or a sentence,
 //! and with `--json` always one JSON object with a top-level `"state"`.
 //!
 //! The probe reads the runtime directory without writing to it and opens the lock file with
@@ -51,6 +52,15 @@ pub fn cmd_status(args: &StatusArgs) -> i32 {
                 println!("{}", serde_json::to_string_pretty(&v).expect("JSON serialises"));
             } else {
                 print!("{}", control::format_table(&s));
+            }
+            if args.ready && s.host.state != "running" {
+                if !args.json {
+                    eprintln!(
+                        "steward: the host answers but is not ready: its state is {}",
+                        s.host.state
+                    );
+                }
+                return exit_code::FAILURE;
             }
             exit_code::OK
         }
