@@ -301,6 +301,18 @@ fn check_passes_a_good_file_and_creates_nothing(mode: Mode) {
         assert!(s.contains(needle), "expected {needle:?} in:\n{s}");
     }
     assert!(!dir.run_dir().exists(), "check created the runtime directory");
+    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+
+    // An entry that does not resolve fails the worker at launch, not start-up: a warning here.
+    let dir = Dir::new(&Spec::new(mode).testkit("ok,typo:entry=no_such_fn"));
+    let out = cli(&dir.config, &["check"]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}\n{}", text(&out.stderr));
+    assert!(
+        s.contains("warning: worker typo (plugin testkit): function \"no_such_fn\" not found"),
+        "{s}"
+    );
+    assert!(!dir.run_dir().exists(), "check created the runtime directory");
 }
 
 fn check_gives_the_errors_run_gives(mode: Mode) {

@@ -11,6 +11,7 @@
 //! `O_NOFOLLOW`: the directory may belong to someone else.
 
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::mpsc;
@@ -100,14 +101,20 @@ pub fn probe(t: &Target, timeout: Duration) -> Probe {
         Err(e) => return Probe::Unknown(format!("cannot access the runtime directory {}: {e}", dir.display())),
     }
     let lock = t.lock_path();
-    let pid = match lock_holder(&lock) {
-        Ok(None) => {
+    let pid = match lock_state(&lock) {
+        Ok(Lock::Absent) => {
+            return Probe::NotRunning(format!(
+                "there is no lock file {} (the host is not running)",
+                lock.display()
+            ))
+        }
+        Ok(Lock::Free) => {
             return Probe::NotRunning(format!(
                 "no process holds the lock {} (the host is not running)",
                 lock.display()
             ))
         }
-        Ok(Some(pid)) => pid,
+        Ok(Lock::Held(pid)) => pid,
         Err(reason) => return Probe::Unknown(reason),
     };
     let holder = pid
@@ -123,27 +130,41 @@ pub fn probe(t: &Target, timeout: Duration) -> Probe {
     }
 }
 
-/// Whether a process holds the lock at `path`: `Ok(None)` when not (or no lock file), else the
-/// pid it recorded, if readable; `Err` when that cannot be found out.
-fn lock_holder(path: &Path) -> Result<Option<Option<i32>>, String> {
+/// The lock file's state, as far as a reader can see it.
+enum Lock {
+    /// No lock file.
+    Absent,
+    /// A lock file nobody holds: left by a host that was killed.
+    Free,
+    /// Held, by the process whose pid the file records if it is readable.
+    Held(Option<i32>),
+}
+
+/// Looks at the lock at `path`; `Err` when that cannot be found out.
+fn lock_state(path: &Path) -> Result<Lock, String> {
     let file = match File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lock::Absent),
         Err(e) => return Err(format!("cannot open the lock file {}: {e}", path.display())),
     };
     if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
         return Err(format!("the lock file {} is not a regular file", path.display()));
     }
     match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        // Nobody holds it: a stale file; dropping the guard releases the probe's shared lock.
-        Ok(_guard) => Ok(None),
-        Err((_, Errno::EWOULDBLOCK)) => {
-            let pid = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok());
-            Ok(Some(pid))
+        // Nobody holds it; dropping the guard releases the probe's shared lock at once.
+        Ok(_guard) => Ok(Lock::Free),
+        Err((mut file, Errno::EWOULDBLOCK)) => {
+            // From the descriptor just checked, not the path again, which may have changed.
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            Ok(Lock::Held(pid))
         }
         Err((_, e)) => Err(format!("cannot test the lock file {}: {e}", path.display())),
     }
