@@ -1,7 +1,8 @@
 //! `steward`: run the host, or talk to a running one (see [`cli`] for the commands).
 //!
 //! Runs in: whatever process the operator started, and, as `steward child`, every exec-mode
-//! child. `main` only maps the command's result to the exit-code contract
+//! child. `main` only maps the command's result (an exit code, or a [`cli::CliError`] printed as
+//! `steward: MESSAGE`) to the exit-code contract
 //! ([`steward_host::exit_code`]).
 
 mod cli;
@@ -15,7 +16,10 @@ fn main() -> ExitCode {
     let code = if std::env::args_os().nth(1).is_some_and(|a| a == "child") {
         steward_host::exec::child_main()
     } else {
-        cli::main()
+        cli::main().unwrap_or_else(|e| {
+            eprintln!("steward: {e}");
+            e.exit_code()
+        })
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -13,20 +13,14 @@ use steward_host::hostapi;
 use steward_host::preload;
 use steward_host::shmem::Layout;
 
-use super::{load_config, CheckArgs};
+use super::{load_config, CheckArgs, CliError};
 
-pub fn cmd_check(args: &CheckArgs) -> i32 {
-    let cfg = match load_config(&args.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
+    let cfg = load_config(&args.config)?;
     // Plugins may log from init; their lines go to stderr as under `run`.
     steward_host::log::init(cfg.log_format, cfg.log_level);
     steward_host::log::set_identity("check", None);
-    if let Err(e) = preload::preload(&cfg) {
-        eprintln!("steward: {e}");
-        return exit_code::FAILURE;
-    }
+    preload::preload(&cfg)?;
     let (registry, settings) = hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
     let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
 
@@ -112,5 +106,5 @@ pub fn cmd_check(args: &CheckArgs) -> i32 {
     }
     let _ = writeln!(out, "\ncheck passed: {}", cfg.path.display());
     print!("{out}");
-    exit_code::OK
+    Ok(exit_code::OK)
 }

@@ -8,15 +8,17 @@ use std::io::Write;
 use clap::CommandFactory;
 use steward_host::exit_code;
 
-use super::{Cli, CompletionsArgs, ManArgs};
+use super::{Cli, CliError, CompletionsArgs, ManArgs};
 
-pub fn cmd_completions(args: &CompletionsArgs) -> i32 {
+pub fn cmd_completions(args: &CompletionsArgs) -> Result<i32, CliError> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "steward", &mut std::io::stdout());
-    exit_code::OK
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "steward", &mut out);
+    std::io::stdout().write_all(&out).map_err(CliError::Output)?;
+    Ok(exit_code::OK)
 }
 
-pub fn cmd_man(args: &ManArgs) -> i32 {
+pub fn cmd_man(args: &ManArgs) -> Result<i32, CliError> {
     let cmd = Cli::command();
     // One page per command, as git has: `steward(1)`, and `steward-status(1)` for a command.
     let page = match &args.command {
@@ -30,22 +32,12 @@ pub fn cmd_man(args: &ManArgs) -> i32 {
                     .display_name(full)
                     .version(env!("CARGO_PKG_VERSION"))
             }
-            None => {
-                eprintln!("steward: man: there is no command {name:?}");
-                return exit_code::USAGE;
-            }
+            None => return Err(CliError::NoSuchCommand(name.clone())),
         },
     };
     let mut out = Vec::new();
-    if let Err(e) = clap_mangen::Man::new(page).render(&mut out) {
-        eprintln!("steward: cannot render the manual page: {e}");
-        return exit_code::FAILURE;
-    }
-    match std::io::stdout().write_all(&out) {
-        Ok(()) => exit_code::OK,
-        Err(e) => {
-            eprintln!("steward: {e}");
-            exit_code::FAILURE
-        }
-    }
+    // Rendering writes into memory, where it cannot fail; only stdout can.
+    clap_mangen::Man::new(page).render(&mut out).map_err(CliError::Output)?;
+    std::io::stdout().write_all(&out).map_err(CliError::Output)?;
+    Ok(exit_code::OK)
 }

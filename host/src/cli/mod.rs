@@ -12,6 +12,7 @@
 
 mod check;
 mod docs;
+mod error;
 mod reload;
 mod run;
 mod status;
@@ -24,7 +25,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use steward_host::config::{Config, LaunchMode};
 use steward_host::control::StopMode;
-use steward_host::exit_code;
+
+pub use error::CliError;
 
 /// The `steward` binary's command line.
 #[derive(Debug, Parser)]
@@ -196,14 +198,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     steward_host::time::parse_duration(s)
 }
 
-/// Parses the command line and runs the command; the exit code.
-pub fn main() -> i32 {
+/// Parses the command line and runs the command: the exit code, or why the command failed.
+pub fn main() -> Result<i32, CliError> {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            // Help and version are printed on stdout with code 0; usage errors on stderr with 2.
+            // Help and version go to stdout with code 0; usage errors to stderr with code 2, in
+            // clap's own words (with the usage line and a hint).
             let _ = e.print();
-            return e.exit_code();
+            return Ok(e.exit_code());
         }
     };
     match cli.command {
@@ -258,17 +261,11 @@ fn default_config_path_for(root: bool, xdg_config_home: Option<PathBuf>, home: O
 }
 
 /// Loads and validates the configuration strictly (for the commands that start or check a host).
-/// On failure the message is printed and the exit code returned.
-pub fn load_config(arg: &ConfigArg) -> Result<Config, i32> {
+pub fn load_config(arg: &ConfigArg) -> Result<Config, CliError> {
     let (path, source) = config_path(arg);
-    Config::load(&path).map_err(|e| {
-        match source {
-            ConfigSource::Given => eprintln!("steward: {e}"),
-            ConfigSource::Default => {
-                eprintln!("steward: {e} (the default path: give --config FILE or set STEWARD_CONFIG)")
-            }
-        }
-        exit_code::FAILURE
+    Config::load(&path).map_err(|e| match source {
+        ConfigSource::Given => CliError::Config(e),
+        ConfigSource::Default => CliError::DefaultConfig(e),
     })
 }
 

@@ -8,24 +8,11 @@ use steward_host::control::Client;
 use steward_host::exit_code;
 
 use super::target::resolve;
-use super::ReloadArgs;
+use super::{CliError, ReloadArgs};
 
-pub fn cmd_reload(args: &ReloadArgs) -> i32 {
-    let target = match resolve(&args.target) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("steward: {e}");
-            return exit_code::FAILURE;
-        }
-    };
-    match Client::connect(&target.socket_path()).and_then(|mut c| c.reload()) {
-        Ok(_) => {
-            println!("reload requested; the host's log says what was applied or why not");
-            exit_code::OK
-        }
-        Err(e) => {
-            eprintln!("steward: {e}");
-            exit_code::FAILURE
-        }
-    }
+pub fn cmd_reload(args: &ReloadArgs) -> Result<i32, CliError> {
+    let target = resolve(&args.target)?;
+    Client::connect(&target.socket_path()).and_then(|mut c| c.reload())?;
+    println!("reload requested; the host's log says what was applied or why not");
+    Ok(exit_code::OK)
 }

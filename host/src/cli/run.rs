@@ -18,69 +18,43 @@ use steward_host::config::LaunchMode;
 use steward_host::control::Client;
 use steward_host::exit_code;
 
-use super::{load_config, RunArgs, StartArgs};
+use super::{load_config, CliError, RunArgs, StartArgs};
 
 /// How many of the log's last lines a failed start prints.
 const TAIL_LINES: usize = 20;
 
-pub fn cmd_run(args: &RunArgs) -> i32 {
-    let mut cfg = match load_config(&args.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn cmd_run(args: &RunArgs) -> Result<i32, CliError> {
+    let mut cfg = load_config(&args.config)?;
     if let Some(m) = args.launch_mode {
         cfg.launch_mode = m.into();
     }
-    match steward_host::run::run(cfg) {
-        Ok(code) => code,
-        Err(e) => {
-            // A refusal to start is an answer to the command, printed as every other command
-            // prints its errors (and as `run` prints a bad file), not as a log line.
-            eprintln!("steward: {e}");
-            exit_code::FAILURE
-        }
-    }
+    // A refusal to start is an answer to the command, printed as every other command prints its
+    // errors (and as a bad file is), not as a log line.
+    Ok(steward_host::run::run(cfg)?)
 }
 
-pub fn cmd_start(args: &StartArgs) -> i32 {
+pub fn cmd_start(args: &StartArgs) -> Result<i32, CliError> {
     // The file is checked here too, so that a bad one fails at once with its error rather than
     // through the log.
-    let cfg = match load_config(&args.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = load_config(&args.config)?;
     let log_path = args.log.clone().unwrap_or_else(default_log_path);
-    let log = match open_log(&log_path, args.log.is_none()) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("steward: --log {}: {e}", log_path.display());
-            return exit_code::FAILURE;
-        }
+    let log_err = |err| CliError::Log {
+        path: log_path.clone(),
+        err,
     };
+    let log = open_log(&log_path, args.log.is_none()).map_err(log_err)?;
     // Only what this start appends is shown on failure, not an earlier run's lines.
     let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("steward: cannot find the steward executable: {e}");
-            return exit_code::FAILURE;
-        }
-    };
+    let exe = std::env::current_exe().map_err(CliError::Spawn)?;
     let mut cmd = Command::new(exe);
     cmd.arg("run").arg("--config").arg(&cfg.path);
     if let Some(m) = args.launch_mode {
         cmd.arg("--launch-mode").arg(LaunchMode::from(m).as_str());
     }
-    let (out, err) = match (log.try_clone(), log.try_clone()) {
-        (Ok(o), Ok(e)) => (o, e),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("steward: --log {}: {e}", log_path.display());
-            return exit_code::FAILURE;
-        }
-    };
+    let out = log.try_clone().map_err(log_err)?;
     // Every path in the configuration is absolute by now (relative ones are resolved against the
     // file's directory), so the host needs no working directory: "/" pins no mount.
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err).current_dir("/");
+    cmd.stdin(Stdio::null()).stdout(out).stderr(log).current_dir("/");
     // The detached host is not this command's service: it must not speak for a unit that
     // started `steward start` (use `steward run` under systemd).
     for var in [
@@ -97,49 +71,34 @@ pub fn cmd_start(args: &StartArgs) -> i32 {
     unsafe {
         cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("steward: cannot start the host: {e}");
-            return exit_code::FAILURE;
-        }
-    };
+    let mut child = cmd.spawn().map_err(CliError::Spawn)?;
     let pid = child.id() as i32;
     let socket = cfg.socket_path();
     let deadline = Instant::now() + args.timeout;
     loop {
-        match child.try_wait() {
-            Ok(Some(st)) => {
-                eprintln!(
-                    "steward: the host exited during start-up ({st}); the end of its log {}:",
-                    log_path.display()
-                );
-                eprint!("{}", tail(&log_path, offset, TAIL_LINES));
-                return exit_code::FAILURE;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("steward: cannot watch the host (pid {pid}): {e}");
-                return exit_code::FAILURE;
-            }
+        if let Some(status) = child.try_wait().map_err(|err| CliError::Watch { pid, err })? {
+            return Err(CliError::StartExited {
+                status,
+                tail: tail(&log_path, offset, TAIL_LINES),
+                log: log_path,
+            });
         }
         // The pid check keeps another host on the same runtime directory, whose lock makes this
         // one fail, from being taken for it.
         if let Ok(s) = Client::connect(&socket).and_then(|mut c| c.status()) {
             if s.host.pid == pid as u32 && s.host.state == "running" {
                 println!("steward started (pid {pid}); log: {}", log_path.display());
-                return exit_code::OK;
+                return Ok(exit_code::OK);
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            eprintln!(
-                "steward: the host (pid {pid}) is not running after {:?}; it was left as it is. The end of its log {}:",
-                args.timeout,
-                log_path.display()
-            );
-            eprint!("{}", tail(&log_path, offset, TAIL_LINES));
-            return exit_code::FAILURE;
+            return Err(CliError::StartTimeout {
+                pid,
+                timeout: args.timeout,
+                tail: tail(&log_path, offset, TAIL_LINES),
+                log: log_path,
+            });
         }
         // Woken at once by the host's exit; else look at the socket again after a short while.
         let _ = steward_host::sys::wait_pid_exit(pid, left.min(Duration::from_millis(20)));
@@ -201,13 +160,12 @@ fn tail(path: &Path, offset: u64, n: usize) -> String {
         Ok(())
     });
     if let Err(e) = read {
-        return format!("(cannot read {}: {e})\n", path.display());
+        return format!("(cannot read {}: {e})", path.display());
     }
     let lines: Vec<&str> = text.lines().collect();
     let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
     if out.is_empty() {
         out.push_str("(the host wrote nothing)");
     }
-    out.push('\n');
     out
 }

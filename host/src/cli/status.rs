@@ -24,7 +24,7 @@ use steward_host::control::{self, Client, Status};
 use steward_host::exit_code;
 
 use super::target::{resolve, Target};
-use super::StatusArgs;
+use super::{CliError, StatusArgs};
 
 /// What the probe found out.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ pub enum Probe {
     Unknown(String),
 }
 
-pub fn cmd_status(args: &StatusArgs) -> i32 {
+pub fn cmd_status(args: &StatusArgs) -> Result<i32, CliError> {
     let (probe, runtime_dir) = match resolve(&args.target) {
         Ok(t) => (probe(&t, args.timeout), Some(t.runtime_dir)),
         Err(e) => (Probe::Unknown(e.to_string()), None),
@@ -55,15 +55,9 @@ pub fn cmd_status(args: &StatusArgs) -> i32 {
                 print!("{}", control::format_table(&s));
             }
             if args.ready && s.host.state != "running" {
-                if !args.json {
-                    eprintln!(
-                        "steward: the host answers but is not ready: its state is {}",
-                        s.host.state
-                    );
-                }
-                return exit_code::FAILURE;
+                return Err(CliError::NotReady(s.host.state.clone()));
             }
-            exit_code::OK
+            Ok(exit_code::OK)
         }
         Probe::NotRunning(reason) => {
             if args.json {
@@ -71,7 +65,7 @@ pub fn cmd_status(args: &StatusArgs) -> i32 {
             } else {
                 println!("no host running: {reason}");
             }
-            exit_code::STATUS_NOT_RUNNING
+            Ok(exit_code::STATUS_NOT_RUNNING)
         }
         Probe::Unknown(reason) => {
             if args.json {
@@ -79,7 +73,7 @@ pub fn cmd_status(args: &StatusArgs) -> i32 {
             } else {
                 eprintln!("steward: cannot tell whether a host is running: {reason}");
             }
-            exit_code::STATUS_UNKNOWN
+            Ok(exit_code::STATUS_UNKNOWN)
         }
     }
 }

@@ -11,16 +11,10 @@ use steward_host::exit_code;
 use steward_host::lockfile::LockFile;
 
 use super::target::resolve;
-use super::StopArgs;
+use super::{CliError, StopArgs};
 
-pub fn cmd_stop(args: &StopArgs) -> i32 {
-    let target = match resolve(&args.target) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("steward: {e}");
-            return exit_code::FAILURE;
-        }
-    };
+pub fn cmd_stop(args: &StopArgs) -> Result<i32, CliError> {
+    let target = resolve(&args.target)?;
     let mode = StopMode::from(args.mode);
     let answer = Client::connect(&target.socket_path()).and_then(|mut c| c.stop(mode));
     if let Err(e) = answer {
@@ -29,15 +23,11 @@ pub fn cmd_stop(args: &StopArgs) -> i32 {
         // still be escalated to fast or immediate.
         match LockFile::holder_pid(&target.lock_path()) {
             Some(pid) => {
-                if let Err(err) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), mode.signal()) {
-                    eprintln!("steward: {e}; signalling pid {pid} failed: {err}");
-                    return exit_code::FAILURE;
+                if let Err(signal) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), mode.signal()) {
+                    return Err(CliError::Signal { err: e, pid, signal });
                 }
             }
-            None => {
-                eprintln!("steward: {e}");
-                return exit_code::FAILURE;
-            }
+            None => return Err(e.into()),
         }
     }
     // Wait for the host to let go of its lock: that is the last thing it does, and the kernel
@@ -49,8 +39,7 @@ pub fn cmd_stop(args: &StopArgs) -> i32 {
     let mut exited = false;
     while LockFile::is_held(&target.lock_path()) {
         if Instant::now() > deadline {
-            eprintln!("steward: the host did not stop within shutdown_timeout + 10s");
-            return exit_code::FAILURE;
+            return Err(CliError::StopTimeout);
         }
         let slice = Duration::from_millis(100);
         match holder.map(|pid| steward_host::sys::wait_pid_exit(pid, slice)) {
@@ -63,5 +52,5 @@ pub fn cmd_stop(args: &StopArgs) -> i32 {
         }
     }
     println!("steward stopped ({} shutdown)", mode.as_str());
-    exit_code::OK
+    Ok(exit_code::OK)
 }
