@@ -168,6 +168,15 @@ fn runtime_dir_overrides_the_file(mode: Mode) {
     );
     let out = steward(&["status"], &[("STEWARD_RUNTIME_DIR", Path::new(run))]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // An empty variable is as good as unset: the flag decides.
+    let out = steward(
+        &["status", "--runtime-dir", run],
+        &[
+            ("STEWARD_RUNTIME_DIR", Path::new("")),
+            ("STEWARD_CONFIG", Path::new("")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = steward(&["stop", "--runtime-dir", run], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(host.wait_exit(Duration::from_secs(20)).success());

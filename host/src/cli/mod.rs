@@ -200,6 +200,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses the command line and runs the command: the exit code, or why the command failed.
 pub fn main() -> Result<i32, CliError> {
+    // An empty variable counts as unset, as an empty XDG_RUNTIME_DIR does, instead of being
+    // refused as a missing value. This runs before anything could start a thread.
+    for var in ["STEWARD_CONFIG", "STEWARD_RUNTIME_DIR"] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(var);
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
