@@ -4,8 +4,8 @@
 //! host runs for the runtime directory (the directory, the lock file or the lock itself is not
 //! there), 4 when it cannot tell (no permission, a lock held by a host that does not answer within
 //! `--timeout`, a file that cannot be read). With `--ready`, a host that answers in a state other
-//! than `running` exits 1 instead of 0, for readiness probes. Each case prints something: the table or a sentence,
-//! and with `--json` always one JSON object with a top-level `"state"`.
+//! than `running` exits 1 instead of 0, for readiness probes. Each case prints something: the
+//! table or a sentence, and with `--json` always one JSON object with a top-level `"state"`.
 //!
 //! The probe reads the runtime directory without writing to it and opens the lock file with
 //! `O_NOFOLLOW`: the directory may belong to someone else.
