@@ -83,8 +83,12 @@ pub struct HostInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Slots {
+    /// Every worker slot: the registered workers' and `max_worker_processes` more.
     pub workers: u32,
     pub connections: u32,
+    /// Of `workers`, the slots reserved for dynamic workers (`max_worker_processes`).
+    #[serde(default)]
+    pub dynamic_workers: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -212,6 +216,7 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             slots: Slots {
                 workers: seg.layout.n_worker_slots,
                 connections: seg.layout.n_connection_slots,
+                dynamic_workers: seg.layout.n_worker_slots - seg.layout.n_static_workers,
             },
         },
         workers,
@@ -372,32 +377,45 @@ impl Client {
     }
 }
 
-/// The readable table `steward status` prints.
+/// The LAST EXIT cell: the reason, led by the exit code or signal unless the reason already
+/// says it (the supervisor's own reasons, such as `crashed: signal 11 (SIGSEGV)`, do).
+fn last_exit_cell(e: &LastExit) -> String {
+    let (short, long) = match (e.code, e.signal) {
+        (Some(c), _) => (format!("code {c}"), format!("exit code {c}")),
+        (_, Some(sig)) => (format!("signal {sig}"), format!("signal {sig}")),
+        _ => ("?".to_owned(), "?".to_owned()),
+    };
+    if e.reason.is_empty() {
+        short
+    } else if e.reason.contains(&long) {
+        e.reason.clone()
+    } else {
+        format!("{short}: {}", e.reason)
+    }
+}
+
+/// The readable table `steward status` prints. Columns are aligned by display width, so names
+/// in any script line up in a terminal.
 pub fn format_table(s: &Status) -> String {
+    use unicode_width::UnicodeWidthStr;
     let h = &s.host;
+    let fixed = h.slots.workers.saturating_sub(h.slots.dynamic_workers);
     let mut out = format!(
-        "host {} (pid {}, {} mode, generation {}, since {})\nshared memory {} bytes; slots: {} workers, {} connections\n\n",
-        h.state, h.pid, h.launch_mode, h.generation, h.started_at, h.shmem_bytes, h.slots.workers, h.slots.connections
+        "host {} (pid {}, {} mode, generation {}, since {})\nshared memory {} bytes; slots: {} workers ({fixed} registered + {} for dynamic workers), {} connections\n\n",
+        h.state,
+        h.pid,
+        h.launch_mode,
+        h.generation,
+        h.started_at,
+        h.shmem_bytes,
+        h.slots.workers,
+        h.slots.dynamic_workers,
+        h.slots.connections
     );
     let rows: Vec<[String; 7]> = s
         .workers
         .iter()
         .map(|w| {
-            let last = match &w.last_exit {
-                None => "-".to_owned(),
-                Some(e) => {
-                    let how = match (e.code, e.signal) {
-                        (Some(c), _) => format!("code {c}"),
-                        (_, Some(sig)) => format!("signal {sig}"),
-                        _ => "?".into(),
-                    };
-                    if e.reason.is_empty() {
-                        how
-                    } else {
-                        format!("{how}: {}", e.reason)
-                    }
-                }
-            };
             [
                 w.name.clone(),
                 w.worker_type.clone(),
@@ -405,24 +423,24 @@ pub fn format_table(s: &Status) -> String {
                 w.state.clone(),
                 w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 w.restarts.to_string(),
-                last,
+                w.last_exit.as_ref().map(last_exit_cell).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     let head = ["NAME", "TYPE", "PLUGIN", "STATE", "PID", "RESTARTS", "LAST EXIT"];
-    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    let mut widths: Vec<usize> = head.iter().map(|h| h.width()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
+            widths[i] = widths[i].max(c.width());
         }
     }
     let mut line = |cells: &[&str]| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(c);
-            } else {
-                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                // `{:<w$}` pads by chars, not by columns on screen.
+                l.extend(std::iter::repeat_n(' ', widths[i] - c.width() + 2));
             }
         }
         out.push_str(l.trim_end());
@@ -461,5 +479,102 @@ mod tests {
         assert!(parse_request(r#"{"v":1,"cmd":"stop","mode":"gentle"}"#)
             .unwrap_err()
             .contains("unknown stop mode"));
+    }
+
+    fn worker(name: &str, last_exit: Option<LastExit>) -> WorkerInfo {
+        WorkerInfo {
+            name: name.to_owned(),
+            worker_type: "t".into(),
+            plugin: "p".into(),
+            function: "f".into(),
+            pid: None,
+            state: "stopped".into(),
+            started_at: None,
+            restarts: 0,
+            last_exit,
+            next_restart_at: None,
+            launch_us: None,
+            exits: vec![],
+            start_time: "running".into(),
+            waiting_for: None,
+        }
+    }
+
+    fn exit(code: Option<i32>, signal: Option<i32>, reason: &str) -> Option<LastExit> {
+        Some(LastExit {
+            code,
+            signal,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            reason: reason.into(),
+        })
+    }
+
+    fn table(workers: Vec<WorkerInfo>) -> String {
+        format_table(&Status {
+            host: HostInfo {
+                state: "running".into(),
+                pid: 1,
+                launch_mode: "fork".into(),
+                started_at: "2026-01-01T00:00:00.000Z".into(),
+                generation: 1,
+                shmem_bytes: 4096,
+                slots: Slots {
+                    workers: 11,
+                    connections: 16,
+                    dynamic_workers: 8,
+                },
+            },
+            workers,
+        })
+    }
+
+    #[test]
+    fn table_says_what_the_worker_slots_are() {
+        assert!(table(vec![]).contains("slots: 11 workers (3 registered + 8 for dynamic workers), 16 connections"));
+    }
+
+    #[test]
+    fn last_exit_does_not_repeat_the_code() {
+        let t = table(vec![
+            worker("a", exit(Some(3), None, "exit code 3")),
+            worker("b", exit(None, Some(11), "crashed: signal 11 (SIGSEGV)")),
+            worker("c", exit(Some(0), None, "stopped by the host (exit code 0)")),
+            worker("d", exit(Some(2), None, "testkit was told to exit 2")),
+            worker("e", exit(Some(1), None, "")),
+        ]);
+        let cells: Vec<&str> = t
+            .lines()
+            .skip(4)
+            .map(|l| l.split("  ").last().unwrap().trim())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "exit code 3",
+                "crashed: signal 11 (SIGSEGV)",
+                "stopped by the host (exit code 0)",
+                "code 2: testkit was told to exit 2",
+                "code 1"
+            ],
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn columns_align_by_display_width() {
+        let t = table(vec![
+            worker("zürich-ß", None),
+            worker("東京", None),
+            worker("plain", None),
+        ]);
+        let col = |l: &str| {
+            let at = l.find("t  ").expect("TYPE column");
+            unicode_width::UnicodeWidthStr::width(&l[..at])
+        };
+        let lines: Vec<&str> = t.lines().skip(4).collect();
+        let first = col(lines[0]);
+        for l in &lines {
+            assert_eq!(col(l), first, "misaligned:\n{t}");
+        }
     }
 }

@@ -43,4 +43,8 @@ pub mod exit_code {
     pub const FAILURE: i32 = 1;
     /// Bad command line, or a child given a bad parameter blob.
     pub const USAGE: i32 = 2;
+    /// `steward status`: no host runs for that runtime directory (pg_ctl's 3).
+    pub const STATUS_NOT_RUNNING: i32 = 3;
+    /// `steward status`: whether a host runs cannot be told (pg_ctl's 4).
+    pub const STATUS_UNKNOWN: i32 = 4;
 }

@@ -1,0 +1,56 @@
+//! `steward stop`: ask the host to shut down, then wait until it has exited.
+//!
+//! Runs in: the CLI process. It needs only the runtime directory and `shutdown_timeout`, read
+//! leniently (see [`super::target`]), so a broken configuration file does not keep the operator
+//! from stopping the host.
+
+use std::time::{Duration, Instant};
+
+use steward_host::control::{Client, StopMode};
+use steward_host::exit_code;
+use steward_host::lockfile::LockFile;
+
+use super::target::resolve;
+use super::{CliError, StopArgs};
+
+pub fn cmd_stop(args: &StopArgs) -> Result<i32, CliError> {
+    let target = resolve(&args.target)?;
+    let mode = StopMode::from(args.mode);
+    let answer = Client::connect(&target.socket_path()).and_then(|mut c| c.stop(mode));
+    if let Err(e) = answer {
+        // A host already shutting down (or out of connection slots) refuses the socket; like
+        // pg_ctl with its pid file, signal the lock holder directly, so a smart shutdown can
+        // still be escalated to fast or immediate.
+        match LockFile::holder_pid(&target.lock_path()) {
+            Some(pid) => {
+                if let Err(signal) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), mode.signal()) {
+                    return Err(CliError::Signal { err: e, pid, signal });
+                }
+            }
+            None => return Err(e.into()),
+        }
+    }
+    // Wait for the host to let go of its lock: that is the last thing it does, and the kernel
+    // releases it when the host's process exits, so wait for that exit (through a pidfd). Look
+    // at the lock again at least every 100 ms: the recorded pid may not name the holder as this
+    // process sees it (another pid namespace), and then only the lock itself tells.
+    let deadline = Instant::now() + target.shutdown_timeout + Duration::from_secs(10);
+    let holder = LockFile::holder_pid(&target.lock_path());
+    let mut exited = false;
+    while LockFile::is_held(&target.lock_path()) {
+        if Instant::now() > deadline {
+            return Err(CliError::StopTimeout);
+        }
+        let slice = Duration::from_millis(100);
+        match holder.map(|pid| steward_host::sys::wait_pid_exit(pid, slice)) {
+            // The whole slice passed waiting.
+            Some(Ok(false)) => {}
+            // It exited: look at the lock again at once.
+            Some(Ok(true)) if !exited => exited = true,
+            // No usable pid here: look again shortly.
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    println!("steward stopped ({} shutdown)", mode.as_str());
+    Ok(exit_code::OK)
+}
