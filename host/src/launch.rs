@@ -374,11 +374,23 @@ fn fork_child(
     startup: &StartupData,
     client: Option<ClientSocket>,
 ) -> std::io::Result<i32> {
+    // Every signal stays blocked from before the fork until the child has its own handlers
+    // (`child::run` unblocks): a signal sent to the new pid in between would otherwise run the
+    // supervisor's handler in the child, which only sets a flag nobody there reads, and be lost.
+    let old = crate::sys::block_all_signals();
     // SAFETY: the supervisor is single-threaded, so the child inherits no lock held by another
     // thread; it runs `child::run` and ends with `_exit`, never returning into the event loop.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
+    let pid = unsafe { libc::fork() };
+    match pid {
         0 => become_child(env, kind, child_slot, startup, client),
-        pid => Ok(pid),
+        -1 => {
+            let e = std::io::Error::last_os_error();
+            crate::sys::restore_mask(&old);
+            Err(e)
+        }
+        pid => {
+            crate::sys::restore_mask(&old);
+            Ok(pid)
+        }
     }
 }

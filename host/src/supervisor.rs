@@ -170,6 +170,7 @@ impl Supervisor {
         let (wake_r, wake_w) = crate::sys::pipe()?;
         let (death_r, death_w) = crate::sys::pipe()?;
         crate::sys::install_supervisor_signals(&wake_w).map_err(StartError::Signals)?;
+        crate::sys::load_test_knobs();
 
         let path = cfg.socket_path();
         // We hold the lock, so a socket file here is a leftover of a dead host.
