@@ -72,6 +72,15 @@ pub fn run(
     if !crate::sys::die_with_parent(env.host_pid) {
         return 1;
     }
+    // An exec-mode child checked the header when it mapped the segment; a forked one inherited
+    // the mapping and checks it here, before relying on anything in it.
+    if kind.info().attaches_shmem && env.cfg.launch_mode == crate::config::LaunchMode::Fork {
+        if let Err(e) = env.segment.check_header(env.generation, env.host_pid) {
+            crate::log::set_identity(kind.info().name, None);
+            tracing::error!("{e}; exiting so that the host resets shared memory");
+            exit(crate::shmem::EXIT_CORRUPT_SEGMENT);
+        }
+    }
     let slot = match child_slot {
         Some(i) if kind.info().attaches_shmem => {
             let s = env.segment.child_slot(i);

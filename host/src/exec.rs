@@ -278,8 +278,13 @@ pub fn child_main() -> i32 {
 
     // SAFETY: fd 4 is the segment the supervisor passed; ownership moves to `Segment`.
     let seg_fd = unsafe { OwnedFd::from_raw_fd(FD_SEGMENT) };
-    let segment = match Segment::attach(seg_fd, &params.layout, params.generation) {
+    let segment = match Segment::attach(seg_fd, &params.layout, params.generation, params.host_pid) {
         Ok(s) => s,
+        Err(e @ crate::shmem::SegmentError::Corrupt { .. }) => {
+            // Every child after this one would refuse it too: the supervisor must reset it.
+            tracing::error!("{e}; exiting so that the host resets shared memory");
+            return crate::shmem::EXIT_CORRUPT_SEGMENT;
+        }
         Err(e) => {
             tracing::error!("cannot map shared memory: {e}");
             return crate::exit_code::FAILURE;

@@ -906,6 +906,26 @@ impl Supervisor {
             self.handoffs.retain(|p| *p != pid);
         }
         let outcome = classify(status, dead_man, child.signalled);
+        if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) && !child.signalled {
+            // Every child after this one would refuse the segment too (its own log line names
+            // the check that failed): reset it, as for any crash, whatever the child's kind.
+            let what = format!(
+                "{} child (pid {pid}) found the shared-memory segment corrupt",
+                child.kind.info().name
+            );
+            match child.kind {
+                ChildKind::Spare => {
+                    self.spares.retain(|(p, _)| *p != pid);
+                    self.crash(&what);
+                    return;
+                }
+                ChildKind::Startup => {
+                    self.crash(&what);
+                    return;
+                }
+                ChildKind::Worker | ChildKind::Connection | ChildKind::DeadEnd => {}
+            }
+        }
         match child.kind {
             ChildKind::DeadEnd => {
                 self.dead_ends = self.dead_ends.saturating_sub(1);
@@ -927,7 +947,10 @@ impl Supervisor {
                     }
                 }
                 if outcome == Outcome::Crash {
-                    self.crash(&format!("connection child (pid {pid}) crashed: {status}"));
+                    self.crash(&format!(
+                        "connection child (pid {pid}) crashed: {status}{}",
+                        corrupt_note(status)
+                    ));
                 }
             }
             ChildKind::Worker => {
@@ -954,7 +977,7 @@ impl Supervisor {
             (Outcome::Crash, _) if dead_man && matches!(status, ExitStatus::Code(_)) => {
                 format!("crashed: {status} without a clean exit (dead-man flag still set)")
             }
-            (Outcome::Crash, _) => format!("crashed: {status}"),
+            (Outcome::Crash, _) => format!("crashed: {status}{}", corrupt_note(status)),
             (Outcome::StoppedByHost, _) => format!("stopped by the host ({status})"),
             (_, false) => reason,
             (Outcome::Done, true) => "done".to_owned(),
@@ -1241,5 +1264,14 @@ impl Supervisor {
                 false
             }
         }
+    }
+}
+
+/// What a crashed child's exit code says about the segment, for the crash's log line.
+fn corrupt_note(status: ExitStatus) -> &'static str {
+    if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) {
+        " (it found the shared-memory segment corrupt)"
+    } else {
+        ""
     }
 }

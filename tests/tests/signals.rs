@@ -108,7 +108,51 @@ fn a_reload_storm_while_workers_restart_causes_no_reset(mode: Mode) {
     );
 }
 
+/// Writes `bytes` at `offset` into the host's live shared-memory segment, through its memfd.
+fn corrupt_segment(host_pid: i32, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let fd_dir = format!("/proc/{host_pid}/fd");
+    let memfd = std::fs::read_dir(&fd_dir)
+        .expect("host fds")
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
+        .expect("the host holds its segment's memfd")
+        .path();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&memfd)
+        .expect("open the segment");
+    f.write_all_at(bytes, offset).expect("write into the segment");
+}
+
+fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
+    let host = Host::start(Spec::new(mode).testkit("a"));
+    corrupt_segment(host.pid, 0, &[0xa5; 16]);
+    // The next child that maps the segment (here, the connection child for this status) refuses
+    // it and makes the host reset it; status answers again from the fresh segment.
+    host.wait_for("status after a reset", T, |s| {
+        s.host.generation == 2 && s.host.state == "running" && find(s, "a").state == "running"
+    });
+    let log = host.wait_log("found the shared-memory segment corrupt", T);
+    assert!(
+        log.contains("header check `magic` failed: found 0xa5a5a5a5a5a5a5a5, expected"),
+        "{log}"
+    );
+    // A field no earlier check covers is named too.
+    let off = std::mem::offset_of!(steward_host::shmem::Header, generation) as u64;
+    corrupt_segment(host.pid, off, &7u64.to_le_bytes());
+    host.wait_for("status after a second reset", T, |s| {
+        s.host.generation == 3 && s.host.state == "running"
+    });
+    let log = host.log_text();
+    assert!(
+        log.contains("header check `generation` failed: found 7, expected 2"),
+        "{log}"
+    );
+}
+
 both_modes!(
+    garbage_in_the_segment_header_leads_to_a_reset,
     fast_stop_right_after_a_launch_needs_no_sigkill,
     a_reload_that_reaches_a_new_worker_before_its_handlers_is_not_lost,
     a_reload_storm_while_workers_restart_causes_no_reset,
