@@ -12,6 +12,11 @@
 //! children to read. It never takes a lock in shared memory and reads only what children may
 //! write there (their child slot's state and reason) with bounded copies.
 //!
+//! Adopted processes: the supervisor is its children's subreaper, so a process a child leaves
+//! behind becomes its child. After each reap that reaped something it records the children it
+//! did not start (attributed to the one process reaped in that pass, if there was one), reaps
+//! them like any child, and stops them at shutdown; it never exits while one is alive.
+//!
 //! Phases: `Running` -> `Recovering` (a child attached to shared memory crashed: every child gets
 //! SIGQUIT, stragglers SIGKILL after `crash_kill_timeout`, then a fresh segment and the workers
 //! start again) -> `Running`; any phase -> `Stopping` (smart waits for connections, then all
@@ -77,6 +82,15 @@ struct Child {
     spare_slot: Option<u32>,
 }
 
+/// A process the supervisor adopted as child subreaper: a child of one of its children (or of
+/// another adopted process) that outlived its parent. It maps nothing the supervisor relies on
+/// and has no slot; it is only reaped, and stopped at shutdown.
+#[derive(Debug, Clone)]
+struct Adopted {
+    /// Where it came from, for the log: `worker NAME (pid N)`, or why that is unknown.
+    from: String,
+}
+
 #[derive(Debug, Clone)]
 enum Phase {
     Running,
@@ -110,6 +124,8 @@ pub struct Supervisor {
     workers: crate::private::PrivateSlice<WorkerRun>,
     /// Live children by pid, where `fork` does not copy them (see [`crate::private`]).
     children: crate::private::PidMap<Child>,
+    /// Live adopted processes by pid (see [`Adopted`]); usually empty.
+    adopted: std::collections::BTreeMap<i32, Adopted>,
     connection_slots: Vec<bool>,
     dead_ends: usize,
     phase: Phase,
@@ -171,6 +187,13 @@ impl Supervisor {
         let (death_r, death_w) = crate::sys::pipe()?;
         crate::sys::install_supervisor_signals(&wake_w).map_err(StartError::Signals)?;
         crate::sys::load_test_knobs();
+        // A worker's own child that outlives it comes to the supervisor, which reaps it and stops
+        // it at shutdown, instead of escaping to init (as PID 1 of a namespace it comes anyway).
+        if let Err(e) = crate::sys::become_subreaper() {
+            tracing::warn!(
+                "cannot become the child subreaper ({e}): a process a worker leaves behind will not be stopped with the host"
+            );
+        }
 
         let path = cfg.socket_path();
         // We hold the lock, so a socket file here is a leftover of a dead host.
@@ -233,6 +256,7 @@ impl Supervisor {
             started_at_ms,
             workers: crate::private::PrivateSlice::from_vec(workers)?,
             children: crate::private::PidMap::new()?,
+            adopted: Default::default(),
             dead_ends: 0,
             phase: Phase::Running,
             host_state: HostState::Init,
@@ -871,17 +895,79 @@ impl Supervisor {
     // ---- reaping ----
 
     fn reap(&mut self) {
+        // Who exited in this batch: a process adopted right after is attributed to them.
+        let mut origins: Vec<String> = Vec::new();
+        let mut strays: Vec<(i32, ExitStatus)> = Vec::new();
         loop {
             let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), ExitStatus::Code(code)),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), ExitStatus::Signal(sig as i32)),
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             };
-            let Some(child) = self.children.remove(pid) else {
-                continue;
+            if let Some(child) = self.children.remove(pid) {
+                origins.push(self.describe(pid, &child));
+                self.child_exited(pid, child, status);
+            } else if let Some(a) = self.adopted.remove(&pid) {
+                tracing::info!("adopted process {pid} (left behind by {}) exited with {status}", a.from);
+                origins.push(format!("adopted process {pid}"));
+            } else {
+                // Adopted and gone before a scan saw it.
+                strays.push((pid, status));
+            }
+        }
+        if origins.is_empty() && strays.is_empty() {
+            return;
+        }
+        let from = attribution(&origins);
+        for (pid, status) in strays {
+            tracing::info!("adopted process {pid} (left behind by {from}) exited with {status}");
+        }
+        self.scan_adopted(&from);
+    }
+
+    /// How a child is named where an adopted process is attributed to it.
+    fn describe(&self, pid: i32, c: &Child) -> String {
+        match c.worker {
+            Some(i) => format!("worker {} (pid {pid})", self.specs[i].name),
+            None => format!("{} child (pid {pid})", c.kind.info().name),
+        }
+    }
+
+    /// Records every child of this process that is neither a child it started nor one it already
+    /// adopted, as left behind by `from`. During a shutdown that has signalled its children, a
+    /// newly adopted process gets the same signal at once.
+    fn scan_adopted(&mut self, from: &str) {
+        let mut new = Vec::new();
+        for pid in crate::sys::own_children() {
+            if self.children.get(pid).is_none() && !self.adopted.contains_key(&pid) {
+                tracing::info!("adopted process {pid}, left behind by {from}");
+                self.adopted.insert(pid, Adopted { from: from.to_owned() });
+                new.push(pid);
+            }
+        }
+        if let Phase::Stopping {
+            mode,
+            signalled: true,
+            killed,
+            ..
+        } = self.phase
+        {
+            let sig = match (killed, mode) {
+                (true, _) => Signal::SIGKILL,
+                (false, StopMode::Immediate) => Signal::SIGQUIT,
+                (false, _) => Signal::SIGTERM,
             };
-            self.child_exited(pid, child, status);
+            for pid in new {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
+        }
+    }
+
+    /// Sends `sig` to every adopted process.
+    fn signal_adopted(&self, sig: Signal) {
+        for &pid in self.adopted.keys() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
         }
     }
 
@@ -1212,7 +1298,28 @@ impl Supervisor {
                 killed,
             } => {
                 if self.children.is_empty() {
-                    return true;
+                    // Nothing that is left may outlive the host: look once more for processes
+                    // the last children left behind (they are signalled as they are found).
+                    self.scan_adopted("a child that exited during the shutdown");
+                    if self.adopted.is_empty() {
+                        return true;
+                    }
+                    if !signalled {
+                        // Smart or fast with no child left to signal: the adopted ones still are.
+                        let sig = if mode == StopMode::Immediate {
+                            Signal::SIGQUIT
+                        } else {
+                            Signal::SIGTERM
+                        };
+                        self.signal_adopted(sig);
+                        self.phase = Phase::Stopping {
+                            mode,
+                            signalled: true,
+                            kill_at: Some(now + self.cfg.shutdown_timeout),
+                            killed,
+                        };
+                        return false;
+                    }
                 }
                 let connections = self
                     .children
@@ -1229,6 +1336,8 @@ impl Supervisor {
                         Signal::SIGTERM
                     };
                     self.signal_all(sig, |_| true);
+                    self.scan_adopted("an unknown process");
+                    self.signal_adopted(sig);
                     self.phase = Phase::Stopping {
                         mode,
                         signalled: true,
@@ -1241,18 +1350,24 @@ impl Supervisor {
                     if !killed && now >= t {
                         let mut live: Vec<(i32, Child)> = self.children.iter().map(|(p, c)| (p, *c)).collect();
                         live.sort_by_key(|(pid, _)| *pid);
-                        let names: Vec<String> = live
+                        let mut names: Vec<String> = live
                             .iter()
                             .map(|(pid, c)| match c.worker {
                                 Some(i) => format!("{} (pid {pid})", self.specs[i].name),
                                 None => format!("{} (pid {pid})", c.kind.info().name),
                             })
                             .collect();
+                        names.extend(
+                            self.adopted
+                                .iter()
+                                .map(|(pid, a)| format!("adopted process {pid} (left behind by {})", a.from)),
+                        );
                         tracing::warn!(
                             "still running after shutdown_timeout, sending SIGKILL: {}",
                             names.join(", ")
                         );
                         self.signal_all(Signal::SIGKILL, |_| true);
+                        self.signal_adopted(Signal::SIGKILL);
                         self.phase = Phase::Stopping {
                             mode,
                             signalled,
@@ -1273,5 +1388,34 @@ fn corrupt_note(status: ExitStatus) -> &'static str {
         " (it found the shared-memory segment corrupt)"
     } else {
         ""
+    }
+}
+
+/// Whom a process adopted after `origins` exited is attributed to: the one process that exited,
+/// or, when none or several did, a note saying the origin is unknown.
+fn attribution(origins: &[String]) -> String {
+    match origins {
+        [] => "an unknown process".to_owned(),
+        [one] => one.clone(),
+        [first, .., last] => format!(
+            "one of {} processes that exited together ({first} ... {last})",
+            origins.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attribution;
+
+    #[test]
+    fn an_adopted_process_is_attributed_only_when_one_process_exited() {
+        assert_eq!(attribution(&[]), "an unknown process");
+        assert_eq!(attribution(&["worker a (pid 7)".into()]), "worker a (pid 7)");
+        let three = ["worker a (pid 7)".into(), "x".into(), "worker b (pid 9)".into()];
+        assert_eq!(
+            attribution(&three),
+            "one of 3 processes that exited together (worker a (pid 7) ... worker b (pid 9))"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Thin wrappers over the OS mechanisms the host uses: signal flags with a self-pipe, fd hygiene
-//! (`close_range`), and parent-death detection.
+//! Thin wrappers over the OS mechanisms the host uses: signal flags with a self-pipe, the signal
+//! mask around a child's creation, fd hygiene (`close_range`), parent-death detection, and the
+//! child subreaper's view of its children.
 //!
 //! Runs in: the supervisor (signals, self-pipe) and children (signal reset, parent death).
 //!
@@ -265,6 +266,50 @@ pub fn die_with_parent(host_pid: i32) -> bool {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     // SAFETY: getppid has no preconditions.
     unsafe { libc::getppid() == host_pid }
+}
+
+/// Makes this process the child subreaper of everything it starts: a process whose parent dies
+/// (a worker's own child that outlives the worker) becomes this process's child instead of init's,
+/// so the supervisor can reap it and stop it at shutdown.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) with an integer argument changes only an attribute
+    // of this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The pids of this (single-threaded) process's live children, from
+/// `/proc/self/task/<tid>/children`, or, on a kernel without that file, from every process's
+/// parent in `/proc`. What `/proc` says is read as untrusted text: anything but a positive pid is
+/// skipped.
+pub fn own_children() -> Vec<i32> {
+    // SAFETY: gettid and getpid have no preconditions.
+    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    let parse = |text: &str| -> Vec<i32> {
+        text.split_ascii_whitespace()
+            .filter_map(|w| w.parse::<i32>().ok())
+            .filter(|p| *p > 0)
+            .collect()
+    };
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
+        return parse(&text);
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the
+            // last `)`.
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
 }
 
 /// Clears `O_NONBLOCK` on a socket a child inherited non-blocking.
