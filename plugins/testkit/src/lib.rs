@@ -242,30 +242,41 @@ steward::worker_entry!(testkit_worker);
 /// Forks a process that outlives this worker: it sleeps until a signal ends it (SIGTERM too,
 /// unless `ignore_term`). Returns its pid.
 fn fork_grandchild(ignore_term: bool) -> Result<i32, WorkerError> {
+    // Signals stay blocked until the grandchild has its own dispositions: a SIGTERM that reached
+    // it earlier would run the worker's handler, which only sets a flag, and be lost.
+    // SAFETY: sigfillset and sigprocmask only write local sets and this thread's mask.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
     // SAFETY: a worker process is single-threaded, and the new process only calls
-    // async-signal-safe functions (signal, sigprocmask, pause, _exit).
-    match unsafe { libc::fork() } {
-        -1 => Err(fatal(std::io::Error::last_os_error())),
-        0 => {
-            // SAFETY: setting dispositions and the mask of this process; pause only sleeps.
-            unsafe {
-                // The worker's handlers only set flags nobody here reads: a grandchild ends the
-                // way a plain program does.
-                for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGINT] {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-                if ignore_term {
-                    libc::signal(libc::SIGTERM, libc::SIG_IGN);
-                }
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-                loop {
-                    libc::pause();
-                }
-            }
+    // async-signal-safe functions (signal, sigprocmask, pause).
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        let err = std::io::Error::last_os_error();
+        // SAFETY: restoring the mask sigprocmask returned above.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        return if pid < 0 { Err(fatal(err)) } else { Ok(pid) };
+    }
+    // SAFETY: setting dispositions and the mask of this process; pause only sleeps.
+    unsafe {
+        // The worker's handlers only set flags nobody here reads: a grandchild ends the way a
+        // plain program does.
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGINT] {
+            libc::signal(sig, libc::SIG_DFL);
         }
-        pid => Ok(pid),
+        if ignore_term {
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        loop {
+            libc::pause();
+        }
     }
 }
 
