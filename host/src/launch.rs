@@ -237,19 +237,23 @@ impl SiblingFork {
 pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) -> std::io::Result<ForkHelper> {
     // Non-blocking: after the helper is gone, the supervisor reads what is there and stops.
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+    // No supervisor handler ever runs in the helper (a terminal's Ctrl-C reaches the whole
+    // group): its signals are blocked from before the fork, and stay blocked in the workers it
+    // creates until each has set its own dispositions.
+    let old = crate::sys::block_all_signals();
     // SAFETY: the supervisor is single-threaded; the helper only forks and writes to a pipe,
     // then `_exit`s.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        let e = std::io::Error::last_os_error();
+        crate::sys::restore_mask(&old);
+        if pid < 0 {
+            return Err(e);
+        }
+    }
+    match pid {
         0 => {
             drop(r);
-            // No supervisor handler runs here; each worker sets its own dispositions and mask.
-            // SAFETY: a full set is a valid mask.
-            unsafe {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-            }
             // Nothing of the supervisor's stays open here (its listener, lock file, the write end
             // of the host-death pipe), and the helper dies with the supervisor, as any child does.
             crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, w.as_raw_fd()]);

@@ -35,9 +35,16 @@ fn blocked_mask(pid: i32) -> u64 {
 }
 
 fn fast_stop_right_after_a_launch_needs_no_sigkill(mode: Mode) {
-    let spec = with_window(Spec::new(mode).testkit("a,b,c,d").host("shutdown_timeout = \"30s\""));
+    // 20 workers: in fork mode, a batch this large is split with a fork helper (decision 50), so
+    // workers forked by the supervisor and by the helper are both covered.
+    let names: Vec<String> = (0..20).map(|i| format!("w{i}")).collect();
+    let spec = with_window(
+        Spec::new(mode)
+            .testkit(&names.join(","))
+            .host("shutdown_timeout = \"30s\""),
+    );
     let mut host = Host::start(spec);
-    wait_all_launched(&host, 4);
+    wait_all_launched(&host, 20);
     let t0 = Instant::now();
     host.signal(libc::SIGINT);
     // Every worker gets its SIGTERM inside its window; a lost one would hold the host until
