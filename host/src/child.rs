@@ -4,7 +4,8 @@
 //! [`crate::exec::child_main`] (exec mode).
 //!
 //! A child first makes sure it cannot outlive the supervisor (`PR_SET_PDEATHSIG` plus a check of
-//! its parent, and the death pipe for `wait`), restores default signal dispositions, tags its log
+//! its parent, and the death pipe for `wait`), sets its own signal dispositions and only then
+//! unblocks signals (it starts with them blocked, so none is lost or kills it early), tags its log
 //! lines, and marks its child slot active (the dead-man flag). It clears the flag only on a clean
 //! exit through [`exit_clean`], so any other way out counts as a crash. Plugin code runs only in
 //! worker children, only through a checked entry.
@@ -57,6 +58,11 @@ pub fn run(
     } else {
         libc::SIG_IGN
     };
+    // Test-only (zero unless set): a signal sent to a new worker now must wait for the handlers
+    // below.
+    if kind == ChildKind::Worker {
+        crate::sys::test_child_signal_delay();
+    }
     crate::sys::reset_child_signals(&[
         (libc::SIGQUIT, on_quit as *const () as libc::sighandler_t),
         (libc::SIGINT, libc::SIG_IGN),
@@ -65,6 +71,15 @@ pub fn run(
     ]);
     if !crate::sys::die_with_parent(env.host_pid) {
         return 1;
+    }
+    // An exec-mode child checked the header when it mapped the segment; a forked one inherited
+    // the mapping and checks it here, before relying on anything in it.
+    if kind.info().attaches_shmem && env.cfg.launch_mode == crate::config::LaunchMode::Fork {
+        if let Err(e) = env.segment.check_header(env.generation, env.host_pid) {
+            crate::log::set_identity(kind.info().name, None);
+            tracing::error!("{e}; exiting so that the host resets shared memory");
+            exit(crate::shmem::EXIT_CORRUPT_SEGMENT);
+        }
     }
     let slot = match child_slot {
         Some(i) if kind.info().attaches_shmem => {
@@ -360,9 +375,14 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         exit_clean(slot, 2, "spare handed a worker slot out of range");
     }
     if plugin_files_changed() {
-        // SAFETY: rewinding the blob fd this process kept open, then replacing the process image
-        // with the same program; on failure execv returns and we report it.
+        // The new image starts with default dispositions: block what the supervisor sends until
+        // its handlers are in place, as for a spawned child (see `sys::spawn_blocked_signals`).
+        let blocked = crate::sys::spawn_blocked_signals();
+        // SAFETY: rewinding the blob fd this process kept open, blocking signals (restored by
+        // the new image's `child::run`), then replacing the process image with the same program;
+        // on failure execv returns and we report it.
         unsafe {
+            libc::sigprocmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
             libc::lseek(crate::exec::FD_BLOB, 0, libc::SEEK_SET);
             let argv = [c"steward".as_ptr(), c"child".as_ptr(), std::ptr::null()];
             libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());

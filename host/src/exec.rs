@@ -192,14 +192,16 @@ pub fn spawn(
             for (src, dst) in &sources {
                 check(libc::posix_spawn_file_actions_adddup2(&mut fa, src.as_raw_fd(), *dst))?;
             }
-            // Default dispositions for everything (SIGPIPE is ignored in the supervisor) and an
-            // empty mask.
+            // Default dispositions for everything (SIGPIPE is ignored in the supervisor, and no
+            // handler survives an exec anyway), and the signals the supervisor sends blocked until
+            // the child's handlers are installed (`child::run` unblocks them): with their default
+            // action, a reload or stop landing while the child is still loading would kill it,
+            // and a killed worker counts as a crash.
             let mut all: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
             check(libc::posix_spawnattr_setsigdefault(&mut attr, &all))?;
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            check(libc::posix_spawnattr_setsigmask(&mut attr, &none))?;
+            let blocked = crate::sys::spawn_blocked_signals();
+            check(libc::posix_spawnattr_setsigmask(&mut attr, &blocked))?;
             check(libc::posix_spawnattr_setflags(
                 &mut attr,
                 (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
@@ -265,6 +267,7 @@ pub fn child_main() -> i32 {
             return missing(fd, what);
         }
     }
+    crate::sys::load_test_knobs();
     crate::log::init(params.config.log_format, params.config.log_level);
     crate::log::set_identity(params.kind.info().name, None);
     let client_fd = params.client.as_ref().map(|_| FD_CLIENT);
@@ -275,8 +278,13 @@ pub fn child_main() -> i32 {
 
     // SAFETY: fd 4 is the segment the supervisor passed; ownership moves to `Segment`.
     let seg_fd = unsafe { OwnedFd::from_raw_fd(FD_SEGMENT) };
-    let segment = match Segment::attach(seg_fd, &params.layout, params.generation) {
+    let segment = match Segment::attach(seg_fd, &params.layout, params.generation, params.host_pid) {
         Ok(s) => s,
+        Err(e @ crate::shmem::SegmentError::Corrupt { .. }) => {
+            // Every child after this one would refuse it too: the supervisor must reset it.
+            tracing::error!("{e}; exiting so that the host resets shared memory");
+            return crate::shmem::EXIT_CORRUPT_SEGMENT;
+        }
         Err(e) => {
             tracing::error!("cannot map shared memory: {e}");
             return crate::exit_code::FAILURE;

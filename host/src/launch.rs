@@ -237,19 +237,23 @@ impl SiblingFork {
 pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) -> std::io::Result<ForkHelper> {
     // Non-blocking: after the helper is gone, the supervisor reads what is there and stops.
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+    // No supervisor handler ever runs in the helper (a terminal's Ctrl-C reaches the whole
+    // group): its signals are blocked from before the fork, and stay blocked in the workers it
+    // creates until each has set its own dispositions.
+    let old = crate::sys::block_all_signals();
     // SAFETY: the supervisor is single-threaded; the helper only forks and writes to a pipe,
     // then `_exit`s.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        let e = std::io::Error::last_os_error();
+        crate::sys::restore_mask(&old);
+        if pid < 0 {
+            return Err(e);
+        }
+    }
+    match pid {
         0 => {
             drop(r);
-            // No supervisor handler runs here; each worker sets its own dispositions and mask.
-            // SAFETY: a full set is a valid mask.
-            unsafe {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-            }
             // Nothing of the supervisor's stays open here (its listener, lock file, the write end
             // of the host-death pipe), and the helper dies with the supervisor, as any child does.
             crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, w.as_raw_fd()]);
@@ -374,11 +378,23 @@ fn fork_child(
     startup: &StartupData,
     client: Option<ClientSocket>,
 ) -> std::io::Result<i32> {
+    // Every signal stays blocked from before the fork until the child has its own handlers
+    // (`child::run` unblocks): a signal sent to the new pid in between would otherwise run the
+    // supervisor's handler in the child, which only sets a flag nobody there reads, and be lost.
+    let old = crate::sys::block_all_signals();
     // SAFETY: the supervisor is single-threaded, so the child inherits no lock held by another
     // thread; it runs `child::run` and ends with `_exit`, never returning into the event loop.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
+    let pid = unsafe { libc::fork() };
+    match pid {
         0 => become_child(env, kind, child_slot, startup, client),
-        pid => Ok(pid),
+        -1 => {
+            let e = std::io::Error::last_os_error();
+            crate::sys::restore_mask(&old);
+            Err(e)
+        }
+        pid => {
+            crate::sys::restore_mask(&old);
+            Ok(pid)
+        }
     }
 }

@@ -13,7 +13,10 @@
 //! Ownership and hand-off:
 //! - `Header`: written by the supervisor before any child exists; later only `host_state` (written
 //!   by the supervisor) and `consistent` (set once by the startup child, read by the supervisor
-//!   only while the host is in startup) change.
+//!   only while the host is in startup) change. Every child that attaches checks the fields that
+//!   never change ([`Segment::check_header`]) before using the segment; a mismatch means shared
+//!   memory was overwritten, and the child exits with [`EXIT_CORRUPT_SEGMENT`] so the supervisor
+//!   resets it.
 //! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
 //!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the
@@ -405,7 +408,19 @@ pub enum SegmentError {
     Map(std::io::Error),
     #[error("the segment does not match this host's layout: {0}")]
     Mismatch(String),
+    /// A header field a child checks before it uses the segment holds something the supervisor
+    /// never wrote there.
+    #[error("the shared-memory segment is corrupt: header check `{check}` failed: found {found}, expected {expected}")]
+    Corrupt {
+        check: &'static str,
+        found: String,
+        expected: String,
+    },
 }
+
+/// The exit code of a child that found the segment corrupt ([`Segment::check_header`]): above 2,
+/// so the supervisor takes it as a crash and resets shared memory whatever the child's kind.
+pub const EXIT_CORRUPT_SEGMENT: i32 = 3;
 
 impl Segment {
     /// Creates a fresh, zeroed segment and publishes the header, the static workers and the
@@ -464,7 +479,7 @@ impl Segment {
     }
 
     /// Maps a segment from an inherited fd (exec-mode children) and checks it against `layout`.
-    pub fn attach(fd: OwnedFd, layout: &Layout, generation: u64) -> Result<Segment, SegmentError> {
+    pub fn attach(fd: OwnedFd, layout: &Layout, generation: u64, host_pid: i32) -> Result<Segment, SegmentError> {
         let file = File::from(fd);
         let len = file.metadata().map_err(SegmentError::Map)?.len();
         if len != layout.size {
@@ -477,17 +492,62 @@ impl Segment {
             map,
             layout: layout.clone(),
         };
-        let h = seg.header();
-        if h.magic.load(Ordering::Acquire) != SEGMENT_MAGIC
-            || h.layout_version.load(Ordering::Relaxed) != LAYOUT_VERSION
-        {
-            return Err(SegmentError::Mismatch("bad magic or layout version".into()));
-        }
-        let g = h.generation.load(Ordering::Relaxed);
-        if g != generation {
-            return Err(SegmentError::Mismatch(format!("generation {g}, expected {generation}")));
-        }
+        seg.check_header(generation, host_pid)?;
         Ok(seg)
+    }
+
+    /// Checks every header field the supervisor wrote once against what this process knows
+    /// independently (its own layout, the generation and host pid it was started with). Every
+    /// child that attaches runs it before it touches anything else in the segment; a failure
+    /// names the first field that is wrong, and the child exits with [`EXIT_CORRUPT_SEGMENT`].
+    pub fn check_header(&self, generation: u64, host_pid: i32) -> Result<(), SegmentError> {
+        let h = self.header();
+        let l = &self.layout;
+        let r = Ordering::Relaxed;
+        // (field, found, expected); the magic reads best in hex, the rest in decimal.
+        let checks: [(&'static str, u64, u64); 12] = [
+            ("magic", h.magic.load(Ordering::Acquire), SEGMENT_MAGIC),
+            ("layout_version", h.layout_version.load(r).into(), LAYOUT_VERSION.into()),
+            ("generation", h.generation.load(r), generation),
+            ("size", h.size.load(r), l.size),
+            ("host_pid", h.host_pid.load(r).into(), host_pid as u32 as u64),
+            (
+                "n_worker_slots",
+                h.n_worker_slots.load(r).into(),
+                l.n_worker_slots.into(),
+            ),
+            (
+                "n_static_workers",
+                h.n_static_workers.load(r).into(),
+                l.n_static_workers.into(),
+            ),
+            (
+                "n_connection_slots",
+                h.n_connection_slots.load(r).into(),
+                l.n_connection_slots.into(),
+            ),
+            ("n_regions", h.n_regions.load(r).into(), l.region_offsets.len() as u64),
+            ("child_slots_off", h.child_slots_off.load(r), l.child_slots_off),
+            ("worker_slots_off", h.worker_slots_off.load(r), l.worker_slots_off),
+            ("regions_off", h.regions_off.load(r), l.regions_off),
+        ];
+        for (check, found, expected) in checks {
+            if found != expected {
+                let show = |v: u64| {
+                    if check == "magic" {
+                        format!("{v:#018x}")
+                    } else {
+                        v.to_string()
+                    }
+                };
+                return Err(SegmentError::Corrupt {
+                    check,
+                    found: show(found),
+                    expected: show(expected),
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -621,6 +681,30 @@ mod tests {
         assert!(l.region_offsets.iter().all(|o| o % 64 == 0));
         assert!(l.region_offsets[1] >= l.region_offsets[0] + 10);
         assert!(l.size >= l.region_offsets[1] + 100);
+    }
+
+    #[test]
+    fn a_header_check_names_the_first_field_that_is_wrong() {
+        let reg = Registry::default();
+        let layout = Layout::compute(&reg, 2, 2);
+        let cfg = Config::parse(std::path::Path::new("t.toml"), "[host]\npreload_plugins = []\n").unwrap();
+        let seg = Segment::create(&layout, &[], &[], &cfg, 5, 0).unwrap();
+        let me = std::process::id() as i32;
+        seg.check_header(5, me).unwrap();
+        let named = |generation, pid| match seg.check_header(generation, pid) {
+            Err(SegmentError::Corrupt { check, .. }) => check,
+            other => panic!("not refused as corrupt: {other:?}"),
+        };
+        assert_eq!(named(6, me), "generation");
+        assert_eq!(named(5, me + 1), "host_pid");
+        seg.header().worker_slots_off.store(1, Ordering::Relaxed);
+        assert_eq!(named(5, me), "worker_slots_off");
+        seg.header().magic.store(0, Ordering::Relaxed);
+        let e = seg.check_header(5, me).unwrap_err().to_string();
+        assert!(
+            e.contains("header check `magic` failed: found 0x0000000000000000"),
+            "{e}"
+        );
     }
 
     #[test]

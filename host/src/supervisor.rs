@@ -12,6 +12,12 @@
 //! children to read. It never takes a lock in shared memory and reads only what children may
 //! write there (their child slot's state and reason) with bounded copies.
 //!
+//! Adopted processes: the supervisor is its children's subreaper, so a process a child leaves
+//! behind becomes its child. After a reap that reaped something (rate-limited when it has many
+//! children) it records the children it did not start (attributed to the one process reaped
+//! since the previous scan, if there was one), reaps them like any child, and stops them at
+//! shutdown; it never exits while one is alive.
+//!
 //! Phases: `Running` -> `Recovering` (a child attached to shared memory crashed: every child gets
 //! SIGQUIT, stragglers SIGKILL after `crash_kill_timeout`, then a fresh segment and the workers
 //! start again) -> `Running`; any phase -> `Stopping` (smart waits for connections, then all
@@ -77,6 +83,70 @@ struct Child {
     spare_slot: Option<u32>,
 }
 
+/// A process the supervisor adopted as child subreaper: a child of one of its children (or of
+/// another adopted process) that outlived its parent. It maps nothing the supervisor relies on
+/// and has no slot; it is only reaped, and stopped at shutdown.
+#[derive(Debug, Clone)]
+struct Adopted {
+    /// Where it came from, for the log: `worker NAME (pid N)`, or why that is unknown.
+    from: String,
+}
+
+/// A process the supervisor reaped, as an adopted process found after it is attributed to it.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Child {
+        pid: i32,
+        kind: ChildKind,
+        worker: Option<usize>,
+    },
+    Adopted {
+        pid: i32,
+    },
+}
+
+/// The processes reaped since the last scan for adopted ones: how many, the first and the last
+/// (kept without allocating: reaping a thousand workers must not cost a thousand strings).
+#[derive(Debug, Default)]
+struct Exited {
+    n: usize,
+    first: Option<Origin>,
+    last: Option<Origin>,
+}
+
+impl Exited {
+    fn push(&mut self, o: Origin) {
+        self.n += 1;
+        if self.first.is_none() {
+            self.first = Some(o);
+        } else {
+            self.last = Some(o);
+        }
+    }
+
+    /// Whom a process adopted now is attributed to: the one process reaped since the last scan,
+    /// or, when none or several were, a note saying the origin is unknown.
+    fn attribution(&self, name: impl Fn(Origin) -> String) -> String {
+        match (self.n, self.first, self.last) {
+            (1, Some(one), _) => name(one),
+            (n, Some(first), Some(last)) => format!(
+                "one of {n} processes that exited together ({} ... {})",
+                name(first),
+                name(last)
+            ),
+            _ => "an unknown process".to_owned(),
+        }
+    }
+}
+
+/// How often at most the supervisor lists its children to find adopted ones when it has many.
+/// Listing them costs about 0.7 ms with 1000 children (the kernel walks its list for every
+/// entry), so a mass exit (a shutdown, a crash reset) pays for one listing per interval, not one
+/// per reap. With up to [`ADOPTION_SCAN_EAGER`] children a listing costs microseconds and follows
+/// every reap, which keeps the attribution exact.
+const ADOPTION_SCAN_INTERVAL: Duration = Duration::from_millis(100);
+const ADOPTION_SCAN_EAGER: usize = 64;
+
 #[derive(Debug, Clone)]
 enum Phase {
     Running,
@@ -110,6 +180,13 @@ pub struct Supervisor {
     workers: crate::private::PrivateSlice<WorkerRun>,
     /// Live children by pid, where `fork` does not copy them (see [`crate::private`]).
     children: crate::private::PidMap<Child>,
+    /// Live adopted processes by pid (see [`Adopted`]); usually empty.
+    adopted: std::collections::BTreeMap<i32, Adopted>,
+    /// Reaped since the last scan for adopted processes.
+    exited: Exited,
+    /// When the next scan for adopted processes is due (something was reaped since the last).
+    scan_at: Option<Instant>,
+    last_scan: Option<Instant>,
     connection_slots: Vec<bool>,
     dead_ends: usize,
     phase: Phase,
@@ -170,6 +247,14 @@ impl Supervisor {
         let (wake_r, wake_w) = crate::sys::pipe()?;
         let (death_r, death_w) = crate::sys::pipe()?;
         crate::sys::install_supervisor_signals(&wake_w).map_err(StartError::Signals)?;
+        crate::sys::load_test_knobs();
+        // A worker's own child that outlives it comes to the supervisor, which reaps it and stops
+        // it at shutdown, instead of escaping to init (as PID 1 of a namespace it comes anyway).
+        if let Err(e) = crate::sys::become_subreaper() {
+            tracing::warn!(
+                "cannot become the child subreaper ({e}): a process a worker leaves behind will not be stopped with the host"
+            );
+        }
 
         let path = cfg.socket_path();
         // We hold the lock, so a socket file here is a leftover of a dead host.
@@ -232,6 +317,10 @@ impl Supervisor {
             started_at_ms,
             workers: crate::private::PrivateSlice::from_vec(workers)?,
             children: crate::private::PidMap::new()?,
+            adopted: Default::default(),
+            exited: Exited::default(),
+            scan_at: None,
+            last_scan: None,
             dead_ends: 0,
             phase: Phase::Running,
             host_state: HostState::Init,
@@ -367,6 +456,9 @@ impl Supervisor {
         let mut best: Option<Instant> = None;
         let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
         if let Some(t) = self.watchdog_at {
+            consider(t);
+        }
+        if let Some(t) = self.scan_at {
             consider(t);
         }
         match &self.phase {
@@ -870,17 +962,95 @@ impl Supervisor {
     // ---- reaping ----
 
     fn reap(&mut self) {
+        let mut reaped = false;
         loop {
             let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid.as_raw(), ExitStatus::Code(code)),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => (pid.as_raw(), ExitStatus::Signal(sig as i32)),
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             };
-            let Some(child) = self.children.remove(pid) else {
+            reaped = true;
+            if let Some(child) = self.children.remove(pid) {
+                self.exited.push(Origin::Child {
+                    pid,
+                    kind: child.kind,
+                    worker: child.worker,
+                });
+                self.child_exited(pid, child, status);
                 continue;
+            }
+            let from = match self.adopted.remove(&pid) {
+                Some(a) => a.from,
+                // Adopted and gone before a scan saw it.
+                None => self.exited.attribution(|o| self.name(o)),
             };
-            self.child_exited(pid, child, status);
+            tracing::info!("adopted process {pid} (left behind by {from}) exited with {status}");
+            self.exited.push(Origin::Adopted { pid });
+        }
+        if reaped && self.scan_at.is_none() {
+            let now = Instant::now();
+            let interval = if self.children.len() + self.adopted.len() <= ADOPTION_SCAN_EAGER {
+                Duration::ZERO
+            } else {
+                ADOPTION_SCAN_INTERVAL
+            };
+            self.scan_at = Some(self.last_scan.map_or(now, |t| (t + interval).max(now)));
+        }
+        if self.scan_at.is_some_and(|t| Instant::now() >= t) {
+            self.scan_adopted();
+        }
+    }
+
+    /// How a reaped process is named where an adopted process is attributed to it.
+    fn name(&self, o: Origin) -> String {
+        match o {
+            Origin::Child {
+                pid, worker: Some(i), ..
+            } => format!("worker {} (pid {pid})", self.specs[i].name),
+            Origin::Child { pid, kind, .. } => format!("{} child (pid {pid})", kind.info().name),
+            Origin::Adopted { pid } => format!("adopted process {pid}"),
+        }
+    }
+
+    /// Records every child of this process that is neither a child it started nor one it already
+    /// adopted, attributed to what was reaped since the last scan. During a shutdown that has
+    /// signalled its children, a newly adopted process gets the same signal at once.
+    fn scan_adopted(&mut self) {
+        let from = self.exited.attribution(|o| self.name(o));
+        self.exited = Exited::default();
+        self.scan_at = None;
+        self.last_scan = Some(Instant::now());
+        let mut new = Vec::new();
+        for pid in crate::sys::own_children() {
+            if self.children.get(pid).is_none() && !self.adopted.contains_key(&pid) {
+                tracing::info!("adopted process {pid}, left behind by {from}");
+                self.adopted.insert(pid, Adopted { from: from.clone() });
+                new.push(pid);
+            }
+        }
+        if let Phase::Stopping {
+            mode,
+            signalled: true,
+            killed,
+            ..
+        } = self.phase
+        {
+            let sig = match (killed, mode) {
+                (true, _) => Signal::SIGKILL,
+                (false, StopMode::Immediate) => Signal::SIGQUIT,
+                (false, _) => Signal::SIGTERM,
+            };
+            for pid in new {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
+        }
+    }
+
+    /// Sends `sig` to every adopted process.
+    fn signal_adopted(&self, sig: Signal) {
+        for &pid in self.adopted.keys() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
         }
     }
 
@@ -905,6 +1075,26 @@ impl Supervisor {
             self.handoffs.retain(|p| *p != pid);
         }
         let outcome = classify(status, dead_man, child.signalled);
+        if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) && !child.signalled {
+            // Every child after this one would refuse the segment too (its own log line names
+            // the check that failed): reset it, as for any crash, whatever the child's kind.
+            let what = format!(
+                "{} child (pid {pid}) found the shared-memory segment corrupt",
+                child.kind.info().name
+            );
+            match child.kind {
+                ChildKind::Spare => {
+                    self.spares.retain(|(p, _)| *p != pid);
+                    self.crash(&what);
+                    return;
+                }
+                ChildKind::Startup => {
+                    self.crash(&what);
+                    return;
+                }
+                ChildKind::Worker | ChildKind::Connection | ChildKind::DeadEnd => {}
+            }
+        }
         match child.kind {
             ChildKind::DeadEnd => {
                 self.dead_ends = self.dead_ends.saturating_sub(1);
@@ -926,7 +1116,10 @@ impl Supervisor {
                     }
                 }
                 if outcome == Outcome::Crash {
-                    self.crash(&format!("connection child (pid {pid}) crashed: {status}"));
+                    self.crash(&format!(
+                        "connection child (pid {pid}) crashed: {status}{}",
+                        corrupt_note(status)
+                    ));
                 }
             }
             ChildKind::Worker => {
@@ -953,7 +1146,7 @@ impl Supervisor {
             (Outcome::Crash, _) if dead_man && matches!(status, ExitStatus::Code(_)) => {
                 format!("crashed: {status} without a clean exit (dead-man flag still set)")
             }
-            (Outcome::Crash, _) => format!("crashed: {status}"),
+            (Outcome::Crash, _) => format!("crashed: {status}{}", corrupt_note(status)),
             (Outcome::StoppedByHost, _) => format!("stopped by the host ({status})"),
             (_, false) => reason,
             (Outcome::Done, true) => "done".to_owned(),
@@ -1188,7 +1381,28 @@ impl Supervisor {
                 killed,
             } => {
                 if self.children.is_empty() {
-                    return true;
+                    // Nothing that is left may outlive the host: look once more for processes
+                    // the last children left behind (they are signalled as they are found).
+                    self.scan_adopted();
+                    if self.adopted.is_empty() {
+                        return true;
+                    }
+                    if !signalled {
+                        // Smart or fast with no child left to signal: the adopted ones still are.
+                        let sig = if mode == StopMode::Immediate {
+                            Signal::SIGQUIT
+                        } else {
+                            Signal::SIGTERM
+                        };
+                        self.signal_adopted(sig);
+                        self.phase = Phase::Stopping {
+                            mode,
+                            signalled: true,
+                            kill_at: Some(now + self.cfg.shutdown_timeout),
+                            killed,
+                        };
+                        return false;
+                    }
                 }
                 let connections = self
                     .children
@@ -1205,6 +1419,8 @@ impl Supervisor {
                         Signal::SIGTERM
                     };
                     self.signal_all(sig, |_| true);
+                    self.scan_adopted();
+                    self.signal_adopted(sig);
                     self.phase = Phase::Stopping {
                         mode,
                         signalled: true,
@@ -1217,18 +1433,24 @@ impl Supervisor {
                     if !killed && now >= t {
                         let mut live: Vec<(i32, Child)> = self.children.iter().map(|(p, c)| (p, *c)).collect();
                         live.sort_by_key(|(pid, _)| *pid);
-                        let names: Vec<String> = live
+                        let mut names: Vec<String> = live
                             .iter()
                             .map(|(pid, c)| match c.worker {
                                 Some(i) => format!("{} (pid {pid})", self.specs[i].name),
                                 None => format!("{} (pid {pid})", c.kind.info().name),
                             })
                             .collect();
+                        names.extend(
+                            self.adopted
+                                .iter()
+                                .map(|(pid, a)| format!("adopted process {pid} (left behind by {})", a.from)),
+                        );
                         tracing::warn!(
                             "still running after shutdown_timeout, sending SIGKILL: {}",
                             names.join(", ")
                         );
                         self.signal_all(Signal::SIGKILL, |_| true);
+                        self.signal_adopted(Signal::SIGKILL);
                         self.phase = Phase::Stopping {
                             mode,
                             signalled,
@@ -1240,5 +1462,42 @@ impl Supervisor {
                 false
             }
         }
+    }
+}
+
+/// What a crashed child's exit code says about the segment, for the crash's log line.
+fn corrupt_note(status: ExitStatus) -> &'static str {
+    if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) {
+        " (it found the shared-memory segment corrupt)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChildKind, Exited, Origin};
+
+    #[test]
+    fn an_adopted_process_is_attributed_only_when_one_process_exited() {
+        let name = |o: Origin| match o {
+            Origin::Child { pid, .. } => format!("worker (pid {pid})"),
+            Origin::Adopted { pid } => format!("adopted process {pid}"),
+        };
+        let mut e = Exited::default();
+        assert_eq!(e.attribution(name), "an unknown process");
+        let w = |pid| Origin::Child {
+            pid,
+            kind: ChildKind::Worker,
+            worker: Some(0),
+        };
+        e.push(w(7));
+        assert_eq!(e.attribution(name), "worker (pid 7)");
+        e.push(Origin::Adopted { pid: 8 });
+        e.push(w(9));
+        assert_eq!(
+            e.attribution(name),
+            "one of 3 processes that exited together (worker (pid 7) ... worker (pid 9))"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Thin wrappers over the OS mechanisms the host uses: signal flags with a self-pipe, fd hygiene
-//! (`close_range`), and parent-death detection.
+//! Thin wrappers over the OS mechanisms the host uses: signal flags with a self-pipe, the signal
+//! mask around a child's creation, fd hygiene (`close_range`), parent-death detection, and the
+//! child subreaper's view of its children.
 //!
 //! Runs in: the supervisor (signals, self-pipe) and children (signal reset, parent death).
 //!
@@ -114,6 +115,10 @@ pub fn drain(fd: RawFd) {
 /// Sets a child's signal dispositions in one pass: each signal in `set` gets its handler (or
 /// `SIG_IGN`), every other signal the supervisor handles goes back to its default, and all signals
 /// are unblocked. The first thing every child does (a forked one inherits the supervisor's).
+///
+/// A child starts with signals blocked (all of them after a `fork`, those of
+/// [`spawn_blocked_signals`] after an exec) and unblocks them only here, after its dispositions
+/// are set: a signal sent in between waits, and then reaches the child's own handler.
 pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
     // Nothing in a child reads the pending mask, and the wake pipe is the supervisor's.
     WAKE_FD.store(-1, Ordering::SeqCst);
@@ -145,6 +150,72 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
     unsafe {
         let empty: libc::sigset_t = std::mem::zeroed();
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Blocks every signal in this process and returns the mask it had, for [`restore_mask`].
+///
+/// The supervisor holds every signal across a `fork`, so that none reaches the new child before
+/// the child has replaced the supervisor's handlers (a SIGTERM handled there by the supervisor's
+/// handler would be lost); the child unblocks in [`reset_child_signals`].
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigfillset fills a local set; sigprocmask only writes the old mask to a local.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+/// Puts back a mask [`block_all_signals`] returned; signals that arrived meanwhile run now.
+pub fn restore_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` is a mask sigprocmask returned.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// The signals an exec-mode child is started with blocked: those the supervisor sends (and a
+/// terminal's Ctrl-C), whose default action would kill the child before its handlers are in
+/// place. [`reset_child_signals`] unblocks them.
+pub fn spawn_blocked_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset and sigaddset only write the local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGQUIT, libc::SIGINT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// The test-only environment variable that delays every new worker process just before it installs
+/// its own signal handlers, while its signals are still blocked (see [`test_child_signal_delay`]).
+pub const TEST_CHILD_SIGNAL_DELAY_ENV: &str = "STEWARD_TEST_CHILD_SIGNAL_DELAY_MS";
+
+/// Milliseconds read from [`TEST_CHILD_SIGNAL_DELAY_ENV`] by [`load_test_knobs`]; 0 when unset.
+static CHILD_SIGNAL_DELAY_MS: AtomicU32 = AtomicU32::new(0);
+
+/// Reads the test-only knobs from the environment, once per process (the supervisor before its
+/// first fork, an exec-mode child at its start), so that no launch pays for reading them.
+/// Values above 10 s are capped: a typo must not hold every child for hours.
+pub fn load_test_knobs() {
+    let ms = std::env::var(TEST_CHILD_SIGNAL_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+        .min(10_000);
+    CHILD_SIGNAL_DELAY_MS.store(ms, Ordering::Relaxed);
+}
+
+/// Test-only: waits the configured delay in a new worker process at the point where a signal used to be
+/// lost (after the fork or exec, before the child's own handlers are installed). A test sends
+/// signals then and checks that each is handled once the handlers are in place.
+pub fn test_child_signal_delay() {
+    let ms = CHILD_SIGNAL_DELAY_MS.load(Ordering::Relaxed);
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
     }
 }
 
@@ -195,6 +266,50 @@ pub fn die_with_parent(host_pid: i32) -> bool {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     // SAFETY: getppid has no preconditions.
     unsafe { libc::getppid() == host_pid }
+}
+
+/// Makes this process the child subreaper of everything it starts: a process whose parent dies
+/// (a worker's own child that outlives the worker) becomes this process's child instead of init's,
+/// so the supervisor can reap it and stop it at shutdown.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) with an integer argument changes only an attribute
+    // of this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The pids of this (single-threaded) process's live children, from
+/// `/proc/self/task/<tid>/children`, or, on a kernel without that file, from every process's
+/// parent in `/proc`. What `/proc` says is read as untrusted text: anything but a positive pid is
+/// skipped.
+pub fn own_children() -> Vec<i32> {
+    // SAFETY: gettid and getpid have no preconditions.
+    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    let parse = |text: &str| -> Vec<i32> {
+        text.split_ascii_whitespace()
+            .filter_map(|w| w.parse::<i32>().ok())
+            .filter(|p| *p > 0)
+            .collect()
+    };
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
+        return parse(&text);
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the
+            // last `)`.
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
 }
 
 /// Clears `O_NONBLOCK` on a socket a child inherited non-blocking.

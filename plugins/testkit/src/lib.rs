@@ -21,7 +21,10 @@
 //!   it says `run`; `fail` registers one that fails.
 //! - `message` (reloadable) and `fixed` (restart-only): workers log both after a reload.
 //! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
-//!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter).
+//!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter),
+//!   `orphan` (forks a grandchild that sleeps until a signal ends it, logs `forked grandchild PID`,
+//!   and exits 0, leaving the grandchild behind; `orphan ignore_term`: the grandchild ignores
+//!   SIGTERM).
 //!
 //! Each worker publishes its state in the `testkit` region: slot `arg` counts bumps.
 
@@ -225,11 +228,57 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 tracing::info!("bumped to {n}");
             }
+            "orphan" => {
+                let pid = fork_grandchild(rest.trim() == "ignore_term")?;
+                tracing::info!("forked grandchild {pid}");
+                return Ok(());
+            }
             other => tracing::warn!("unknown trigger {other:?}"),
         }
     }
 }
 steward::worker_entry!(testkit_worker);
+
+/// Forks a process that outlives this worker: it sleeps until a signal ends it (SIGTERM too,
+/// unless `ignore_term`). Returns its pid.
+fn fork_grandchild(ignore_term: bool) -> Result<i32, WorkerError> {
+    // Signals stay blocked until the grandchild has its own dispositions: a SIGTERM that reached
+    // it earlier would run the worker's handler, which only sets a flag, and be lost.
+    // SAFETY: sigfillset and sigprocmask only write local sets and this thread's mask.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    // SAFETY: a worker process is single-threaded, and the new process only calls
+    // async-signal-safe functions (signal, sigprocmask, pause).
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        let err = std::io::Error::last_os_error();
+        // SAFETY: restoring the mask sigprocmask returned above.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        return if pid < 0 { Err(fatal(err)) } else { Ok(pid) };
+    }
+    // SAFETY: setting dispositions and the mask of this process; pause only sleeps.
+    unsafe {
+        // The worker's handlers only set flags nobody here reads: a grandchild ends the way a
+        // plain program does.
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGINT] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        if ignore_term {
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        loop {
+            libc::pause();
+        }
+    }
+}
 
 fn exit_with(code: i32) -> Result<(), WorkerError> {
     match code {
