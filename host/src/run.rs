@@ -1,6 +1,7 @@
 //! `steward run`: start-up in order, then hand over to the supervisor.
 //!
-//! Runs in: the supervisor process. Start-up order: logging, runtime directory, lock file,
+//! Runs in: the supervisor process. Start-up order: logging, runtime directory (created 0700 or
+//! checked, see [`crate::rundir`]), lock file,
 //! preload (plugins' init), in fork mode the code's move to huge pages, freeze, segment and
 //! socket, supervisor loop. Every failure before the loop releases what was taken (lock, socket)
 //! and returns a message naming what went wrong.
@@ -12,11 +13,8 @@ use crate::lockfile::LockFile;
 pub enum RunError {
     #[error("{0}")]
     Lock(#[from] crate::lockfile::LockError),
-    #[error("cannot create runtime_dir {path}: {err}", path = path.display())]
-    RuntimeDir {
-        path: std::path::PathBuf,
-        err: std::io::Error,
-    },
+    #[error("{0}")]
+    RuntimeDir(#[from] crate::rundir::RunDirError),
     #[error("{0}")]
     Plugin(#[from] crate::preload::PluginError),
     #[error("{0}")]
@@ -29,10 +27,8 @@ pub fn run(cfg: Config) -> Result<i32, RunError> {
     crate::sys::cloexec_inherited();
     // Before any plugin code runs: the variables must not be visible to plugins or children.
     let notifier = crate::notify::Notifier::from_env();
-    std::fs::create_dir_all(&cfg.runtime_dir).map_err(|err| RunError::RuntimeDir {
-        path: cfg.runtime_dir.clone(),
-        err,
-    })?;
+    // Checked before anything is opened in it: see `rundir` for the attack this stops.
+    crate::rundir::prepare(&cfg.runtime_dir)?;
     let lock = LockFile::acquire(&cfg.lock_path())?;
     crate::preload::preload(&cfg)?;
     if cfg.launch_mode == crate::config::LaunchMode::Fork && cfg.huge_code_pages {

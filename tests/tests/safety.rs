@@ -1,0 +1,118 @@
+//! Safe to run on a shared machine: the runtime directory is trusted only when it is the host's
+//! own. Both launch modes.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use steward_tests::*;
+
+/// Writes `spec`'s config into `dir` with `runtime_dir` set to `run`.
+fn use_runtime_dir(dir: &Dir, spec: &Spec, run: &Path) {
+    let spec = spec
+        .clone()
+        .host(&format!("runtime_dir = {:?}", run.display().to_string()));
+    std::fs::write(&dir.config, spec.render(dir.path())).expect("write config");
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A victim file with known bytes, and a symlink `steward.pid` to it inside `run`.
+fn plant_lock_symlink(dir: &Dir, run: &Path) -> (PathBuf, Vec<u8>) {
+    let victim = dir.path().join("victim");
+    let bytes = b"the operator's precious file\n".to_vec();
+    std::fs::write(&victim, &bytes).expect("victim");
+    std::os::unix::fs::symlink(&victim, run.join("steward.pid")).expect("symlink");
+    (victim, bytes)
+}
+
+fn expect_refusal(dir: &Dir, needles: &[&str]) -> String {
+    let (code, out) = run_expect_failure(dir);
+    assert_eq!(code, 1, "exit code; output:\n{out}");
+    for n in needles {
+        assert!(out.contains(n), "expected {n:?} in:\n{out}");
+    }
+    out
+}
+
+fn a_lock_file_symlink_planted_by_another_user_changes_nothing(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a");
+    let dir = Dir::new(&spec);
+    // Another user got there first: a world-writable directory, the lock file a symlink.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    set_mode(&shared, 0o777);
+    let (victim, bytes) = plant_lock_symlink(&dir, &shared);
+    use_runtime_dir(&dir, &spec, &shared);
+    let shown = shared.display().to_string();
+    expect_refusal(&dir, &[&shown, "owned by uid 0", "mode 0777", "group or others"]);
+    assert_eq!(std::fs::read(&victim).unwrap(), bytes, "the victim file was changed");
+    assert!(!shared.join("steward.sock").exists());
+
+    // Owned by another uid, even with a tight mode: refused, naming that owner.
+    set_mode(&shared, 0o700);
+    std::os::unix::fs::lchown(&shared, Some(65534), Some(65534)).expect("chown");
+    expect_refusal(
+        &dir,
+        &[
+            &shown,
+            "owned by uid 65534",
+            "mode 0700",
+            "not owned by the host's user",
+        ],
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), bytes, "the victim file was changed");
+
+    // In a directory the host trusts, the symlink itself is still refused, not followed.
+    std::os::unix::fs::lchown(&shared, Some(0), Some(0)).expect("chown back");
+    expect_refusal(&dir, &["steward.pid is a symbolic link"]);
+    assert_eq!(std::fs::read(&victim).unwrap(), bytes, "the victim file was changed");
+}
+
+fn a_runtime_dir_open_to_others_is_refused(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a");
+    let dir = Dir::new(&spec);
+    std::fs::create_dir(dir.run_dir()).unwrap();
+    set_mode(&dir.run_dir(), 0o755);
+    let shown = dir.run_dir().display().to_string();
+    expect_refusal(&dir, &[&shown, "mode 0755", "must be owned by uid 0", "mode 0700"]);
+    assert!(
+        std::fs::read_dir(dir.run_dir()).unwrap().next().is_none(),
+        "something was created in it"
+    );
+}
+
+fn a_symlinked_runtime_dir_is_refused(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a");
+    let dir = Dir::new(&spec);
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    set_mode(&real, 0o700);
+    std::os::unix::fs::symlink(&real, dir.run_dir()).unwrap();
+    let shown = dir.run_dir().display().to_string();
+    expect_refusal(&dir, &[&shown, "is a symbolic link"]);
+    assert!(
+        std::fs::read_dir(&real).unwrap().next().is_none(),
+        "something was created in it"
+    );
+}
+
+fn an_accepted_run_leaves_a_0700_runtime_dir(mode: Mode) {
+    let host = Host::start(Spec::new(mode).testkit("a"));
+    let run = host.dir.run_dir();
+    let meta = std::fs::symlink_metadata(&run).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.mode() & 0o7777, 0o700, "runtime_dir mode");
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    let lock = std::fs::symlink_metadata(run.join("steward.pid")).unwrap();
+    assert!(lock.is_file());
+    assert_eq!(lock.mode() & 0o777, 0o600, "lock file mode");
+}
+
+both_modes!(
+    a_lock_file_symlink_planted_by_another_user_changes_nothing,
+    a_runtime_dir_open_to_others_is_refused,
+    a_symlinked_runtime_dir_is_refused,
+    an_accepted_run_leaves_a_0700_runtime_dir,
+);
