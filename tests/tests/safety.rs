@@ -1,5 +1,5 @@
 //! Safe to run on a shared machine: the runtime directory is trusted only when it is the host's
-//! own. Both launch modes.
+//! own, and a plugin's init may not leave the supervisor multi-threaded. Both launch modes.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -110,9 +110,22 @@ fn an_accepted_run_leaves_a_0700_runtime_dir(mode: Mode) {
     assert_eq!(lock.mode() & 0o777, 0o600, "lock file mode");
 }
 
+fn a_plugin_whose_init_starts_a_thread_is_refused_by_name(mode: Mode) {
+    let spec = Spec::new(mode)
+        .plugin("hello")
+        .testkit("a")
+        .setting("testkit", "init_thread = true");
+    let out = expect_refusal(
+        &Dir::new(&spec),
+        &["plugin testkit: its init left the supervisor with 2 threads"],
+    );
+    assert!(!out.contains("plugin hello:"), "the wrong plugin was blamed:\n{out}");
+}
+
 both_modes!(
     a_lock_file_symlink_planted_by_another_user_changes_nothing,
     a_runtime_dir_open_to_others_is_refused,
     a_symlinked_runtime_dir_is_refused,
     an_accepted_run_leaves_a_0700_runtime_dir,
+    a_plugin_whose_init_starts_a_thread_is_refused_by_name,
 );

@@ -19,6 +19,8 @@
 //! - `startup_hook` = `"none" | "hold" | "fail"`: `hold` registers a startup hook that keeps the
 //!   host in startup until the trigger file `startup` says `consistent`, then in consistent until
 //!   it says `run`; `fail` registers one that fails.
+//! - `init_thread`: init starts a thread that keeps running (a supervisor with more than one
+//!   thread must not fork, so the host refuses to start).
 //! - `message` (reloadable) and `fixed` (restart-only): workers log both after a reload.
 //! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
 //!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter).
@@ -63,7 +65,18 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         false,
         "log whether the C library's view of the thread is right",
     )?;
+    let spawn_thread = reg.define_bool(
+        "init_thread",
+        false,
+        "init starts a thread that outlives it (the host must refuse that)",
+    )?;
     reg.request_region("testkit", MAX_WORKERS * 8)?;
+    if spawn_thread && !reg.is_attach() {
+        // Parked for good: the thread must still exist when the host counts its threads.
+        std::thread::spawn(|| loop {
+            std::thread::park();
+        });
+    }
     match mode.as_str() {
         "error" => return Err(InitError("testkit was told to fail its init".into())),
         "panic" => panic!("testkit was told to panic in init"),
