@@ -116,6 +116,14 @@ pub struct Config {
 pub const MAX_WORKER_PROCESSES: i64 = 100_000;
 pub const MAX_CONNECTIONS: i64 = 10_000;
 
+/// Upper bounds of the host's durations. A shutdown that may take longer than an hour, or a crash
+/// reset that waits that long for its children, is a typo, not a plan.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const MAX_CRASH_KILL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The upper bound of every duration in the file, plugin settings included (a plugin may set a
+/// lower one for its own setting).
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+
 /// The longest Unix socket path the OS accepts (`sun_path` less the terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
@@ -210,14 +218,33 @@ impl Config {
                 )
             })?,
         };
-        let duration = |key: &str, v: Option<toml::Value>, default: Duration| -> Result<Duration, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(v) => toml_duration(&v).map_err(|r| err(key, r)),
+        let duration = |key: &str, v: Option<toml::Value>, default: Duration, max: Duration| {
+            let Some(v) = v else { return Ok(default) };
+            let d = toml_duration_unbounded(&v).map_err(|r| err(key, r))?;
+            if d > max {
+                return Err(err(
+                    key,
+                    format!(
+                        "{} is above the upper bound of {}",
+                        crate::time::format_duration(d),
+                        crate::time::format_duration(max)
+                    ),
+                ));
             }
+            Ok(d)
         };
-        let shutdown_timeout = duration("host.shutdown_timeout", h.shutdown_timeout, Duration::from_secs(5))?;
-        let crash_kill_timeout = duration("host.crash_kill_timeout", h.crash_kill_timeout, Duration::from_secs(5))?;
+        let shutdown_timeout = duration(
+            "host.shutdown_timeout",
+            h.shutdown_timeout,
+            Duration::from_secs(5),
+            MAX_SHUTDOWN_TIMEOUT,
+        )?;
+        let crash_kill_timeout = duration(
+            "host.crash_kill_timeout",
+            h.crash_kill_timeout,
+            Duration::from_secs(5),
+            MAX_CRASH_KILL_TIMEOUT,
+        )?;
         let log_format = match h.log_format.as_deref() {
             None | Some("text") => Format::Text,
             Some("json") => Format::Json,
@@ -277,8 +304,22 @@ impl Config {
     }
 }
 
-/// A duration in the file: a string with a unit, or an integer number of milliseconds.
+/// A duration in the file: a string with a unit, or an integer number of milliseconds; at most
+/// [`MAX_DURATION`].
 pub fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
+    let d = toml_duration_unbounded(v)?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{} is above the upper bound of {} for any duration",
+            crate::time::format_duration(d),
+            crate::time::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration in the file, before any upper bound: the caller applies its own.
+fn toml_duration_unbounded(v: &toml::Value) -> Result<Duration, String> {
     match v {
         toml::Value::String(s) => crate::time::parse_duration(s),
         toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_millis(*n as u64)),
@@ -341,6 +382,30 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("host.shutdown_timeout"));
         let e = parse("[plugins.ghost]\nx = 1\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("plugins.ghost"));
+    }
+
+    #[test]
+    fn durations_have_upper_bounds_named_with_file_and_key() {
+        let e = parse("[host]\nshutdown_timeout = \"1000000000000d\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.shutdown_timeout"));
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/etc/steward/steward.toml: host.shutdown_timeout: "),
+            "{text}"
+        );
+        assert!(text.contains("1000000000000d is above the upper bound of 1h"), "{text}");
+        let e = parse("[host]\nshutdown_timeout = \"2h\"\n").unwrap_err();
+        assert!(e.to_string().contains("2h is above the upper bound of 1h"), "{e}");
+        let e = parse("[host]\ncrash_kill_timeout = 3600001\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.crash_kill_timeout"));
+        assert!(e.to_string().contains("upper bound of 1h"), "{e}");
+        let e = parse("[host]\nshutdown_timeout = \"99999999999999999999999s\"\n").unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+        let c = parse("[host]\nshutdown_timeout = \"1h\"\ncrash_kill_timeout = \"60min\"\n").unwrap();
+        assert_eq!(c.shutdown_timeout, MAX_SHUTDOWN_TIMEOUT);
+        assert_eq!(c.crash_kill_timeout, MAX_CRASH_KILL_TIMEOUT);
+        assert!(toml_duration(&toml::Value::String("31d".into())).is_err());
+        assert_eq!(toml_duration(&toml::Value::String("30d".into())), Ok(MAX_DURATION));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Safe to run on a shared machine: the runtime directory is trusted only when it is the host's
-//! own, and a plugin's init may not leave the supervisor multi-threaded. Both launch modes.
+//! own, a plugin's init may not leave the supervisor multi-threaded, and no duration is
+//! unbounded. Both launch modes.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -122,10 +123,23 @@ fn a_plugin_whose_init_starts_a_thread_is_refused_by_name(mode: Mode) {
     assert!(!out.contains("plugin hello:"), "the wrong plugin was blamed:\n{out}");
 }
 
+fn durations_beyond_their_bound_are_refused_naming_file_key_and_bound(mode: Mode) {
+    let spec = Spec::new(mode).plugin("hello");
+    expect_refusal(
+        &Dir::new(&spec.clone().host("shutdown_timeout = \"1000000000000d\"")),
+        &["steward.toml: host.shutdown_timeout: 1000000000000d is above the upper bound of 1h"],
+    );
+    expect_refusal(
+        &Dir::new(&spec.setting("hello", "interval = \"31d\"")),
+        &["steward.toml: plugins.hello.interval: 31d is above the upper bound of 30d"],
+    );
+}
+
 both_modes!(
     a_lock_file_symlink_planted_by_another_user_changes_nothing,
     a_runtime_dir_open_to_others_is_refused,
     a_symlinked_runtime_dir_is_refused,
     an_accepted_run_leaves_a_0700_runtime_dir,
     a_plugin_whose_init_starts_a_thread_is_refused_by_name,
+    durations_beyond_their_bound_are_refused_naming_file_key_and_bound,
 );
