@@ -137,13 +137,13 @@ impl Config {
 
     /// Validates `text` as the contents of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let abs = if path.is_absolute() {
+        let abs = normalize(&if path.is_absolute() {
             path.to_owned()
         } else {
             std::env::current_dir()
                 .map(|d| d.join(path))
                 .unwrap_or_else(|_| path.to_owned())
-        };
+        });
         let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::new(&abs, None, e.to_string().trim_end()))?;
         Config::validate(&abs, raw)
     }
@@ -154,11 +154,7 @@ impl Config {
         let h = raw.host;
         let resolve = |p: &str| {
             let p = PathBuf::from(p);
-            if p.is_absolute() {
-                p
-            } else {
-                dir.join(p)
-            }
+            normalize(&if p.is_absolute() { p } else { dir.join(p) })
         };
         let plugin_dir = resolve(h.plugin_dir.as_deref().unwrap_or("."));
         let preload_plugins = h.preload_plugins.unwrap_or_default();
@@ -327,6 +323,31 @@ fn toml_duration_unbounded(v: &toml::Value) -> Result<Duration, String> {
     }
 }
 
+/// `path` with `.` components and `name/..` pairs removed, lexically: no symlink is resolved, so
+/// what an error message or `status` shows is what the operator wrote, made tidy. A `..` at the
+/// root stays at the root; a leading `..` of a relative path is kept.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            _ => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
+}
+
 /// `/run/steward` for root; `$XDG_RUNTIME_DIR/steward` or `/tmp/steward-<uid>` otherwise.
 pub fn default_runtime_dir() -> PathBuf {
     let uid = nix::unistd::getuid();
@@ -334,7 +355,7 @@ pub fn default_runtime_dir() -> PathBuf {
         return PathBuf::from("/run/steward");
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("steward"),
+        Some(d) if !d.is_empty() => normalize(&PathBuf::from(d).join("steward")),
         _ => PathBuf::from(format!("/tmp/steward-{uid}")),
     }
 }
@@ -406,6 +427,30 @@ mod tests {
         assert_eq!(c.crash_kill_timeout, MAX_CRASH_KILL_TIMEOUT);
         assert!(toml_duration(&toml::Value::String("31d".into())).is_err());
         assert_eq!(toml_duration(&toml::Value::String("30d".into())), Ok(MAX_DURATION));
+    }
+
+    #[test]
+    fn paths_are_normalised_lexically() {
+        for (raw, want) in [
+            ("/etc/./steward/../steward/x.toml", "/etc/steward/x.toml"),
+            ("/../etc", "/etc"),
+            ("a/./b/../c", "a/c"),
+            ("../a/..", ".."),
+            ("./", "."),
+            ("/run//steward/", "/run/steward"),
+        ] {
+            assert_eq!(normalize(Path::new(raw)), PathBuf::from(want), "{raw}");
+        }
+        let c = Config::parse(
+            Path::new("/etc/./steward/../steward/steward.toml"),
+            "[host]\nplugin_dir = \"./lib/../plugins/\"\nruntime_dir = \"../run/./steward\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.path, PathBuf::from("/etc/steward/steward.toml"));
+        assert_eq!(c.plugin_dir, PathBuf::from("/etc/steward/plugins"));
+        assert_eq!(c.runtime_dir, PathBuf::from("/etc/run/steward"));
+        let e = Config::parse(Path::new("/etc/./steward.toml"), "[host]\nmax_connections = 0\n").unwrap_err();
+        assert!(e.to_string().starts_with("/etc/steward.toml: "), "{e}");
     }
 
     #[test]
