@@ -109,6 +109,20 @@ fn an_accepted_run_leaves_a_0700_runtime_dir(mode: Mode) {
     let lock = std::fs::symlink_metadata(run.join("steward.pid")).unwrap();
     assert!(lock.is_file());
     assert_eq!(lock.mode() & 0o777, 0o600, "lock file mode");
+    // The first line tells an operator what started, how, as which process, from which file.
+    let log = host.log_text();
+    let first = log.lines().next().unwrap_or_default();
+    let want = format!(
+        "steward {} starting: {} mode, pid {}, config {}",
+        env!("CARGO_PKG_VERSION"),
+        mode.as_str(),
+        host.pid,
+        host.config().display()
+    );
+    assert!(
+        first.contains(" INFO ") && first.ends_with(&want),
+        "first line {first:?}, want {want:?}"
+    );
 }
 
 fn a_plugin_whose_init_starts_a_thread_is_refused_by_name(mode: Mode) {
