@@ -107,7 +107,7 @@ pub struct Config {
     /// Fork mode: move the supervisor's machine code onto huge pages (see [`crate::hugetext`]).
     pub huge_code_pages: bool,
     pub log_format: Format,
-    pub log_level: u32,
+    pub log_level: crate::log::Filter,
     /// `[plugins.<name>]` tables, validated against the plugins' definitions during preload.
     pub plugin_sections: BTreeMap<String, toml::Table>,
 }
@@ -252,14 +252,20 @@ impl Config {
             }
         };
         let log_level = match h.log_level.as_deref() {
-            None => 3,
-            Some(s) => crate::log::parse_level(s).ok_or_else(|| {
-                err(
-                    "host.log_level",
-                    format!("{s:?} is not a level (use error, warn, info, debug or trace)"),
-                )
-            })?,
+            None => crate::log::Filter::default(),
+            Some(s) => crate::log::Filter::parse(s).map_err(|r| err("host.log_level", r))?,
         };
+        // A misspelt plugin name would silently leave that plugin at the default level.
+        if let Some((name, _)) = log_level
+            .plugins
+            .iter()
+            .find(|(name, _)| !preload_plugins.contains(name))
+        {
+            return Err(err(
+                "host.log_level",
+                format!("there is no plugin {name:?} in host.preload_plugins"),
+            ));
+        }
         for name in raw.plugins.keys() {
             if !preload_plugins.iter().any(|p| p == name) {
                 return Err(err(
@@ -427,6 +433,17 @@ mod tests {
         assert_eq!(c.crash_kill_timeout, MAX_CRASH_KILL_TIMEOUT);
         assert!(toml_duration(&toml::Value::String("31d".into())).is_err());
         assert_eq!(toml_duration(&toml::Value::String("30d".into())), Ok(MAX_DURATION));
+    }
+
+    #[test]
+    fn log_level_takes_a_filter_of_loaded_plugins() {
+        let c = parse("[host]\npreload_plugins = [\"hello\"]\nlog_level = \"warn,hello=debug\"\n").unwrap();
+        assert_eq!(c.log_level.to_string(), "warn,hello=debug");
+        let e = parse("[host]\npreload_plugins = [\"hello\"]\nlog_level = \"info,helo=debug\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.log_level"));
+        assert!(e.to_string().contains("\"helo\""), "{e}");
+        let e = parse("[host]\nlog_level = \"chatty\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.log_level"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum RunError {
 }
 
 pub fn run(cfg: Config) -> Result<i32, RunError> {
-    crate::log::init(cfg.log_format, cfg.log_level);
+    crate::log::init(cfg.log_format, &cfg.log_level);
     crate::log::set_identity("supervisor", None);
     crate::sys::cloexec_inherited();
     // Before any plugin code runs: the variables must not be visible to plugins or children.

@@ -1,11 +1,16 @@
-//! Safe to run on a shared machine: the runtime directory is trusted only when it is the host's
-//! own, a plugin's init may not leave the supervisor multi-threaded, and no duration is
-//! unbounded. Both launch modes.
+//! Safe to run on a shared machine, readable by an operator: the runtime directory is trusted only
+//! when it is the host's own, a plugin's init may not leave the supervisor multi-threaded, and
+//! the log carries per-plugin levels and, on the journal, syslog priorities. Both launch modes.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use steward_tests::*;
+
+const T: Duration = Duration::from_secs(10);
 
 /// Writes `spec`'s config into `dir` with `runtime_dir` set to `run`.
 fn use_runtime_dir(dir: &Dir, spec: &Spec, run: &Path) {
@@ -149,6 +154,124 @@ fn durations_beyond_their_bound_are_refused_naming_file_key_and_bound(mode: Mode
     );
 }
 
+/// Log lines after the last occurrence of `marker`.
+fn after<'a>(log: &'a str, marker: &str) -> &'a str {
+    log.rfind(marker).map_or("", |i| &log[i..])
+}
+
+fn one_plugin_logs_at_debug_while_the_rest_stays_at_info(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a");
+    let at = |filter: &str| spec.clone().host(&format!("log_level = {filter:?}"));
+    let host = Host::start(at("info,testkit=debug"));
+    host.wait_log("testkit: entry started", T);
+    // The host's own debug lines stay out.
+    assert!(
+        !host.log_text().contains("loaded plugin testkit"),
+        "{}",
+        host.log_text()
+    );
+    drop(host);
+
+    // Reloaded into a running worker that has already had a debug event filtered out.
+    let host = Host::start(at("info"));
+    let worker = host.worker("a").pid;
+    host.trigger("a", "bump");
+    host.wait_log("bumped to 1", T);
+    let log = host.log_text();
+    assert!(
+        !log.contains("entry started") && !log.contains("trigger file says"),
+        "{log}"
+    );
+    host.rewrite_config(&at("info,testkit=debug"));
+    host.signal(libc::SIGHUP);
+    // The worker has the new filter once it has seen the reload.
+    host.wait_log("testkit: reloaded:", T);
+    host.trigger("a", "bump");
+    host.wait_log("bumped to 2", T);
+    host.wait_log("trigger file says \"bump\"", T);
+
+    // And the other way round: the running worker drops to info.
+    host.rewrite_config(&at("debug,testkit=info"));
+    host.signal(libc::SIGHUP);
+    host.wait_log_count("testkit: reloaded:", 2, T);
+    host.trigger("a", "bump");
+    let log = host.wait_log("bumped to 3", T);
+    assert!(
+        !after(&log, "bumped to 2").contains("trigger file says"),
+        "testkit still at debug after the reload:\n{log}"
+    );
+    assert_eq!(host.worker("a").pid, worker, "the worker was restarted:\n{log}");
+}
+
+/// Starts a host whose stderr is a file, with `JOURNAL_STREAM` naming that file's device and
+/// inode (as systemd sets it for a service whose output goes to the journal) or, with `matching`
+/// false, naming some other file.
+fn start_on_journal(spec: Spec, matching: bool) -> Host {
+    let dir = Dir::new(&spec);
+    let log = dir.path().join("steward.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let meta = if matching {
+        file.metadata().unwrap()
+    } else {
+        std::fs::metadata(&dir.config).unwrap()
+    };
+    let mut cmd = Command::new(&build().bin);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&dir.config)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .process_group(0);
+    let child = cmd.spawn().expect("spawn steward");
+    let pid = child.id() as i32;
+    let host = Host {
+        dir,
+        child: Some(child),
+        pid,
+        log,
+        spec,
+    };
+    host.wait_for("running", T, |s| s.host.state == "running");
+    host
+}
+
+fn on_the_journal_each_line_carries_its_syslog_priority(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a,b").host("log_level = \"debug\"");
+    let host = start_on_journal(spec.clone(), true);
+    host.trigger("a", "frobnicate");
+    host.trigger("b", "exit 1");
+    host.wait_log("unknown trigger", T);
+    host.wait_for("b restarted", T, |s| find(s, "b").restarts >= 1);
+    let log = host.log_text();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        let (prio, want) = if line.contains(" ERROR ") {
+            ("<3>", "error")
+        } else if line.contains(" WARN ") {
+            ("<4>", "warn")
+        } else if line.contains(" INFO ") {
+            ("<6>", "info")
+        } else if line.contains(" DEBUG ") {
+            ("<7>", "debug")
+        } else {
+            panic!("a line without a level: {line:?}\n{log}");
+        };
+        assert!(line.starts_with(prio), "{want} line without {prio}: {line:?}\n{log}");
+        seen.insert(want);
+    }
+    for want in ["warn", "info", "debug"] {
+        assert!(seen.contains(want), "no {want} line to check:\n{log}");
+    }
+    drop(host);
+
+    // The variable alone is not enough: stderr must be the stream it names.
+    let host = start_on_journal(spec, false);
+    let log = host.log_text();
+    assert!(!log.is_empty() && !log.contains("<6>"), "{log}");
+}
+
 both_modes!(
     a_lock_file_symlink_planted_by_another_user_changes_nothing,
     a_runtime_dir_open_to_others_is_refused,
@@ -156,4 +279,6 @@ both_modes!(
     an_accepted_run_leaves_a_0700_runtime_dir,
     a_plugin_whose_init_starts_a_thread_is_refused_by_name,
     durations_beyond_their_bound_are_refused_naming_file_key_and_bound,
+    one_plugin_logs_at_debug_while_the_rest_stays_at_info,
+    on_the_journal_each_line_carries_its_syslog_priority,
 );

@@ -167,6 +167,8 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
         .atomic_u64(w.arg() as usize)
         .ok_or_else(|| fatal("arg out of range"))?;
     let trigger_dir: String = w.setting("trigger_dir").map_err(fatal)?;
+    // Debug lines, for tests of per-plugin log levels.
+    tracing::debug!("entry started");
     let verbose: bool = w.setting("verbose").map_err(fatal)?;
     if w.setting::<bool>("announce").map_err(fatal)? {
         let message: String = w.setting("message").map_err(fatal)?;
@@ -223,6 +225,7 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
         };
         let _ = std::fs::remove_file(path);
         let action = action.trim();
+        tracing::debug!("trigger file says {action:?}");
         if verbose {
             tracing::info!("trigger: {action}");
         }
