@@ -2,7 +2,7 @@
 //! when it is the host's own, a plugin's init may not leave the supervisor multi-threaded, and
 //! the log carries per-plugin levels and, on the journal, syslog priorities. Both launch modes.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -130,6 +130,20 @@ fn an_accepted_run_leaves_a_0700_runtime_dir(mode: Mode) {
     );
 }
 
+fn a_leftover_socket_symlink_is_removed_not_followed(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a");
+    let dir = Dir::new(&spec);
+    std::fs::create_dir(dir.run_dir()).unwrap();
+    set_mode(&dir.run_dir(), 0o700);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep me\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.run_dir().join("steward.sock")).unwrap();
+    let host = start_in(dir, spec, &[]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me\n");
+    let sock = std::fs::symlink_metadata(host.socket()).unwrap();
+    assert!(sock.file_type().is_socket(), "{sock:?}");
+}
+
 fn a_plugin_whose_init_starts_a_thread_is_refused_by_name(mode: Mode) {
     let spec = Spec::new(mode)
         .plugin("hello")
@@ -203,23 +217,20 @@ fn one_plugin_logs_at_debug_while_the_rest_stays_at_info(mode: Mode) {
     assert_eq!(host.worker("a").pid, worker, "the worker was restarted:\n{log}");
 }
 
-/// Starts a host whose stderr is a file, with `JOURNAL_STREAM` naming that file's device and
-/// inode (as systemd sets it for a service whose output goes to the journal) or, with `matching`
-/// false, naming some other file.
-fn start_on_journal(spec: Spec, matching: bool) -> Host {
-    let dir = Dir::new(&spec);
+/// Starts a host on a directory the test has prepared, with extra environment variables, and
+/// waits until it is running.
+fn start_in(dir: Dir, spec: Spec, env: &[(&str, String)]) -> Host {
     let log = dir.path().join("steward.log");
-    let file = std::fs::File::create(&log).expect("log file");
-    let meta = if matching {
-        file.metadata().unwrap()
-    } else {
-        std::fs::metadata(&dir.config).unwrap()
-    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("log file");
     let mut cmd = Command::new(&build().bin);
     cmd.arg("run")
         .arg("--config")
         .arg(&dir.config)
-        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
@@ -235,6 +246,24 @@ fn start_on_journal(spec: Spec, matching: bool) -> Host {
     };
     host.wait_for("running", T, |s| s.host.state == "running");
     host
+}
+
+/// Starts a host whose stderr is a file, with `JOURNAL_STREAM` naming that file's device and
+/// inode (as systemd sets it for a service whose output goes to the journal) or, with `matching`
+/// false, naming some other file.
+fn start_on_journal(spec: Spec, matching: bool) -> Host {
+    let dir = Dir::new(&spec);
+    let file = std::fs::File::create(dir.path().join("steward.log")).expect("log file");
+    let meta = if matching {
+        file.metadata().unwrap()
+    } else {
+        std::fs::metadata(&dir.config).unwrap()
+    };
+    start_in(
+        dir,
+        spec,
+        &[("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))],
+    )
 }
 
 fn on_the_journal_each_line_carries_its_syslog_priority(mode: Mode) {
@@ -277,6 +306,7 @@ both_modes!(
     a_runtime_dir_open_to_others_is_refused,
     a_symlinked_runtime_dir_is_refused,
     an_accepted_run_leaves_a_0700_runtime_dir,
+    a_leftover_socket_symlink_is_removed_not_followed,
     a_plugin_whose_init_starts_a_thread_is_refused_by_name,
     durations_beyond_their_bound_are_refused_naming_file_key_and_bound,
     one_plugin_logs_at_debug_while_the_rest_stays_at_info,
