@@ -52,10 +52,8 @@ static IDENTITY: Mutex<Identity> = Mutex::new(Identity {
 static FORMAT: AtomicU8 = AtomicU8::new(0);
 /// The most verbose level any event may have: the most verbose of the filter's levels.
 static MAX_LEVEL: AtomicU32 = AtomicU32::new(3);
-/// The level for the host's own events and for plugins the filter does not name.
-static DEFAULT_LEVEL: AtomicU32 = AtomicU32::new(3);
-/// `(plugin, level)` for each plugin the filter names.
-static PLUGIN_LEVELS: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+/// The filter in force (`log_level`).
+static FILTER: Mutex<Filter> = Mutex::new(Filter::INFO);
 /// Whether stderr is the journal: 0 not yet known (this process image), 1 no, 2 yes.
 static JOURNAL: AtomicU8 = AtomicU8::new(0);
 
@@ -70,14 +68,17 @@ pub struct Filter {
 
 impl Default for Filter {
     fn default() -> Filter {
-        Filter {
-            default: 3,
-            plugins: Vec::new(),
-        }
+        Filter::INFO
     }
 }
 
 impl Filter {
+    /// Everything at info, the default.
+    pub const INFO: Filter = Filter {
+        default: 3,
+        plugins: Vec::new(),
+    };
+
     /// Parses a filter. At most one bare level (the default, `info` when absent); plugin names
     /// are checked against the loaded plugins by the caller ([`crate::config`]).
     pub fn parse(s: &str) -> Result<Filter, String> {
@@ -239,23 +240,13 @@ pub fn configure(format: Format, filter: &Filter) {
 }
 
 fn set_filter(filter: &Filter) {
-    *PLUGIN_LEVELS.lock().unwrap_or_else(|e| e.into_inner()) = filter.plugins.clone();
-    DEFAULT_LEVEL.store(filter.default, Ordering::Relaxed);
+    *FILTER.lock().unwrap_or_else(|e| e.into_inner()) = filter.clone();
     MAX_LEVEL.store(filter.max(), Ordering::Relaxed);
 }
 
 /// Whether an event at `level` from `plugin` (`None`: the host's own) passes the filter.
 fn passes(level: u32, plugin: Option<&str>) -> bool {
-    let limit = match plugin {
-        None => DEFAULT_LEVEL.load(Ordering::Relaxed),
-        Some(p) => PLUGIN_LEVELS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(n, _)| n == p)
-            .map_or_else(|| DEFAULT_LEVEL.load(Ordering::Relaxed), |(_, l)| *l),
-    };
-    level <= limit
+    level <= FILTER.lock().unwrap_or_else(|e| e.into_inner()).level_for(plugin)
 }
 
 struct LineSubscriber;
