@@ -272,7 +272,10 @@ pub fn preload(cfg: &Config) -> Result<(), PluginError> {
     // which names the plugin that broke the rule instead of letting a child hang later.
     match thread_count() {
         Some(threads) if threads > 1 => return Err(PluginError::Threaded { threads }),
-        _ => {}
+        Some(_) => {}
+        None => tracing::warn!(
+            "cannot count the supervisor's threads (/proc/self/status is unreadable): a plugin whose init starts a thread will not be refused"
+        ),
     }
     let mut loaded = Vec::new();
     for name in &cfg.preload_plugins {
