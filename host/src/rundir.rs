@@ -69,8 +69,8 @@ pub fn judge(owner: u32, mode: u32, me: u32) -> Result<(), &'static str> {
 }
 
 /// Creates `dir` (mode 0700, parents as needed) if it does not exist, then checks that it can be
-/// trusted. Returns the open directory, so the caller could work relative to it.
-pub fn prepare(dir: &Path) -> Result<File, RunDirError> {
+/// trusted.
+pub fn prepare(dir: &Path) -> Result<(), RunDirError> {
     let create = |err| RunDirError::Create {
         path: dir.to_owned(),
         err,
@@ -118,8 +118,7 @@ pub fn prepare(dir: &Path) -> Result<File, RunDirError> {
         mode,
         me: describe_uid(me),
         why,
-    })?;
-    Ok(f)
+    })
 }
 
 /// Opens the directory itself, failing on a symlink (`O_NOFOLLOW`) or a non-directory.
