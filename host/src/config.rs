@@ -107,7 +107,7 @@ pub struct Config {
     /// Fork mode: move the supervisor's machine code onto huge pages (see [`crate::hugetext`]).
     pub huge_code_pages: bool,
     pub log_format: Format,
-    pub log_level: u32,
+    pub log_level: crate::log::Filter,
     /// `[plugins.<name>]` tables, validated against the plugins' definitions during preload.
     pub plugin_sections: BTreeMap<String, toml::Table>,
 }
@@ -115,6 +115,14 @@ pub struct Config {
 /// Upper bounds that keep the segment and the child table sane.
 pub const MAX_WORKER_PROCESSES: i64 = 100_000;
 pub const MAX_CONNECTIONS: i64 = 10_000;
+
+/// Upper bounds of the host's durations. A shutdown that may take longer than an hour, or a crash
+/// reset that waits that long for its children, is a typo, not a plan.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const MAX_CRASH_KILL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The upper bound of every duration in the file, plugin settings included (a plugin may set a
+/// lower one for its own setting).
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
 
 /// The longest Unix socket path the OS accepts (`sun_path` less the terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -129,13 +137,13 @@ impl Config {
 
     /// Validates `text` as the contents of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let abs = if path.is_absolute() {
+        let abs = normalize(&if path.is_absolute() {
             path.to_owned()
         } else {
             std::env::current_dir()
                 .map(|d| d.join(path))
                 .unwrap_or_else(|_| path.to_owned())
-        };
+        });
         let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::new(&abs, None, e.to_string().trim_end()))?;
         Config::validate(&abs, raw)
     }
@@ -146,11 +154,7 @@ impl Config {
         let h = raw.host;
         let resolve = |p: &str| {
             let p = PathBuf::from(p);
-            if p.is_absolute() {
-                p
-            } else {
-                dir.join(p)
-            }
+            normalize(&if p.is_absolute() { p } else { dir.join(p) })
         };
         let plugin_dir = resolve(h.plugin_dir.as_deref().unwrap_or("."));
         let preload_plugins = h.preload_plugins.unwrap_or_default();
@@ -210,14 +214,33 @@ impl Config {
                 )
             })?,
         };
-        let duration = |key: &str, v: Option<toml::Value>, default: Duration| -> Result<Duration, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(v) => toml_duration(&v).map_err(|r| err(key, r)),
+        let duration = |key: &str, v: Option<toml::Value>, default: Duration, max: Duration| {
+            let Some(v) = v else { return Ok(default) };
+            let d = toml_duration_unbounded(&v).map_err(|r| err(key, r))?;
+            if d > max {
+                return Err(err(
+                    key,
+                    format!(
+                        "{} is above the upper bound of {}",
+                        crate::time::format_duration(d),
+                        crate::time::format_duration(max)
+                    ),
+                ));
             }
+            Ok(d)
         };
-        let shutdown_timeout = duration("host.shutdown_timeout", h.shutdown_timeout, Duration::from_secs(5))?;
-        let crash_kill_timeout = duration("host.crash_kill_timeout", h.crash_kill_timeout, Duration::from_secs(5))?;
+        let shutdown_timeout = duration(
+            "host.shutdown_timeout",
+            h.shutdown_timeout,
+            Duration::from_secs(5),
+            MAX_SHUTDOWN_TIMEOUT,
+        )?;
+        let crash_kill_timeout = duration(
+            "host.crash_kill_timeout",
+            h.crash_kill_timeout,
+            Duration::from_secs(5),
+            MAX_CRASH_KILL_TIMEOUT,
+        )?;
         let log_format = match h.log_format.as_deref() {
             None | Some("text") => Format::Text,
             Some("json") => Format::Json,
@@ -229,14 +252,20 @@ impl Config {
             }
         };
         let log_level = match h.log_level.as_deref() {
-            None => 3,
-            Some(s) => crate::log::parse_level(s).ok_or_else(|| {
-                err(
-                    "host.log_level",
-                    format!("{s:?} is not a level (use error, warn, info, debug or trace)"),
-                )
-            })?,
+            None => crate::log::Filter::default(),
+            Some(s) => crate::log::Filter::parse(s).map_err(|r| err("host.log_level", r))?,
         };
+        // A misspelt plugin name would silently leave that plugin at the default level.
+        if let Some((name, _)) = log_level
+            .plugins
+            .iter()
+            .find(|(name, _)| !preload_plugins.contains(name))
+        {
+            return Err(err(
+                "host.log_level",
+                format!("there is no plugin {name:?} in host.preload_plugins"),
+            ));
+        }
         for name in raw.plugins.keys() {
             if !preload_plugins.iter().any(|p| p == name) {
                 return Err(err(
@@ -277,13 +306,52 @@ impl Config {
     }
 }
 
-/// A duration in the file: a string with a unit, or an integer number of milliseconds.
+/// A duration in the file: a string with a unit, or an integer number of milliseconds; at most
+/// [`MAX_DURATION`].
 pub fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
+    let d = toml_duration_unbounded(v)?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{} is above the upper bound of {} for any duration",
+            crate::time::format_duration(d),
+            crate::time::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration in the file, before any upper bound: the caller applies its own.
+fn toml_duration_unbounded(v: &toml::Value) -> Result<Duration, String> {
     match v {
         toml::Value::String(s) => crate::time::parse_duration(s),
         toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_millis(*n as u64)),
         other => Err(format!("expected a duration like \"500ms\" or \"2s\", got {other}")),
     }
+}
+
+/// `path` with `.` components and `name/..` pairs removed, lexically: no symlink is resolved, so
+/// what an error message or `status` shows is what the operator wrote, made tidy. A `..` at the
+/// root stays at the root; a leading `..` of a relative path is kept.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            _ => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 /// `/run/steward` for root; `$XDG_RUNTIME_DIR/steward` or `/tmp/steward-<uid>` otherwise.
@@ -293,7 +361,7 @@ pub fn default_runtime_dir() -> PathBuf {
         return PathBuf::from("/run/steward");
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("steward"),
+        Some(d) if !d.is_empty() => normalize(&PathBuf::from(d).join("steward")),
         _ => PathBuf::from(format!("/tmp/steward-{uid}")),
     }
 }
@@ -341,6 +409,65 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("host.shutdown_timeout"));
         let e = parse("[plugins.ghost]\nx = 1\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("plugins.ghost"));
+    }
+
+    #[test]
+    fn durations_have_upper_bounds_named_with_file_and_key() {
+        let e = parse("[host]\nshutdown_timeout = \"1000000000000d\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.shutdown_timeout"));
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/etc/steward/steward.toml: host.shutdown_timeout: "),
+            "{text}"
+        );
+        assert!(text.contains("1000000000000d is above the upper bound of 1h"), "{text}");
+        let e = parse("[host]\nshutdown_timeout = \"2h\"\n").unwrap_err();
+        assert!(e.to_string().contains("2h is above the upper bound of 1h"), "{e}");
+        let e = parse("[host]\ncrash_kill_timeout = 3600001\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.crash_kill_timeout"));
+        assert!(e.to_string().contains("upper bound of 1h"), "{e}");
+        let e = parse("[host]\nshutdown_timeout = \"99999999999999999999999s\"\n").unwrap_err();
+        assert!(e.to_string().contains("too large"), "{e}");
+        let c = parse("[host]\nshutdown_timeout = \"1h\"\ncrash_kill_timeout = \"60min\"\n").unwrap();
+        assert_eq!(c.shutdown_timeout, MAX_SHUTDOWN_TIMEOUT);
+        assert_eq!(c.crash_kill_timeout, MAX_CRASH_KILL_TIMEOUT);
+        assert!(toml_duration(&toml::Value::String("31d".into())).is_err());
+        assert_eq!(toml_duration(&toml::Value::String("30d".into())), Ok(MAX_DURATION));
+    }
+
+    #[test]
+    fn log_level_takes_a_filter_of_loaded_plugins() {
+        let c = parse("[host]\npreload_plugins = [\"hello\"]\nlog_level = \"warn,hello=debug\"\n").unwrap();
+        assert_eq!(c.log_level.to_string(), "warn,hello=debug");
+        let e = parse("[host]\npreload_plugins = [\"hello\"]\nlog_level = \"info,helo=debug\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.log_level"));
+        assert!(e.to_string().contains("\"helo\""), "{e}");
+        let e = parse("[host]\nlog_level = \"chatty\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("host.log_level"));
+    }
+
+    #[test]
+    fn paths_are_normalised_lexically() {
+        for (raw, want) in [
+            ("/etc/./steward/../steward/x.toml", "/etc/steward/x.toml"),
+            ("/../etc", "/etc"),
+            ("a/./b/../c", "a/c"),
+            ("../a/..", ".."),
+            ("./", "."),
+            ("/run//steward/", "/run/steward"),
+        ] {
+            assert_eq!(normalize(Path::new(raw)), PathBuf::from(want), "{raw}");
+        }
+        let c = Config::parse(
+            Path::new("/etc/./steward/../steward/steward.toml"),
+            "[host]\nplugin_dir = \"./lib/../plugins/\"\nruntime_dir = \"../run/./steward\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.path, PathBuf::from("/etc/steward/steward.toml"));
+        assert_eq!(c.plugin_dir, PathBuf::from("/etc/steward/plugins"));
+        assert_eq!(c.runtime_dir, PathBuf::from("/etc/run/steward"));
+        let e = Config::parse(Path::new("/etc/./steward.toml"), "[host]\nmax_connections = 0\n").unwrap_err();
+        assert!(e.to_string().starts_with("/etc/steward.toml: "), "{e}");
     }
 
     #[test]

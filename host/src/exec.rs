@@ -268,7 +268,7 @@ pub fn child_main() -> i32 {
         }
     }
     crate::sys::load_test_knobs();
-    crate::log::init(params.config.log_format, params.config.log_level);
+    crate::log::init(params.config.log_format, &params.config.log_level);
     crate::log::set_identity(params.kind.info().name, None);
     let client_fd = params.client.as_ref().map(|_| FD_CLIENT);
     if client_fd.is_some_and(|fd| !crate::sys::is_open(fd)) {

@@ -29,6 +29,7 @@ pub mod private;
 pub mod registry;
 pub mod reload;
 pub mod run;
+pub mod rundir;
 pub mod shmem;
 pub mod supervisor;
 pub mod sys;

@@ -6,7 +6,9 @@
 //! Invariants: plugins are loaded only from the configured `plugin_dir`, once each (by name and by
 //! file identity), and never unloaded: a Rust cdylib with thread-local destructors can crash on
 //! `dlclose`. No code of a plugin runs before its header checked out: magic, ABI major version,
-//! header size, layout fingerprint, and its strings.
+//! header size, layout fingerprint, and its strings. After each init in the supervisor the
+//! process still has exactly one thread, or start-up stops naming the plugin whose init started
+//! one: the supervisor forks every child, and a fork of a multi-threaded process is unsound.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -65,6 +67,10 @@ pub enum PluginError {
     InitFailed { name: String, reason: String },
     #[error("{0}")]
     Config(String),
+    #[error("plugin {name}: its init left the supervisor with {threads} threads; the supervisor forks every child and must stay single-threaded, so a plugin may start threads only in its workers")]
+    StartedThread { name: String, threads: usize },
+    #[error("the supervisor has {threads} threads before any plugin was loaded; it must be single-threaded to fork")]
+    Threaded { threads: usize },
     #[error("worker {worker} (plugin {plugin}): {reason}")]
     Worker {
         worker: String,
@@ -261,6 +267,16 @@ pub fn preload(cfg: &Config) -> Result<(), PluginError> {
         failure: None,
         regions: Default::default(),
     });
+    // `fork` copies only the calling thread: a lock another thread holds (in malloc, in the
+    // plugin) stays locked forever in the child. So every init is followed by a thread count,
+    // which names the plugin that broke the rule instead of letting a child hang later.
+    match thread_count() {
+        Some(threads) if threads > 1 => return Err(PluginError::Threaded { threads }),
+        Some(_) => {}
+        None => tracing::warn!(
+            "cannot count the supervisor's threads (/proc/self/status is unreadable): a plugin whose init starts a thread will not be refused"
+        ),
+    }
     let mut loaded = Vec::new();
     for name in &cfg.preload_plugins {
         let p = open(cfg, name)?;
@@ -272,6 +288,15 @@ pub fn preload(cfg: &Config) -> Result<(), PluginError> {
             p.path.display()
         );
         run_init(&p, abi::MODE_PRELOAD)?;
+        match thread_count() {
+            Some(threads) if threads > 1 => {
+                return Err(PluginError::StartedThread {
+                    name: p.name.clone(),
+                    threads,
+                })
+            }
+            _ => {}
+        }
         loaded.push(p);
     }
     let _ = PLUGINS.set(loaded);
@@ -279,6 +304,20 @@ pub fn preload(cfg: &Config) -> Result<(), PluginError> {
         s.registry.freeze();
         check_frozen(cfg, &s.registry, &s.settings)
     })
+}
+
+/// The number of threads of this process, from the kernel (`/proc/self/status`, `Threads:`);
+/// `None` where `/proc` is not mounted, and then the check cannot be made.
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_threads(&status)
+}
+
+fn parse_threads(status: &str) -> Option<usize> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn check_frozen(cfg: &Config, reg: &Registry, settings: &Settings) -> Result<(), PluginError> {
@@ -435,4 +474,16 @@ fn resolve(
         ));
     }
     Ok(e.run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_thread_count() {
+        assert_eq!(parse_threads("Name:\tsteward\nThreads:\t3\nSigQ:\t0/1\n"), Some(3));
+        assert_eq!(parse_threads("Name:\tsteward\n"), None);
+        assert!(thread_count().is_some_and(|n| n >= 1));
+    }
 }

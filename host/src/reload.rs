@@ -132,6 +132,6 @@ pub fn refresh_child_settings() {
     let Ok(new) = Config::load(&path) else { return };
     if let Ok(next) = plan_settings(&new, &settings, &mut Vec::new(), &mut Vec::new()) {
         crate::hostapi::with_state(|s| s.settings = next);
-        crate::log::configure(new.log_format, new.log_level);
+        crate::log::configure(new.log_format, &new.log_level);
     }
 }

@@ -1,6 +1,7 @@
 //! `steward run`: start-up in order, then hand over to the supervisor.
 //!
-//! Runs in: the supervisor process. Start-up order: logging, runtime directory, lock file,
+//! Runs in: the supervisor process. Start-up order: logging (and one info line saying what
+//! starts), runtime directory (created 0700 or checked, see [`crate::rundir`]), lock file,
 //! preload (plugins' init), in fork mode the code's move to huge pages, freeze, segment and
 //! socket, supervisor loop. Every failure before the loop releases what was taken (lock, socket)
 //! and returns a message naming what went wrong.
@@ -12,11 +13,8 @@ use crate::lockfile::LockFile;
 pub enum RunError {
     #[error("{0}")]
     Lock(#[from] crate::lockfile::LockError),
-    #[error("cannot create runtime_dir {path}: {err}", path = path.display())]
-    RuntimeDir {
-        path: std::path::PathBuf,
-        err: std::io::Error,
-    },
+    #[error("{0}")]
+    RuntimeDir(#[from] crate::rundir::RunDirError),
     #[error("{0}")]
     Plugin(#[from] crate::preload::PluginError),
     #[error("{0}")]
@@ -24,24 +22,30 @@ pub enum RunError {
 }
 
 pub fn run(cfg: Config) -> Result<i32, RunError> {
-    crate::log::init(cfg.log_format, cfg.log_level);
+    crate::log::init(cfg.log_format, &cfg.log_level);
     crate::log::set_identity("supervisor", None);
     crate::sys::cloexec_inherited();
     // Before any plugin code runs: the variables must not be visible to plugins or children.
     let notifier = crate::notify::Notifier::from_env();
-    std::fs::create_dir_all(&cfg.runtime_dir).map_err(|err| RunError::RuntimeDir {
-        path: cfg.runtime_dir.clone(),
-        err,
-    })?;
+    tracing::info!(
+        "steward {} starting: {} mode, pid {}, config {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.launch_mode.as_str(),
+        std::process::id(),
+        cfg.path.display()
+    );
+    // Checked before anything is opened in it: see `rundir` for the attack this stops.
+    crate::rundir::prepare(&cfg.runtime_dir)?;
     let lock = LockFile::acquire(&cfg.lock_path())?;
     crate::preload::preload(&cfg)?;
     if cfg.launch_mode == crate::config::LaunchMode::Fork && cfg.huge_code_pages {
         match crate::hugetext::move_code_to_huge_pages() {
-            crate::hugetext::Outcome::Moved { bytes, windows } => tracing::info!(
+            // Detail for whoever tunes start-up; an operator's first lines say what started.
+            crate::hugetext::Outcome::Moved { bytes, windows } => tracing::debug!(
                 "machine code on huge pages ({} KiB in {windows} 2 MiB window(s)): forked children share it without page faults",
                 bytes / 1024
             ),
-            crate::hugetext::Outcome::Skipped(why) => tracing::info!("machine code left on small pages: {why}"),
+            crate::hugetext::Outcome::Skipped(why) => tracing::debug!("machine code left on small pages: {why}"),
         }
     }
     let sup = crate::supervisor::Supervisor::new(cfg, lock, notifier)?;

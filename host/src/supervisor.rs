@@ -599,7 +599,7 @@ impl Supervisor {
                 );
             }
             Ok(plan) => {
-                crate::log::configure(plan.config.log_format, plan.config.log_level);
+                crate::log::configure(plan.config.log_format, &plan.config.log_level);
                 self.cfg = plan.config;
                 self.settings = plan.settings.clone();
                 crate::hostapi::with_state(|s| s.settings = plan.settings);

@@ -488,7 +488,8 @@ fn code_on_huge_pages(pid: i32) -> bool {
 fn fork_mode_moves_the_code_to_huge_pages_unless_turned_off(mode: Mode) {
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     let thp_possible = !thp.is_empty() && !thp.contains("[never]");
-    let host = Host::start(hello(mode));
+    // The line that says where the code went is a debug line.
+    let host = Host::start(hello(mode).host("log_level = \"debug\""));
     let s = host.wait_for("3 hello workers running", T, |s| {
         s.workers.iter().filter(|w| w.state == "running").count() == 3
     });
@@ -511,7 +512,11 @@ fn fork_mode_moves_the_code_to_huge_pages_unless_turned_off(mode: Mode) {
         }
     }
     drop(host);
-    let host = Host::start(hello(mode).host("huge_code_pages = false"));
+    let host = Host::start(
+        hello(mode)
+            .host("huge_code_pages = false")
+            .host("log_level = \"debug\""),
+    );
     host.wait_for("3 hello workers running", T, |s| {
         s.workers.iter().filter(|w| w.state == "running").count() == 3
     });

@@ -18,7 +18,7 @@ use super::{load_config, CheckArgs, CliError};
 pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
     let cfg = load_config(&args.config)?;
     // Plugins may log from init; their lines go to stderr as under `run`.
-    steward_host::log::init(cfg.log_format, cfg.log_level);
+    steward_host::log::init(cfg.log_format, &cfg.log_level);
     steward_host::log::set_identity("check", None);
     preload::preload(&cfg)?;
     let (registry, settings) = hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));

@@ -19,6 +19,8 @@
 //! - `startup_hook` = `"none" | "hold" | "fail"`: `hold` registers a startup hook that keeps the
 //!   host in startup until the trigger file `startup` says `consistent`, then in consistent until
 //!   it says `run`; `fail` registers one that fails.
+//! - `init_thread`: init starts a thread that keeps running (a supervisor with more than one
+//!   thread must not fork, so the host refuses to start).
 //! - `message` (reloadable) and `fixed` (restart-only): workers log both after a reload.
 //! - `trigger_dir`: a directory the workers watch. Writing a file named after a worker makes it
 //!   act once: `exit N`, `panic MESSAGE`, `segv`, `bump` (adds one to its region counter),
@@ -66,7 +68,18 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         false,
         "log whether the C library's view of the thread is right",
     )?;
+    let spawn_thread = reg.define_bool(
+        "init_thread",
+        false,
+        "init starts a thread that outlives it (the host must refuse that)",
+    )?;
     reg.request_region("testkit", MAX_WORKERS * 8)?;
+    if spawn_thread && !reg.is_attach() {
+        // Parked for good: the thread must still exist when the host counts its threads.
+        std::thread::spawn(|| loop {
+            std::thread::park();
+        });
+    }
     match mode.as_str() {
         "error" => return Err(InitError("testkit was told to fail its init".into())),
         "panic" => panic!("testkit was told to panic in init"),
@@ -157,6 +170,8 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
         .atomic_u64(w.arg() as usize)
         .ok_or_else(|| fatal("arg out of range"))?;
     let trigger_dir: String = w.setting("trigger_dir").map_err(fatal)?;
+    // Debug lines, for tests of per-plugin log levels.
+    tracing::debug!("entry started");
     let verbose: bool = w.setting("verbose").map_err(fatal)?;
     if w.setting::<bool>("announce").map_err(fatal)? {
         let message: String = w.setting("message").map_err(fatal)?;
@@ -213,6 +228,7 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
         };
         let _ = std::fs::remove_file(path);
         let action = action.trim();
+        tracing::debug!("trigger file says {action:?}");
         if verbose {
             tracing::info!("trigger: {action}");
         }
