@@ -269,32 +269,74 @@ pub enum Request {
 }
 
 /// Parses one request line, or returns the error line to send back.
+///
+/// Strict on purpose: a field of the wrong type is refused with its own message instead of being
+/// read as absent, so a request never does something its sender did not ask for (a `mode` of `5`
+/// is not a fast stop).
 pub fn parse_request(line: &str) -> Result<Request, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
     let Some(obj) = v.as_object() else {
         return Err("malformed request: expected a JSON object".into());
     };
-    match obj.get("v").and_then(Value::as_u64) {
-        Some(PROTOCOL_VERSION) => {}
+    match obj.get("v") {
+        None => return Err("malformed request: missing protocol version \"v\"".into()),
+        Some(v) => match v.as_u64() {
+            Some(PROTOCOL_VERSION) => {}
+            Some(other) => {
+                return Err(format!(
+                    "unsupported protocol version {other}; this host speaks {PROTOCOL_VERSION}"
+                ))
+            }
+            None => return Err(format!(
+                "malformed request: protocol version \"v\" must be a whole number such as {PROTOCOL_VERSION}, not {}",
+                shown(v)
+            )),
+        },
+    }
+    let cmd = match obj.get("cmd") {
+        None => return Err("malformed request: missing \"cmd\"".into()),
+        Some(Value::String(c)) => c.as_str(),
         Some(other) => {
             return Err(format!(
-                "unsupported protocol version {other}; this host speaks {PROTOCOL_VERSION}"
+                "malformed request: \"cmd\" must be a string, not {}",
+                shown(other)
             ))
         }
-        None => return Err("malformed request: missing protocol version \"v\"".into()),
-    }
-    match obj.get("cmd").and_then(Value::as_str) {
-        Some("status") => Ok(Request::Status),
-        Some("reload") => Ok(Request::Reload),
-        Some("stop") => {
-            let mode = obj.get("mode").and_then(Value::as_str).unwrap_or("fast");
+    };
+    match cmd {
+        "status" => Ok(Request::Status),
+        "reload" => Ok(Request::Reload),
+        "stop" => {
+            let mode = match obj.get("mode") {
+                None => "fast",
+                Some(Value::String(m)) => m.as_str(),
+                Some(other) => {
+                    return Err(format!(
+                        "malformed request: stop \"mode\" must be one of the strings \"smart\", \"fast\" or \"immediate\", not {}",
+                        shown(other)
+                    ))
+                }
+            };
             StopMode::parse(mode)
                 .map(Request::Stop)
                 .ok_or_else(|| format!("unknown stop mode {mode:?} (use smart, fast or immediate)"))
         }
-        Some(other) => Err(format!("unknown command {other:?}")),
-        None => Err("malformed request: missing \"cmd\"".into()),
+        other => Err(format!("unknown command {other:?}")),
     }
+}
+
+/// A client's value for an error message: bounded, since it is untrusted and may be huge.
+fn shown(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 40 {
+        let mut end = 40;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
 }
 
 /// Why a client call failed.
@@ -461,5 +503,48 @@ mod tests {
         assert!(parse_request(r#"{"v":1,"cmd":"stop","mode":"gentle"}"#)
             .unwrap_err()
             .contains("unknown stop mode"));
+    }
+
+    #[test]
+    fn a_stop_mode_that_is_not_a_string_is_refused_not_taken_as_fast() {
+        for mode in ["5", "null", "true", "[\"fast\"]", "{}"] {
+            let err = parse_request(&format!(r#"{{"v":1,"cmd":"stop","mode":{mode}}}"#)).unwrap_err();
+            assert!(
+                err.contains("stop \"mode\" must be one of the strings"),
+                "{mode}: {err}"
+            );
+            assert!(err.ends_with(&format!("not {mode}")), "{mode}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_protocol_version_that_is_not_a_whole_number_gets_its_own_refusal() {
+        for (v, shown) in [
+            ("1.0", "1.0"),
+            ("-1", "-1"),
+            ("18446744073709551617", "1.8446744073709552e+19"),
+            ("\"1\"", "\"1\""),
+            ("null", "null"),
+        ] {
+            let err = parse_request(&format!(r#"{{"v":{v},"cmd":"status"}}"#)).unwrap_err();
+            assert!(!err.contains("missing"), "{v}: {err}");
+            assert_eq!(
+                err,
+                format!("malformed request: protocol version \"v\" must be a whole number such as 1, not {shown}"),
+                "{v}"
+            );
+        }
+        assert!(parse_request(r#"{"cmd":"status"}"#)
+            .unwrap_err()
+            .contains("missing protocol version"));
+    }
+
+    #[test]
+    fn a_command_that_is_not_a_string_is_refused_and_long_values_are_cut() {
+        let err = parse_request(r#"{"v":1,"cmd":7}"#).unwrap_err();
+        assert_eq!(err, "malformed request: \"cmd\" must be a string, not 7");
+        let long = format!(r#"{{"v":1,"cmd":"stop","mode":[{}]}}"#, "1,".repeat(100) + "1");
+        let err = parse_request(&long).unwrap_err();
+        assert!(err.len() < 200 && err.ends_with("..."), "{err}");
     }
 }
