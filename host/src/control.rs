@@ -287,10 +287,12 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
                     "unsupported protocol version {other}; this host speaks {PROTOCOL_VERSION}"
                 ))
             }
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "malformed request: protocol version \"v\" must be a whole number such as {PROTOCOL_VERSION}, not {}",
                 shown(v)
-            )),
+            ))
+            }
         },
     }
     let cmd = match obj.get("cmd") {

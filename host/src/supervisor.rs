@@ -16,6 +16,10 @@
 //! SIGQUIT, stragglers SIGKILL after `crash_kill_timeout`, then a fresh segment and the workers
 //! start again) -> `Running`; any phase -> `Stopping` (smart waits for connections, then all
 //! children get SIGTERM, or SIGQUIT for immediate, and SIGKILL after `shutdown_timeout`).
+//!
+//! The host state that status, the service manager's `STATUS=` and the log report is derived in
+//! one place ([`Supervisor::state`]: the phase, and within `Running` how far start-up has got) and
+//! published from one place ([`Supervisor::state_changed`]), so they cannot disagree.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -113,12 +117,19 @@ pub struct Supervisor {
     connection_slots: Vec<bool>,
     dead_ends: usize,
     phase: Phase,
-    /// Within `Phase::Running`: startup, consistent or running (start-time gating).
-    host_state: HostState,
+    /// How far start-up has got (startup, consistent or running): the host state while `phase`
+    /// is `Running`, and what start-time gating reads. Never reported on its own: see
+    /// [`Supervisor::state`].
+    progress: HostState,
+    /// The state last published (segment, log, `STATUS=`), to report each change once.
+    reported: HostState,
     notifier: crate::notify::Notifier,
     watchdog_at: Option<Instant>,
     status_sent: String,
     status_sent_at: Option<Instant>,
+    /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
+    /// is sent even if nothing else happens).
+    status_due: Option<Instant>,
     /// Exec mode: spare children (pid, child slot) not yet handed a worker.
     spares: Vec<(i32, u32)>,
     /// How many spares to start when the loop is idle (one per spare used; never for a spare
@@ -234,11 +245,13 @@ impl Supervisor {
             children: crate::private::PidMap::new()?,
             dead_ends: 0,
             phase: Phase::Running,
-            host_state: HostState::Init,
+            progress: HostState::Init,
+            reported: HostState::Init,
             notifier,
             watchdog_at: None,
             status_sent: String::new(),
             status_sent_at: None,
+            status_due: None,
             spares: Vec::new(),
             spare_refill: crate::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
@@ -257,11 +270,40 @@ impl Supervisor {
         Ok(sup)
     }
 
-    fn set_host_state(&self, s: HostState) {
+    /// The host state: the one truth that status (through the segment), the service manager's
+    /// `STATUS=` and the log all report. Derived, never stored on its own, so a phase change
+    /// cannot leave one of them behind.
+    fn state(&self) -> HostState {
+        match self.phase {
+            Phase::Running => self.progress,
+            Phase::Recovering { .. } => HostState::Recovering,
+            Phase::Stopping { .. } => HostState::Stopping,
+        }
+    }
+
+    /// Publishes the state after `phase` or `progress` changed: to the segment (again after a
+    /// reset, which made a new one), and, when it differs from the last one reported, to the log
+    /// and the service manager (`READY=1` on reaching running, `STOPPING=1` on stopping).
+    fn state_changed(&mut self) {
+        let s = self.state();
         self.segment
             .header()
             .host_state
             .store(s as u32, std::sync::atomic::Ordering::Release);
+        if s == self.reported {
+            return;
+        }
+        self.reported = s;
+        tracing::info!("host state: {}", s.as_str());
+        let line = self.status_line();
+        let msg = match s {
+            HostState::Running => format!("READY=1\n{line}"),
+            HostState::Stopping => format!("STOPPING=1\n{line}"),
+            _ => line.clone(),
+        };
+        self.notifier.send(&msg);
+        self.status_sent = line;
+        self.status_sent_at = Some(Instant::now());
     }
 
     fn publish(&self, i: usize) {
@@ -319,7 +361,6 @@ impl Supervisor {
                 self.reload();
             }
             self.check_consistent();
-            self.maybe_send_status();
             if let Some(t) = self.watchdog_at {
                 if Instant::now() >= t {
                     self.notifier.send("WATCHDOG=1");
@@ -335,6 +376,8 @@ impl Supervisor {
             if !more {
                 self.tend_spares();
             }
+            // After the exits and launches of this turn, so the line (or its deadline) is current.
+            self.maybe_send_status();
             let timeout = if more {
                 Some(Duration::ZERO)
             } else {
@@ -369,6 +412,9 @@ impl Supervisor {
         if let Some(t) = self.watchdog_at {
             consider(t);
         }
+        if let Some(t) = self.status_due {
+            consider(t);
+        }
         match &self.phase {
             Phase::Running => {
                 // Only workers that may start now: one still waiting for its start time has no
@@ -398,28 +444,26 @@ impl Supervisor {
     fn start_time_reached(&self, start: StartTime) -> bool {
         match start {
             StartTime::HostStart => true,
-            StartTime::Consistent => matches!(self.host_state, HostState::Consistent | HostState::Running),
-            StartTime::Running => self.host_state == HostState::Running,
+            StartTime::Consistent => matches!(self.progress, HostState::Consistent | HostState::Running),
+            StartTime::Running => self.progress == HostState::Running,
         }
     }
 
     fn enter_state(&mut self, s: HostState) {
-        self.host_state = s;
-        self.set_host_state(s);
-        tracing::info!("host state: {}", s.as_str());
-        if s == HostState::Running {
-            self.notifier.send(&format!("READY=1\n{}", self.status_line()));
-        } else {
-            self.notifier.send(&self.status_line());
-        }
+        self.progress = s;
+        self.state_changed();
     }
 
     fn status_line(&self) -> String {
         let running = self.workers.iter().filter(|w| w.state == WorkerState::Running).count();
         let failed = self.workers.iter().filter(|w| w.state == WorkerState::Failed).count();
+        let shutdown = match self.phase {
+            Phase::Stopping { mode, .. } => format!("{} shutdown, ", mode.as_str()),
+            _ => String::new(),
+        };
         format!(
-            "STATUS={}: {running} of {} workers running, {failed} failed, generation {}",
-            self.host_state.as_str(),
+            "STATUS={}: {shutdown}{running} of {} workers running, {failed} failed, generation {}",
+            self.state().as_str(),
             self.workers.len(),
             self.generation
         )
@@ -432,13 +476,20 @@ impl Supervisor {
             return;
         }
         let line = self.status_line();
+        if line == self.status_sent {
+            self.status_due = None;
+            return;
+        }
         let due = self
             .status_sent_at
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-        if line != self.status_sent && due {
+            .map_or(Instant::now(), |t| t + Duration::from_millis(100));
+        if Instant::now() >= due {
             self.notifier.send(&line);
             self.status_sent = line;
             self.status_sent_at = Some(Instant::now());
+            self.status_due = None;
+        } else {
+            self.status_due = Some(due);
         }
     }
 
@@ -460,7 +511,7 @@ impl Supervisor {
 
     /// A startup hook declared the host consistent (flag in the header, SIGUSR1 as a wake-up).
     fn check_consistent(&mut self) {
-        if self.host_state == HostState::Startup
+        if self.progress == HostState::Startup
             && matches!(self.phase, Phase::Running)
             && self
                 .segment
@@ -522,7 +573,16 @@ impl Supervisor {
                 self.signal_all(Signal::SIGHUP, |c| c.kind != ChildKind::DeadEnd);
             }
         }
-        self.notifier.send(&format!("READY=1\n{}", self.status_line()));
+        // The end of a reload for the service manager; but never `READY=1` before start-up has
+        // completed or once stopping has begun, which would say the opposite of the state.
+        let line = self.status_line();
+        if self.state() == HostState::Running {
+            self.notifier.send(&format!("READY=1\n{line}"));
+        } else {
+            self.notifier.send(&line);
+        }
+        self.status_sent = line;
+        self.status_sent_at = Some(Instant::now());
     }
 
     // ---- launching ----
@@ -1041,14 +1101,14 @@ impl Supervisor {
             return;
         }
         tracing::error!(
-            "{what}; stopping all {} children (SIGQUIT) and resetting shared memory",
-            self.children.len()
+            "{what}; {} and resetting shared memory",
+            stopping_children(self.children.len())
         );
         self.phase = Phase::Recovering {
             kill_at: Instant::now() + self.cfg.crash_kill_timeout,
             killed: false,
         };
-        self.set_host_state(HostState::Recovering);
+        self.state_changed();
         self.signal_all(Signal::SIGQUIT, |_| true);
     }
 
@@ -1081,6 +1141,7 @@ impl Supervisor {
             Err(e) => {
                 tracing::error!("cannot recreate shared memory after a crash: {e}; stopping");
                 self.exit_code = crate::exit_code::FAILURE;
+                // Not `state_changed`: the host goes from recovering straight to stopping.
                 self.phase = Phase::Running;
                 self.begin_shutdown(StopMode::Immediate, "a failed reset");
                 return;
@@ -1119,6 +1180,8 @@ impl Supervisor {
         for i in 0..self.workers.len() {
             self.publish(i);
         }
+        // Published by `enter_startup` below, so the host goes from recovering to startup (or
+        // running) without reporting the running of before the crash in between.
         self.phase = Phase::Running;
         // Every spare belonged to the old segment and is gone: start afresh when idle.
         self.spares.clear();
@@ -1140,11 +1203,8 @@ impl Supervisor {
             }
         }
         tracing::info!("{} shutdown requested ({why})", mode.as_str());
-        self.set_host_state(HostState::Stopping);
         self.spare_refill = 0;
         self.spares.clear();
-        self.notifier
-            .send(&format!("STOPPING=1\nSTATUS={} shutdown", mode.as_str()));
         for w in self.workers.iter_mut() {
             if matches!(w.state, WorkerState::WaitingRestart | WorkerState::NotStarted) {
                 w.state = WorkerState::Stopped;
@@ -1161,6 +1221,7 @@ impl Supervisor {
             kill_at: None,
             killed: false,
         };
+        self.state_changed();
     }
 
     /// Moves the current phase forward; returns true when the host may exit.
@@ -1173,8 +1234,11 @@ impl Supervisor {
                     self.reset();
                 } else if !killed && now >= kill_at {
                     tracing::warn!(
-                        "{} children still alive after crash_kill_timeout: sending SIGKILL",
-                        self.attached_children()
+                        "{} still alive after crash_kill_timeout: sending SIGKILL",
+                        match self.attached_children() {
+                            1 => "1 child".to_owned(),
+                            n => format!("{n} children"),
+                        }
                     );
                     self.signal_all(Signal::SIGKILL, |c| c.kind.info().attaches_shmem);
                     self.phase = Phase::Recovering { kill_at, killed: true };
@@ -1240,5 +1304,14 @@ impl Supervisor {
                 false
             }
         }
+    }
+}
+
+/// The log's words for stopping the children left at a crash (the crashed one is gone already).
+fn stopping_children(n: usize) -> String {
+    match n {
+        0 => "no other child is running".to_owned(),
+        1 => "stopping the 1 other child (SIGQUIT)".to_owned(),
+        n => format!("stopping the {n} other children (SIGQUIT)"),
     }
 }

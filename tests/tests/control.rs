@@ -59,4 +59,125 @@ fn a_stop_request_the_host_does_not_understand_changes_nothing(mode: Mode) {
     assert!(!host.log_text().contains("shutdown requested"), "{}", host.log_text());
 }
 
-both_modes!(a_stop_request_the_host_does_not_understand_changes_nothing,);
+/// A bound `NOTIFY_SOCKET` that collects what the host sends.
+struct Notify {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    sock: std::os::unix::net::UnixDatagram,
+    got: std::cell::RefCell<Vec<String>>,
+}
+
+impl Notify {
+    fn new() -> Notify {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        Notify {
+            _dir: dir,
+            path,
+            sock,
+            got: Default::default(),
+        }
+    }
+    fn spec(&self, mut spec: Spec) -> Spec {
+        spec.env.push(("NOTIFY_SOCKET".into(), self.path.display().to_string()));
+        spec
+    }
+    fn drain(&self) -> Vec<String> {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            self.got
+                .borrow_mut()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.got.borrow().clone()
+    }
+    /// Waits until a message contains `needle`; returns its index.
+    fn wait(&self, needle: &str, timeout: Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let got = self.drain();
+            if let Some(i) = got.iter().position(|m| m.contains(needle)) {
+                return i;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {needle:?} in {got:?}");
+        }
+    }
+}
+
+fn after_stopping_the_service_manager_never_hears_running(mode: Mode) {
+    let notify = Notify::new();
+    // A worker that ignores SIGTERM keeps the shutdown going while the others exit, so the
+    // count of running workers changes after STOPPING=1 and a STATUS= line follows.
+    let spec = Spec::new(mode)
+        .testkit("a,b,c,stubborn:ignore_term")
+        .host("shutdown_timeout = \"1s\"");
+    let mut host = Host::start(notify.spec(spec));
+    host.wait_for("4 running", T, |s| s.workers.iter().all(|w| w.state == "running"));
+    notify.wait("STATUS=running: 4 of 4 workers running", T);
+    host.signal(libc::SIGINT);
+    host.wait_exit(T);
+    let got = notify.drain();
+    let stopping = got
+        .iter()
+        .position(|m| m.contains("STOPPING=1"))
+        .unwrap_or_else(|| panic!("no STOPPING=1 in {got:?}"));
+    assert!(got[stopping].contains("STATUS=stopping: fast shutdown"), "{got:?}");
+    for m in &got[stopping..] {
+        assert!(!m.contains("STATUS=running"), "running after STOPPING=1: {got:?}");
+        assert!(!m.contains("READY=1"), "READY=1 after STOPPING=1: {got:?}");
+    }
+    assert!(
+        got[stopping + 1..]
+            .iter()
+            .any(|m| m.contains("STATUS=stopping: fast shutdown, 1 of 4")),
+        "no later STATUS= while stopping: {got:?}"
+    );
+    let log = host.log_text();
+    assert!(log.contains("host state: stopping"), "{log}");
+}
+
+fn during_a_crash_reset_status_and_the_service_manager_both_say_recovering(mode: Mode) {
+    let notify = Notify::new();
+    let spec = Spec::new(mode)
+        .testkit("victim,frozen")
+        .host("crash_kill_timeout = \"2s\"");
+    let host = Host::start(notify.spec(spec));
+    let s = host.wait_for("2 running", T, |s| s.workers.iter().all(|w| w.state == "running"));
+    // A stopped process cannot act on SIGQUIT, so the reset waits for crash_kill_timeout and
+    // the recovering state lasts long enough to be asked about.
+    let frozen = find(&s, "frozen").pid.unwrap();
+    let victim = find(&s, "victim").pid.unwrap();
+    // SAFETY: signalling workers of our own host.
+    unsafe {
+        libc::kill(frozen, libc::SIGSTOP);
+        libc::kill(victim, libc::SIGSEGV);
+    }
+    let at = notify.wait("STATUS=recovering", T);
+    let out = host.cli(&["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("recovering"), "status during the reset: {err}");
+    host.wait_for("generation 2 running", T, |s| {
+        s.host.generation == 2 && s.host.state == "running" && s.workers.iter().all(|w| w.state == "running")
+    });
+    let got = notify.drain();
+    let back = got[at..]
+        .iter()
+        .position(|m| m.contains("READY=1") && m.contains("STATUS=running") && m.contains("generation 2"))
+        .unwrap_or_else(|| panic!("no READY=1 after the reset: {got:?}"));
+    for m in &got[at..at + back] {
+        assert!(!m.contains("STATUS=running"), "running during the reset: {got:?}");
+    }
+    let log = host.log_text();
+    assert!(log.contains("host state: recovering"), "{log}");
+    // The frozen worker, and a connection child when one is still open.
+    assert!(log.contains("other child") && !log.contains("stopping all"), "{log}");
+}
+
+both_modes!(
+    a_stop_request_the_host_does_not_understand_changes_nothing,
+    after_stopping_the_service_manager_never_hears_running,
+    during_a_crash_reset_status_and_the_service_manager_both_say_recovering,
+);
