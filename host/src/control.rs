@@ -26,6 +26,12 @@ pub const SOCKET_NAME: &str = "steward.sock";
 pub const PROTOCOL_VERSION: u64 = 1;
 /// The longest request line a server reads.
 pub const MAX_LINE: usize = 64 * 1024;
+/// How long a connection child waits for each request before it closes the connection, so idle
+/// clients cannot hold every connection slot (PostgreSQL's `authentication_timeout`; decision 61).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connection slots beyond `max_connections`, kept for `status` and `stop` (PostgreSQL's
+/// `superuser_reserved_connections`): a connection that gets one is refused anything else.
+pub const RESERVED_CONNECTIONS: u32 = 1;
 
 /// Host states as the segment stores them and status names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +90,14 @@ pub struct HostInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Slots {
     pub workers: u32,
+    /// `max_connections`: the slots any request may use.
     pub connections: u32,
+    /// Slots beyond those for `status` and `stop` only.
+    #[serde(default)]
+    pub reserved_connections: u32,
+    /// Control connections open now, the one asking included.
+    #[serde(default)]
+    pub connections_in_use: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -211,7 +224,16 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             shmem_bytes: seg.layout.size,
             slots: Slots {
                 workers: seg.layout.n_worker_slots,
-                connections: seg.layout.n_connection_slots,
+                connections: seg.layout.n_connection_slots.saturating_sub(RESERVED_CONNECTIONS),
+                reserved_connections: seg.layout.n_connection_slots.min(RESERVED_CONNECTIONS),
+                connections_in_use: (0..seg.layout.n_connection_slots)
+                    .filter(|&i| {
+                        seg.child_slot(seg.layout.connection_child_slot(i))
+                            .state
+                            .load(Ordering::Acquire)
+                            != crate::shmem::CHILD_FREE
+                    })
+                    .count() as u32,
             },
         },
         workers,
@@ -420,8 +442,16 @@ impl Client {
 pub fn format_table(s: &Status) -> String {
     let h = &s.host;
     let mut out = format!(
-        "host {} (pid {}, {} mode, generation {}, since {})\nshared memory {} bytes; slots: {} workers, {} connections\n\n",
-        h.state, h.pid, h.launch_mode, h.generation, h.started_at, h.shmem_bytes, h.slots.workers, h.slots.connections
+        "host {} (pid {}, {} mode, generation {}, since {})\nshared memory {} bytes; slots: {} workers, {} connections (+{} reserved for status and stop)\n\n",
+        h.state,
+        h.pid,
+        h.launch_mode,
+        h.generation,
+        h.started_at,
+        h.shmem_bytes,
+        h.slots.workers,
+        h.slots.connections,
+        h.slots.reserved_connections
     );
     let rows: Vec<[String; 7]> = s
         .workers

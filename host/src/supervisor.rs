@@ -174,7 +174,11 @@ impl Supervisor {
             let children = s.registry.for_children();
             (std::mem::replace(&mut s.registry, children), s.settings.clone())
         });
-        let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
+        let layout = Layout::compute(
+            &registry,
+            cfg.max_worker_processes,
+            cfg.max_connections + crate::control::RESERVED_CONNECTIONS,
+        );
         let started_at_ms = now_ms();
         let segment = Segment::create(&layout, &registry.workers, &registry.regions, &cfg, 1, started_at_ms)?;
 
@@ -232,7 +236,8 @@ impl Supervisor {
             None
         };
         let sup = Supervisor {
-            connection_slots: vec![false; cfg.max_connections as usize],
+            // The last one is reserved for status and stop (see `accept`).
+            connection_slots: vec![false; (cfg.max_connections + crate::control::RESERVED_CONNECTIONS) as usize],
             cfg,
             specs,
             registry,
@@ -337,10 +342,11 @@ impl Supervisor {
         self.watchdog_at = self.notifier.watchdog_every.map(|d| Instant::now() + d);
         self.enter_startup();
         tracing::info!(
-            "running: {} workers, {} worker slots, {} connection slots, {} bytes of shared memory, {} mode, control socket {}",
+            "running: {} workers, {} worker slots, {} connection slots (+{} reserved for status and stop), {} bytes of shared memory, {} mode, control socket {}",
             self.workers.len(),
             self.layout.n_worker_slots,
-            self.layout.n_connection_slots,
+            self.cfg.max_connections,
+            crate::control::RESERVED_CONNECTIONS,
             self.layout.size,
             self.cfg.launch_mode.as_str(),
             self.cfg.socket_path().display()
@@ -889,6 +895,8 @@ impl Supervisor {
                 Phase::Recovering { .. } => Some("the host is recovering from a crash".to_owned()),
                 Phase::Running => None,
             };
+            // An ordinary slot first; the reserved ones (at the end) only when those are all
+            // taken, so they stay free for an operator's status or stop as long as possible.
             let free = self.connection_slots.iter().position(|u| !u);
             match (refusal, free) {
                 (None, Some(i)) => {

@@ -176,7 +176,72 @@ fn during_a_crash_reset_status_and_the_service_manager_both_say_recovering(mode:
     assert!(log.contains("other child") && !log.contains("stopping all"), "{log}");
 }
 
+fn idle_connections_do_not_lock_out_status_and_are_closed_after_the_timeout(mode: Mode) {
+    let host = Host::start(hello(mode).host("max_connections = 16"));
+    // Wait on one connection of our own until the harness's start-up connections are gone.
+    let mut own = Client::connect(&host.socket()).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while own.status().unwrap().host.slots.connections_in_use != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "start-up connections never went away"
+        );
+    }
+    // Fill the other ordinary slots with connections that never send a request.
+    let opened = std::time::Instant::now();
+    let idle: Vec<UnixStream> = (0..15)
+        .map(|_| UnixStream::connect(host.socket()).expect("connect"))
+        .collect();
+    // Every ordinary slot is idle, yet status answers at once, through the reserved slot.
+    let started = std::time::Instant::now();
+    let out = host.cli(&["status", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "status took {:?}",
+        started.elapsed()
+    );
+    let s: Status = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s.host.slots.connections_in_use, 17, "{s:#?}");
+    assert_eq!((s.host.slots.connections, s.host.slots.reserved_connections), (16, 1));
+    // The reserved slot serves status and stop only (once the status above has let it go).
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let err = Client::connect(&host.socket())
+            .unwrap()
+            .reload()
+            .unwrap_err()
+            .to_string();
+        if err.contains("reserved for status and stop") {
+            break;
+        }
+        assert!(err.contains("too many connections"), "{err}");
+        assert!(std::time::Instant::now() < deadline, "{err}");
+    }
+    // The idle ones are told why and closed after the timeout, not before.
+    for s in &idle {
+        let mut line = String::new();
+        s.set_read_timeout(Some(T)).unwrap();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        assert!(line.contains("no request within 5s"), "{line:?}");
+    }
+    let waited = opened.elapsed();
+    let err = own.status().unwrap_err().to_string();
+    assert!(err.contains("no request within 5s"), "{err}");
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    // Their slots are free again: an ordinary request works.
+    host.wait_for("the idle connections are gone", T, |s| {
+        s.host.slots.connections_in_use == 1
+    });
+    let out = host.cli(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 both_modes!(
+    idle_connections_do_not_lock_out_status_and_are_closed_after_the_timeout,
     a_stop_request_the_host_does_not_understand_changes_nothing,
     after_stopping_the_service_manager_never_hears_running,
     during_a_crash_reset_status_and_the_service_manager_both_say_recovering,
