@@ -547,14 +547,10 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
                 Ok(v) => control::ok(v),
                 Err(e) => control::error(&e.to_string()),
             },
-            Ok(Request::Reload) => {
-                tracing::info!("reload requested over the control socket");
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(env.host_pid),
-                    nix::sys::signal::Signal::SIGHUP,
-                );
-                control::ok(serde_json::json!({"reloading": true, "pid": env.host_pid}))
+            Ok(Request::Reload { config }) => {
+                control::serve_reload(env.segment, env.host_pid, &env.cfg.path, config.as_deref())
             }
+            Ok(Request::Show { name }) => control::serve_show(env.segment, name.as_deref()),
             Ok(Request::Stop(mode)) => {
                 let _ = write_line(
                     &mut stream,

@@ -15,6 +15,7 @@ const USAGE: &str = "usage:
   steward status --config FILE [--json]
   steward stop --config FILE [--mode smart|fast|immediate]
   steward reload --config FILE
+  steward show --config FILE [NAME] [--json]
   steward --version";
 
 struct Args {
@@ -23,6 +24,8 @@ struct Args {
     json: bool,
     mode: Option<String>,
     launch_mode: Option<String>,
+    /// `show`'s setting name or prefix.
+    name: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         mode: None,
         launch_mode: None,
+        name: None,
     };
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -42,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
             "--json" => a.json = true,
             "--mode" => a.mode = Some(value("--mode")?),
             "--launch-mode" => a.launch_mode = Some(value("--launch-mode")?),
+            name if a.command == "show" && a.name.is_none() && !name.starts_with('-') => a.name = Some(name.to_owned()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         "status" => cmd_status(&args),
         "stop" => cmd_stop(&args),
         "reload" => cmd_reload(&args),
+        "show" => cmd_show(&args),
         other => {
             eprintln!("steward: unknown command {other:?}\n{USAGE}");
             exit_code::USAGE
@@ -201,9 +207,39 @@ fn cmd_reload(args: &Args) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match Client::connect(&cfg.socket_path()).and_then(|mut c| c.reload()) {
-        Ok(_) => {
-            println!("reload requested; the host's log says what was applied or why not");
+    // The host refuses a request that names another file than its own.
+    let file = std::fs::canonicalize(&cfg.path).unwrap_or(cfg.path.clone());
+    match Client::connect(&cfg.socket_path()).and_then(|mut c| c.reload_verdict(Some(&file))) {
+        Ok(r) if r.applied() => {
+            print!("{}", control::format_reload(&r));
+            exit_code::OK
+        }
+        Ok(r) => {
+            eprint!("{}", control::format_reload(&r));
+            exit_code::FAILURE
+        }
+        Err(e) => {
+            eprintln!("steward: {e}");
+            exit_code::FAILURE
+        }
+    }
+}
+
+fn cmd_show(args: &Args) -> i32 {
+    let cfg = match load_config(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match Client::connect(&cfg.socket_path()).and_then(|mut c| c.show(args.name.as_deref())) {
+        Ok(settings) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&settings).expect("settings serialise")
+            );
+            exit_code::OK
+        }
+        Ok(settings) => {
+            print!("{}", control::format_show(&settings));
             exit_code::OK
         }
         Err(e) => {

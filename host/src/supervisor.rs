@@ -139,6 +139,16 @@ pub struct Supervisor {
     handoffs: Vec<i32>,
     /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
     sibling_fork: Option<crate::launch::SiblingFork>,
+    /// The verdict of the last reload, for status and the reload's caller.
+    last_reload: Option<crate::control::ReloadReport>,
+    /// Keys whose new value in the file waits for a restart (from the last applied reload).
+    pending_restart: Vec<String>,
+    /// Keys whose running value came from the file (see `reload_applied`).
+    file_keys: std::collections::BTreeSet<String>,
+    /// Host keys whose running value came from the command line (`--launch-mode`).
+    overrides: Vec<&'static str>,
+    /// The `[host]` values an empty file gives, for `show`.
+    host_defaults: std::collections::BTreeMap<&'static str, String>,
     exit_code: i32,
     listener: UnixListener,
     wake_r: OwnedFd,
@@ -235,7 +245,25 @@ impl Supervisor {
         } else {
             None
         };
+        let file_keys = crate::reload::keys_in_file(&cfg.path);
+        let overrides = match Config::load(&cfg.path) {
+            Ok(file) if file.launch_mode != cfg.launch_mode => vec!["host.launch_mode"],
+            _ => Vec::new(),
+        };
+        let host_defaults = Config::parse(&cfg.path, "")
+            .map(|d| {
+                crate::reload::host_settings(&d)
+                    .into_iter()
+                    .map(|h| (h.key, h.value))
+                    .collect()
+            })
+            .unwrap_or_default();
         let sup = Supervisor {
+            last_reload: None,
+            pending_restart: Vec::new(),
+            file_keys,
+            overrides,
+            host_defaults,
             // The last one is reserved for status and stop (see `accept`).
             connection_slots: vec![false; (cfg.max_connections + crate::control::RESERVED_CONNECTIONS) as usize],
             cfg,
@@ -272,6 +300,7 @@ impl Supervisor {
         for i in 0..sup.workers.len() {
             sup.publish(i);
         }
+        sup.publish_info();
         Ok(sup)
     }
 
@@ -323,6 +352,91 @@ impl Supervisor {
             last_launch_us: w.last_launch_us,
             history: w.history.iter().cloned().collect(),
         });
+    }
+
+    /// Publishes the configuration document (`status`'s plugins and reload fields, `show`'s
+    /// settings) to the segment, cut down to fit when it would not.
+    fn publish_info(&self) {
+        use crate::control::{ConfigProblem, HostInfoDoc, PluginInfo, SettingInfo};
+        let pending = |name: &str| self.pending_restart.iter().any(|k| k == name);
+        let source = |name: &str| {
+            if self.overrides.contains(&name) {
+                "command line"
+            } else if self.file_keys.contains(name) {
+                "file"
+            } else {
+                "default"
+            }
+            .to_owned()
+        };
+        let context = |reloadable: bool| if reloadable { "reload" } else { "restart" }.to_owned();
+        let mut settings: Vec<SettingInfo> = crate::reload::host_settings(&self.cfg)
+            .into_iter()
+            .map(|h| SettingInfo {
+                name: h.key.to_owned(),
+                default: self.host_defaults.get(h.key).cloned().unwrap_or_default(),
+                source: source(h.key),
+                context: context(h.reloadable),
+                pending_restart: pending(h.key),
+                value: h.value,
+                description: String::new(),
+            })
+            .collect();
+        for ((plugin, key), st) in &self.settings.map {
+            let name = format!("plugins.{plugin}.{key}");
+            settings.push(SettingInfo {
+                source: source(&name),
+                context: context(st.reloadable),
+                pending_restart: pending(&name),
+                value: st.value.clone(),
+                default: st.default.clone(),
+                description: st.description.clone(),
+                name,
+            });
+        }
+        let plugins = crate::preload::plugins()
+            .iter()
+            .map(|p| PluginInfo {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                file: p.path.display().to_string(),
+            })
+            .collect();
+        let mut doc = HostInfoDoc {
+            config_file: self.cfg.path.display().to_string(),
+            plugins,
+            settings,
+            settings_omitted: false,
+            last_reload: self.last_reload.clone(),
+            pending_restart: self.pending_restart.clone(),
+        };
+        let fits = |doc: &HostInfoDoc| {
+            let text = serde_json::to_string(doc).unwrap_or_default();
+            (text.len() <= crate::shmem::INFO_LEN).then_some(text)
+        };
+        let mut text = fits(&doc);
+        if text.is_none() {
+            doc.settings.clear();
+            doc.settings_omitted = true;
+            text = fits(&doc);
+        }
+        if text.is_none() {
+            if let Some(r) = &mut doc.last_reload {
+                let more = r.errors.len().saturating_sub(16);
+                r.errors.truncate(16);
+                r.errors.push(ConfigProblem {
+                    file: r.file.clone(),
+                    key: None,
+                    reason: format!("and {more} more error(s): the host's log lists them all"),
+                });
+            }
+            doc.pending_restart.truncate(64);
+            text = fits(&doc);
+        }
+        match text {
+            Some(t) => self.segment.header().info.publish(&t),
+            None => tracing::warn!("the host's configuration is too large to publish for status and show"),
+        }
     }
 
     fn env(&self) -> ChildEnv<'_> {
@@ -550,10 +664,19 @@ impl Supervisor {
         self.begin_shutdown(StopMode::Immediate, "a failed startup hook");
     }
 
-    /// SIGHUP: validate the whole file; apply it, or keep the running configuration.
+    /// SIGHUP: validate the whole file; apply it, or keep the running configuration. Either
+    /// way the verdict is published for status and for the connection child that asked.
     fn reload(&mut self) {
         self.notifier.reloading();
-        match crate::reload::plan(&self.cfg, &self.settings) {
+        // Every control-socket request counted by now is answered by this reload, which reads
+        // the file after this load.
+        let covers = self
+            .segment
+            .header()
+            .reload_requests
+            .load(std::sync::atomic::Ordering::Acquire);
+        let file = self.cfg.path.display().to_string();
+        let report = match crate::reload::plan(&self.cfg, &self.settings) {
             Err(errors) => {
                 for e in &errors {
                     tracing::error!("reload: {e}");
@@ -562,6 +685,14 @@ impl Supervisor {
                     "configuration not reloaded: {} error(s); keeping the running configuration",
                     errors.len()
                 );
+                crate::control::ReloadReport {
+                    at: crate::time::rfc3339_ms(now_ms()),
+                    outcome: "refused".into(),
+                    file,
+                    applied: Vec::new(),
+                    pending_restart: Vec::new(),
+                    errors: errors.iter().map(crate::control::ConfigProblem::from).collect(),
+                }
             }
             Ok(plan) => {
                 crate::log::configure(plan.config.log_format, plan.config.log_level);
@@ -577,8 +708,24 @@ impl Supervisor {
                     tracing::info!("configuration reloaded: applied {}", plan.applied.join(", "));
                 }
                 self.signal_all(Signal::SIGHUP, |c| c.kind != ChildKind::DeadEnd);
+                self.reload_applied(&plan.need_restart);
+                crate::control::ReloadReport {
+                    at: crate::time::rfc3339_ms(now_ms()),
+                    outcome: "applied".into(),
+                    file,
+                    applied: plan.applied,
+                    pending_restart: plan.need_restart,
+                    errors: Vec::new(),
+                }
             }
-        }
+        };
+        self.last_reload = Some(report);
+        self.publish_info();
+        // After the verdict is in place: a connection child that sees this reads it.
+        self.segment
+            .header()
+            .reloads_done
+            .store(covers, std::sync::atomic::Ordering::Release);
         // The end of a reload for the service manager; but never `READY=1` before start-up has
         // completed or once stopping has begun, which would say the opposite of the state.
         let line = self.status_line();
@@ -589,6 +736,27 @@ impl Supervisor {
         }
         self.status_sent = line;
         self.status_sent_at = Some(Instant::now());
+    }
+
+    /// Records where the running values come from after an applied reload: a reloadable key
+    /// takes its value from the new file (or its default), a restart-only one keeps the value,
+    /// and the source, it started with.
+    fn reload_applied(&mut self, need_restart: &[String]) {
+        let now_in_file = crate::reload::keys_in_file(&self.cfg.path);
+        let host = crate::reload::host_settings(&self.cfg);
+        let reloadable = |key: &str| {
+            host.iter().any(|h| h.key == key && h.reloadable)
+                || self
+                    .settings
+                    .map
+                    .iter()
+                    .any(|((p, k), st)| st.reloadable && key.strip_prefix("plugins.") == Some(&format!("{p}.{k}")))
+        };
+        let mut keys: std::collections::BTreeSet<String> =
+            self.file_keys.iter().filter(|k| !reloadable(k)).cloned().collect();
+        keys.extend(now_in_file.into_iter().filter(|k| reloadable(k)));
+        self.file_keys = keys;
+        self.pending_restart = need_restart.to_vec();
     }
 
     // ---- launching ----
@@ -1145,7 +1313,10 @@ impl Supervisor {
             self.generation,
             self.started_at_ms,
         ) {
-            Ok(seg) => self.segment = seg,
+            Ok(seg) => {
+                self.segment = seg;
+                self.publish_info();
+            }
             Err(e) => {
                 tracing::error!("cannot recreate shared memory after a crash: {e}; stopping");
                 self.exit_code = crate::exit_code::FAILURE;

@@ -240,7 +240,179 @@ fn idle_connections_do_not_lock_out_status_and_are_closed_after_the_timeout(mode
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn status_json(host: &Host) -> serde_json::Value {
+    let out = host.cli(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `steward show NAME --json` as (value, source, context, pending_restart).
+fn show(host: &Host, name: &str) -> (String, String, String, bool) {
+    let out = host.cli(&["show", name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v[0];
+    (
+        s["value"].as_str().unwrap().to_owned(),
+        s["source"].as_str().unwrap().to_owned(),
+        s["context"].as_str().unwrap().to_owned(),
+        s["pending_restart"].as_bool().unwrap(),
+    )
+}
+
+fn reload_prints_what_was_applied_and_what_waits_for_a_restart(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a");
+    let host = Host::start(spec.clone());
+    assert_eq!(status_json(&host)["last_reload"], serde_json::Value::Null);
+    assert_eq!(
+        show(&host, "plugins.testkit.message"),
+        ("".into(), "default".into(), "reload".into(), false)
+    );
+    assert_eq!(
+        show(&host, "plugins.testkit.fixed"),
+        ("0".into(), "default".into(), "restart".into(), false)
+    );
+    host.rewrite_config(
+        &spec
+            .clone()
+            .setting("testkit", "message = \"second\"")
+            .setting("testkit", "fixed = 5")
+            .host("shutdown_timeout = \"7s\""),
+    );
+    let out = host.cli(&["reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("configuration reloaded from {}", host.config().display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("applied: plugins.testkit.message, host.shutdown_timeout"),
+        "{text}"
+    );
+    assert!(
+        text.contains("needs a restart (running values kept): plugins.testkit.fixed"),
+        "{text}"
+    );
+    // The reload was over when the command returned: the workers have been told already.
+    let s = status_json(&host);
+    assert_eq!(s["last_reload"]["outcome"], "applied", "{s}");
+    assert_eq!(
+        s["pending_restart"],
+        serde_json::json!(["plugins.testkit.fixed"]),
+        "{s}"
+    );
+    assert_eq!(
+        show(&host, "plugins.testkit.message"),
+        ("second".into(), "file".into(), "reload".into(), false)
+    );
+    assert_eq!(
+        show(&host, "plugins.testkit.fixed"),
+        ("0".into(), "default".into(), "restart".into(), true)
+    );
+    assert_eq!(
+        show(&host, "host.shutdown_timeout"),
+        ("7s".into(), "file".into(), "reload".into(), false)
+    );
+    // Status lists the plugins with version and file.
+    let plugins = s["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 1, "{s}");
+    assert_eq!(plugins[0]["name"], "testkit");
+    assert!(!plugins[0]["version"].as_str().unwrap().is_empty(), "{s}");
+    assert!(plugins[0]["file"].as_str().unwrap().ends_with("libtestkit.so"), "{s}");
+    let table = stdout(&host.cli(&["status"]));
+    assert!(table.contains("plugin testkit "), "{table}");
+    assert!(table.contains("pending restart: plugins.testkit.fixed"), "{table}");
+    // `show` with a prefix lists that part; an unknown name is an error naming it.
+    let out = host.cli(&["show", "host"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert_eq!(text.lines().count(), 13, "{text}");
+    let out = host.cli(&["show", "plugins.testkit.nope"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no setting named \"plugins.testkit.nope\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn a_refused_reload_prints_every_error_exits_non_zero_and_changes_nothing(mode: Mode) {
+    let base = Spec::new(mode).testkit("a");
+    let spec = base.clone().setting("testkit", "message = \"first\"");
+    let host = Host::start(spec.clone());
+    // Errors the command line cannot see (it does not load plugins): only the host can refuse.
+    host.rewrite_config(
+        &spec
+            .clone()
+            .setting("testkit", "restart_delay = \"soon\"")
+            .setting("testkit", "colour = 5"),
+    );
+    let out = host.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    let file = host.config().display().to_string();
+    assert!(
+        err.contains(&format!("configuration not reloaded: 2 error(s) in {file}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}: plugins.testkit.restart_delay: ")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}: plugins.testkit.colour: unknown key")),
+        "{err}"
+    );
+    let s = status_json(&host);
+    assert_eq!(s["last_reload"]["outcome"], "refused", "{s}");
+    let errors = s["last_reload"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{s}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["key"] == "plugins.testkit.colour" && e["reason"] == "unknown key"),
+        "{s}"
+    );
+    assert_eq!(show(&host, "plugins.testkit.message").0, "first");
+    assert_eq!(s["host"]["state"], "running");
+    // A SIGHUP reload is recorded too.
+    host.rewrite_config(&base.setting("testkit", "message = \"third\""));
+    host.signal(libc::SIGHUP);
+    host.wait_for("the SIGHUP reload applied", T, |_| {
+        status_json(&host)["last_reload"]["outcome"] == "applied"
+    });
+    assert_eq!(show(&host, "plugins.testkit.message").0, "third");
+}
+
+fn reload_naming_another_file_is_refused_naming_the_hosts_file(mode: Mode) {
+    let host = Host::start(hello(mode));
+    let other = host.dir.path().join("other.toml");
+    std::fs::copy(host.config(), &other).unwrap();
+    let out = cli(&other, &["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("is not this host's configuration file"), "{err}");
+    assert!(
+        err.contains(&format!("the host reads {}", host.config().display())),
+        "{err}"
+    );
+    assert!(!host.log_text().contains("reload requested"), "{}", host.log_text());
+    assert_eq!(status_json(&host)["last_reload"], serde_json::Value::Null);
+}
+
 both_modes!(
+    reload_prints_what_was_applied_and_what_waits_for_a_restart,
+    a_refused_reload_prints_every_error_exits_non_zero_and_changes_nothing,
+    reload_naming_another_file_is_refused_naming_the_hosts_file,
     idle_connections_do_not_lock_out_status_and_are_closed_after_the_timeout,
     a_stop_request_the_host_does_not_understand_changes_nothing,
     after_stopping_the_service_manager_never_hears_running,
