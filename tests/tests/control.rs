@@ -384,6 +384,22 @@ fn a_refused_reload_prints_every_error_exits_non_zero_and_changes_nothing(mode: 
     );
     assert_eq!(show(&host, "plugins.testkit.message").0, "first");
     assert_eq!(s["host"]["state"], "running");
+    // A file that is not even TOML: the host refuses it the same way. (Asked over the socket: the
+    // command line reads the file itself first.)
+    std::fs::write(host.config(), "[host\nthis is not toml").unwrap();
+    let r = Client::connect(&host.socket()).unwrap().reload_verdict(None).unwrap();
+    assert_eq!(r.outcome, "refused", "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    assert_eq!(r.errors[0].key, None, "{r:?}");
+    assert!(r.errors[0].reason.contains("TOML parse error"), "{r:?}");
+    assert_eq!(
+        Client::connect(&host.socket())
+            .unwrap()
+            .show(Some("plugins.testkit.message"))
+            .unwrap()[0]
+            .value,
+        "first"
+    );
     // A SIGHUP reload is recorded too.
     host.rewrite_config(&base.setting("testkit", "message = \"third\""));
     host.signal(libc::SIGHUP);
