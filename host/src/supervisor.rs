@@ -1059,8 +1059,12 @@ impl Supervisor {
                 peer: addr.as_pathname().map(|p| p.display().to_string()).unwrap_or_default(),
             };
             let refusal = match &self.phase {
-                Phase::Stopping { .. } => Some("the host is shutting down".to_owned()),
-                Phase::Recovering { .. } => Some("the host is recovering from a crash".to_owned()),
+                // Named by the host state too, as status and `STATUS=` name it.
+                Phase::Stopping { mode, .. } => Some(format!(
+                    "the host is shutting down (state stopping, {} shutdown)",
+                    mode.as_str()
+                )),
+                Phase::Recovering { .. } => Some("the host is recovering from a crash (state recovering)".to_owned()),
                 Phase::Running => None,
             };
             // An ordinary slot first; the reserved ones (at the end) only when those are all

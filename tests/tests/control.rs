@@ -117,6 +117,17 @@ fn after_stopping_the_service_manager_never_hears_running(mode: Mode) {
     host.wait_for("4 running", T, |s| s.workers.iter().all(|w| w.state == "running"));
     notify.wait("STATUS=running: 4 of 4 workers running", T);
     host.signal(libc::SIGINT);
+    // Status agrees while the stubborn worker holds the shutdown up.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let out = host.cli(&["status"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("state stopping, fast shutdown") {
+            break;
+        }
+        assert!(out.status.success(), "{err}");
+        assert!(std::time::Instant::now() < deadline, "status never said stopping");
+    }
     host.wait_exit(T);
     let got = notify.drain();
     let stopping = got
@@ -158,7 +169,7 @@ fn during_a_crash_reset_status_and_the_service_manager_both_say_recovering(mode:
     let out = host.cli(&["status"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("recovering"), "status during the reset: {err}");
+    assert!(err.contains("state recovering"), "status during the reset: {err}");
     host.wait_for("generation 2 running", T, |s| {
         s.host.generation == 2 && s.host.state == "running" && s.workers.iter().all(|w| w.state == "running")
     });
