@@ -505,10 +505,15 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
         stream: read_half,
         until: std::time::Instant::now(),
     });
+    // Each request must arrive whole within the timeout of the connection being served or of
+    // the previous answer (PostgreSQL's `authentication_timeout`): an idle client gives its slot
+    // back. Empty lines are not requests and do not extend it.
+    let mut answered = true;
     loop {
-        // Each request must arrive whole within the timeout (PostgreSQL's
-        // `authentication_timeout`): an idle client gives its slot back.
-        reader.get_mut().until = std::time::Instant::now() + control::REQUEST_TIMEOUT;
+        if answered {
+            reader.get_mut().until = std::time::Instant::now() + control::REQUEST_TIMEOUT;
+            answered = false;
+        }
         let mut buf = Vec::new();
         match (&mut reader)
             .take(control::MAX_LINE as u64 + 1)
@@ -558,6 +563,7 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
                 );
                 tracing::info!("{} shutdown requested over the control socket", mode.as_str());
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(env.host_pid), mode.signal());
+                answered = true;
                 continue;
             }
             Err(msg) => control::error(&msg),
@@ -565,6 +571,7 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
         if write_line(&mut stream, &answer).is_err() {
             break;
         }
+        answered = true;
     }
     exit_clean(slot, 0, "")
 }

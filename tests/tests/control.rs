@@ -229,8 +229,29 @@ fn idle_connections_do_not_lock_out_status_and_are_closed_after_the_timeout(mode
         assert!(err.contains("too many connections"), "{err}");
         assert!(std::time::Instant::now() < deadline, "{err}");
     }
+    // One of them keeps sending blanks and empty lines, which are not requests: it is closed
+    // after the same timeout.
+    let trickle = &idle[0];
+    trickle.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut got = Vec::new();
+    for blank in [b" ", b"\n"].iter().cycle() {
+        let mut buf = [0u8; 256];
+        match std::io::Read::read(&mut &*trickle, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.ends_with(b"\n") {
+                    break;
+                }
+            }
+            Err(_) => (&*trickle).write_all(*blank).unwrap(),
+        }
+        assert!(opened.elapsed() < T, "the trickling connection was never closed");
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.contains("no request within 5s"), "{got:?}");
     // The idle ones are told why and closed after the timeout, not before.
-    for s in &idle {
+    for s in &idle[1..] {
         let mut line = String::new();
         s.set_read_timeout(Some(T)).unwrap();
         BufReader::new(s).read_line(&mut line).unwrap();
