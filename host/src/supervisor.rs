@@ -1498,3 +1498,15 @@ fn stopping_children(n: usize) -> String {
         n => format!("stopping the {n} other children (SIGQUIT)"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crash_line_counts_the_other_children_in_words() {
+        assert_eq!(stopping_children(0), "no other child is running");
+        assert_eq!(stopping_children(1), "stopping the 1 other child (SIGQUIT)");
+        assert_eq!(stopping_children(7), "stopping the 7 other children (SIGQUIT)");
+    }
+}
