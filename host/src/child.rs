@@ -8,6 +8,10 @@
 //! lines, and marks its child slot active (the dead-man flag). It clears the flag only on a clean
 //! exit through [`exit_clean`], so any other way out counts as a crash. Plugin code runs only in
 //! worker children, only through a checked entry.
+//!
+//! A connection child serves its client's requests until the client closes, or sends no request
+//! within [`control::REQUEST_TIMEOUT`] of the last answer; in the reserved connection slot (the
+//! last one) it serves only `status` and `stop`. Every request byte is untrusted.
 
 use std::ffi::c_void;
 use std::io::{BufRead, BufReader, Read, Write};
