@@ -18,8 +18,8 @@
 //! children get SIGTERM, or SIGQUIT for immediate, and SIGKILL after `shutdown_timeout`).
 //!
 //! The host state that status, the service manager's `STATUS=` and the log report is derived in
-//! one place ([`Supervisor::state`]: the phase, and within `Running` how far start-up has got) and
-//! published from one place ([`Supervisor::state_changed`]), so they cannot disagree.
+//! one place (`Supervisor::state`: the phase, and within `Running` how far start-up has got) and
+//! published from one place (`Supervisor::state_changed`), so they cannot disagree.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
