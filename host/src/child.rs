@@ -9,6 +9,10 @@
 //! lines, and marks its child slot active (the dead-man flag). It clears the flag only on a clean
 //! exit through [`exit_clean`], so any other way out counts as a crash. Plugin code runs only in
 //! worker children, only through a checked entry.
+//!
+//! A connection child serves its client's requests until the client closes, or sends no request
+//! within [`control::REQUEST_TIMEOUT`] of the last answer; in the reserved connection slot (the
+//! last one) it serves only `status` and `stop`. Every request byte is untrusted.
 
 use std::ffi::c_void;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -111,8 +115,13 @@ pub fn run(
         (ChildKind::Spare, StartupData::Spare) => spare_main(env, slot),
         (ChildKind::Connection, _) => {
             crate::log::set_identity("connection", None);
+            // The last connection slot is the reserved one (see `control::RESERVED_CONNECTIONS`).
+            let layout = &env.segment.layout;
+            let reserved = child_slot.is_some_and(|s| {
+                layout.n_connection_slots > 0 && s == layout.connection_child_slot(layout.n_connection_slots - 1)
+            });
             match client {
-                Some(c) => connection_main(env, slot, c),
+                Some(c) => connection_main(env, slot, c, reserved),
                 None => exit_clean(slot, 2, "connection child without a client socket"),
             }
         }
@@ -469,7 +478,28 @@ fn write_line(stream: &mut UnixStream, v: &serde_json::Value) -> std::io::Result
     stream.write_all(line.as_bytes())
 }
 
-fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientSocket) -> i32 {
+/// The client's side of a connection, read against a deadline for the whole next request: a
+/// timeout per `read` alone would let a client that trickles a byte every few seconds hold its
+/// connection slot forever.
+struct Deadline {
+    stream: UnixStream,
+    until: std::time::Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+/// Serves one control connection. `reserved`: this child holds the connection slot kept for
+/// `status` and `stop`, and refuses every other request.
+fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientSocket, reserved: bool) -> i32 {
     crate::sys::set_blocking(client.fd.as_raw_fd());
     let mut stream = UnixStream::from(client.fd);
     let me = nix::unistd::getuid();
@@ -495,14 +525,37 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
     let Ok(read_half) = stream.try_clone() else {
         exit_clean(slot, 0, "")
     };
-    let mut reader = BufReader::new(read_half);
+    let mut reader = BufReader::new(Deadline {
+        stream: read_half,
+        until: std::time::Instant::now(),
+    });
+    // Each request must arrive whole within the timeout of the connection being served or of
+    // the previous answer (PostgreSQL's `authentication_timeout`): an idle client gives its slot
+    // back. Empty lines are not requests and do not extend it.
+    let mut answered = true;
     loop {
+        if answered {
+            reader.get_mut().until = std::time::Instant::now() + control::REQUEST_TIMEOUT;
+            answered = false;
+        }
         let mut buf = Vec::new();
         match (&mut reader)
             .take(control::MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut buf)
         {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                tracing::debug!("closing an idle control connection");
+                let _ = write_line(
+                    &mut stream,
+                    &control::error(&format!(
+                        "no request within {}s: closing the connection",
+                        control::REQUEST_TIMEOUT.as_secs()
+                    )),
+                );
+                break;
+            }
+            Err(_) => break,
             Ok(_) => {}
         }
         if buf.len() > control::MAX_LINE {
@@ -515,18 +568,18 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
             continue;
         }
         let answer = match control::parse_request(line) {
+            Ok(r) if reserved && !matches!(r, Request::Status | Request::Stop(_)) => control::error(&format!(
+                "too many connections (max_connections = {}): this connection has the slot reserved for status and stop",
+                env.cfg.max_connections
+            )),
             Ok(Request::Status) => match serde_json::to_value(control::status_from_segment(env.segment)) {
                 Ok(v) => control::ok(v),
                 Err(e) => control::error(&e.to_string()),
             },
-            Ok(Request::Reload) => {
-                tracing::info!("reload requested over the control socket");
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(env.host_pid),
-                    nix::sys::signal::Signal::SIGHUP,
-                );
-                control::ok(serde_json::json!({"reloading": true, "pid": env.host_pid}))
+            Ok(Request::Reload { config }) => {
+                control::serve_reload(env.segment, env.host_pid, &env.cfg.path, config.as_deref())
             }
+            Ok(Request::Show { name }) => control::serve_show(env.segment, name.as_deref()),
             Ok(Request::Stop(mode)) => {
                 let _ = write_line(
                     &mut stream,
@@ -534,6 +587,7 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
                 );
                 tracing::info!("{} shutdown requested over the control socket", mode.as_str());
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(env.host_pid), mode.signal());
+                answered = true;
                 continue;
             }
             Err(msg) => control::error(&msg),
@@ -541,6 +595,7 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
         if write_line(&mut stream, &answer).is_err() {
             break;
         }
+        answered = true;
     }
     exit_clean(slot, 0, "")
 }

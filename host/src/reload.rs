@@ -10,7 +10,10 @@
 //! as reloadable. Everything else (paths, the preload list, slot counts, the launch mode,
 //! `huge_code_pages`, restart-only plugin settings) is reported as needing a restart and keeps its running value.
 
-use crate::config::Config;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::config::{Config, ConfigError};
 use crate::registry::Settings;
 
 /// A validated reload, ready to apply.
@@ -30,8 +33,8 @@ fn plan_settings(
     settings: &Settings,
     applied: &mut Vec<String>,
     need_restart: &mut Vec<String>,
-) -> Result<Settings, Vec<String>> {
-    let file = new.path.display();
+) -> Result<Settings, Vec<ConfigError>> {
+    let problem = |key: String, reason: &str| ConfigError::new(&new.path, Some(&key), reason);
     let mut errors = Vec::new();
     let mut next = settings.clone();
     for ((plugin, name), s) in &settings.map {
@@ -40,7 +43,7 @@ fn plan_settings(
             Some(v) => match s.kind.canonical(v) {
                 Ok(c) => c,
                 Err(reason) => {
-                    errors.push(format!("{file}: plugins.{plugin}.{name}: {reason}"));
+                    errors.push(problem(format!("plugins.{plugin}.{name}"), &reason));
                     continue;
                 }
             },
@@ -65,7 +68,7 @@ fn plan_settings(
                 continue;
             }
             if loaded {
-                errors.push(format!("{file}: plugins.{plugin}.{key}: unknown key"));
+                errors.push(problem(format!("plugins.{plugin}.{key}"), "unknown key"));
             } else {
                 need_restart.push(format!("plugins.{plugin}.{key}"));
             }
@@ -79,8 +82,8 @@ fn plan_settings(
 }
 
 /// Reads and validates the config file again for the supervisor.
-pub fn plan(running: &Config, settings: &Settings) -> Result<Plan, Vec<String>> {
-    let new = Config::load(&running.path).map_err(|e| vec![e.to_string()])?;
+pub fn plan(running: &Config, settings: &Settings) -> Result<Plan, Vec<ConfigError>> {
+    let new = Config::load(&running.path).map_err(|e| vec![e])?;
     let mut applied = Vec::new();
     let mut need_restart = Vec::new();
     let settings = plan_settings(&new, settings, &mut applied, &mut need_restart)?;
@@ -133,5 +136,95 @@ pub fn refresh_child_settings() {
     if let Ok(next) = plan_settings(&new, &settings, &mut Vec::new(), &mut Vec::new()) {
         crate::hostapi::with_state(|s| s.settings = next);
         crate::log::configure(new.log_format, &new.log_level);
+    }
+}
+
+/// One `[host]` setting as `steward show` reports it.
+pub struct HostSetting {
+    pub key: &'static str,
+    pub value: String,
+    /// Whether a reload applies a new value (see [`plan`], which decides that by field).
+    pub reloadable: bool,
+}
+
+/// Every `[host]` setting of `cfg`, rendered as the file would say it.
+pub fn host_settings(cfg: &Config) -> Vec<HostSetting> {
+    let format = match cfg.log_format {
+        crate::log::Format::Text => "text",
+        crate::log::Format::Json => "json",
+    };
+    let d = crate::time::format_duration;
+    let row = |key, value: String, reloadable| HostSetting { key, value, reloadable };
+    vec![
+        row("host.plugin_dir", cfg.plugin_dir.display().to_string(), false),
+        row("host.preload_plugins", cfg.preload_plugins.join(", "), false),
+        row("host.runtime_dir", cfg.runtime_dir.display().to_string(), false),
+        row("host.max_worker_processes", cfg.max_worker_processes.to_string(), false),
+        row("host.max_connections", cfg.max_connections.to_string(), false),
+        row("host.launch_mode", cfg.launch_mode.as_str().to_owned(), false),
+        row("host.huge_code_pages", cfg.huge_code_pages.to_string(), false),
+        row("host.shutdown_timeout", d(cfg.shutdown_timeout), true),
+        row("host.crash_kill_timeout", d(cfg.crash_kill_timeout), true),
+        row("host.restart_after_crash", cfg.restart_after_crash.to_string(), true),
+        row("host.log_format", format.to_owned(), true),
+        row("host.log_level", cfg.log_level.to_string(), true),
+    ]
+}
+
+/// The keys the file at `path` sets (`host.KEY`, `plugins.PLUGIN.KEY`); empty when it cannot be
+/// read or parsed (the caller has just read it successfully, so that is a file changed since).
+pub fn keys_in_file(path: &Path) -> BTreeSet<String> {
+    let Ok(table) = std::fs::read_to_string(path)
+        .map_err(|_| ())
+        .and_then(|t| t.parse::<toml::Table>().map_err(|_| ()))
+    else {
+        return BTreeSet::new();
+    };
+    let mut keys = BTreeSet::new();
+    if let Some(host) = table.get("host").and_then(toml::Value::as_table) {
+        keys.extend(host.keys().map(|k| format!("host.{k}")));
+    }
+    if let Some(plugins) = table.get("plugins").and_then(toml::Value::as_table) {
+        for (p, t) in plugins {
+            if let Some(t) = t.as_table() {
+                keys.extend(t.keys().map(|k| format!("plugins.{p}.{k}")));
+            }
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `host_settings` says which keys a reload applies; `plan` decides it by field. They must
+    /// agree, or `show` would call a setting reloadable that a reload leaves alone.
+    #[test]
+    fn host_settings_and_plan_agree_on_what_is_reloadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steward.toml");
+        std::fs::write(&path, "[host]\nruntime_dir = \"run\"\n").unwrap();
+        let running = Config::load(&path).unwrap();
+        std::fs::write(
+            &path,
+            "[host]\nruntime_dir = \"run2\"\nplugin_dir = \"p\"\npreload_plugins = [\"other\"]\nmax_worker_processes = 3\n\
+             max_connections = 3\nlaunch_mode = \"exec\"\nhuge_code_pages = false\nshutdown_timeout = \"7s\"\n\
+             crash_kill_timeout = \"7s\"\nrestart_after_crash = false\nlog_format = \"json\"\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        let plan = plan(&running, &Settings::default())
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        let keys = keys_in_file(&path);
+        for s in host_settings(&running) {
+            let (applied, restart) = (
+                plan.applied.iter().any(|k| k == s.key),
+                plan.need_restart.iter().any(|k| k == s.key),
+            );
+            assert!(applied != restart, "{} changed but is in neither list or both", s.key);
+            assert_eq!(applied, s.reloadable, "{}", s.key);
+            assert!(keys.contains(s.key), "{} not seen in the file", s.key);
+        }
     }
 }

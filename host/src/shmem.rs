@@ -11,12 +11,12 @@
 //! ```
 //!
 //! Ownership and hand-off:
-//! - `Header`: written by the supervisor before any child exists; later only `host_state` (written
-//!   by the supervisor) and `consistent` (set once by the startup child, read by the supervisor
-//!   only while the host is in startup) change. Every child that attaches checks the fields that
-//!   never change ([`Segment::check_header`]) before using the segment; a mismatch means shared
-//!   memory was overwritten, and the child exits with [`EXIT_CORRUPT_SEGMENT`] so the supervisor
-//!   resets it.
+//! - `Header`: written by the supervisor before any child exists; later only `host_state` and
+//!   `info` (written by the supervisor), `consistent` (set once by the startup child, read by the
+//!   supervisor only while the host is in startup) and the reload counters (see their fields)
+//!   change. Every child that attaches checks the fields that never change
+//!   ([`Segment::check_header`]) before using the segment; a mismatch means shared memory was
+//!   overwritten, and the child exits with [`EXIT_CORRUPT_SEGMENT`] so the supervisor resets it.
 //! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
 //!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the
@@ -106,6 +106,57 @@ pub struct Header {
     pub child_slots_off: AtomicU64,
     pub worker_slots_off: AtomicU64,
     pub regions_off: AtomicU64,
+    /// Reload requests made over the control socket: a connection child adds one, then sends
+    /// SIGHUP. Child-written; the supervisor only copies it into `reloads_done`.
+    pub reload_requests: AtomicU64,
+    /// The value of `reload_requests` that the last finished reload began with (supervisor
+    /// writes, after `info` holds that reload's outcome): a request numbered at most this was
+    /// answered by a reload that read the file after the request was made.
+    pub reloads_done: AtomicU64,
+    /// The supervisor's account of the configuration, for `status` and `show` (see
+    /// [`crate::control::HostInfoDoc`]).
+    pub info: Published,
+}
+
+/// The longest document [`Published`] holds.
+pub const INFO_LEN: usize = 64 * 1024;
+
+/// A JSON document only the supervisor writes, under a seqlock like [`StatusCell`]'s; connection
+/// children copy it out.
+#[repr(C)]
+pub struct Published {
+    seq: AtomicU64,
+    text: Text<INFO_LEN>,
+}
+
+impl Published {
+    /// Replaces the document (supervisor only: a single writer). Cut at `INFO_LEN` bytes: the
+    /// writer keeps it shorter.
+    pub fn publish(&self, doc: &str) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.text.store(doc);
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// A consistent copy, or `None` when none was seen in a bounded number of tries (the writer
+    /// may have died mid-write).
+    pub fn read(&self) -> Option<Vec<u8>> {
+        for _ in 0..10_000 {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let bytes = self.text.load_bytes();
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                return Some(bytes);
+            }
+        }
+        None
+    }
 }
 
 pub const CHILD_FREE: u32 = 0;

@@ -22,6 +22,10 @@
 //! SIGQUIT, stragglers SIGKILL after `crash_kill_timeout`, then a fresh segment and the workers
 //! start again) -> `Running`; any phase -> `Stopping` (smart waits for connections, then all
 //! children get SIGTERM, or SIGQUIT for immediate, and SIGKILL after `shutdown_timeout`).
+//!
+//! The host state that status, the service manager's `STATUS=` and the log report is derived in
+//! one place (`Supervisor::state`: the phase, and within `Running` how far start-up has got) and
+//! published from one place (`Supervisor::state_changed`), so they cannot disagree.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -190,12 +194,19 @@ pub struct Supervisor {
     connection_slots: Vec<bool>,
     dead_ends: usize,
     phase: Phase,
-    /// Within `Phase::Running`: startup, consistent or running (start-time gating).
-    host_state: HostState,
+    /// How far start-up has got (startup, consistent or running): the host state while `phase`
+    /// is `Running`, and what start-time gating reads. Never reported on its own: see
+    /// [`Supervisor::state`].
+    progress: HostState,
+    /// The state last published (segment, log, `STATUS=`), to report each change once.
+    reported: HostState,
     notifier: crate::notify::Notifier,
     watchdog_at: Option<Instant>,
     status_sent: String,
     status_sent_at: Option<Instant>,
+    /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
+    /// is sent even if nothing else happens).
+    status_due: Option<Instant>,
     /// Exec mode: spare children (pid, child slot) not yet handed a worker.
     spares: Vec<(i32, u32)>,
     /// How many spares to start when the loop is idle (one per spare used; never for a spare
@@ -205,6 +216,16 @@ pub struct Supervisor {
     handoffs: Vec<i32>,
     /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
     sibling_fork: Option<crate::launch::SiblingFork>,
+    /// The verdict of the last reload, for status and the reload's caller.
+    last_reload: Option<crate::control::ReloadReport>,
+    /// Keys whose new value in the file waits for a restart (from the last applied reload).
+    pending_restart: Vec<String>,
+    /// Keys whose running value came from the file (see `reload_applied`).
+    file_keys: std::collections::BTreeSet<String>,
+    /// Host keys whose running value came from the command line (`--launch-mode`).
+    overrides: Vec<&'static str>,
+    /// The `[host]` values an empty file gives, for `show`.
+    host_defaults: std::collections::BTreeMap<&'static str, String>,
     exit_code: i32,
     listener: UnixListener,
     wake_r: OwnedFd,
@@ -240,7 +261,11 @@ impl Supervisor {
             let children = s.registry.for_children();
             (std::mem::replace(&mut s.registry, children), s.settings.clone())
         });
-        let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
+        let layout = Layout::compute(
+            &registry,
+            cfg.max_worker_processes,
+            cfg.max_connections + crate::control::RESERVED_CONNECTIONS,
+        );
         let started_at_ms = now_ms();
         let segment = Segment::create(&layout, &registry.workers, &registry.regions, &cfg, 1, started_at_ms)?;
 
@@ -305,8 +330,27 @@ impl Supervisor {
         } else {
             None
         };
+        let file_keys = crate::reload::keys_in_file(&cfg.path);
+        let overrides = match Config::load(&cfg.path) {
+            Ok(file) if file.launch_mode != cfg.launch_mode => vec!["host.launch_mode"],
+            _ => Vec::new(),
+        };
+        let host_defaults = Config::parse(&cfg.path, "")
+            .map(|d| {
+                crate::reload::host_settings(&d)
+                    .into_iter()
+                    .map(|h| (h.key, h.value))
+                    .collect()
+            })
+            .unwrap_or_default();
         let sup = Supervisor {
-            connection_slots: vec![false; cfg.max_connections as usize],
+            last_reload: None,
+            pending_restart: Vec::new(),
+            file_keys,
+            overrides,
+            host_defaults,
+            // The last one is reserved for status and stop (see `accept`).
+            connection_slots: vec![false; (cfg.max_connections + crate::control::RESERVED_CONNECTIONS) as usize],
             cfg,
             specs,
             registry,
@@ -323,11 +367,13 @@ impl Supervisor {
             last_scan: None,
             dead_ends: 0,
             phase: Phase::Running,
-            host_state: HostState::Init,
+            progress: HostState::Init,
+            reported: HostState::Init,
             notifier,
             watchdog_at: None,
             status_sent: String::new(),
             status_sent_at: None,
+            status_due: None,
             spares: Vec::new(),
             spare_refill: crate::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
@@ -343,14 +389,44 @@ impl Supervisor {
         for i in 0..sup.workers.len() {
             sup.publish(i);
         }
+        sup.publish_info();
         Ok(sup)
     }
 
-    fn set_host_state(&self, s: HostState) {
+    /// The host state: the one truth that status (through the segment), the service manager's
+    /// `STATUS=` and the log all report. Derived, never stored on its own, so a phase change
+    /// cannot leave one of them behind.
+    fn state(&self) -> HostState {
+        match self.phase {
+            Phase::Running => self.progress,
+            Phase::Recovering { .. } => HostState::Recovering,
+            Phase::Stopping { .. } => HostState::Stopping,
+        }
+    }
+
+    /// Publishes the state after `phase` or `progress` changed: to the segment (again after a
+    /// reset, which made a new one), and, when it differs from the last one reported, to the log
+    /// and the service manager (`READY=1` on reaching running, `STOPPING=1` on stopping).
+    fn state_changed(&mut self) {
+        let s = self.state();
         self.segment
             .header()
             .host_state
             .store(s as u32, std::sync::atomic::Ordering::Release);
+        if s == self.reported {
+            return;
+        }
+        self.reported = s;
+        tracing::info!("host state: {}", s.as_str());
+        let line = self.status_line();
+        let msg = match s {
+            HostState::Running => format!("READY=1\n{line}"),
+            HostState::Stopping => format!("STOPPING=1\n{line}"),
+            _ => line.clone(),
+        };
+        self.notifier.send(&msg);
+        self.status_sent = line;
+        self.status_sent_at = Some(Instant::now());
     }
 
     fn publish(&self, i: usize) {
@@ -365,6 +441,91 @@ impl Supervisor {
             last_launch_us: w.last_launch_us,
             history: w.history.iter().cloned().collect(),
         });
+    }
+
+    /// Publishes the configuration document (`status`'s plugins and reload fields, `show`'s
+    /// settings) to the segment, cut down to fit when it would not.
+    fn publish_info(&self) {
+        use crate::control::{ConfigProblem, HostInfoDoc, PluginInfo, SettingInfo};
+        let pending = |name: &str| self.pending_restart.iter().any(|k| k == name);
+        let source = |name: &str| {
+            if self.overrides.contains(&name) {
+                "command line"
+            } else if self.file_keys.contains(name) {
+                "file"
+            } else {
+                "default"
+            }
+            .to_owned()
+        };
+        let context = |reloadable: bool| if reloadable { "reload" } else { "restart" }.to_owned();
+        let mut settings: Vec<SettingInfo> = crate::reload::host_settings(&self.cfg)
+            .into_iter()
+            .map(|h| SettingInfo {
+                name: h.key.to_owned(),
+                default: self.host_defaults.get(h.key).cloned().unwrap_or_default(),
+                source: source(h.key),
+                context: context(h.reloadable),
+                pending_restart: pending(h.key),
+                value: h.value,
+                description: String::new(),
+            })
+            .collect();
+        for ((plugin, key), st) in &self.settings.map {
+            let name = format!("plugins.{plugin}.{key}");
+            settings.push(SettingInfo {
+                source: source(&name),
+                context: context(st.reloadable),
+                pending_restart: pending(&name),
+                value: st.value.clone(),
+                default: st.default.clone(),
+                description: st.description.clone(),
+                name,
+            });
+        }
+        let plugins = crate::preload::plugins()
+            .iter()
+            .map(|p| PluginInfo {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                file: p.path.display().to_string(),
+            })
+            .collect();
+        let mut doc = HostInfoDoc {
+            config_file: self.cfg.path.display().to_string(),
+            plugins,
+            settings,
+            settings_omitted: false,
+            last_reload: self.last_reload.clone(),
+            pending_restart: self.pending_restart.clone(),
+        };
+        let fits = |doc: &HostInfoDoc| {
+            let text = serde_json::to_string(doc).unwrap_or_default();
+            (text.len() <= crate::shmem::INFO_LEN).then_some(text)
+        };
+        let mut text = fits(&doc);
+        if text.is_none() {
+            doc.settings.clear();
+            doc.settings_omitted = true;
+            text = fits(&doc);
+        }
+        if text.is_none() {
+            if let Some(r) = &mut doc.last_reload {
+                let more = r.errors.len().saturating_sub(16);
+                r.errors.truncate(16);
+                r.errors.push(ConfigProblem {
+                    file: r.file.clone(),
+                    key: None,
+                    reason: format!("and {more} more error(s): the host's log lists them all"),
+                });
+            }
+            doc.pending_restart.truncate(64);
+            text = fits(&doc);
+        }
+        match text {
+            Some(t) => self.segment.header().info.publish(&t),
+            None => tracing::warn!("the host's configuration is too large to publish for status and show"),
+        }
     }
 
     fn env(&self) -> ChildEnv<'_> {
@@ -384,10 +545,11 @@ impl Supervisor {
         self.watchdog_at = self.notifier.watchdog_every.map(|d| Instant::now() + d);
         self.enter_startup();
         tracing::info!(
-            "running: {} workers, {} worker slots, {} connection slots, {} bytes of shared memory, {} mode, control socket {}",
+            "running: {} workers, {} worker slots, {} connection slots (+{} reserved for status and stop), {} bytes of shared memory, {} mode, control socket {}",
             self.workers.len(),
             self.layout.n_worker_slots,
-            self.layout.n_connection_slots,
+            self.cfg.max_connections,
+            crate::control::RESERVED_CONNECTIONS,
             self.layout.size,
             self.cfg.launch_mode.as_str(),
             self.cfg.socket_path().display()
@@ -408,7 +570,6 @@ impl Supervisor {
                 self.reload();
             }
             self.check_consistent();
-            self.maybe_send_status();
             if let Some(t) = self.watchdog_at {
                 if Instant::now() >= t {
                     self.notifier.send("WATCHDOG=1");
@@ -424,6 +585,8 @@ impl Supervisor {
             if !more {
                 self.tend_spares();
             }
+            // After the exits and launches of this turn, so the line (or its deadline) is current.
+            self.maybe_send_status();
             let timeout = if more {
                 Some(Duration::ZERO)
             } else {
@@ -461,6 +624,9 @@ impl Supervisor {
         if let Some(t) = self.scan_at {
             consider(t);
         }
+        if let Some(t) = self.status_due {
+            consider(t);
+        }
         match &self.phase {
             Phase::Running => {
                 // Only workers that may start now: one still waiting for its start time has no
@@ -490,28 +656,26 @@ impl Supervisor {
     fn start_time_reached(&self, start: StartTime) -> bool {
         match start {
             StartTime::HostStart => true,
-            StartTime::Consistent => matches!(self.host_state, HostState::Consistent | HostState::Running),
-            StartTime::Running => self.host_state == HostState::Running,
+            StartTime::Consistent => matches!(self.progress, HostState::Consistent | HostState::Running),
+            StartTime::Running => self.progress == HostState::Running,
         }
     }
 
     fn enter_state(&mut self, s: HostState) {
-        self.host_state = s;
-        self.set_host_state(s);
-        tracing::info!("host state: {}", s.as_str());
-        if s == HostState::Running {
-            self.notifier.send(&format!("READY=1\n{}", self.status_line()));
-        } else {
-            self.notifier.send(&self.status_line());
-        }
+        self.progress = s;
+        self.state_changed();
     }
 
     fn status_line(&self) -> String {
         let running = self.workers.iter().filter(|w| w.state == WorkerState::Running).count();
         let failed = self.workers.iter().filter(|w| w.state == WorkerState::Failed).count();
+        let shutdown = match self.phase {
+            Phase::Stopping { mode, .. } => format!("{} shutdown, ", mode.as_str()),
+            _ => String::new(),
+        };
         format!(
-            "STATUS={}: {running} of {} workers running, {failed} failed, generation {}",
-            self.host_state.as_str(),
+            "STATUS={}: {shutdown}{running} of {} workers running, {failed} failed, generation {}",
+            self.state().as_str(),
             self.workers.len(),
             self.generation
         )
@@ -524,13 +688,20 @@ impl Supervisor {
             return;
         }
         let line = self.status_line();
+        if line == self.status_sent {
+            self.status_due = None;
+            return;
+        }
         let due = self
             .status_sent_at
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-        if line != self.status_sent && due {
+            .map_or(Instant::now(), |t| t + Duration::from_millis(100));
+        if Instant::now() >= due {
             self.notifier.send(&line);
             self.status_sent = line;
             self.status_sent_at = Some(Instant::now());
+            self.status_due = None;
+        } else {
+            self.status_due = Some(due);
         }
     }
 
@@ -552,7 +723,7 @@ impl Supervisor {
 
     /// A startup hook declared the host consistent (flag in the header, SIGUSR1 as a wake-up).
     fn check_consistent(&mut self) {
-        if self.host_state == HostState::Startup
+        if self.progress == HostState::Startup
             && matches!(self.phase, Phase::Running)
             && self
                 .segment
@@ -585,10 +756,19 @@ impl Supervisor {
         self.begin_shutdown(StopMode::Immediate, "a failed startup hook");
     }
 
-    /// SIGHUP: validate the whole file; apply it, or keep the running configuration.
+    /// SIGHUP: validate the whole file; apply it, or keep the running configuration. Either
+    /// way the verdict is published for status and for the connection child that asked.
     fn reload(&mut self) {
         self.notifier.reloading();
-        match crate::reload::plan(&self.cfg, &self.settings) {
+        // Every control-socket request counted by now is answered by this reload, which reads
+        // the file after this load.
+        let covers = self
+            .segment
+            .header()
+            .reload_requests
+            .load(std::sync::atomic::Ordering::Acquire);
+        let file = self.cfg.path.display().to_string();
+        let report = match crate::reload::plan(&self.cfg, &self.settings) {
             Err(errors) => {
                 for e in &errors {
                     tracing::error!("reload: {e}");
@@ -597,6 +777,14 @@ impl Supervisor {
                     "configuration not reloaded: {} error(s); keeping the running configuration",
                     errors.len()
                 );
+                crate::control::ReloadReport {
+                    at: crate::time::rfc3339_ms(now_ms()),
+                    outcome: "refused".into(),
+                    file,
+                    applied: Vec::new(),
+                    pending_restart: Vec::new(),
+                    errors: errors.iter().map(crate::control::ConfigProblem::from).collect(),
+                }
             }
             Ok(plan) => {
                 crate::log::configure(plan.config.log_format, &plan.config.log_level);
@@ -612,9 +800,55 @@ impl Supervisor {
                     tracing::info!("configuration reloaded: applied {}", plan.applied.join(", "));
                 }
                 self.signal_all(Signal::SIGHUP, |c| c.kind != ChildKind::DeadEnd);
+                self.reload_applied(&plan.need_restart);
+                crate::control::ReloadReport {
+                    at: crate::time::rfc3339_ms(now_ms()),
+                    outcome: "applied".into(),
+                    file,
+                    applied: plan.applied,
+                    pending_restart: plan.need_restart,
+                    errors: Vec::new(),
+                }
             }
+        };
+        self.last_reload = Some(report);
+        self.publish_info();
+        // After the verdict is in place: a connection child that sees this reads it.
+        self.segment
+            .header()
+            .reloads_done
+            .store(covers, std::sync::atomic::Ordering::Release);
+        // The end of a reload for the service manager; but never `READY=1` before start-up has
+        // completed or once stopping has begun, which would say the opposite of the state.
+        let line = self.status_line();
+        if self.state() == HostState::Running {
+            self.notifier.send(&format!("READY=1\n{line}"));
+        } else {
+            self.notifier.send(&line);
         }
-        self.notifier.send(&format!("READY=1\n{}", self.status_line()));
+        self.status_sent = line;
+        self.status_sent_at = Some(Instant::now());
+    }
+
+    /// Records where the running values come from after an applied reload: a reloadable key
+    /// takes its value from the new file (or its default), a restart-only one keeps the value,
+    /// and the source, it started with.
+    fn reload_applied(&mut self, need_restart: &[String]) {
+        let now_in_file = crate::reload::keys_in_file(&self.cfg.path);
+        let host = crate::reload::host_settings(&self.cfg);
+        let reloadable = |key: &str| {
+            host.iter().any(|h| h.key == key && h.reloadable)
+                || self
+                    .settings
+                    .map
+                    .iter()
+                    .any(|((p, k), st)| st.reloadable && key.strip_prefix("plugins.") == Some(&format!("{p}.{k}")))
+        };
+        let mut keys: std::collections::BTreeSet<String> =
+            self.file_keys.iter().filter(|k| !reloadable(k)).cloned().collect();
+        keys.extend(now_in_file.into_iter().filter(|k| reloadable(k)));
+        self.file_keys = keys;
+        self.pending_restart = need_restart.to_vec();
     }
 
     // ---- launching ----
@@ -917,10 +1151,16 @@ impl Supervisor {
                 peer: addr.as_pathname().map(|p| p.display().to_string()).unwrap_or_default(),
             };
             let refusal = match &self.phase {
-                Phase::Stopping { .. } => Some("the host is shutting down".to_owned()),
-                Phase::Recovering { .. } => Some("the host is recovering from a crash".to_owned()),
+                // Named by the host state too, as status and `STATUS=` name it.
+                Phase::Stopping { mode, .. } => Some(format!(
+                    "the host is shutting down (state stopping, {} shutdown)",
+                    mode.as_str()
+                )),
+                Phase::Recovering { .. } => Some("the host is recovering from a crash (state recovering)".to_owned()),
                 Phase::Running => None,
             };
+            // An ordinary slot first; the reserved ones (at the end) only when those are all
+            // taken, so they stay free for an operator's status or stop as long as possible.
             let free = self.connection_slots.iter().position(|u| !u);
             match (refusal, free) {
                 (None, Some(i)) => {
@@ -1234,14 +1474,14 @@ impl Supervisor {
             return;
         }
         tracing::error!(
-            "{what}; stopping all {} children (SIGQUIT) and resetting shared memory",
-            self.children.len()
+            "{what}; {} and resetting shared memory",
+            stopping_children(self.children.len())
         );
         self.phase = Phase::Recovering {
             kill_at: Instant::now() + self.cfg.crash_kill_timeout,
             killed: false,
         };
-        self.set_host_state(HostState::Recovering);
+        self.state_changed();
         self.signal_all(Signal::SIGQUIT, |_| true);
     }
 
@@ -1270,10 +1510,14 @@ impl Supervisor {
             self.generation,
             self.started_at_ms,
         ) {
-            Ok(seg) => self.segment = seg,
+            Ok(seg) => {
+                self.segment = seg;
+                self.publish_info();
+            }
             Err(e) => {
                 tracing::error!("cannot recreate shared memory after a crash: {e}; stopping");
                 self.exit_code = crate::exit_code::FAILURE;
+                // Not `state_changed`: the host goes from recovering straight to stopping.
                 self.phase = Phase::Running;
                 self.begin_shutdown(StopMode::Immediate, "a failed reset");
                 return;
@@ -1312,6 +1556,8 @@ impl Supervisor {
         for i in 0..self.workers.len() {
             self.publish(i);
         }
+        // Published by `enter_startup` below, so the host goes from recovering to startup (or
+        // running) without reporting the running of before the crash in between.
         self.phase = Phase::Running;
         // Every spare belonged to the old segment and is gone: start afresh when idle.
         self.spares.clear();
@@ -1333,11 +1579,8 @@ impl Supervisor {
             }
         }
         tracing::info!("{} shutdown requested ({why})", mode.as_str());
-        self.set_host_state(HostState::Stopping);
         self.spare_refill = 0;
         self.spares.clear();
-        self.notifier
-            .send(&format!("STOPPING=1\nSTATUS={} shutdown", mode.as_str()));
         for w in self.workers.iter_mut() {
             if matches!(w.state, WorkerState::WaitingRestart | WorkerState::NotStarted) {
                 w.state = WorkerState::Stopped;
@@ -1354,6 +1597,7 @@ impl Supervisor {
             kill_at: None,
             killed: false,
         };
+        self.state_changed();
     }
 
     /// Moves the current phase forward; returns true when the host may exit.
@@ -1366,8 +1610,11 @@ impl Supervisor {
                     self.reset();
                 } else if !killed && now >= kill_at {
                     tracing::warn!(
-                        "{} children still alive after crash_kill_timeout: sending SIGKILL",
-                        self.attached_children()
+                        "{} still alive after crash_kill_timeout: sending SIGKILL",
+                        match self.attached_children() {
+                            1 => "1 child".to_owned(),
+                            n => format!("{n} children"),
+                        }
                     );
                     self.signal_all(Signal::SIGKILL, |c| c.kind.info().attaches_shmem);
                     self.phase = Phase::Recovering { kill_at, killed: true };
@@ -1474,9 +1721,18 @@ fn corrupt_note(status: ExitStatus) -> &'static str {
     }
 }
 
+/// The log's words for stopping the children left at a crash (the crashed one is gone already).
+fn stopping_children(n: usize) -> String {
+    match n {
+        0 => "no other child is running".to_owned(),
+        1 => "stopping the 1 other child (SIGQUIT)".to_owned(),
+        n => format!("stopping the {n} other children (SIGQUIT)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{ChildKind, Exited, Origin};
+    use super::*;
 
     #[test]
     fn an_adopted_process_is_attributed_only_when_one_process_exited() {
@@ -1499,5 +1755,12 @@ mod tests {
             e.attribution(name),
             "one of 3 processes that exited together (worker (pid 7) ... worker (pid 9))"
         );
+    }
+
+    #[test]
+    fn the_crash_line_counts_the_other_children_in_words() {
+        assert_eq!(stopping_children(0), "no other child is running");
+        assert_eq!(stopping_children(1), "stopping the 1 other child (SIGQUIT)");
+        assert_eq!(stopping_children(7), "stopping the 7 other children (SIGQUIT)");
     }
 }

@@ -15,6 +15,7 @@ mod docs;
 mod error;
 mod reload;
 mod run;
+mod show;
 mod status;
 mod stop;
 mod target;
@@ -58,8 +59,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Stop the running host and wait until it has exited
     Stop(StopArgs),
-    /// Make the running host re-read its configuration file
+    /// Make the running host re-read its configuration file, and print what it did
     Reload(ReloadArgs),
+    /// Show the running host's settings: value, source, reloadable or not, pending restart
+    Show(ShowArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print a manual page (roff) on stdout: steward(1), or steward-COMMAND(1)
@@ -181,6 +184,18 @@ pub struct ReloadArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// One setting (`host.log_level`), or every setting under a prefix (`host`, `plugins.hello`)
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Print JSON (an array of settings)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to generate completions for
     #[arg(value_enum)]
@@ -223,6 +238,7 @@ pub fn main() -> Result<i32, CliError> {
         Command::Status(a) => status::cmd_status(&a),
         Command::Stop(a) => stop::cmd_stop(&a),
         Command::Reload(a) => reload::cmd_reload(&a),
+        Command::Show(a) => show::cmd_show(&a),
         Command::Completions(a) => docs::cmd_completions(&a),
         Command::Man(a) => docs::cmd_man(&a),
     }
