@@ -445,3 +445,35 @@ both_modes!(
     start_returns_once_running,
     start_fails_with_the_log_tail_when_a_plugin_is_missing,
 );
+
+/// Regression: when the socket refused `stop`, the CLI sent the signal to whatever pid the lock
+/// file named. A host that is PID 1 of a container records pid 1, which outside the container is
+/// init (SIGINT to systemd as root means reboot); here a harmless process stands in for it.
+#[test]
+fn stop_signals_no_process_that_does_not_hold_the_lock() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut bystander = Command::new("sleep").arg("60").spawn().expect("spawn sleep");
+    let lock = std::fs::File::create(run.join("steward.pid")).unwrap();
+    std::fs::write(run.join("steward.pid"), format!("{}\n", bystander.id())).unwrap();
+    // This test process holds the lock, as a host would; there is no socket, so `stop` falls back
+    // to the lock file.
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("flock");
+    let out = steward(&["stop", "--runtime-dir", run.to_str().unwrap()], &[]);
+    let still_there = bystander.try_wait().expect("try_wait").is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(
+        still_there,
+        "stop signalled pid {}, which holds no lock",
+        bystander.id()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not hold the lock as seen from here"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -30,6 +30,14 @@ pub enum CliError {
         pid: i32,
         signal: nix::Error,
     },
+    /// The lock file names a pid that does not hold the lock as this process sees it: another
+    /// PID namespace's number (a host that is PID 1 of a container records 1), or a stale or
+    /// forged file. Signalling it could hit an unrelated process, so nothing is signalled.
+    #[error(
+        "{err}; the lock file names pid {pid}, but that process does not hold the lock as seen from here \
+         (the host may run in another PID namespace): nothing was signalled; signal the host from its own namespace"
+    )]
+    NotTheHolder { err: ClientError, pid: i32 },
     #[error("the host did not stop within shutdown_timeout + 10s")]
     StopTimeout,
     #[error("the host answers but is not ready: its state is {0}")]

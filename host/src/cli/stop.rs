@@ -4,6 +4,8 @@
 //! leniently (see [`super::target`]), so a broken configuration file does not keep the operator
 //! from stopping the host.
 
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use steward_host::control::{Client, StopMode};
@@ -21,12 +23,15 @@ pub fn cmd_stop(args: &StopArgs) -> Result<i32, CliError> {
         // A host already shutting down (or out of connection slots) refuses the socket; like
         // pg_ctl with its pid file, signal the lock holder directly, so a smart shutdown can
         // still be escalated to fast or immediate.
+        // The recorded pid is only a claim: it is signalled only once this process has seen that
+        // process hold the lock file open.
         match LockFile::holder_pid(&target.lock_path()) {
-            Some(pid) => {
+            Some(pid) if holds_open(pid, &target.lock_path()) => {
                 if let Err(signal) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), mode.signal()) {
                     return Err(CliError::Signal { err: e, pid, signal });
                 }
             }
+            Some(pid) => return Err(CliError::NotTheHolder { err: e, pid }),
             None => return Err(e.into()),
         }
     }
@@ -35,7 +40,7 @@ pub fn cmd_stop(args: &StopArgs) -> Result<i32, CliError> {
     // at the lock again at least every 100 ms: the recorded pid may not name the holder as this
     // process sees it (another pid namespace), and then only the lock itself tells.
     let deadline = Instant::now() + target.shutdown_timeout + Duration::from_secs(10);
-    let holder = LockFile::holder_pid(&target.lock_path());
+    let holder = LockFile::holder_pid(&target.lock_path()).filter(|&pid| holds_open(pid, &target.lock_path()));
     let mut exited = false;
     while LockFile::is_held(&target.lock_path()) {
         if Instant::now() > deadline {
@@ -53,4 +58,22 @@ pub fn cmd_stop(args: &StopArgs) -> Result<i32, CliError> {
     }
     println!("steward stopped ({} shutdown)", mode.as_str());
     Ok(exit_code::OK)
+}
+
+/// Whether process `pid`, as this process numbers it, has the file at `lock` open: one of its
+/// descriptors is the same inode on the same device. The host holds its lock file open for its
+/// whole life, so this tells the holder from a pid that means another process here (the host's
+/// number in another PID namespace, such as 1 for a container's host, or a forged file). A
+/// process whose descriptors cannot be read (another user's) does not count.
+fn holds_open(pid: i32, lock: &Path) -> bool {
+    let Ok(want) = std::fs::symlink_metadata(lock) else {
+        return false;
+    };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        // `metadata` follows the magic link to the open file itself, wherever it now is.
+        std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
+    })
 }
