@@ -55,6 +55,10 @@ const HELPER_MIN_BATCH: usize = 16;
 const ACCEPT_BATCH: usize = 32;
 /// Retry delay after `fork` itself failed.
 const LAUNCH_RETRY: Duration = Duration::from_secs(1);
+/// How often a long first start-up extends the service manager's start timeout.
+const START_EXTEND_EVERY: Duration = Duration::from_secs(5);
+/// What a shutdown asks the service manager for beyond `shutdown_timeout`.
+const STOP_EXTEND_MARGIN: Duration = Duration::from_secs(5);
 
 /// The supervisor's private record of one worker (index = worker slot).
 #[derive(Debug, Clone)]
@@ -202,6 +206,9 @@ pub struct Supervisor {
     reported: HostState,
     notifier: crate::notify::Notifier,
     watchdog_at: Option<Instant>,
+    /// While the first start-up's hooks run (before the first `READY=1`): when to extend the
+    /// service manager's start timeout again. `None` outside that window.
+    extend_at: Option<Instant>,
     status_sent: String,
     status_sent_at: Option<Instant>,
     /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
@@ -371,6 +378,7 @@ impl Supervisor {
             reported: HostState::Init,
             notifier,
             watchdog_at: None,
+            extend_at: None,
             status_sent: String::new(),
             status_sent_at: None,
             status_due: None,
@@ -421,12 +429,39 @@ impl Supervisor {
         let line = self.status_line();
         let msg = match s {
             HostState::Running => format!("READY=1\n{line}"),
-            HostState::Stopping => format!("STOPPING=1\n{line}"),
+            // The service manager's stop timeout must not cut the host's own escalation short:
+            // ask for `shutdown_timeout` and a margin (systemd uses it only where its own
+            // `TimeoutStopSec` is shorter).
+            HostState::Stopping => format!(
+                "STOPPING=1\nEXTEND_TIMEOUT_USEC={}\n{line}",
+                (self.cfg.shutdown_timeout + STOP_EXTEND_MARGIN).as_micros()
+            ),
             _ => line.clone(),
         };
         self.notifier.send(&msg);
         self.status_sent = line;
         self.status_sent_at = Some(Instant::now());
+    }
+
+    /// Long start-ups under systemd: while the first start-up's hooks run, keep extending the
+    /// start timeout (`EXTEND_TIMEOUT_USEC`), a tick at a time, so a slow hook (a plugin
+    /// recovering its state, as PostgreSQL replays WAL) is not killed by `TimeoutStartSec`. Each
+    /// extension covers three ticks, so one late turn of the loop does not end the start; the
+    /// extensions stop with the first `READY=1`, and a start-up that stops making the loop turn
+    /// runs into the timeout again. After a crash reset the service is already started and no
+    /// start timeout runs.
+    fn extend_start_timeout(&mut self) {
+        let Some(at) = self.extend_at else { return };
+        if !matches!(self.state(), HostState::Startup | HostState::Consistent) {
+            self.extend_at = None;
+            return;
+        }
+        let now = Instant::now();
+        if now >= at {
+            self.notifier
+                .send(&format!("EXTEND_TIMEOUT_USEC={}", (START_EXTEND_EVERY * 3).as_micros()));
+            self.extend_at = Some(now + START_EXTEND_EVERY);
+        }
     }
 
     fn publish(&self, i: usize) {
@@ -544,6 +579,10 @@ impl Supervisor {
     pub fn run(mut self) -> i32 {
         self.watchdog_at = self.notifier.watchdog_every.map(|d| Instant::now() + d);
         self.enter_startup();
+        if self.notifier.enabled() && self.state() != HostState::Running {
+            self.extend_at = Some(Instant::now());
+            self.extend_start_timeout();
+        }
         tracing::info!(
             "running: {} workers, {} worker slots, {} connection slots (+{} reserved for status and stop), {} bytes of shared memory, {} mode, control socket {}",
             self.workers.len(),
@@ -570,6 +609,7 @@ impl Supervisor {
                 self.reload();
             }
             self.check_consistent();
+            self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
                 if Instant::now() >= t {
                     self.notifier.send("WATCHDOG=1");
@@ -619,6 +659,9 @@ impl Supervisor {
         let mut best: Option<Instant> = None;
         let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
         if let Some(t) = self.watchdog_at {
+            consider(t);
+        }
+        if let Some(t) = self.extend_at {
             consider(t);
         }
         if let Some(t) = self.scan_at {

@@ -457,6 +457,41 @@ fn reload_naming_another_file_is_refused_naming_the_hosts_file(mode: Mode) {
     assert_eq!(status_json(&host)["last_reload"], serde_json::Value::Null);
 }
 
+/// A long start-up under systemd: while the startup hooks run, the host keeps extending the start
+/// timeout, and stops doing so once it is ready; a shutdown asks for `shutdown_timeout` and a
+/// margin, so `TimeoutStopSec` does not cut the host's own SIGKILL escalation short.
+fn a_long_start_up_extends_the_start_timeout_and_a_stop_the_stop_timeout(mode: Mode) {
+    let notify = Notify::new();
+    let spec = Spec::new(mode)
+        .testkit("a")
+        .setting("testkit", "startup_hook = \"hold\"")
+        .host("shutdown_timeout = \"7s\"");
+    let mut host = Host::start_in(notify.spec(spec), "startup");
+    let extended = notify.wait("EXTEND_TIMEOUT_USEC=15000000", T);
+    let got = notify.drain();
+    assert!(
+        !got[..extended].iter().any(|m| m.contains("READY=1")),
+        "extended after READY=1: {got:?}"
+    );
+    host.trigger("startup", "consistent");
+    host.wait_for("consistent", T, |s| s.host.state == "consistent");
+    host.trigger("startup", "run");
+    let ready = notify.wait("READY=1", T);
+    host.wait_for("running", T, |s| s.host.state == "running");
+    host.signal(libc::SIGINT);
+    host.wait_exit(T);
+    let got = notify.drain();
+    let stopping = got
+        .iter()
+        .position(|m| m.contains("STOPPING=1"))
+        .unwrap_or_else(|| panic!("no STOPPING=1 in {got:?}"));
+    assert!(got[stopping].contains("EXTEND_TIMEOUT_USEC=12000000"), "{got:?}");
+    assert!(
+        !got[ready..stopping].iter().any(|m| m.contains("EXTEND_TIMEOUT_USEC")),
+        "the start timeout was extended after READY=1: {got:?}"
+    );
+}
+
 both_modes!(
     reload_prints_what_was_applied_and_what_waits_for_a_restart,
     a_refused_reload_prints_every_error_exits_non_zero_and_changes_nothing,
@@ -465,4 +500,5 @@ both_modes!(
     a_stop_request_the_host_does_not_understand_changes_nothing,
     after_stopping_the_service_manager_never_hears_running,
     during_a_crash_reset_status_and_the_service_manager_both_say_recovering,
+    a_long_start_up_extends_the_start_timeout_and_a_stop_the_stop_timeout,
 );
