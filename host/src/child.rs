@@ -125,10 +125,10 @@ pub fn run(
                 None => exit_clean(slot, 2, "connection child without a client socket"),
             }
         }
-        (ChildKind::DeadEnd, StartupData::DeadEnd { message }) => {
+        (ChildKind::DeadEnd, StartupData::DeadEnd { message, state }) => {
             crate::log::set_identity("dead-end", None);
             if let Some(c) = client {
-                dead_end_main(c, message);
+                dead_end_main(c, message, state.as_deref());
             }
             0
         }
@@ -600,10 +600,14 @@ fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
     exit_clean(slot, 0, "")
 }
 
-fn dead_end_main(client: ClientSocket, message: &str) {
+fn dead_end_main(client: ClientSocket, message: &str, state: Option<&str>) {
     crate::sys::set_blocking(client.fd.as_raw_fd());
     let mut stream = UnixStream::from(client.fd);
-    let _ = write_line(&mut stream, &control::error(message));
+    let mut answer = control::error(message);
+    if let Some(state) = state {
+        answer["state"] = state.into();
+    }
+    let _ = write_line(&mut stream, &answer);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     // Let the client read the line before the socket goes away; never wait long.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));

@@ -597,6 +597,9 @@ pub enum ClientError {
     Closed,
     #[error("the host refused: {0}")]
     Refused(String),
+    /// The host refused because of its state (`recovering`, `stopping`): it is alive, and says so.
+    #[error("the host refused: {message}")]
+    Busy { state: String, message: String },
     #[error("malformed answer: {0}")]
     Malformed(String),
 }
@@ -633,14 +636,19 @@ impl Client {
         }
         let v: Value = serde_json::from_str(&answer).map_err(|e| ClientError::Malformed(e.to_string()))?;
         if v.get("ok").and_then(Value::as_bool) == Some(true) {
-            Ok(v.get("result").cloned().unwrap_or(Value::Null))
-        } else {
-            Err(ClientError::Refused(
-                v.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown error")
-                    .to_owned(),
-            ))
+            return Ok(v.get("result").cloned().unwrap_or(Value::Null));
+        }
+        let message = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error")
+            .to_owned();
+        match v.get("state").and_then(Value::as_str) {
+            Some(state) => Err(ClientError::Busy {
+                state: state.to_owned(),
+                message,
+            }),
+            None => Err(ClientError::Refused(message)),
         }
     }
 

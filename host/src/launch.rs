@@ -80,9 +80,16 @@ impl ChildKind {
 /// Per-kind startup data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StartupData {
-    Worker { worker_slot: u32 },
+    Worker {
+        worker_slot: u32,
+    },
     Connection,
-    DeadEnd { message: String },
+    /// `state`: the host state when the refusal is because of it (`recovering`, `stopping`), so a
+    /// client can tell a host that is busy from one that is full.
+    DeadEnd {
+        message: String,
+        state: Option<String>,
+    },
     Startup,
     Spare,
 }

@@ -1202,6 +1202,7 @@ impl Supervisor {
                 Phase::Recovering { .. } => Some("the host is recovering from a crash (state recovering)".to_owned()),
                 Phase::Running => None,
             };
+            let busy = refusal.as_ref().map(|_| self.state().as_str().to_owned());
             // An ordinary slot first; the reserved ones (at the end) only when those are all
             // taken, so they stay free for an operator's status or stop as long as possible.
             let free = self.connection_slots.iter().position(|u| !u);
@@ -1230,7 +1231,7 @@ impl Supervisor {
                     match self.start_child(
                         ChildKind::DeadEnd,
                         None,
-                        &StartupData::DeadEnd { message },
+                        &StartupData::DeadEnd { message, state: busy },
                         Some(client),
                         None,
                     ) {

@@ -120,13 +120,14 @@ fn after_stopping_the_service_manager_never_hears_running(mode: Mode) {
     // Status agrees while the stubborn worker holds the shutdown up.
     let deadline = std::time::Instant::now() + T;
     loop {
-        let out = host.cli(&["status"]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("state stopping, fast shutdown") {
+        let out = host.cli(&["status", "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["state"] == "stopping" {
+            assert!(v["reason"].as_str().unwrap().contains("fast shutdown"), "{v}");
             break;
         }
-        assert!(out.status.success(), "{err}");
-        assert!(std::time::Instant::now() < deadline, "status never said stopping");
+        assert!(std::time::Instant::now() < deadline, "status never said stopping: {v}");
     }
     host.wait_exit(T);
     let got = notify.drain();
@@ -166,10 +167,17 @@ fn during_a_crash_reset_status_and_the_service_manager_both_say_recovering(mode:
         libc::kill(victim, libc::SIGSEGV);
     }
     let at = notify.wait("STATUS=recovering", T);
+    // The host is alive and says what it is doing: exit 0 (a liveness probe passes), state
+    // recovering in the table and in JSON, and not ready.
     let out = host.cli(&["status"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("state recovering"), "status during the reset: {err}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("host recovering: "), "{}", stdout(&out));
+    let out = host.cli(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "recovering", "{v}");
+    let out = host.cli(&["status", "--ready"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     host.wait_for("generation 2 running", T, |s| {
         s.host.generation == 2 && s.host.state == "running" && s.workers.iter().all(|w| w.state == "running")
     });

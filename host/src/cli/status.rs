@@ -1,6 +1,7 @@
 //! `steward status`: pg_ctl's status contract, for people, scripts and probes.
 //!
-//! Runs in: the CLI process. Exit 0 when the host answers (whatever state it reports), 3 when no
+//! Runs in: the CLI process. Exit 0 when the host answers (whatever state it reports, also when it
+//! answers only that it is recovering from a crash or shutting down), 3 when no
 //! host runs for the runtime directory (the directory, the lock file or the lock itself is not
 //! there), 4 when it cannot tell (no permission, a lock held by a host that does not answer within
 //! `--timeout`, a file that cannot be read). With `--ready`, a host that answers in a state other
@@ -20,7 +21,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{json, Value};
-use steward_host::control::{self, Client, Status};
+use steward_host::control::{self, Client, ClientError, Status};
 use steward_host::exit_code;
 
 use super::target::{resolve, Target};
@@ -31,6 +32,9 @@ use super::{CliError, StatusArgs};
 pub enum Probe {
     /// The host answered.
     Answered(Box<Status>),
+    /// The host answered that it is recovering from a crash or shutting down, and serves no
+    /// request until that is over: alive, in that state, but without a worker table to show.
+    Busy { state: String, reason: String },
     /// No host runs for this runtime directory; why we know.
     NotRunning(String),
     /// Whether a host runs cannot be told; why not.
@@ -56,6 +60,17 @@ pub fn cmd_status(args: &StatusArgs) -> Result<i32, CliError> {
             }
             if args.ready && s.host.state != "running" {
                 return Err(CliError::NotReady(s.host.state.clone()));
+            }
+            Ok(exit_code::OK)
+        }
+        Probe::Busy { state, reason } => {
+            if args.json {
+                print_json(&state, dir, &reason);
+            } else {
+                println!("host {state}: {reason}");
+            }
+            if args.ready {
+                return Err(CliError::NotReady(state));
             }
             Ok(exit_code::OK)
         }
@@ -116,6 +131,7 @@ pub fn probe(t: &Target, timeout: Duration) -> Probe {
         .unwrap_or_else(|| "a host".into());
     match status_within(&t.socket_path(), timeout) {
         Some(Ok(s)) => Probe::Answered(Box::new(s)),
+        Some(Err(ClientError::Busy { state, message })) => Probe::Busy { state, reason: message },
         Some(Err(e)) => Probe::Unknown(format!("{holder} holds the lock {}, but: {e}", lock.display())),
         None => Probe::Unknown(format!(
             "{holder} holds the lock {}, but its control socket did not answer within {timeout:?}",
