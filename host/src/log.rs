@@ -182,6 +182,17 @@ fn stderr_is_journal() -> bool {
         .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
+/// What a line written outside the logger must start with to be filed as an error: `<3>` when
+/// stderr is the journal, nothing otherwise. For the `steward: MESSAGE` line of a command that
+/// fails, a refusal to start among them, which under systemd is the line that matters most.
+pub fn error_prefix() -> &'static str {
+    if stderr_is_journal() {
+        "<3>"
+    } else {
+        ""
+    }
+}
+
 /// Says which process this is, for every later line: `kind` is `supervisor`, `worker`,
 /// `connection`, `dead-end`, ...; `name` is the worker's name.
 pub fn set_identity(kind: &'static str, name: Option<&str>) {

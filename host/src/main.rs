@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         steward_host::exec::child_main()
     } else {
         cli::main().unwrap_or_else(|e| {
-            eprintln!("steward: {e}");
+            eprintln!("{}steward: {e}", steward_host::log::error_prefix());
             e.exit_code()
         })
     };

@@ -301,7 +301,40 @@ fn on_the_journal_each_line_carries_its_syslog_priority(mode: Mode) {
     assert!(!log.is_empty() && !log.contains("<6>"), "{log}");
 }
 
+/// A refusal to start is the line that matters most under systemd: on the journal it is filed
+/// as an error (`<3>`), like the host's own error lines.
+fn on_the_journal_a_refusal_to_start_is_an_error(mode: Mode) {
+    let spec = Spec::new(mode).testkit("a");
+    let dir = Dir::new(&spec);
+    std::fs::create_dir(dir.run_dir()).unwrap();
+    set_mode(&dir.run_dir(), 0o755);
+    let log_path = dir.path().join("journal.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let meta = log.metadata().unwrap();
+    let mut cmd = Command::new(&build().bin);
+    cmd.args(["run", "--config"])
+        .arg(&dir.config)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn steward");
+    let Some(status) = wait_child(&mut child, Duration::from_secs(20)) else {
+        end_group(child.id() as i32);
+        panic!("steward kept running in a runtime directory it must refuse");
+    };
+    assert_eq!(status.code(), Some(1));
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let refusal = text
+        .lines()
+        .find(|l| l.contains("steward: ") && l.contains("mode 0755"))
+        .unwrap_or_else(|| panic!("no refusal line in:\n{text}"));
+    assert!(refusal.starts_with("<3>steward: "), "{refusal:?}");
+}
+
 both_modes!(
+    on_the_journal_a_refusal_to_start_is_an_error,
     a_lock_file_symlink_planted_by_another_user_changes_nothing,
     a_runtime_dir_open_to_others_is_refused,
     a_symlinked_runtime_dir_is_refused,
