@@ -584,9 +584,11 @@ impl Supervisor {
             self.extend_start_timeout();
         }
         tracing::info!(
-            "running: {} workers, {} worker slots, {} connection slots (+{} reserved for status and stop), {} bytes of shared memory, {} mode, control socket {}",
+            "running: {} workers, {} worker slots ({} registered + {} for dynamic workers), {} connection slots (+{} reserved for status and stop), {} bytes of shared memory, {} mode, control socket {}",
             self.workers.len(),
             self.layout.n_worker_slots,
+            self.layout.n_static_workers,
+            self.layout.n_worker_slots - self.layout.n_static_workers,
             self.cfg.max_connections,
             crate::control::RESERVED_CONNECTIONS,
             self.layout.size,
@@ -1362,8 +1364,10 @@ impl Supervisor {
         if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) && !child.signalled {
             // Every child after this one would refuse the segment too (its own log line names
             // the check that failed): reset it, as for any crash, whatever the child's kind.
+            // The code is the claim, not proof: plugin code may exit with 3 too. The child's own
+            // line before this one names the check that failed when it was the segment.
             let what = format!(
-                "{} child (pid {pid}) found the shared-memory segment corrupt",
+                "{} child (pid {pid}) exited with code 3, which reports a corrupt shared-memory segment",
                 child.kind.info().name
             );
             match child.kind {
@@ -1759,7 +1763,7 @@ impl Supervisor {
 /// What a crashed child's exit code says about the segment, for the crash's log line.
 fn corrupt_note(status: ExitStatus) -> &'static str {
     if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) {
-        " (it found the shared-memory segment corrupt)"
+        " (the code that reports a corrupt shared-memory segment)"
     } else {
         ""
     }

@@ -141,7 +141,7 @@ fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
     host.wait_for("status after a reset", T, |s| {
         s.host.generation == 2 && s.host.state == "running" && find(s, "a").state == "running"
     });
-    let log = host.wait_log("found the shared-memory segment corrupt", T);
+    let log = host.wait_log("reports a corrupt shared-memory segment", T);
     assert!(
         log.contains("header check `magic` failed: found 0xa5a5a5a5a5a5a5a5, expected"),
         "{log}"
