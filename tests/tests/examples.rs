@@ -36,6 +36,9 @@ fn systemd_unit_exposure_is_at_most_5() {
         Err(e) => panic!("systemd-analyze: {e}"),
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    let overall = text.lines().find(|l| l.contains("Overall exposure")).unwrap_or("no rating printed");
+    let overall = text
+        .lines()
+        .find(|l| l.contains("Overall exposure"))
+        .unwrap_or("no rating printed");
     assert!(out.status.success(), "{}: {overall}", unit.display());
 }
