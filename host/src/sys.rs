@@ -7,10 +7,13 @@
 //! Signal handlers here only set a bit and write one byte to a non-blocking pipe (`write(2)` is
 //! async-signal-safe); all work happens in the event loop that polls the pipe's read end.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::pipe::PipeFlags;
+use rustix::thread::futex;
 
 /// Bits in the pending-signal mask.
 pub const SIG_CHLD: u32 = 1 << 0;
@@ -50,25 +53,16 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
 pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for two fds.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two fresh fds we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
 }
 
 /// A non-blocking, close-on-exec eventfd: a latch that a signal handler sets with one `write(2)`
 /// of 8 bytes. One fd and no pipe buffer, so it is cheaper to create than a pipe in every child.
 pub fn eventfd() -> std::io::Result<OwnedFd> {
-    // SAFETY: eventfd returns a fresh fd we own, or -1.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: just created.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
+    )?)
 }
 
 /// Installs the supervisor's handlers, waking the loop through `wake` (the self-pipe's write end).
@@ -262,8 +256,8 @@ pub fn is_open(fd: RawFd) -> bool {
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks that the parent is
 /// still `host_pid` (it may have died before the request). Returns false if it is already gone.
 pub fn die_with_parent(host_pid: i32) -> bool {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number has no memory effects.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    // Cannot fail with a valid signal; the parent check below covers the rest.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     // SAFETY: getppid has no preconditions.
     unsafe { libc::getppid() == host_pid }
 }
@@ -272,12 +266,8 @@ pub fn die_with_parent(host_pid: i32) -> bool {
 /// (a worker's own child that outlives the worker) becomes this process's child instead of init's,
 /// so the supervisor can reap it and stop it at shutdown.
 pub fn become_subreaper() -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) with an integer argument changes only an attribute
-    // of this process.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    // The argument is a flag, not a pid: any non-zero value turns the attribute on.
+    Ok(rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(1))?)
 }
 
 /// The pids of this (single-threaded) process's live children, from
@@ -332,22 +322,25 @@ pub fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Polls `fds` for input; `timeout_ms < 0` waits forever. Returns the revents per fd.
+/// Polls `fds` for input; `timeout_ms < 0` waits forever. Returns the revents per fd (all zero
+/// on a timeout or an interruption).
+///
+/// Every fd in `fds` must stay open for the duration of the call (callers pass fds they hold).
 pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
-    let mut pfds: Vec<libc::pollfd> = fds
+    let mut pfds: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        // SAFETY: the caller keeps each fd open until this function returns, which is as long as
+        // the borrow lives.
+        .map(|&fd| PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::IN))
         .collect();
-    // SAFETY: `pfds` is a valid array of `fds.len()` pollfd structs.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-    if n <= 0 {
-        return vec![0; fds.len()];
+    let timeout = (timeout_ms >= 0).then(|| Timespec {
+        tv_sec: (timeout_ms / 1000).into(),
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as _,
+    });
+    match rustix::event::poll(&mut pfds, timeout.as_ref()) {
+        Ok(n) if n > 0 => pfds.iter().map(|p| p.revents().bits() as i16).collect(),
+        _ => vec![0; fds.len()],
     }
-    pfds.iter().map(|p| p.revents).collect()
 }
 
 /// Waits until process `pid` has exited or `timeout` has passed; `Ok(true)` once it has exited (a
@@ -355,18 +348,16 @@ pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
 /// when its process exits. `Err` if the kernel gives no pidfd for another reason.
 pub fn wait_pid_exit(pid: i32, timeout: std::time::Duration) -> std::io::Result<bool> {
     let deadline = std::time::Instant::now() + timeout;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ESRCH) {
-            Ok(true)
-        } else {
-            Err(e)
-        };
-    }
-    // SAFETY: a new fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // pidfd_open(2) refuses anything but a positive pid with EINVAL; so does this, before `Pid`
+    // (which holds only positive pids) is built.
+    let Some(target) = (pid > 0).then(|| rustix::process::Pid::from_raw(pid)).flatten() else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let fd = match rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -379,39 +370,22 @@ pub fn wait_pid_exit(pid: i32, timeout: std::time::Duration) -> std::io::Result<
     }
 }
 
-/// `futex(FUTEX_WAIT)` on a word in shared memory (not `FUTEX_PRIVATE`: other processes wake it):
-/// sleeps while `*word == expected`, at most `timeout`. Spurious returns are fine; callers re-check.
-pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+/// `futex(FUTEX_WAIT)` on a word in shared memory: sleeps while `*word == expected`, at most
+/// `timeout`. Spurious returns are fine; callers re-check.
+///
+/// Not `FUTEX_PRIVATE_FLAG`: the word lives in the shared segment and another process (the
+/// supervisor) wakes it; a private futex is keyed by this process's address space and would never
+/// see that wake.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as _,
     };
-    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; the kernel only reads it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-            0usize,
-            0u32,
-        )
-    };
+    // EAGAIN (the word already changed), EINTR and ETIMEDOUT all mean "look again".
+    let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
 }
 
-/// `futex(FUTEX_WAKE)`: wakes one waiter on `word`. Never blocks.
-pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
-    // SAFETY: as above; FUTEX_WAKE does not touch the word's value.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            1i32,
-            0usize,
-            0usize,
-            0u32,
-        )
-    };
+/// `futex(FUTEX_WAKE)` on a shared word (see [`futex_wait`]): wakes one waiter. Never blocks.
+pub fn futex_wake(word: &AtomicU32) {
+    let _ = futex::wake(word, futex::Flags::empty(), 1);
 }
