@@ -161,26 +161,26 @@ impl SiblingFork {
         if let Err(e) = crate::sys::wait_pid_exit(std::process::id() as i32, std::time::Duration::ZERO) {
             return Err(format!("pidfd_open: {e}"));
         }
-        let mut tid_addr: usize = 0;
+        let tid_addr = match rustix::thread::get_clear_child_tid_address() {
+            Ok(addr) => addr.map_or(0, |p| p.as_ptr() as usize),
+            Err(e) => return Err(format!("prctl(PR_GET_TID_ADDRESS): {}", std::io::Error::from(e))),
+        };
         let mut robust_head: usize = 0;
         let mut robust_len: usize = 0;
-        // SAFETY: both calls only write their out-parameters.
-        unsafe {
-            if libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_addr as *mut usize) != 0 {
-                return Err(format!(
-                    "prctl(PR_GET_TID_ADDRESS): {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            let got = libc::syscall(
+        // Raw, because neither rustix nor nix wraps get_robust_list (a call only a fork
+        // implementation needs).
+        // SAFETY: get_robust_list(0, ..) only writes this thread's list head and its length to
+        // the two out-parameters, which are live locals of the right size.
+        let got = unsafe {
+            libc::syscall(
                 libc::SYS_get_robust_list,
                 0,
                 &mut robust_head as *mut usize,
                 &mut robust_len as *mut usize,
-            );
-            if got != 0 {
-                return Err(format!("get_robust_list: {}", std::io::Error::last_os_error()));
-            }
+            )
+        };
+        if got != 0 {
+            return Err(format!("get_robust_list: {}", std::io::Error::last_os_error()));
         }
         // The tid field must hold this thread's id, or it is not glibc's.
         // SAFETY: gettid has no preconditions; the address is this thread's own, mapped memory.
@@ -236,7 +236,7 @@ impl SiblingFork {
 /// [`ForkHelper::finish`].
 pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) -> std::io::Result<ForkHelper> {
     // Non-blocking: after the helper is gone, the supervisor reads what is there and stops.
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+    let (r, w) = crate::sys::pipe()?;
     // No supervisor handler ever runs in the helper (a terminal's Ctrl-C reaches the whole
     // group): its signals are blocked from before the fork, and stay blocked in the workers it
     // creates until each has set its own dispositions.
