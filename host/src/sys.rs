@@ -44,10 +44,14 @@ extern "C" fn on_signal(sig: libc::c_int) {
     let fd = WAKE_FD.load(Ordering::Relaxed);
     if fd >= 0 {
         let b = 1u8;
-        // SAFETY: write(2) is async-signal-safe; a full pipe (EAGAIN) already means "wake up".
+        // SAFETY: write(2) is async-signal-safe, and writes one byte from a local to the fd the
+        // handler was given; a full pipe (EAGAIN) already means "wake up". Raw libc on purpose:
+        // the handler holds only a raw fd from an atomic, and must call nothing but a plain
+        // system call.
         unsafe { libc::write(fd, &b as *const u8 as *const libc::c_void, 1) };
     }
-    // SAFETY: restoring errno, which the interrupted code may be about to read.
+    // SAFETY: restoring errno, which the interrupted code may be about to read; libc's errno
+    // location is this thread's and always valid.
     unsafe { *libc::__errno_location() = saved };
 }
 
@@ -131,7 +135,9 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
     ] {
         let handler = set.iter().find(|(s, _)| *s == sig).map_or(libc::SIG_DFL, |(_, h)| *h);
         // SAFETY: an all-zero sigaction is a valid "no flags, empty mask"; the handlers callers
-        // pass only touch atomics and call async-signal-safe functions.
+        // pass only touch atomics and call async-signal-safe functions. Raw libc: rustix has no
+        // sigaction, and the table's handlers are libc values (`SIG_DFL`, `SIG_IGN`, `extern "C"`
+        // functions) that go into the struct as they are; the call allocates nothing.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = handler;
@@ -140,7 +146,8 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
-    // SAFETY: an all-zero sigset_t is the empty set on Linux.
+    // SAFETY: an all-zero sigset_t is the empty set on Linux. Raw libc, as every signal mask
+    // here: the masks are libc `sigset_t`s because `posix_spawnattr_setsigmask` takes one.
     unsafe {
         let empty: libc::sigset_t = std::mem::zeroed();
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -231,7 +238,8 @@ pub fn close_all_except(keep: &[RawFd]) {
         let fd = fd as u32;
         if fd > from {
             // SAFETY: close_range on fds this process owns; nothing refers to them afterwards (the
-            // child ends with _exit and never drops the supervisor's owning objects).
+            // child ends with _exit and never drops the supervisor's owning objects). A raw
+            // system call: neither rustix nor nix wraps close_range, and it allocates nothing.
             unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32) };
         }
         from = from.max(fd + 1);
@@ -243,7 +251,7 @@ pub fn close_all_except(keep: &[RawFd]) {
 /// Marks every fd from 3 up close-on-exec: fds the host inherited from whoever started it must
 /// not reach exec-mode children.
 pub fn cloexec_inherited() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags (raw: no wrapper, as above).
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
 }
 
@@ -256,10 +264,10 @@ pub fn is_open(fd: RawFd) -> bool {
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks that the parent is
 /// still `host_pid` (it may have died before the request). Returns false if it is already gone.
 pub fn die_with_parent(host_pid: i32) -> bool {
-    // Cannot fail with a valid signal; the parent check below covers the rest.
+    // Cannot fail with a valid signal; the parent check below covers the rest. Both calls are
+    // plain system calls that allocate nothing, as a child straight after a fork needs.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-    // SAFETY: getppid has no preconditions.
-    unsafe { libc::getppid() == host_pid }
+    rustix::process::Pid::as_raw(rustix::process::getppid()) == host_pid
 }
 
 /// Makes this process the child subreaper of everything it starts: a process whose parent dies
@@ -275,8 +283,7 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// parent in `/proc`. What `/proc` says is read as untrusted text: anything but a positive pid is
 /// skipped.
 pub fn own_children() -> Vec<i32> {
-    // SAFETY: gettid and getpid have no preconditions.
-    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    let (tid, pid) = (rustix::thread::gettid().as_raw_pid(), std::process::id() as i32);
     let parse = |text: &str| -> Vec<i32> {
         text.split_ascii_whitespace()
             .filter_map(|w| w.parse::<i32>().ok())
