@@ -6,6 +6,12 @@
 //!
 //! Signal handlers here only set a bit and write one byte to a non-blocking pipe (`write(2)` is
 //! async-signal-safe); all work happens in the event loop that polls the pipe's read end.
+//!
+//! System calls go through `rustix`'s safe wrappers (plain system calls that allocate nothing, so
+//! fine in a child just after `fork`); handlers are installed with `nix`. Raw `libc` is left where
+//! a call must be exactly that (in a signal handler, masks `posix_spawn` takes) or has no wrapper
+//! (`close_range`), and for `read`/`fcntl` on raw fds, which a wrapper could only reach through an
+//! unsafe borrow of the fd.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
