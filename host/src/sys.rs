@@ -402,3 +402,112 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: std::time::Duration)
 pub fn futex_wake(word: &AtomicU32) {
     let _ = futex::wake(word, futex::Flags::empty(), 1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn poll_in_reports_input_and_nothing_on_a_timeout() {
+        let (r, w) = pipe().unwrap();
+        assert_eq!(poll_in(&[r.as_raw_fd()], 0), vec![0]);
+        std::fs::File::from(w).write_all(b"x").unwrap();
+        // The write end is closed now too: input and hang-up, never zero.
+        assert_ne!(poll_in(&[r.as_raw_fd()], -1)[0], 0);
+        let (r2, _w2) = pipe().unwrap();
+        let start = Instant::now();
+        assert_eq!(poll_in(&[r2.as_raw_fd()], 20), vec![0]);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn wait_pid_exit_sees_exits_waits_for_the_living_and_refuses_nonpositive_pids() {
+        let mut done = std::process::Command::new("true").spawn().unwrap();
+        // Not reaped yet: a zombie has exited.
+        assert!(wait_pid_exit(done.id() as i32, Duration::from_secs(10)).unwrap());
+        done.wait().unwrap();
+
+        let mut alive = std::process::Command::new("sleep").arg("10").spawn().unwrap();
+        let start = Instant::now();
+        assert!(!wait_pid_exit(alive.id() as i32, Duration::from_millis(20)).unwrap());
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        alive.kill().unwrap();
+        alive.wait().unwrap();
+
+        for pid in [0, -1] {
+            let e = wait_pid_exit(pid, Duration::ZERO).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "pid {pid}");
+        }
+    }
+
+    #[test]
+    fn futex_wait_returns_when_the_word_differs_or_the_timeout_passes() {
+        let word = AtomicU32::new(1);
+        let start = Instant::now();
+        futex_wait(&word, 0, Duration::from_secs(10));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let start = Instant::now();
+        futex_wait(&word, 1, Duration::from_millis(20));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    /// The spare's wait: another process wakes the word in shared memory. A private futex is
+    /// keyed by the waiter's address space, so this would hang until the waiter's timeout.
+    #[test]
+    fn futex_wake_reaches_a_waiter_in_another_process() {
+        const LEN: usize = 4096;
+        // SAFETY: a fresh shared anonymous mapping, unmapped at the end of the test.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        // SAFETY: the mapping is page-aligned, zeroed and lives until the munmap below; both
+        // words are only accessed atomically.
+        let (word, ready) = unsafe { (&*(map as *const AtomicU32), &*(map as *const AtomicU32).add(1)) };
+        // SAFETY: the child only reads and writes atomics, makes futex system calls (no
+        // allocation, no lock) and ends with _exit, as a child of a threaded process must.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            ready.store(1, Ordering::SeqCst);
+            while word.load(Ordering::SeqCst) == 0 {
+                futex_wait(word, 0, Duration::from_secs(60));
+            }
+            // SAFETY: ends the child without running the test harness's code.
+            unsafe { libc::_exit(0) };
+        }
+        // Wake only once the child sleeps in its futex wait, so the wake is what ends it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sleeping = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S')))
+        };
+        while !(ready.load(Ordering::SeqCst) == 1 && sleeping()) {
+            assert!(Instant::now() < deadline, "the child never went to sleep");
+            std::thread::yield_now();
+        }
+        word.store(1, Ordering::SeqCst);
+        futex_wake(word);
+        let exited = wait_pid_exit(pid, Duration::from_secs(10));
+        if !matches!(exited, Ok(true)) {
+            // SAFETY: this test's own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        // SAFETY: nothing refers to the mapping any more.
+        unsafe { libc::munmap(map, LEN) };
+        assert!(
+            matches!(exited, Ok(true)),
+            "the wake did not reach the other process: {exited:?}"
+        );
+    }
+}
