@@ -30,7 +30,8 @@ use crate::shmem::{ChildSlot, CHILD_ACTIVE, CHILD_ASSIGNED};
 /// Ends the process without unwinding or running atexit handlers of plugins.
 pub fn exit(code: i32) -> ! {
     let _ = std::io::stderr().flush();
-    // SAFETY: _exit has no preconditions.
+    // SAFETY: _exit has no preconditions. libc's, because std has none: `process::exit` would run
+    // atexit handlers (plugins' among them) in a copy of the supervisor.
     unsafe { libc::_exit(code) }
 }
 

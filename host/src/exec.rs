@@ -182,7 +182,8 @@ pub fn spawn(
     }
 
     // SAFETY: the file-actions and attribute objects are initialised before use and destroyed
-    // after; every pointer passed to posix_spawn outlives the call.
+    // after; every pointer passed to posix_spawn outlives the call. Raw libc: neither rustix nor
+    // nix 0.29 wraps posix_spawn, and glibc's is the one that spawns with `CLONE_VFORK`.
     unsafe {
         let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
         check(libc::posix_spawn_file_actions_init(&mut fa))?;

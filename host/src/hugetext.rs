@@ -145,7 +145,9 @@ unsafe fn copy_to_huge_pages(start: usize, end: usize, wstart: usize, wend: usiz
     let len = wend - wstart;
     let os = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
     // SAFETY (all calls below): a fresh private anonymous mapping that only this function uses
-    // until `mremap` puts it in place of the code mapping, whose bytes it holds unchanged.
+    // until `mremap` puts it in place of the code mapping, whose bytes it holds unchanged. Raw
+    // libc: memmap2 cannot map at or move to a fixed address, and a wrapper's mremap over code
+    // that is running would be just as unsafe as this one.
     unsafe {
         let raw = libc::mmap(
             std::ptr::null_mut(),

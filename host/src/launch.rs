@@ -168,32 +168,32 @@ impl SiblingFork {
         if let Err(e) = crate::sys::wait_pid_exit(std::process::id() as i32, std::time::Duration::ZERO) {
             return Err(format!("pidfd_open: {e}"));
         }
-        let mut tid_addr: usize = 0;
+        let tid_addr = match rustix::thread::get_clear_child_tid_address() {
+            Ok(addr) => addr.map_or(0, |p| p.as_ptr() as usize),
+            Err(e) => return Err(format!("prctl(PR_GET_TID_ADDRESS): {}", std::io::Error::from(e))),
+        };
         let mut robust_head: usize = 0;
         let mut robust_len: usize = 0;
-        // SAFETY: both calls only write their out-parameters.
-        unsafe {
-            if libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid_addr as *mut usize) != 0 {
-                return Err(format!(
-                    "prctl(PR_GET_TID_ADDRESS): {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            let got = libc::syscall(
+        // Raw, because neither rustix nor nix wraps get_robust_list (a call only a fork
+        // implementation needs).
+        // SAFETY: get_robust_list(0, ..) only writes this thread's list head and its length to
+        // the two out-parameters, which are live locals of the right size.
+        let got = unsafe {
+            libc::syscall(
                 libc::SYS_get_robust_list,
                 0,
                 &mut robust_head as *mut usize,
                 &mut robust_len as *mut usize,
-            );
-            if got != 0 {
-                return Err(format!("get_robust_list: {}", std::io::Error::last_os_error()));
-            }
+            )
+        };
+        if got != 0 {
+            return Err(format!("get_robust_list: {}", std::io::Error::last_os_error()));
         }
         // The tid field must hold this thread's id, or it is not glibc's.
-        // SAFETY: gettid has no preconditions; the address is this thread's own, mapped memory.
-        let tid = unsafe { libc::gettid() };
+        let tid = rustix::thread::gettid().as_raw_pid();
         if tid_addr == 0
             || robust_head == 0
+            // SAFETY: the address is this thread's own tid field, in mapped memory.
             || unsafe { std::ptr::read_volatile(tid_addr as *const libc::pid_t) } != tid
         {
             return Err("the thread's tid and robust-list addresses are not what glibc's fork sets".into());
@@ -220,7 +220,9 @@ impl SiblingFork {
         // SAFETY: the flags glibc's fork passes, plus CLONE_PARENT and CLONE_PARENT_SETTID; no new
         // stack, so the child continues on a copy of this one; the kernel writes the child's tid
         // to its own tid field, and to `pid_out`, a live atomic in the shared segment. x86_64
-        // order: flags, stack, parent tid, child tid, tls.
+        // order: flags, stack, parent tid, child tid, tls. Raw system calls because this is a fork
+        // implementation: no library wraps a clone whose child goes on running on the caller's
+        // stack, nor set_robust_list, which the child makes before it runs anything else.
         unsafe {
             let pid = libc::syscall(
                 libc::SYS_clone,
@@ -243,13 +245,14 @@ impl SiblingFork {
 /// [`ForkHelper::finish`].
 pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) -> std::io::Result<ForkHelper> {
     // Non-blocking: after the helper is gone, the supervisor reads what is there and stops.
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+    let (r, w) = crate::sys::pipe()?;
     // No supervisor handler ever runs in the helper (a terminal's Ctrl-C reaches the whole
     // group): its signals are blocked from before the fork, and stay blocked in the workers it
     // creates until each has set its own dispositions.
     let old = crate::sys::block_all_signals();
     // SAFETY: the supervisor is single-threaded; the helper only forks and writes to a pipe,
-    // then `_exit`s.
+    // then `_exit`s. glibc's fork (which nix's fork merely wraps), not a raw clone: it also runs
+    // glibc's own bookkeeping for the child (locks, cached ids), which `SiblingFork::fork` requires.
     let pid = unsafe { libc::fork() };
     if pid != 0 {
         let e = std::io::Error::last_os_error();
@@ -391,6 +394,7 @@ fn fork_child(
     let old = crate::sys::block_all_signals();
     // SAFETY: the supervisor is single-threaded, so the child inherits no lock held by another
     // thread; it runs `child::run` and ends with `_exit`, never returning into the event loop.
+    // glibc's fork, as in `start_fork_helper`: the child goes on to use std and the allocator.
     let pid = unsafe { libc::fork() };
     match pid {
         0 => become_child(env, kind, child_slot, startup, client),

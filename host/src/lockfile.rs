@@ -10,9 +10,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{flock, FlockOperation};
 
 pub const LOCK_NAME: &str = "steward.pid";
 
@@ -57,8 +58,7 @@ impl LockFile {
             Some(libc::ELOOP) => LockError::Symlink { path: path.to_owned() },
             _ => io(err),
         })?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             let pid = pid.trim();
@@ -100,9 +100,7 @@ impl LockFile {
 /// Whether another open file description holds an exclusive lock on `f`'s file. A shared lock
 /// taken here to find out is released when `f` closes.
 fn held(f: &File) -> bool {
-    // SAFETY: flock on an fd the caller owns for the duration of the call.
-    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-    !free
+    flock(f, FlockOperation::NonBlockingLockShared).is_err()
 }
 
 impl Drop for LockFile {
@@ -129,8 +127,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
         // The CLI's probes do not follow it either: a locked victim does not look like a host.
         let held = File::open(&victim).unwrap();
-        // SAFETY: flock on an fd this test owns.
-        assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+        flock(&held, FlockOperation::LockExclusive).unwrap();
         assert!(!LockFile::is_held(&path));
         assert_eq!(LockFile::holder_pid(&path), None);
     }

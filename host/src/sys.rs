@@ -6,11 +6,20 @@
 //!
 //! Signal handlers here only set a bit and write one byte to a non-blocking pipe (`write(2)` is
 //! async-signal-safe); all work happens in the event loop that polls the pipe's read end.
+//!
+//! System calls go through `rustix`'s safe wrappers (plain system calls that allocate nothing, so
+//! fine in a child just after `fork`); handlers are installed with `nix`. Raw `libc` is left where
+//! a call must be exactly that (in a signal handler, masks `posix_spawn` takes) or has no wrapper
+//! (`close_range`), and for `read`/`fcntl` on raw fds, which a wrapper could only reach through an
+//! unsafe borrow of the fd.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::pipe::PipeFlags;
+use rustix::thread::futex;
 
 /// Bits in the pending-signal mask.
 pub const SIG_CHLD: u32 = 1 << 0;
@@ -41,34 +50,29 @@ extern "C" fn on_signal(sig: libc::c_int) {
     let fd = WAKE_FD.load(Ordering::Relaxed);
     if fd >= 0 {
         let b = 1u8;
-        // SAFETY: write(2) is async-signal-safe; a full pipe (EAGAIN) already means "wake up".
+        // SAFETY: write(2) is async-signal-safe, and writes one byte from a local to the fd the
+        // handler was given; a full pipe (EAGAIN) already means "wake up". Raw libc on purpose:
+        // the handler holds only a raw fd from an atomic, and must call nothing but a plain
+        // system call.
         unsafe { libc::write(fd, &b as *const u8 as *const libc::c_void, 1) };
     }
-    // SAFETY: restoring errno, which the interrupted code may be about to read.
+    // SAFETY: restoring errno, which the interrupted code may be about to read; libc's errno
+    // location is this thread's and always valid.
     unsafe { *libc::__errno_location() = saved };
 }
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
 pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for two fds.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two fresh fds we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
 }
 
 /// A non-blocking, close-on-exec eventfd: a latch that a signal handler sets with one `write(2)`
 /// of 8 bytes. One fd and no pipe buffer, so it is cheaper to create than a pipe in every child.
 pub fn eventfd() -> std::io::Result<OwnedFd> {
-    // SAFETY: eventfd returns a fresh fd we own, or -1.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: just created.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
+    )?)
 }
 
 /// Installs the supervisor's handlers, waking the loop through `wake` (the self-pipe's write end).
@@ -137,7 +141,9 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
     ] {
         let handler = set.iter().find(|(s, _)| *s == sig).map_or(libc::SIG_DFL, |(_, h)| *h);
         // SAFETY: an all-zero sigaction is a valid "no flags, empty mask"; the handlers callers
-        // pass only touch atomics and call async-signal-safe functions.
+        // pass only touch atomics and call async-signal-safe functions. Raw libc: rustix has no
+        // sigaction, and the table's handlers are libc values (`SIG_DFL`, `SIG_IGN`, `extern "C"`
+        // functions) that go into the struct as they are; the call allocates nothing.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = handler;
@@ -146,7 +152,8 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
-    // SAFETY: an all-zero sigset_t is the empty set on Linux.
+    // SAFETY: an all-zero sigset_t is the empty set on Linux. Raw libc, as every signal mask
+    // here: the masks are libc `sigset_t`s because `posix_spawnattr_setsigmask` takes one.
     unsafe {
         let empty: libc::sigset_t = std::mem::zeroed();
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -237,7 +244,8 @@ pub fn close_all_except(keep: &[RawFd]) {
         let fd = fd as u32;
         if fd > from {
             // SAFETY: close_range on fds this process owns; nothing refers to them afterwards (the
-            // child ends with _exit and never drops the supervisor's owning objects).
+            // child ends with _exit and never drops the supervisor's owning objects). A raw
+            // system call: neither rustix nor nix wraps close_range, and it allocates nothing.
             unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32) };
         }
         from = from.max(fd + 1);
@@ -249,7 +257,7 @@ pub fn close_all_except(keep: &[RawFd]) {
 /// Marks every fd from 3 up close-on-exec: fds the host inherited from whoever started it must
 /// not reach exec-mode children.
 pub fn cloexec_inherited() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags (raw: no wrapper, as above).
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
 }
 
@@ -262,22 +270,18 @@ pub fn is_open(fd: RawFd) -> bool {
 /// Asks the kernel to SIGKILL this process when its parent dies, then checks that the parent is
 /// still `host_pid` (it may have died before the request). Returns false if it is already gone.
 pub fn die_with_parent(host_pid: i32) -> bool {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number has no memory effects.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
-    // SAFETY: getppid has no preconditions.
-    unsafe { libc::getppid() == host_pid }
+    // Cannot fail with a valid signal; the parent check below covers the rest. Both calls are
+    // plain system calls that allocate nothing, as a child straight after a fork needs.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    rustix::process::Pid::as_raw(rustix::process::getppid()) == host_pid
 }
 
 /// Makes this process the child subreaper of everything it starts: a process whose parent dies
 /// (a worker's own child that outlives the worker) becomes this process's child instead of init's,
 /// so the supervisor can reap it and stop it at shutdown.
 pub fn become_subreaper() -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) with an integer argument changes only an attribute
-    // of this process.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    // The argument is a flag, not a pid: any non-zero value turns the attribute on.
+    Ok(rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(1))?)
 }
 
 /// The pids of this (single-threaded) process's live children, from
@@ -285,8 +289,7 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// parent in `/proc`. What `/proc` says is read as untrusted text: anything but a positive pid is
 /// skipped.
 pub fn own_children() -> Vec<i32> {
-    // SAFETY: gettid and getpid have no preconditions.
-    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    let (tid, pid) = (rustix::thread::gettid().as_raw_pid(), std::process::id() as i32);
     let parse = |text: &str| -> Vec<i32> {
         text.split_ascii_whitespace()
             .filter_map(|w| w.parse::<i32>().ok())
@@ -332,22 +335,25 @@ pub fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Polls `fds` for input; `timeout_ms < 0` waits forever. Returns the revents per fd.
+/// Polls `fds` for input; `timeout_ms < 0` waits forever. Returns the revents per fd (all zero
+/// on a timeout or an interruption).
+///
+/// Every fd in `fds` must stay open for the duration of the call (callers pass fds they hold).
 pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
-    let mut pfds: Vec<libc::pollfd> = fds
+    let mut pfds: Vec<PollFd<'_>> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        // SAFETY: the caller keeps each fd open until this function returns, which is as long as
+        // the borrow lives.
+        .map(|&fd| PollFd::from_borrowed_fd(unsafe { BorrowedFd::borrow_raw(fd) }, PollFlags::IN))
         .collect();
-    // SAFETY: `pfds` is a valid array of `fds.len()` pollfd structs.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-    if n <= 0 {
-        return vec![0; fds.len()];
+    let timeout = (timeout_ms >= 0).then(|| Timespec {
+        tv_sec: (timeout_ms / 1000).into(),
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as _,
+    });
+    match rustix::event::poll(&mut pfds, timeout.as_ref()) {
+        Ok(n) if n > 0 => pfds.iter().map(|p| p.revents().bits() as i16).collect(),
+        _ => vec![0; fds.len()],
     }
-    pfds.iter().map(|p| p.revents).collect()
 }
 
 /// Waits until process `pid` has exited or `timeout` has passed; `Ok(true)` once it has exited (a
@@ -355,18 +361,16 @@ pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
 /// when its process exits. `Err` if the kernel gives no pidfd for another reason.
 pub fn wait_pid_exit(pid: i32, timeout: std::time::Duration) -> std::io::Result<bool> {
     let deadline = std::time::Instant::now() + timeout;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ESRCH) {
-            Ok(true)
-        } else {
-            Err(e)
-        };
-    }
-    // SAFETY: a new fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // pidfd_open(2) refuses anything but a positive pid with EINVAL; so does this, before `Pid`
+    // (which holds only positive pids) is built.
+    let Some(target) = (pid > 0).then(|| rustix::process::Pid::from_raw(pid)).flatten() else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    let fd = match rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(true),
+        Err(e) => return Err(e.into()),
+    };
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -379,39 +383,131 @@ pub fn wait_pid_exit(pid: i32, timeout: std::time::Duration) -> std::io::Result<
     }
 }
 
-/// `futex(FUTEX_WAIT)` on a word in shared memory (not `FUTEX_PRIVATE`: other processes wake it):
-/// sleeps while `*word == expected`, at most `timeout`. Spurious returns are fine; callers re-check.
-pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: std::time::Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+/// `futex(FUTEX_WAIT)` on a word in shared memory: sleeps while `*word == expected`, at most
+/// `timeout`. Spurious returns are fine; callers re-check.
+///
+/// Not `FUTEX_PRIVATE_FLAG`: the word lives in the shared segment and another process (the
+/// supervisor) wakes it; a private futex is keyed by this process's address space and would never
+/// see that wake.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let ts = Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as _,
     };
-    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; the kernel only reads it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-            0usize,
-            0u32,
-        )
-    };
+    // EAGAIN (the word already changed), EINTR and ETIMEDOUT all mean "look again".
+    let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
 }
 
-/// `futex(FUTEX_WAKE)`: wakes one waiter on `word`. Never blocks.
-pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
-    // SAFETY: as above; FUTEX_WAKE does not touch the word's value.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            1i32,
-            0usize,
-            0usize,
-            0u32,
-        )
-    };
+/// `futex(FUTEX_WAKE)` on a shared word (see [`futex_wait`]): wakes one waiter. Never blocks.
+pub fn futex_wake(word: &AtomicU32) {
+    let _ = futex::wake(word, futex::Flags::empty(), 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn poll_in_reports_input_and_nothing_on_a_timeout() {
+        let (r, w) = pipe().unwrap();
+        assert_eq!(poll_in(&[r.as_raw_fd()], 0), vec![0]);
+        std::fs::File::from(w).write_all(b"x").unwrap();
+        // The write end is closed now too: input and hang-up, never zero.
+        assert_ne!(poll_in(&[r.as_raw_fd()], -1)[0], 0);
+        let (r2, _w2) = pipe().unwrap();
+        let start = Instant::now();
+        assert_eq!(poll_in(&[r2.as_raw_fd()], 20), vec![0]);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn wait_pid_exit_sees_exits_waits_for_the_living_and_refuses_nonpositive_pids() {
+        let mut done = std::process::Command::new("true").spawn().unwrap();
+        // Not reaped yet: a zombie has exited.
+        assert!(wait_pid_exit(done.id() as i32, Duration::from_secs(10)).unwrap());
+        done.wait().unwrap();
+
+        let mut alive = std::process::Command::new("sleep").arg("10").spawn().unwrap();
+        let start = Instant::now();
+        assert!(!wait_pid_exit(alive.id() as i32, Duration::from_millis(20)).unwrap());
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        alive.kill().unwrap();
+        alive.wait().unwrap();
+
+        for pid in [0, -1] {
+            let e = wait_pid_exit(pid, Duration::ZERO).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "pid {pid}");
+        }
+    }
+
+    #[test]
+    fn futex_wait_returns_when_the_word_differs_or_the_timeout_passes() {
+        let word = AtomicU32::new(1);
+        let start = Instant::now();
+        futex_wait(&word, 0, Duration::from_secs(10));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let start = Instant::now();
+        futex_wait(&word, 1, Duration::from_millis(20));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    /// The spare's wait: another process wakes the word in shared memory. A private futex is
+    /// keyed by the waiter's address space, so this would hang until the waiter's timeout.
+    #[test]
+    fn futex_wake_reaches_a_waiter_in_another_process() {
+        const LEN: usize = 4096;
+        // SAFETY: a fresh shared anonymous mapping, unmapped at the end of the test.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        // SAFETY: the mapping is page-aligned, zeroed and lives until the munmap below; both
+        // words are only accessed atomically.
+        let (word, ready) = unsafe { (&*(map as *const AtomicU32), &*(map as *const AtomicU32).add(1)) };
+        // SAFETY: the child only reads and writes atomics, makes futex system calls (no
+        // allocation, no lock) and ends with _exit, as a child of a threaded process must.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            ready.store(1, Ordering::SeqCst);
+            while word.load(Ordering::SeqCst) == 0 {
+                futex_wait(word, 0, Duration::from_secs(60));
+            }
+            // SAFETY: ends the child without running the test harness's code.
+            unsafe { libc::_exit(0) };
+        }
+        // Wake only once the child sleeps in its futex wait, so the wake is what ends it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sleeping = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S')))
+        };
+        while !(ready.load(Ordering::SeqCst) == 1 && sleeping()) {
+            assert!(Instant::now() < deadline, "the child never went to sleep");
+            std::thread::yield_now();
+        }
+        word.store(1, Ordering::SeqCst);
+        futex_wake(word);
+        let exited = wait_pid_exit(pid, Duration::from_secs(10));
+        if !matches!(exited, Ok(true)) {
+            // SAFETY: this test's own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        // SAFETY: nothing refers to the mapping any more.
+        unsafe { libc::munmap(map, LEN) };
+        assert!(
+            matches!(exited, Ok(true)),
+            "the wake did not reach the other process: {exited:?}"
+        );
+    }
 }

@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use rustix::fs::{flock, FlockOperation};
+use rustix::io::Errno;
 use serde_json::{json, Value};
 use steward_host::control::{self, Client, ClientError, Status};
 use steward_host::exit_code;
@@ -152,7 +152,7 @@ enum Lock {
 
 /// Looks at the lock at `path`; `Err` when that cannot be found out.
 fn lock_state(path: &Path) -> Result<Lock, String> {
-    let file = match File::options()
+    let mut file = match File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
@@ -164,10 +164,10 @@ fn lock_state(path: &Path) -> Result<Lock, String> {
     if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
         return Err(format!("the lock file {} is not a regular file", path.display()));
     }
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        // Nobody holds it; dropping the guard releases the probe's shared lock at once.
-        Ok(_guard) => Ok(Lock::Free),
-        Err((mut file, Errno::EWOULDBLOCK)) => {
+    match flock(&file, FlockOperation::NonBlockingLockShared) {
+        // Nobody holds it; closing the file on return releases the probe's shared lock at once.
+        Ok(()) => Ok(Lock::Free),
+        Err(Errno::WOULDBLOCK) => {
             // From the descriptor just checked, not the path again, which may have changed.
             let mut text = String::new();
             let pid = file
@@ -176,7 +176,11 @@ fn lock_state(path: &Path) -> Result<Lock, String> {
                 .and_then(|_| text.trim().parse().ok());
             Ok(Lock::Held(pid))
         }
-        Err((_, e)) => Err(format!("cannot test the lock file {}: {e}", path.display())),
+        Err(e) => Err(format!(
+            "cannot test the lock file {}: {}",
+            path.display(),
+            std::io::Error::from(e)
+        )),
     }
 }
 
