@@ -41,6 +41,9 @@ pub struct KindInfo {
     /// Whether the child maps shared memory (and so has a child slot and a dead-man flag; its
     /// crash resets the host).
     pub attaches_shmem: bool,
+    /// Whether the child runs plugin code, and so may start processes of its own that outlive
+    /// it: only such a child can be the origin of a process the supervisor adopts.
+    pub runs_plugin_code: bool,
 }
 
 pub const KINDS: [KindInfo; 5] = [
@@ -48,26 +51,31 @@ pub const KINDS: [KindInfo; 5] = [
         kind: ChildKind::Worker,
         name: "worker",
         attaches_shmem: true,
+        runs_plugin_code: true,
     },
     KindInfo {
         kind: ChildKind::Connection,
         name: "connection",
         attaches_shmem: true,
+        runs_plugin_code: false,
     },
     KindInfo {
         kind: ChildKind::DeadEnd,
         name: "dead-end",
         attaches_shmem: false,
+        runs_plugin_code: false,
     },
     KindInfo {
         kind: ChildKind::Startup,
         name: "startup",
         attaches_shmem: true,
+        runs_plugin_code: true,
     },
     KindInfo {
         kind: ChildKind::Spare,
         name: "spare",
         attaches_shmem: true,
+        runs_plugin_code: true,
     },
 ];
 

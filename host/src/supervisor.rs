@@ -132,8 +132,9 @@ impl Exited {
         }
     }
 
-    /// Whom a process adopted now is attributed to: the one process reaped since the last scan,
-    /// or, when none or several were, a note saying the origin is unknown.
+    /// Whom a process adopted now is attributed to: the one process that could have started it
+    /// (a child running plugin code, or an adopted process) reaped since the last scan, or, when
+    /// none or several were, a note saying the origin is unknown.
     fn attribution(&self, name: impl Fn(Origin) -> String) -> String {
         match (self.n, self.first, self.last) {
             (1, Some(one), _) => name(one),
@@ -1258,11 +1259,15 @@ impl Supervisor {
             };
             reaped = true;
             if let Some(child) = self.children.remove(pid) {
-                self.exited.push(Origin::Child {
-                    pid,
-                    kind: child.kind,
-                    worker: child.worker,
-                });
+                // A control connection or a dead-end child runs only the host's own code and
+                // starts no process: its exit next to a worker's must not blur the attribution.
+                if child.kind.info().runs_plugin_code {
+                    self.exited.push(Origin::Child {
+                        pid,
+                        kind: child.kind,
+                        worker: child.worker,
+                    });
+                }
                 self.child_exited(pid, child, status);
                 continue;
             }
