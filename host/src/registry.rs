@@ -290,6 +290,19 @@ pub struct Setting {
     pub description: String,
 }
 
+impl Setting {
+    /// `text` (the value or the default, in canonical form) as the operator writes it: a
+    /// duration, canonically a count of microseconds, as "2s" or "1500ms"; anything else as is.
+    pub fn shown(&self, text: &str) -> String {
+        match (&self.kind, text.parse::<u64>()) {
+            (SettingKind::Duration { .. }, Ok(us)) => {
+                crate::time::format_duration(std::time::Duration::from_micros(us))
+            }
+            _ => text.to_owned(),
+        }
+    }
+}
+
 /// Every plugin's settings, keyed by (plugin, name). Serialised as a list (JSON maps need string
 /// keys) for the exec-mode parameter blob.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

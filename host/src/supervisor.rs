@@ -513,8 +513,8 @@ impl Supervisor {
                 source: source(&name),
                 context: context(st.reloadable),
                 pending_restart: pending(&name),
-                value: st.value.clone(),
-                default: st.default.clone(),
+                value: st.shown(&st.value),
+                default: st.shown(&st.default),
                 description: st.description.clone(),
                 name,
             });

@@ -304,6 +304,8 @@ fn check_passes_a_good_file_and_creates_nothing(mode: Mode) {
         "hello-1",
         "hello.greeting = \"hi\"  (file, reloadable)",
         "hello.workers = \"3\"  (default, restart only)",
+        // A duration as the operator writes it, not its canonical count of microseconds.
+        "hello.interval = \"1s\"  (default, reloadable)",
         "shared memory ",
         "check passed",
     ] {

@@ -332,6 +332,8 @@ fn reload_prints_what_was_applied_and_what_waits_for_a_restart(mode: Mode) {
         show(&host, "plugins.testkit.fixed"),
         ("0".into(), "default".into(), "restart".into(), false)
     );
+    // A plugin's duration reads as it is written, not as its canonical microseconds.
+    assert_eq!(show(&host, "plugins.testkit.restart_delay").0, "100ms");
     host.rewrite_config(
         &spec
             .clone()

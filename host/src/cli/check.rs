@@ -77,7 +77,7 @@ pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
         let _ = writeln!(
             out,
             "  {plugin}.{name} = {:?}  ({}, {})",
-            s.value,
+            s.shown(&s.value),
             if from_file { "file" } else { "default" },
             if s.reloadable { "reloadable" } else { "restart only" }
         );
