@@ -597,6 +597,17 @@ pub enum ClientError {
     Closed,
     #[error("the host refused: {0}")]
     Refused(String),
+    /// The socket is served by a process of another user, who is not root: not a host this
+    /// client may believe (a runtime directory someone else prepared).
+    #[error(
+        "{path} is served by uid {uid}, not by this user (uid {me}) or root: not trusting it",
+        path = path.display()
+    )]
+    Untrusted {
+        path: std::path::PathBuf,
+        uid: u32,
+        me: u32,
+    },
     /// The host refused because of its state (`recovering`, `stopping`): it is alive, and says so.
     #[error("the host refused: {message}")]
     Busy { state: String, message: String },
@@ -616,6 +627,19 @@ impl Client {
             path: socket.to_owned(),
             err,
         })?;
+        // The server's credentials, from the kernel: a host runs as this user or as root. Root
+        // may ask a host of any user (a service's own user, as systemd runs it).
+        let me = nix::unistd::geteuid().as_raw();
+        let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+            .map_err(std::io::Error::from)?
+            .uid();
+        if peer != me && peer != 0 && me != 0 {
+            return Err(ClientError::Untrusted {
+                path: socket.to_owned(),
+                uid: peer,
+                me,
+            });
+        }
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let writer = s.try_clone()?;
         Ok(Client {

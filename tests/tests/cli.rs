@@ -479,3 +479,78 @@ fn stop_signals_no_process_that_does_not_hold_the_lock() {
         text(&out.stderr)
     );
 }
+
+/// A control socket served by another user (who is not root) is not believed: another local user
+/// who prepared a runtime directory open to all could otherwise show a fake host to `status`.
+/// The stand-in server replays a real host's answer, which a client that checks nothing accepts.
+#[test]
+fn status_believes_no_host_served_by_another_user() {
+    use std::io::{BufRead, BufReader, Write};
+    let host = Host::start(Spec::new(Mode::Fork).plugin("hello"));
+    let mut real = std::os::unix::net::UnixStream::connect(host.socket()).expect("connect");
+    real.write_all(b"{\"v\":1,\"cmd\":\"status\"}\n").unwrap();
+    let mut answer = String::new();
+    BufReader::new(&real).read_line(&mut answer).unwrap();
+    assert!(answer.contains("\"ok\":true"), "{answer}");
+    drop(host);
+
+    // The other user's directory, open to everyone, as on a shared /tmp.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let server = r#"
+        use IO::Socket::UNIX; use Fcntl qw(:flock);
+        my ($dir, $answer) = @ARGV;
+        open(my $lock, '>', "$dir/steward.pid") or die "lock: $!";
+        flock($lock, LOCK_EX) or die "flock: $!";
+        my $srv = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => "$dir/steward.sock", Listen => 8)
+            or die "listen: $!";
+        chmod 0777, "$dir/steward.sock";
+        while (my $c = $srv->accept) { my $req = <$c>; print $c $answer; close $c; }
+    "#;
+    let mut fake = Command::new("perl")
+        .args(["-e", server])
+        .arg(&run)
+        .arg(&answer)
+        .uid(65533)
+        .gid(65533)
+        .spawn()
+        .expect("spawn perl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !run.join("steward.sock").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stand-in server never listened"
+        );
+        assert!(fake.try_wait().unwrap().is_none(), "the stand-in server exited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The victim, a third user, asks. Its copy of the binary sits where it can reach it.
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("steward");
+    std::fs::copy(&build().bin, &bin).expect("copy steward");
+    let mut cmd = Command::new(&bin);
+    cmd.args(["status", "--json", "--runtime-dir"])
+        .arg(&run)
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("STEWARD_RUNTIME_DIR")
+        .env("HOME", bin_dir.path())
+        .uid(65534)
+        .gid(65534);
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    let _ = fake.kill();
+    let _ = fake.wait();
+    assert_eq!(out.status.code(), Some(4), "{}{}", text(&out.stdout), text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["state"], "unknown", "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is served by uid 65533, not by this user (uid 65534) or root"),
+        "{v}"
+    );
+}
