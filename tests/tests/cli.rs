@@ -139,12 +139,24 @@ fn a_broken_config_file_does_not_lock_the_operator_out(mode: Mode) {
         "{err}"
     );
 
-    // Reload reaches the host, which refuses the file and says so in its log.
+    // Reload reaches the host, which refuses the file: the command prints the error with its
+    // file and line and exits 1, and the host keeps the settings it runs with.
+    let before = host.cli(&["show", "--json"]);
+    assert_eq!(before.status.code(), Some(0), "show: {}", text(&before.stderr));
     let out = host.cli(&["reload"]);
-    assert!(!text(&out.stderr).contains("cannot connect"), "{}", text(&out.stderr));
-    host.wait_log("reload: ", Duration::from_secs(10));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "reload: {err}");
+    assert!(!err.contains("cannot connect"), "{err}");
+    assert!(
+        err.contains("configuration not reloaded") && err.contains("steward.toml") && err.contains("line 2"),
+        "{err}"
+    );
     assert!(host.log_text().contains("line 2"), "{}", host.log_text());
-    assert_eq!(host.status().host.state, "running");
+    let s = host.status();
+    assert_eq!(s.host.state, "running");
+    assert_eq!(s.last_reload.as_ref().map(|r| r.outcome.as_str()), Some("refused"));
+    let after = host.cli(&["show", "--json"]);
+    assert_eq!(text(&after.stdout), text(&before.stdout), "the settings changed");
 
     let out = host.cli(&["stop"]);
     assert_eq!(out.status.code(), Some(0), "stop: {}", text(&out.stderr));
