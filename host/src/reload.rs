@@ -227,4 +227,59 @@ mod tests {
             assert!(keys.contains(s.key), "{} not seen in the file", s.key);
         }
     }
+    /// `show`'s rows and a reload's verdict list the `[host]` keys in the order operators (and
+    /// scripts reading `show --json` or the reload log) have always seen.
+    #[test]
+    fn host_rows_and_verdicts_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steward.toml");
+        std::fs::write(&path, "[host]\nruntime_dir = \"run\"\n").unwrap();
+        let running = Config::load(&path).unwrap();
+        let rows: Vec<(&str, String, bool)> = host_settings(&running)
+            .into_iter()
+            .map(|s| (s.key, s.value, s.reloadable))
+            .collect();
+        let run = dir.path().join("run").display().to_string();
+        let plugins = dir.path().display().to_string();
+        let want = [
+            ("host.plugin_dir", plugins.as_str(), false),
+            ("host.preload_plugins", "", false),
+            ("host.runtime_dir", run.as_str(), false),
+            ("host.max_worker_processes", "8", false),
+            ("host.max_connections", "16", false),
+            ("host.launch_mode", "fork", false),
+            ("host.huge_code_pages", "true", false),
+            ("host.shutdown_timeout", "5s", true),
+            ("host.crash_kill_timeout", "5s", true),
+            ("host.restart_after_crash", "true", true),
+            ("host.log_format", "text", true),
+            ("host.log_level", "info", true),
+        ];
+        let want: Vec<(&str, String, bool)> = want.iter().map(|&(k, v, r)| (k, v.to_owned(), r)).collect();
+        assert_eq!(rows, want);
+
+        std::fs::write(
+            &path,
+            "[host]\nlog_level = \"debug\"\nhuge_code_pages = false\nshutdown_timeout = \"7s\"\n\
+             runtime_dir = \"run2\"\nrestart_after_crash = false\nlaunch_mode = \"exec\"\n",
+        )
+        .unwrap();
+        let plan = plan(&running, &Settings::default())
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        assert_eq!(
+            plan.applied,
+            ["host.shutdown_timeout", "host.restart_after_crash", "host.log_level"]
+        );
+        assert_eq!(
+            plan.need_restart,
+            ["host.runtime_dir", "host.launch_mode", "host.huge_code_pages"]
+        );
+        assert_eq!(plan.config.shutdown_timeout, std::time::Duration::from_secs(7));
+        assert!(!plan.config.restart_after_crash);
+        assert_eq!(plan.config.log_level.to_string(), "debug");
+        assert_eq!(plan.config.runtime_dir, running.runtime_dir);
+        assert_eq!(plan.config.launch_mode, running.launch_mode);
+        assert!(plan.config.huge_code_pages);
+    }
 }
