@@ -8,6 +8,9 @@
 //! directory, numbers bounded, enums known). Plugin sections stay raw here: a plugin defines its
 //! settings in init, and [`crate::hostapi`] validates each value then; keys no plugin defined are
 //! rejected after the last init.
+//!
+//! `host_keys!` declares each `[host]` key once, with whether a reload applies it; the result,
+//! [`HOST_KEYS`], is what [`crate::reload`] plans by and what `steward show` lists.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,22 +75,96 @@ pub struct RawFile {
     pub plugins: BTreeMap<String, toml::Table>,
 }
 
-/// The `[host]` section as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHost {
-    pub plugin_dir: Option<String>,
-    pub preload_plugins: Option<Vec<String>>,
-    pub runtime_dir: Option<String>,
-    pub max_worker_processes: Option<i64>,
-    pub max_connections: Option<i64>,
-    pub launch_mode: Option<String>,
-    pub shutdown_timeout: Option<toml::Value>,
-    pub crash_kill_timeout: Option<toml::Value>,
-    pub restart_after_crash: Option<bool>,
-    pub huge_code_pages: Option<bool>,
-    pub log_format: Option<String>,
-    pub log_level: Option<String>,
+/// Whether a reload applies a changed `[host]` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The new value takes effect at once.
+    Applies,
+    /// The running value stays until the host restarts; the key is reported as needing a restart.
+    NeedsRestart,
+}
+
+/// One `[host]` key, as `host_keys!` declares it: what reload and `steward show` need to know,
+/// with typed access to the validated value in a [`Config`].
+pub struct HostKey {
+    /// `host.KEY`, as errors, reload verdicts and `show` name it.
+    pub name: &'static str,
+    pub reload: Reload,
+    /// The value as the file would say it.
+    pub show: fn(&Config) -> String,
+    /// Whether the two configurations hold different values.
+    pub differs: fn(&Config, &Config) -> bool,
+    /// Copies the value from the second configuration into the first.
+    pub take: fn(&mut Config, &Config),
+}
+
+/// Declares every `[host]` key once: its raw type in the file (this defines [`RawHost`]), whether a
+/// reload applies it, and how `show` renders its validated value (the [`Config`] field of the same
+/// name). Reload's plan and `show`'s host rows are derived from [`HOST_KEYS`] and name no key.
+///
+/// The compiler closes the loop: a key cannot reach the file without a row here, and a row
+/// cannot leave out the reload decision; a row needs its `Config` field, which
+/// `Config::validate`'s struct literal must fill, and `validate` destructures [`RawHost`]
+/// without `..`; `every_config_field_is_declared` refuses a `Config` field no row declares. The
+/// default and bounds of each key stay in `validate`, next to the checks that relate keys to one
+/// another (the control socket's length under `runtime_dir`, `log_level`'s plugin names).
+macro_rules! host_keys {
+    ($($key:ident: $raw:ty, $reload:ident, $show:expr;)*) => {
+        /// The `[host]` section as written. Serde's list of expected keys, in unknown-key errors,
+        /// follows this order.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawHost {
+            $(pub $key: Option<$raw>,)*
+        }
+
+        /// Every `[host]` key, in [`RawHost`]'s order.
+        pub const HOST_KEYS: &[HostKey] = &[$(HostKey {
+            name: concat!("host.", stringify!($key)),
+            reload: Reload::$reload,
+            show: |c| ($show)(&c.$key),
+            differs: |a, b| a.$key != b.$key,
+            take: |to, from| to.$key.clone_from(&from.$key),
+        }),*];
+
+        /// Does not compile when [`Config`] gains a field that no row declares: a new validated
+        /// value must decide how it reloads.
+        #[allow(dead_code)]
+        fn every_config_field_is_declared(c: Config) {
+            let Config { path: _, plugin_sections: _, $($key: _),* } = c;
+        }
+    };
+}
+
+fn show_path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn show_duration(d: &Duration) -> String {
+    crate::time::format_duration(*d)
+}
+
+fn show_plain<T: std::fmt::Display>(v: &T) -> String {
+    v.to_string()
+}
+
+host_keys! {
+    plugin_dir: String, NeedsRestart, |p: &PathBuf| show_path(p);
+    preload_plugins: Vec<String>, NeedsRestart, |v: &Vec<String>| v.join(", ");
+    runtime_dir: String, NeedsRestart, |p: &PathBuf| show_path(p);
+    max_worker_processes: i64, NeedsRestart, show_plain::<u32>;
+    max_connections: i64, NeedsRestart, show_plain::<u32>;
+    launch_mode: String, NeedsRestart, |m: &LaunchMode| m.as_str().to_owned();
+    shutdown_timeout: toml::Value, Applies, show_duration;
+    crash_kill_timeout: toml::Value, Applies, show_duration;
+    restart_after_crash: bool, Applies, show_plain::<bool>;
+    huge_code_pages: bool, NeedsRestart, show_plain::<bool>;
+    log_format: String, Applies, |f: &Format| match f {
+        Format::Text => "text",
+        Format::Json => "json",
+    }
+    .to_owned();
+    log_level: String, Applies, show_plain::<crate::log::Filter>;
 }
 
 /// The validated configuration the host runs with.
@@ -151,13 +228,28 @@ impl Config {
     fn validate(path: &Path, raw: RawFile) -> Result<Config, ConfigError> {
         let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
         let err = |key: &str, reason: String| ConfigError::new(path, Some(key), reason);
-        let h = raw.host;
+        // Exhaustive, so that a key declared in `host_keys!` whose raw value this function never
+        // reads is an unused variable, which the build refuses.
+        let RawHost {
+            plugin_dir,
+            preload_plugins,
+            runtime_dir,
+            max_worker_processes,
+            max_connections,
+            launch_mode,
+            shutdown_timeout,
+            crash_kill_timeout,
+            restart_after_crash,
+            huge_code_pages,
+            log_format,
+            log_level,
+        } = raw.host;
         let resolve = |p: &str| {
             let p = PathBuf::from(p);
             normalize(&if p.is_absolute() { p } else { dir.join(p) })
         };
-        let plugin_dir = resolve(h.plugin_dir.as_deref().unwrap_or("."));
-        let preload_plugins = h.preload_plugins.unwrap_or_default();
+        let plugin_dir = resolve(plugin_dir.as_deref().unwrap_or("."));
+        let preload_plugins = preload_plugins.unwrap_or_default();
         let mut seen = std::collections::BTreeSet::new();
         for name in &preload_plugins {
             let ok = !name.is_empty()
@@ -175,7 +267,7 @@ impl Config {
                 return Err(err("host.preload_plugins", format!("{name:?} is listed twice")));
             }
         }
-        let runtime_dir = match h.runtime_dir.as_deref() {
+        let runtime_dir = match runtime_dir.as_deref() {
             Some(d) => resolve(d),
             None => default_runtime_dir(),
         };
@@ -199,13 +291,13 @@ impl Config {
         };
         let max_worker_processes = bounded(
             "host.max_worker_processes",
-            h.max_worker_processes,
+            max_worker_processes,
             8,
             0,
             MAX_WORKER_PROCESSES,
         )?;
-        let max_connections = bounded("host.max_connections", h.max_connections, 16, 1, MAX_CONNECTIONS)?;
-        let launch_mode = match h.launch_mode.as_deref() {
+        let max_connections = bounded("host.max_connections", max_connections, 16, 1, MAX_CONNECTIONS)?;
+        let launch_mode = match launch_mode.as_deref() {
             None => LaunchMode::Fork,
             Some(s) => LaunchMode::parse(s).ok_or_else(|| {
                 err(
@@ -231,17 +323,17 @@ impl Config {
         };
         let shutdown_timeout = duration(
             "host.shutdown_timeout",
-            h.shutdown_timeout,
+            shutdown_timeout,
             Duration::from_secs(5),
             MAX_SHUTDOWN_TIMEOUT,
         )?;
         let crash_kill_timeout = duration(
             "host.crash_kill_timeout",
-            h.crash_kill_timeout,
+            crash_kill_timeout,
             Duration::from_secs(5),
             MAX_CRASH_KILL_TIMEOUT,
         )?;
-        let log_format = match h.log_format.as_deref() {
+        let log_format = match log_format.as_deref() {
             None | Some("text") => Format::Text,
             Some("json") => Format::Json,
             Some(s) => {
@@ -251,7 +343,7 @@ impl Config {
                 ))
             }
         };
-        let log_level = match h.log_level.as_deref() {
+        let log_level = match log_level.as_deref() {
             None => crate::log::Filter::default(),
             Some(s) => crate::log::Filter::parse(s).map_err(|r| err("host.log_level", r))?,
         };
@@ -284,8 +376,8 @@ impl Config {
             launch_mode,
             shutdown_timeout,
             crash_kill_timeout,
-            restart_after_crash: h.restart_after_crash.unwrap_or(true),
-            huge_code_pages: h.huge_code_pages.unwrap_or(true),
+            restart_after_crash: restart_after_crash.unwrap_or(true),
+            huge_code_pages: huge_code_pages.unwrap_or(true),
             log_format,
             log_level,
             plugin_sections: raw.plugins,
@@ -475,5 +567,47 @@ mod tests {
         let long = "/tmp/".to_owned() + &"d".repeat(120);
         let e = parse(&format!("[host]\nruntime_dir = \"{long}\"\n")).unwrap_err();
         assert!(e.to_string().contains("at most 107"), "{e}");
+    }
+
+    /// The names serde accepts for a struct, taken from the field list its derived `Deserialize`
+    /// hands to `deserialize_struct`.
+    fn serde_fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+        use serde::de::{self, Visitor};
+        struct Fields(&'static [&'static str]);
+        impl<'de> de::Deserializer<'de> for &mut Fields {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(de::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0 = fields;
+                Err(de::Error::custom("fields taken"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
+        }
+        let mut fields = Fields(&[]);
+        let _ = T::deserialize(&mut fields);
+        fields.0
+    }
+
+    /// A `[host]` key the file accepts but `HOST_KEYS` does not declare would be neither applied
+    /// by a reload nor reported as needing a restart, and `show` would not list it.
+    #[test]
+    fn every_host_key_in_the_file_is_declared() {
+        let declared: Vec<&str> = HOST_KEYS
+            .iter()
+            .map(|k| k.name.strip_prefix("host.").unwrap())
+            .collect();
+        assert_eq!(serde_fields::<RawHost>(), declared.as_slice());
+        assert_eq!(serde_fields::<RawFile>(), ["host", "plugins"]);
     }
 }

@@ -5,15 +5,17 @@
 //! on, re-read the file and take the new values of reloadable plugin settings, as PostgreSQL
 //! backends re-read `postgresql.conf`).
 //!
-//! Which values change at run time: host `shutdown_timeout`, `crash_kill_timeout`,
-//! `restart_after_crash`, `log_format`, `log_level`, and every plugin setting its plugin defined
-//! as reloadable. Everything else (paths, the preload list, slot counts, the launch mode,
-//! `huge_code_pages`, restart-only plugin settings) is reported as needing a restart and keeps its running value.
+//! Which values change at run time: the `[host]` keys that `config::HOST_KEYS` declares
+//! [`Reload::Applies`] (today `shutdown_timeout`, `crash_kill_timeout`, `restart_after_crash`,
+//! `log_format` and `log_level`), and every plugin setting its plugin defined as reloadable.
+//! Everything else (today paths, the preload list, slot counts, the launch mode,
+//! `huge_code_pages`; and restart-only plugin settings) is reported as needing a restart and keeps
+//! its running value. The code here names no `[host]` key: the declaration next to each key decides.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Reload, HOST_KEYS};
 use crate::registry::Settings;
 
 /// A validated reload, ready to apply.
@@ -88,37 +90,15 @@ pub fn plan(running: &Config, settings: &Settings) -> Result<Plan, Vec<ConfigErr
     let mut need_restart = Vec::new();
     let settings = plan_settings(&new, settings, &mut applied, &mut need_restart)?;
     let mut config = running.clone();
-    macro_rules! restart_only {
-        ($($field:ident),*) => {$(
-            if new.$field != running.$field {
-                need_restart.push(format!("host.{}", stringify!($field)));
+    for key in HOST_KEYS.iter().filter(|k| (k.differs)(&new, running)) {
+        match key.reload {
+            Reload::Applies => {
+                (key.take)(&mut config, &new);
+                applied.push(key.name.to_owned());
             }
-        )*};
+            Reload::NeedsRestart => need_restart.push(key.name.to_owned()),
+        }
     }
-    macro_rules! reloadable {
-        ($($field:ident),*) => {$(
-            if new.$field != running.$field {
-                config.$field = new.$field.clone();
-                applied.push(format!("host.{}", stringify!($field)));
-            }
-        )*};
-    }
-    restart_only!(
-        plugin_dir,
-        preload_plugins,
-        runtime_dir,
-        max_worker_processes,
-        max_connections,
-        launch_mode,
-        huge_code_pages
-    );
-    reloadable!(
-        shutdown_timeout,
-        crash_kill_timeout,
-        restart_after_crash,
-        log_format,
-        log_level
-    );
     config.plugin_sections = new.plugin_sections;
     Ok(Plan {
         config,
@@ -143,32 +123,23 @@ pub fn refresh_child_settings() {
 pub struct HostSetting {
     pub key: &'static str,
     pub value: String,
-    /// Whether a reload applies a new value (see [`plan`], which decides that by field).
+    /// Whether a reload applies a new value (the key's [`Reload`] in [`HOST_KEYS`]).
     pub reloadable: bool,
 }
 
-/// Every `[host]` setting of `cfg`, rendered as the file would say it.
+/// Every `[host]` setting of `cfg`, rendered as the file would say it: the keys that need a
+/// restart first, then those a reload applies, each group in the file section's declared order.
 pub fn host_settings(cfg: &Config) -> Vec<HostSetting> {
-    let format = match cfg.log_format {
-        crate::log::Format::Text => "text",
-        crate::log::Format::Json => "json",
-    };
-    let d = crate::time::format_duration;
-    let row = |key, value: String, reloadable| HostSetting { key, value, reloadable };
-    vec![
-        row("host.plugin_dir", cfg.plugin_dir.display().to_string(), false),
-        row("host.preload_plugins", cfg.preload_plugins.join(", "), false),
-        row("host.runtime_dir", cfg.runtime_dir.display().to_string(), false),
-        row("host.max_worker_processes", cfg.max_worker_processes.to_string(), false),
-        row("host.max_connections", cfg.max_connections.to_string(), false),
-        row("host.launch_mode", cfg.launch_mode.as_str().to_owned(), false),
-        row("host.huge_code_pages", cfg.huge_code_pages.to_string(), false),
-        row("host.shutdown_timeout", d(cfg.shutdown_timeout), true),
-        row("host.crash_kill_timeout", d(cfg.crash_kill_timeout), true),
-        row("host.restart_after_crash", cfg.restart_after_crash.to_string(), true),
-        row("host.log_format", format.to_owned(), true),
-        row("host.log_level", cfg.log_level.to_string(), true),
-    ]
+    let mut rows: Vec<HostSetting> = HOST_KEYS
+        .iter()
+        .map(|k| HostSetting {
+            key: k.name,
+            value: (k.show)(cfg),
+            reloadable: k.reload == Reload::Applies,
+        })
+        .collect();
+    rows.sort_by_key(|r| r.reloadable);
+    rows
 }
 
 /// The keys the file at `path` sets (`host.KEY`, `plugins.PLUGIN.KEY`); empty when it cannot be
@@ -226,5 +197,61 @@ mod tests {
             assert_eq!(applied, s.reloadable, "{}", s.key);
             assert!(keys.contains(s.key), "{} not seen in the file", s.key);
         }
+    }
+
+    /// `show`'s rows and a reload's verdict list the `[host]` keys in the order operators (and
+    /// scripts reading `show --json` or the reload log) have always seen.
+    #[test]
+    fn host_rows_and_verdicts_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steward.toml");
+        std::fs::write(&path, "[host]\nruntime_dir = \"run\"\n").unwrap();
+        let running = Config::load(&path).unwrap();
+        let rows: Vec<(&str, String, bool)> = host_settings(&running)
+            .into_iter()
+            .map(|s| (s.key, s.value, s.reloadable))
+            .collect();
+        let run = dir.path().join("run").display().to_string();
+        let plugins = dir.path().display().to_string();
+        let want = [
+            ("host.plugin_dir", plugins.as_str(), false),
+            ("host.preload_plugins", "", false),
+            ("host.runtime_dir", run.as_str(), false),
+            ("host.max_worker_processes", "8", false),
+            ("host.max_connections", "16", false),
+            ("host.launch_mode", "fork", false),
+            ("host.huge_code_pages", "true", false),
+            ("host.shutdown_timeout", "5s", true),
+            ("host.crash_kill_timeout", "5s", true),
+            ("host.restart_after_crash", "true", true),
+            ("host.log_format", "text", true),
+            ("host.log_level", "info", true),
+        ];
+        let want: Vec<(&str, String, bool)> = want.iter().map(|&(k, v, r)| (k, v.to_owned(), r)).collect();
+        assert_eq!(rows, want);
+
+        std::fs::write(
+            &path,
+            "[host]\nlog_level = \"debug\"\nhuge_code_pages = false\nshutdown_timeout = \"7s\"\n\
+             runtime_dir = \"run2\"\nrestart_after_crash = false\nlaunch_mode = \"exec\"\n",
+        )
+        .unwrap();
+        let plan = plan(&running, &Settings::default())
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
+        assert_eq!(
+            plan.applied,
+            ["host.shutdown_timeout", "host.restart_after_crash", "host.log_level"]
+        );
+        assert_eq!(
+            plan.need_restart,
+            ["host.runtime_dir", "host.launch_mode", "host.huge_code_pages"]
+        );
+        assert_eq!(plan.config.shutdown_timeout, std::time::Duration::from_secs(7));
+        assert!(!plan.config.restart_after_crash);
+        assert_eq!(plan.config.log_level.to_string(), "debug");
+        assert_eq!(plan.config.runtime_dir, running.runtime_dir);
+        assert_eq!(plan.config.launch_mode, running.launch_mode);
+        assert!(plan.config.huge_code_pages);
     }
 }
