@@ -370,12 +370,19 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
 
     // Plugins are loaded and the segment is mapped: this spare can take a worker now.
     own.ready.store(1, Ordering::Release);
+    // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
+    // host a wake-up per spare and tick). Only three things end the wait: the supervisor's
+    // hand-off (a store and a FUTEX_WAKE on `assign`), a signal (SIGHUP sets the reload flag,
+    // SIGTERM and SIGQUIT end the process), and the host's death, which kills this process
+    // through `PR_SET_PDEATHSIG` (set in `run`, after which the parent was checked, so a host
+    // that died earlier was seen there). The parent check after each return is a cheap second
+    // line, never a reason to wake.
     let worker_slot = loop {
         let v = own.assign.load(Ordering::Acquire);
         if v != 0 {
             break v - 1;
         }
-        crate::sys::futex_wait(&own.assign, 0, Duration::from_millis(500));
+        crate::sys::futex_wait(&own.assign, 0, None);
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != env.host_pid {
             exit(1);

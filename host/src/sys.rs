@@ -384,18 +384,19 @@ pub fn wait_pid_exit(pid: i32, timeout: std::time::Duration) -> std::io::Result<
 }
 
 /// `futex(FUTEX_WAIT)` on a word in shared memory: sleeps while `*word == expected`, at most
-/// `timeout`. Spurious returns are fine; callers re-check.
+/// `timeout` (`None`: until woken or interrupted by a signal). Spurious returns are fine; callers
+/// re-check.
 ///
 /// Not `FUTEX_PRIVATE_FLAG`: the word lives in the shared segment and another process (the
 /// supervisor) wakes it; a private futex is keyed by this process's address space and would never
 /// see that wake.
-pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: std::time::Duration) {
-    let ts = Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: timeout.subsec_nanos() as _,
-    };
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<std::time::Duration>) {
+    let ts = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: t.subsec_nanos() as _,
+    });
     // EAGAIN (the word already changed), EINTR and ETIMEDOUT all mean "look again".
-    let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
+    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
 }
 
 /// `futex(FUTEX_WAKE)` on a shared word (see [`futex_wait`]): wakes one waiter. Never blocks.
@@ -446,15 +447,15 @@ mod tests {
     fn futex_wait_returns_when_the_word_differs_or_the_timeout_passes() {
         let word = AtomicU32::new(1);
         let start = Instant::now();
-        futex_wait(&word, 0, Duration::from_secs(10));
+        futex_wait(&word, 0, Some(Duration::from_secs(10)));
         assert!(start.elapsed() < Duration::from_secs(5));
         let start = Instant::now();
-        futex_wait(&word, 1, Duration::from_millis(20));
+        futex_wait(&word, 1, Some(Duration::from_millis(20)));
         assert!(start.elapsed() >= Duration::from_millis(20));
     }
 
     /// The spare's wait: another process wakes the word in shared memory. A private futex is
-    /// keyed by the waiter's address space, so this would hang until the waiter's timeout.
+    /// keyed by the waiter's address space, so this would hang until the test gives up on it.
     #[test]
     fn futex_wake_reaches_a_waiter_in_another_process() {
         const LEN: usize = 4096;
@@ -480,7 +481,8 @@ mod tests {
         if pid == 0 {
             ready.store(1, Ordering::SeqCst);
             while word.load(Ordering::SeqCst) == 0 {
-                futex_wait(word, 0, Duration::from_secs(60));
+                // Untimed, as a spare waits: only the wake can end this.
+                futex_wait(word, 0, None);
             }
             // SAFETY: ends the child without running the test harness's code.
             unsafe { libc::_exit(0) };
