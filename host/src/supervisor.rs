@@ -961,6 +961,16 @@ impl Supervisor {
         if let Some(h) = helper {
             for (slot, result) in h.finish(&self.segment) {
                 let i = slot as usize;
+                // `finish` checked that each pid is this process's child; one it already tracks
+                // (another worker, a spare, an adopted process) was forged in shared memory.
+                let result = result.and_then(|pid| {
+                    if self.children.get(pid).is_some() || self.adopted.contains_key(&pid) {
+                        let why =
+                            format!("child slot {slot} claims pid {pid}, which is another child of the supervisor");
+                        return Err(std::io::Error::other(why));
+                    }
+                    Ok(pid)
+                });
                 self.track_launched(&result, ChildKind::Worker, Some(slot), Some(i));
                 self.record_launch(i, result);
             }

@@ -303,16 +303,25 @@ pub fn own_children() -> Vec<i32> {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the
-            // last `)`.
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                s.rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(1)?.parse::<i32>().ok())
-                    == Some(pid)
-            })
-        })
+        .filter(|p| parent_of(*p) == Some(pid))
         .collect()
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`; `None` for a pid that is not positive,
+/// a process that is gone, or a file that does not parse. A zombie keeps its parent until it is
+/// reaped, so a child that has already exited still counts as the caller's.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    if pid <= 0 {
+        return None;
+    }
+    parse_stat_ppid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The ppid field of a `/proc/<pid>/stat` line: `pid (comm) state ppid ...`. `comm` is chosen by
+/// the process and may hold spaces and parentheses, so the fields are split after the last `)`.
+fn parse_stat_ppid(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_ascii_whitespace().nth(1)?.parse::<i32>().ok()
 }
 
 /// Clears `O_NONBLOCK` on a socket a child inherited non-blocking.
@@ -408,6 +417,23 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_parent_is_read_after_the_last_parenthesis() {
+        assert_eq!(parse_stat_ppid("42 (a) b) R 7 42 42 0"), Some(7));
+        assert_eq!(parse_stat_ppid("42 (w) S 99 42"), Some(99));
+        assert_eq!(parse_stat_ppid("42 (w) S"), None);
+        assert_eq!(parse_stat_ppid("garbage"), None);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Exited but not reaped: a zombie still names its parent.
+        assert!(wait_pid_exit(pid, Duration::from_secs(10)).unwrap());
+        assert_eq!(parent_of(pid), Some(std::process::id() as i32));
+        child.wait().unwrap();
+        assert_eq!(parent_of(0), None);
+        assert_eq!(parent_of(-1), None);
+        assert_ne!(parent_of(1), Some(std::process::id() as i32));
+    }
 
     #[test]
     fn poll_in_reports_input_and_nothing_on_a_timeout() {
