@@ -1033,7 +1033,6 @@ impl Supervisor {
     }
 
     fn record_launch(&mut self, i: usize, result: std::io::Result<i32>) {
-        let slot = i as u32;
         let w = &mut self.workers[i];
         match result {
             Ok(pid) => {
@@ -1047,10 +1046,6 @@ impl Supervisor {
                 w.started = Some(Instant::now());
                 w.restart_at = None;
                 w.restart_at_ms = None;
-                self.segment
-                    .worker_slot(slot)
-                    .pid
-                    .store(pid, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("started worker {} (pid {pid})", self.specs[i].name);
             }
             Err(e) => {
@@ -1455,10 +1450,6 @@ impl Supervisor {
             (Outcome::Done, true) => "done".to_owned(),
             (_, true) => status.to_string(),
         };
-        self.segment
-            .worker_slot(i as u32)
-            .pid
-            .store(0, std::sync::atomic::Ordering::Relaxed);
         let w = &mut self.workers[i];
         w.pid = None;
         w.last_exit = Some((status, now_ms(), reason.clone()));
