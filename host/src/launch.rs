@@ -317,7 +317,7 @@ impl ForkHelper {
     /// killed. A worker it created but did not report is still known by the pid the kernel wrote
     /// into its child slot (cleared by the supervisor before the helper started); the others are
     /// launch failures, retried like any other. Every pid returned was checked to be a child of
-    /// this process (see [`reported_results`]); the caller still checks it is not one it tracks.
+    /// this process (see `reported_results`); the caller still checks it is not one it tracks.
     pub fn finish(self, segment: &crate::shmem::Segment) -> Vec<(u32, std::io::Result<i32>)> {
         if !matches!(crate::sys::wait_pid_exit(self.pid, HELPER_TIMEOUT), Ok(true)) {
             // SAFETY: signalling this process's own child, which has not been reaped.
