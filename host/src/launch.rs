@@ -176,6 +176,11 @@ impl SiblingFork {
         if let Err(e) = crate::sys::wait_pid_exit(std::process::id() as i32, std::time::Duration::ZERO) {
             return Err(format!("pidfd_open: {e}"));
         }
+        // It takes a pid the helper reports only once /proc names the supervisor as its parent:
+        // without a readable /proc, every such worker would be refused.
+        if crate::sys::parent_of(std::process::id() as i32).is_none() {
+            return Err("/proc/self/stat cannot be read, so a helper's workers could not be checked".into());
+        }
         let tid_addr = match rustix::thread::get_clear_child_tid_address() {
             Ok(addr) => addr.map_or(0, |p| p.as_ptr() as usize),
             Err(e) => return Err(format!("prctl(PR_GET_TID_ADDRESS): {}", std::io::Error::from(e))),
@@ -386,8 +391,12 @@ fn reported_results(
     for rec in records.chunks_exact(8) {
         let slot = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
         let v = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
-        if !batch.contains(&slot) || reported.iter().any(|(s, _)| *s == slot) {
+        if !batch.contains(&slot) {
             tracing::warn!("ignoring a fork helper's report for child slot {slot}, which it was not given");
+            continue;
+        }
+        if reported.iter().any(|(s, _)| *s == slot) {
+            tracing::warn!("ignoring a fork helper's second report for child slot {slot}");
             continue;
         }
         reported.push((slot, v));
