@@ -185,8 +185,10 @@ struct WorkerCtx {
     consistent: *const std::sync::atomic::AtomicU32,
 }
 
-// SAFETY: `consistent` points into the segment mapping, which lives as long as the process.
-unsafe impl Sync for WorkerCtx {}
+// No `Sync` impl: nothing Rust checks ever shares a `WorkerCtx` (it reaches plugin code only as
+// the table's `*mut c_void`). Plugin threads may still call the table's functions at once; that
+// is sound because after creation the context is only read, but for `host_gone` (an atomic), and
+// `consistent` points to an atomic in the segment, which stays mapped until the process exits.
 
 impl WorkerCtx {
     fn check_host(&self, timeout_ms: i32) -> bool {

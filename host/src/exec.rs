@@ -243,16 +243,7 @@ pub fn child_main() -> i32 {
     // SAFETY: fd 3 is open (checked above) and was placed for this process by the supervisor.
     let mut blob_file = unsafe { std::fs::File::from_raw_fd(FD_BLOB) };
     let mut blob = Vec::new();
-    let read = (&mut blob_file).take(MAX_PAYLOAD as u64 + 17).read_to_end(&mut blob);
-    // A spare keeps its blob open: if its plugin files change before it is handed a worker, it
-    // executes itself again with the same blob (see `child::spare_main`).
-    if blob.get(16..).is_some_and(|p| p.starts_with(br#"{"kind":"Spare""#)) {
-        use std::os::fd::IntoRawFd;
-        let _ = blob_file.into_raw_fd();
-    } else {
-        drop(blob_file);
-    }
-    if let Err(e) = read {
+    if let Err(e) = (&mut blob_file).take(MAX_PAYLOAD as u64 + 17).read_to_end(&mut blob) {
         eprintln!("steward child: cannot read the parameter blob on fd {FD_BLOB}: {e}");
         return crate::exit_code::USAGE;
     }
@@ -263,6 +254,15 @@ pub fn child_main() -> i32 {
             return crate::exit_code::USAGE;
         }
     };
+    // A spare keeps its blob open: if its plugin files change before it is handed a worker, it
+    // executes itself again with the same blob (see `child::spare_main`). The kind is the decoded
+    // one: the payload's bytes say nothing reliable about it (field order, spacing).
+    if params.kind == ChildKind::Spare {
+        use std::os::fd::IntoRawFd;
+        let _ = blob_file.into_raw_fd();
+    } else {
+        drop(blob_file);
+    }
     for (fd, what) in [(FD_SEGMENT, "shared-memory segment"), (FD_DEATH, "host-death pipe")] {
         if !crate::sys::is_open(fd) {
             return missing(fd, what);

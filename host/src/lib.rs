@@ -3,13 +3,19 @@
 //! The binary `steward` (see `main.rs`) is a thin layer over this library; the end-to-end tests
 //! use the same library for the control protocol and its status types.
 //!
-//! Module map, by the process each part runs in:
-//! - supervisor only: [`supervisor`], [`private`], [`run`], [`hugetext`], [`preload`] (also exec-mode workers, in attach
-//!   mode), [`lockfile`];
+//! Module map, by the process each part runs in (every module's header says more):
+//! - supervisor only: [`run`] (start-up order), [`rundir`], [`lockfile`], [`notify`],
+//!   [`hugetext`], [`supervisor`] (the event loop) and [`private`] (its fork-private tables);
 //! - supervisor and children: [`config`], [`registry`], [`shmem`], [`hostapi`], [`log`],
-//!   [`launch`], [`lifecycle`], [`sys`], [`time`];
-//! - children only: [`child`], and [`exec`]'s `child_main` (its `spawn` runs in the supervisor);
-//! - clients (the CLI): [`control`].
+//!   [`lifecycle`], [`sys`], [`time`]; [`launch`] (the supervisor launches, a forked child runs
+//!   on from it); [`exec`] (`spawn` in the supervisor, `child_main` in exec-mode children);
+//!   [`preload`] (the supervisor at start-up, exec-mode children again in attach mode);
+//!   [`reload`] (the supervisor validates and applies, children refresh their settings);
+//! - children only: [`child`] (workers, the startup child, connections, dead-ends, spares);
+//! - connection children and clients: [`control`] (the control protocol and its status types);
+//! - the command line lives in the binary, not here: its `cli` module (under `main.rs`) runs in
+//!   the process the operator started; `run` becomes the supervisor through [`run`], every other
+//!   command is a short-lived client (of [`control`], a file, or the runtime directory).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -87,6 +87,38 @@ fn refused(name: &str, path: &Path, reason: impl Into<String>) -> PluginError {
     }
 }
 
+/// The bytes every version of a plugin header starts with: magic, ABI major and minor version,
+/// header size.
+const HEADER_PREFIX: u64 = 16;
+
+/// The size the loaded library's symbol table gives the object that starts at `addr`, or `None`
+/// when the dynamic linker cannot tell (no such symbol, or not glibc on a 64-bit target).
+fn symbol_size(addr: *const std::ffi::c_void) -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+    {
+        // From <dlfcn.h>: ask for the symbol-table entry; the libc crate does not name it.
+        const RTLD_DL_SYMENT: libc::c_int = 1;
+        // SAFETY: an all-zero `Dl_info` is valid (null pointers); dladdr1 only fills it and
+        // `sym`, and reads no memory at `addr`.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let mut sym: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: as above; both out-parameters are live locals.
+        let found = unsafe { libc::dladdr1(addr, &mut info, &mut sym, RTLD_DL_SYMENT) };
+        // dladdr1 names the nearest symbol at or below `addr`: only one that starts there counts.
+        if found == 0 || sym.is_null() || info.dli_saddr.cast_const() != addr {
+            return None;
+        }
+        // SAFETY: with RTLD_DL_SYMENT, `sym` points to the symbol's `Elf64_Sym` in the library's
+        // dynamic symbol table, mapped read-only while the library is loaded.
+        Some(unsafe { (*(sym as *const libc::Elf64_Sym)).st_size })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
+    {
+        let _ = addr;
+        None
+    }
+}
+
 /// Reads a `'static` string from a header, bounded and checked.
 ///
 /// # Safety
@@ -145,9 +177,18 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
                 ));
             }
         };
-    // The symbol is the static itself, so its address is the header.
-    // SAFETY: the symbol is at least 8 bytes if it is anything we accept; the magic is checked
-    // before any other field is read.
+    // The symbol is the static itself, so its address is the header. Where the library's symbol
+    // table gives its size, nothing is read past it.
+    let sym_size = symbol_size(header.cast());
+    if let Some(n) = sym_size.filter(|n| *n < HEADER_PREFIX) {
+        return Err(refused(
+            name,
+            &path,
+            format!("not a Steward plugin: {} is {n} bytes", abi::HEADER_SYMBOL),
+        ));
+    }
+    // SAFETY: the symbol is at least 16 bytes, by its size above or, where the symbol table gives
+    // none, as a plugin's header is; the magic is checked before any other field is read.
     let magic = unsafe { std::ptr::read_unaligned(header as *const [u8; 8]) };
     if magic != abi::PLUGIN_MAGIC {
         return Err(refused(
@@ -156,33 +197,59 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
             format!("not a Steward plugin: {} has the wrong magic bytes", abi::HEADER_SYMBOL),
         ));
     }
-    // SAFETY: the magic matched, so this is a Steward header; fields are read one by one and the
-    // size is checked before anything past the fixed prefix.
-    let h = unsafe { &*header };
-    if h.abi_major != abi::ABI_MAJOR {
+    // Every version of the header starts with the same 16 bytes: magic, ABI major and minor
+    // version, header size. Only they are read until the size says the plugin's header holds all
+    // of this host's fields; a shorter one may end where the symbol does.
+    // SAFETY: the magic matched, so the symbol is a Steward header and has this prefix; each field
+    // is read on its own, unaligned, through a raw pointer (no reference to the whole header yet).
+    let (abi_major, abi_minor, header_size) = unsafe {
+        (
+            std::ptr::addr_of!((*header).abi_major).read_unaligned(),
+            std::ptr::addr_of!((*header).abi_minor).read_unaligned(),
+            std::ptr::addr_of!((*header).header_size).read_unaligned(),
+        )
+    };
+    if abi_major != abi::ABI_MAJOR {
         return Err(refused(
             name,
             &path,
             format!(
-                "built for plugin ABI {}.{}, this host speaks ABI {}.{}: rebuild the plugin against this SDK",
-                h.abi_major,
-                h.abi_minor,
+                "built for plugin ABI {abi_major}.{abi_minor}, this host speaks ABI {}.{}: rebuild the plugin against this SDK",
                 abi::ABI_MAJOR,
                 abi::ABI_MINOR
             ),
         ));
     }
-    if (h.header_size as usize) < std::mem::size_of::<abi::PluginHeader>() {
+    if (header_size as usize) < std::mem::size_of::<abi::PluginHeader>() {
         return Err(refused(
             name,
             &path,
             format!(
-                "header is {} bytes, expected at least {}",
-                h.header_size,
+                "header is {header_size} bytes, expected at least {}",
                 std::mem::size_of::<abi::PluginHeader>()
             ),
         ));
     }
+    if let Some(n) = sym_size.filter(|n| *n < u64::from(header_size)) {
+        return Err(refused(
+            name,
+            &path,
+            format!(
+                "header says it is {header_size} bytes, but {} is {n}",
+                abi::HEADER_SYMBOL
+            ),
+        ));
+    }
+    if !header.is_aligned() {
+        return Err(refused(
+            name,
+            &path,
+            format!("{} is not aligned as the ABI requires", abi::HEADER_SYMBOL),
+        ));
+    }
+    // SAFETY: the header says it holds every field of this host's `PluginHeader`, and it is
+    // aligned; it is the plugin's `'static`, alive while the library is loaded.
+    let h = unsafe { &*header };
     if h.fingerprint != abi::LAYOUT_FINGERPRINT {
         return Err(refused(
             name,
@@ -479,6 +546,19 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+    fn a_symbols_size_comes_from_the_symbol_table_and_only_for_its_start() {
+        // SAFETY: dlsym only looks the name up.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"getpid".as_ptr()) };
+        assert!(!f.is_null());
+        assert!(symbol_size(f).is_some_and(|n| n > 0), "{:?}", symbol_size(f));
+        // Inside the symbol, not at its start: unknown.
+        assert_eq!(symbol_size(f.cast::<u8>().wrapping_add(1).cast()), None);
+        let local = 0u64;
+        assert_eq!(symbol_size((&local as *const u64).cast()), None);
+    }
 
     #[test]
     fn reads_the_thread_count() {

@@ -3,11 +3,20 @@
 //! Runs in: the supervisor (creates it, writes the header, static worker slots and status) and
 //! every child (maps it: inherited in fork mode, from an inherited fd in exec mode).
 //!
-//! Layout, computed once from the frozen registry ([`Layout::compute`]):
+//! Layout, computed once from the frozen registry ([`Layout::compute`]); every part starts
+//! 64-byte aligned, and the whole is at least 4096 bytes:
 //!
 //! ```text
-//! Header | ChildSlot x (worker slots + connection slots) | WorkerSlot x worker slots
-//!        | RegionEntry x regions | region bytes (each 64-byte aligned)
+//! 0                 Header: magic, layout_version, launch_mode, generation, size, host_pid,
+//!                   host_state, host_started_at_ms, consistent, n_worker_slots,
+//!                   n_static_workers, n_connection_slots, n_regions, the three offsets below,
+//!                   reload_requests, reloads_done, info (a 64 KiB document under a seqlock)
+//! child_slots_off   ChildSlot x (W worker slots + C connection slots + 1 + spare slots):
+//!                   [0, W) workers, [W, W+C) connections, W+C the startup child, then spares
+//! worker_slots_off  WorkerSlot x W: the static workers, then `max_worker_processes` free ones;
+//!                   each holds the worker's registration and its StatusCell
+//! regions_off       RegionEntry x regions
+//!                   region bytes, each region 64-byte aligned
 //! ```
 //!
 //! Ownership and hand-off:
@@ -25,14 +34,15 @@
 //!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
 //!   supervisor frees the spare's slot once it sees the claim or the process is gone.
-//! - `WorkerSlot`: PostgreSQL's hand-off. A requester fills a free slot and sets `in_use` with a
-//!   release store; only the supervisor clears `in_use`; anyone may set `terminate`. Handles are
-//!   (slot, `generation`). The status part is written only by the supervisor under a seqlock and
-//!   read by connection children.
+//! - `WorkerSlot`: PostgreSQL's hand-off. The supervisor fills a slot (today only the static
+//!   workers', when it creates the segment) and sets `in_use` with a release store; the worker
+//!   reads its registration from it. The status part is written only by the supervisor under a
+//!   seqlock and read by connection children. It holds no field that nothing reads (decision 80).
 //!
 //! Everything is an atomic, so any process may read any field without undefined behaviour; the
-//! supervisor treats what children can write (child-slot state and reason, `terminate`) as
-//! untrusted input: bounded copies, known values only.
+//! supervisor treats what children can write (child-slot state, pid, reason and entry time,
+//! `consistent`, `reload_requests`) as untrusted input: bounded copies, known values only, and a
+//! pid is never taken as a child's without proof (see `launch::ForkHelper::finish`).
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -42,12 +52,12 @@ use memmap2::{MmapMut, MmapOptions};
 
 use crate::config::Config;
 use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::registry::{RegionSpec, Registry, RestartPolicy, StartTime, WorkerSpec};
+use crate::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
 /// How many spare children exec mode keeps ready.
 pub const SPARE_CHILDREN: u32 = 2;
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const REASON_LEN: usize = 256;
 const ALIGN: u64 = 64;
 
@@ -235,13 +245,7 @@ pub struct StatusCell {
 #[repr(C)]
 pub struct WorkerSlot {
     pub in_use: AtomicU32,
-    pub terminate: AtomicU32,
-    pub generation: AtomicU64,
-    pub pid: AtomicI32,
     pub start_time: AtomicU32,
-    pub restart_kind: AtomicU32,
-    _pad: AtomicU32,
-    pub restart_delay_us: AtomicU64,
     pub arg: AtomicU64,
     pub name: Text<64>,
     pub worker_type: Text<64>,
@@ -678,14 +682,6 @@ impl Segment {
             },
             Ordering::Relaxed,
         );
-        let (kind, delay) = match w.restart {
-            RestartPolicy::Never => (0, 0),
-            RestartPolicy::After(d) => (1, d.as_micros() as u64),
-            RestartPolicy::Backoff { initial, .. } => (2, initial.as_micros() as u64),
-        };
-        s.restart_kind.store(kind, Ordering::Relaxed);
-        s.restart_delay_us.store(delay, Ordering::Relaxed);
-        s.generation.fetch_add(1, Ordering::Relaxed);
         s.in_use.store(1, Ordering::Release);
     }
 

@@ -961,6 +961,16 @@ impl Supervisor {
         if let Some(h) = helper {
             for (slot, result) in h.finish(&self.segment) {
                 let i = slot as usize;
+                // `finish` checked that each pid is this process's child; one it already tracks
+                // (another worker, a spare, an adopted process) was forged in shared memory.
+                let result = result.and_then(|pid| {
+                    if self.children.get(pid).is_some() || self.adopted.contains_key(&pid) {
+                        let why =
+                            format!("child slot {slot} claims pid {pid}, which is another child of the supervisor");
+                        return Err(std::io::Error::other(why));
+                    }
+                    Ok(pid)
+                });
                 self.track_launched(&result, ChildKind::Worker, Some(slot), Some(i));
                 self.record_launch(i, result);
             }
@@ -1023,7 +1033,6 @@ impl Supervisor {
     }
 
     fn record_launch(&mut self, i: usize, result: std::io::Result<i32>) {
-        let slot = i as u32;
         let w = &mut self.workers[i];
         match result {
             Ok(pid) => {
@@ -1037,10 +1046,6 @@ impl Supervisor {
                 w.started = Some(Instant::now());
                 w.restart_at = None;
                 w.restart_at_ms = None;
-                self.segment
-                    .worker_slot(slot)
-                    .pid
-                    .store(pid, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("started worker {} (pid {pid})", self.specs[i].name);
             }
             Err(e) => {
@@ -1445,10 +1450,6 @@ impl Supervisor {
             (Outcome::Done, true) => "done".to_owned(),
             (_, true) => status.to_string(),
         };
-        self.segment
-            .worker_slot(i as u32)
-            .pid
-            .store(0, std::sync::atomic::Ordering::Relaxed);
         let w = &mut self.workers[i];
         w.pid = None;
         w.last_exit = Some((status, now_ms(), reason.clone()));

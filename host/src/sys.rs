@@ -144,6 +144,8 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
         // pass only touch atomics and call async-signal-safe functions. Raw libc: rustix has no
         // sigaction, and the table's handlers are libc values (`SIG_DFL`, `SIG_IGN`, `extern "C"`
         // functions) that go into the struct as they are; the call allocates nothing.
+        // The result is not looked at: sigaction fails only for a signal that cannot be caught
+        // (none of these) or a bad pointer (these are locals).
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = handler;
@@ -154,6 +156,8 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
     }
     // SAFETY: an all-zero sigset_t is the empty set on Linux. Raw libc, as every signal mask
     // here: the masks are libc `sigset_t`s because `posix_spawnattr_setsigmask` takes one.
+    // sigprocmask fails only for an unknown `how` or a bad pointer, so its result is not looked
+    // at, here and in the functions below.
     unsafe {
         let empty: libc::sigset_t = std::mem::zeroed();
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -167,6 +171,7 @@ pub fn reset_child_signals(set: &[(libc::c_int, libc::sighandler_t)]) {
 /// handler would be lost); the child unblocks in [`reset_child_signals`].
 pub fn block_all_signals() -> libc::sigset_t {
     // SAFETY: sigfillset fills a local set; sigprocmask only writes the old mask to a local.
+    // Neither can fail with these arguments (sigfillset never fails on Linux).
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -186,7 +191,8 @@ pub fn restore_mask(old: &libc::sigset_t) {
 /// terminal's Ctrl-C), whose default action would kill the child before its handlers are in
 /// place. [`reset_child_signals`] unblocks them.
 pub fn spawn_blocked_signals() -> libc::sigset_t {
-    // SAFETY: sigemptyset and sigaddset only write the local set.
+    // SAFETY: sigemptyset and sigaddset only write the local set; they fail only for a pointer
+    // that is null or a signal number out of range, neither of which these are.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -243,22 +249,65 @@ pub fn close_all_except(keep: &[RawFd]) {
     for &mut fd in sorted {
         let fd = fd as u32;
         if fd > from {
-            // SAFETY: close_range on fds this process owns; nothing refers to them afterwards (the
-            // child ends with _exit and never drops the supervisor's owning objects). A raw
-            // system call: neither rustix nor nix wraps close_range, and it allocates nothing.
-            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32) };
+            close_fds(from, fd - 1);
         }
         from = from.max(fd + 1);
     }
-    // SAFETY: as above.
-    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32) };
+    close_fds(from, u32::MAX);
+}
+
+/// Closes fds `first..=last` with `close_range`, or one by one where the kernel has no
+/// `close_range` (before Linux 5.9): a child must never keep an fd of the supervisor's because
+/// the fast way failed.
+fn close_fds(first: u32, last: u32) {
+    // SAFETY: close_range on fds this process owns; nothing refers to them afterwards (the child
+    // ends with _exit and never drops the supervisor's owning objects). A raw system call:
+    // neither rustix nor nix wraps close_range, and it allocates nothing.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } == 0 {
+        return;
+    }
+    // No fd is at or above the soft limit on open files; without a limit, the kernel's own
+    // ceiling on fd numbers.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+        .min(u64::from(u32::MAX)) as u32;
+    for fd in first..=last.min(limit.saturating_sub(1)) {
+        // SAFETY: as above; EBADF for an fd that is not open is the expected answer.
+        unsafe { libc::close(fd as RawFd) };
+    }
 }
 
 /// Marks every fd from 3 up close-on-exec: fds the host inherited from whoever started it must
-/// not reach exec-mode children.
+/// not reach exec-mode children. Where the kernel has no `CLOSE_RANGE_CLOEXEC` (before Linux
+/// 5.11), each fd listed in `/proc/self/fd` is marked; an fd that cannot be is named in the log.
 pub fn cloexec_inherited() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags (raw: no wrapper, as above).
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } == 0 {
+        return;
+    }
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(e) => {
+            tracing::warn!("cannot list /proc/self/fd ({e}): inherited fds may reach exec-mode children");
+            return;
+        }
+    };
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only read and set this fd's flags; the fd that listed the
+        // directory is closed by now and fails harmlessly with EBADF.
+        let set = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) == 0
+        };
+        if !set {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!("cannot mark inherited fd {fd} close-on-exec ({e}): it may reach exec-mode children");
+        }
+    }
 }
 
 /// Whether `fd` is open in this process.
@@ -303,19 +352,30 @@ pub fn own_children() -> Vec<i32> {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split after the
-            // last `)`.
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                s.rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(1)?.parse::<i32>().ok())
-                    == Some(pid)
-            })
-        })
+        .filter(|p| parent_of(*p) == Some(pid))
         .collect()
 }
 
+/// The parent of process `pid`, from `/proc/<pid>/stat`; `None` for a pid that is not positive,
+/// a process that is gone, or a file that does not parse. A zombie keeps its parent until it is
+/// reaped, so a child that has already exited still counts as the caller's.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    if pid <= 0 {
+        return None;
+    }
+    parse_stat_ppid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The ppid field of a `/proc/<pid>/stat` line: `pid (comm) state ppid ...`. `comm` is chosen by
+/// the process and may hold spaces and parentheses, so the fields are split after the last `)`.
+fn parse_stat_ppid(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_ascii_whitespace().nth(1)?.parse::<i32>().ok()
+}
+
 /// Clears `O_NONBLOCK` on a socket a child inherited non-blocking.
+///
+/// Nothing to report: both calls fail only with `EBADF`, and the caller holds `fd`.
 pub fn set_blocking(fd: RawFd) {
     // SAFETY: F_GETFL/F_SETFL on an fd we hold.
     unsafe {
@@ -350,6 +410,8 @@ pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
         tv_sec: (timeout_ms / 1000).into(),
         tv_nsec: ((timeout_ms % 1000) * 1_000_000) as _,
     });
+    // An error reads as "nothing yet": EINTR is that; EFAULT and EINVAL cannot happen with this
+    // array; ENOMEM passes. Every caller looks again, with its own deadline.
     match rustix::event::poll(&mut pfds, timeout.as_ref()) {
         Ok(n) if n > 0 => pfds.iter().map(|p| p.revents().bits() as i16).collect(),
         _ => vec![0; fds.len()],
@@ -401,6 +463,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<std::time::Du
 
 /// `futex(FUTEX_WAKE)` on a shared word (see [`futex_wait`]): wakes one waiter. Never blocks.
 pub fn futex_wake(word: &AtomicU32) {
+    // Fails only for a bad address or flags; `word` is a live reference and the flags are fixed.
     let _ = futex::wake(word, futex::Flags::empty(), 1);
 }
 
@@ -409,6 +472,43 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_parent_is_read_after_the_last_parenthesis() {
+        assert_eq!(parse_stat_ppid("42 (a) b) R 7 42 42 0"), Some(7));
+        assert_eq!(parse_stat_ppid("42 (w) S 99 42"), Some(99));
+        assert_eq!(parse_stat_ppid("42 (w) S"), None);
+        assert_eq!(parse_stat_ppid("garbage"), None);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Exited but not reaped: a zombie still names its parent.
+        assert!(wait_pid_exit(pid, Duration::from_secs(10)).unwrap());
+        assert_eq!(parent_of(pid), Some(std::process::id() as i32));
+        child.wait().unwrap();
+        assert_eq!(parent_of(0), None);
+        assert_eq!(parent_of(-1), None);
+        assert_ne!(parent_of(1), Some(std::process::id() as i32));
+    }
+
+    #[test]
+    fn close_fds_closes_exactly_the_range() {
+        // High numbers, which the kernel gives no other test thread while these are closed
+        // (it hands out the lowest free fd).
+        let (r0, w0) = pipe().unwrap();
+        // SAFETY: F_DUPFD returns a fresh fd this test owns (closed below), or -1.
+        let (r, w) = unsafe {
+            (
+                libc::fcntl(r0.as_raw_fd(), libc::F_DUPFD, 1000),
+                libc::fcntl(w0.as_raw_fd(), libc::F_DUPFD, 1000),
+            )
+        };
+        assert!(r >= 1000 && w >= 1000);
+        close_fds(r as u32, r as u32);
+        assert!(!is_open(r));
+        assert!(is_open(w));
+        close_fds(w as u32, w as u32);
+        assert!(!is_open(w));
+    }
 
     #[test]
     fn poll_in_reports_input_and_nothing_on_a_timeout() {

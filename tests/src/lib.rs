@@ -90,6 +90,8 @@ pub fn build() -> &'static Build {
             "foreign",
             "-p",
             "oldabi",
+            "-p",
+            "shortheader",
         ]);
         cmd.arg("--target-dir").arg(&target_dir);
         if profile_dir.file_name().is_some_and(|n| n == "release") {

@@ -101,6 +101,21 @@ fn a_plugin_built_for_another_abi_major_is_refused(mode: Mode) {
     );
 }
 
+/// The header's own size field says it holds every field; the symbol is only the 16-byte prefix.
+/// Nothing past the symbol may be read (it is not the plugin's header, and its "strings" would
+/// be pointers to anywhere).
+fn a_header_longer_than_its_symbol_is_refused(mode: Mode) {
+    fails_with(
+        Spec::new(mode).plugin("shortheader"),
+        &[
+            "plugin shortheader",
+            "libshortheader.so",
+            "header says it is",
+            "bytes, but steward_plugin_header is 16",
+        ],
+    );
+}
+
 fn init_returning_an_error_is_reported(mode: Mode) {
     fails_with(
         Spec::new(mode).testkit("a").setting("testkit", "init = \"error\""),
@@ -224,6 +239,7 @@ both_modes!(
     a_library_that_is_not_a_plugin_is_refused,
     a_file_that_is_not_a_library_is_refused,
     a_plugin_built_for_another_abi_major_is_refused,
+    a_header_longer_than_its_symbol_is_refused,
     init_returning_an_error_is_reported,
     init_panicking_is_reported,
     duplicate_worker_names_are_refused,
