@@ -402,6 +402,17 @@ fn align(v: u64) -> u64 {
 }
 
 impl Layout {
+    /// The layout a host with `cfg` uses: `max_connections` ordinary connection slots and the ones
+    /// reserved for `status` and `stop`. `run` and `check` both take it from here, so `check`
+    /// reports the segment `run` would create.
+    pub fn for_host(reg: &Registry, cfg: &Config) -> Layout {
+        Layout::compute(
+            reg,
+            cfg.max_worker_processes,
+            cfg.max_connections + crate::control::RESERVED_CONNECTIONS,
+        )
+    }
+
     pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
         let n_static_workers = reg.workers.len() as u32;
         let n_worker_slots = n_static_workers + max_worker_processes;

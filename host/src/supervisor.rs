@@ -269,11 +269,7 @@ impl Supervisor {
             let children = s.registry.for_children();
             (std::mem::replace(&mut s.registry, children), s.settings.clone())
         });
-        let layout = Layout::compute(
-            &registry,
-            cfg.max_worker_processes,
-            cfg.max_connections + crate::control::RESERVED_CONNECTIONS,
-        );
+        let layout = Layout::for_host(&registry, &cfg);
         let started_at_ms = now_ms();
         let segment = Segment::create(&layout, &registry.workers, &registry.regions, &cfg, 1, started_at_ms)?;
 

@@ -566,3 +566,18 @@ fn status_believes_no_host_served_by_another_user() {
         "{v}"
     );
 }
+
+/// Regression: `check` computed the segment without the connection slot reserved for status and
+/// stop, so the size it printed was not the one `run` creates.
+#[test]
+fn check_reports_the_segment_run_creates() {
+    let host = Host::start(Spec::new(Mode::Fork).plugin("hello"));
+    let running = host.status().host.shmem_bytes;
+    let out = cli(host.config(), &["check"]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(
+        s.contains(&format!("shared memory {running} bytes: ")) && s.contains("(+1 reserved for status and stop)"),
+        "the running host has {running} bytes:\n{s}"
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! Runs in: the CLI process, which loads the plugins and runs their init exactly as the
 //! supervisor's preload does (the same code: [`steward_host::preload::preload`]), then computes
-//! the shared-memory layout with the supervisor's code ([`Layout::compute`]). It creates nothing:
+//! the shared-memory layout with the supervisor's code ([`Layout::for_host`]). It creates nothing:
 //! no runtime directory, lock, socket or segment, and starts no process. Exit 0 with a summary,
 //! or 1 with the error `run` would print.
 
@@ -22,7 +22,7 @@ pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
     steward_host::log::set_identity("check", None);
     preload::preload(&cfg)?;
     let (registry, settings) = hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
-    let layout = Layout::compute(&registry, cfg.max_worker_processes, cfg.max_connections);
+    let layout = Layout::for_host(&registry, &cfg);
 
     let mut out = String::new();
     let _ = writeln!(out, "configuration {}", cfg.path.display());
@@ -90,12 +90,13 @@ pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
     }
     let _ = writeln!(
         out,
-        "\nshared memory {} bytes: {} worker slots ({} static + {} dynamic), {} connection slots",
+        "\nshared memory {} bytes: {} worker slots ({} static + {} dynamic), {} connection slots (+{} reserved for status and stop)",
         layout.size,
         layout.n_worker_slots,
         layout.n_static_workers,
         cfg.max_worker_processes,
-        layout.n_connection_slots
+        cfg.max_connections,
+        layout.n_connection_slots - cfg.max_connections
     );
     // Like `run`, a worker whose entry does not resolve is not a start-up error (the worker is
     // marked failed when it launches), but it is worth saying before that happens.
