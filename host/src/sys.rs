@@ -256,9 +256,9 @@ pub fn close_all_except(keep: &[RawFd]) {
     close_fds(from, u32::MAX);
 }
 
-/// Closes fds `first..=last` with `close_range`, or one by one where the kernel has no
-/// `close_range` (before Linux 5.9): a child must never keep an fd of the supervisor's because
-/// the fast way failed.
+/// Closes fds `first..=last` with `close_range`, or, where the kernel has none (before Linux 5.9)
+/// or a filter refuses it, each open one found in `/proc/self/fd`: a child must never keep an fd
+/// of the supervisor's because the fast way failed.
 fn close_fds(first: u32, last: u32) {
     // SAFETY: close_range on fds this process owns; nothing refers to them afterwards (the child
     // ends with _exit and never drops the supervisor's owning objects). A raw system call:
@@ -266,16 +266,74 @@ fn close_fds(first: u32, last: u32) {
     if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } == 0 {
         return;
     }
-    // No fd is at or above the soft limit on open files; without a limit, the kernel's own
-    // ceiling on fd numbers.
+    if close_listed(first, last) {
+        return;
+    }
+    // No /proc either: every number up to the soft limit on open files, capped so that a limit
+    // of 2^30 (some containers) does not mean a billion calls. An fd above both is kept: the
+    // last resort of a machine with neither close_range nor /proc.
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(1 << 20)
-        .min(u64::from(u32::MAX)) as u32;
+        .min(1 << 20) as u32;
     for fd in first..=last.min(limit.saturating_sub(1)) {
         // SAFETY: as above; EBADF for an fd that is not open is the expected answer.
         unsafe { libc::close(fd as RawFd) };
     }
+}
+
+/// Closes the open fds in `first..=last` that `/proc/self/fd` lists, reading the directory with
+/// raw `getdents64` into a stack buffer: no allocation and no lock, so it is safe in a forked
+/// child, as glibc's `closefrom` fallback and CPython's do it. Closing an fd while the listing
+/// goes on is fine: procfs continues from the next fd number. False when `/proc` cannot be
+/// opened.
+fn close_listed(first: u32, last: u32) -> bool {
+    // SAFETY: open of a NUL-terminated constant path; the fd is closed below.
+    let dir = unsafe {
+        libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 2048];
+    loop {
+        // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`, which lives on this
+        // stack frame; `dir` is the directory opened above.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0usize;
+        while at + 19 < n as usize {
+            // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            if reclen == 0 || at + reclen > n as usize {
+                break;
+            }
+            let name = &buf[at + 19..at + reclen];
+            let mut fd: u32 = 0;
+            let mut digits = 0;
+            for &c in name.iter().take_while(|c| **c != 0) {
+                if !c.is_ascii_digit() {
+                    digits = 0;
+                    break;
+                }
+                fd = fd.saturating_mul(10).saturating_add(u32::from(c - b'0'));
+                digits += 1;
+            }
+            if digits > 0 && (first..=last).contains(&fd) && fd as RawFd != dir {
+                // SAFETY: as in `close_fds`.
+                unsafe { libc::close(fd as RawFd) };
+            }
+            at += reclen;
+        }
+    }
+    // SAFETY: the directory fd opened above, closed once.
+    unsafe { libc::close(dir) };
+    true
 }
 
 /// Marks every fd from 3 up close-on-exec: fds the host inherited from whoever started it must
@@ -508,6 +566,26 @@ mod tests {
         assert!(is_open(w));
         close_fds(w as u32, w as u32);
         assert!(!is_open(w));
+    }
+
+    #[test]
+    fn the_proc_listing_closes_exactly_the_range() {
+        // The fallback where close_range is missing, run directly; high numbers as above.
+        let (r0, w0) = pipe().unwrap();
+        // SAFETY: F_DUPFD returns a fresh fd this test owns (closed below), or -1.
+        let (a, b) = unsafe {
+            (
+                libc::fcntl(r0.as_raw_fd(), libc::F_DUPFD, 1100),
+                libc::fcntl(w0.as_raw_fd(), libc::F_DUPFD, 1100),
+            )
+        };
+        assert!(a >= 1100 && b > a);
+        assert!(close_listed(a as u32, a as u32));
+        assert!(!is_open(a));
+        assert!(is_open(b));
+        assert!(is_open(r0.as_raw_fd()) && is_open(w0.as_raw_fd()));
+        assert!(close_listed(b as u32, u32::MAX));
+        assert!(!is_open(b));
     }
 
     #[test]
