@@ -176,10 +176,16 @@ impl SiblingFork {
         if let Err(e) = crate::sys::wait_pid_exit(std::process::id() as i32, std::time::Duration::ZERO) {
             return Err(format!("pidfd_open: {e}"));
         }
-        // It takes a pid the helper reports only once /proc names the supervisor as its parent:
-        // without a readable /proc, every such worker would be refused.
-        if crate::sys::parent_of(std::process::id() as i32).is_none() {
-            return Err("/proc/self/stat cannot be read, so a helper's workers could not be checked".into());
+        // A pid read from a child slot is taken only once /proc names the supervisor as its
+        // parent: that /proc must be readable and this process's own (not another PID
+        // namespace's, where the same number is someone else), so it must give this process's
+        // parent as the kernel does.
+        if crate::sys::parent_of(std::process::id() as i32)
+            != Some(rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()))
+        {
+            return Err(
+                "/proc does not show this process's own parent, so a helper's workers could not be checked".into(),
+            );
         }
         let tid_addr = match rustix::thread::get_clear_child_tid_address() {
             Ok(addr) => addr.map_or(0, |p| p.as_ptr() as usize),

@@ -93,7 +93,7 @@ const HEADER_PREFIX: u64 = 16;
 
 /// The size the loaded library's symbol table gives the object that starts at `addr`, or `None`
 /// when the dynamic linker cannot tell (no such symbol, or not glibc on a 64-bit target).
-fn symbol_size(addr: *const std::ffi::c_void) -> Option<u64> {
+fn symbol_size(addr: *const std::ffi::c_void, name: &str) -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
     {
         // From <dlfcn.h>: ask for the symbol-table entry; the libc crate does not name it.
@@ -104,17 +104,27 @@ fn symbol_size(addr: *const std::ffi::c_void) -> Option<u64> {
         let mut sym: *mut std::ffi::c_void = std::ptr::null_mut();
         // SAFETY: as above; both out-parameters are live locals.
         let found = unsafe { libc::dladdr1(addr, &mut info, &mut sym, RTLD_DL_SYMENT) };
-        // dladdr1 names the nearest symbol at or below `addr`: only one that starts there counts.
-        if found == 0 || sym.is_null() || info.dli_saddr.cast_const() != addr {
+        // dladdr1 names the nearest symbol at or below `addr`: only one that starts there counts,
+        // and only the header symbol itself (an alias at the same address may have another
+        // size, or none).
+        if found == 0 || sym.is_null() || info.dli_saddr.cast_const() != addr || info.dli_sname.is_null() {
+            return None;
+        }
+        // SAFETY: dli_sname points to a NUL-terminated name in the library's string table, mapped
+        // while the library is loaded.
+        let sname = unsafe { std::ffi::CStr::from_ptr(info.dli_sname) };
+        if sname.to_bytes() != name.as_bytes() {
             return None;
         }
         // SAFETY: with RTLD_DL_SYMENT, `sym` points to the symbol's `Elf64_Sym` in the library's
         // dynamic symbol table, mapped read-only while the library is loaded.
-        Some(unsafe { (*(sym as *const libc::Elf64_Sym)).st_size })
+        let size = unsafe { (*(sym as *const libc::Elf64_Sym)).st_size };
+        // A size of 0 means the symbol table does not say.
+        (size != 0).then_some(size)
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
     {
-        let _ = addr;
+        let _ = (addr, name);
         None
     }
 }
@@ -179,7 +189,7 @@ pub fn open(cfg: &Config, name: &str) -> Result<LoadedPlugin, PluginError> {
         };
     // The symbol is the static itself, so its address is the header. Where the library's symbol
     // table gives its size, nothing is read past it.
-    let sym_size = symbol_size(header.cast());
+    let sym_size = symbol_size(header.cast(), abi::HEADER_SYMBOL);
     if let Some(n) = sym_size.filter(|n| *n < HEADER_PREFIX) {
         return Err(refused(
             name,
@@ -553,11 +563,15 @@ mod tests {
         // SAFETY: dlsym only looks the name up.
         let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"getpid".as_ptr()) };
         assert!(!f.is_null());
-        assert!(symbol_size(f).is_some_and(|n| n > 0), "{:?}", symbol_size(f));
+        // glibc may name the entry by an alias of the same function.
+        let size = |addr| symbol_size(addr, "getpid").or_else(|| symbol_size(addr, "__getpid"));
+        assert!(size(f).is_some_and(|n| n > 0), "{:?}", size(f));
+        // Another symbol's name at that address: not this symbol's size.
+        assert_eq!(symbol_size(f, abi::HEADER_SYMBOL), None);
         // Inside the symbol, not at its start: unknown.
-        assert_eq!(symbol_size(f.cast::<u8>().wrapping_add(1).cast()), None);
+        assert_eq!(size(f.cast::<u8>().wrapping_add(1).cast()), None);
         let local = 0u64;
-        assert_eq!(symbol_size((&local as *const u64).cast()), None);
+        assert_eq!(size((&local as *const u64).cast()), None);
     }
 
     #[test]

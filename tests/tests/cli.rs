@@ -520,6 +520,7 @@ fn status_believes_no_host_served_by_another_user() {
         my $srv = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => "$dir/steward.sock", Listen => 8)
             or die "listen: $!";
         chmod 0777, "$dir/steward.sock";
+        $| = 1; print "ready\n";
         while (my $c = $srv->accept) { my $req = <$c>; print $c $answer; close $c; }
     "#;
     let mut fake = Command::new("perl")
@@ -528,17 +529,15 @@ fn status_believes_no_host_served_by_another_user() {
         .arg(&answer)
         .uid(65533)
         .gid(65533)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn perl");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !run.join("steward.sock").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stand-in server never listened"
-        );
-        assert!(fake.try_wait().unwrap().is_none(), "the stand-in server exited");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Listening, with the socket open to all, once it says so (a closed pipe: it failed).
+    let mut ready = String::new();
+    BufReader::new(fake.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "ready\n", "the stand-in server did not start");
     // The victim, a third user, asks. Its copy of the binary sits where it can reach it.
     let bin_dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
