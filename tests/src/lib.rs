@@ -258,7 +258,16 @@ impl Host {
         let log = dir.path().join("steward.log");
         let mut cmd = host_command(&dir.config, Some(&log));
         cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let child = cmd.spawn().expect("spawn steward");
+        Host::spawn_command(dir, spec, log, cmd)
+    }
+
+    /// Starts a host with a command the test built itself (another environment, another
+    /// stderr, a wrapper such as `unshare`), without waiting for it. `cmd` runs the host on
+    /// `dir`'s configuration with its output in `log`; it is put in a process group of its own,
+    /// which the harness ends on drop.
+    pub fn spawn_command(dir: Dir, spec: Spec, log: PathBuf, mut cmd: Command) -> Host {
+        cmd.process_group(0);
+        let child = cmd.spawn().expect("spawn the host");
         let pid = child.id() as i32;
         Host {
             dir,

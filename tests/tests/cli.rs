@@ -24,6 +24,24 @@ fn steward(args: &[&str], env: &[(&str, &Path)]) -> Output {
     run_bounded(cmd, Duration::from_secs(30))
 }
 
+/// `steward status --json --runtime-dir DIR` run as uid 65534 (nobody), from a copy of the binary
+/// in a directory that user can reach (the build tree may not be).
+fn status_as_nobody(runtime_dir: &Path) -> Output {
+    let bin_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("steward");
+    std::fs::copy(&build().bin, &bin).expect("copy steward");
+    let mut cmd = Command::new(&bin);
+    cmd.args(["status", "--json", "--runtime-dir"])
+        .arg(runtime_dir)
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("STEWARD_RUNTIME_DIR")
+        .env("HOME", bin_dir.path())
+        .uid(65534)
+        .gid(65534);
+    run_bounded(cmd, Duration::from_secs(30))
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -280,22 +298,9 @@ fn status_exits_4_when_a_lock_holder_does_not_answer() {
 
 fn status_exits_4_without_permission(mode: Mode) {
     let host = Host::start(Spec::new(mode).plugin("hello"));
-    // The tests run as root, which every permission lets through; run the CLI as nobody. Its
-    // copy of the binary sits in a directory nobody can reach (the build tree may not be).
-    let bin_dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = bin_dir.path().join("steward");
-    std::fs::copy(&build().bin, &bin).expect("copy steward");
-    // The host's temporary directory is 0700 root: nobody cannot even look into it.
-    let mut cmd = Command::new(&bin);
-    cmd.args(["status", "--json", "--runtime-dir"])
-        .arg(host.dir.run_dir())
-        .env_remove("STEWARD_CONFIG")
-        .env_remove("STEWARD_RUNTIME_DIR")
-        .env("HOME", bin_dir.path())
-        .uid(65534)
-        .gid(65534);
-    let out = run_bounded(cmd, Duration::from_secs(30));
+    // The tests run as root, which every permission lets through; run the CLI as nobody. The
+    // host's temporary directory is 0700 root: nobody cannot even look into it.
+    let out = status_as_nobody(&host.dir.run_dir());
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     let v = json(&out);
     assert_eq!(v["state"], "unknown");
@@ -538,20 +543,8 @@ fn status_believes_no_host_served_by_another_user() {
         .read_line(&mut ready)
         .unwrap();
     assert_eq!(ready, "ready\n", "the stand-in server did not start");
-    // The victim, a third user, asks. Its copy of the binary sits where it can reach it.
-    let bin_dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = bin_dir.path().join("steward");
-    std::fs::copy(&build().bin, &bin).expect("copy steward");
-    let mut cmd = Command::new(&bin);
-    cmd.args(["status", "--json", "--runtime-dir"])
-        .arg(&run)
-        .env_remove("STEWARD_CONFIG")
-        .env_remove("STEWARD_RUNTIME_DIR")
-        .env("HOME", bin_dir.path())
-        .uid(65534)
-        .gid(65534);
-    let out = run_bounded(cmd, Duration::from_secs(30));
+    // The victim, a third user, asks.
+    let out = status_as_nobody(&run);
     let _ = fake.kill();
     let _ = fake.wait();
     assert_eq!(out.status.code(), Some(4), "{}{}", text(&out.stdout), text(&out.stderr));

@@ -106,6 +106,13 @@ impl Notify {
     }
 }
 
+/// Where the first notification containing `needle` is in `got`.
+fn index_of(got: &[String], needle: &str) -> usize {
+    got.iter()
+        .position(|m| m.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle} in {got:?}"))
+}
+
 fn after_stopping_the_service_manager_never_hears_running(mode: Mode) {
     let notify = Notify::new();
     // A worker that ignores SIGTERM keeps the shutdown going while the others exit, so the
@@ -133,10 +140,7 @@ fn after_stopping_the_service_manager_never_hears_running(mode: Mode) {
     }
     host.wait_exit(T);
     let got = notify.drain();
-    let stopping = got
-        .iter()
-        .position(|m| m.contains("STOPPING=1"))
-        .unwrap_or_else(|| panic!("no STOPPING=1 in {got:?}"));
+    let stopping = index_of(&got, "STOPPING=1");
     assert!(got[stopping].contains("STATUS=stopping: fast shutdown"), "{got:?}");
     for m in &got[stopping..] {
         assert!(!m.contains("STATUS=running"), "running after STOPPING=1: {got:?}");
@@ -507,10 +511,7 @@ fn a_long_start_up_extends_the_start_timeout_and_a_stop_the_stop_timeout(mode: M
     host.signal(libc::SIGINT);
     host.wait_exit(T);
     let got = notify.drain();
-    let stopping = got
-        .iter()
-        .position(|m| m.contains("STOPPING=1"))
-        .unwrap_or_else(|| panic!("no STOPPING=1 in {got:?}"));
+    let stopping = index_of(&got, "STOPPING=1");
     assert!(got[stopping].contains("EXTEND_TIMEOUT_USEC=12000000"), "{got:?}");
     assert!(
         !got[ready..stopping].iter().any(|m| m.contains("EXTEND_TIMEOUT_USEC")),

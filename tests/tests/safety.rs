@@ -233,17 +233,8 @@ fn start_in(dir: Dir, spec: Spec, env: &[(&str, String)]) -> Host {
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .process_group(0);
-    let child = cmd.spawn().expect("spawn steward");
-    let pid = child.id() as i32;
-    let host = Host {
-        dir,
-        child: Some(child),
-        pid,
-        log,
-        spec,
-    };
+        .stderr(file);
+    let host = Host::spawn_command(dir, spec, log, cmd);
     host.wait_for("running", T, |s| s.host.state == "running");
     host
 }

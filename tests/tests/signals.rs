@@ -245,16 +245,8 @@ fn start_as_pid_1(spec: Spec) -> (Host, i32) {
         .stdin(std::process::Stdio::null())
         .stdout(f.try_clone().expect("dup log"))
         .stderr(f);
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let child = cmd.spawn().expect("spawn unshare");
-    let pid = child.id() as i32;
-    let host = Host {
-        dir,
-        child: Some(child),
-        pid,
-        log,
-        spec,
-    };
+    let host = Host::spawn_command(dir, spec, log, cmd);
+    let pid = host.pid;
     let s = host.wait_for("the host running", T, |s| s.host.state == "running");
     assert_eq!(s.host.pid, 1, "the host is not PID 1 of its namespace");
     let outer = children_of(pid);
