@@ -1684,22 +1684,6 @@ impl Supervisor {
                     if self.adopted.is_empty() {
                         return true;
                     }
-                    if !signalled {
-                        // Smart or fast with no child left to signal: the adopted ones still are.
-                        let sig = if mode == StopMode::Immediate {
-                            Signal::SIGQUIT
-                        } else {
-                            Signal::SIGTERM
-                        };
-                        self.signal_adopted(sig);
-                        self.phase = Phase::Stopping {
-                            mode,
-                            signalled: true,
-                            kill_at: Some(now + self.cfg.shutdown_timeout),
-                            killed,
-                        };
-                        return false;
-                    }
                 }
                 let connections = self
                     .children
@@ -1715,8 +1699,12 @@ impl Supervisor {
                     } else {
                         Signal::SIGTERM
                     };
-                    self.signal_all(sig, |_| true);
-                    self.scan_adopted();
+                    // With no child left (smart or fast), the adopted ones are still signalled;
+                    // the scan just above has found them already.
+                    if !self.children.is_empty() {
+                        self.signal_all(sig, |_| true);
+                        self.scan_adopted();
+                    }
                     self.signal_adopted(sig);
                     self.phase = Phase::Stopping {
                         mode,
