@@ -1,0 +1,166 @@
+//! Launching workers: the batch the core asked for, split with a fork helper when that pays,
+//! handed to a ready spare in exec mode, or started through `launch_child`.
+//!
+//! Runs in: the supervisor. Every launch's result goes back to the core as
+//! [`Event::Launched`] or [`Event::LaunchFailed`] before any other event.
+//!
+//! The batch lives on the stack: nothing the supervisor frees between forks (decision 49).
+
+use std::sync::atomic::Ordering;
+
+use super::core::{Action, Event, WorkerKey};
+use super::{now, Supervisor};
+use crate::launch::{launch_child, ChildKind, ClientSocket, StartupData};
+use crate::shmem::CHILD_FREE;
+
+/// The smallest batch of due workers worth a fork helper: below it, forking the helper costs
+/// about as much as the forks it takes over.
+const HELPER_MIN_BATCH: usize = 16;
+
+impl Supervisor {
+    /// Launches `due` (at most a batch); in fork mode, a helper forks the second half of a large
+    /// batch while this process forks the first (decision 50).
+    pub(super) fn launch_batch(&mut self, due: &[WorkerKey], out: &mut Vec<Action>) {
+        let mut split = due.len();
+        let mut helper = None;
+        if let (Some(sib), true) = (self.sibling_fork, due.len() >= HELPER_MIN_BATCH) {
+            let half = due.len() / 2;
+            for k in &due[half..] {
+                self.prepare_launch(k.slot);
+                self.assign_child_slot(k.slot);
+                // The kernel writes each new worker's pid here (see `ForkHelper::finish`).
+                self.segment.child_slot(k.slot).pid.store(0, Ordering::Release);
+            }
+            let slots = due[half..].iter().map(|k| k.slot).collect();
+            match crate::launch::start_fork_helper(&self.env(), sib, slots) {
+                Ok(h) => {
+                    tracing::debug!("a fork helper starts {} of {} due workers", due.len() - half, due.len());
+                    helper = Some(h);
+                    split = half;
+                }
+                Err(e) => tracing::debug!("no fork helper ({e}): the supervisor forks the whole batch"),
+            }
+        }
+        for &k in &due[..split] {
+            self.launch_worker(k, out);
+        }
+        if let Some(h) = helper {
+            for (slot, result) in h.finish(&self.segment) {
+                let Some(&key) = due[split..].iter().find(|k| k.slot == slot) else {
+                    continue;
+                };
+                // `finish` checked that each pid is this process's child; one it already tracks
+                // (another worker, a spare, an adopted process) was forged in shared memory.
+                let result = result.and_then(|pid| {
+                    if self.core.child(pid).is_some() || self.core.adopted_from(pid).is_some() {
+                        let why =
+                            format!("child slot {slot} claims pid {pid}, which is another child of the supervisor");
+                        return Err(std::io::Error::other(why));
+                    }
+                    Ok(pid)
+                });
+                if result.is_err() {
+                    self.free_child_slot(slot);
+                }
+                self.record_launch(key, result, None, out);
+            }
+        }
+    }
+
+    /// Clears a worker's launch timestamps in its child slot before it is launched.
+    fn prepare_launch(&self, slot: u32) {
+        let cs = self.segment.child_slot(slot);
+        cs.entered_at_ns.store(0, Ordering::Relaxed);
+        cs.launched_at_ns.store(crate::shmem::monotonic_ns(), Ordering::Relaxed);
+    }
+
+    fn launch_worker(&mut self, key: WorkerKey, out: &mut Vec<Action>) {
+        let slot = key.slot;
+        self.prepare_launch(slot);
+        // Only a spare that finished loading: one still loading could fail on a plugin file that
+        // has changed since, and would report that older failure as this worker's.
+        let ready = self
+            .spares
+            .iter()
+            .position(|(_, s)| self.segment.child_slot(*s).ready.load(Ordering::Acquire) == 1);
+        match ready.map(|k| self.spares.swap_remove(k)) {
+            Some((pid, sslot)) => {
+                // Hand the worker slot to a spare: it claims `slot` and runs the entry.
+                self.assign_child_slot(slot);
+                self.segment.child_slot(slot).pid.store(pid, Ordering::Relaxed);
+                let ss = self.segment.child_slot(sslot);
+                ss.assign.store(slot + 1, Ordering::Release);
+                crate::sys::futex_wake(&ss.assign);
+                self.handoffs.push(pid);
+                self.spare_refill += 1;
+                // The core's record of the spare becomes this worker's (same pid).
+                self.record_launch(key, Ok(pid), Some(sslot), out);
+            }
+            None => {
+                let result = self.start_child(
+                    ChildKind::Worker,
+                    Some(slot),
+                    &StartupData::Worker { worker_slot: slot },
+                    None,
+                );
+                self.record_launch(key, result, None, out);
+            }
+        }
+    }
+
+    fn record_launch(
+        &mut self,
+        key: WorkerKey,
+        result: std::io::Result<i32>,
+        spare: Option<u32>,
+        out: &mut Vec<Action>,
+    ) {
+        match result {
+            Ok(pid) => {
+                self.core.handle(
+                    Event::Launched {
+                        key,
+                        pid,
+                        spare_slot: spare,
+                    },
+                    now(),
+                    out,
+                );
+                if let Some(w) = self.core.worker(key) {
+                    tracing::debug!("started worker {} (pid {pid})", w.spec.name);
+                }
+            }
+            Err(e) => self.core.handle(Event::LaunchFailed { key, error: &e }, now(), out),
+        }
+    }
+
+    /// Marks a child slot as assigned to a child about to start, with no reason yet.
+    pub(super) fn assign_child_slot(&self, slot: u32) {
+        let cs = self.segment.child_slot(slot);
+        cs.reason.store("");
+        cs.state.store(crate::shmem::CHILD_ASSIGNED, Ordering::Release);
+    }
+
+    fn free_child_slot(&self, slot: u32) {
+        self.segment.child_slot(slot).state.store(CHILD_FREE, Ordering::Release);
+    }
+
+    /// Starts a child through `launch_child`. Its slot, if it has one, is assigned first and
+    /// freed again if the launch fails. The caller tells the core.
+    pub(super) fn start_child(
+        &mut self,
+        kind: ChildKind,
+        slot: Option<u32>,
+        startup: &StartupData,
+        client: Option<ClientSocket>,
+    ) -> std::io::Result<i32> {
+        if let Some(s) = slot {
+            self.assign_child_slot(s);
+        }
+        let result = launch_child(&self.env(), kind, slot, startup, client);
+        if let (Err(_), Some(s)) = (&result, slot) {
+            self.free_child_slot(s);
+        }
+        result
+    }
+}
