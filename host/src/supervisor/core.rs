@@ -27,6 +27,8 @@
 
 mod exits;
 pub mod rows;
+#[cfg(test)]
+mod tests;
 mod workers;
 
 use std::collections::BTreeMap;

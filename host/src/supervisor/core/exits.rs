@@ -42,6 +42,7 @@ impl Core {
                 child.kind.info().name
             );
             self.crash(&what, now, out);
+            self.after_exit(now, out);
             return;
         }
         match child.kind {

@@ -283,6 +283,8 @@ thread_local! {
 #[inline(always)]
 pub fn fired(row: Row) {
     #[cfg(test)]
+    assert!(ROWS.iter().any(|r| r.row == row), "{row:?} is not in the table");
+    #[cfg(test)]
     FIRED.with(|f| *f.borrow_mut().entry(row).or_default() += 1);
     #[cfg(not(test))]
     let _ = row;
