@@ -27,6 +27,7 @@
 
 mod exits;
 pub mod rows;
+mod stopping;
 #[cfg(test)]
 mod tests;
 mod workers;
@@ -480,62 +481,6 @@ impl Core {
         }
     }
 
-    fn deadline(&mut self, now: Now, out: &mut Vec<Action>) {
-        match self.phase {
-            Phase::Up(progress) => self.launch_due(progress, now, out),
-            Phase::Recovering(Recovery::Quitting { kill_at }) if now.mono >= kill_at => {
-                let n = self.attached_children();
-                if n == 0 {
-                    return;
-                }
-                rows::fired(Row::RecoverKill);
-                let who = match n {
-                    1 => "1 child".to_owned(),
-                    n => format!("{n} children"),
-                };
-                out.push(Action::Log(
-                    Level::Warn,
-                    format!("{who} still alive after crash_kill_timeout: sending SIGKILL"),
-                ));
-                self.signal_children(Signal::SIGKILL, |c| c.kind.info().attaches_shmem, out);
-                self.phase = Phase::Recovering(Recovery::Killed);
-            }
-            Phase::Stopping(Shutdown::Signalled { mode, kill_at }) if now.mono >= kill_at => {
-                rows::fired(Row::StopKill);
-                self.log_stragglers(out);
-                self.signal_children(Signal::SIGKILL, |_| true, out);
-                self.signal_adopted(Signal::SIGKILL, out);
-                self.phase = Phase::Stopping(Shutdown::Killed { mode });
-            }
-            _ => {}
-        }
-    }
-
-    /// Names every process still alive at the SIGKILL of a shutdown, in pid order.
-    fn log_stragglers(&self, out: &mut Vec<Action>) {
-        let mut live: Vec<(i32, Child)> = self.children.iter().map(|(p, c)| (p, *c)).collect();
-        live.sort_by_key(|(pid, _)| *pid);
-        let mut names: Vec<String> = live
-            .iter()
-            .map(|(pid, c)| match c.worker.and_then(|k| self.worker(k)) {
-                Some(w) => format!("{} (pid {pid})", w.spec.name),
-                None => format!("{} (pid {pid})", c.kind.info().name),
-            })
-            .collect();
-        names.extend(
-            self.adopted
-                .iter()
-                .map(|(pid, from)| format!("adopted process {pid} (left behind by {from})")),
-        );
-        out.push(Action::Log(
-            Level::Warn,
-            format!(
-                "still running after shutdown_timeout, sending SIGKILL: {}",
-                names.join(", ")
-            ),
-        ));
-    }
-
     fn reloaded(&mut self, settings: Option<Settings>, out: &mut Vec<Action>) {
         let Some(settings) = settings else {
             rows::fired(Row::ReloadRefused);
@@ -581,140 +526,6 @@ impl Core {
             .filter(|c| c.kind == ChildKind::Connection)
             .count()
     }
-
-    // ---- crash recovery ----
-
-    /// A child attached to shared memory crashed (`what` names it and how).
-    fn crash(&mut self, what: &str, now: Now, out: &mut Vec<Action>) {
-        if !self.is_up() {
-            rows::fired(Row::CrashIgnored);
-            return;
-        }
-        if !self.settings.restart_after_crash {
-            rows::fired(Row::CrashStop);
-            out.push(Action::Log(
-                Level::Error,
-                format!("{what}; restart_after_crash is off: stopping the host"),
-            ));
-            self.exit_code = crate::exit_code::FAILURE;
-            self.stop(StopMode::Immediate, "a crash", now, out);
-            return;
-        }
-        rows::fired(Row::CrashRecover);
-        out.push(Action::Log(
-            Level::Error,
-            format!(
-                "{what}; {} and resetting shared memory",
-                stopping_children(self.children.len())
-            ),
-        ));
-        let kill_at = now.mono + self.settings.crash_kill_timeout;
-        self.enter(Phase::Recovering(Recovery::Quitting { kill_at }), out);
-        self.signal_children(Signal::SIGQUIT, |_| true, out);
-    }
-
-    /// After anything left: a recovery resets once no attached child is left; a shutdown moves
-    /// on once the connections or all children are gone.
-    fn after_exit(&mut self, now: Now, out: &mut Vec<Action>) {
-        match self.phase {
-            Phase::Recovering(Recovery::Quitting { .. } | Recovery::Killed) if self.attached_children() == 0 => {
-                rows::fired(Row::RecoverReset);
-                self.phase = Phase::Recovering(Recovery::Resetting);
-                self.generation += 1;
-                out.push(Action::CreateSegment {
-                    generation: self.generation,
-                });
-            }
-            Phase::Stopping(s) => {
-                if s == Shutdown::SmartWaiting && self.connections() == 0 {
-                    rows::fired(Row::SmartProceeds);
-                    self.signal_stop(StopMode::Smart, now, out);
-                }
-                if self.children.is_empty() && !self.scan_pending {
-                    // Nothing that is left may outlive the host: look once more for processes
-                    // the last children left behind.
-                    rows::fired(Row::StopScan);
-                    self.scan_pending = true;
-                    out.push(Action::ScanAdopted);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn segment_created(&mut self, now: Now, out: &mut Vec<Action>) {
-        rows::fired(Row::ResetDone);
-        let restarting = self.reset_workers(now, out);
-        // Published by `enter_startup` below, so the host goes from recovering to startup (or
-        // running) without reporting the running of before the crash in between.
-        self.phase = Phase::Up(Progress::Init);
-        out.push(Action::Log(
-            Level::Info,
-            format!(
-                "shared memory reset (generation {}); restarting {restarting} workers",
-                self.generation
-            ),
-        ));
-        self.enter_startup(out);
-    }
-
-    // ---- shutdown ----
-
-    fn stop(&mut self, mode: StopMode, why: &str, now: Now, out: &mut Vec<Action>) {
-        if let Phase::Stopping(s) = self.phase {
-            if mode <= s.mode() {
-                rows::fired(Row::StopIgnored);
-                return;
-            }
-        }
-        out.push(Action::Log(
-            Level::Info,
-            format!("{} shutdown requested ({why})", mode.as_str()),
-        ));
-        self.cancel_restarts(out);
-        if mode == StopMode::Smart && self.connections() > 0 {
-            rows::fired(Row::StopSmartWaits);
-            self.enter(Phase::Stopping(Shutdown::SmartWaiting), out);
-        } else {
-            rows::fired(Row::StopSignals);
-            self.signal_stop(mode, now, out);
-        }
-        self.after_exit(now, out);
-    }
-
-    /// Signals every child and adopted process for a shutdown in `mode` and starts the
-    /// `shutdown_timeout` clock.
-    fn signal_stop(&mut self, mode: StopMode, now: Now, out: &mut Vec<Action>) {
-        let kill_at = now.mono + self.settings.shutdown_timeout;
-        self.enter(Phase::Stopping(Shutdown::Signalled { mode, kill_at }), out);
-        let sig = stop_signal(mode);
-        self.signal_children(sig, |_| true, out);
-        self.signal_adopted(sig, out);
-        if !self.children.is_empty() && !self.scan_pending {
-            // A process a child left behind just now is found and signalled too.
-            self.scan_pending = true;
-            out.push(Action::ScanAdopted);
-        }
-    }
-
-    fn adopted(&mut self, pid: i32, from: String, out: &mut Vec<Action>) {
-        self.adopted.insert(pid, from);
-        let sig = match self.phase {
-            Phase::Stopping(Shutdown::Signalled { mode, .. }) => stop_signal(mode),
-            Phase::Stopping(Shutdown::Killed { .. }) => Signal::SIGKILL,
-            _ => return,
-        };
-        rows::fired(Row::AdoptedSignalled);
-        out.push(Action::Signal { pid, sig });
-    }
-
-    fn scanned(&mut self, out: &mut Vec<Action>) {
-        self.scan_pending = false;
-        if matches!(self.phase, Phase::Stopping(_)) && self.children.is_empty() && self.adopted.is_empty() {
-            rows::fired(Row::StopExit);
-            out.push(Action::Exit(self.exit_code));
-        }
-    }
 }
 
 /// Whether the host got far enough for a worker with `start` to start.
@@ -724,21 +535,5 @@ fn start_time_reached(progress: Progress, start: crate::registry::StartTime) -> 
         StartTime::HostStart => true,
         StartTime::Consistent => matches!(progress, Progress::Consistent | Progress::Running),
         StartTime::Running => progress == Progress::Running,
-    }
-}
-
-fn stop_signal(mode: StopMode) -> Signal {
-    match mode {
-        StopMode::Immediate => Signal::SIGQUIT,
-        StopMode::Smart | StopMode::Fast => Signal::SIGTERM,
-    }
-}
-
-/// The log's words for stopping the children left at a crash (the crashed one is gone already).
-fn stopping_children(n: usize) -> String {
-    match n {
-        0 => "no other child is running".to_owned(),
-        1 => "stopping the 1 other child (SIGQUIT)".to_owned(),
-        n => format!("stopping the {n} other children (SIGQUIT)"),
     }
 }
