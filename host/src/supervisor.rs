@@ -32,20 +32,25 @@ mod admission;
 mod adoption;
 mod batch;
 pub mod core;
+pub mod launch;
+pub mod notify;
+pub mod private;
 mod reloading;
+pub mod run;
 mod spares;
+pub mod spawn;
 mod status;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::launch::ChildEnv;
-use crate::lockfile::LockFile;
-use crate::registry::{Registry, Settings};
-use crate::shmem::{Layout, Segment};
-use crate::time::now_ms;
+use crate::shared::config::Config;
+use crate::shared::handoff::ChildEnv;
+use crate::shared::lockfile::LockFile;
+use crate::shared::registry::{Registry, Settings};
+use crate::shared::shmem::{Layout, Segment};
+use crate::shared::time::now_ms;
 
 use self::core::{Action, Core, Event, Level, Now};
 
@@ -71,7 +76,7 @@ pub struct Supervisor {
     last_scan: Option<Instant>,
     connection_slots: Vec<bool>,
     dead_ends: usize,
-    notifier: crate::notify::Notifier,
+    notifier: crate::supervisor::notify::Notifier,
     watchdog_at: Option<Instant>,
     /// While the first start-up's hooks run (before the first `READY=1`): when to extend the
     /// service manager's start timeout again. `None` outside that window.
@@ -89,9 +94,9 @@ pub struct Supervisor {
     /// Workers started from a spare that have not claimed their own child slot yet.
     handoffs: Vec<i32>,
     /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
-    sibling_fork: Option<crate::launch::SiblingFork>,
+    sibling_fork: Option<crate::supervisor::launch::SiblingFork>,
     /// The verdict of the last reload, for status and the reload's caller.
-    last_reload: Option<crate::control::ReloadReport>,
+    last_reload: Option<crate::shared::control::ReloadReport>,
     /// Keys whose new value in the file waits for a restart (from the last applied reload).
     pending_restart: Vec<String>,
     /// Keys whose running value came from the file (see `reload_applied`).
@@ -112,7 +117,7 @@ pub struct Supervisor {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
-    Segment(#[from] crate::shmem::SegmentError),
+    Segment(#[from] crate::shared::shmem::SegmentError),
     #[error("cannot listen on {path}: {err}", path = path.display())]
     Listen {
         path: std::path::PathBuf,
@@ -144,10 +149,14 @@ fn core_settings(cfg: &Config) -> core::Settings {
 impl Supervisor {
     /// Creates the segment, the control socket and the signal plumbing. Plugins are loaded and
     /// the registry frozen already.
-    pub fn new(cfg: Config, lock: LockFile, notifier: crate::notify::Notifier) -> Result<Supervisor, StartError> {
+    pub fn new(
+        cfg: Config,
+        lock: LockFile,
+        notifier: crate::supervisor::notify::Notifier,
+    ) -> Result<Supervisor, StartError> {
         // The worker registrations move out of the plugin-facing state, which forked children
         // inherit and which needs only the regions from now on: one copy, in the core.
-        let (mut registry, settings) = crate::hostapi::with_state(|s| {
+        let (mut registry, settings) = crate::shared::hostapi::with_state(|s| {
             let children = s.registry.for_children();
             (std::mem::replace(&mut s.registry, children), s.settings.clone())
         });
@@ -182,12 +191,12 @@ impl Supervisor {
         })?;
         listener.set_nonblocking(true)?;
 
-        if cfg.launch_mode == crate::config::LaunchMode::Fork {
+        if cfg.launch_mode == crate::shared::config::LaunchMode::Fork {
             // Forked workers inherit the answers (see `resolve_entry`); a failure is still
             // reported by the worker's child, as its own. Done once here, not per launch: a page
             // the supervisor writes between forks is copied again after every fork.
             for spec in &registry.workers {
-                let _ = crate::preload::resolve_entry(&spec.library, &spec.function);
+                let _ = crate::shared::preload::resolve_entry(&spec.library, &spec.function);
             }
         }
         let core = Core::new(
@@ -197,21 +206,21 @@ impl Supervisor {
             !registry.hooks.is_empty(),
         )?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let sibling_fork = if cfg.launch_mode == crate::config::LaunchMode::Fork && cores > 1 {
-            crate::launch::SiblingFork::probe()
+        let sibling_fork = if cfg.launch_mode == crate::shared::config::LaunchMode::Fork && cores > 1 {
+            crate::supervisor::launch::SiblingFork::probe()
                 .inspect_err(|why| tracing::debug!("workers are forked by the supervisor alone: {why}"))
                 .ok()
         } else {
             None
         };
-        let file_keys = crate::reload::keys_in_file(&cfg.path);
+        let file_keys = crate::shared::reload::keys_in_file(&cfg.path);
         let overrides = match Config::load(&cfg.path) {
             Ok(file) if file.launch_mode != cfg.launch_mode => vec!["host.launch_mode"],
             _ => Vec::new(),
         };
         let host_defaults = Config::parse(&cfg.path, "")
             .map(|d| {
-                crate::reload::host_settings(&d)
+                crate::shared::reload::host_settings(&d)
                     .into_iter()
                     .map(|h| (h.key, h.value))
                     .collect()
@@ -224,7 +233,10 @@ impl Supervisor {
             overrides,
             host_defaults,
             // The last one is reserved for status and stop (see `accept`).
-            connection_slots: vec![false; (cfg.max_connections + crate::control::RESERVED_CONNECTIONS) as usize],
+            connection_slots: vec![
+                false;
+                (cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS) as usize
+            ],
             cfg,
             core,
             actions: Vec::new(),
@@ -245,7 +257,7 @@ impl Supervisor {
             status_sent_at: None,
             status_due: None,
             spares: Vec::new(),
-            spare_refill: crate::shmem::SPARE_CHILDREN,
+            spare_refill: crate::shared::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
             sibling_fork,
             listener,
@@ -278,7 +290,7 @@ impl Supervisor {
     pub fn run(mut self) -> i32 {
         self.watchdog_at = self.notifier.watchdog_every.map(|d| Instant::now() + d);
         self.feed(Event::Start);
-        if self.notifier.enabled() && self.core.state() != crate::control::HostState::Running {
+        if self.notifier.enabled() && self.core.state() != crate::shared::control::HostState::Running {
             self.extend_at = Some(Instant::now());
             self.extend_start_timeout();
         }
@@ -289,7 +301,7 @@ impl Supervisor {
             self.layout.n_static_workers,
             self.layout.n_worker_slots - self.layout.n_static_workers,
             self.cfg.max_connections,
-            crate::control::RESERVED_CONNECTIONS,
+            crate::shared::control::RESERVED_CONNECTIONS,
             self.layout.size,
             self.cfg.launch_mode.as_str(),
             self.cfg.socket_path().display()
@@ -299,7 +311,7 @@ impl Supervisor {
             if pending & crate::sys::SIG_CHLD != 0 {
                 self.reap();
             }
-            use crate::control::StopMode;
+            use crate::shared::control::StopMode;
             if pending & crate::sys::SIG_QUIT != 0 {
                 self.feed(Event::Stop {
                     mode: StopMode::Immediate,
@@ -389,7 +401,7 @@ impl Supervisor {
 
     /// A startup hook declared the host consistent (flag in the header, SIGUSR1 as a wake-up).
     fn check_consistent(&mut self) {
-        if self.core.state() == crate::control::HostState::Startup
+        if self.core.state() == crate::shared::control::HostState::Startup
             && self
                 .segment
                 .header()
@@ -437,8 +449,9 @@ impl Supervisor {
                 }
                 Action::StartStartup => {
                     let slot = self.layout.startup_child_slot();
-                    let kind = crate::launch::ChildKind::Startup;
-                    let event_result = self.start_child(kind, Some(slot), &crate::launch::StartupData::Startup, None);
+                    let kind = crate::shared::handoff::ChildKind::Startup;
+                    let event_result =
+                        self.start_child(kind, Some(slot), &crate::shared::handoff::StartupData::Startup, None);
                     match event_result {
                         Ok(pid) => self.core.handle(
                             Event::ChildStarted {
@@ -494,7 +507,7 @@ impl Supervisor {
                 self.publish_info();
                 self.spares.clear();
                 self.handoffs.clear();
-                self.spare_refill = crate::shmem::SPARE_CHILDREN;
+                self.spare_refill = crate::shared::shmem::SPARE_CHILDREN;
                 self.core.handle(Event::SegmentCreated, now(), out);
             }
             Err(e) => self

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 
 use super::core::{Event, Phase};
 use super::Supervisor;
-use crate::launch::{ChildKind, ClientSocket, StartupData};
+use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
 
 /// Most connections accepted per loop iteration.
 const ACCEPT_BATCH: usize = 32;

@@ -18,9 +18,9 @@ use nix::unistd::Pid;
 
 use super::core::{Action, Event, SlotCopy, WorkerKey};
 use super::{now, Supervisor};
-use crate::launch::ChildKind;
-use crate::lifecycle::{classify, ExitStatus, Outcome};
-use crate::shmem::{CHILD_ACTIVE, CHILD_FREE};
+use crate::shared::handoff::ChildKind;
+use crate::shared::lifecycle::{classify, ExitStatus, Outcome};
+use crate::shared::shmem::{CHILD_ACTIVE, CHILD_FREE};
 
 /// A process the supervisor reaped, as an adopted process found after it is attributed to it.
 #[derive(Debug, Clone, Copy)]

@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 
 use super::core::{Action, Event, WorkerKey};
 use super::{now, Supervisor};
-use crate::launch::{launch_child, ChildKind, ClientSocket, StartupData};
-use crate::shmem::CHILD_FREE;
+use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
+use crate::shared::shmem::CHILD_FREE;
+use crate::supervisor::launch::launch_child;
 
 /// The smallest batch of due workers worth a fork helper: below it, forking the helper costs
 /// about as much as the forks it takes over.
@@ -32,7 +33,7 @@ impl Supervisor {
                 self.segment.child_slot(k.slot).pid.store(0, Ordering::Release);
             }
             let slots = due[half..].iter().map(|k| k.slot).collect();
-            match crate::launch::start_fork_helper(&self.env(), sib, slots) {
+            match crate::supervisor::launch::start_fork_helper(&self.env(), sib, slots) {
                 Ok(h) => {
                     tracing::debug!("a fork helper starts {} of {} due workers", due.len() - half, due.len());
                     helper = Some(h);
@@ -71,7 +72,8 @@ impl Supervisor {
     fn prepare_launch(&self, slot: u32) {
         let cs = self.segment.child_slot(slot);
         cs.entered_at_ns.store(0, Ordering::Relaxed);
-        cs.launched_at_ns.store(crate::shmem::monotonic_ns(), Ordering::Relaxed);
+        cs.launched_at_ns
+            .store(crate::shared::shmem::monotonic_ns(), Ordering::Relaxed);
     }
 
     fn launch_worker(&mut self, key: WorkerKey, out: &mut Vec<Action>) {
@@ -138,7 +140,7 @@ impl Supervisor {
     pub(super) fn assign_child_slot(&self, slot: u32) {
         let cs = self.segment.child_slot(slot);
         cs.reason.store("");
-        cs.state.store(crate::shmem::CHILD_ASSIGNED, Ordering::Release);
+        cs.state.store(crate::shared::shmem::CHILD_ASSIGNED, Ordering::Release);
     }
 
     fn free_child_slot(&self, slot: u32) {

@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::control::{HostState, StopMode};
-use crate::launch::ChildKind;
-use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::private::{PidMap, PrivateVec};
-use crate::registry::WorkerSpec;
+use crate::shared::control::{HostState, StopMode};
+use crate::shared::handoff::ChildKind;
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::registry::WorkerSpec;
+use crate::supervisor::private::{PidMap, PrivateVec};
 
 use rows::Row;
 pub use workers::{NoFreeSlot, NotRemovable, Worker, WorkerKey, WorkerRun};
@@ -529,8 +529,8 @@ impl Core {
 }
 
 /// Whether the host got far enough for a worker with `start` to start.
-fn start_time_reached(progress: Progress, start: crate::registry::StartTime) -> bool {
-    use crate::registry::StartTime;
+fn start_time_reached(progress: Progress, start: crate::shared::registry::StartTime) -> bool {
+    use crate::shared::registry::StartTime;
     match start {
         StartTime::HostStart => true,
         StartTime::Consistent => matches!(progress, Progress::Consistent | Progress::Running),

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::core::Event;
 use super::Supervisor;
-use crate::time::now_ms;
+use crate::shared::time::now_ms;
 
 impl Supervisor {
     /// SIGHUP: validate the whole file; apply it, or keep the running configuration. Either
@@ -24,7 +24,7 @@ impl Supervisor {
             .reload_requests
             .load(std::sync::atomic::Ordering::Acquire);
         let file = self.cfg.path.display().to_string();
-        let report = match crate::reload::plan(&self.cfg, &self.settings) {
+        let report = match crate::shared::reload::plan(&self.cfg, &self.settings) {
             Err(errors) => {
                 self.feed(Event::Reloaded(None));
                 for e in &errors {
@@ -34,20 +34,20 @@ impl Supervisor {
                     "configuration not reloaded: {} error(s); keeping the running configuration",
                     errors.len()
                 );
-                crate::control::ReloadReport {
-                    at: crate::time::rfc3339_ms(now_ms()),
+                crate::shared::control::ReloadReport {
+                    at: crate::shared::time::rfc3339_ms(now_ms()),
                     outcome: "refused".into(),
                     file,
                     applied: Vec::new(),
                     pending_restart: Vec::new(),
-                    errors: errors.iter().map(crate::control::ConfigProblem::from).collect(),
+                    errors: errors.iter().map(crate::shared::control::ConfigProblem::from).collect(),
                 }
             }
             Ok(plan) => {
-                crate::log::configure(plan.config.log_format, &plan.config.log_level);
+                crate::shared::log::configure(plan.config.log_format, &plan.config.log_level);
                 self.cfg = plan.config;
                 self.settings = plan.settings.clone();
-                crate::hostapi::with_state(|s| s.settings = plan.settings);
+                crate::shared::hostapi::with_state(|s| s.settings = plan.settings);
                 for key in &plan.need_restart {
                     tracing::warn!("reload: {key} changed but takes effect only after a restart");
                 }
@@ -58,8 +58,8 @@ impl Supervisor {
                 }
                 self.feed(Event::Reloaded(Some(super::core_settings(&self.cfg))));
                 self.reload_applied(&plan.need_restart);
-                crate::control::ReloadReport {
-                    at: crate::time::rfc3339_ms(now_ms()),
+                crate::shared::control::ReloadReport {
+                    at: crate::shared::time::rfc3339_ms(now_ms()),
                     outcome: "applied".into(),
                     file,
                     applied: plan.applied,
@@ -78,7 +78,7 @@ impl Supervisor {
         // The end of a reload for the service manager; but never `READY=1` before start-up has
         // completed or once stopping has begun, which would say the opposite of the state.
         let line = self.status_line();
-        if self.core.state() == crate::control::HostState::Running {
+        if self.core.state() == crate::shared::control::HostState::Running {
             self.notifier.send(&format!("READY=1\n{line}"));
         } else {
             self.notifier.send(&line);
@@ -91,8 +91,8 @@ impl Supervisor {
     /// takes its value from the new file (or its default), a restart-only one keeps the value,
     /// and the source, it started with.
     fn reload_applied(&mut self, need_restart: &[String]) {
-        let now_in_file = crate::reload::keys_in_file(&self.cfg.path);
-        let host = crate::reload::host_settings(&self.cfg);
+        let now_in_file = crate::shared::reload::keys_in_file(&self.cfg.path);
+        let host = crate::shared::reload::host_settings(&self.cfg);
         let reloadable = |key: &str| {
             host.iter().any(|h| h.key == key && h.reloadable)
                 || self

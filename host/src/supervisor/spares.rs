@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering;
 
 use super::core::Event;
 use super::Supervisor;
-use crate::launch::{ChildKind, StartupData};
-use crate::shmem::{CHILD_ACTIVE, CHILD_FREE};
+use crate::shared::handoff::{ChildKind, StartupData};
+use crate::shared::shmem::{CHILD_ACTIVE, CHILD_FREE};
 
 impl Supervisor {
     /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
     /// has nothing else to launch.
     pub(super) fn tend_spares(&mut self) {
-        if self.cfg.launch_mode != crate::config::LaunchMode::Exec || !self.core.is_up() {
+        if self.cfg.launch_mode != crate::shared::config::LaunchMode::Exec || !self.core.is_up() {
             return;
         }
         let claimed: Vec<i32> = self
@@ -36,7 +36,7 @@ impl Supervisor {
                 self.free_spare_slot(ss);
             }
         }
-        while self.spare_refill > 0 && (self.spares.len() as u32) < crate::shmem::SPARE_CHILDREN {
+        while self.spare_refill > 0 && (self.spares.len() as u32) < crate::shared::shmem::SPARE_CHILDREN {
             let Some(sslot) = self.free_spare_child_slot() else {
                 break;
             };

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::core::WorkerKey;
 use super::Supervisor;
-use crate::control::HostState;
-use crate::shmem::StatusSnapshot;
+use crate::shared::control::HostState;
+use crate::shared::shmem::StatusSnapshot;
 
 /// How often a long first start-up extends the service manager's start timeout.
 const START_EXTEND_EVERY: Duration = Duration::from_secs(5);
@@ -77,7 +77,7 @@ impl Supervisor {
     /// Publishes the configuration document (`status`'s plugins and reload fields, `show`'s
     /// settings) to the segment, cut down to fit when it would not.
     pub(super) fn publish_info(&self) {
-        use crate::control::{ConfigProblem, HostInfoDoc, PluginInfo, SettingInfo};
+        use crate::shared::control::{ConfigProblem, HostInfoDoc, PluginInfo, SettingInfo};
         let pending = |name: &str| self.pending_restart.iter().any(|k| k == name);
         let source = |name: &str| {
             if self.overrides.contains(&name) {
@@ -90,7 +90,7 @@ impl Supervisor {
             .to_owned()
         };
         let context = |reloadable: bool| if reloadable { "reload" } else { "restart" }.to_owned();
-        let mut settings: Vec<SettingInfo> = crate::reload::host_settings(&self.cfg)
+        let mut settings: Vec<SettingInfo> = crate::shared::reload::host_settings(&self.cfg)
             .into_iter()
             .map(|h| SettingInfo {
                 name: h.key.to_owned(),
@@ -114,7 +114,7 @@ impl Supervisor {
                 name,
             });
         }
-        let plugins = crate::preload::plugins()
+        let plugins = crate::shared::preload::plugins()
             .iter()
             .map(|p| PluginInfo {
                 name: p.name.clone(),
@@ -132,7 +132,7 @@ impl Supervisor {
         };
         let fits = |doc: &HostInfoDoc| {
             let text = serde_json::to_string(doc).unwrap_or_default();
-            (text.len() <= crate::shmem::INFO_LEN).then_some(text)
+            (text.len() <= crate::shared::shmem::INFO_LEN).then_some(text)
         };
         let mut text = fits(&doc);
         if text.is_none() {

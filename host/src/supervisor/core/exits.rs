@@ -1,14 +1,14 @@
 //! The core's answer to a reaped child: what its exit means under the exit-code contract (see
-//! [`crate::lifecycle`]) for the child's kind, the worker's restart policy and the host phase.
+//! [`crate::shared::lifecycle`]) for the child's kind, the worker's restart policy and the host phase.
 //!
 //! Runs in: the supervisor, inside [`Core`]. What a child left in its slot arrives as a bounded
 //! copy ([`SlotCopy`]) the event loop read; the core trusts only its own table for who the
 //! child was.
 
 use super::{rows, Action, Core, Level, Now, Phase, Progress, Row, SlotCopy, StopMode, WorkerKey};
-use crate::launch::ChildKind;
-use crate::lifecycle::{classify, next_for, ExitStatus, Next, Outcome, RestartDecision, WorkerState};
-use crate::registry::RestartPolicy;
+use crate::shared::handoff::ChildKind;
+use crate::shared::lifecycle::{classify, next_for, ExitStatus, Next, Outcome, RestartDecision, WorkerState};
+use crate::shared::registry::RestartPolicy;
 
 impl Core {
     pub(super) fn child_exited(
@@ -28,7 +28,7 @@ impl Core {
             }
         }
         let outcome = classify(status, slot.dead_man, child.signalled);
-        if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT)
+        if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT)
             && !child.signalled
             && matches!(child.kind, ChildKind::Spare | ChildKind::Startup)
         {
@@ -138,7 +138,7 @@ impl Core {
         r.pid = None;
         r.last_exit = Some((status, now.wall_ms, reason.clone()));
         r.history.push_front((status, now.wall_ms, reason.clone()));
-        r.history.truncate(crate::shmem::EXIT_HISTORY);
+        r.history.truncate(crate::shared::shmem::EXIT_HISTORY);
         let ran_for = r
             .started
             .take()
@@ -183,7 +183,7 @@ impl Core {
                         Level::Info,
                         format!(
                             "worker {name} (pid {pid}) exited with {status}: {reason}; restarting in {}",
-                            crate::time::format_duration(d)
+                            crate::shared::time::format_duration(d)
                         ),
                     ));
                 }
@@ -230,7 +230,7 @@ impl Core {
 
 /// What a crashed child's exit code says about the segment, for the crash's log line.
 fn corrupt_note(status: ExitStatus) -> &'static str {
-    if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) {
+    if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT) {
         " (the code that reports a corrupt shared-memory segment)"
     } else {
         ""

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::rows::{take_fired, Row, ROWS};
 use super::*;
-use crate::registry::{RestartPolicy, StartTime};
+use crate::shared::registry::{RestartPolicy, StartTime};
 use outcomes::*;
 use reset::*;
 use shutdown::*;

@@ -2,7 +2,7 @@
 //! and what a crash reset or a shutdown does to them.
 //!
 //! Runs in: the supervisor, inside [`Core`]. The table lives in memory `fork` does not copy
-//! (see [`crate::private`]): it is written on every launch and exit.
+//! (see [`crate::supervisor::private`]): it is written on every launch and exit.
 //!
 //! Invariants: a slot holds at most one worker; a worker's key names its slot and a generation
 //! taken from the host's counter, which no crash reset rewinds, so a key is never reused for
@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{rows, start_time_reached, Action, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
-use crate::lifecycle::{restarts_after_reset, ExitStatus, RestartTracker, WorkerState};
-use crate::registry::{RestartPolicy, WorkerSpec};
+use crate::shared::lifecycle::{restarts_after_reset, ExitStatus, RestartTracker, WorkerState};
+use crate::shared::registry::{RestartPolicy, WorkerSpec};
 
 /// A worker's identity: its slot, and the generation that tells it from the slot's earlier and
 /// later tenants.
@@ -199,7 +199,7 @@ impl Core {
         self.children.insert(
             pid,
             super::Child {
-                kind: crate::launch::ChildKind::Worker,
+                kind: crate::shared::handoff::ChildKind::Worker,
                 child_slot: Some(key.slot),
                 worker: Some(key),
                 signalled: false,

@@ -1,7 +1,7 @@
 //! Start-up, and what each exit means under each restart policy.
 
 use super::*;
-use crate::registry::{CrashLoopLimit, RestartPolicy, StartTime};
+use crate::shared::registry::{CrashLoopLimit, RestartPolicy, StartTime};
 
 // ---- start-up ----
 

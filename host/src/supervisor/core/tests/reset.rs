@@ -1,7 +1,7 @@
 //! Crash resets: during running, start-up and a reset, and what they do to each worker.
 
 use super::*;
-use crate::registry::{RestartPolicy, StartTime};
+use crate::shared::registry::{RestartPolicy, StartTime};
 
 // ---- crash reset ----
 

@@ -1,7 +1,7 @@
 //! Shutdown modes and their escalation, reload, and the worker table's keys.
 
 use super::*;
-use crate::registry::{RestartPolicy, StartTime};
+use crate::shared::registry::{RestartPolicy, StartTime};
 
 // ---- shutdown ----
 
