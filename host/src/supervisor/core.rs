@@ -315,12 +315,8 @@ impl Core {
             }
             Event::StartupFailed { error } => {
                 rows::fired(Row::StartupLaunchFailed);
-                out.push(Action::Log(
-                    Level::Error,
-                    format!("cannot start the startup child: {error}; stopping"),
-                ));
-                self.exit_code = crate::exit_code::FAILURE;
-                self.stop(StopMode::Immediate, "a failed startup", now, out);
+                let line = format!("cannot start the startup child: {error}; stopping");
+                self.fail(line, "a failed startup", now, out);
             }
             Event::ChildExited { pid, status, slot } => self.child_exited(pid, status, slot, now, out),
             Event::Adopted { pid, from } => self.adopted(pid, from, out),
@@ -332,12 +328,8 @@ impl Core {
             Event::SegmentCreated => self.segment_created(now, out),
             Event::SegmentFailed { error } => {
                 rows::fired(Row::ResetFailed);
-                out.push(Action::Log(
-                    Level::Error,
-                    format!("cannot recreate shared memory after a crash: {error}; stopping"),
-                ));
-                self.exit_code = crate::exit_code::FAILURE;
-                self.stop(StopMode::Immediate, "a failed reset", now, out);
+                let line = format!("cannot recreate shared memory after a crash: {error}; stopping");
+                self.fail(line, "a failed reset", now, out);
             }
         }
     }

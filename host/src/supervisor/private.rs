@@ -5,15 +5,14 @@
 //! After a `fork`, every private page is shared copy-on-write, so the first write to each page
 //! the supervisor touches before its next launch costs a page fault and a 4 KiB copy; with 1000
 //! workers that was a third of the supervisor's time. The two tables it writes on every launch and
-//! every exit, its worker table ([`PrivateSlice`]) and its pid-to-child map ([`PidMap`]), live in
+//! every exit, the core's worker table ([`PrivateVec`]) and its pid-to-child map ([`PidMap`]), live in
 //! anonymous mappings marked `MADV_DONTFORK`: `fork` neither copies nor write-protects them, so
 //! writing them costs nothing extra, and no child can read or corrupt them. A child never needs
 //! them: it runs from the startup data and the segment, and ends with `_exit`.
 //!
 //! Both keep every field that changes after start-up inside their mapping, so a launch writes no
-//! other page of the supervisor for them. [`PrivateVec`] is the growable form of
-//! [`PrivateSlice`], for tables that gain entries at run time (the core's worker table): its
-//! length changes only when an entry is added, never on a launch or an exit.
+//! other page of the supervisor for them. The worker table grows when a worker is added at run
+//! time; its length changes then, never on a launch or an exit.
 
 use std::marker::PhantomData;
 use std::mem::{size_of, MaybeUninit};
@@ -62,57 +61,9 @@ impl Drop for Region {
     }
 }
 
-/// A fixed-length array of `T` in a `Region`.
-pub struct PrivateSlice<T> {
-    region: Region,
-    len: usize,
-    _t: PhantomData<T>,
-}
-
-impl<T> PrivateSlice<T> {
-    /// Moves the elements of `v` into a new region.
-    pub fn from_vec(v: Vec<T>) -> std::io::Result<PrivateSlice<T>> {
-        assert!(std::mem::align_of::<T>() <= 4096);
-        let region = Region::new(v.len() * size_of::<T>())?;
-        let len = v.len();
-        let dst = region.ptr as *mut T;
-        for (i, item) in v.into_iter().enumerate() {
-            // SAFETY: `dst` has room for `len` elements and is page-aligned.
-            unsafe { dst.add(i).write(item) };
-        }
-        Ok(PrivateSlice {
-            region,
-            len,
-            _t: PhantomData,
-        })
-    }
-}
-
-impl<T> std::ops::Deref for PrivateSlice<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: `len` initialised elements live at the start of the region.
-        unsafe { std::slice::from_raw_parts(self.region.ptr as *const T, self.len) }
-    }
-}
-
-impl<T> std::ops::DerefMut for PrivateSlice<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as above, borrowed mutably through `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.region.ptr as *mut T, self.len) }
-    }
-}
-
-impl<T> Drop for PrivateSlice<T> {
-    fn drop(&mut self) {
-        // SAFETY: drops the initialised elements once; the region is unmapped after.
-        unsafe { std::ptr::drop_in_place(&mut **self as *mut [T]) };
-    }
-}
-
-/// A growable array of `T` in a [`Region`]: [`PrivateSlice`] for tables that gain entries at run
-/// time. Growing maps a region twice the size and moves the elements (a bitwise move, as `Vec`
-/// does), so references into it do not outlive a `push`.
+/// A growable array of `T` in a `Region`. Growing maps a region twice the size and moves the
+/// elements (a bitwise move, as `Vec` does), so references into it do not outlive a `push`; a
+/// table sized right at start-up never grows.
 pub struct PrivateVec<T> {
     region: Region,
     len: usize,
@@ -132,6 +83,15 @@ impl<T> PrivateVec<T> {
             cap,
             _t: PhantomData,
         })
+    }
+
+    /// Moves the elements of `v` into a new table of exactly their number.
+    pub fn from_vec(v: Vec<T>) -> std::io::Result<PrivateVec<T>> {
+        let mut t = PrivateVec::with_capacity(v.len())?;
+        for item in v {
+            t.push(item)?;
+        }
+        Ok(t)
     }
 
     pub fn push(&mut self, item: T) -> std::io::Result<()> {
@@ -412,7 +372,7 @@ mod tests {
     #[test]
     fn tables_are_in_mappings_forked_children_do_not_get() {
         let m: PidMap<u64> = PidMap::new().unwrap();
-        let s = PrivateSlice::from_vec(vec![String::from("a"), String::from("b")]).unwrap();
+        let s = PrivateVec::from_vec(vec![String::from("a"), String::from("b")]).unwrap();
         assert_eq!(&*s, &["a".to_owned(), "b".to_owned()]);
         let mut v: PrivateVec<u64> = PrivateVec::with_capacity(4).unwrap();
         v.push(7).unwrap();

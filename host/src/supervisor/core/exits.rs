@@ -5,7 +5,7 @@
 //! copy ([`SlotCopy`]) the event loop read; the core trusts only its own table for who the
 //! child was.
 
-use super::{rows, Action, Core, Level, Now, Phase, Progress, Row, SlotCopy, StopMode, WorkerKey};
+use super::{rows, Action, Core, Level, Now, Phase, Progress, Row, SlotCopy, WorkerKey};
 use crate::shared::handoff::ChildKind;
 use crate::shared::lifecycle::{classify, next_for, ExitStatus, Next, Outcome, RestartDecision, WorkerState};
 use crate::shared::registry::RestartPolicy;
@@ -99,12 +99,8 @@ impl Core {
             (_, false) => reason,
             (_, true) => format!("the startup child (pid {pid}) ended with {status}"),
         };
-        out.push(Action::Log(
-            Level::Error,
-            format!("start-up failed: {reason}; stopping"),
-        ));
-        self.exit_code = crate::exit_code::FAILURE;
-        self.stop(StopMode::Immediate, "a failed startup hook", now, out);
+        let line = format!("start-up failed: {reason}; stopping");
+        self.fail(line, "a failed startup hook", now, out);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -78,12 +78,8 @@ impl Core {
         }
         if !self.settings.restart_after_crash {
             rows::fired(Row::CrashStop);
-            out.push(Action::Log(
-                Level::Error,
-                format!("{what}; restart_after_crash is off: stopping the host"),
-            ));
-            self.exit_code = crate::exit_code::FAILURE;
-            self.stop(StopMode::Immediate, "a crash", now, out);
+            let line = format!("{what}; restart_after_crash is off: stopping the host");
+            self.fail(line, "a crash", now, out);
             return;
         }
         rows::fired(Row::CrashRecover);
@@ -145,6 +141,14 @@ impl Core {
     }
 
     // ---- shutdown ----
+
+    /// Something the host cannot go on without failed: log `line`, exit with the failure code,
+    /// and stop immediately (`why` names it in the shutdown's line).
+    pub(super) fn fail(&mut self, line: String, why: &'static str, now: Now, out: &mut Vec<Action>) {
+        out.push(Action::Log(Level::Error, line));
+        self.exit_code = crate::exit_code::FAILURE;
+        self.stop(StopMode::Immediate, why, now, out);
+    }
 
     pub(super) fn stop(&mut self, mode: StopMode, why: &str, now: Now, out: &mut Vec<Action>) {
         if let Phase::Stopping(s) = self.phase {
