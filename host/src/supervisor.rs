@@ -46,6 +46,8 @@ use crate::registry::{Registry, RestartPolicy, Settings, StartTime, WorkerSpec};
 use crate::shmem::{Layout, Segment, StatusSnapshot, CHILD_ACTIVE, CHILD_FREE};
 use crate::time::now_ms;
 
+mod pool;
+
 /// Most workers launched per loop iteration, so sockets and exits are served during a burst.
 const LAUNCH_BATCH: usize = 64;
 /// The smallest batch of due workers worth a fork helper: below it, forking the helper costs
