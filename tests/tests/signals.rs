@@ -147,7 +147,7 @@ fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
         "{log}"
     );
     // A field no earlier check covers is named too.
-    let off = std::mem::offset_of!(steward_host::shmem::Header, generation) as u64;
+    let off = std::mem::offset_of!(steward_host::shared::shmem::Header, generation) as u64;
     corrupt_segment(host.pid, off, &7u64.to_le_bytes());
     host.wait_for("status after a second reset", T, |s| {
         s.host.generation == 3 && s.host.state == "running"

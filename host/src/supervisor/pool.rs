@@ -40,13 +40,10 @@
 //! would cost a page fault and a 4 KiB copy on each of those writes (2.5 to 3 us here, about 2 %
 //! of a launch; decision 87).
 
-// The event loop does not take its slots from here yet.
-#![allow(dead_code)]
-
-use crate::config::{Config, LaunchMode};
-use crate::launch::ChildKind;
-use crate::private::PrivateSlice;
-use crate::shmem::Layout;
+use crate::shared::config::{Config, LaunchMode};
+use crate::shared::handoff::ChildKind;
+use crate::shared::shmem::Layout;
+use crate::supervisor::private::PrivateSlice;
 
 /// One kind's run of bits.
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +141,7 @@ impl ChildSlotPool {
     pub fn for_host(layout: &Layout, cfg: &Config) -> std::io::Result<ChildSlotPool> {
         ChildSlotPool::new(
             layout,
-            crate::control::RESERVED_CONNECTIONS,
+            crate::shared::control::RESERVED_CONNECTIONS,
             cfg.launch_mode == LaunchMode::Exec,
         )
     }
@@ -346,7 +343,7 @@ impl Iterator for Slots<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{Registry, RestartPolicy, StartTime, WorkerSpec};
+    use crate::shared::registry::{Registry, RestartPolicy, StartTime, WorkerSpec};
 
     const KINDS: [ChildKind; 5] = [
         ChildKind::Worker,
@@ -385,7 +382,7 @@ mod tests {
         max_connections: u32,
         mode: &str,
     ) -> (Layout, ChildSlotPool) {
-        let reserved = crate::control::RESERVED_CONNECTIONS;
+        let reserved = crate::shared::control::RESERVED_CONNECTIONS;
         let layout = Layout::compute(
             &registry(static_workers),
             max_worker_processes,
@@ -405,7 +402,7 @@ mod tests {
 
     #[test]
     fn slots_map_to_the_child_slots_the_layout_numbers() {
-        let reserved_n = crate::control::RESERVED_CONNECTIONS;
+        let reserved_n = crate::shared::control::RESERVED_CONNECTIONS;
         // (static workers, dynamic worker slots, connection slots with the reserved, spares)
         for (statics, dynamic, n_conn, spares) in [
             (3, 8, 4 + reserved_n, true),
@@ -482,7 +479,7 @@ mod tests {
             let cfg = Config::parse(std::path::Path::new("steward.toml"), &text).unwrap();
             let layout = Layout::for_host(&registry(2), &cfg);
             let pool = ChildSlotPool::for_host(&layout, &cfg).unwrap();
-            let reserved = crate::control::RESERVED_CONNECTIONS;
+            let reserved = crate::shared::control::RESERVED_CONNECTIONS;
             assert_eq!(pool.capacity(ChildKind::Connection), 3 + reserved, "{mode}");
             assert_eq!(pool.reserved_connections(), reserved, "{mode}");
             let spares = if mode == "exec" { layout.n_spare_slots } else { 0 };
@@ -496,7 +493,7 @@ mod tests {
         let (layout, mut pool) = host(2, 5, 3, "exec");
         let want = [
             (ChildKind::Worker, 7),
-            (ChildKind::Connection, 3 + crate::control::RESERVED_CONNECTIONS),
+            (ChildKind::Connection, 3 + crate::shared::control::RESERVED_CONNECTIONS),
             (ChildKind::Startup, 1),
             (ChildKind::Spare, layout.n_spare_slots),
             (ChildKind::DeadEnd, dead_end_capacity(layout.n_connection_slots)),
@@ -520,7 +517,10 @@ mod tests {
     #[test]
     fn reserved_connection_slots_are_taken_last() {
         let (layout, mut pool) = host(0, 0, 3, "fork");
-        assert_eq!(pool.reserved_connections(), crate::control::RESERVED_CONNECTIONS);
+        assert_eq!(
+            pool.reserved_connections(),
+            crate::shared::control::RESERVED_CONNECTIONS
+        );
         let ordinary = [0, 1, 2].map(|_| pool.acquire(ChildKind::Connection).unwrap());
         assert!(ordinary.iter().all(|id| !pool.is_reserved(*id)));
         let reserved = pool.acquire(ChildKind::Connection).unwrap();

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::registry::{CrashLoopLimit, RestartPolicy};
+use crate::shared::registry::{CrashLoopLimit, RestartPolicy};
 
 /// A worker's state as status shows it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl RestartTracker {
                 return RestartDecision::GiveUp(format!(
                     "restarted {} times in {}",
                     l.max,
-                    crate::time::format_duration(l.window)
+                    crate::shared::time::format_duration(l.window)
                 ));
             }
             self.recent.push_back(now);

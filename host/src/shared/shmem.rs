@@ -50,9 +50,9 @@ use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Orderi
 
 use memmap2::{MmapMut, MmapOptions};
 
-use crate::config::Config;
-use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
+use crate::shared::config::Config;
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
 /// How many spare children exec mode keeps ready.
@@ -124,7 +124,7 @@ pub struct Header {
     /// answered by a reload that read the file after the request was made.
     pub reloads_done: AtomicU64,
     /// The supervisor's account of the configuration, for `status` and `show` (see
-    /// [`crate::control::HostInfoDoc`]).
+    /// [`crate::shared::control::HostInfoDoc`]).
     pub info: Published,
 }
 
@@ -409,7 +409,7 @@ impl Layout {
         Layout::compute(
             reg,
             cfg.max_worker_processes,
-            cfg.max_connections + crate::control::RESERVED_CONNECTIONS,
+            cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS,
         )
     }
 
@@ -697,7 +697,7 @@ impl Segment {
     }
 
     /// Pointers to every region in this mapping, keyed by (plugin, name).
-    pub fn regions(&self, reg: &Registry) -> Vec<((String, String), crate::hostapi::MappedRegion)> {
+    pub fn regions(&self, reg: &Registry) -> Vec<((String, String), crate::shared::hostapi::MappedRegion)> {
         reg.regions
             .iter()
             .zip(&self.layout.region_offsets)
@@ -706,7 +706,7 @@ impl Segment {
                 let ptr = unsafe { self.base().add(*off as usize) };
                 (
                     (r.plugin.clone(), r.name.clone()),
-                    crate::hostapi::MappedRegion { ptr, len: r.size },
+                    crate::shared::hostapi::MappedRegion { ptr, len: r.size },
                 )
             })
             .collect()
@@ -716,7 +716,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::RegionSpec;
+    use crate::shared::registry::RegionSpec;
 
     #[test]
     fn layout_counts_static_plus_dynamic_and_aligns_regions() {

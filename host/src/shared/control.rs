@@ -26,11 +26,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::shmem::Segment;
-use crate::time::rfc3339_ms;
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::shmem::Segment;
+use crate::shared::time::rfc3339_ms;
 
-pub const SOCKET_NAME: &str = "steward.sock";
+/// Kept here too: the control socket's name is part of the control protocol's contract.
+pub use crate::shared::config::SOCKET_NAME;
 pub const PROTOCOL_VERSION: u64 = 1;
 /// The longest request line a server reads.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -118,8 +119,8 @@ impl std::fmt::Display for ConfigProblem {
     }
 }
 
-impl From<&crate::config::ConfigError> for ConfigProblem {
-    fn from(e: &crate::config::ConfigError) -> ConfigProblem {
+impl From<&crate::shared::config::ConfigError> for ConfigProblem {
+    fn from(e: &crate::shared::config::ConfigError) -> ConfigProblem {
         ConfigProblem {
             file: e.file.display().to_string(),
             key: e.key.clone(),
@@ -364,7 +365,7 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                         seg.child_slot(seg.layout.connection_child_slot(i))
                             .state
                             .load(Ordering::Acquire)
-                            != crate::shmem::CHILD_FREE
+                            != crate::shared::shmem::CHILD_FREE
                     })
                     .count() as u32,
                 dynamic_workers: seg.layout.n_worker_slots - seg.layout.n_static_workers,

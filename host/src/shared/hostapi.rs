@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use steward::abi::{self, Status, Str};
 
-use crate::registry::{
+use crate::shared::registry::{
     CrashLoopLimit, RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec,
 };
 
@@ -150,7 +150,7 @@ unsafe extern "C" fn host_log(_ctx: *mut c_void, level: u32, plugin: Str, _targe
         let plugin = unsafe { plugin.as_bytes() };
         // SAFETY: as above.
         let message = unsafe { message.as_bytes() };
-        crate::log::plugin_event(
+        crate::shared::log::plugin_event(
             level,
             &String::from_utf8_lossy(plugin),
             &String::from_utf8_lossy(message),
@@ -257,7 +257,7 @@ unsafe extern "C" fn host_register_startup_hook(
         else {
             return abi::STATUS_BAD_NAME;
         };
-        let h = crate::registry::HookSpec {
+        let h = crate::shared::registry::HookSpec {
             name: name.to_owned(),
             plugin: plugin.to_owned(),
             library: if library.is_empty() { plugin } else { library }.to_owned(),
