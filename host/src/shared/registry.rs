@@ -36,14 +36,28 @@ impl StartTime {
 pub enum RestartPolicy {
     Never,
     After(Duration),
-    /// Delays from `initial`, multiplied by `factor_milli / 1000` after each restart, capped at
-    /// `cap`; back to `initial` once a run lasted `reset_after`.
-    Backoff {
-        initial: Duration,
-        factor_milli: u32,
-        cap: Duration,
-        reset_after: Duration,
-    },
+    Backoff(Backoff),
+}
+
+/// Exponential backoff: delays from `initial`, multiplied by `factor_milli / 1000` after each
+/// restart, capped at `cap`; back to `initial` once a run lasted `reset_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub factor_milli: u32,
+    pub cap: Duration,
+    pub reset_after: Duration,
+}
+
+impl Backoff {
+    /// Whether registration accepts it: a factor from 1 to 100, and no delay past
+    /// [`MAX_RESTART_DELAY`].
+    pub fn in_bounds(&self) -> bool {
+        (1000..=100_000).contains(&self.factor_milli)
+            && self.initial <= self.cap
+            && self.cap <= MAX_RESTART_DELAY
+            && self.reset_after <= MAX_RESTART_DELAY
+    }
 }
 
 /// At most `max` restarts within `window`; the next exit marks the worker `failed`.
@@ -198,19 +212,8 @@ impl Registry {
                     "restart delay {d:?} is longer than a week"
                 )));
             }
-            RestartPolicy::Backoff {
-                initial,
-                factor_milli,
-                cap,
-                reset_after,
-            } => {
-                let ok = (1000..=100_000).contains(&factor_milli)
-                    && initial <= cap
-                    && cap <= MAX_RESTART_DELAY
-                    && reset_after <= MAX_RESTART_DELAY;
-                if !ok {
-                    return Err(RegistryError::Invalid("backoff policy out of range".into()));
-                }
+            RestartPolicy::Backoff(b) if !b.in_bounds() => {
+                return Err(RegistryError::Invalid("backoff policy out of range".into()));
             }
             _ => {}
         }
