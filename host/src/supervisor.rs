@@ -34,6 +34,7 @@ mod batch;
 pub mod core;
 pub mod launch;
 pub mod notify;
+pub mod pool;
 pub mod private;
 mod reloading;
 pub mod run;

@@ -1,7 +1,7 @@
 //! Start-up, and what each exit means under each restart policy.
 
 use super::*;
-use crate::shared::registry::{CrashLoopLimit, RestartPolicy, StartTime};
+use crate::shared::registry::{Backoff, CrashLoopLimit, RestartPolicy, StartTime};
 
 // ---- start-up ----
 
@@ -79,12 +79,12 @@ pub(super) fn a_failed_startup_hook_stops_the_host_immediately() {
 // ---- exit outcomes per restart policy ----
 
 pub(super) fn every_exit_outcome_under_every_policy() {
-    let backoff = RestartPolicy::Backoff {
+    let backoff = RestartPolicy::Backoff(Backoff {
         initial: SEC,
         factor_milli: 2000,
         cap: 10 * SEC,
         reset_after: 60 * SEC,
-    };
+    });
     use WorkerState::*;
     // (status, dead-man flag) -> state after, under never, a fixed delay, backoff; and whether
     // it is a crash, which resets the host (at once here: no other child to wait for) and
@@ -169,12 +169,12 @@ pub(super) fn the_exit_reasons_follow_the_contract() {
 }
 
 pub(super) fn backoff_grows_to_its_cap_and_resets_after_a_long_run() {
-    let policy = RestartPolicy::Backoff {
+    let policy = RestartPolicy::Backoff(Backoff {
         initial: Duration::from_millis(10),
         factor_milli: 2000,
         cap: Duration::from_millis(50),
         reset_after: SEC,
-    };
+    });
     let mut d = Driver::started(vec![spec("w", policy, StartTime::HostStart)]);
     let mut delays = Vec::new();
     for ran in [1, 1, 1, 1, 1, 2000, 1] {
