@@ -18,6 +18,9 @@ impl Core {
             Phase::Recovering(Recovery::Quitting { kill_at }) if now.mono >= kill_at => {
                 let n = self.attached_children();
                 if n == 0 {
+                    // Every exit checks this already; checking here too means a passed deadline
+                    // can never leave the loop polling with a zero timeout.
+                    self.after_exit(now, out);
                     return;
                 }
                 rows::fired(Row::RecoverKill);
