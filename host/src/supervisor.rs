@@ -75,8 +75,8 @@ pub struct Supervisor {
     /// When the next scan for adopted processes is due (something was reaped since the last).
     scan_at: Option<Instant>,
     last_scan: Option<Instant>,
-    connection_slots: Vec<bool>,
-    dead_ends: usize,
+    /// Which child slot each new child gets, per kind (see [`pool`]).
+    pool: pool::ChildSlotPool,
     notifier: crate::supervisor::notify::Notifier,
     watchdog_at: Option<Instant>,
     /// While the first start-up's hooks run (before the first `READY=1`): when to extend the
@@ -87,8 +87,8 @@ pub struct Supervisor {
     /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
     /// is sent even if nothing else happens).
     status_due: Option<Instant>,
-    /// Exec mode: spare children (pid, child slot) not yet handed a worker.
-    spares: Vec<(i32, u32)>,
+    /// Exec mode: spare children (pid, slot) not yet handed a worker.
+    spares: Vec<(i32, pool::ChildSlotId)>,
     /// How many spares to start when the loop is idle (one per spare used; never for a spare
     /// that died unused, so a broken plugin cannot make spares respawn in a loop).
     spare_refill: u32,
@@ -233,11 +233,7 @@ impl Supervisor {
             file_keys,
             overrides,
             host_defaults,
-            // The last one is reserved for status and stop (see `accept`).
-            connection_slots: vec![
-                false;
-                (cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS) as usize
-            ],
+            pool: pool::ChildSlotPool::for_host(&layout, &cfg)?,
             cfg,
             core,
             actions: Vec::new(),
@@ -250,7 +246,6 @@ impl Supervisor {
             exited: adoption::Exited::default(),
             scan_at: None,
             last_scan: None,
-            dead_ends: 0,
             notifier,
             watchdog_at: None,
             extend_at: None,
@@ -449,20 +444,14 @@ impl Supervisor {
                     self.launch_batch(&due[..n], out);
                 }
                 Action::StartStartup => {
-                    let slot = self.layout.startup_child_slot();
-                    let kind = crate::shared::handoff::ChildKind::Startup;
-                    let event_result =
-                        self.start_child(kind, Some(slot), &crate::shared::handoff::StartupData::Startup, None);
-                    match event_result {
-                        Ok(pid) => self.core.handle(
-                            Event::ChildStarted {
-                                pid,
-                                kind,
-                                child_slot: Some(slot),
-                            },
-                            now(),
-                            out,
-                        ),
+                    let started = match self.pool.acquire(crate::shared::handoff::ChildKind::Startup) {
+                        Some(slot) => self
+                            .start_child(slot, &crate::shared::handoff::StartupData::Startup, None)
+                            .map(|pid| (pid, slot)),
+                        None => Err(std::io::Error::other("the startup child's slot is still in use")),
+                    };
+                    match started {
+                        Ok((pid, slot)) => self.core.handle(Event::ChildStarted { pid, slot }, now(), out),
                         Err(e) => self.core.handle(Event::StartupFailed { error: &e }, now(), out),
                     }
                 }

@@ -2,7 +2,8 @@
 //! the host can serve, and a dead-end child that writes the one-line refusal for the rest.
 //!
 //! Runs in: the supervisor. It never writes to or blocks on a client socket. Whether the host
-//! admits at all comes from the core's phase; slot counting is this module's.
+//! admits at all comes from the core's phase; which slot a child gets, and whether one is left,
+//! from the child-slot pool.
 
 use std::os::fd::OwnedFd;
 
@@ -39,54 +40,28 @@ impl Supervisor {
                 Phase::Up(_) => None,
             };
             let busy = refusal.as_ref().map(|_| self.core.state().as_str().to_owned());
-            // An ordinary slot first; the reserved ones (at the end) only when those are all
-            // taken, so they stay free for an operator's status or stop as long as possible.
-            let free = self.connection_slots.iter().position(|u| !u);
-            match (refusal, free) {
-                (None, Some(i)) => {
-                    let slot = self.layout.connection_child_slot(i as u32);
-                    match self.start_child(
-                        ChildKind::Connection,
-                        Some(slot),
-                        &StartupData::Connection,
-                        Some(client),
-                    ) {
-                        Ok(pid) => {
-                            self.connection_slots[i] = true;
-                            self.feed(Event::ChildStarted {
-                                pid,
-                                kind: ChildKind::Connection,
-                                child_slot: Some(slot),
-                            });
-                        }
-                        Err(e) => tracing::error!("cannot start a connection child: {e}"),
-                    }
+            // The pool hands out an ordinary slot first and a reserved one only when those are
+            // all taken, so the reserved ones stay free for an operator's status or stop.
+            let slot = match refusal {
+                None => self.pool.acquire(ChildKind::Connection),
+                Some(_) => None,
+            };
+            if let Some(slot) = slot {
+                match self.start_child(slot, &StartupData::Connection, Some(client)) {
+                    Ok(pid) => self.feed(Event::ChildStarted { pid, slot }),
+                    Err(e) => tracing::error!("cannot start a connection child: {e}"),
                 }
-                (refusal, _) => {
-                    let message = refusal.unwrap_or_else(|| {
-                        format!("too many connections (max_connections = {})", self.cfg.max_connections)
-                    });
-                    // Dead-end children are bounded too: past the bound the socket is just closed.
-                    if self.dead_ends >= self.connection_slots.len() * 2 + 8 {
-                        continue;
-                    }
-                    match self.start_child(
-                        ChildKind::DeadEnd,
-                        None,
-                        &StartupData::DeadEnd { message, state: busy },
-                        Some(client),
-                    ) {
-                        Ok(pid) => {
-                            self.dead_ends += 1;
-                            self.feed(Event::ChildStarted {
-                                pid,
-                                kind: ChildKind::DeadEnd,
-                                child_slot: None,
-                            });
-                        }
-                        Err(e) => tracing::error!("cannot start a dead-end child: {e}"),
-                    }
-                }
+                continue;
+            }
+            let message = refusal
+                .unwrap_or_else(|| format!("too many connections (max_connections = {})", self.cfg.max_connections));
+            // Dead-end children are bounded too: past the bound the socket is just closed.
+            let Some(slot) = self.pool.acquire(ChildKind::DeadEnd) else {
+                continue;
+            };
+            match self.start_child(slot, &StartupData::DeadEnd { message, state: busy }, Some(client)) {
+                Ok(pid) => self.feed(Event::ChildStarted { pid, slot }),
+                Err(e) => tracing::error!("cannot start a dead-end child: {e}"),
             }
         }
     }

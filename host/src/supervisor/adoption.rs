@@ -20,7 +20,7 @@ use super::core::{Action, Event, SlotCopy, WorkerKey};
 use super::{now, Supervisor};
 use crate::shared::handoff::ChildKind;
 use crate::shared::lifecycle::{classify, ExitStatus, Outcome};
-use crate::shared::shmem::{CHILD_ACTIVE, CHILD_FREE};
+use crate::shared::shmem::CHILD_ACTIVE;
 
 /// A process the supervisor reaped, as an adopted process found after it is attributed to it.
 #[derive(Debug, Clone, Copy)]
@@ -138,35 +138,26 @@ impl Supervisor {
     /// Copies what a reaped child left in its slot (bounded, untrusted) and frees the slots and
     /// the loop's own records of it.
     fn release_child(&mut self, pid: i32, child: &super::core::Child) -> SlotCopy {
-        let slot = match child.child_slot {
+        let slot = match child.slot.child_slot() {
             Some(s) => {
                 let cs = self.segment.child_slot(s);
-                let copy = SlotCopy {
+                SlotCopy {
                     dead_man: cs.state.load(Ordering::Acquire) == CHILD_ACTIVE,
                     reason: cs.reason.load(),
                     launch_us: cs.launch_us(),
-                };
-                cs.state.store(CHILD_FREE, Ordering::Release);
-                copy
+                }
             }
             None => SlotCopy::default(),
         };
-        if let Some(ss) = child.spare_slot {
+        if child.kind == ChildKind::Spare {
+            self.spares.retain(|(p, _)| *p != pid);
+            self.free_spare_slot(child.slot);
+        } else {
+            self.free_slot(child.slot);
+        }
+        if let Some(ss) = child.spare {
             self.free_spare_slot(ss);
             self.handoffs.retain(|p| *p != pid);
-        }
-        match child.kind {
-            ChildKind::DeadEnd => self.dead_ends = self.dead_ends.saturating_sub(1),
-            ChildKind::Spare => self.spares.retain(|(p, _)| *p != pid),
-            ChildKind::Connection => {
-                if let Some(s) = child.child_slot {
-                    let i = (s - self.layout.n_worker_slots) as usize;
-                    if let Some(u) = self.connection_slots.get_mut(i) {
-                        *u = false;
-                    }
-                }
-            }
-            ChildKind::Worker | ChildKind::Startup => {}
         }
         slot
     }

@@ -1,18 +1,20 @@
-//! Launching workers: the batch the core asked for, split with a fork helper when that pays,
-//! handed to a ready spare in exec mode, or started through `launch_child`.
+//! Launching: the batch of workers the core asked for, split with a fork helper when that pays,
+//! handed to a ready spare in exec mode, or started through `launch_child`; and the one place
+//! any child is started and its slot taken from the pool and given back.
 //!
-//! Runs in: the supervisor. Every launch's result goes back to the core as
+//! Runs in: the supervisor. Every worker launch's result goes back to the core as
 //! [`Event::Launched`] or [`Event::LaunchFailed`] before any other event.
 //!
 //! The batch lives on the stack: nothing the supervisor frees between forks (decision 49).
 
 use std::sync::atomic::Ordering;
 
-use super::core::{Action, Event, WorkerKey};
+use super::core::{Action, Event, WorkerKey, LAUNCH_BATCH};
 use super::{now, Supervisor};
-use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
+use crate::shared::handoff::{ClientSocket, StartupData};
 use crate::shared::shmem::CHILD_FREE;
 use crate::supervisor::launch::launch_child;
+use crate::supervisor::pool::ChildSlotId;
 
 /// The smallest batch of due workers worth a fork helper: below it, forking the helper costs
 /// about as much as the forks it takes over.
@@ -22,32 +24,54 @@ impl Supervisor {
     /// Launches `due` (at most a batch); in fork mode, a helper forks the second half of a large
     /// batch while this process forks the first (decision 50).
     pub(super) fn launch_batch(&mut self, due: &[WorkerKey], out: &mut Vec<Action>) {
-        let mut split = due.len();
+        // Each worker's own child slot, taken from the pool first (a slot still held by an
+        // earlier process of the same worker is a launch that fails, and is retried).
+        let mut batch = [(due[0], None::<ChildSlotId>); LAUNCH_BATCH];
+        let mut n = 0;
+        for &k in due {
+            match self.pool.acquire_worker(k.slot) {
+                Some(id) => {
+                    batch[n] = (k, Some(id));
+                    n += 1;
+                }
+                None => {
+                    let busy = std::io::Error::other(format!("worker slot {} is still in use", k.slot));
+                    self.core
+                        .handle(Event::LaunchFailed { key: k, error: &busy }, now(), out);
+                }
+            }
+        }
+        let batch = &batch[..n];
+        let mut split = batch.len();
         let mut helper = None;
-        if let (Some(sib), true) = (self.sibling_fork, due.len() >= HELPER_MIN_BATCH) {
-            let half = due.len() / 2;
-            for k in &due[half..] {
+        if let (Some(sib), true) = (self.sibling_fork, batch.len() >= HELPER_MIN_BATCH) {
+            let half = batch.len() / 2;
+            for (k, _) in &batch[half..] {
                 self.prepare_launch(k.slot);
                 self.assign_child_slot(k.slot);
                 // The kernel writes each new worker's pid here (see `ForkHelper::finish`).
                 self.segment.child_slot(k.slot).pid.store(0, Ordering::Release);
             }
-            let slots = due[half..].iter().map(|k| k.slot).collect();
+            let slots = batch[half..].iter().map(|(k, _)| k.slot).collect();
             match crate::supervisor::launch::start_fork_helper(&self.env(), sib, slots) {
                 Ok(h) => {
-                    tracing::debug!("a fork helper starts {} of {} due workers", due.len() - half, due.len());
+                    tracing::debug!(
+                        "a fork helper starts {} of {} due workers",
+                        batch.len() - half,
+                        batch.len()
+                    );
                     helper = Some(h);
                     split = half;
                 }
                 Err(e) => tracing::debug!("no fork helper ({e}): the supervisor forks the whole batch"),
             }
         }
-        for &k in &due[..split] {
-            self.launch_worker(k, out);
+        for &(k, id) in &batch[..split] {
+            self.launch_worker(k, id.expect("taken above"), out);
         }
         if let Some(h) = helper {
             for (slot, result) in h.finish(&self.segment) {
-                let Some(&key) = due[split..].iter().find(|k| k.slot == slot) else {
+                let Some(&(key, Some(id))) = batch[split..].iter().find(|(k, _)| k.slot == slot) else {
                     continue;
                 };
                 // `finish` checked that each pid is this process's child; one it already tracks
@@ -61,9 +85,9 @@ impl Supervisor {
                     Ok(pid)
                 });
                 if result.is_err() {
-                    self.free_child_slot(slot);
+                    self.free_slot(id);
                 }
-                self.record_launch(key, result, None, out);
+                self.record_launch(key, id, result, None, out);
             }
         }
     }
@@ -76,36 +100,33 @@ impl Supervisor {
             .store(crate::shared::shmem::monotonic_ns(), Ordering::Relaxed);
     }
 
-    fn launch_worker(&mut self, key: WorkerKey, out: &mut Vec<Action>) {
+    fn launch_worker(&mut self, key: WorkerKey, id: ChildSlotId, out: &mut Vec<Action>) {
         let slot = key.slot;
         self.prepare_launch(slot);
         // Only a spare that finished loading: one still loading could fail on a plugin file that
         // has changed since, and would report that older failure as this worker's.
-        let ready = self
-            .spares
-            .iter()
-            .position(|(_, s)| self.segment.child_slot(*s).ready.load(Ordering::Acquire) == 1);
+        let ready = self.spares.iter().position(|(_, s)| {
+            s.child_slot()
+                .is_some_and(|s| self.segment.child_slot(s).ready.load(Ordering::Acquire) == 1)
+        });
         match ready.map(|k| self.spares.swap_remove(k)) {
-            Some((pid, sslot)) => {
+            Some((pid, spare)) => {
                 // Hand the worker slot to a spare: it claims `slot` and runs the entry.
                 self.assign_child_slot(slot);
                 self.segment.child_slot(slot).pid.store(pid, Ordering::Relaxed);
-                let ss = self.segment.child_slot(sslot);
+                let ss = self
+                    .segment
+                    .child_slot(spare.child_slot().expect("a spare has a child slot"));
                 ss.assign.store(slot + 1, Ordering::Release);
                 crate::sys::futex_wake(&ss.assign);
                 self.handoffs.push(pid);
                 self.spare_refill += 1;
                 // The core's record of the spare becomes this worker's (same pid).
-                self.record_launch(key, Ok(pid), Some(sslot), out);
+                self.record_launch(key, id, Ok(pid), Some(spare), out);
             }
             None => {
-                let result = self.start_child(
-                    ChildKind::Worker,
-                    Some(slot),
-                    &StartupData::Worker { worker_slot: slot },
-                    None,
-                );
-                self.record_launch(key, result, None, out);
+                let result = self.start_child(id, &StartupData::Worker { worker_slot: slot }, None);
+                self.record_launch(key, id, result, None, out);
             }
         }
     }
@@ -113,21 +134,14 @@ impl Supervisor {
     fn record_launch(
         &mut self,
         key: WorkerKey,
+        slot: ChildSlotId,
         result: std::io::Result<i32>,
-        spare: Option<u32>,
+        spare: Option<ChildSlotId>,
         out: &mut Vec<Action>,
     ) {
         match result {
             Ok(pid) => {
-                self.core.handle(
-                    Event::Launched {
-                        key,
-                        pid,
-                        spare_slot: spare,
-                    },
-                    now(),
-                    out,
-                );
+                self.core.handle(Event::Launched { key, pid, slot, spare }, now(), out);
                 if let Some(w) = self.core.worker(key) {
                     tracing::debug!("started worker {} (pid {pid})", w.spec.name);
                 }
@@ -143,25 +157,32 @@ impl Supervisor {
         cs.state.store(crate::shared::shmem::CHILD_ASSIGNED, Ordering::Release);
     }
 
-    fn free_child_slot(&self, slot: u32) {
-        self.segment.child_slot(slot).state.store(CHILD_FREE, Ordering::Release);
+    /// Gives a slot back: to the pool, and its child slot in the segment marked free.
+    pub(super) fn free_slot(&mut self, id: ChildSlotId) {
+        if let Some(s) = id.child_slot() {
+            self.segment.child_slot(s).state.store(CHILD_FREE, Ordering::Release);
+        }
+        if let Err(e) = self.pool.release(id) {
+            tracing::error!("child-slot pool: {e}");
+        }
     }
 
-    /// Starts a child through `launch_child`. Its slot, if it has one, is assigned first and
-    /// freed again if the launch fails. The caller tells the core.
+    /// Starts a child of `slot`'s kind in `slot` (taken from the pool) through `launch_child`.
+    /// Its child slot is assigned first; if the launch fails, the slot is given back. The caller
+    /// tells the core.
     pub(super) fn start_child(
         &mut self,
-        kind: ChildKind,
-        slot: Option<u32>,
+        slot: ChildSlotId,
         startup: &StartupData,
         client: Option<ClientSocket>,
     ) -> std::io::Result<i32> {
-        if let Some(s) = slot {
+        let child_slot = slot.child_slot();
+        if let Some(s) = child_slot {
             self.assign_child_slot(s);
         }
-        let result = launch_child(&self.env(), kind, slot, startup, client);
-        if let (Err(_), Some(s)) = (&result, slot) {
-            self.free_child_slot(s);
+        let result = launch_child(&self.env(), slot.kind(), child_slot, startup, client);
+        if result.is_err() {
+            self.free_slot(slot);
         }
         result
     }

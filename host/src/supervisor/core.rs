@@ -41,6 +41,7 @@ use crate::shared::control::{HostState, StopMode};
 use crate::shared::handoff::ChildKind;
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::WorkerSpec;
+use crate::supervisor::pool::ChildSlotId;
 use crate::supervisor::private::{PidMap, PrivateVec};
 
 use rows::Row;
@@ -133,12 +134,13 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy)]
 pub struct Child {
     pub kind: ChildKind,
-    pub child_slot: Option<u32>,
+    /// The slot the child-slot pool handed it (a dead-end's has no child slot in the segment).
+    pub slot: ChildSlotId,
     pub worker: Option<WorkerKey>,
     /// The host sent it a stopping signal (so its death is not a crash).
     pub signalled: bool,
-    /// A worker that was a spare: the spare's slot, freed once the worker claimed its own.
-    pub spare_slot: Option<u32>,
+    /// A worker that was a spare: the spare's slot, given back once the worker claimed its own.
+    pub spare: Option<ChildSlotId>,
 }
 
 /// A bounded, validated copy of what a child left in its child slot, read by the event loop.
@@ -165,22 +167,19 @@ pub enum Event<'a> {
     Stop { mode: StopMode, why: &'static str },
     /// SIGHUP's new file was valid and applied (`Some`, with its settings) or refused (`None`).
     Reloaded(Option<Settings>),
-    /// A worker the core asked for ([`Action::Launch`]) was started, from a spare if
-    /// `spare_slot` is set.
+    /// A worker the core asked for ([`Action::Launch`]) was started in `slot`, from the spare
+    /// that held `spare` if that is set.
     Launched {
         key: WorkerKey,
         pid: i32,
-        spare_slot: Option<u32>,
+        slot: ChildSlotId,
+        spare: Option<ChildSlotId>,
     },
     /// A worker the core asked for could not be started.
     LaunchFailed { key: WorkerKey, error: &'a std::io::Error },
     /// The loop started a child of its own accord (connection, dead-end, spare) or the startup
     /// child the core asked for.
-    ChildStarted {
-        pid: i32,
-        kind: ChildKind,
-        child_slot: Option<u32>,
-    },
+    ChildStarted { pid: i32, slot: ChildSlotId },
     /// The startup child the core asked for could not be started.
     StartupFailed { error: &'a std::io::Error },
     /// A child in the core's table was reaped.
@@ -299,19 +298,17 @@ impl Core {
             Event::Deadline => self.deadline(now, out),
             Event::Stop { mode, why } => self.stop(mode, why, now, out),
             Event::Reloaded(settings) => self.reloaded(settings, out),
-            Event::Launched { key, pid, spare_slot } => self.launched(key, pid, spare_slot, now, out),
+            Event::Launched { key, pid, slot, spare } => self.launched(key, pid, slot, spare, now, out),
             Event::LaunchFailed { key, error } => self.launch_failed(key, error, now, out),
-            Event::ChildStarted { pid, kind, child_slot } => {
-                self.children.insert(
-                    pid,
-                    Child {
-                        kind,
-                        child_slot,
-                        worker: None,
-                        signalled: false,
-                        spare_slot: None,
-                    },
-                );
+            Event::ChildStarted { pid, slot } => {
+                let child = Child {
+                    kind: slot.kind(),
+                    slot,
+                    worker: None,
+                    signalled: false,
+                    spare: None,
+                };
+                self.children.insert(pid, child);
             }
             Event::StartupFailed { error } => {
                 rows::fired(Row::StartupLaunchFailed);

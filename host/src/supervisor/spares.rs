@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 use super::core::Event;
 use super::Supervisor;
 use crate::shared::handoff::{ChildKind, StartupData};
-use crate::shared::shmem::{CHILD_ACTIVE, CHILD_FREE};
+use crate::shared::shmem::CHILD_ACTIVE;
+use crate::supervisor::pool::ChildSlotId;
 
 impl Supervisor {
     /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
@@ -24,34 +25,36 @@ impl Supervisor {
             .iter()
             .copied()
             .filter(|pid| {
-                self.core.child(*pid).and_then(|c| c.child_slot).is_some_and(|w| {
-                    let cs = self.segment.child_slot(w);
-                    cs.state.load(Ordering::Acquire) == CHILD_ACTIVE && cs.pid.load(Ordering::Relaxed) == *pid
-                })
+                self.core
+                    .child(*pid)
+                    .and_then(|c| c.slot.child_slot())
+                    .is_some_and(|w| {
+                        let cs = self.segment.child_slot(w);
+                        cs.state.load(Ordering::Acquire) == CHILD_ACTIVE && cs.pid.load(Ordering::Relaxed) == *pid
+                    })
             })
             .collect();
         for pid in claimed {
             self.handoffs.retain(|p| *p != pid);
-            if let Some(ss) = self.core.child_mut(pid).and_then(|c| c.spare_slot.take()) {
+            if let Some(ss) = self.core.child_mut(pid).and_then(|c| c.spare.take()) {
                 self.free_spare_slot(ss);
             }
         }
         while self.spare_refill > 0 && (self.spares.len() as u32) < crate::shared::shmem::SPARE_CHILDREN {
-            let Some(sslot) = self.free_spare_child_slot() else {
+            // Neither a waiting spare nor an unclaimed hand-off holds the slot the pool gives.
+            let Some(slot) = self.pool.acquire(ChildKind::Spare) else {
                 break;
             };
             self.spare_refill -= 1;
-            let ss = self.segment.child_slot(sslot);
+            let ss = self
+                .segment
+                .child_slot(slot.child_slot().expect("a spare has a child slot"));
             ss.assign.store(0, Ordering::Relaxed);
             ss.ready.store(0, Ordering::Relaxed);
-            match self.start_child(ChildKind::Spare, Some(sslot), &StartupData::Spare, None) {
+            match self.start_child(slot, &StartupData::Spare, None) {
                 Ok(pid) => {
-                    self.feed(Event::ChildStarted {
-                        pid,
-                        kind: ChildKind::Spare,
-                        child_slot: Some(sslot),
-                    });
-                    self.spares.push((pid, sslot));
+                    self.feed(Event::ChildStarted { pid, slot });
+                    self.spares.push((pid, slot));
                 }
                 Err(e) => {
                     tracing::warn!("cannot start a spare child: {e}");
@@ -61,21 +64,13 @@ impl Supervisor {
         }
     }
 
-    /// A spare slot that neither a waiting spare nor an unclaimed hand-off uses.
-    fn free_spare_child_slot(&self) -> Option<u32> {
-        (0..self.layout.n_spare_slots)
-            .map(|k| self.layout.spare_child_slot(k))
-            .find(|s| {
-                self.segment.child_slot(*s).state.load(Ordering::Acquire) == CHILD_FREE
-                    && !self.spares.iter().any(|(_, ss)| ss == s)
-                    && !self.core.children().any(|(_, c)| c.spare_slot == Some(*s))
-            })
-    }
-
-    pub(super) fn free_spare_slot(&self, s: u32) {
-        let cs = self.segment.child_slot(s);
-        cs.assign.store(0, Ordering::Relaxed);
-        cs.ready.store(0, Ordering::Relaxed);
-        cs.state.store(CHILD_FREE, Ordering::Release);
+    /// Gives a spare's slot back once the spare is gone or its worker claimed its own slot.
+    pub(super) fn free_spare_slot(&mut self, id: ChildSlotId) {
+        if let Some(s) = id.child_slot() {
+            let cs = self.segment.child_slot(s);
+            cs.assign.store(0, Ordering::Relaxed);
+            cs.ready.store(0, Ordering::Relaxed);
+        }
+        self.free_slot(id);
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use super::rows::{take_fired, Row, ROWS};
 use super::*;
-use crate::shared::registry::{RestartPolicy, StartTime};
+use crate::shared::registry::{Registry, RestartPolicy, StartTime};
+use crate::shared::shmem::Layout;
+use crate::supervisor::pool::ChildSlotPool;
 use outcomes::*;
 use reset::*;
 use shutdown::*;
@@ -52,6 +54,8 @@ fn settings() -> Settings {
 /// does, before any other event) and records everything the core asked for.
 struct Driver {
     core: Core,
+    /// The slots children get, as the loop's pool hands them out.
+    pool: ChildSlotPool,
     now: Now,
     next_pid: i32,
     /// Every action so far, in order (answers included).
@@ -69,8 +73,10 @@ impl Driver {
 
     fn with(specs: Vec<WorkerSpec>, hooks: bool, settings: Settings) -> Driver {
         let max = specs.len() as u32 + 2;
+        let layout = Layout::compute(&Registry::default(), max, 4);
         Driver {
             core: Core::new(settings, specs, max, hooks).unwrap(),
+            pool: ChildSlotPool::new(&layout, 1, true).unwrap(),
             now: Now {
                 mono: Instant::now(),
                 wall_ms: 1_000_000,
@@ -106,9 +112,18 @@ impl Driver {
                         );
                     } else {
                         let pid = self.pid();
-                        let (key, spare_slot) = (*key, None);
-                        self.core
-                            .handle(Event::Launched { key, pid, spare_slot }, now, &mut out);
+                        let key = *key;
+                        let slot = self
+                            .pool
+                            .acquire_worker(key.slot)
+                            .expect("a worker's slot is free at launch");
+                        let launched = Event::Launched {
+                            key,
+                            pid,
+                            slot,
+                            spare: None,
+                        };
+                        self.core.handle(launched, now, &mut out);
                     }
                 }
                 Action::StartStartup => {
@@ -118,11 +133,8 @@ impl Driver {
                     } else {
                         let pid = self.pid();
                         self.startup_pid = Some(pid);
-                        let started = Event::ChildStarted {
-                            pid,
-                            kind: ChildKind::Startup,
-                            child_slot: Some(99),
-                        };
+                        let slot = self.pool.acquire(ChildKind::Startup).expect("the startup slot is free");
+                        let started = Event::ChildStarted { pid, slot };
                         self.core.handle(started, now, &mut out);
                     }
                 }
@@ -154,15 +166,19 @@ impl Driver {
     /// Starts a child the loop starts on its own (connection, dead-end, spare).
     fn child(&mut self, kind: ChildKind) -> i32 {
         let pid = self.pid();
-        self.ev(Event::ChildStarted {
-            pid,
-            kind,
-            child_slot: Some(50),
-        });
+        let slot = self.pool.acquire(kind).expect("a free slot of the kind");
+        self.ev(Event::ChildStarted { pid, slot });
         pid
     }
 
     fn exit(&mut self, pid: i32, status: ExitStatus, dead_man: bool, reason: &str) -> Vec<Action> {
+        // Given back before the exit is fed, as the loop does.
+        if let Some(c) = self.core.child(pid).copied() {
+            self.pool.release(c.slot).unwrap();
+            if let Some(s) = c.spare {
+                self.pool.release(s).unwrap();
+            }
+        }
         let slot = SlotCopy {
             dead_man,
             reason: reason.to_owned(),

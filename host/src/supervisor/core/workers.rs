@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::{rows, start_time_reached, Action, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
 use crate::shared::lifecycle::{restarts_after_reset, ExitStatus, RestartTracker, WorkerState};
 use crate::shared::registry::{RestartPolicy, WorkerSpec};
+use crate::supervisor::pool::ChildSlotId;
 
 /// A worker's identity: its slot, and the generation that tells it from the slot's earlier and
 /// later tenants.
@@ -179,7 +180,8 @@ impl Core {
         &mut self,
         key: WorkerKey,
         pid: i32,
-        spare_slot: Option<u32>,
+        slot: ChildSlotId,
+        spare: Option<ChildSlotId>,
         now: Now,
         out: &mut Vec<Action>,
     ) {
@@ -200,10 +202,10 @@ impl Core {
             pid,
             super::Child {
                 kind: crate::shared::handoff::ChildKind::Worker,
-                child_slot: Some(key.slot),
+                slot,
                 worker: Some(key),
                 signalled: false,
-                spare_slot,
+                spare,
             },
         );
         out.push(Action::PublishWorker(key));
