@@ -153,21 +153,15 @@ impl Core {
             return;
         }
         match next_for(outcome, policy) {
-            Next::Stop => {
-                rows::fired(Row::WorkerStops);
-                r.state = WorkerState::Stopped;
-                out.push(Action::Log(
-                    Level::Info,
-                    format!("worker {name} (pid {pid}) exited with {status}: {reason}; not restarting"),
-                ));
-            }
-            Next::Fail => {
-                rows::fired(Row::WorkerFails);
-                r.state = WorkerState::Failed;
-                out.push(Action::Log(
-                    Level::Error,
-                    format!("worker {name} (pid {pid}) failed with {status}: {reason}; not restarting"),
-                ));
+            next @ (Next::Stop | Next::Fail) => {
+                let (row, state, level, verb) = match next {
+                    Next::Stop => (Row::WorkerStops, WorkerState::Stopped, Level::Info, "exited"),
+                    _ => (Row::WorkerFails, WorkerState::Failed, Level::Error, "failed"),
+                };
+                rows::fired(row);
+                r.state = state;
+                let line = format!("worker {name} (pid {pid}) {verb} with {status}: {reason}; not restarting");
+                out.push(Action::Log(level, line));
             }
             Next::Restart => match r.tracker.decide(policy, crash_loop, now.mono, ran_for) {
                 RestartDecision::After(d) => {
