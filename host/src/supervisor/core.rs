@@ -14,9 +14,10 @@
 //! slots, whether the host signalled each: what decides that an exit is not a crash), the
 //! adopted processes, the segment generation and the exit code.
 //!
-//! Does not own: child slots and their pools, spare children, connection admission, the segment
-//! itself, the service manager's rate-limited `STATUS=` line. The event loop keeps those and
-//! reports to the core only what changes the lifecycle.
+//! Does not own: the child-slot pool (the core keeps each child's slot id, so the loop can give
+//! it back at the reap), spare children, connection admission, the segment itself, the service
+//! manager's rate-limited `STATUS=` line. The event loop keeps those and reports to the core only
+//! what changes the lifecycle.
 //!
 //! Invariants: a worker is `running` exactly while a child of kind worker with its key is in
 //! the child table; a host signal is recorded on the child before the action that sends it is
