@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use steward::abi::{self, Status, Str};
 
 use crate::shared::registry::{
-    CrashLoopLimit, RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec,
+    Backoff, CrashLoopLimit, RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec,
 };
 
 /// A region as mapped in this process.
@@ -197,12 +197,12 @@ unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: 
         let restart = match spec.restart_kind {
             abi::RESTART_NEVER => RestartPolicy::Never,
             abi::RESTART_AFTER => RestartPolicy::After(us(spec.restart_delay_us)),
-            abi::RESTART_BACKOFF => RestartPolicy::Backoff {
+            abi::RESTART_BACKOFF => RestartPolicy::Backoff(Backoff {
                 initial: us(spec.restart_delay_us),
                 factor_milli: spec.backoff_factor_milli,
                 cap: us(spec.restart_cap_us),
                 reset_after: us(spec.restart_reset_us),
-            },
+            }),
             _ => return abi::STATUS_INVALID,
         };
         let crash_loop = (spec.crash_loop_max > 0).then(|| CrashLoopLimit {
