@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::core::policy::{classify, Outcome};
 use super::core::{Action, Event, SlotCopy, WorkerKey};
 use super::{now, Supervisor};
 use crate::shared::handoff::ChildKind;
-use crate::shared::lifecycle::{classify, ExitStatus, Outcome};
+use crate::shared::lifecycle::ExitStatus;
 use crate::shared::shmem::CHILD_ACTIVE;
 
 /// A process the supervisor reaped, as an adopted process found after it is attributed to it.

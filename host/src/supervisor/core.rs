@@ -27,6 +27,7 @@
 //! Every transition is one row of [`rows::ROWS`]; the unit tests assert each row fires.
 
 mod exits;
+pub mod policy;
 pub mod rows;
 mod stopping;
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! The core's answer to a reaped child: what its exit means under the exit-code contract (see
-//! [`crate::shared::lifecycle`]) for the child's kind, the worker's restart policy and the host phase.
+//! [`super::policy`]) for the child's kind, the worker's restart policy and the host phase.
 //!
 //! Runs in: the supervisor, inside [`Core`]. What a child left in its slot arrives as a bounded
 //! copy ([`SlotCopy`]) the event loop read; the core trusts only its own table for who the
 //! child was.
 
+use super::policy::{classify, next_for, Next, Outcome, RestartDecision};
 use super::{rows, Action, Core, Level, Now, Phase, Progress, Row, SlotCopy, WorkerKey};
 use crate::shared::handoff::ChildKind;
-use crate::shared::lifecycle::{classify, next_for, ExitStatus, Next, Outcome, RestartDecision, WorkerState};
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::RestartPolicy;
 
 impl Core {

@@ -11,8 +11,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::policy::{restarts_after_reset, RestartTracker};
 use super::{rows, start_time_reached, Action, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
-use crate::shared::lifecycle::{restarts_after_reset, ExitStatus, RestartTracker, WorkerState};
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::{RestartPolicy, WorkerSpec};
 use crate::supervisor::pool::ChildSlotId;
 
