@@ -53,7 +53,7 @@ use crate::shared::registry::{Registry, Settings};
 use crate::shared::shmem::{Layout, Segment};
 use crate::shared::time::now_ms;
 
-use self::core::{Action, Core, Event, Level, Now};
+use self::core::{Action, Actions, Core, Event, Level, Now};
 
 /// The supervisor: the lifecycle core and everything the event loop around it keeps.
 pub struct Supervisor {
@@ -61,7 +61,7 @@ pub struct Supervisor {
     core: Core,
     /// The action buffer, reused on every event so that a burst of launches allocates nothing
     /// per worker for it.
-    actions: Vec<Action>,
+    actions: Option<Actions>,
     /// Set once the core asked to exit.
     exit: Option<i32>,
     /// The rest of the registry, which children get too (see [`Registry::for_children`]).
@@ -236,7 +236,7 @@ impl Supervisor {
             pool: pool::ChildSlotPool::for_host(&layout, &cfg)?,
             cfg,
             core,
-            actions: Vec::new(),
+            actions: Some(Actions::new()?),
             exit: None,
             registry,
             settings,
@@ -413,16 +413,26 @@ impl Supervisor {
 
     /// Feeds one event to the core and carries out every action that follows from it.
     fn feed(&mut self, event: Event<'_>) {
-        let mut out = std::mem::take(&mut self.actions);
-        self.core.handle(event, now(), &mut out);
+        self.with_actions(|sup, out| sup.core.handle(event, now(), out));
+    }
+
+    /// Runs `f` with the reused action buffer, then carries out what it appended.
+    fn with_actions(&mut self, f: impl FnOnce(&mut Self, &mut Actions)) {
+        // Nothing feeds an event while actions are carried out (an action's answer goes into the
+        // same buffer); were that to change, a nested call gets a buffer of its own.
+        let mut out = match self.actions.take() {
+            Some(out) => out,
+            None => Actions::new().expect("memory for the supervisor's actions"),
+        };
+        f(self, &mut out);
         self.execute(&mut out);
         out.clear();
-        self.actions = out;
+        self.actions = Some(out);
     }
 
     /// Carries out `out` in order. An action whose result the core needs feeds it back at once,
     /// which appends the actions that follow to `out`, carried out in turn.
-    fn execute(&mut self, out: &mut Vec<Action>) {
+    fn execute(&mut self, out: &mut Actions) {
         let mut i = 0;
         while i < out.len() {
             match std::mem::take(&mut out[i]) {
@@ -483,7 +493,7 @@ impl Supervisor {
     }
 
     /// A new segment after a crash; the spares belonged to the old one and are gone.
-    fn create_segment(&mut self, generation: u64, out: &mut Vec<Action>) {
+    fn create_segment(&mut self, generation: u64, out: &mut Actions) {
         match Segment::create(
             &self.layout,
             &self.core.static_specs(),

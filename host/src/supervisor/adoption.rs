@@ -17,7 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::core::policy::{classify, Outcome};
-use super::core::{Action, Event, SlotCopy, WorkerKey};
+use super::core::{Actions, Event, SlotCopy, WorkerKey};
 use super::{now, Supervisor};
 use crate::shared::handoff::ChildKind;
 use crate::shared::lifecycle::ExitStatus;
@@ -128,11 +128,7 @@ impl Supervisor {
             self.scan_at = Some(self.last_scan.map_or(now, |t| (t + interval).max(now)));
         }
         if self.scan_at.is_some_and(|t| Instant::now() >= t) {
-            let mut out = std::mem::take(&mut self.actions);
-            self.scan_adopted(&mut out);
-            self.execute(&mut out);
-            out.clear();
-            self.actions = out;
+            self.with_actions(|sup, out| sup.scan_adopted(out));
         }
     }
 
@@ -182,7 +178,7 @@ impl Supervisor {
     /// Tells the core about every child of this process that is neither a child it started nor
     /// one it already adopted, attributed to what was reaped since the last scan. The core
     /// signals one found during a shutdown that has signalled the rest.
-    pub(super) fn scan_adopted(&mut self, out: &mut Vec<Action>) {
+    pub(super) fn scan_adopted(&mut self, out: &mut Actions) {
         let from = self.exited.attribution(|o| self.name(o));
         self.exited = Exited::default();
         self.scan_at = None;

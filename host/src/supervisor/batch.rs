@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::core::{Action, Event, WorkerKey, LAUNCH_BATCH};
+use super::core::{Actions, Event, WorkerKey, LAUNCH_BATCH};
 use super::{now, Supervisor};
 use crate::shared::handoff::{ClientSocket, StartupData};
 use crate::shared::shmem::CHILD_FREE;
@@ -23,7 +23,7 @@ const HELPER_MIN_BATCH: usize = 16;
 impl Supervisor {
     /// Launches `due` (at most a batch); in fork mode, a helper forks the second half of a large
     /// batch while this process forks the first (decision 50).
-    pub(super) fn launch_batch(&mut self, due: &[WorkerKey], out: &mut Vec<Action>) {
+    pub(super) fn launch_batch(&mut self, due: &[WorkerKey], out: &mut Actions) {
         // Each worker's own child slot, taken from the pool first (a slot still held by an
         // earlier process of the same worker is a launch that fails, and is retried).
         let mut batch = [(due[0], None::<ChildSlotId>); LAUNCH_BATCH];
@@ -100,7 +100,7 @@ impl Supervisor {
             .store(crate::shared::shmem::monotonic_ns(), Ordering::Relaxed);
     }
 
-    fn launch_worker(&mut self, key: WorkerKey, id: ChildSlotId, out: &mut Vec<Action>) {
+    fn launch_worker(&mut self, key: WorkerKey, id: ChildSlotId, out: &mut Actions) {
         let slot = key.slot;
         self.prepare_launch(slot);
         // Only a spare that finished loading: one still loading could fail on a plugin file that
@@ -137,7 +137,7 @@ impl Supervisor {
         slot: ChildSlotId,
         result: std::io::Result<i32>,
         spare: Option<ChildSlotId>,
-        out: &mut Vec<Action>,
+        out: &mut Actions,
     ) {
         match result {
             Ok(pid) => {

@@ -240,6 +240,40 @@ pub enum Action {
     Exit(i32),
 }
 
+/// The actions of one event and of what follows from it, in memory `fork` does not copy: the
+/// loop carries them out between the forks of a launch batch, and a page of them written after
+/// each fork would cost a copy-on-write fault per launch. Reused from event to event.
+pub struct Actions(PrivateVec<Action>);
+
+impl Actions {
+    pub fn new() -> std::io::Result<Actions> {
+        // Room for a batch of launches and what each launch publishes, before it first grows.
+        Ok(Actions(PrivateVec::with_capacity(4 * LAUNCH_BATCH)?))
+    }
+
+    pub fn push(&mut self, a: Action) {
+        self.0.push(a).expect("memory for the supervisor's actions");
+    }
+
+    /// Drops every action, keeping the room.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl std::ops::Deref for Actions {
+    type Target = [Action];
+    fn deref(&self) -> &[Action] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Actions {
+    fn deref_mut(&mut self) -> &mut [Action] {
+        &mut self.0
+    }
+}
+
 /// The core: see the module header.
 pub struct Core {
     settings: Settings,
@@ -293,7 +327,7 @@ impl Core {
     }
 
     /// Feeds one event; appends what to do to `out` (which the caller clears and reuses).
-    pub fn handle(&mut self, event: Event<'_>, now: Now, out: &mut Vec<Action>) {
+    pub fn handle(&mut self, event: Event<'_>, now: Now, out: &mut Actions) {
         match event {
             Event::Start => self.enter_startup(out),
             Event::Consistent => self.consistent(out),
@@ -439,7 +473,7 @@ impl Core {
 
     /// Moves to `phase` and publishes the state; logs it and tells the service manager when the
     /// reported state changed.
-    fn enter(&mut self, phase: Phase, out: &mut Vec<Action>) {
+    fn enter(&mut self, phase: Phase, out: &mut Actions) {
         self.phase = phase;
         let s = self.state();
         out.push(Action::PublishState(s));
@@ -452,7 +486,7 @@ impl Core {
 
     /// At start and after every crash reset: the startup child runs the startup hooks, or the
     /// host goes straight to running when no plugin registered any.
-    fn enter_startup(&mut self, out: &mut Vec<Action>) {
+    fn enter_startup(&mut self, out: &mut Actions) {
         if !self.has_startup_hooks {
             rows::fired(Row::StartNoHooks);
             self.enter(Phase::Up(Progress::Running), out);
@@ -463,7 +497,7 @@ impl Core {
         out.push(Action::StartStartup);
     }
 
-    fn consistent(&mut self, out: &mut Vec<Action>) {
+    fn consistent(&mut self, out: &mut Actions) {
         if self.phase == Phase::Up(Progress::Startup) {
             rows::fired(Row::Consistent);
             self.enter(Phase::Up(Progress::Consistent), out);
@@ -472,7 +506,7 @@ impl Core {
         }
     }
 
-    fn reloaded(&mut self, settings: Option<Settings>, out: &mut Vec<Action>) {
+    fn reloaded(&mut self, settings: Option<Settings>, out: &mut Actions) {
         let Some(settings) = settings else {
             rows::fired(Row::ReloadRefused);
             return;
@@ -492,7 +526,7 @@ impl Core {
 
     /// Sends `sig` to the children `which` selects, recording first that the host signalled
     /// them.
-    fn signal_children(&mut self, sig: Signal, which: impl Fn(&Child) -> bool, out: &mut Vec<Action>) {
+    fn signal_children(&mut self, sig: Signal, which: impl Fn(&Child) -> bool, out: &mut Actions) {
         for (pid, c) in self.children.iter_mut() {
             if which(c) {
                 c.signalled = true;
@@ -501,7 +535,7 @@ impl Core {
         }
     }
 
-    fn signal_adopted(&self, sig: Signal, out: &mut Vec<Action>) {
+    fn signal_adopted(&self, sig: Signal, out: &mut Actions) {
         for &pid in self.adopted.keys() {
             out.push(Action::Signal { pid, sig });
         }

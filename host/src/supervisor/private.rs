@@ -94,6 +94,15 @@ impl<T> PrivateVec<T> {
         Ok(t)
     }
 
+    /// Drops every element, keeping the mapping.
+    pub fn clear(&mut self) {
+        let len = self.len;
+        // Zero first: a panic in a destructor then leaks the rest instead of dropping twice.
+        self.len = 0;
+        // SAFETY: the first `len` elements were initialised, and no longer count as elements.
+        unsafe { std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.region.ptr as *mut T, len)) };
+    }
+
     pub fn push(&mut self, item: T) -> std::io::Result<()> {
         if self.len == self.cap {
             let mut bigger = PrivateVec::with_capacity(self.cap * 2)?;
@@ -376,6 +385,10 @@ mod tests {
         assert_eq!(&*s, &["a".to_owned(), "b".to_owned()]);
         let mut v: PrivateVec<u64> = PrivateVec::with_capacity(4).unwrap();
         v.push(7).unwrap();
+        v.clear();
+        assert!(v.is_empty());
+        v.push(8).unwrap();
+        assert_eq!(&*v, &[8]);
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         for addr in [m.region.ptr as usize, s.region.ptr as usize, v.region.ptr as usize] {
             // "dc": do not copy this mapping on fork.

@@ -6,20 +6,13 @@
 //! child was.
 
 use super::policy::{classify, next_for, Next, Outcome, RestartDecision};
-use super::{rows, Action, Core, Level, Now, Phase, Progress, Row, SlotCopy, WorkerKey};
+use super::{rows, Action, Actions, Core, Level, Now, Phase, Progress, Row, SlotCopy, WorkerKey};
 use crate::shared::handoff::ChildKind;
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::RestartPolicy;
 
 impl Core {
-    pub(super) fn child_exited(
-        &mut self,
-        pid: i32,
-        status: ExitStatus,
-        slot: SlotCopy,
-        now: Now,
-        out: &mut Vec<Action>,
-    ) {
+    pub(super) fn child_exited(&mut self, pid: i32, status: ExitStatus, slot: SlotCopy, now: Now, out: &mut Actions) {
         let Some(child) = self.children.remove(pid) else {
             return;
         };
@@ -83,7 +76,7 @@ impl Core {
         outcome: Outcome,
         reason: String,
         now: Now,
-        out: &mut Vec<Action>,
+        out: &mut Actions,
     ) {
         if !self.is_up() {
             return;
@@ -113,7 +106,7 @@ impl Core {
         outcome: Outcome,
         slot: SlotCopy,
         now: Now,
-        out: &mut Vec<Action>,
+        out: &mut Actions,
     ) {
         let up = self.is_up();
         let stopping = matches!(self.phase, Phase::Stopping(_));

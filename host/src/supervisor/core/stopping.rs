@@ -9,10 +9,10 @@
 
 use nix::sys::signal::Signal;
 
-use super::{rows, Action, Child, Core, Level, Now, Phase, Progress, Recovery, Row, Shutdown, StopMode};
+use super::{rows, Action, Actions, Child, Core, Level, Now, Phase, Progress, Recovery, Row, Shutdown, StopMode};
 
 impl Core {
-    pub(super) fn deadline(&mut self, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn deadline(&mut self, now: Now, out: &mut Actions) {
         match self.phase {
             Phase::Up(progress) => self.launch_due(progress, now, out),
             Phase::Recovering(Recovery::Quitting { kill_at }) if now.mono >= kill_at => {
@@ -47,7 +47,7 @@ impl Core {
     }
 
     /// Names every process still alive at the SIGKILL of a shutdown, in pid order.
-    fn log_stragglers(&self, out: &mut Vec<Action>) {
+    fn log_stragglers(&self, out: &mut Actions) {
         let mut live: Vec<(i32, Child)> = self.children.iter().map(|(p, c)| (p, *c)).collect();
         live.sort_by_key(|(pid, _)| *pid);
         let mut names: Vec<String> = live
@@ -74,7 +74,7 @@ impl Core {
     // ---- crash recovery ----
 
     /// A child attached to shared memory crashed (`what` names it and how).
-    pub(super) fn crash(&mut self, what: &str, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn crash(&mut self, what: &str, now: Now, out: &mut Actions) {
         if !self.is_up() {
             rows::fired(Row::CrashIgnored);
             return;
@@ -100,7 +100,7 @@ impl Core {
 
     /// After anything left: a recovery resets once no attached child is left; a shutdown moves
     /// on once the connections or all children are gone.
-    pub(super) fn after_exit(&mut self, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn after_exit(&mut self, now: Now, out: &mut Actions) {
         match self.phase {
             Phase::Recovering(Recovery::Quitting { .. } | Recovery::Killed) if self.attached_children() == 0 => {
                 rows::fired(Row::RecoverReset);
@@ -127,7 +127,7 @@ impl Core {
         }
     }
 
-    pub(super) fn segment_created(&mut self, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn segment_created(&mut self, now: Now, out: &mut Actions) {
         rows::fired(Row::ResetDone);
         let restarting = self.reset_workers(now, out);
         // Published by `enter_startup` below, so the host goes from recovering to startup (or
@@ -147,13 +147,13 @@ impl Core {
 
     /// Something the host cannot go on without failed: log `line`, exit with the failure code,
     /// and stop immediately (`why` names it in the shutdown's line).
-    pub(super) fn fail(&mut self, line: String, why: &'static str, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn fail(&mut self, line: String, why: &'static str, now: Now, out: &mut Actions) {
         out.push(Action::Log(Level::Error, line));
         self.exit_code = crate::exit_code::FAILURE;
         self.stop(StopMode::Immediate, why, now, out);
     }
 
-    pub(super) fn stop(&mut self, mode: StopMode, why: &str, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn stop(&mut self, mode: StopMode, why: &str, now: Now, out: &mut Actions) {
         if let Phase::Stopping(s) = self.phase {
             if mode <= s.mode() {
                 rows::fired(Row::StopIgnored);
@@ -177,7 +177,7 @@ impl Core {
 
     /// Signals every child and adopted process for a shutdown in `mode` and starts the
     /// `shutdown_timeout` clock.
-    fn signal_stop(&mut self, mode: StopMode, now: Now, out: &mut Vec<Action>) {
+    fn signal_stop(&mut self, mode: StopMode, now: Now, out: &mut Actions) {
         let kill_at = now.mono + self.settings.shutdown_timeout;
         self.enter(Phase::Stopping(Shutdown::Signalled { mode, kill_at }), out);
         let sig = stop_signal(mode);
@@ -190,7 +190,7 @@ impl Core {
         }
     }
 
-    pub(super) fn adopted(&mut self, pid: i32, from: String, out: &mut Vec<Action>) {
+    pub(super) fn adopted(&mut self, pid: i32, from: String, out: &mut Actions) {
         self.adopted.insert(pid, from);
         let sig = match self.phase {
             Phase::Stopping(Shutdown::Signalled { mode, .. }) => stop_signal(mode),
@@ -201,7 +201,7 @@ impl Core {
         out.push(Action::Signal { pid, sig });
     }
 
-    pub(super) fn scanned(&mut self, out: &mut Vec<Action>) {
+    pub(super) fn scanned(&mut self, out: &mut Actions) {
         self.scan_pending = false;
         if matches!(self.phase, Phase::Stopping(_)) && self.children.is_empty() && self.adopted.is_empty() {
             rows::fired(Row::StopExit);

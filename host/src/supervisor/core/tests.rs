@@ -92,7 +92,7 @@ impl Driver {
 
     /// Feeds `e`; returns the actions it led to (answers included).
     fn ev(&mut self, e: Event<'_>) -> Vec<Action> {
-        let mut out = Vec::new();
+        let mut out = Actions::new().unwrap();
         self.core.handle(e, self.now, &mut out);
         let mut i = 0;
         while i < out.len() {
@@ -150,7 +150,7 @@ impl Driver {
             i += 1;
         }
         self.log.extend(out.iter().map(clone_action));
-        out
+        out.iter().map(clone_action).collect()
     }
 
     fn pid(&mut self) -> i32 {

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::policy::{restarts_after_reset, RestartTracker};
-use super::{rows, start_time_reached, Action, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
+use super::{rows, start_time_reached, Action, Actions, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::{RestartPolicy, WorkerSpec};
 use crate::supervisor::pool::ChildSlotId;
@@ -154,7 +154,7 @@ impl Core {
     }
 
     /// Asks for up to a batch of the workers that are due.
-    pub(super) fn launch_due(&mut self, progress: Progress, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn launch_due(&mut self, progress: Progress, now: Now, out: &mut Actions) {
         let mut n = 0;
         for w in self.workers.iter().flatten() {
             if !start_time_reached(progress, w.spec.start_time) {
@@ -184,7 +184,7 @@ impl Core {
         slot: ChildSlotId,
         spare: Option<ChildSlotId>,
         now: Now,
-        out: &mut Vec<Action>,
+        out: &mut Actions,
     ) {
         let Some(w) = self.worker_mut(key) else { return };
         rows::fired(Row::WorkerLaunched);
@@ -212,7 +212,7 @@ impl Core {
         out.push(Action::PublishWorker(key));
     }
 
-    pub(super) fn launch_failed(&mut self, key: WorkerKey, error: &std::io::Error, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn launch_failed(&mut self, key: WorkerKey, error: &std::io::Error, now: Now, out: &mut Actions) {
         let Some(w) = self.worker_mut(key) else { return };
         rows::fired(Row::WorkerLaunchFailed);
         out.push(Action::Log(
@@ -229,7 +229,7 @@ impl Core {
     }
 
     /// A shutdown began: a restart or a first start still to come is cancelled.
-    pub(super) fn cancel_restarts(&mut self, out: &mut Vec<Action>) {
+    pub(super) fn cancel_restarts(&mut self, out: &mut Actions) {
         for w in self.workers.iter_mut().flatten() {
             if matches!(w.run.state, WorkerState::WaitingRestart | WorkerState::NotStarted) {
                 rows::fired(Row::WorkerStartCancelled);
@@ -244,7 +244,7 @@ impl Core {
     }
 
     /// After a crash reset: schedules the workers whose policy restarts them; returns how many.
-    pub(super) fn reset_workers(&mut self, now: Now, out: &mut Vec<Action>) -> usize {
+    pub(super) fn reset_workers(&mut self, now: Now, out: &mut Actions) -> usize {
         let mut restarting = 0;
         for w in self.workers.iter_mut().flatten() {
             let policy = w.spec.restart;
