@@ -19,10 +19,11 @@
 //! manager's rate-limited `STATUS=` line. The event loop keeps those and reports to the core only
 //! what changes the lifecycle.
 //!
-//! Invariants: a worker is `running` exactly while a child of kind worker with its key is in
-//! the child table; a host signal is recorded on the child before the action that sends it is
-//! emitted; the core emits [`Action::Exit`] once, in `stopping`, after a scan for adopted
-//! processes found none and no child is left.
+//! Invariants: a child of kind worker with a worker's key is in the child table only while that
+//! worker is `running` (during a crash reset a worker whose child is gone stays `running` until
+//! the reset decides its state, as status has always shown it); a host signal is recorded on the
+//! child before the action that sends it is emitted; the core emits [`Action::Exit`] once, in
+//! `stopping`, after a scan for adopted processes found none and no child is left.
 //!
 //! Every transition is one row of [`rows::ROWS`]; the unit tests assert each row fires.
 
