@@ -11,7 +11,8 @@
 //! The split: [`core`] decides (host phase, worker states, restarts, crash reset, shutdown,
 //! exit code) and performs no system call; this module and its submodules do only what needs
 //! the OS: poll, waitpid, fork/spawn, kill, shared-memory and socket I/O, the service manager,
-//! and the bookkeeping of what the core does not decide: spares (`spares`), the fork helper
+//! and the bookkeeping of what the core does not decide: child slots ([`pool`]), spares
+//! (`spares`), the fork helper
 //! and launches (`batch`), connection admission (`admission`), adopted processes and
 //! reaping (`adoption`), the status published to the segment and the service manager
 //! (`status`), and reload validation (`reloading`). An action whose result the core needs
