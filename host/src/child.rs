@@ -25,7 +25,7 @@ use steward::abi;
 
 use crate::control::{self, Request};
 use crate::launch::{ChildEnv, ChildKind, ClientSocket, StartupData};
-use crate::shmem::{ChildSlot, CHILD_ACTIVE, CHILD_ASSIGNED};
+use crate::protocol::ChildSlot;
 
 /// Ends the process without unwinding or running atexit handlers of plugins.
 pub fn exit(code: i32) -> ! {
@@ -38,8 +38,7 @@ pub fn exit(code: i32) -> ! {
 /// Clears the dead-man flag, records the reason, and exits with `code`.
 fn exit_clean(slot: Option<&ChildSlot>, code: i32, reason: &str) -> ! {
     if let Some(s) = slot {
-        s.reason.store(reason);
-        s.state.store(CHILD_ASSIGNED, Ordering::Release);
+        s.deactivate(reason);
     }
     exit(code)
 }
@@ -89,9 +88,7 @@ pub fn run(
     let slot = match child_slot {
         Some(i) if kind.info().attaches_shmem => {
             let s = env.segment.child_slot(i);
-            s.pid.store(std::process::id() as i32, Ordering::Relaxed);
-            s.reason.store("");
-            s.state.store(CHILD_ACTIVE, Ordering::Release);
+            s.activate();
             Some(s)
         }
         _ => None,
@@ -103,9 +100,8 @@ pub fn run(
         // A spare that was already handed a worker (it re-executed after a plugin file changed)
         // fails as that worker: the reason goes to the worker's slot, which it has not claimed.
         if let (ChildKind::Spare, Some(s)) = (kind, slot) {
-            let w = s.assign.load(Ordering::Acquire);
-            if w != 0 && w - 1 < env.segment.layout.n_worker_slots {
-                env.segment.child_slot(w - 1).reason.store(&reason);
+            if let Some(w) = s.assigned().filter(|w| *w < env.segment.layout.n_worker_slots) {
+                env.segment.child_slot(w).set_reason(&reason);
             }
         }
         exit_clean(slot, 2, &reason);
@@ -343,7 +339,7 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
     let api = runtime(env, slot, who, false);
     crate::hostapi::with_state(|s| s.failure = None);
     if let Some(s) = slot {
-        s.entered_at_ns.store(crate::shmem::monotonic_ns(), Ordering::Relaxed);
+        s.mark_entered(crate::shmem::monotonic_ns());
     }
     // SAFETY: `entry` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
     // panics inside the plugin.
@@ -371,7 +367,7 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     };
 
     // Plugins are loaded and the segment is mapped: this spare can take a worker now.
-    own.ready.store(1, Ordering::Release);
+    own.mark_ready();
     // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
     // host a wake-up per spare and tick). Only three things end the wait: the supervisor's
     // hand-off (a store and a FUTEX_WAKE on `assign`), a signal (SIGHUP sets the reload flag,
@@ -380,11 +376,10 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     // that died earlier was seen there). The parent check after each return is a cheap second
     // line, never a reason to wake.
     let worker_slot = loop {
-        let v = own.assign.load(Ordering::Acquire);
-        if v != 0 {
-            break v - 1;
+        if let Some(w) = own.assigned() {
+            break w;
         }
-        crate::sys::futex_wait(&own.assign, 0, None);
+        own.wait_for_hand_over();
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != env.host_pid {
             exit(1);
@@ -407,14 +402,13 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
             libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());
         }
         let reason = format!("cannot execute steward again: {}", std::io::Error::last_os_error());
-        env.segment.child_slot(worker_slot).reason.store(&reason);
+        env.segment.child_slot(worker_slot).set_reason(&reason);
         exit_clean(slot, 2, &reason);
     }
     // SAFETY: the blob fd is ours and no longer needed.
     unsafe { libc::close(crate::exec::FD_BLOB) };
     let cs = env.segment.child_slot(worker_slot);
-    cs.pid.store(std::process::id() as i32, Ordering::Relaxed);
-    cs.state.store(CHILD_ACTIVE, Ordering::Release);
+    cs.activate();
     if RELOAD.swap(false, Ordering::SeqCst) {
         // A reload arrived while this child waited: start the worker with the new values.
         crate::reload::refresh_child_settings();
@@ -431,8 +425,7 @@ fn startup_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         crate::log::set_identity("startup", Some(&h.name));
         if let Some(s) = slot {
             // Read by the supervisor only if this child dies without a clean exit.
-            s.reason
-                .store(&format!("startup hook {} (plugin {}) was running", h.name, h.plugin));
+            s.set_reason(&format!("startup hook {} (plugin {}) was running", h.name, h.plugin));
         }
         let run = match crate::preload::resolve_hook(&h.library, &h.function) {
             Ok(r) => r,

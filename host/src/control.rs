@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::lifecycle::{ExitStatus, WorkerState};
+use crate::protocol::DecodeError;
+use crate::registry::StartTime;
 use crate::shmem::Segment;
 use crate::time::rfc3339_ms;
 
@@ -41,40 +43,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// `superuser_reserved_connections`): a connection that gets one is refused anything else.
 pub const RESERVED_CONNECTIONS: u32 = 1;
 
-/// Host states as the segment stores them and status names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum HostState {
-    Init = 0,
-    Startup = 1,
-    Consistent = 2,
-    Running = 3,
-    Recovering = 4,
-    Stopping = 5,
-}
-
-impl HostState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostState::Init => "init",
-            HostState::Startup => "startup",
-            HostState::Consistent => "consistent",
-            HostState::Running => "running",
-            HostState::Recovering => "recovering",
-            HostState::Stopping => "stopping",
-        }
-    }
-    pub fn from_u32(v: u32) -> HostState {
-        match v {
-            1 => HostState::Startup,
-            2 => HostState::Consistent,
-            3 => HostState::Running,
-            4 => HostState::Recovering,
-            5 => HostState::Stopping,
-            _ => HostState::Init,
-        }
-    }
-}
+/// Host states live with the other shared-memory codes; clients and the CLI name them here.
+pub use crate::protocol::HostState;
 
 /// `steward status --json`: the host and every worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -282,59 +252,78 @@ fn last_exit(e: ExitStatus, at: u64, reason: String) -> LastExit {
     }
 }
 
-fn start_name(start: u32) -> &'static str {
-    match start {
-        0 => "host_start",
-        1 => "consistent",
-        _ => "running",
-    }
-}
-
 /// The host state a worker that has not started is waiting for, if any.
-fn waiting_for(start: u32, host: HostState, state: WorkerState) -> Option<&'static str> {
+fn waiting_for(start: StartTime, host: HostState, state: WorkerState) -> Option<&'static str> {
     if !matches!(state, WorkerState::NotStarted | WorkerState::WaitingRestart) {
         return None;
     }
     match (start, host) {
-        (1, HostState::Init | HostState::Startup) => Some("consistent"),
-        (2, HostState::Init | HostState::Startup | HostState::Consistent) => Some("running"),
+        (StartTime::Consistent, HostState::Init | HostState::Startup) => Some("consistent"),
+        (StartTime::Running, HostState::Init | HostState::Startup | HostState::Consistent) => Some("running"),
         _ => None,
     }
 }
 
+/// What status shows for a value the segment holds under a code nobody writes: plainly not a
+/// state, so no operator mistakes it for one.
+fn unreadable(e: &DecodeError) -> String {
+    format!("unreadable ({e})")
+}
+
 /// Builds the status answer from the segment (connection children; the supervisor publishes
-/// everything there). The count of slots comes from this process's own layout.
+/// everything there). The count of slots comes from this process's own layout; every code is
+/// decoded through [`crate::protocol`], and one that is not known shows as `unreadable (...)`.
 pub fn status_from_segment(seg: &Segment) -> Status {
     let h = seg.header();
+    let host_state = h.host_state();
     let mut workers = Vec::new();
     for i in 0..seg.layout.n_worker_slots {
         let s = seg.worker_slot(i);
         if s.in_use.load(Ordering::Acquire) == 0 {
             continue;
         }
-        let st = s.status.read();
-        let start = s.start_time.load(Ordering::Relaxed);
-        let host_state = HostState::from_u32(h.host_state.load(Ordering::Acquire));
-        workers.push(WorkerInfo {
+        let start = s.start_time();
+        let mut info = WorkerInfo {
             name: s.name.load(),
             worker_type: s.worker_type.load(),
             plugin: s.plugin.load(),
             function: s.function.load(),
-            pid: st.pid,
-            state: st.state.as_str().to_owned(),
-            started_at: st.started_at_ms.map(rfc3339_ms),
-            restarts: st.restarts,
-            last_exit: st.last_exit.map(|(e, at, reason)| last_exit(e, at, reason)),
-            exits: st
-                .history
-                .into_iter()
-                .map(|(e, at, reason)| last_exit(e, at, reason))
-                .collect(),
-            start_time: start_name(start).to_owned(),
-            waiting_for: waiting_for(start, host_state, st.state).map(str::to_owned),
-            next_restart_at: st.next_restart_at_ms.map(rfc3339_ms),
-            launch_us: st.pid.and_then(|_| seg.child_slot(i).launch_us()).or(st.last_launch_us),
-        });
+            pid: None,
+            state: String::new(),
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            exits: Vec::new(),
+            start_time: start.map_or_else(|e| unreadable(&e), |t| t.as_str().to_owned()),
+            waiting_for: None,
+            next_restart_at: None,
+            launch_us: None,
+        };
+        match s.status.read() {
+            Ok(st) => {
+                info.waiting_for = match (start, host_state) {
+                    (Ok(start), Ok(host)) => waiting_for(start, host, st.state).map(str::to_owned),
+                    _ => None,
+                };
+                info.launch_us = st
+                    .pid
+                    .and_then(|_| seg.child_slot(i).report().launch_us)
+                    .or(st.last_launch_us);
+                info.pid = st.pid;
+                info.state = st.state.as_str().to_owned();
+                info.started_at = st.started_at_ms.map(rfc3339_ms);
+                info.restarts = st.restarts;
+                info.last_exit = st.last_exit.map(|(e, at, reason)| last_exit(e, at, reason));
+                info.exits = st
+                    .history
+                    .into_iter()
+                    .map(|(e, at, reason)| last_exit(e, at, reason))
+                    .collect();
+                info.next_restart_at = st.next_restart_at_ms.map(rfc3339_ms);
+            }
+            Err(e) => info.state = unreadable(&e),
+        }
+        workers.push(info);
     }
     let info = info_from_segment(seg).unwrap_or_default();
     Status {
@@ -342,16 +331,11 @@ pub fn status_from_segment(seg: &Segment) -> Status {
         last_reload: info.last_reload,
         pending_restart: info.pending_restart,
         host: HostInfo {
-            state: HostState::from_u32(h.host_state.load(Ordering::Acquire))
-                .as_str()
-                .to_owned(),
+            state: host_state.map_or_else(|e| unreadable(&e), |s| s.as_str().to_owned()),
             pid: h.host_pid.load(Ordering::Relaxed),
-            launch_mode: if h.launch_mode.load(Ordering::Relaxed) == 1 {
-                "exec"
-            } else {
-                "fork"
-            }
-            .to_owned(),
+            launch_mode: h
+                .launch_mode()
+                .map_or_else(|e| unreadable(&e), |m| m.as_str().to_owned()),
             started_at: rfc3339_ms(h.host_started_at_ms.load(Ordering::Relaxed)),
             generation: h.generation.load(Ordering::Relaxed),
             shmem_bytes: seg.layout.size,
@@ -360,12 +344,7 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 connections: seg.layout.n_connection_slots.saturating_sub(RESERVED_CONNECTIONS),
                 reserved_connections: seg.layout.n_connection_slots.min(RESERVED_CONNECTIONS),
                 connections_in_use: (0..seg.layout.n_connection_slots)
-                    .filter(|&i| {
-                        seg.child_slot(seg.layout.connection_child_slot(i))
-                            .state
-                            .load(Ordering::Acquire)
-                            != crate::shmem::CHILD_FREE
-                    })
+                    .filter(|&i| seg.child_slot(seg.layout.connection_child_slot(i)).report().in_use())
                     .count() as u32,
                 dynamic_workers: seg.layout.n_worker_slots - seg.layout.n_static_workers,
             },

@@ -31,6 +31,7 @@ pub mod lockfile;
 pub mod log;
 pub mod notify;
 pub mod preload;
+pub mod protocol;
 pub mod private;
 pub mod registry;
 pub mod reload;

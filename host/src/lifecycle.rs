@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 
 use crate::registry::{CrashLoopLimit, RestartPolicy};
 
-/// A worker's state as status shows it.
+/// A worker's state as status shows it (its code in the segment: [`crate::protocol`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[repr(u32)]
 pub enum WorkerState {
     #[default]
-    NotStarted = 0,
-    Running = 1,
-    WaitingRestart = 2,
-    Stopped = 3,
-    Failed = 4,
+    NotStarted,
+    Running,
+    WaitingRestart,
+    Stopped,
+    Failed,
 }
 
 impl WorkerState {
@@ -32,16 +31,6 @@ impl WorkerState {
             WorkerState::WaitingRestart => "waiting_restart",
             WorkerState::Stopped => "stopped",
             WorkerState::Failed => "failed",
-        }
-    }
-    /// Decodes a value read from shared memory; unknown values read as `NotStarted`.
-    pub fn from_u32(v: u32) -> WorkerState {
-        match v {
-            1 => WorkerState::Running,
-            2 => WorkerState::WaitingRestart,
-            3 => WorkerState::Stopped,
-            4 => WorkerState::Failed,
-            _ => WorkerState::NotStarted,
         }
     }
 }

@@ -50,8 +50,9 @@ use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Orderi
 
 use memmap2::{MmapMut, MmapOptions};
 
-use crate::config::Config;
+use crate::config::{Config, LaunchMode};
 use crate::lifecycle::{ExitStatus, WorkerState};
+use crate::protocol::{decode_exit, encode_exit, ChildSlot, Code, DecodeError, HostState};
 use crate::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
@@ -99,11 +100,14 @@ impl<const N: usize> Text<N> {
 pub struct Header {
     pub magic: AtomicU64,
     pub layout_version: AtomicU32,
-    pub launch_mode: AtomicU32,
+    /// A [`LaunchMode`] code: read with [`Header::launch_mode`].
+    launch_mode: AtomicU32,
     pub generation: AtomicU64,
     pub size: AtomicU64,
     pub host_pid: AtomicU32,
-    pub host_state: AtomicU32,
+    /// A [`HostState`] code: written with [`Header::set_host_state`], read with
+    /// [`Header::host_state`].
+    host_state: AtomicU32,
     pub host_started_at_ms: AtomicU64,
     /// Set by a startup hook that declares the host consistent (startup child writes; the
     /// supervisor only reads it, and only while it is in the startup state).
@@ -126,6 +130,21 @@ pub struct Header {
     /// The supervisor's account of the configuration, for `status` and `show` (see
     /// [`crate::control::HostInfoDoc`]).
     pub info: Published,
+}
+
+impl Header {
+    /// Publishes the host state (supervisor only).
+    pub fn set_host_state(&self, s: HostState) {
+        self.host_state.store(s.encode(), Ordering::Release);
+    }
+
+    pub fn host_state(&self) -> Result<HostState, DecodeError> {
+        HostState::decode(self.host_state.load(Ordering::Acquire))
+    }
+
+    pub fn launch_mode(&self) -> Result<LaunchMode, DecodeError> {
+        LaunchMode::decode(self.launch_mode.load(Ordering::Relaxed))
+    }
 }
 
 /// The longest document [`Published`] holds.
@@ -169,45 +188,12 @@ impl Published {
     }
 }
 
-pub const CHILD_FREE: u32 = 0;
-pub const CHILD_ASSIGNED: u32 = 1;
-pub const CHILD_ACTIVE: u32 = 2;
-
-#[repr(C)]
-pub struct ChildSlot {
-    pub state: AtomicU32,
-    pub pid: AtomicI32,
-    /// `CLOCK_MONOTONIC` nanoseconds when the supervisor decided to launch (supervisor writes).
-    pub launched_at_ns: AtomicU64,
-    /// `CLOCK_MONOTONIC` nanoseconds when the child was about to call its entry (child writes;
-    /// 0 until then). Only for status: never trusted for a decision.
-    pub entered_at_ns: AtomicU64,
-    /// For a spare child's slot only: 0 while it waits, else the worker slot it is handed plus
-    /// one (the supervisor writes it and wakes the spare with `FUTEX_WAKE` on this word).
-    pub assign: AtomicU32,
-    /// For a spare child's slot only: 1 once it has loaded the plugins and waits (the spare
-    /// writes it; the supervisor hands work only to ready spares).
-    pub ready: AtomicU32,
-    pub reason: Text<REASON_LEN>,
-}
-
 /// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process of the host.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-impl ChildSlot {
-    /// Microseconds from the launch decision to the entry running, once the child got there.
-    pub fn launch_us(&self) -> Option<u64> {
-        let (l, e) = (
-            self.launched_at_ns.load(Ordering::Relaxed),
-            self.entered_at_ns.load(Ordering::Relaxed),
-        );
-        (l != 0 && e >= l).then(|| (e - l) / 1000)
-    }
 }
 
 /// How many past exits status keeps per worker.
@@ -245,7 +231,8 @@ pub struct StatusCell {
 #[repr(C)]
 pub struct WorkerSlot {
     pub in_use: AtomicU32,
-    pub start_time: AtomicU32,
+    /// A [`StartTime`] code: read with [`WorkerSlot::start_time`].
+    start_time: AtomicU32,
     pub arg: AtomicU64,
     pub name: Text<64>,
     pub worker_type: Text<64>,
@@ -254,6 +241,12 @@ pub struct WorkerSlot {
     pub function: Text<96>,
     pub extra: Text<{ steward::abi::EXTRA_LEN }>,
     pub status: StatusCell,
+}
+
+impl WorkerSlot {
+    pub fn start_time(&self) -> Result<StartTime, DecodeError> {
+        StartTime::decode(self.start_time.load(Ordering::Relaxed))
+    }
 }
 
 #[repr(C)]
@@ -278,28 +271,13 @@ pub struct StatusSnapshot {
     pub history: Vec<(ExitStatus, u64, String)>,
 }
 
-fn encode_exit(st: &ExitStatus) -> (u32, i32) {
-    match st {
-        ExitStatus::Code(c) => (1, *c),
-        ExitStatus::Signal(n) => (2, *n),
-    }
-}
-
-fn decode_exit(kind: u32, value: i32) -> Option<ExitStatus> {
-    match kind {
-        1 => Some(ExitStatus::Code(value)),
-        2 => Some(ExitStatus::Signal(value)),
-        _ => None,
-    }
-}
-
 impl StatusCell {
     /// Publishes a new status (supervisor only: a single writer).
     pub fn publish(&self, s: &StatusSnapshot) {
         let seq = self.seq.load(Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        self.state.store(s.state as u32, Ordering::Relaxed);
+        self.state.store(s.state.encode(), Ordering::Relaxed);
         self.restarts.store(s.restarts, Ordering::Relaxed);
         self.pid.store(s.pid.unwrap_or(0), Ordering::Relaxed);
         self.started_at_ms
@@ -310,75 +288,77 @@ impl StatusCell {
             .store(s.last_launch_us.map_or(0, |v| v.saturating_add(1)), Ordering::Relaxed);
         let n = s.history.len().min(EXIT_HISTORY);
         for (rec, (st, at, reason)) in self.history.iter().zip(&s.history) {
-            let (k, v) = encode_exit(st);
+            let (k, v) = encode_exit(Some(*st));
             rec.kind.store(k, Ordering::Relaxed);
             rec.value.store(v, Ordering::Relaxed);
             rec.at_ms.store(*at, Ordering::Relaxed);
             rec.reason.store(reason);
         }
         self.n_history.store(n as u32, Ordering::Relaxed);
-        match &s.last_exit {
-            None => self.exit_kind.store(0, Ordering::Relaxed),
-            Some((st, at, reason)) => {
-                let (k, v) = match st {
-                    ExitStatus::Code(c) => (1, *c),
-                    ExitStatus::Signal(n) => (2, *n),
-                };
-                self.exit_kind.store(k, Ordering::Relaxed);
-                self.exit_value.store(v, Ordering::Relaxed);
-                self.exit_at_ms.store(*at, Ordering::Relaxed);
-                self.reason.store(reason);
-            }
+        let (k, v) = encode_exit(s.last_exit.as_ref().map(|(st, _, _)| *st));
+        self.exit_kind.store(k, Ordering::Relaxed);
+        if let Some((_, at, reason)) = &s.last_exit {
+            self.exit_value.store(v, Ordering::Relaxed);
+            self.exit_at_ms.store(*at, Ordering::Relaxed);
+            self.reason.store(reason);
         }
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
     /// Reads a consistent snapshot (retries while the supervisor is writing; gives up after a
-    /// bounded number of tries and returns what it saw, since the writer may have died).
-    pub fn read(&self) -> StatusSnapshot {
-        let mut snap = StatusSnapshot::default();
+    /// bounded number of tries and returns what it saw, since the writer may have died). A code
+    /// the supervisor never writes (a state, an exit) makes the whole snapshot an error: any
+    /// process may have scribbled over the cell.
+    pub fn read(&self) -> Result<StatusSnapshot, DecodeError> {
+        let mut snap = None;
         for _ in 0..10_000 {
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            let nz = |v: u64| (v != 0).then_some(v);
-            snap.state = WorkerState::from_u32(self.state.load(Ordering::Relaxed));
-            snap.restarts = self.restarts.load(Ordering::Relaxed);
-            let pid = self.pid.load(Ordering::Relaxed);
-            snap.pid = (pid > 0).then_some(pid);
-            snap.started_at_ms = nz(self.started_at_ms.load(Ordering::Relaxed));
-            snap.next_restart_at_ms = nz(self.next_restart_at_ms.load(Ordering::Relaxed));
-            snap.last_launch_us = self.last_launch_us.load(Ordering::Relaxed).checked_sub(1);
-            let n = (self.n_history.load(Ordering::Relaxed) as usize).min(EXIT_HISTORY);
-            snap.history = self.history[..n]
-                .iter()
-                .filter_map(|r| {
-                    let st = decode_exit(r.kind.load(Ordering::Relaxed), r.value.load(Ordering::Relaxed))?;
-                    Some((st, r.at_ms.load(Ordering::Relaxed), r.reason.load()))
-                })
-                .collect();
-            let v = self.exit_value.load(Ordering::Relaxed);
-            snap.last_exit = match self.exit_kind.load(Ordering::Relaxed) {
-                1 => Some((
-                    ExitStatus::Code(v),
-                    self.exit_at_ms.load(Ordering::Relaxed),
-                    self.reason.load(),
-                )),
-                2 => Some((
-                    ExitStatus::Signal(v),
-                    self.exit_at_ms.load(Ordering::Relaxed),
-                    self.reason.load(),
-                )),
-                _ => None,
-            };
+            let seen = self.read_once();
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == s1 {
-                break;
+                return seen;
             }
+            snap = Some(seen);
         }
-        snap
+        snap.unwrap_or_else(|| self.read_once())
+    }
+
+    /// One pass over the fields, to be checked against the sequence number by [`Self::read`].
+    fn read_once(&self) -> Result<StatusSnapshot, DecodeError> {
+        let nz = |v: u64| (v != 0).then_some(v);
+        let pid = self.pid.load(Ordering::Relaxed);
+        let n = (self.n_history.load(Ordering::Relaxed) as usize).min(EXIT_HISTORY);
+        let history = self.history[..n]
+            .iter()
+            .map(|r| {
+                let (kind, value) = (r.kind.load(Ordering::Relaxed), r.value.load(Ordering::Relaxed));
+                // A history record always holds an exit: "none" is as unknown as any other code.
+                let st = decode_exit(kind, value)?.ok_or(DecodeError {
+                    what: "exit kind",
+                    value: kind.into(),
+                })?;
+                Ok((st, r.at_ms.load(Ordering::Relaxed), r.reason.load()))
+            })
+            .collect::<Result<Vec<_>, DecodeError>>()?;
+        let last_exit = decode_exit(
+            self.exit_kind.load(Ordering::Relaxed),
+            self.exit_value.load(Ordering::Relaxed),
+        )?
+        .map(|st| (st, self.exit_at_ms.load(Ordering::Relaxed), self.reason.load()));
+        Ok(StatusSnapshot {
+            state: WorkerState::decode(self.state.load(Ordering::Relaxed))?,
+            restarts: self.restarts.load(Ordering::Relaxed),
+            pid: crate::protocol::pid_in_range(pid).then_some(pid),
+            started_at_ms: nz(self.started_at_ms.load(Ordering::Relaxed)),
+            next_restart_at_ms: nz(self.next_restart_at_ms.load(Ordering::Relaxed)),
+            last_launch_us: self.last_launch_us.load(Ordering::Relaxed).checked_sub(1),
+            history,
+            last_exit,
+        })
     }
 }
 
@@ -518,7 +498,7 @@ impl Segment {
         };
         let h = seg.header();
         h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
-        h.launch_mode.store(cfg.launch_mode as u32, Ordering::Relaxed);
+        h.launch_mode.store(cfg.launch_mode.encode(), Ordering::Relaxed);
         h.generation.store(generation, Ordering::Relaxed);
         h.size.store(layout.size, Ordering::Relaxed);
         h.host_pid.store(std::process::id(), Ordering::Relaxed);
@@ -685,14 +665,7 @@ impl Segment {
         s.function.store(&w.function);
         s.extra.store_bytes(&w.extra);
         s.arg.store(w.arg, Ordering::Relaxed);
-        s.start_time.store(
-            match w.start_time {
-                StartTime::HostStart => 0,
-                StartTime::Consistent => 1,
-                StartTime::Running => 2,
-            },
-            Ordering::Relaxed,
-        );
+        s.start_time.store(w.start_time.encode(), Ordering::Relaxed);
         s.in_use.store(1, Ordering::Release);
     }
 
@@ -791,6 +764,25 @@ mod tests {
             ],
         };
         c.publish(&s);
-        assert_eq!(c.read(), s);
+        assert_eq!(c.read(), Ok(s));
+    }
+
+    /// Any process may write the status cells: a connection child that finds a code the
+    /// supervisor never writes says so instead of showing a plausible status.
+    #[test]
+    fn a_scribbled_status_cell_reads_as_an_error() {
+        // SAFETY: all atomics, valid as zeroes (as in a fresh segment).
+        let c: StatusCell = unsafe { std::mem::zeroed() };
+        c.publish(&StatusSnapshot::default());
+        assert!(c.read().is_ok());
+        c.state.store(77, Ordering::Relaxed);
+        assert_eq!(c.read().unwrap_err().to_string(), "unknown worker state 77");
+        c.state.store(0, Ordering::Relaxed);
+        c.exit_kind.store(1, Ordering::Relaxed);
+        c.exit_value.store(-3, Ordering::Relaxed);
+        assert_eq!(c.read().unwrap_err().to_string(), "unknown exit code -3");
+        c.exit_kind.store(0, Ordering::Relaxed);
+        c.n_history.store(1, Ordering::Relaxed);
+        assert_eq!(c.read().unwrap_err().to_string(), "unknown exit kind 0");
     }
 }

@@ -43,7 +43,7 @@ use crate::lifecycle::{
 };
 use crate::lockfile::LockFile;
 use crate::registry::{Registry, RestartPolicy, Settings, StartTime, WorkerSpec};
-use crate::shmem::{Layout, Segment, StatusSnapshot, CHILD_ACTIVE, CHILD_FREE};
+use crate::shmem::{Layout, Segment, StatusSnapshot};
 use crate::time::now_ms;
 
 /// Most workers launched per loop iteration, so sockets and exits are served during a burst.
@@ -414,10 +414,7 @@ impl Supervisor {
     /// and the service manager (`READY=1` on reaching running, `STOPPING=1` on stopping).
     fn state_changed(&mut self) {
         let s = self.state();
-        self.segment
-            .header()
-            .host_state
-            .store(s as u32, std::sync::atomic::Ordering::Release);
+        self.segment.header().set_host_state(s);
         if s == self.reported {
             return;
         }
@@ -936,10 +933,7 @@ impl Supervisor {
                 self.prepare_launch(i);
                 self.assign_child_slot(i as u32);
                 // The kernel writes each new worker's pid here (see `ForkHelper::finish`).
-                self.segment
-                    .child_slot(i as u32)
-                    .pid
-                    .store(0, std::sync::atomic::Ordering::Release);
+                self.segment.child_slot(i as u32).clear_pid();
             }
             let slots = due[half..].iter().map(|&i| i as u32).collect();
             match crate::launch::start_fork_helper(&self.env(), sib, slots) {
@@ -976,10 +970,9 @@ impl Supervisor {
 
     /// Clears worker `i`'s launch timestamps in its child slot before it is launched.
     fn prepare_launch(&self, i: usize) {
-        let cs = self.segment.child_slot(i as u32);
-        cs.entered_at_ns.store(0, std::sync::atomic::Ordering::Relaxed);
-        cs.launched_at_ns
-            .store(crate::shmem::monotonic_ns(), std::sync::atomic::Ordering::Relaxed);
+        self.segment
+            .child_slot(i as u32)
+            .prepare_launch(crate::shmem::monotonic_ns());
     }
 
     fn launch_worker(&mut self, i: usize) {
@@ -987,24 +980,16 @@ impl Supervisor {
         self.prepare_launch(i);
         // Only a spare that finished loading: one still loading could fail on a plugin file that
         // has changed since, and would report that older failure as this worker's.
-        let ready = self.spares.iter().position(|(_, s)| {
-            self.segment
-                .child_slot(*s)
-                .ready
-                .load(std::sync::atomic::Ordering::Acquire)
-                == 1
-        });
+        let ready = self
+            .spares
+            .iter()
+            .position(|(_, s)| self.segment.child_slot(*s).report().ready);
         let result = match ready.map(|k| self.spares.swap_remove(k)) {
             Some((pid, sslot)) => {
                 // Hand the worker slot to a spare: it claims `slot` and runs the entry.
                 self.assign_child_slot(slot);
-                self.segment
-                    .child_slot(slot)
-                    .pid
-                    .store(pid, std::sync::atomic::Ordering::Relaxed);
-                let ss = self.segment.child_slot(sslot);
-                ss.assign.store(slot + 1, std::sync::atomic::Ordering::Release);
-                crate::sys::futex_wake(&ss.assign);
+                self.segment.child_slot(slot).expect_pid(pid);
+                self.segment.child_slot(sslot).hand_over(slot);
                 self.handoffs.push(pid);
                 self.spare_refill += 1;
                 let child = Child {
@@ -1060,10 +1045,7 @@ impl Supervisor {
 
     /// Marks a child slot as assigned to a child about to start, with no reason yet.
     fn assign_child_slot(&self, slot: u32) {
-        let cs = self.segment.child_slot(slot);
-        cs.reason.store("");
-        cs.state
-            .store(crate::shmem::CHILD_ASSIGNED, std::sync::atomic::Ordering::Release);
+        self.segment.child_slot(slot).assign();
     }
 
     /// Starts a child through `launch_child` and records it. Its slot, if it has one, is assigned
@@ -1105,10 +1087,7 @@ impl Supervisor {
             }
             Err(_) => {
                 if let Some(s) = slot {
-                    self.segment
-                        .child_slot(s)
-                        .state
-                        .store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+                    self.segment.child_slot(s).free();
                 }
             }
         }
@@ -1127,11 +1106,10 @@ impl Supervisor {
             .iter()
             .copied()
             .filter(|pid| {
-                self.children.get(*pid).and_then(|c| c.child_slot).is_some_and(|w| {
-                    let cs = self.segment.child_slot(w);
-                    cs.state.load(std::sync::atomic::Ordering::Acquire) == CHILD_ACTIVE
-                        && cs.pid.load(std::sync::atomic::Ordering::Relaxed) == *pid
-                })
+                self.children
+                    .get(*pid)
+                    .and_then(|c| c.child_slot)
+                    .is_some_and(|w| self.segment.child_slot(w).report().claimed_by(*pid))
             })
             .collect();
         for pid in claimed {
@@ -1145,9 +1123,6 @@ impl Supervisor {
                 break;
             };
             self.spare_refill -= 1;
-            let ss = self.segment.child_slot(sslot);
-            ss.assign.store(0, std::sync::atomic::Ordering::Relaxed);
-            ss.ready.store(0, std::sync::atomic::Ordering::Relaxed);
             match self.start_child(ChildKind::Spare, Some(sslot), &StartupData::Spare, None, None) {
                 Ok(pid) => self.spares.push((pid, sslot)),
                 Err(e) => {
@@ -1163,21 +1138,14 @@ impl Supervisor {
         (0..self.layout.n_spare_slots)
             .map(|k| self.layout.spare_child_slot(k))
             .find(|s| {
-                self.segment
-                    .child_slot(*s)
-                    .state
-                    .load(std::sync::atomic::Ordering::Acquire)
-                    == CHILD_FREE
+                !self.segment.child_slot(*s).report().in_use()
                     && !self.spares.iter().any(|(_, ss)| ss == s)
                     && !self.children.values().any(|c| c.spare_slot == Some(*s))
             })
     }
 
     fn free_spare_slot(&self, s: u32) {
-        let cs = self.segment.child_slot(s);
-        cs.assign.store(0, std::sync::atomic::Ordering::Relaxed);
-        cs.ready.store(0, std::sync::atomic::Ordering::Relaxed);
-        cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
+        self.segment.child_slot(s).free();
     }
 
     // ---- connections ----
@@ -1351,11 +1319,9 @@ impl Supervisor {
         let (dead_man, reason, launch_us) = match child.child_slot {
             Some(s) => {
                 let cs = self.segment.child_slot(s);
-                let active = cs.state.load(std::sync::atomic::Ordering::Acquire) == CHILD_ACTIVE;
-                let reason = cs.reason.load();
-                let launch_us = cs.launch_us();
-                cs.state.store(CHILD_FREE, std::sync::atomic::Ordering::Release);
-                (active, reason, launch_us)
+                let report = cs.report();
+                cs.free();
+                (report.dead_man(), report.reason, report.launch_us)
             }
             None => (false, String::new(), None),
         };
