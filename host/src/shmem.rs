@@ -133,6 +133,9 @@ pub struct Header {
 }
 
 impl Header {
+    /// Where the host-state word lies, for tools that look at a segment from outside.
+    pub const HOST_STATE_OFFSET: usize = std::mem::offset_of!(Header, host_state);
+
     /// Publishes the host state (supervisor only).
     pub fn set_host_state(&self, s: HostState) {
         self.host_state.store(s.encode(), Ordering::Release);
@@ -244,6 +247,11 @@ pub struct WorkerSlot {
 }
 
 impl WorkerSlot {
+    /// Where the worker-state word of the slot's status lies within the slot, for tools that look
+    /// at a segment from outside.
+    pub const STATUS_STATE_OFFSET: usize =
+        std::mem::offset_of!(WorkerSlot, status) + std::mem::offset_of!(StatusCell, state);
+
     pub fn start_time(&self) -> Result<StartTime, DecodeError> {
         StartTime::decode(self.start_time.load(Ordering::Relaxed))
     }
