@@ -17,9 +17,7 @@ use std::sync::Mutex;
 use steward::abi::{self, Status, Str};
 
 use crate::protocol::{self, Code};
-use crate::registry::{
-    CrashLoopLimit, RegionSpec, Registry, Setting, SettingKind, Settings, StartTime, WorkerSpec,
-};
+use crate::registry::{CrashLoopLimit, RegionSpec, Registry, Setting, SettingKind, Settings, StartTime, WorkerSpec};
 
 /// A region as mapped in this process.
 #[derive(Debug, Clone, Copy)]
@@ -188,8 +186,7 @@ unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: 
         }) else {
             return abi::STATUS_BAD_NAME;
         };
-        let (Ok(start_time), Ok(restart)) = (StartTime::decode(spec.start_time), protocol::restart_policy(spec))
-        else {
+        let (Ok(start_time), Ok(restart)) = (StartTime::decode(spec.start_time), protocol::restart_policy(spec)) else {
             return abi::STATUS_INVALID;
         };
         let us = std::time::Duration::from_micros;

@@ -6,7 +6,7 @@
 //! Module map, by the process each part runs in (every module's header says more):
 //! - supervisor only: [`run`] (start-up order), [`rundir`], [`lockfile`], [`notify`],
 //!   [`hugetext`], [`supervisor`] (the event loop) and [`private`] (its fork-private tables);
-//! - supervisor and children: [`config`], [`registry`], [`shmem`], [`hostapi`], [`log`],
+//! - supervisor and children: [`config`], [`registry`], [`shmem`], [`protocol`], [`hostapi`], [`log`],
 //!   [`lifecycle`], [`sys`], [`time`]; [`launch`] (the supervisor launches, a forked child runs
 //!   on from it); [`exec`] (`spawn` in the supervisor, `child_main` in exec-mode children);
 //!   [`preload`] (the supervisor at start-up, exec-mode children again in attach mode);
@@ -31,8 +31,8 @@ pub mod lockfile;
 pub mod log;
 pub mod notify;
 pub mod preload;
-pub mod protocol;
 pub mod private;
+pub mod protocol;
 pub mod registry;
 pub mod reload;
 pub mod run;

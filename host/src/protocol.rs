@@ -583,7 +583,10 @@ mod tests {
             let p = restart_policy(&spec(kind.encode())).unwrap();
             assert_eq!(RestartKind::of(&p), kind);
         }
-        assert_eq!(restart_policy(&spec(abi::RESTART_AFTER)), Ok(RestartPolicy::After(us(10))));
+        assert_eq!(
+            restart_policy(&spec(abi::RESTART_AFTER)),
+            Ok(RestartPolicy::After(us(10)))
+        );
         assert_eq!(
             restart_policy(&spec(abi::RESTART_BACKOFF)),
             Ok(RestartPolicy::Backoff {
@@ -636,7 +639,10 @@ mod tests {
         s.prepare_launch(1_000_000);
         s.assign();
         let r = s.report();
-        assert_eq!((r.state, r.pid, r.launch_us), (Ok(ChildSlotState::Assigned), None, None));
+        assert_eq!(
+            (r.state, r.pid, r.launch_us),
+            (Ok(ChildSlotState::Assigned), None, None)
+        );
         assert!(!r.dead_man() && r.in_use());
         s.activate();
         s.mark_entered(3_000_000);

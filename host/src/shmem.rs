@@ -28,8 +28,9 @@
 //!   overwritten, and the child exits with [`EXIT_CORRUPT_SEGMENT`] so the supervisor resets it.
 //! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
-//!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the
-//!   dead-man flag). Only the supervisor frees a slot. A spare child's slot also has `ready`, set by
+//!   with its exit reason. A child reaped while its slot is anything but `ASSIGNED` crashed,
+//!   whatever its exit code (the dead-man flag). Only the supervisor frees a slot. The struct
+//!   and every access to it are in [`crate::protocol`]. A spare child's slot also has `ready`, set by
 //!   the spare once its plugins are loaded, and `assign`: the supervisor stores the handed-over
 //!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
@@ -42,7 +43,9 @@
 //! Everything is an atomic, so any process may read any field without undefined behaviour; the
 //! supervisor treats what children can write (child-slot state, pid, reason and entry time,
 //! `consistent`, `reload_requests`) as untrusted input: bounded copies, known values only, and a
-//! pid is never taken as a child's without proof (see `launch::ForkHelper::finish`).
+//! pid is never taken as a child's without proof. Every number that stands for a state or a kind
+//! is encoded and decoded in [`crate::protocol`], and only there (the fields holding one are
+//! private, with accessors here that go through it).
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
