@@ -1,18 +1,20 @@
 //! What runs in a child process: the worker runtime, the connection server, the dead-end reply.
 //!
-//! Runs in: children only, started by [`crate::launch::launch_child`] (fork mode) or by
-//! [`crate::exec::child_main`] (exec mode).
+//! Runs in: children only, started by [`crate::supervisor::launch::launch_child`] (fork mode) or by
+//! [`crate::child::exec_main::child_main`] (exec mode).
 //!
 //! A child first makes sure it cannot outlive the supervisor (`PR_SET_PDEATHSIG` plus a check of
 //! its parent, and the death pipe for `wait`), sets its own signal dispositions and only then
 //! unblocks signals (it starts with them blocked, so none is lost or kills it early), tags its log
 //! lines, and marks its child slot active (the dead-man flag). It clears the flag only on a clean
-//! exit through [`exit_clean`], so any other way out counts as a crash. Plugin code runs only in
+//! exit through `exit_clean`, so any other way out counts as a crash. Plugin code runs only in
 //! worker children, only through a checked entry.
 //!
 //! A connection child serves its client's requests until the client closes, or sends no request
 //! within [`control::REQUEST_TIMEOUT`] of the last answer; in the reserved connection slot (the
 //! last one) it serves only `status` and `stop`. Every request byte is untrusted.
+
+pub mod exec_main;
 
 use std::ffi::c_void;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,9 +25,9 @@ use std::time::Duration;
 
 use steward::abi;
 
-use crate::control::{self, Request};
-use crate::launch::{ChildEnv, ChildKind, ClientSocket, StartupData};
-use crate::protocol::ChildSlot;
+use crate::shared::control::{self, Request};
+use crate::shared::handoff::{ChildEnv, ChildKind, ClientSocket, StartupData};
+use crate::shared::protocol::ChildSlot;
 
 /// Ends the process without unwinding or running atexit handlers of plugins.
 pub fn exit(code: i32) -> ! {
@@ -78,11 +80,11 @@ pub fn run(
     }
     // An exec-mode child checked the header when it mapped the segment; a forked one inherited
     // the mapping and checks it here, before relying on anything in it.
-    if kind.info().attaches_shmem && env.cfg.launch_mode == crate::config::LaunchMode::Fork {
+    if kind.info().attaches_shmem && env.cfg.launch_mode == crate::shared::config::LaunchMode::Fork {
         if let Err(e) = env.segment.check_header(env.generation, env.host_pid) {
-            crate::log::set_identity(kind.info().name, None);
+            crate::shared::log::set_identity(kind.info().name, None);
             tracing::error!("{e}; exiting so that the host resets shared memory");
-            exit(crate::shmem::EXIT_CORRUPT_SEGMENT);
+            exit(crate::shared::shmem::EXIT_CORRUPT_SEGMENT);
         }
     }
     let slot = match child_slot {
@@ -111,7 +113,7 @@ pub fn run(
         (ChildKind::Startup, StartupData::Startup) => startup_main(env, slot),
         (ChildKind::Spare, StartupData::Spare) => spare_main(env, slot),
         (ChildKind::Connection, _) => {
-            crate::log::set_identity("connection", None);
+            crate::shared::log::set_identity("connection", None);
             // The last connection slot is the reserved one (see `control::RESERVED_CONNECTIONS`).
             let layout = &env.segment.layout;
             let reserved = child_slot.is_some_and(|s| {
@@ -123,7 +125,7 @@ pub fn run(
             }
         }
         (ChildKind::DeadEnd, StartupData::DeadEnd { message, state }) => {
-            crate::log::set_identity("dead-end", None);
+            crate::shared::log::set_identity("dead-end", None);
             if let Some(c) = client {
                 dead_end_main(c, message, state.as_deref());
             }
@@ -236,7 +238,7 @@ unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
             return abi::WAIT_HOST_GONE;
         }
         if RELOAD.swap(false, Ordering::SeqCst) {
-            crate::reload::refresh_child_settings();
+            crate::shared::reload::refresh_child_settings();
             return abi::WAIT_RELOAD;
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -273,7 +275,7 @@ struct Identity {
 /// Sets up the runtime (latch, signal flags, regions) and builds the table plugin code gets.
 fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, startup: bool) -> &'static abi::WorkerApi {
     let regions = env.segment.regions(env.registry);
-    crate::hostapi::with_state(|s| s.regions = regions.into_iter().collect());
+    crate::shared::hostapi::with_state(|s| s.regions = regions.into_iter().collect());
     let Ok(latch) = crate::sys::eventfd() else {
         exit_clean(slot, 1, "cannot create the latch eventfd");
     };
@@ -300,7 +302,7 @@ fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, startup:
         size: std::mem::size_of::<abi::WorkerApi>() as u32,
         _reserved: 0,
         ctx: ctx as *const WorkerCtx as *mut c_void,
-        host: crate::hostapi::table_for(abi::MODE_PRELOAD),
+        host: crate::shared::hostapi::table_for(abi::MODE_PRELOAD),
         name: leak_str(who.name),
         worker_type: leak_str(who.worker_type),
         plugin: leak_str(who.plugin),
@@ -320,9 +322,9 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
     }
     let ws = env.segment.worker_slot(worker_slot);
     let name = ws.name.load();
-    crate::log::set_identity("worker", Some(&name));
+    crate::shared::log::set_identity("worker", Some(&name));
     let (library, function) = (ws.library.load(), ws.function.load());
-    let entry = match crate::preload::resolve_entry(&library, &function) {
+    let entry = match crate::shared::preload::resolve_entry(&library, &function) {
         Ok(e) => e,
         Err(reason) => {
             tracing::error!("cannot start: {reason}");
@@ -337,23 +339,23 @@ fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -
         extra: ws.extra.load_bytes(),
     };
     let api = runtime(env, slot, who, false);
-    crate::hostapi::with_state(|s| s.failure = None);
+    crate::shared::hostapi::with_state(|s| s.failure = None);
     if let Some(s) = slot {
-        s.mark_entered(crate::shmem::monotonic_ns());
+        s.mark_entered(crate::shared::shmem::monotonic_ns());
     }
     // SAFETY: `entry` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
     // panics inside the plugin.
     let code = unsafe { entry(api) };
-    let reason = crate::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
+    let reason = crate::shared::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
     exit_clean(slot, code, &reason)
 }
 
 /// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
 /// identity taken before loading, so a replacement during loading counts as a change).
 fn plugin_files_changed() -> bool {
-    crate::preload::plugins()
+    crate::shared::preload::plugins()
         .iter()
-        .any(|p| crate::preload::file_id(&p.path) != Some(p.file_id))
+        .any(|p| crate::shared::preload::file_id(&p.path) != Some(p.file_id))
 }
 
 /// A spare exec-mode child: plugins are loaded and the segment mapped; it waits to be handed a
@@ -361,7 +363,7 @@ fn plugin_files_changed() -> bool {
 /// plugin file changed since it was loaded, it executes itself again first, so the worker runs
 /// (or fails on) the file as it is now, exactly like a freshly executed child.
 fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
-    crate::log::set_identity("spare", None);
+    crate::shared::log::set_identity("spare", None);
     let Some(own) = slot else {
         exit_clean(None, 2, "spare child without a slot")
     };
@@ -397,7 +399,7 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         // on failure execv returns and we report it.
         unsafe {
             libc::sigprocmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
-            libc::lseek(crate::exec::FD_BLOB, 0, libc::SEEK_SET);
+            libc::lseek(crate::shared::handoff::FD_BLOB, 0, libc::SEEK_SET);
             let argv = [c"steward".as_ptr(), c"child".as_ptr(), std::ptr::null()];
             libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());
         }
@@ -406,12 +408,12 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         exit_clean(slot, 2, &reason);
     }
     // SAFETY: the blob fd is ours and no longer needed.
-    unsafe { libc::close(crate::exec::FD_BLOB) };
+    unsafe { libc::close(crate::shared::handoff::FD_BLOB) };
     let cs = env.segment.child_slot(worker_slot);
     cs.activate();
     if RELOAD.swap(false, Ordering::SeqCst) {
         // A reload arrived while this child waited: start the worker with the new values.
-        crate::reload::refresh_child_settings();
+        crate::shared::reload::refresh_child_settings();
     }
     worker_main(env, Some(cs), worker_slot)
 }
@@ -419,15 +421,15 @@ fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
 /// The startup child: runs every startup hook in registration order; the first that fails ends
 /// the child with exit code 2 and a reason naming the hook, which stops the host.
 fn startup_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
-    crate::log::set_identity("startup", None);
+    crate::shared::log::set_identity("startup", None);
     let mut api = None;
     for h in &env.registry.hooks {
-        crate::log::set_identity("startup", Some(&h.name));
+        crate::shared::log::set_identity("startup", Some(&h.name));
         if let Some(s) = slot {
             // Read by the supervisor only if this child dies without a clean exit.
             s.set_reason(&format!("startup hook {} (plugin {}) was running", h.name, h.plugin));
         }
-        let run = match crate::preload::resolve_hook(&h.library, &h.function) {
+        let run = match crate::shared::preload::resolve_hook(&h.library, &h.function) {
             Ok(r) => r,
             Err(reason) => exit_clean(
                 slot,
@@ -455,14 +457,14 @@ fn startup_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
             }
         };
         api = Some(table);
-        crate::hostapi::with_state(|s| s.failure = None);
+        crate::shared::hostapi::with_state(|s| s.failure = None);
         tracing::info!("running startup hook {} (plugin {})", h.name, h.plugin);
         // SAFETY: `run` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
         // panics inside the plugin.
         let code = unsafe { run(table) };
         if code != 0 {
             let reason =
-                crate::hostapi::with_state(|s| s.failure.take()).unwrap_or_else(|| format!("exit code {code}"));
+                crate::shared::hostapi::with_state(|s| s.failure.take()).unwrap_or_else(|| format!("exit code {code}"));
             exit_clean(
                 slot,
                 2,

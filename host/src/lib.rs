@@ -3,44 +3,30 @@
 //! The binary `steward` (see `main.rs`) is a thin layer over this library; the end-to-end tests
 //! use the same library for the control protocol and its status types.
 //!
-//! Module map, by the process each part runs in (every module's header says more):
-//! - supervisor only: [`run`] (start-up order), [`rundir`], [`lockfile`], [`notify`],
-//!   [`hugetext`], [`supervisor`] (the event loop) and [`private`] (its fork-private tables);
-//! - supervisor and children: [`config`], [`registry`], [`shmem`], [`protocol`], [`hostapi`], [`log`],
-//!   [`lifecycle`], [`sys`], [`time`]; [`launch`] (the supervisor launches, a forked child runs
-//!   on from it); [`exec`] (`spawn` in the supervisor, `child_main` in exec-mode children);
-//!   [`preload`] (the supervisor at start-up, exec-mode children again in attach mode);
-//!   [`reload`] (the supervisor validates and applies, children refresh their settings);
-//! - children only: [`child`] (workers, the startup child, connections, dead-ends, spares);
-//! - connection children and clients: [`control`] (the control protocol and its status types);
-//! - the command line lives in the binary, not here: its `cli` module (under `main.rs`) runs in
-//!   the process the operator started; `run` becomes the supervisor through [`run`], every other
-//!   command is a short-lived client (of [`control`], a file, or the runtime directory).
+//! Layout by process: every module lives in the group of the process that runs it, and the groups
+//! import one another in one direction only (`tests/layout.rs` checks it):
+//! - [`sys`]: one OS mechanism per file (signals and the self-pipe, fds, futexes, `/proc`, huge
+//!   code pages); imports no other group;
+//! - [`shared`]: what the supervisor and its children both run (configuration, registry, the
+//!   segment and its encodings, the host table plugins call, logging, reload's validation, plugin
+//!   loading, the control protocol, the runtime directory, what a new child is handed); imports
+//!   only `sys`;
+//! - [`child`]: every child process (workers, the startup child, connections, dead-ends, spares,
+//!   and `steward child`, where an exec-mode child starts); imports `shared` and `sys`;
+//! - [`supervisor`]: `steward run` after the command line (start-up order, the event loop, the
+//!   launch path, fork-private tables, the service manager); imports `child` (a forked child runs
+//!   on into it), `shared` and `sys`.
+//!
+//! The command line lives in the binary (`main.rs` and its `cli` module): `run` becomes the
+//! supervisor, every other command is a short-lived client of [`shared::control`], a file, or the
+//! runtime directory.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod child;
-pub mod config;
-pub mod control;
-pub mod exec;
-pub mod hostapi;
-pub mod hugetext;
-pub mod launch;
-pub mod lifecycle;
-pub mod lockfile;
-pub mod log;
-pub mod notify;
-pub mod preload;
-pub mod private;
-pub mod protocol;
-pub mod registry;
-pub mod reload;
-pub mod run;
-pub mod rundir;
-pub mod shmem;
+pub mod shared;
 pub mod supervisor;
 pub mod sys;
-pub mod time;
 
 /// Exit codes of the `steward` binary (a documented contract; see docs/operator-guide.md).
 pub mod exit_code {

@@ -14,10 +14,10 @@ fn main() -> ExitCode {
     // is not a command: it bypasses the parser, so nothing an operator can type reaches it and its
     // argv stays exactly `steward child`.
     let code = if std::env::args_os().nth(1).is_some_and(|a| a == "child") {
-        steward_host::exec::child_main()
+        steward_host::child::exec_main::child_main()
     } else {
         cli::main().unwrap_or_else(|e| {
-            eprintln!("{}steward: {e}", steward_host::log::error_prefix());
+            eprintln!("{}steward: {e}", steward_host::shared::log::error_prefix());
             e.exit_code()
         })
     };

@@ -27,6 +27,12 @@
 //! one place (`Supervisor::state`: the phase, and within `Running` how far start-up has got) and
 //! published from one place (`Supervisor::state_changed`), so they cannot disagree.
 
+pub mod launch;
+pub mod notify;
+pub mod private;
+pub mod run;
+pub mod spawn;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
@@ -35,16 +41,17 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::config::Config;
-use crate::control::{HostState, StopMode};
-use crate::launch::{launch_child, ChildEnv, ChildKind, ClientSocket, StartupData};
-use crate::lifecycle::{
+use crate::shared::config::Config;
+use crate::shared::control::{HostState, StopMode};
+use crate::shared::handoff::{ChildEnv, ChildKind, ClientSocket, StartupData};
+use crate::shared::lifecycle::{
     classify, next_for, restarts_after_reset, ExitStatus, Next, Outcome, RestartDecision, RestartTracker, WorkerState,
 };
-use crate::lockfile::LockFile;
-use crate::registry::{Registry, RestartPolicy, Settings, StartTime, WorkerSpec};
-use crate::shmem::{Layout, Segment, StatusSnapshot};
-use crate::time::now_ms;
+use crate::shared::lockfile::LockFile;
+use crate::shared::registry::{Registry, RestartPolicy, Settings, StartTime, WorkerSpec};
+use crate::shared::shmem::{Layout, Segment, StatusSnapshot};
+use crate::shared::time::now_ms;
+use crate::supervisor::launch::launch_child;
 
 /// Most workers launched per loop iteration, so sockets and exits are served during a burst.
 const LAUNCH_BATCH: usize = 64;
@@ -175,8 +182,8 @@ pub struct Supervisor {
     cfg: Config,
     /// The static workers' registrations (index = worker slot). Read on every launch and exit
     /// but needed by no child, which finds its own in its worker slot: kept where `fork` does not
-    /// copy it (see [`crate::private`]).
-    specs: crate::private::PrivateSlice<WorkerSpec>,
+    /// copy it (see [`crate::supervisor::private`]).
+    specs: crate::supervisor::private::PrivateSlice<WorkerSpec>,
     /// The rest of the registry, which children get too (see [`Registry::for_children`]).
     registry: Registry,
     settings: Settings,
@@ -185,10 +192,10 @@ pub struct Supervisor {
     generation: u64,
     started_at_ms: u64,
     /// Written on every launch and exit, so kept where `fork` does not copy it (see
-    /// [`crate::private`]).
-    workers: crate::private::PrivateSlice<WorkerRun>,
-    /// Live children by pid, where `fork` does not copy them (see [`crate::private`]).
-    children: crate::private::PidMap<Child>,
+    /// [`crate::supervisor::private`]).
+    workers: crate::supervisor::private::PrivateSlice<WorkerRun>,
+    /// Live children by pid, where `fork` does not copy them (see [`crate::supervisor::private`]).
+    children: crate::supervisor::private::PidMap<Child>,
     /// Live adopted processes by pid (see [`Adopted`]); usually empty.
     adopted: std::collections::BTreeMap<i32, Adopted>,
     /// Reaped since the last scan for adopted processes.
@@ -205,7 +212,7 @@ pub struct Supervisor {
     progress: HostState,
     /// The state last published (segment, log, `STATUS=`), to report each change once.
     reported: HostState,
-    notifier: crate::notify::Notifier,
+    notifier: crate::supervisor::notify::Notifier,
     watchdog_at: Option<Instant>,
     /// While the first start-up's hooks run (before the first `READY=1`): when to extend the
     /// service manager's start timeout again. `None` outside that window.
@@ -223,9 +230,9 @@ pub struct Supervisor {
     /// Workers started from a spare that have not claimed their own child slot yet.
     handoffs: Vec<i32>,
     /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
-    sibling_fork: Option<crate::launch::SiblingFork>,
+    sibling_fork: Option<crate::supervisor::launch::SiblingFork>,
     /// The verdict of the last reload, for status and the reload's caller.
-    last_reload: Option<crate::control::ReloadReport>,
+    last_reload: Option<crate::shared::control::ReloadReport>,
     /// Keys whose new value in the file waits for a restart (from the last applied reload).
     pending_restart: Vec<String>,
     /// Keys whose running value came from the file (see `reload_applied`).
@@ -247,7 +254,7 @@ pub struct Supervisor {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
-    Segment(#[from] crate::shmem::SegmentError),
+    Segment(#[from] crate::shared::shmem::SegmentError),
     #[error("cannot listen on {path}: {err}", path = path.display())]
     Listen {
         path: std::path::PathBuf,
@@ -262,10 +269,14 @@ pub enum StartError {
 impl Supervisor {
     /// Creates the segment, the control socket and the signal plumbing. Plugins are loaded and
     /// the registry frozen already.
-    pub fn new(cfg: Config, lock: LockFile, notifier: crate::notify::Notifier) -> Result<Supervisor, StartError> {
+    pub fn new(
+        cfg: Config,
+        lock: LockFile,
+        notifier: crate::supervisor::notify::Notifier,
+    ) -> Result<Supervisor, StartError> {
         // The worker registrations move out of the plugin-facing state, which forked children
         // inherit and which needs only the regions from now on: one copy, in the supervisor.
-        let (mut registry, settings) = crate::hostapi::with_state(|s| {
+        let (mut registry, settings) = crate::shared::hostapi::with_state(|s| {
             let children = s.registry.for_children();
             (std::mem::replace(&mut s.registry, children), s.settings.clone())
         });
@@ -317,31 +328,31 @@ impl Supervisor {
             };
             registry.workers.len()
         ];
-        if cfg.launch_mode == crate::config::LaunchMode::Fork {
+        if cfg.launch_mode == crate::shared::config::LaunchMode::Fork {
             // Forked workers inherit the answers (see `resolve_entry`); a failure is still
             // reported by the worker's child, as its own. Done once here, not per launch: a page
             // the supervisor writes between forks is copied again after every fork.
             for spec in &registry.workers {
-                let _ = crate::preload::resolve_entry(&spec.library, &spec.function);
+                let _ = crate::shared::preload::resolve_entry(&spec.library, &spec.function);
             }
         }
-        let specs = crate::private::PrivateSlice::from_vec(std::mem::take(&mut registry.workers))?;
+        let specs = crate::supervisor::private::PrivateSlice::from_vec(std::mem::take(&mut registry.workers))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let sibling_fork = if cfg.launch_mode == crate::config::LaunchMode::Fork && cores > 1 {
-            crate::launch::SiblingFork::probe()
+        let sibling_fork = if cfg.launch_mode == crate::shared::config::LaunchMode::Fork && cores > 1 {
+            crate::supervisor::launch::SiblingFork::probe()
                 .inspect_err(|why| tracing::debug!("workers are forked by the supervisor alone: {why}"))
                 .ok()
         } else {
             None
         };
-        let file_keys = crate::reload::keys_in_file(&cfg.path);
+        let file_keys = crate::shared::reload::keys_in_file(&cfg.path);
         let overrides = match Config::load(&cfg.path) {
             Ok(file) if file.launch_mode != cfg.launch_mode => vec!["host.launch_mode"],
             _ => Vec::new(),
         };
         let host_defaults = Config::parse(&cfg.path, "")
             .map(|d| {
-                crate::reload::host_settings(&d)
+                crate::shared::reload::host_settings(&d)
                     .into_iter()
                     .map(|h| (h.key, h.value))
                     .collect()
@@ -354,7 +365,10 @@ impl Supervisor {
             overrides,
             host_defaults,
             // The last one is reserved for status and stop (see `accept`).
-            connection_slots: vec![false; (cfg.max_connections + crate::control::RESERVED_CONNECTIONS) as usize],
+            connection_slots: vec![
+                false;
+                (cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS) as usize
+            ],
             cfg,
             specs,
             registry,
@@ -363,8 +377,8 @@ impl Supervisor {
             segment,
             generation: 1,
             started_at_ms,
-            workers: crate::private::PrivateSlice::from_vec(workers)?,
-            children: crate::private::PidMap::new()?,
+            workers: crate::supervisor::private::PrivateSlice::from_vec(workers)?,
+            children: crate::supervisor::private::PidMap::new()?,
             adopted: Default::default(),
             exited: Exited::default(),
             scan_at: None,
@@ -380,7 +394,7 @@ impl Supervisor {
             status_sent_at: None,
             status_due: None,
             spares: Vec::new(),
-            spare_refill: crate::shmem::SPARE_CHILDREN,
+            spare_refill: crate::shared::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
             sibling_fork,
             exit_code: crate::exit_code::OK,
@@ -475,7 +489,7 @@ impl Supervisor {
     /// Publishes the configuration document (`status`'s plugins and reload fields, `show`'s
     /// settings) to the segment, cut down to fit when it would not.
     fn publish_info(&self) {
-        use crate::control::{ConfigProblem, HostInfoDoc, PluginInfo, SettingInfo};
+        use crate::shared::control::{ConfigProblem, HostInfoDoc, PluginInfo, SettingInfo};
         let pending = |name: &str| self.pending_restart.iter().any(|k| k == name);
         let source = |name: &str| {
             if self.overrides.contains(&name) {
@@ -488,7 +502,7 @@ impl Supervisor {
             .to_owned()
         };
         let context = |reloadable: bool| if reloadable { "reload" } else { "restart" }.to_owned();
-        let mut settings: Vec<SettingInfo> = crate::reload::host_settings(&self.cfg)
+        let mut settings: Vec<SettingInfo> = crate::shared::reload::host_settings(&self.cfg)
             .into_iter()
             .map(|h| SettingInfo {
                 name: h.key.to_owned(),
@@ -512,7 +526,7 @@ impl Supervisor {
                 name,
             });
         }
-        let plugins = crate::preload::plugins()
+        let plugins = crate::shared::preload::plugins()
             .iter()
             .map(|p| PluginInfo {
                 name: p.name.clone(),
@@ -530,7 +544,7 @@ impl Supervisor {
         };
         let fits = |doc: &HostInfoDoc| {
             let text = serde_json::to_string(doc).unwrap_or_default();
-            (text.len() <= crate::shmem::INFO_LEN).then_some(text)
+            (text.len() <= crate::shared::shmem::INFO_LEN).then_some(text)
         };
         let mut text = fits(&doc);
         if text.is_none() {
@@ -584,7 +598,7 @@ impl Supervisor {
             self.layout.n_static_workers,
             self.layout.n_worker_slots - self.layout.n_static_workers,
             self.cfg.max_connections,
-            crate::control::RESERVED_CONNECTIONS,
+            crate::shared::control::RESERVED_CONNECTIONS,
             self.layout.size,
             self.cfg.launch_mode.as_str(),
             self.cfg.socket_path().display()
@@ -807,7 +821,7 @@ impl Supervisor {
             .reload_requests
             .load(std::sync::atomic::Ordering::Acquire);
         let file = self.cfg.path.display().to_string();
-        let report = match crate::reload::plan(&self.cfg, &self.settings) {
+        let report = match crate::shared::reload::plan(&self.cfg, &self.settings) {
             Err(errors) => {
                 for e in &errors {
                     tracing::error!("reload: {e}");
@@ -816,20 +830,20 @@ impl Supervisor {
                     "configuration not reloaded: {} error(s); keeping the running configuration",
                     errors.len()
                 );
-                crate::control::ReloadReport {
-                    at: crate::time::rfc3339_ms(now_ms()),
+                crate::shared::control::ReloadReport {
+                    at: crate::shared::time::rfc3339_ms(now_ms()),
                     outcome: "refused".into(),
                     file,
                     applied: Vec::new(),
                     pending_restart: Vec::new(),
-                    errors: errors.iter().map(crate::control::ConfigProblem::from).collect(),
+                    errors: errors.iter().map(crate::shared::control::ConfigProblem::from).collect(),
                 }
             }
             Ok(plan) => {
-                crate::log::configure(plan.config.log_format, &plan.config.log_level);
+                crate::shared::log::configure(plan.config.log_format, &plan.config.log_level);
                 self.cfg = plan.config;
                 self.settings = plan.settings.clone();
-                crate::hostapi::with_state(|s| s.settings = plan.settings);
+                crate::shared::hostapi::with_state(|s| s.settings = plan.settings);
                 for key in &plan.need_restart {
                     tracing::warn!("reload: {key} changed but takes effect only after a restart");
                 }
@@ -840,8 +854,8 @@ impl Supervisor {
                 }
                 self.signal_all(Signal::SIGHUP, |c| c.kind != ChildKind::DeadEnd);
                 self.reload_applied(&plan.need_restart);
-                crate::control::ReloadReport {
-                    at: crate::time::rfc3339_ms(now_ms()),
+                crate::shared::control::ReloadReport {
+                    at: crate::shared::time::rfc3339_ms(now_ms()),
                     outcome: "applied".into(),
                     file,
                     applied: plan.applied,
@@ -873,8 +887,8 @@ impl Supervisor {
     /// takes its value from the new file (or its default), a restart-only one keeps the value,
     /// and the source, it started with.
     fn reload_applied(&mut self, need_restart: &[String]) {
-        let now_in_file = crate::reload::keys_in_file(&self.cfg.path);
-        let host = crate::reload::host_settings(&self.cfg);
+        let now_in_file = crate::shared::reload::keys_in_file(&self.cfg.path);
+        let host = crate::shared::reload::host_settings(&self.cfg);
         let reloadable = |key: &str| {
             host.iter().any(|h| h.key == key && h.reloadable)
                 || self
@@ -936,7 +950,7 @@ impl Supervisor {
                 self.segment.child_slot(i as u32).clear_pid();
             }
             let slots = due[half..].iter().map(|&i| i as u32).collect();
-            match crate::launch::start_fork_helper(&self.env(), sib, slots) {
+            match crate::supervisor::launch::start_fork_helper(&self.env(), sib, slots) {
                 Ok(h) => {
                     tracing::debug!("a fork helper starts {} of {} due workers", due.len() - half, due.len());
                     helper = Some(h);
@@ -972,7 +986,7 @@ impl Supervisor {
     fn prepare_launch(&self, i: usize) {
         self.segment
             .child_slot(i as u32)
-            .prepare_launch(crate::shmem::monotonic_ns());
+            .prepare_launch(crate::shared::shmem::monotonic_ns());
     }
 
     fn launch_worker(&mut self, i: usize) {
@@ -1098,7 +1112,7 @@ impl Supervisor {
     /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
     /// has nothing else to launch.
     fn tend_spares(&mut self) {
-        if self.cfg.launch_mode != crate::config::LaunchMode::Exec || !matches!(self.phase, Phase::Running) {
+        if self.cfg.launch_mode != crate::shared::config::LaunchMode::Exec || !matches!(self.phase, Phase::Running) {
             return;
         }
         let claimed: Vec<i32> = self
@@ -1118,7 +1132,7 @@ impl Supervisor {
                 self.free_spare_slot(ss);
             }
         }
-        while self.spare_refill > 0 && (self.spares.len() as u32) < crate::shmem::SPARE_CHILDREN {
+        while self.spare_refill > 0 && (self.spares.len() as u32) < crate::shared::shmem::SPARE_CHILDREN {
             let Some(sslot) = self.free_spare_child_slot() else {
                 break;
             };
@@ -1333,7 +1347,7 @@ impl Supervisor {
             self.handoffs.retain(|p| *p != pid);
         }
         let outcome = classify(status, dead_man, child.signalled);
-        if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) && !child.signalled {
+        if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT) && !child.signalled {
             // Every child after this one would refuse the segment too (its own log line names
             // the check that failed): reset it, as for any crash, whatever the child's kind.
             // The code is the claim, not proof: plugin code may exit with 3 too. The child's own
@@ -1416,7 +1430,7 @@ impl Supervisor {
         w.pid = None;
         w.last_exit = Some((status, now_ms(), reason.clone()));
         w.history.push_front((status, now_ms(), reason.clone()));
-        w.history.truncate(crate::shmem::EXIT_HISTORY);
+        w.history.truncate(crate::shared::shmem::EXIT_HISTORY);
         let ran_for = w.started.take().map(|t| t.elapsed()).unwrap_or_default();
 
         if !matches!(self.phase, Phase::Running) {
@@ -1443,7 +1457,7 @@ impl Supervisor {
                     w.restart_at_ms = Some(now_ms() + d.as_millis() as u64);
                     tracing::info!(
                         "worker {name} (pid {pid}) exited with {status}: {reason}; restarting in {}",
-                        crate::time::format_duration(d)
+                        crate::shared::time::format_duration(d)
                     );
                 }
                 RestartDecision::GiveUp(why) => {
@@ -1578,7 +1592,7 @@ impl Supervisor {
         // Every spare belonged to the old segment and is gone: start afresh when idle.
         self.spares.clear();
         self.handoffs.clear();
-        self.spare_refill = crate::shmem::SPARE_CHILDREN;
+        self.spare_refill = crate::shared::shmem::SPARE_CHILDREN;
         tracing::info!(
             "shared memory reset (generation {}); restarting {restarting} workers",
             self.generation
@@ -1718,7 +1732,7 @@ impl Supervisor {
 
 /// What a crashed child's exit code says about the segment, for the crash's log line.
 fn corrupt_note(status: ExitStatus) -> &'static str {
-    if status == ExitStatus::Code(crate::shmem::EXIT_CORRUPT_SEGMENT) {
+    if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT) {
         " (the code that reports a corrupt shared-memory segment)"
     } else {
         ""

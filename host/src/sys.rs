@@ -13,6 +13,8 @@
 //! (`close_range`), and for `read`/`fcntl` on raw fds, which a wrapper could only reach through an
 //! unsafe borrow of the fd.
 
+pub mod hugetext;
+
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use steward_host::control::{Client, ClientError, LastExit, Status, StopMode, WorkerInfo};
+pub use steward_host::shared::control::{Client, ClientError, LastExit, Status, StopMode, WorkerInfo};
 
 /// The launch modes every end-to-end test runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

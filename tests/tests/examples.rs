@@ -12,7 +12,7 @@ fn examples() -> PathBuf {
 fn example_configurations_are_valid() {
     for name in ["demo.toml", "container.toml"] {
         let path = examples().join(name);
-        let cfg = steward_host::config::Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cfg = steward_host::shared::config::Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!cfg.preload_plugins.is_empty(), "{name} preloads no plugin");
     }
 }

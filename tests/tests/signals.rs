@@ -151,7 +151,7 @@ fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
         "{log}"
     );
     // A field no earlier check covers is named too.
-    let off = std::mem::offset_of!(steward_host::shmem::Header, generation) as u64;
+    let off = std::mem::offset_of!(steward_host::shared::shmem::Header, generation) as u64;
     corrupt_segment(host.pid, off, &7u64.to_le_bytes());
     host.wait_for("status after a second reset", T, |s| {
         s.host.generation == 3 && s.host.state == "running"
@@ -178,7 +178,7 @@ fn segment_u64(host_pid: i32, offset: u64) -> u64 {
 /// as unreadable in status (it used to read as `init` and `not_started`, states that look real),
 /// and neither the host nor the worker is disturbed.
 fn a_state_code_nobody_writes_shows_as_unreadable_in_status(mode: Mode) {
-    use steward_host::shmem::{Header, WorkerSlot};
+    use steward_host::shared::shmem::{Header, WorkerSlot};
     let host = Host::start(Spec::new(mode).testkit("a"));
     let before = host.wait_for("worker a running", T, |s| find(s, "a").state == "running");
     let worker = find(&before, "a").pid.expect("a running worker has a pid");

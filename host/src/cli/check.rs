@@ -1,7 +1,7 @@
 //! `steward check` (like `nginx -t`): everything `run` checks before it starts anything.
 //!
 //! Runs in: the CLI process, which loads the plugins and runs their init exactly as the
-//! supervisor's preload does (the same code: [`steward_host::preload::preload`]), then computes
+//! supervisor's preload does (the same code: [`steward_host::shared::preload::preload`]), then computes
 //! the shared-memory layout with the supervisor's code ([`Layout::for_host`]). It creates nothing:
 //! no runtime directory, lock, socket or segment, and starts no process. Exit 0 with a summary,
 //! or 1 with the error `run` would print.
@@ -9,17 +9,17 @@
 use std::fmt::Write as _;
 
 use steward_host::exit_code;
-use steward_host::hostapi;
-use steward_host::preload;
-use steward_host::shmem::Layout;
+use steward_host::shared::hostapi;
+use steward_host::shared::preload;
+use steward_host::shared::shmem::Layout;
 
 use super::{load_config, CheckArgs, CliError};
 
 pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
     let cfg = load_config(&args.config)?;
     // Plugins may log from init; their lines go to stderr as under `run`.
-    steward_host::log::init(cfg.log_format, &cfg.log_level);
-    steward_host::log::set_identity("check", None);
+    steward_host::shared::log::init(cfg.log_format, &cfg.log_level);
+    steward_host::shared::log::set_identity("check", None);
     preload::preload(&cfg)?;
     let (registry, settings) = hostapi::with_state(|s| (s.registry.clone(), s.settings.clone()));
     let layout = Layout::for_host(&registry, &cfg);

@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use steward_host::config::ConfigError;
-use steward_host::control::ClientError;
 use steward_host::exit_code;
+use steward_host::shared::config::ConfigError;
+use steward_host::shared::control::ClientError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -19,9 +19,9 @@ pub enum CliError {
     #[error("{0} (the default path: give --config FILE or set STEWARD_CONFIG)")]
     DefaultConfig(ConfigError),
     #[error("{0}")]
-    Run(#[from] steward_host::run::RunError),
+    Run(#[from] steward_host::supervisor::run::RunError),
     #[error("{0}")]
-    Plugin(#[from] steward_host::preload::PluginError),
+    Plugin(#[from] steward_host::shared::preload::PluginError),
     #[error("{0}")]
     Client(#[from] ClientError),
     #[error("{err}; signalling pid {pid} failed: {signal}")]

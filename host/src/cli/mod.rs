@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use steward_host::config::{Config, LaunchMode};
-use steward_host::control::StopMode;
+use steward_host::shared::config::{Config, LaunchMode};
+use steward_host::shared::control::StopMode;
 
 pub use error::CliError;
 
@@ -210,7 +210,7 @@ pub struct ManArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    steward_host::time::parse_duration(s)
+    steward_host::shared::time::parse_duration(s)
 }
 
 /// Parses the command line and runs the command: the exit code, or why the command failed.

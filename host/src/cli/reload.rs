@@ -6,8 +6,8 @@
 //! answers only once the reload is over, with what it applied, what waits for a restart, or every
 //! error; a refused file exits 1.
 
-use steward_host::control::{self, Client};
 use steward_host::exit_code;
+use steward_host::shared::control::{self, Client};
 
 use super::target::resolve;
 use super::{config_path, CliError, ConfigSource, ReloadArgs};

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use steward_host::config::LaunchMode;
-use steward_host::control::Client;
 use steward_host::exit_code;
+use steward_host::shared::config::LaunchMode;
+use steward_host::shared::control::Client;
 
 use super::{load_config, CliError, RunArgs, StartArgs};
 
@@ -30,7 +30,7 @@ pub fn cmd_run(args: &RunArgs) -> Result<i32, CliError> {
     }
     // A refusal to start is an answer to the command, printed as every other command prints its
     // errors (and as a bad file is), not as a log line.
-    Ok(steward_host::run::run(cfg)?)
+    Ok(steward_host::supervisor::run::run(cfg)?)
 }
 
 pub fn cmd_start(args: &StartArgs) -> Result<i32, CliError> {

@@ -4,8 +4,8 @@
 //! see [`super::target`]); the host answers with each setting's running value, default, source
 //! (default, file or command line), context (reload or restart) and whether a restart is pending.
 
-use steward_host::control::{self, Client};
 use steward_host::exit_code;
+use steward_host::shared::control::{self, Client};
 
 use super::target::resolve;
 use super::{CliError, ShowArgs};

@@ -21,8 +21,8 @@ use std::time::Duration;
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 use serde_json::{json, Value};
-use steward_host::control::{self, Client, ClientError, Status};
 use steward_host::exit_code;
+use steward_host::shared::control::{self, Client, ClientError, Status};
 
 use super::target::{resolve, Target};
 use super::{CliError, StatusArgs};

@@ -8,9 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use steward_host::control::{Client, StopMode};
 use steward_host::exit_code;
-use steward_host::lockfile::LockFile;
+use steward_host::shared::control::{Client, StopMode};
+use steward_host::shared::lockfile::LockFile;
 
 use super::target::resolve;
 use super::{CliError, StopArgs};

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use steward_host::config::{toml_duration, Config, ConfigError};
+use steward_host::shared::config::{toml_duration, Config, ConfigError};
 
 use super::{config_path, ConfigSource, TargetArgs};
 
@@ -24,10 +24,10 @@ pub struct Target {
 
 impl Target {
     pub fn socket_path(&self) -> PathBuf {
-        self.runtime_dir.join(steward_host::control::SOCKET_NAME)
+        self.runtime_dir.join(steward_host::shared::control::SOCKET_NAME)
     }
     pub fn lock_path(&self) -> PathBuf {
-        self.runtime_dir.join(steward_host::lockfile::LOCK_NAME)
+        self.runtime_dir.join(steward_host::shared::lockfile::LOCK_NAME)
     }
 }
 
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn runtime_dir_outside_host_or_unreadable_gives_the_default() {
-        let default = steward_host::config::default_runtime_dir();
+        let default = steward_host::shared::config::default_runtime_dir();
         let (t, e) = target("[plugins.p]\nruntime_dir = \"/no\"\n[host\n");
         assert!(e.is_some());
         assert_eq!(t.runtime_dir, default);

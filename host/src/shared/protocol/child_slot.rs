@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::{pid_in_range, ChildSlotState, Code, DecodeError};
-use crate::shmem::{Text, REASON_LEN};
+use crate::shared::shmem::{Text, REASON_LEN};
 
 /// One child's slot in the segment. See `shmem`'s header for who writes what when.
 #[repr(C)]
@@ -192,7 +192,7 @@ impl EncodeStore for AtomicU32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::PID_MAX;
+    use crate::shared::protocol::PID_MAX;
 
     fn zeroed_slot() -> Box<ChildSlot> {
         // SAFETY: every field is an atomic or an array of them, valid as all zeroes (as a fresh

@@ -44,7 +44,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Parses a duration as written in the config: `"250ms"`, `"2s"`, `"1min"`, `"1h"`, `"1d"`,
 /// `"100us"`, or a bare number of milliseconds. A value too large to represent is an error here;
-/// the settings' own upper bounds are checked by their callers ([`crate::config`]).
+/// the settings' own upper bounds are checked by their callers ([`crate::shared::config`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

@@ -4,7 +4,7 @@
 //!
 //! Each line carries the process kind, the worker's name (in a worker) and the pid, so that lines
 //! from many processes sharing one stderr stay attributable. Plugin events arrive through the host
-//! function table ([`crate::hostapi`]) and carry a `plugin` field. Each line is written with a
+//! function table ([`crate::shared::hostapi`]) and carry a `plugin` field. Each line is written with a
 //! single `write(2)`, so lines from different processes do not interleave within a line.
 //!
 //! The identity is process-global: set once in the supervisor and again in each child right after
@@ -80,7 +80,7 @@ impl Filter {
     };
 
     /// Parses a filter. At most one bare level (the default, `info` when absent); plugin names
-    /// are checked against the loaded plugins by the caller ([`crate::config`]).
+    /// are checked against the loaded plugins by the caller ([`crate::shared::config`]).
     pub fn parse(s: &str) -> Result<Filter, String> {
         const LEVELS: &str = "error, warn, info, debug or trace";
         let mut default = None;
@@ -294,7 +294,7 @@ fn json_str(out: &mut String, s: &str) {
 
 fn format_line(level: &Level, f: &Fields) -> String {
     let id = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
-    let ts = crate::time::rfc3339_ms(crate::time::now_ms());
+    let ts = crate::shared::time::rfc3339_ms(crate::shared::time::now_ms());
     let mut line = String::with_capacity(128 + f.message.len());
     if FORMAT.load(Ordering::Relaxed) == 1 {
         line.push_str("{\"ts\":\"");

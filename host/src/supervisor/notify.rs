@@ -62,7 +62,7 @@ impl Notifier {
 
     /// `RELOADING=1` with the monotonic timestamp systemd asks for.
     pub fn reloading(&self) {
-        let us = crate::shmem::monotonic_ns() / 1000;
+        let us = crate::shared::shmem::monotonic_ns() / 1000;
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={us}"));
     }
 }

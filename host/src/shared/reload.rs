@@ -15,8 +15,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::config::{Config, ConfigError, Reload, HOST_KEYS};
-use crate::registry::Settings;
+use crate::shared::config::{Config, ConfigError, Reload, HOST_KEYS};
+use crate::shared::registry::Settings;
 
 /// A validated reload, ready to apply.
 pub struct Plan {
@@ -111,11 +111,11 @@ pub fn plan(running: &Config, settings: &Settings) -> Result<Plan, Vec<ConfigErr
 /// In a child, after SIGHUP: takes the new values of reloadable plugin settings. A file that does
 /// not validate (the supervisor logged why) leaves the settings as they were.
 pub fn refresh_child_settings() {
-    let (path, settings) = crate::hostapi::with_state(|s| (s.config_file.clone(), s.settings.clone()));
+    let (path, settings) = crate::shared::hostapi::with_state(|s| (s.config_file.clone(), s.settings.clone()));
     let Ok(new) = Config::load(&path) else { return };
     if let Ok(next) = plan_settings(&new, &settings, &mut Vec::new(), &mut Vec::new()) {
-        crate::hostapi::with_state(|s| s.settings = next);
-        crate::log::configure(new.log_format, &new.log_level);
+        crate::shared::hostapi::with_state(|s| s.settings = next);
+        crate::shared::log::configure(new.log_format, &new.log_level);
     }
 }
 

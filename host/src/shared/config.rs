@@ -6,11 +6,11 @@
 //! Two stages, as distinct types: [`RawFile`] is what the TOML says (unknown keys rejected with
 //! their line), [`Config`] is what the host uses (paths resolved against the config file's
 //! directory, numbers bounded, enums known). Plugin sections stay raw here: a plugin defines its
-//! settings in init, and [`crate::hostapi`] validates each value then; keys no plugin defined are
+//! settings in init, and [`crate::shared::hostapi`] validates each value then; keys no plugin defined are
 //! rejected after the last init.
 //!
 //! `host_keys!` declares each `[host]` key once, with whether a reload applies it; the result,
-//! [`HOST_KEYS`], is what [`crate::reload`] plans by and what `steward show` lists.
+//! [`HOST_KEYS`], is what [`crate::shared::reload`] plans by and what `steward show` lists.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::log::Format;
+use crate::shared::log::Format;
+
+/// The control socket's file name in the runtime directory (declared here, where the runtime
+/// directory's paths are, so the configuration does not depend on the control protocol).
+pub const SOCKET_NAME: &str = "steward.sock";
 
 /// How children are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +145,7 @@ fn show_path(p: &Path) -> String {
 }
 
 fn show_duration(d: &Duration) -> String {
-    crate::time::format_duration(*d)
+    crate::shared::time::format_duration(*d)
 }
 
 fn show_plain<T: std::fmt::Display>(v: &T) -> String {
@@ -164,7 +168,7 @@ host_keys! {
         Format::Json => "json",
     }
     .to_owned();
-    log_level: String, Applies, show_plain::<crate::log::Filter>;
+    log_level: String, Applies, show_plain::<crate::shared::log::Filter>;
 }
 
 /// The validated configuration the host runs with.
@@ -181,10 +185,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub crash_kill_timeout: Duration,
     pub restart_after_crash: bool,
-    /// Fork mode: move the supervisor's machine code onto huge pages (see [`crate::hugetext`]).
+    /// Fork mode: move the supervisor's machine code onto huge pages (see [`crate::sys::hugetext`]).
     pub huge_code_pages: bool,
     pub log_format: Format,
-    pub log_level: crate::log::Filter,
+    pub log_level: crate::shared::log::Filter,
     /// `[plugins.<name>]` tables, validated against the plugins' definitions during preload.
     pub plugin_sections: BTreeMap<String, toml::Table>,
 }
@@ -271,7 +275,7 @@ impl Config {
             Some(d) => resolve(d),
             None => default_runtime_dir(),
         };
-        let socket = runtime_dir.join(crate::control::SOCKET_NAME);
+        let socket = runtime_dir.join(SOCKET_NAME);
         let len = socket.as_os_str().len();
         if len > MAX_SOCKET_PATH {
             return Err(err(
@@ -314,8 +318,8 @@ impl Config {
                     key,
                     format!(
                         "{} is above the upper bound of {}",
-                        crate::time::format_duration(d),
-                        crate::time::format_duration(max)
+                        crate::shared::time::format_duration(d),
+                        crate::shared::time::format_duration(max)
                     ),
                 ));
             }
@@ -344,8 +348,8 @@ impl Config {
             }
         };
         let log_level = match log_level.as_deref() {
-            None => crate::log::Filter::default(),
-            Some(s) => crate::log::Filter::parse(s).map_err(|r| err("host.log_level", r))?,
+            None => crate::shared::log::Filter::default(),
+            Some(s) => crate::shared::log::Filter::parse(s).map_err(|r| err("host.log_level", r))?,
         };
         // A misspelt plugin name would silently leave that plugin at the default level.
         if let Some((name, _)) = log_level
@@ -385,11 +389,11 @@ impl Config {
     }
 
     pub fn socket_path(&self) -> PathBuf {
-        self.runtime_dir.join(crate::control::SOCKET_NAME)
+        self.runtime_dir.join(SOCKET_NAME)
     }
 
     pub fn lock_path(&self) -> PathBuf {
-        self.runtime_dir.join(crate::lockfile::LOCK_NAME)
+        self.runtime_dir.join(crate::shared::lockfile::LOCK_NAME)
     }
 
     /// The path of plugin `name`'s library.
@@ -405,8 +409,8 @@ pub fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
     if d > MAX_DURATION {
         return Err(format!(
             "{} is above the upper bound of {} for any duration",
-            crate::time::format_duration(d),
-            crate::time::format_duration(MAX_DURATION)
+            crate::shared::time::format_duration(d),
+            crate::shared::time::format_duration(MAX_DURATION)
         ));
     }
     Ok(d)
@@ -415,7 +419,7 @@ pub fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
 /// A duration in the file, before any upper bound: the caller applies its own.
 fn toml_duration_unbounded(v: &toml::Value) -> Result<Duration, String> {
     match v {
-        toml::Value::String(s) => crate::time::parse_duration(s),
+        toml::Value::String(s) => crate::shared::time::parse_duration(s),
         toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_millis(*n as u64)),
         other => Err(format!("expected a duration like \"500ms\" or \"2s\", got {other}")),
     }

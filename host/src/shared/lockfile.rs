@@ -6,7 +6,7 @@
 //!
 //! Every open here (the host's and the CLI's) uses `O_NOFOLLOW | O_CLOEXEC`: a symlink planted in
 //! place of the lock file is refused, never followed to a file it would overwrite, and no child
-//! inherits the descriptor. The directory itself is checked first ([`crate::rundir`]).
+//! inherits the descriptor. The directory itself is checked first ([`crate::shared::rundir`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};

@@ -30,7 +30,7 @@
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
 //!   with its exit reason. A child reaped while its slot is anything but `ASSIGNED` crashed,
 //!   whatever its exit code (the dead-man flag). Only the supervisor frees a slot. The struct
-//!   and every access to it are in [`crate::protocol`]. A spare child's slot also has `ready`, set by
+//!   and every access to it are in [`crate::shared::protocol`]. A spare child's slot also has `ready`, set by
 //!   the spare once its plugins are loaded, and `assign`: the supervisor stores the handed-over
 //!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
@@ -44,7 +44,7 @@
 //! supervisor treats what children can write (child-slot state, pid, reason and entry time,
 //! `consistent`, `reload_requests`) as untrusted input: bounded copies, known values only, and a
 //! pid is never taken as a child's without proof. Every number that stands for a state or a kind
-//! is encoded and decoded in [`crate::protocol`], and only there (the fields holding one are
+//! is encoded and decoded in [`crate::shared::protocol`], and only there (the fields holding one are
 //! private, with accessors here that go through it).
 
 use std::fs::File;
@@ -53,10 +53,10 @@ use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Orderi
 
 use memmap2::{MmapMut, MmapOptions};
 
-use crate::config::{Config, LaunchMode};
-use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::protocol::{decode_exit, encode_exit, ChildSlot, Code, DecodeError, HostState};
-use crate::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
+use crate::shared::config::{Config, LaunchMode};
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::protocol::{decode_exit, encode_exit, ChildSlot, Code, DecodeError, HostState};
+use crate::shared::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
 /// How many spare children exec mode keeps ready.
@@ -131,7 +131,7 @@ pub struct Header {
     /// answered by a reload that read the file after the request was made.
     pub reloads_done: AtomicU64,
     /// The supervisor's account of the configuration, for `status` and `show` (see
-    /// [`crate::control::HostInfoDoc`]).
+    /// [`crate::shared::control::HostInfoDoc`]).
     pub info: Published,
 }
 
@@ -363,7 +363,7 @@ impl StatusCell {
         Ok(StatusSnapshot {
             state: WorkerState::decode(self.state.load(Ordering::Relaxed))?,
             restarts: self.restarts.load(Ordering::Relaxed),
-            pid: crate::protocol::pid_in_range(pid).then_some(pid),
+            pid: crate::shared::protocol::pid_in_range(pid).then_some(pid),
             started_at_ms: nz(self.started_at_ms.load(Ordering::Relaxed)),
             next_restart_at_ms: nz(self.next_restart_at_ms.load(Ordering::Relaxed)),
             last_launch_us: self.last_launch_us.load(Ordering::Relaxed).checked_sub(1),
@@ -400,7 +400,7 @@ impl Layout {
         Layout::compute(
             reg,
             cfg.max_worker_processes,
-            cfg.max_connections + crate::control::RESERVED_CONNECTIONS,
+            cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS,
         )
     }
 
@@ -681,7 +681,7 @@ impl Segment {
     }
 
     /// Pointers to every region in this mapping, keyed by (plugin, name).
-    pub fn regions(&self, reg: &Registry) -> Vec<((String, String), crate::hostapi::MappedRegion)> {
+    pub fn regions(&self, reg: &Registry) -> Vec<((String, String), crate::shared::hostapi::MappedRegion)> {
         reg.regions
             .iter()
             .zip(&self.layout.region_offsets)
@@ -690,7 +690,7 @@ impl Segment {
                 let ptr = unsafe { self.base().add(*off as usize) };
                 (
                     (r.plugin.clone(), r.name.clone()),
-                    crate::hostapi::MappedRegion { ptr, len: r.size },
+                    crate::shared::hostapi::MappedRegion { ptr, len: r.size },
                 )
             })
             .collect()
@@ -700,7 +700,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::RegionSpec;
+    use crate::shared::registry::RegionSpec;
 
     #[test]
     fn layout_counts_static_plus_dynamic_and_aligns_regions() {

@@ -60,7 +60,7 @@ impl Drop for Region {
     }
 }
 
-/// A fixed-length array of `T` in a [`Region`].
+/// A fixed-length array of `T` in a `Region`.
 pub struct PrivateSlice<T> {
     region: Region,
     len: usize,
@@ -118,7 +118,7 @@ struct Slot<V> {
 /// Bytes before the first slot: the entry count.
 const HEADER: usize = 64;
 
-/// A map from pid to a small `Copy` value: open addressing with linear probing in a [`Region`],
+/// A map from pid to a small `Copy` value: open addressing with linear probing in a `Region`,
 /// at most half full. The count lives in the region too.
 pub struct PidMap<V: Copy> {
     region: Region,
@@ -335,7 +335,7 @@ mod tests {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         for addr in [m.region.ptr as usize, s.region.ptr as usize] {
             // "dc": do not copy this mapping on fork.
-            let flags = crate::hugetext::smaps_field(&smaps, addr, "VmFlags").expect("the mapping's flags");
+            let flags = crate::sys::hugetext::smaps_field(&smaps, addr, "VmFlags").expect("the mapping's flags");
             assert!(flags.split_whitespace().any(|f| f == "dc"), "{flags}");
         }
     }

@@ -115,7 +115,7 @@ pub fn fork_helper_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::PID_MAX;
+    use crate::shared::protocol::PID_MAX;
 
     /// A pid a spare (or any child) claims is checked against the supervisor's own tables before
     /// it is tracked: a pid already tracked, or out of range, is refused with the slot named.

@@ -10,9 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::registry::{CrashLoopLimit, RestartPolicy};
+use crate::shared::registry::{CrashLoopLimit, RestartPolicy};
 
-/// A worker's state as status shows it (its code in the segment: [`crate::protocol`]).
+/// A worker's state as status shows it (its code in the segment: [`crate::shared::protocol`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum WorkerState {
     #[default]
@@ -154,7 +154,7 @@ impl RestartTracker {
                 return RestartDecision::GiveUp(format!(
                     "restarted {} times in {}",
                     l.max,
-                    crate::time::format_duration(l.window)
+                    crate::shared::time::format_duration(l.window)
                 ));
             }
             self.recent.push_back(now);

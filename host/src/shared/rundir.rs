@@ -13,7 +13,7 @@
 //!
 //! Invariant: the checks are made on the directory itself, never through a symlink (`lstat`, then
 //! an `O_NOFOLLOW | O_DIRECTORY` open and `fstat` of that descriptor), and files in the directory
-//! are opened with `O_NOFOLLOW` by their owners ([`crate::lockfile`]).
+//! are opened with `O_NOFOLLOW` by their owners ([`crate::shared::lockfile`]).
 
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};

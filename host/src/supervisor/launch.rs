@@ -2,127 +2,17 @@
 //!
 //! Runs in: the supervisor (the launching half) and, for an instant, the new child.
 //!
-//! Every child kind is an entry in [`KINDS`]; the supervisor passes the kind, the child slot (for
+//! Every child kind is an entry in [`KINDS`](crate::shared::handoff::KINDS); the supervisor passes the kind, the child slot (for
 //! kinds that attach to shared memory), the kind's startup data, and for connection kinds the
 //! client socket. It gets the pid back and drops its copy of the client socket at once. In fork
 //! mode the child continues from a copy of the supervisor and runs [`crate::child::run`]; in exec
 //! mode it re-executes the `steward` binary with everything in a parameter blob
-//! ([`crate::exec`]).
+//! ([`crate::supervisor::spawn`]).
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{Config, LaunchMode};
-use crate::registry::{Registry, Settings};
-use crate::shmem::Segment;
-
-/// The kinds of child process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChildKind {
-    /// Runs a background worker's entry.
-    Worker,
-    /// Serves one control connection.
-    Connection,
-    /// Writes one error line to a refused connection and exits.
-    DeadEnd,
-    /// Runs the plugins' startup hooks in order, before the host is running.
-    Startup,
-    /// Exec mode only: an executed child with plugins loaded and the segment mapped, waiting to
-    /// be handed a worker slot.
-    Spare,
-}
-
-/// What the supervisor knows about a kind.
-pub struct KindInfo {
-    pub kind: ChildKind,
-    /// The name in logs and `ps`.
-    pub name: &'static str,
-    /// Whether the child maps shared memory (and so has a child slot and a dead-man flag; its
-    /// crash resets the host).
-    pub attaches_shmem: bool,
-    /// Whether the child runs plugin code, and so may start processes of its own that outlive
-    /// it: only such a child can be the origin of a process the supervisor adopts.
-    pub runs_plugin_code: bool,
-}
-
-pub const KINDS: [KindInfo; 5] = [
-    KindInfo {
-        kind: ChildKind::Worker,
-        name: "worker",
-        attaches_shmem: true,
-        runs_plugin_code: true,
-    },
-    KindInfo {
-        kind: ChildKind::Connection,
-        name: "connection",
-        attaches_shmem: true,
-        runs_plugin_code: false,
-    },
-    KindInfo {
-        kind: ChildKind::DeadEnd,
-        name: "dead-end",
-        attaches_shmem: false,
-        runs_plugin_code: false,
-    },
-    KindInfo {
-        kind: ChildKind::Startup,
-        name: "startup",
-        attaches_shmem: true,
-        runs_plugin_code: true,
-    },
-    KindInfo {
-        kind: ChildKind::Spare,
-        name: "spare",
-        attaches_shmem: true,
-        runs_plugin_code: true,
-    },
-];
-
-impl ChildKind {
-    pub fn info(self) -> &'static KindInfo {
-        KINDS.iter().find(|k| k.kind == self).expect("every kind is in KINDS")
-    }
-}
-
-/// Per-kind startup data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StartupData {
-    Worker {
-        worker_slot: u32,
-    },
-    Connection,
-    /// `state`: the host state when the refusal is because of it (`recovering`, `stopping`), so a
-    /// client can tell a host that is busy from one that is full.
-    DeadEnd {
-        message: String,
-        state: Option<String>,
-    },
-    Startup,
-    Spare,
-}
-
-/// An accepted client connection handed to a child.
-#[derive(Debug)]
-pub struct ClientSocket {
-    pub fd: OwnedFd,
-    /// The listening socket's path.
-    pub local: String,
-    /// The peer's address (empty for an unnamed Unix socket).
-    pub peer: String,
-}
-
-/// What every child needs from the supervisor.
-pub struct ChildEnv<'a> {
-    pub cfg: &'a Config,
-    pub registry: &'a Registry,
-    pub settings: &'a Settings,
-    pub segment: &'a Segment,
-    pub host_pid: i32,
-    /// Read end of the pipe whose write end only the supervisor holds.
-    pub death_fd: RawFd,
-    pub generation: u64,
-}
+use crate::shared::config::LaunchMode;
+use crate::shared::handoff::{ChildEnv, ChildKind, ClientSocket, StartupData};
 
 /// Starts a child of `kind`. Returns its pid; the client socket is closed in the caller either
 /// way when `client` drops.
@@ -135,7 +25,7 @@ pub fn launch_child(
 ) -> std::io::Result<i32> {
     match env.cfg.launch_mode {
         LaunchMode::Fork => fork_child(env, kind, child_slot, startup, client),
-        LaunchMode::Exec => crate::exec::spawn(env, kind, child_slot, startup, client),
+        LaunchMode::Exec => crate::supervisor::spawn::spawn(env, kind, child_slot, startup, client),
     }
 }
 
@@ -309,7 +199,7 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
                 };
                 // One record per worker, at once: should this helper be killed, only a worker
                 // created in that instant goes unreported.
-                let _ = nix::unistd::write(&w, &crate::protocol::fork_record(slot, result));
+                let _ = nix::unistd::write(&w, &crate::shared::protocol::fork_record(slot, result));
             }
             crate::child::exit(0)
         }
@@ -327,7 +217,7 @@ impl ForkHelper {
     /// launch failures, retried like any other. Every pid returned was checked to be a child of
     /// this process (see `protocol::fork_helper_results`); the caller still checks it is not one
     /// it tracks (`protocol::admit_pid`).
-    pub fn finish(self, segment: &crate::shmem::Segment) -> Vec<(u32, std::io::Result<i32>)> {
+    pub fn finish(self, segment: &crate::shared::shmem::Segment) -> Vec<(u32, std::io::Result<i32>)> {
         if !matches!(crate::sys::wait_pid_exit(self.pid, HELPER_TIMEOUT), Ok(true)) {
             // SAFETY: signalling this process's own child, which has not been reaped.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
@@ -350,7 +240,7 @@ impl ForkHelper {
             }
         }
         let me = std::process::id() as i32;
-        crate::protocol::fork_helper_results(
+        crate::shared::protocol::fork_helper_results(
             &self.slots,
             &buf[..got],
             |s| segment.child_slot(s).report().pid,

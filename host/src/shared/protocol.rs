@@ -21,9 +21,9 @@
 
 use steward::abi;
 
-use crate::config::LaunchMode;
-use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::registry::{RestartPolicy, StartTime};
+use crate::shared::config::LaunchMode;
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::registry::{RestartPolicy, StartTime};
 
 mod child_slot;
 mod claims;

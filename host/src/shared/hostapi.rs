@@ -16,8 +16,10 @@ use std::sync::Mutex;
 
 use steward::abi::{self, Status, Str};
 
-use crate::protocol::{self, Code};
-use crate::registry::{CrashLoopLimit, RegionSpec, Registry, Setting, SettingKind, Settings, StartTime, WorkerSpec};
+use crate::shared::protocol::{self, Code};
+use crate::shared::registry::{
+    CrashLoopLimit, RegionSpec, Registry, Setting, SettingKind, Settings, StartTime, WorkerSpec,
+};
 
 /// A region as mapped in this process.
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +151,7 @@ unsafe extern "C" fn host_log(_ctx: *mut c_void, level: u32, plugin: Str, _targe
         let plugin = unsafe { plugin.as_bytes() };
         // SAFETY: as above.
         let message = unsafe { message.as_bytes() };
-        crate::log::plugin_event(
+        crate::shared::log::plugin_event(
             level,
             &String::from_utf8_lossy(plugin),
             &String::from_utf8_lossy(message),
@@ -242,7 +244,7 @@ unsafe extern "C" fn host_register_startup_hook(
         else {
             return abi::STATUS_BAD_NAME;
         };
-        let h = crate::registry::HookSpec {
+        let h = crate::shared::registry::HookSpec {
             name: name.to_owned(),
             plugin: plugin.to_owned(),
             library: if library.is_empty() { plugin } else { library }.to_owned(),

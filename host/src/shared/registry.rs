@@ -5,7 +5,7 @@
 //!
 //! Invariants: names are unique across the host; once [`Registry::freeze`] ran, every
 //! registration is refused with [`RegistryError::Frozen`]; every count the segment needs is
-//! computed from a frozen registry only ([`crate::shmem::Layout`]).
+//! computed from a frozen registry only ([`crate::shared::shmem::Layout`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -296,7 +296,7 @@ impl Setting {
     pub fn shown(&self, text: &str) -> String {
         match (&self.kind, text.parse::<u64>()) {
             (SettingKind::Duration { .. }, Ok(us)) => {
-                crate::time::format_duration(std::time::Duration::from_micros(us))
+                crate::shared::time::format_duration(std::time::Duration::from_micros(us))
             }
             _ => text.to_owned(),
         }
@@ -353,10 +353,10 @@ impl SettingKind {
             (SettingKind::String, toml::Value::String(s)) => Ok(s.clone()),
             (SettingKind::String, other) => Err(format!("expected a string, got {other}")),
             (SettingKind::Duration { min_us, max_us }, v) => {
-                let d = crate::config::toml_duration(v)?;
+                let d = crate::shared::config::toml_duration(v)?;
                 let us = d.as_micros().min(i64::MAX as u128) as i64;
                 if us < *min_us || us > *max_us {
-                    return Err(format!("{} is out of range", crate::time::format_duration(d)));
+                    return Err(format!("{} is out of range", crate::shared::time::format_duration(d)));
                 }
                 Ok(us.to_string())
             }

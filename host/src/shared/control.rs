@@ -26,13 +26,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::lifecycle::{ExitStatus, WorkerState};
-use crate::protocol::DecodeError;
-use crate::registry::StartTime;
-use crate::shmem::Segment;
-use crate::time::rfc3339_ms;
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::protocol::DecodeError;
+use crate::shared::registry::StartTime;
+use crate::shared::shmem::Segment;
+use crate::shared::time::rfc3339_ms;
 
-pub const SOCKET_NAME: &str = "steward.sock";
+/// Kept here too: the control socket's name is part of the control protocol's contract.
+pub use crate::shared::config::SOCKET_NAME;
 pub const PROTOCOL_VERSION: u64 = 1;
 /// The longest request line a server reads.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -44,7 +45,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RESERVED_CONNECTIONS: u32 = 1;
 
 /// Host states live with the other shared-memory codes; clients and the CLI name them here.
-pub use crate::protocol::HostState;
+pub use crate::shared::protocol::HostState;
 
 /// `steward status --json`: the host and every worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -88,8 +89,8 @@ impl std::fmt::Display for ConfigProblem {
     }
 }
 
-impl From<&crate::config::ConfigError> for ConfigProblem {
-    fn from(e: &crate::config::ConfigError) -> ConfigProblem {
+impl From<&crate::shared::config::ConfigError> for ConfigProblem {
+    fn from(e: &crate::shared::config::ConfigError) -> ConfigProblem {
         ConfigProblem {
             file: e.file.display().to_string(),
             key: e.key.clone(),
@@ -272,7 +273,7 @@ fn unreadable(e: &DecodeError) -> String {
 
 /// Builds the status answer from the segment (connection children; the supervisor publishes
 /// everything there). The count of slots comes from this process's own layout; every code is
-/// decoded through [`crate::protocol`], and one that is not known shows as `unreadable (...)`.
+/// decoded through [`crate::shared::protocol`], and one that is not known shows as `unreadable (...)`.
 pub fn status_from_segment(seg: &Segment) -> Status {
     let h = seg.header();
     let host_state = h.host_state();

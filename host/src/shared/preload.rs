@@ -16,9 +16,9 @@ use std::sync::{Mutex, OnceLock};
 
 use steward::abi;
 
-use crate::config::Config;
-use crate::hostapi::{self, HostState};
-use crate::registry::{Registry, Settings};
+use crate::shared::config::Config;
+use crate::shared::hostapi::{self, HostState};
+use crate::shared::registry::{Registry, Settings};
 
 /// A plugin loaded in this process.
 pub struct LoadedPlugin {

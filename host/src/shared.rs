@@ -1,0 +1,21 @@
+//! Code that both the supervisor and its children run: the configuration, the frozen registry,
+//! the shared-memory segment and its encodings, the host table plugins call, logging, reload's
+//! validation, plugin loading, the control protocol, the runtime directory, and what the
+//! supervisor hands a new child.
+//!
+//! Rule: `shared` imports only [`crate::sys`]; never [`crate::supervisor`] or [`crate::child`].
+
+pub mod config;
+pub mod control;
+pub mod handoff;
+pub mod hostapi;
+pub mod lifecycle;
+pub mod lockfile;
+pub mod log;
+pub mod preload;
+pub mod protocol;
+pub mod registry;
+pub mod reload;
+pub mod rundir;
+pub mod shmem;
+pub mod time;
