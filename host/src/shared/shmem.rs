@@ -3,6 +3,10 @@
 //! Runs in: the supervisor (creates it, writes the header, static worker slots and status) and
 //! every child (maps it: inherited in fork mode, from an inherited fd in exec mode).
 //!
+//! This file holds the header, the worker slots and the mapping; [`layout`] computes where each
+//! part lies, [`status`] is status publishing (the seqlocked cells connection children read), and
+//! the child slots are in [`crate::shared::protocol`], with every code the segment stores.
+//!
 //! Layout, computed once from the frozen registry ([`Layout::compute`]); every part starts
 //! 64-byte aligned, and the whole is at least 4096 bytes:
 //!
@@ -49,21 +53,23 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::shared::config::{Config, LaunchMode};
-use crate::shared::lifecycle::{ExitStatus, WorkerState};
-use crate::shared::protocol::{decode_exit, encode_exit, ChildSlot, Code, DecodeError, HostState};
+use crate::shared::protocol::{ChildSlot, Code, DecodeError, HostState};
 use crate::shared::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
+mod layout;
+mod status;
+
+pub use layout::{Layout, SPARE_CHILDREN};
+pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
+
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-/// How many spare children exec mode keeps ready.
-pub const SPARE_CHILDREN: u32 = 2;
 pub const LAYOUT_VERSION: u32 = 2;
 pub const REASON_LEN: usize = 256;
-const ALIGN: u64 = 64;
 
 /// A bounded string of atomic bytes.
 #[repr(C)]
@@ -153,85 +159,12 @@ impl Header {
     }
 }
 
-/// The longest document [`Published`] holds.
-pub const INFO_LEN: usize = 64 * 1024;
-
-/// A JSON document only the supervisor writes, under a seqlock like [`StatusCell`]'s; connection
-/// children copy it out.
-#[repr(C)]
-pub struct Published {
-    seq: AtomicU64,
-    text: Text<INFO_LEN>,
-}
-
-impl Published {
-    /// Replaces the document (supervisor only: a single writer). Cut at `INFO_LEN` bytes: the
-    /// writer keeps it shorter.
-    pub fn publish(&self, doc: &str) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.text.store(doc);
-        self.seq.store(seq.wrapping_add(2), Ordering::Release);
-    }
-
-    /// A consistent copy, or `None` when none was seen in a bounded number of tries (the writer
-    /// may have died mid-write).
-    pub fn read(&self) -> Option<Vec<u8>> {
-        for _ in 0..10_000 {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let bytes = self.text.load_bytes();
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s1 {
-                return Some(bytes);
-            }
-        }
-        None
-    }
-}
-
 /// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process of the host.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// How many past exits status keeps per worker.
-pub const EXIT_HISTORY: usize = 5;
-
-/// One past exit in a status cell.
-#[repr(C)]
-pub struct ExitRecord {
-    kind: AtomicU32,
-    value: AtomicI32,
-    at_ms: AtomicU64,
-    reason: Text<128>,
-}
-
-/// The supervisor-written status of one worker slot.
-#[repr(C)]
-pub struct StatusCell {
-    seq: AtomicU64,
-    state: AtomicU32,
-    restarts: AtomicU32,
-    pid: AtomicI32,
-    exit_kind: AtomicU32,
-    exit_value: AtomicI32,
-    _pad: AtomicU32,
-    started_at_ms: AtomicU64,
-    exit_at_ms: AtomicU64,
-    next_restart_at_ms: AtomicU64,
-    /// Stored plus one, so that zeroed memory reads as "none".
-    last_launch_us: AtomicU64,
-    reason: Text<REASON_LEN>,
-    n_history: AtomicU32,
-    history: [ExitRecord; EXIT_HISTORY],
 }
 
 #[repr(C)]
@@ -252,8 +185,7 @@ pub struct WorkerSlot {
 impl WorkerSlot {
     /// Where the worker-state word of the slot's status lies within the slot, for tools that look
     /// at a segment from outside.
-    pub const STATUS_STATE_OFFSET: usize =
-        std::mem::offset_of!(WorkerSlot, status) + std::mem::offset_of!(StatusCell, state);
+    pub const STATUS_STATE_OFFSET: usize = std::mem::offset_of!(WorkerSlot, status) + StatusCell::STATE_OFFSET;
 
     pub fn start_time(&self) -> Result<StartTime, DecodeError> {
         StartTime::decode(self.start_time.load(Ordering::Relaxed))
@@ -266,185 +198,6 @@ pub struct RegionEntry {
     pub name: Text<64>,
     pub offset: AtomicU64,
     pub size: AtomicU64,
-}
-
-/// A snapshot of one worker's status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusSnapshot {
-    pub state: WorkerState,
-    pub restarts: u32,
-    pub pid: Option<i32>,
-    pub started_at_ms: Option<u64>,
-    pub last_exit: Option<(ExitStatus, u64, String)>,
-    pub next_restart_at_ms: Option<u64>,
-    pub last_launch_us: Option<u64>,
-    /// Past exits, newest first (at most [`EXIT_HISTORY`]).
-    pub history: Vec<(ExitStatus, u64, String)>,
-}
-
-impl StatusCell {
-    /// Publishes a new status (supervisor only: a single writer).
-    pub fn publish(&self, s: &StatusSnapshot) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.state.store(s.state.encode(), Ordering::Relaxed);
-        self.restarts.store(s.restarts, Ordering::Relaxed);
-        self.pid.store(s.pid.unwrap_or(0), Ordering::Relaxed);
-        self.started_at_ms
-            .store(s.started_at_ms.unwrap_or(0), Ordering::Relaxed);
-        self.next_restart_at_ms
-            .store(s.next_restart_at_ms.unwrap_or(0), Ordering::Relaxed);
-        self.last_launch_us
-            .store(s.last_launch_us.map_or(0, |v| v.saturating_add(1)), Ordering::Relaxed);
-        let n = s.history.len().min(EXIT_HISTORY);
-        for (rec, (st, at, reason)) in self.history.iter().zip(&s.history) {
-            let (k, v) = encode_exit(Some(*st));
-            rec.kind.store(k, Ordering::Relaxed);
-            rec.value.store(v, Ordering::Relaxed);
-            rec.at_ms.store(*at, Ordering::Relaxed);
-            rec.reason.store(reason);
-        }
-        self.n_history.store(n as u32, Ordering::Relaxed);
-        let (k, v) = encode_exit(s.last_exit.as_ref().map(|(st, _, _)| *st));
-        self.exit_kind.store(k, Ordering::Relaxed);
-        if let Some((_, at, reason)) = &s.last_exit {
-            self.exit_value.store(v, Ordering::Relaxed);
-            self.exit_at_ms.store(*at, Ordering::Relaxed);
-            self.reason.store(reason);
-        }
-        self.seq.store(seq.wrapping_add(2), Ordering::Release);
-    }
-
-    /// Reads a consistent snapshot (retries while the supervisor is writing; gives up after a
-    /// bounded number of tries and returns what it saw, since the writer may have died). A code
-    /// the supervisor never writes (a state, an exit) makes the whole snapshot an error: any
-    /// process may have scribbled over the cell.
-    pub fn read(&self) -> Result<StatusSnapshot, DecodeError> {
-        let mut snap = None;
-        for _ in 0..10_000 {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let seen = self.read_once();
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s1 {
-                return seen;
-            }
-            snap = Some(seen);
-        }
-        snap.unwrap_or_else(|| self.read_once())
-    }
-
-    /// One pass over the fields, to be checked against the sequence number by [`Self::read`].
-    fn read_once(&self) -> Result<StatusSnapshot, DecodeError> {
-        let nz = |v: u64| (v != 0).then_some(v);
-        let pid = self.pid.load(Ordering::Relaxed);
-        let n = (self.n_history.load(Ordering::Relaxed) as usize).min(EXIT_HISTORY);
-        let history = self.history[..n]
-            .iter()
-            .map(|r| {
-                let (kind, value) = (r.kind.load(Ordering::Relaxed), r.value.load(Ordering::Relaxed));
-                // A history record always holds an exit: "none" is as unknown as any other code.
-                let st = decode_exit(kind, value)?.ok_or(DecodeError {
-                    what: "exit kind",
-                    value: kind.into(),
-                })?;
-                Ok((st, r.at_ms.load(Ordering::Relaxed), r.reason.load()))
-            })
-            .collect::<Result<Vec<_>, DecodeError>>()?;
-        let last_exit = decode_exit(
-            self.exit_kind.load(Ordering::Relaxed),
-            self.exit_value.load(Ordering::Relaxed),
-        )?
-        .map(|st| (st, self.exit_at_ms.load(Ordering::Relaxed), self.reason.load()));
-        Ok(StatusSnapshot {
-            state: WorkerState::decode(self.state.load(Ordering::Relaxed))?,
-            restarts: self.restarts.load(Ordering::Relaxed),
-            pid: crate::shared::protocol::pid_in_range(pid).then_some(pid),
-            started_at_ms: nz(self.started_at_ms.load(Ordering::Relaxed)),
-            next_restart_at_ms: nz(self.next_restart_at_ms.load(Ordering::Relaxed)),
-            last_launch_us: self.last_launch_us.load(Ordering::Relaxed).checked_sub(1),
-            history,
-            last_exit,
-        })
-    }
-}
-
-/// Where everything is, computed from the frozen registry and the settings.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Layout {
-    pub n_static_workers: u32,
-    pub n_worker_slots: u32,
-    pub n_connection_slots: u32,
-    /// Slots for spare exec-mode children (see `supervisor`), after the startup child's.
-    pub n_spare_slots: u32,
-    pub child_slots_off: u64,
-    pub worker_slots_off: u64,
-    pub regions_off: u64,
-    pub region_offsets: Vec<u64>,
-    pub size: u64,
-}
-
-fn align(v: u64) -> u64 {
-    v.div_ceil(ALIGN) * ALIGN
-}
-
-impl Layout {
-    /// The layout a host with `cfg` uses: `max_connections` ordinary connection slots and the ones
-    /// reserved for `status` and `stop`. `run` and `check` both take it from here, so `check`
-    /// reports the segment `run` would create.
-    pub fn for_host(reg: &Registry, cfg: &Config) -> Layout {
-        Layout::compute(
-            reg,
-            cfg.max_worker_processes,
-            cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS,
-        )
-    }
-
-    pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
-        let n_static_workers = reg.workers.len() as u32;
-        let n_worker_slots = n_static_workers + max_worker_processes;
-        // Workers, connections, one slot for the startup child, and the spares'.
-        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN) as u64;
-        let child_slots_off = align(std::mem::size_of::<Header>() as u64);
-        let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
-        let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
-        let mut next = align(regions_off + reg.regions.len() as u64 * std::mem::size_of::<RegionEntry>() as u64);
-        let mut region_offsets = Vec::with_capacity(reg.regions.len());
-        for r in &reg.regions {
-            region_offsets.push(next);
-            next = align(next + r.size);
-        }
-        Layout {
-            n_static_workers,
-            n_worker_slots,
-            n_connection_slots: max_connections,
-            n_spare_slots: SPARE_CHILDREN,
-            child_slots_off,
-            worker_slots_off,
-            regions_off,
-            region_offsets,
-            size: next.max(4096),
-        }
-    }
-
-    /// The startup child's slot.
-    pub fn startup_child_slot(&self) -> u32 {
-        self.n_worker_slots + self.n_connection_slots
-    }
-
-    /// The child slot of spare number `k`.
-    pub fn spare_child_slot(&self, k: u32) -> u32 {
-        self.startup_child_slot() + 1 + k
-    }
-
-    /// The child slot of connection number `i`.
-    pub fn connection_child_slot(&self, i: u32) -> u32 {
-        self.n_worker_slots + i
-    }
 }
 
 /// The mapped segment.
@@ -700,30 +453,6 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::registry::RegionSpec;
-
-    #[test]
-    fn layout_counts_static_plus_dynamic_and_aligns_regions() {
-        let mut reg = Registry::default();
-        reg.add_region(RegionSpec {
-            plugin: "p".into(),
-            name: "a".into(),
-            size: 10,
-        })
-        .unwrap();
-        reg.add_region(RegionSpec {
-            plugin: "p".into(),
-            name: "b".into(),
-            size: 100,
-        })
-        .unwrap();
-        let l = Layout::compute(&reg, 8, 4);
-        assert_eq!(l.n_worker_slots, 8);
-        assert_eq!(l.connection_child_slot(0), 8);
-        assert!(l.region_offsets.iter().all(|o| o % 64 == 0));
-        assert!(l.region_offsets[1] >= l.region_offsets[0] + 10);
-        assert!(l.size >= l.region_offsets[1] + 100);
-    }
 
     #[test]
     fn a_header_check_names_the_first_field_that_is_wrong() {
@@ -756,44 +485,5 @@ mod tests {
         assert_eq!(t.load(), "añb");
         t.len.store(u32::MAX, Ordering::Relaxed);
         assert_eq!(t.load_bytes().len(), 4);
-    }
-
-    #[test]
-    fn status_round_trips_through_the_seqlock() {
-        let c: StatusCell = unsafe { std::mem::zeroed() };
-        let s = StatusSnapshot {
-            state: WorkerState::Failed,
-            restarts: 3,
-            pid: None,
-            started_at_ms: Some(5),
-            last_exit: Some((ExitStatus::Code(2), 9, "bad".into())),
-            next_restart_at_ms: None,
-            last_launch_us: Some(42),
-            history: vec![
-                (ExitStatus::Signal(11), 7, "crashed".into()),
-                (ExitStatus::Code(1), 3, "again".into()),
-            ],
-        };
-        c.publish(&s);
-        assert_eq!(c.read(), Ok(s));
-    }
-
-    /// Any process may write the status cells: a connection child that finds a code the
-    /// supervisor never writes says so instead of showing a plausible status.
-    #[test]
-    fn a_scribbled_status_cell_reads_as_an_error() {
-        // SAFETY: all atomics, valid as zeroes (as in a fresh segment).
-        let c: StatusCell = unsafe { std::mem::zeroed() };
-        c.publish(&StatusSnapshot::default());
-        assert!(c.read().is_ok());
-        c.state.store(77, Ordering::Relaxed);
-        assert_eq!(c.read().unwrap_err().to_string(), "unknown worker state 77");
-        c.state.store(0, Ordering::Relaxed);
-        c.exit_kind.store(1, Ordering::Relaxed);
-        c.exit_value.store(-3, Ordering::Relaxed);
-        assert_eq!(c.read().unwrap_err().to_string(), "unknown exit code -3");
-        c.exit_kind.store(0, Ordering::Relaxed);
-        c.n_history.store(1, Ordering::Relaxed);
-        assert_eq!(c.read().unwrap_err().to_string(), "unknown exit kind 0");
     }
 }
