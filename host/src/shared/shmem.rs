@@ -3,9 +3,10 @@
 //! Runs in: the supervisor (creates it, writes the header, static worker slots and status) and
 //! every child (maps it: inherited in fork mode, from an inherited fd in exec mode).
 //!
-//! This file holds the header, the worker slots and the mapping; [`layout`] computes where each
-//! part lies, [`status`] is status publishing (the seqlocked cells connection children read), and
-//! the child slots are in [`crate::shared::protocol`], with every code the segment stores.
+//! This file holds the header, the worker slots and the mapping; `shmem/layout.rs` computes where
+//! each part lies, `shmem/status.rs` is status publishing (the seqlocked cells connection children
+//! read), and the child slots are in [`crate::shared::protocol`], with every code the segment
+//! stores.
 //!
 //! Layout, computed once from the frozen registry ([`Layout::compute`]); every part starts
 //! 64-byte aligned, and the whole is at least 4096 bytes:

@@ -38,7 +38,7 @@ pub struct ChildSlot {
 pub struct ChildReport {
     pub state: Result<ChildSlotState, DecodeError>,
     /// The pid written there, when it is in the kernel's range. A claim, not proof: see
-    /// [`admit_pid`].
+    /// [`super::admit_pid`].
     pub pid: Option<i32>,
     /// At most [`REASON_LEN`] bytes, invalid UTF-8 replaced.
     pub reason: String,
