@@ -5,21 +5,25 @@
 //!
 //! Layout by process: every module lives in the group of the process that runs it, and the groups
 //! import one another in one direction only (`tests/layout.rs` checks it):
-//! - [`sys`]: one OS mechanism per file (signals and the self-pipe, fds, futexes, `/proc`, huge
-//!   code pages); imports no other group;
+//! - [`sys`]: one OS mechanism per file, each naming its system calls (`signals`: handlers, the
+//!   self-pipe's wake-up, masks; `pipe`: pipes and the latch eventfd; `fds`: `close_range` and fd
+//!   flags; `prctl`: parent death, subreaper; `proc`; `poll`; `pidfd`; `futex`; `hugetext`: huge
+//!   code pages; `test_knobs`), re-exported as `sys::NAME`; imports no other group;
 //! - [`shared`]: what the supervisor and its children both run (configuration, registry, the
 //!   segment and its encodings, the host table plugins call, logging, reload's validation, plugin
 //!   loading, the control protocol, the runtime directory, what a new child is handed); imports
 //!   only `sys`;
-//! - [`child`]: every child process (workers, the startup child, connections, dead-ends, spares,
-//!   and `steward child`, where an exec-mode child starts); imports `shared` and `sys`;
+//! - [`child`]: every child process, one file per kind (`worker` with the `runtime` plugin code
+//!   calls, `startup`, `spare`, `connection` with the control protocol's `request` parsing and
+//!   `answer`s, `dead_end`) and `exec_main` (`steward child`, where an exec-mode child starts);
+//!   imports `shared` and `sys`;
 //! - [`supervisor`]: `steward run` after the command line (start-up order, the event loop, the
 //!   launch path, fork-private tables, the service manager); imports `child` (a forked child runs
 //!   on into it), `shared` and `sys`.
 //!
-//! The command line lives in the binary (`main.rs` and its `cli` module): `run` becomes the
-//! supervisor, every other command is a short-lived client of [`shared::control`], a file, or the
-//! runtime directory.
+//! The command line lives in the binary (`main.rs` and its `cli` module, whose `format` prints the
+//! control protocol's answers): `run` becomes the supervisor, every other command is a
+//! short-lived client of [`shared::control`], a file, or the runtime directory.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

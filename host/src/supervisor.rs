@@ -29,6 +29,7 @@
 
 pub mod launch;
 pub mod notify;
+pub mod pool;
 pub mod private;
 pub mod run;
 pub mod spawn;

@@ -104,7 +104,7 @@ pub(crate) fn install(plugin: &'static str) {
         return; // already installed by an earlier init in this process
     }
     std::panic::set_hook(Box::new(move |info| {
-        let msg = crate::panic_message(info.payload());
+        let msg = crate::run::panic_message(info.payload());
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

@@ -13,6 +13,7 @@
 mod check;
 mod docs;
 mod error;
+mod format;
 mod reload;
 mod run;
 mod show;

@@ -7,8 +7,9 @@
 //! error; a refused file exits 1.
 
 use steward_host::exit_code;
-use steward_host::shared::control::{self, Client};
+use steward_host::shared::control::Client;
 
+use super::format;
 use super::target::resolve;
 use super::{config_path, CliError, ConfigSource, ReloadArgs};
 
@@ -24,10 +25,10 @@ pub fn cmd_reload(args: &ReloadArgs) -> Result<i32, CliError> {
     };
     let verdict = Client::connect(&target.socket_path()).and_then(|mut c| c.reload_verdict(meant.as_deref()))?;
     if verdict.applied() {
-        print!("{}", control::format_reload(&verdict));
+        print!("{}", format::format_reload(&verdict));
         Ok(exit_code::OK)
     } else {
-        eprint!("{}", control::format_reload(&verdict));
+        eprint!("{}", format::format_reload(&verdict));
         Ok(exit_code::FAILURE)
     }
 }

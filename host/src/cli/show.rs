@@ -5,8 +5,9 @@
 //! (default, file or command line), context (reload or restart) and whether a restart is pending.
 
 use steward_host::exit_code;
-use steward_host::shared::control::{self, Client};
+use steward_host::shared::control::Client;
 
+use super::format;
 use super::target::resolve;
 use super::{CliError, ShowArgs};
 
@@ -19,7 +20,7 @@ pub fn cmd_show(args: &ShowArgs) -> Result<i32, CliError> {
             serde_json::to_string_pretty(&settings).expect("settings serialise")
         );
     } else {
-        print!("{}", control::format_show(&settings));
+        print!("{}", format::format_show(&settings));
     }
     Ok(exit_code::OK)
 }

@@ -22,8 +22,9 @@ use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 use serde_json::{json, Value};
 use steward_host::exit_code;
-use steward_host::shared::control::{self, Client, ClientError, Status};
+use steward_host::shared::control::{Client, ClientError, Status};
 
+use super::format;
 use super::target::{resolve, Target};
 use super::{CliError, StatusArgs};
 
@@ -56,7 +57,7 @@ pub fn cmd_status(args: &StatusArgs) -> Result<i32, CliError> {
                 }
                 println!("{}", serde_json::to_string_pretty(&v).expect("JSON serialises"));
             } else {
-                print!("{}", control::format_table(&s));
+                print!("{}", format::format_table(&s));
             }
             if args.ready && s.host.state != "running" {
                 return Err(CliError::NotReady(s.host.state.clone()));
@@ -187,7 +188,7 @@ fn lock_state(path: &Path) -> Result<Lock, String> {
 /// Asks for the status, giving up after `timeout` (`None`): a host that holds its lock but does
 /// not answer must not hang a probe. The call runs on a thread of its own, which is simply left
 /// behind when the process exits.
-fn status_within(socket: &Path, timeout: Duration) -> Option<Result<Status, control::ClientError>> {
+fn status_within(socket: &Path, timeout: Duration) -> Option<Result<Status, ClientError>> {
     let (tx, rx) = mpsc::channel();
     let socket = socket.to_owned();
     std::thread::spawn(move || {

@@ -107,11 +107,12 @@ pub struct HostKey {
 /// name). Reload's plan and `show`'s host rows are derived from [`HOST_KEYS`] and name no key.
 ///
 /// The compiler closes the loop: a key cannot reach the file without a row here, and a row
-/// cannot leave out the reload decision; a row needs its `Config` field, which
-/// `Config::validate`'s struct literal must fill, and `validate` destructures [`RawHost`]
-/// without `..`; `every_config_field_is_declared` refuses a `Config` field no row declares. The
-/// default and bounds of each key stay in `validate`, next to the checks that relate keys to one
-/// another (the control socket's length under `runtime_dir`, `log_level`'s plugin names).
+/// cannot leave out the reload decision; [`RawHost::check`] fills each row's `Config` field from
+/// the [`HostCheck`] method of the key's name, which takes the raw value, so a row without its
+/// check, or a check that ignores the file, does not build; and that struct literal names no
+/// other field, so a `Config` field no row declares does not build either. The default and bounds
+/// of each key stay in its check; the checks that relate keys to one another (`log_level`'s
+/// plugin names) come after, in `Config::validate`.
 macro_rules! host_keys {
     ($($key:ident: $raw:ty, $reload:ident, $show:expr;)*) => {
         /// The `[host]` section as written. Serde's list of expected keys, in unknown-key errors,
@@ -131,11 +132,21 @@ macro_rules! host_keys {
             take: |to, from| to.$key.clone_from(&from.$key),
         }),*];
 
-        /// Does not compile when [`Config`] gains a field that no row declares: a new validated
-        /// value must decide how it reloads.
-        #[allow(dead_code)]
-        fn every_config_field_is_declared(c: Config) {
-            let Config { path: _, plugin_sections: _, $($key: _),* } = c;
+        impl RawHost {
+            /// The validated configuration: each key checked by the [`HostCheck`] method of its
+            /// name, in the rows' order, so the first problem reported is the first in the file's
+            /// documented order.
+            fn check(
+                self,
+                c: &HostCheck<'_>,
+                plugin_sections: BTreeMap<String, toml::Table>,
+            ) -> Result<Config, ConfigError> {
+                Ok(Config {
+                    path: c.path.to_owned(),
+                    plugin_sections,
+                    $($key: c.$key(self.$key)?,)*
+                })
+            }
         }
     };
 }
@@ -230,162 +241,32 @@ impl Config {
     }
 
     fn validate(path: &Path, raw: RawFile) -> Result<Config, ConfigError> {
-        let dir = path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
-        let err = |key: &str, reason: String| ConfigError::new(path, Some(key), reason);
-        // Exhaustive, so that a key declared in `host_keys!` whose raw value this function never
-        // reads is an unused variable, which the build refuses.
-        let RawHost {
-            plugin_dir,
-            preload_plugins,
-            runtime_dir,
-            max_worker_processes,
-            max_connections,
-            launch_mode,
-            shutdown_timeout,
-            crash_kill_timeout,
-            restart_after_crash,
-            huge_code_pages,
-            log_format,
-            log_level,
-        } = raw.host;
-        let resolve = |p: &str| {
-            let p = PathBuf::from(p);
-            normalize(&if p.is_absolute() { p } else { dir.join(p) })
+        let check = HostCheck {
+            path,
+            dir: path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from(".")),
         };
-        let plugin_dir = resolve(plugin_dir.as_deref().unwrap_or("."));
-        let preload_plugins = preload_plugins.unwrap_or_default();
-        let mut seen = std::collections::BTreeSet::new();
-        for name in &preload_plugins {
-            let ok = !name.is_empty()
-                && name.len() <= steward::abi::MAX_LIBRARY_LEN
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !ok {
-                return Err(err(
-                    "host.preload_plugins",
-                    format!("{name:?} is not a plugin name (letters, digits, '_' and '-', at most 63 bytes)"),
-                ));
-            }
-            if !seen.insert(name.as_str()) {
-                return Err(err("host.preload_plugins", format!("{name:?} is listed twice")));
-            }
-        }
-        let runtime_dir = match runtime_dir.as_deref() {
-            Some(d) => resolve(d),
-            None => default_runtime_dir(),
-        };
-        let socket = runtime_dir.join(SOCKET_NAME);
-        let len = socket.as_os_str().len();
-        if len > MAX_SOCKET_PATH {
-            return Err(err(
-                "host.runtime_dir",
-                format!(
-                    "the control socket path {} is {len} bytes; the OS allows at most {MAX_SOCKET_PATH}: choose a shorter runtime_dir",
-                    socket.display()
-                ),
-            ));
-        }
-        let bounded = |key: &str, v: Option<i64>, default: i64, min: i64, max: i64| -> Result<u32, ConfigError> {
-            let v = v.unwrap_or(default);
-            if v < min || v > max {
-                return Err(err(key, format!("{v} is out of range ({min} to {max})")));
-            }
-            Ok(v as u32)
-        };
-        let max_worker_processes = bounded(
-            "host.max_worker_processes",
-            max_worker_processes,
-            8,
-            0,
-            MAX_WORKER_PROCESSES,
-        )?;
-        let max_connections = bounded("host.max_connections", max_connections, 16, 1, MAX_CONNECTIONS)?;
-        let launch_mode = match launch_mode.as_deref() {
-            None => LaunchMode::Fork,
-            Some(s) => LaunchMode::parse(s).ok_or_else(|| {
-                err(
-                    "host.launch_mode",
-                    format!("{s:?} is not a launch mode (use \"fork\" or \"exec\")"),
-                )
-            })?,
-        };
-        let duration = |key: &str, v: Option<toml::Value>, default: Duration, max: Duration| {
-            let Some(v) = v else { return Ok(default) };
-            let d = toml_duration_unbounded(&v).map_err(|r| err(key, r))?;
-            if d > max {
-                return Err(err(
-                    key,
-                    format!(
-                        "{} is above the upper bound of {}",
-                        crate::shared::time::format_duration(d),
-                        crate::shared::time::format_duration(max)
-                    ),
-                ));
-            }
-            Ok(d)
-        };
-        let shutdown_timeout = duration(
-            "host.shutdown_timeout",
-            shutdown_timeout,
-            Duration::from_secs(5),
-            MAX_SHUTDOWN_TIMEOUT,
-        )?;
-        let crash_kill_timeout = duration(
-            "host.crash_kill_timeout",
-            crash_kill_timeout,
-            Duration::from_secs(5),
-            MAX_CRASH_KILL_TIMEOUT,
-        )?;
-        let log_format = match log_format.as_deref() {
-            None | Some("text") => Format::Text,
-            Some("json") => Format::Json,
-            Some(s) => {
-                return Err(err(
-                    "host.log_format",
-                    format!("{s:?} is not a log format (use \"text\" or \"json\")"),
-                ))
-            }
-        };
-        let log_level = match log_level.as_deref() {
-            None => crate::shared::log::Filter::default(),
-            Some(s) => crate::shared::log::Filter::parse(s).map_err(|r| err("host.log_level", r))?,
-        };
+        let cfg = raw.host.check(&check, raw.plugins)?;
         // A misspelt plugin name would silently leave that plugin at the default level.
-        if let Some((name, _)) = log_level
+        if let Some((name, _)) = cfg
+            .log_level
             .plugins
             .iter()
-            .find(|(name, _)| !preload_plugins.contains(name))
+            .find(|(name, _)| !cfg.preload_plugins.contains(name))
         {
-            return Err(err(
+            return Err(check.err(
                 "host.log_level",
                 format!("there is no plugin {name:?} in host.preload_plugins"),
             ));
         }
-        for name in raw.plugins.keys() {
-            if !preload_plugins.iter().any(|p| p == name) {
-                return Err(err(
+        for name in cfg.plugin_sections.keys() {
+            if !cfg.preload_plugins.iter().any(|p| p == name) {
+                return Err(check.err(
                     &format!("plugins.{name}"),
                     "there is no such plugin in host.preload_plugins".to_owned(),
                 ));
             }
         }
-        Ok(Config {
-            path: path.to_owned(),
-            plugin_dir,
-            preload_plugins,
-            runtime_dir,
-            max_worker_processes,
-            max_connections,
-            launch_mode,
-            shutdown_timeout,
-            crash_kill_timeout,
-            restart_after_crash: restart_after_crash.unwrap_or(true),
-            huge_code_pages: huge_code_pages.unwrap_or(true),
-            log_format,
-            log_level,
-            plugin_sections: raw.plugins,
-        })
+        Ok(cfg)
     }
 
     pub fn socket_path(&self) -> PathBuf {
@@ -399,6 +280,161 @@ impl Config {
     /// The path of plugin `name`'s library.
     pub fn plugin_path(&self, name: &str) -> PathBuf {
         self.plugin_dir.join(format!("lib{name}.so"))
+    }
+}
+
+/// The checks of the `[host]` keys, one method per key of the same name (see `host_keys!`): each
+/// takes the key's raw value, or `None` when the file leaves it out, and gives the validated value,
+/// with the key's default and bounds.
+struct HostCheck<'a> {
+    /// The config file, named in every error.
+    path: &'a Path,
+    /// Its directory, which relative paths are resolved against.
+    dir: PathBuf,
+}
+
+impl HostCheck<'_> {
+    fn err(&self, key: &str, reason: String) -> ConfigError {
+        ConfigError::new(self.path, Some(key), reason)
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = PathBuf::from(p);
+        normalize(&if p.is_absolute() { p } else { self.dir.join(p) })
+    }
+
+    fn bounded(&self, key: &str, v: Option<i64>, default: i64, min: i64, max: i64) -> Result<u32, ConfigError> {
+        let v = v.unwrap_or(default);
+        if v < min || v > max {
+            return Err(self.err(key, format!("{v} is out of range ({min} to {max})")));
+        }
+        Ok(v as u32)
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        v: Option<toml::Value>,
+        default: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let d = toml_duration_unbounded(&v).map_err(|r| self.err(key, r))?;
+        if d > max {
+            return Err(self.err(
+                key,
+                format!(
+                    "{} is above the upper bound of {}",
+                    crate::shared::time::format_duration(d),
+                    crate::shared::time::format_duration(max)
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn plugin_dir(&self, v: Option<String>) -> Result<PathBuf, ConfigError> {
+        Ok(self.resolve(v.as_deref().unwrap_or(".")))
+    }
+
+    fn preload_plugins(&self, v: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let names = v.unwrap_or_default();
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &names {
+            let ok = !name.is_empty()
+                && name.len() <= steward::abi::MAX_LIBRARY_LEN
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(self.err(
+                    "host.preload_plugins",
+                    format!("{name:?} is not a plugin name (letters, digits, '_' and '-', at most 63 bytes)"),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(self.err("host.preload_plugins", format!("{name:?} is listed twice")));
+            }
+        }
+        Ok(names)
+    }
+
+    fn runtime_dir(&self, v: Option<String>) -> Result<PathBuf, ConfigError> {
+        let dir = match v.as_deref() {
+            Some(d) => self.resolve(d),
+            None => default_runtime_dir(),
+        };
+        let socket = dir.join(SOCKET_NAME);
+        let len = socket.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(self.err(
+                "host.runtime_dir",
+                format!(
+                    "the control socket path {} is {len} bytes; the OS allows at most {MAX_SOCKET_PATH}: choose a shorter runtime_dir",
+                    socket.display()
+                ),
+            ));
+        }
+        Ok(dir)
+    }
+
+    fn max_worker_processes(&self, v: Option<i64>) -> Result<u32, ConfigError> {
+        self.bounded("host.max_worker_processes", v, 8, 0, MAX_WORKER_PROCESSES)
+    }
+
+    fn max_connections(&self, v: Option<i64>) -> Result<u32, ConfigError> {
+        self.bounded("host.max_connections", v, 16, 1, MAX_CONNECTIONS)
+    }
+
+    fn launch_mode(&self, v: Option<String>) -> Result<LaunchMode, ConfigError> {
+        match v.as_deref() {
+            None => Ok(LaunchMode::Fork),
+            Some(s) => LaunchMode::parse(s).ok_or_else(|| {
+                self.err(
+                    "host.launch_mode",
+                    format!("{s:?} is not a launch mode (use \"fork\" or \"exec\")"),
+                )
+            }),
+        }
+    }
+
+    fn shutdown_timeout(&self, v: Option<toml::Value>) -> Result<Duration, ConfigError> {
+        self.duration("host.shutdown_timeout", v, Duration::from_secs(5), MAX_SHUTDOWN_TIMEOUT)
+    }
+
+    fn crash_kill_timeout(&self, v: Option<toml::Value>) -> Result<Duration, ConfigError> {
+        self.duration(
+            "host.crash_kill_timeout",
+            v,
+            Duration::from_secs(5),
+            MAX_CRASH_KILL_TIMEOUT,
+        )
+    }
+
+    fn restart_after_crash(&self, v: Option<bool>) -> Result<bool, ConfigError> {
+        Ok(v.unwrap_or(true))
+    }
+
+    fn huge_code_pages(&self, v: Option<bool>) -> Result<bool, ConfigError> {
+        Ok(v.unwrap_or(true))
+    }
+
+    fn log_format(&self, v: Option<String>) -> Result<Format, ConfigError> {
+        match v.as_deref() {
+            None | Some("text") => Ok(Format::Text),
+            Some("json") => Ok(Format::Json),
+            Some(s) => Err(self.err(
+                "host.log_format",
+                format!("{s:?} is not a log format (use \"text\" or \"json\")"),
+            )),
+        }
+    }
+
+    fn log_level(&self, v: Option<String>) -> Result<crate::shared::log::Filter, ConfigError> {
+        match v.as_deref() {
+            None => Ok(crate::shared::log::Filter::default()),
+            Some(s) => crate::shared::log::Filter::parse(s).map_err(|r| self.err("host.log_level", r)),
+        }
     }
 }
 

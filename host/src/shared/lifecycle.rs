@@ -162,18 +162,13 @@ impl RestartTracker {
         match policy {
             RestartPolicy::Never => RestartDecision::After(Duration::ZERO),
             RestartPolicy::After(d) => RestartDecision::After(d),
-            RestartPolicy::Backoff {
-                initial,
-                factor_milli,
-                cap,
-                reset_after,
-            } => {
-                if ran_for >= reset_after {
+            RestartPolicy::Backoff(b) => {
+                if ran_for >= b.reset_after {
                     self.next_backoff = None;
                 }
-                let delay = self.next_backoff.unwrap_or(initial).min(cap);
-                let grown = delay.as_micros().saturating_mul(factor_milli as u128) / 1000;
-                self.next_backoff = Some(Duration::from_micros(grown.min(cap.as_micros()) as u64).max(initial));
+                let delay = self.next_backoff.unwrap_or(b.initial).min(b.cap);
+                let grown = delay.as_micros().saturating_mul(b.factor_milli as u128) / 1000;
+                self.next_backoff = Some(Duration::from_micros(grown.min(b.cap.as_micros()) as u64).max(b.initial));
                 RestartDecision::After(delay)
             }
         }
@@ -219,12 +214,12 @@ mod tests {
     }
 
     fn backoff(reset_ms: u64) -> RestartPolicy {
-        RestartPolicy::Backoff {
+        RestartPolicy::Backoff(crate::shared::registry::Backoff {
             initial: Duration::from_millis(10),
             factor_milli: 2000,
             cap: Duration::from_millis(50),
             reset_after: Duration::from_millis(reset_ms),
-        }
+        })
     }
 
     #[test]

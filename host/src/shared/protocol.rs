@@ -23,7 +23,7 @@ use steward::abi;
 
 use crate::shared::config::LaunchMode;
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
-use crate::shared::registry::{RestartPolicy, StartTime};
+use crate::shared::registry::{Backoff, RestartPolicy, StartTime};
 
 mod child_slot;
 mod claims;
@@ -161,7 +161,7 @@ impl RestartKind {
         match p {
             RestartPolicy::Never => RestartKind::Never,
             RestartPolicy::After(_) => RestartKind::After,
-            RestartPolicy::Backoff { .. } => RestartKind::Backoff,
+            RestartPolicy::Backoff(_) => RestartKind::Backoff,
         }
     }
 }
@@ -173,12 +173,12 @@ pub fn restart_policy(spec: &abi::WorkerSpec) -> Result<RestartPolicy, DecodeErr
     Ok(match RestartKind::decode(spec.restart_kind)? {
         RestartKind::Never => RestartPolicy::Never,
         RestartKind::After => RestartPolicy::After(us(spec.restart_delay_us)),
-        RestartKind::Backoff => RestartPolicy::Backoff {
+        RestartKind::Backoff => RestartPolicy::Backoff(Backoff {
             initial: us(spec.restart_delay_us),
             factor_milli: spec.backoff_factor_milli,
             cap: us(spec.restart_cap_us),
             reset_after: us(spec.restart_reset_us),
-        },
+        }),
     })
 }
 
@@ -313,12 +313,12 @@ mod tests {
         );
         assert_eq!(
             restart_policy(&spec(abi::RESTART_BACKOFF)),
-            Ok(RestartPolicy::Backoff {
+            Ok(RestartPolicy::Backoff(Backoff {
                 initial: us(10),
                 factor_milli: 2000,
                 cap: us(40),
                 reset_after: us(50)
-            })
+            }))
         );
         assert_eq!(
             restart_policy(&spec(7)),

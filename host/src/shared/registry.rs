@@ -36,14 +36,28 @@ impl StartTime {
 pub enum RestartPolicy {
     Never,
     After(Duration),
-    /// Delays from `initial`, multiplied by `factor_milli / 1000` after each restart, capped at
-    /// `cap`; back to `initial` once a run lasted `reset_after`.
-    Backoff {
-        initial: Duration,
-        factor_milli: u32,
-        cap: Duration,
-        reset_after: Duration,
-    },
+    Backoff(Backoff),
+}
+
+/// Exponential backoff: delays from `initial`, multiplied by `factor_milli / 1000` after each
+/// restart, capped at `cap`; back to `initial` once a run lasted `reset_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub factor_milli: u32,
+    pub cap: Duration,
+    pub reset_after: Duration,
+}
+
+impl Backoff {
+    /// Whether registration accepts it: a factor from 1 to 100, and no delay past
+    /// [`MAX_RESTART_DELAY`].
+    pub fn in_bounds(&self) -> bool {
+        (1000..=100_000).contains(&self.factor_milli)
+            && self.initial <= self.cap
+            && self.cap <= MAX_RESTART_DELAY
+            && self.reset_after <= MAX_RESTART_DELAY
+    }
 }
 
 /// At most `max` restarts within `window`; the next exit marks the worker `failed`.
@@ -133,6 +147,11 @@ fn ident_ok(s: &str, max: usize) -> bool {
     name_ok(s, max) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// An entry's function name: an identifier that is also a C symbol (no `-`).
+fn function_ok(s: &str) -> bool {
+    ident_ok(s, abi::MAX_FUNCTION_LEN) && !s.contains('-')
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Registry {
     pub workers: Vec<WorkerSpec>,
@@ -172,21 +191,28 @@ impl Registry {
         }
     }
 
-    /// Validates and records a worker.
-    pub fn add_worker(&mut self, w: WorkerSpec) -> Result<(), RegistryError> {
+    /// Refuses any registration once the registry is frozen, and a `name` that is empty, longer
+    /// than `max` or holds a control character; `what` says what the name is, for the error.
+    fn check_open(&self, what: &str, name: &str, max: usize) -> Result<(), RegistryError> {
         if self.frozen {
             return Err(RegistryError::Frozen);
         }
-        if !name_ok(&w.name, abi::MAX_NAME_LEN) {
-            return Err(RegistryError::BadName(format!("worker name {:?}", w.name)));
+        if !name_ok(name, max) {
+            return Err(RegistryError::BadName(format!("{what} {name:?}")));
         }
+        Ok(())
+    }
+
+    /// Validates and records a worker.
+    pub fn add_worker(&mut self, w: WorkerSpec) -> Result<(), RegistryError> {
+        self.check_open("worker name", &w.name, abi::MAX_NAME_LEN)?;
         if !name_ok(&w.worker_type, abi::MAX_TYPE_LEN) {
             return Err(RegistryError::BadName(format!("worker type {:?}", w.worker_type)));
         }
         if !ident_ok(&w.library, abi::MAX_LIBRARY_LEN) {
             return Err(RegistryError::Invalid(format!("library {:?}", w.library)));
         }
-        if !ident_ok(&w.function, abi::MAX_FUNCTION_LEN) || w.function.contains('-') {
+        if !function_ok(&w.function) {
             return Err(RegistryError::Invalid(format!("function {:?}", w.function)));
         }
         if w.extra.len() > abi::EXTRA_LEN {
@@ -198,19 +224,8 @@ impl Registry {
                     "restart delay {d:?} is longer than a week"
                 )));
             }
-            RestartPolicy::Backoff {
-                initial,
-                factor_milli,
-                cap,
-                reset_after,
-            } => {
-                let ok = (1000..=100_000).contains(&factor_milli)
-                    && initial <= cap
-                    && cap <= MAX_RESTART_DELAY
-                    && reset_after <= MAX_RESTART_DELAY;
-                if !ok {
-                    return Err(RegistryError::Invalid("backoff policy out of range".into()));
-                }
+            RestartPolicy::Backoff(b) if !b.in_bounds() => {
+                return Err(RegistryError::Invalid("backoff policy out of range".into()));
             }
             _ => {}
         }
@@ -229,16 +244,8 @@ impl Registry {
 
     /// Validates and records a startup hook.
     pub fn add_hook(&mut self, h: HookSpec) -> Result<(), RegistryError> {
-        if self.frozen {
-            return Err(RegistryError::Frozen);
-        }
-        if !name_ok(&h.name, abi::MAX_NAME_LEN) {
-            return Err(RegistryError::BadName(format!("startup hook {:?}", h.name)));
-        }
-        let entry_ok = ident_ok(&h.library, abi::MAX_LIBRARY_LEN)
-            && ident_ok(&h.function, abi::MAX_FUNCTION_LEN)
-            && !h.function.contains('-');
-        if !entry_ok {
+        self.check_open("startup hook", &h.name, abi::MAX_NAME_LEN)?;
+        if !ident_ok(&h.library, abi::MAX_LIBRARY_LEN) || !function_ok(&h.function) {
             return Err(RegistryError::Invalid(format!(
                 "startup hook entry {:?}/{:?}",
                 h.library, h.function
@@ -253,12 +260,7 @@ impl Registry {
 
     /// Validates and records a region request.
     pub fn add_region(&mut self, r: RegionSpec) -> Result<(), RegistryError> {
-        if self.frozen {
-            return Err(RegistryError::Frozen);
-        }
-        if !name_ok(&r.name, abi::MAX_REGION_NAME_LEN) {
-            return Err(RegistryError::BadName(format!("region {:?}", r.name)));
-        }
+        self.check_open("region", &r.name, abi::MAX_REGION_NAME_LEN)?;
         if r.size == 0 || r.size > MAX_REGION_SIZE {
             return Err(RegistryError::Invalid(format!("region {:?} size {}", r.name, r.size)));
         }

@@ -59,12 +59,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::shared::config::{Config, LaunchMode};
-use crate::shared::protocol::{ChildSlot, Code, DecodeError, HostState};
+use crate::shared::protocol::{Code, DecodeError, HostState};
 use crate::shared::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
 mod layout;
 mod status;
 
+/// Child slots live with the protocol that governs them; named here too, as part of the segment.
+pub use crate::shared::protocol::ChildSlot;
 pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 

@@ -1,0 +1,80 @@
+//! A spare: an exec-mode child that has loaded the plugins and mapped the segment before any
+//! worker needs it, and becomes the worker it is handed.
+//!
+//! Runs in: spare children (exec mode only).
+
+use std::sync::atomic::Ordering;
+
+use crate::child::runtime::RELOAD;
+use crate::child::worker::worker_main;
+use crate::child::{exit, exit_clean};
+use crate::shared::handoff::ChildEnv;
+use crate::shared::protocol::ChildSlot;
+
+/// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
+/// identity taken before loading, so a replacement during loading counts as a change).
+fn plugin_files_changed() -> bool {
+    crate::shared::preload::plugins()
+        .iter()
+        .any(|p| crate::shared::preload::file_id(&p.path) != Some(p.file_id))
+}
+
+/// A spare exec-mode child: plugins are loaded and the segment mapped; it waits to be handed a
+/// worker slot, claims that worker's child slot (its dead-man flag) and becomes the worker. If a
+/// plugin file changed since it was loaded, it executes itself again first, so the worker runs
+/// (or fails on) the file as it is now, exactly like a freshly executed child.
+pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
+    crate::shared::log::set_identity("spare", None);
+    let Some(own) = slot else {
+        exit_clean(None, 2, "spare child without a slot")
+    };
+
+    // Plugins are loaded and the segment is mapped: this spare can take a worker now.
+    own.mark_ready();
+    // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
+    // host a wake-up per spare and tick). Only three things end the wait: the supervisor's
+    // hand-off (a store and a FUTEX_WAKE on `assign`), a signal (SIGHUP sets the reload flag,
+    // SIGTERM and SIGQUIT end the process), and the host's death, which kills this process
+    // through `PR_SET_PDEATHSIG` (set in `run`, after which the parent was checked, so a host
+    // that died earlier was seen there). The parent check after each return is a cheap second
+    // line, never a reason to wake.
+    let worker_slot = loop {
+        if let Some(w) = own.assigned() {
+            break w;
+        }
+        own.wait_for_hand_over();
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != env.host_pid {
+            exit(1);
+        }
+    };
+    if worker_slot >= env.segment.layout.n_worker_slots {
+        exit_clean(slot, 2, "spare handed a worker slot out of range");
+    }
+    if plugin_files_changed() {
+        // The new image starts with default dispositions: block what the supervisor sends until
+        // its handlers are in place, as for a spawned child (see `sys::spawn_blocked_signals`).
+        let blocked = crate::sys::spawn_blocked_signals();
+        // SAFETY: rewinding the blob fd this process kept open, blocking signals (restored by
+        // the new image's `child::run`), then replacing the process image with the same program;
+        // on failure execv returns and we report it.
+        unsafe {
+            libc::sigprocmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
+            libc::lseek(crate::shared::handoff::FD_BLOB, 0, libc::SEEK_SET);
+            let argv = [c"steward".as_ptr(), c"child".as_ptr(), std::ptr::null()];
+            libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());
+        }
+        let reason = format!("cannot execute steward again: {}", std::io::Error::last_os_error());
+        env.segment.child_slot(worker_slot).set_reason(&reason);
+        exit_clean(slot, 2, &reason);
+    }
+    // SAFETY: the blob fd is ours and no longer needed.
+    unsafe { libc::close(crate::shared::handoff::FD_BLOB) };
+    let cs = env.segment.child_slot(worker_slot);
+    cs.activate();
+    if RELOAD.swap(false, Ordering::SeqCst) {
+        // A reload arrived while this child waited: start the worker with the new values.
+        crate::shared::reload::refresh_child_settings();
+    }
+    worker_main(env, Some(cs), worker_slot)
+}

@@ -1,0 +1,320 @@
+//! What a plugin registers: a [`BackgroundWorker`] (its name, [`EntryPoint`], [`StartTime`] and
+//! [`RestartPolicy`]), checked on the plugin's side before the host sees it, and turned into the
+//! ABI's `WorkerSpec`.
+//!
+//! Runs in: a plugin, in its init (in the supervisor, and again in attach mode in an exec-mode
+//! child, where the host ignores registrations).
+
+use std::time::Duration;
+
+use crate::{abi, host};
+
+/// When a worker starts, relative to the host's lifecycle (PostgreSQL's `bgw_start_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTime {
+    /// As soon as the host has created shared memory.
+    HostStart,
+    /// Once a startup hook declared the host consistent.
+    Consistent,
+    /// Once the host is fully running.
+    Running,
+}
+
+/// What happens when a worker exits with code 1 (or panics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RestartPolicy {
+    /// Stay stopped.
+    Never,
+    /// Start again after this delay, every time.
+    After(Duration),
+    /// Start again after `initial`, then after delays multiplied by `factor` each time up to
+    /// `cap`; back to `initial` once a run lasted at least `reset_after`.
+    Backoff {
+        initial: Duration,
+        factor: f64,
+        cap: Duration,
+        reset_after: Duration,
+    },
+}
+
+impl RestartPolicy {
+    pub fn never() -> RestartPolicy {
+        RestartPolicy::Never
+    }
+    pub fn after(delay: Duration) -> RestartPolicy {
+        RestartPolicy::After(delay)
+    }
+    /// Exponential backoff from `initial` by `factor` up to `cap`, reset after a run of one
+    /// minute (change it with [`RestartPolicy::reset_after`]).
+    pub fn backoff(initial: Duration, factor: f64, cap: Duration) -> RestartPolicy {
+        RestartPolicy::Backoff {
+            initial,
+            factor,
+            cap,
+            reset_after: Duration::from_secs(60),
+        }
+    }
+    /// For a backoff policy: how long a run must last for the delay to go back to `initial`.
+    pub fn reset_after(self, d: Duration) -> RestartPolicy {
+        match self {
+            RestartPolicy::Backoff {
+                initial, factor, cap, ..
+            } => RestartPolicy::Backoff {
+                initial,
+                factor,
+                cap,
+                reset_after: d,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Names the exported entry a worker runs: a function in a preloaded library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPoint {
+    /// `None`: the library of the plugin that registers the worker.
+    pub library: Option<String>,
+    pub function: String,
+}
+
+impl EntryPoint {
+    /// An entry in another preloaded library, named by strings and checked by the host when the
+    /// worker starts. For entries of your own crate use [`entry!`], which is checked at compile time.
+    ///
+    /// [`entry!`]: crate::entry!
+    pub fn new(library: impl Into<String>, function: impl Into<String>) -> EntryPoint {
+        EntryPoint {
+            library: Some(library.into()),
+            function: function.into(),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn local(function: &str) -> EntryPoint {
+        EntryPoint {
+            library: None,
+            function: function.to_owned(),
+        }
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("registry frozen: background workers and regions can only be registered during plugin init")]
+    RegistryFrozen,
+    #[error("worker name {0:?} is empty, longer than {max} bytes, or has a control character", max = abi::MAX_NAME_LEN)]
+    BadName(String),
+    #[error("worker type {0:?} is longer than {max} bytes or has a control character", max = abi::MAX_TYPE_LEN)]
+    BadType(String),
+    #[error("entry {library:?}/{function:?} is not a valid library and function name")]
+    BadEntry { library: String, function: String },
+    #[error("restart delay {0:?} is longer than the limit of one week")]
+    BadRestartDelay(Duration),
+    #[error("backoff policy: factor must be 1 to 100 and initial <= cap (got factor {factor}, initial {initial:?}, cap {cap:?})")]
+    BadBackoff {
+        factor: f64,
+        initial: Duration,
+        cap: Duration,
+    },
+    #[error("crash-loop limit: at least one restart in a non-zero window")]
+    BadCrashLoopLimit,
+    #[error("extra argument is {0} bytes; at most {max} fit", max = abi::EXTRA_LEN)]
+    ExtraTooLong(usize),
+    #[error("a worker named {0:?} is already registered")]
+    DuplicateName(String),
+    #[error("region name {0:?} is empty, longer than {max} bytes, or has a control character", max = abi::MAX_REGION_NAME_LEN)]
+    BadRegionName(String),
+    #[error("region {0:?} is requested twice")]
+    DuplicateRegion(String),
+    #[error("region {name:?}: size {size} is zero or too large")]
+    BadRegionSize { name: String, size: u64 },
+    #[error("the host refused the registration (status {0})")]
+    Other(i32),
+}
+
+pub(crate) fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(|c| c.is_control())
+}
+
+/// A background worker to register: PostgreSQL's `BackgroundWorker`, as a builder.
+#[derive(Debug, Clone)]
+pub struct BackgroundWorker {
+    name: String,
+    worker_type: Option<String>,
+    entry: EntryPoint,
+    start_time: StartTime,
+    restart: RestartPolicy,
+    crash_loop: Option<(u32, Duration)>,
+    arg: u64,
+    extra: Vec<u8>,
+}
+
+impl BackgroundWorker {
+    /// A worker named `name` (unique in the host) running `entry`. Defaults: starts at
+    /// [`StartTime::Running`], restarts after one second, argument 0, no extra bytes.
+    pub fn new(name: impl Into<String>, entry: EntryPoint) -> BackgroundWorker {
+        BackgroundWorker {
+            name: name.into(),
+            worker_type: None,
+            entry,
+            start_time: StartTime::Running,
+            restart: RestartPolicy::After(Duration::from_secs(1)),
+            crash_loop: None,
+            arg: 0,
+            extra: Vec::new(),
+        }
+    }
+    /// The group name shown in status; defaults to the name.
+    pub fn worker_type(mut self, t: impl Into<String>) -> Self {
+        self.worker_type = Some(t.into());
+        self
+    }
+    pub fn start_time(mut self, t: StartTime) -> Self {
+        self.start_time = t;
+        self
+    }
+    pub fn restart(mut self, p: RestartPolicy) -> Self {
+        self.restart = p;
+        self
+    }
+    /// Marks the worker `failed` ("restarted N times in W") once it has been restarted `max`
+    /// times within `window`. Without this there is no limit.
+    pub fn crash_loop_limit(mut self, max: u32, window: Duration) -> Self {
+        self.crash_loop = Some((max, window));
+        self
+    }
+    pub fn arg(mut self, arg: u64) -> Self {
+        self.arg = arg;
+        self
+    }
+    /// Opaque bytes the worker reads back with [`Worker::extra`]; at most [`abi::EXTRA_LEN`].
+    ///
+    /// [`Worker::extra`]: crate::Worker::extra
+    pub fn extra(mut self, extra: impl Into<Vec<u8>>) -> Self {
+        self.extra = extra.into();
+        self
+    }
+
+    /// Checks what can be checked without the host; the host checks the rest.
+    fn validate(&self) -> Result<(), RegisterError> {
+        if !valid_name(&self.name, abi::MAX_NAME_LEN) {
+            return Err(RegisterError::BadName(self.name.clone()));
+        }
+        if let Some(t) = &self.worker_type {
+            if !valid_name(t, abi::MAX_TYPE_LEN) {
+                return Err(RegisterError::BadType(t.clone()));
+            }
+        }
+        let lib_ok = self
+            .entry
+            .library
+            .as_deref()
+            .is_none_or(|l| valid_name(l, abi::MAX_LIBRARY_LEN));
+        let fn_ok = valid_name(&self.entry.function, abi::MAX_FUNCTION_LEN)
+            && self
+                .entry
+                .function
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !lib_ok || !fn_ok {
+            return Err(RegisterError::BadEntry {
+                library: self.entry.library.clone().unwrap_or_default(),
+                function: self.entry.function.clone(),
+            });
+        }
+        if self.extra.len() > abi::EXTRA_LEN {
+            return Err(RegisterError::ExtraTooLong(self.extra.len()));
+        }
+        let too_long = |d: Duration| d.as_micros() > abi::MAX_RESTART_DELAY_US as u128;
+        match self.restart {
+            RestartPolicy::After(d) if too_long(d) => return Err(RegisterError::BadRestartDelay(d)),
+            RestartPolicy::Backoff {
+                initial,
+                factor,
+                cap,
+                reset_after,
+            } => {
+                if !(1.0..=100.0).contains(&factor) || initial > cap {
+                    return Err(RegisterError::BadBackoff { factor, initial, cap });
+                }
+                if too_long(cap) || too_long(reset_after) {
+                    return Err(RegisterError::BadRestartDelay(cap.max(reset_after)));
+                }
+            }
+            _ => {}
+        }
+        if let Some((max, window)) = self.crash_loop {
+            if max == 0 || window.is_zero() || too_long(window) {
+                return Err(RegisterError::BadCrashLoopLimit);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
+pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
+    w.validate()?;
+    let spec = abi::WorkerSpec {
+        name: abi::Str::new(&w.name),
+        worker_type: w.worker_type.as_deref().map(abi::Str::new).unwrap_or(abi::Str::EMPTY),
+        library: w.entry.library.as_deref().map(abi::Str::new).unwrap_or(abi::Str::EMPTY),
+        function: abi::Str::new(&w.entry.function),
+        start_time: match w.start_time {
+            StartTime::HostStart => abi::START_HOST_START,
+            StartTime::Consistent => abi::START_CONSISTENT,
+            StartTime::Running => abi::START_RUNNING,
+        },
+        restart_kind: match w.restart {
+            RestartPolicy::Never => abi::RESTART_NEVER,
+            RestartPolicy::After(_) => abi::RESTART_AFTER,
+            RestartPolicy::Backoff { .. } => abi::RESTART_BACKOFF,
+        },
+        restart_delay_us: match w.restart {
+            RestartPolicy::Never => 0,
+            RestartPolicy::After(d) | RestartPolicy::Backoff { initial: d, .. } => micros(d),
+        },
+        backoff_factor_milli: match w.restart {
+            RestartPolicy::Backoff { factor, .. } => (factor * 1000.0).round() as u32,
+            _ => 0,
+        },
+        restart_cap_us: match w.restart {
+            RestartPolicy::Backoff { cap, .. } => micros(cap),
+            _ => 0,
+        },
+        restart_reset_us: match w.restart {
+            RestartPolicy::Backoff { reset_after, .. } => micros(reset_after),
+            _ => 0,
+        },
+        crash_loop_max: w.crash_loop.map_or(0, |(m, _)| m),
+        crash_loop_window_us: w.crash_loop.map_or(0, |(_, win)| micros(win)),
+        arg: w.arg,
+        extra: w.extra.as_ptr(),
+        extra_len: w.extra.len(),
+    };
+    // SAFETY: the table comes from the host; `spec` and its strings outlive the call.
+    let st = unsafe { (host.register_worker)(host.ctx, abi::Str::new(plugin), &spec) };
+    match st {
+        abi::STATUS_OK => Ok(()),
+        abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+        abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
+        abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
+        abi::STATUS_INVALID => Err(RegisterError::BadEntry {
+            library: w.entry.library.clone().unwrap_or_default(),
+            function: w.entry.function.clone(),
+        }),
+        other => Err(RegisterError::Other(other)),
+    }
+}
+
+/// Tries to register a static worker after init, through the raw host table. It always fails once
+/// the registry is frozen; it exists so tests can prove that it does.
+pub fn register_after_init(w: BackgroundWorker, plugin: &str) -> Result<(), RegisterError> {
+    let host = host().ok_or(RegisterError::RegistryFrozen)?;
+    register_with(host, plugin, &w)
+}

@@ -1,0 +1,188 @@
+//! The [`Registrar`]: the capability to register workers, startup hooks and regions and to
+//! define settings, which exists only while a plugin's init runs.
+//!
+//! Runs in: a plugin, in its init. Every call goes through the host's table; the host freezes its
+//! registry after init, so a call after that fails with [`RegisterError::RegistryFrozen`].
+
+use std::time::Duration;
+
+use crate::abi;
+use crate::background_worker::{register_with, valid_name, BackgroundWorker, EntryPoint, RegisterError};
+use crate::settings::{self, SettingError, SettingValue};
+
+/// The capability to register things, which exists only while your init runs.
+pub struct Registrar<'init> {
+    pub(crate) host: &'init abi::HostApi,
+    pub(crate) plugin: &'static str,
+    /// Whether settings defined now may change on reload (see [`Registrar::restart_only`]).
+    pub(crate) reloadable: bool,
+}
+
+impl<'init> Registrar<'init> {
+    /// The plugin being initialised.
+    pub fn plugin(&self) -> &str {
+        self.plugin
+    }
+
+    /// Whether this is an exec-mode child re-running init to attach (registration is a no-op
+    /// there; settings and regions work as in the supervisor).
+    pub fn is_attach(&self) -> bool {
+        self.host.mode == abi::MODE_ATTACH
+    }
+
+    /// Registers a background worker. Validation happens now, not when the worker starts.
+    pub fn register_background_worker(&mut self, w: BackgroundWorker) -> Result<(), RegisterError> {
+        register_with(self.host, self.plugin, &w)
+    }
+
+    /// Registers a startup hook: `entry` (exported with [`startup_hook!`], named with [`entry!`])
+    /// runs in the startup child, after shared memory exists and before the host is running.
+    /// Hooks run in registration order; any of them may declare the host consistent. A hook that
+    /// fails stops the host.
+    ///
+    /// [`startup_hook!`]: crate::startup_hook!
+    /// [`entry!`]: crate::entry!
+    pub fn register_startup_hook(&mut self, name: &str, entry: EntryPoint) -> Result<(), RegisterError> {
+        if !valid_name(name, abi::MAX_NAME_LEN) {
+            return Err(RegisterError::BadName(name.to_owned()));
+        }
+        let library = entry.library.as_deref().unwrap_or("");
+        // SAFETY: the table comes from the host; the strings outlive the call.
+        let st = unsafe {
+            (self.host.register_startup_hook)(
+                self.host.ctx,
+                abi::Str::new(self.plugin),
+                abi::Str::new(name),
+                abi::Str::new(library),
+                abi::Str::new(&entry.function),
+            )
+        };
+        match st {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+            abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(name.to_owned())),
+            abi::STATUS_BAD_NAME => Err(RegisterError::BadName(name.to_owned())),
+            abi::STATUS_INVALID => Err(RegisterError::BadEntry {
+                library: library.to_owned(),
+                function: entry.function,
+            }),
+            other => Err(RegisterError::Other(other)),
+        }
+    }
+
+    /// Requests a named shared-memory region of `size` bytes, zeroed whenever the host creates its
+    /// segment (at start and after every crash reset). Workers look it up with [`Worker::region`].
+    ///
+    /// [`Worker::region`]: crate::Worker::region
+    pub fn request_region(&mut self, name: &str, size: u64) -> Result<(), RegisterError> {
+        if !valid_name(name, abi::MAX_REGION_NAME_LEN) {
+            return Err(RegisterError::BadRegionName(name.to_owned()));
+        }
+        // SAFETY: the table comes from the host; the strings outlive the call.
+        let st =
+            unsafe { (self.host.request_region)(self.host.ctx, abi::Str::new(self.plugin), abi::Str::new(name), size) };
+        match st {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+            abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateRegion(name.to_owned())),
+            abi::STATUS_INVALID => Err(RegisterError::BadRegionSize {
+                name: name.to_owned(),
+                size,
+            }),
+            abi::STATUS_BAD_NAME => Err(RegisterError::BadRegionName(name.to_owned())),
+            other => Err(RegisterError::Other(other)),
+        }
+    }
+
+    /// Settings defined inside `f` need a restart to change: a reload reports a new value for
+    /// them instead of applying it. Settings defined elsewhere change on reload.
+    pub fn restart_only<R>(&mut self, f: impl FnOnce(&mut Registrar<'init>) -> R) -> R {
+        self.reloadable = false;
+        let r = f(self);
+        self.reloadable = true;
+        r
+    }
+
+    /// Defines a boolean setting and returns its configured value.
+    pub fn define_bool(&mut self, name: &str, default: bool, description: &str) -> Result<bool, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Bool(default),
+            description,
+            self.reloadable,
+        )
+    }
+
+    /// Defines an integer setting with inclusive bounds and returns its configured value.
+    pub fn define_int(
+        &mut self,
+        name: &str,
+        default: i64,
+        bounds: std::ops::RangeInclusive<i64>,
+        description: &str,
+    ) -> Result<i64, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Int(default, bounds),
+            description,
+            self.reloadable,
+        )
+    }
+
+    /// Defines a string setting and returns its configured value.
+    pub fn define_string(&mut self, name: &str, default: &str, description: &str) -> Result<String, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::String(default),
+            description,
+            self.reloadable,
+        )
+    }
+
+    /// Defines a duration setting (written `"250ms"`, `"2s"`, `"1min"`, `"1h"` or a number of
+    /// milliseconds in the file) and returns its configured value.
+    pub fn define_duration(
+        &mut self,
+        name: &str,
+        default: Duration,
+        description: &str,
+    ) -> Result<Duration, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Duration(default),
+            description,
+            self.reloadable,
+        )
+    }
+
+    /// Defines an enum setting whose value is one of `choices`, and returns its configured value.
+    pub fn define_enum(
+        &mut self,
+        name: &str,
+        default: &str,
+        choices: &[&str],
+        description: &str,
+    ) -> Result<String, SettingError> {
+        settings::define(
+            self.host,
+            self.plugin,
+            name,
+            settings::Def::Enum(default, choices),
+            description,
+            self.reloadable,
+        )
+    }
+
+    /// Reads back a setting this plugin defined.
+    pub fn setting<T: SettingValue>(&self, name: &str) -> Result<T, SettingError> {
+        settings::get(self.host, self.plugin, name)
+    }
+}
