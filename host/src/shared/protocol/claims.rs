@@ -189,6 +189,21 @@ mod tests {
         assert_eq!(out[0], (4, Ok(100)));
     }
 
+    /// Even through its private pipe, the helper cannot hand over init or a number no pid has.
+    #[test]
+    fn a_reported_pid_outside_the_kernels_range_is_malformed() {
+        let records = [rec(4, 1), rec(5, PID_MAX + 1)].concat();
+        let out = run(&[4, 5], &records, &[], &[1, PID_MAX + 1]);
+        assert_eq!(
+            out[0],
+            (
+                4,
+                Err("the fork helper reported 1 for child slot 4, neither a pid nor an errno".into())
+            )
+        );
+        assert!(out[1].1.as_ref().unwrap_err().contains("neither a pid nor an errno"));
+    }
+
     #[test]
     fn one_pid_is_taken_for_one_slot_only() {
         // Slot 5's worker wrote slot 4's pid into its own slot before the helper reported it.
