@@ -25,7 +25,6 @@ mod startup;
 mod worker;
 
 use std::io::Write;
-use std::sync::atomic::Ordering;
 
 use crate::child::connection::connection_main;
 use crate::child::dead_end::dead_end_main;
@@ -34,7 +33,7 @@ use crate::child::spare::spare_main;
 use crate::child::startup::startup_main;
 use crate::child::worker::worker_main;
 use crate::shared::handoff::{ChildEnv, ChildKind, ClientSocket, StartupData};
-use crate::shared::shmem::{ChildSlot, CHILD_ACTIVE, CHILD_ASSIGNED};
+use crate::shared::protocol::ChildSlot;
 
 /// Ends the process without unwinding or running atexit handlers of plugins.
 pub fn exit(code: i32) -> ! {
@@ -47,8 +46,7 @@ pub fn exit(code: i32) -> ! {
 /// Clears the dead-man flag, records the reason, and exits with `code`.
 fn exit_clean(slot: Option<&ChildSlot>, code: i32, reason: &str) -> ! {
     if let Some(s) = slot {
-        s.reason.store(reason);
-        s.state.store(CHILD_ASSIGNED, Ordering::Release);
+        s.deactivate(reason);
     }
     exit(code)
 }
@@ -98,9 +96,7 @@ pub fn run(
     let slot = match child_slot {
         Some(i) if kind.info().attaches_shmem => {
             let s = env.segment.child_slot(i);
-            s.pid.store(std::process::id() as i32, Ordering::Relaxed);
-            s.reason.store("");
-            s.state.store(CHILD_ACTIVE, Ordering::Release);
+            s.activate();
             Some(s)
         }
         _ => None,
@@ -112,9 +108,8 @@ pub fn run(
         // A spare that was already handed a worker (it re-executed after a plugin file changed)
         // fails as that worker: the reason goes to the worker's slot, which it has not claimed.
         if let (ChildKind::Spare, Some(s)) = (kind, slot) {
-            let w = s.assign.load(Ordering::Acquire);
-            if w != 0 && w - 1 < env.segment.layout.n_worker_slots {
-                env.segment.child_slot(w - 1).reason.store(&reason);
+            if let Some(w) = s.assigned().filter(|w| *w < env.segment.layout.n_worker_slots) {
+                env.segment.child_slot(w).set_reason(&reason);
             }
         }
         exit_clean(slot, 2, &reason);

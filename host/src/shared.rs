@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod lockfile;
 pub mod log;
 pub mod preload;
+pub mod protocol;
 pub mod registry;
 pub mod reload;
 pub mod rundir;

@@ -475,11 +475,7 @@ impl Supervisor {
                 }
                 Action::CreateSegment { generation } => self.create_segment(generation, out),
                 Action::PublishWorker(key) => self.publish(key),
-                Action::PublishState(s) => self
-                    .segment
-                    .header()
-                    .host_state
-                    .store(s as u32, std::sync::atomic::Ordering::Release),
+                Action::PublishState(s) => self.segment.header().set_host_state(s),
                 Action::NotifyState(s) => self.notify_state(s),
                 Action::Log(level, line) => match level {
                     Level::Debug => tracing::debug!("{line}"),

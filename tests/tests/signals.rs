@@ -119,18 +119,22 @@ fn a_reload_storm_while_workers_restart_causes_no_reset(mode: Mode) {
 /// Writes `bytes` at `offset` into the host's live shared-memory segment, through its memfd.
 fn corrupt_segment(host_pid: i32, offset: u64, bytes: &[u8]) {
     use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment_path(host_pid))
+        .expect("open the segment");
+    f.write_all_at(bytes, offset).expect("write into the segment");
+}
+
+/// The host's segment, through its memfd in /proc.
+fn segment_path(host_pid: i32) -> std::path::PathBuf {
     let fd_dir = format!("/proc/{host_pid}/fd");
-    let memfd = std::fs::read_dir(&fd_dir)
+    std::fs::read_dir(&fd_dir)
         .expect("host fds")
         .filter_map(|e| e.ok())
         .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
         .expect("the host holds its segment's memfd")
-        .path();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&memfd)
-        .expect("open the segment");
-    f.write_all_at(bytes, offset).expect("write into the segment");
+        .path()
 }
 
 fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
@@ -157,6 +161,45 @@ fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
         log.contains("header check `generation` failed: found 7, expected 2"),
         "{log}"
     );
+}
+
+/// Reads the `u64` at `offset` of the host's live segment.
+fn segment_u64(host_pid: i32, offset: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    std::fs::File::open(segment_path(host_pid))
+        .expect("open the segment")
+        .read_exact_at(&mut b, offset)
+        .expect("read the segment");
+    u64::from_ne_bytes(b)
+}
+
+/// Any child can write any byte of the segment: a state code the supervisor never writes shows
+/// as unreadable in status (it used to read as `init` and `not_started`, states that look real),
+/// and neither the host nor the worker is disturbed.
+fn a_state_code_nobody_writes_shows_as_unreadable_in_status(mode: Mode) {
+    use steward_host::shared::shmem::{Header, WorkerSlot};
+    let host = Host::start(Spec::new(mode).testkit("a"));
+    let before = host.wait_for("worker a running", T, |s| find(s, "a").state == "running");
+    let worker = find(&before, "a").pid.expect("a running worker has a pid");
+    corrupt_segment(host.pid, Header::HOST_STATE_OFFSET as u64, &99u32.to_ne_bytes());
+    host.wait_for("the host state unreadable", T, |s| {
+        s.host.state == "unreadable (unknown host state 99)"
+    });
+    // Worker a is the first registered, in worker slot 0.
+    let slots = segment_u64(host.pid, std::mem::offset_of!(Header, worker_slots_off) as u64);
+    corrupt_segment(
+        host.pid,
+        slots + WorkerSlot::STATUS_STATE_OFFSET as u64,
+        &77u32.to_ne_bytes(),
+    );
+    let s = host.wait_for("worker a unreadable", T, |s| {
+        find(s, "a").state == "unreadable (unknown worker state 77)"
+    });
+    assert_eq!(s.host.generation, 1, "no reset");
+    assert_eq!(find(&s, "a").pid, None, "nothing of an unreadable status is shown");
+    // SAFETY: signal 0 only checks that the process exists.
+    assert_eq!(unsafe { libc::kill(worker, 0) }, 0, "worker a still runs");
 }
 
 /// Makes testkit worker `worker` fork a grandchild and exit; returns the grandchild's pid as the
@@ -325,6 +368,7 @@ both_modes!(
     a_worker_s_orphan_is_adopted_reaped_and_stopped_with_the_host,
     as_pid_1_of_a_pid_namespace_orphans_are_reaped_and_every_stop_signal_works,
     garbage_in_the_segment_header_leads_to_a_reset,
+    a_state_code_nobody_writes_shows_as_unreadable_in_status,
     fast_stop_right_after_a_launch_needs_no_sigkill,
     a_reload_that_reaches_a_new_worker_before_its_handlers_is_not_lost,
     a_reload_storm_while_workers_restart_causes_no_reset,

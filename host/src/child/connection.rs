@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::child::connection::request::Request;
 use crate::child::exit_clean;
 use crate::shared::handoff::{ChildEnv, ClientSocket};
-use crate::shared::shmem::ChildSlot;
+use crate::shared::protocol::ChildSlot;
 
 /// The longest request line a server reads.
 pub const MAX_LINE: usize = 64 * 1024;

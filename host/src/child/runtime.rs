@@ -16,7 +16,7 @@ use steward::abi;
 
 use crate::child::exit_clean;
 use crate::shared::handoff::ChildEnv;
-use crate::shared::shmem::ChildSlot;
+use crate::shared::protocol::ChildSlot;
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 pub static RELOAD: AtomicBool = AtomicBool::new(false);

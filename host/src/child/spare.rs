@@ -9,7 +9,7 @@ use crate::child::runtime::RELOAD;
 use crate::child::worker::worker_main;
 use crate::child::{exit, exit_clean};
 use crate::shared::handoff::ChildEnv;
-use crate::shared::shmem::{ChildSlot, CHILD_ACTIVE};
+use crate::shared::protocol::ChildSlot;
 
 /// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
 /// identity taken before loading, so a replacement during loading counts as a change).
@@ -30,7 +30,7 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     };
 
     // Plugins are loaded and the segment is mapped: this spare can take a worker now.
-    own.ready.store(1, Ordering::Release);
+    own.mark_ready();
     // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
     // host a wake-up per spare and tick). Only three things end the wait: the supervisor's
     // hand-off (a store and a FUTEX_WAKE on `assign`), a signal (SIGHUP sets the reload flag,
@@ -39,11 +39,10 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     // that died earlier was seen there). The parent check after each return is a cheap second
     // line, never a reason to wake.
     let worker_slot = loop {
-        let v = own.assign.load(Ordering::Acquire);
-        if v != 0 {
-            break v - 1;
+        if let Some(w) = own.assigned() {
+            break w;
         }
-        crate::sys::futex_wait(&own.assign, 0, None);
+        own.wait_for_hand_over();
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != env.host_pid {
             exit(1);
@@ -66,14 +65,13 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
             libc::execv(c"/proc/self/exe".as_ptr(), argv.as_ptr());
         }
         let reason = format!("cannot execute steward again: {}", std::io::Error::last_os_error());
-        env.segment.child_slot(worker_slot).reason.store(&reason);
+        env.segment.child_slot(worker_slot).set_reason(&reason);
         exit_clean(slot, 2, &reason);
     }
     // SAFETY: the blob fd is ours and no longer needed.
     unsafe { libc::close(crate::shared::handoff::FD_BLOB) };
     let cs = env.segment.child_slot(worker_slot);
-    cs.pid.store(std::process::id() as i32, Ordering::Relaxed);
-    cs.state.store(CHILD_ACTIVE, Ordering::Release);
+    cs.activate();
     if RELOAD.swap(false, Ordering::SeqCst) {
         // A reload arrived while this child waited: start the worker with the new values.
         crate::shared::reload::refresh_child_settings();

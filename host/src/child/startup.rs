@@ -8,7 +8,7 @@ use steward::abi;
 use crate::child::exit_clean;
 use crate::child::runtime::{leak_str, runtime, Identity};
 use crate::shared::handoff::ChildEnv;
-use crate::shared::shmem::ChildSlot;
+use crate::shared::protocol::ChildSlot;
 
 /// The startup child: runs every startup hook in registration order; the first that fails ends
 /// the child with exit code 2 and a reason naming the hook, which stops the host.
@@ -19,8 +19,7 @@ pub fn startup_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         crate::shared::log::set_identity("startup", Some(&h.name));
         if let Some(s) = slot {
             // Read by the supervisor only if this child dies without a clean exit.
-            s.reason
-                .store(&format!("startup hook {} (plugin {}) was running", h.name, h.plugin));
+            s.set_reason(&format!("startup hook {} (plugin {}) was running", h.name, h.plugin));
         }
         let run = match crate::shared::preload::resolve_hook(&h.library, &h.function) {
             Ok(r) => r,

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use crate::child::exit_clean;
 use crate::child::runtime::{runtime, Identity};
 use crate::shared::handoff::ChildEnv;
-use crate::shared::shmem::ChildSlot;
+use crate::shared::protocol::ChildSlot;
 
 pub fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u32) -> i32 {
     if worker_slot >= env.segment.layout.n_worker_slots {
@@ -36,8 +36,7 @@ pub fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u3
     let api = runtime(env, slot, who, false);
     crate::shared::hostapi::with_state(|s| s.failure = None);
     if let Some(s) = slot {
-        s.entered_at_ns
-            .store(crate::shared::shmem::monotonic_ns(), Ordering::Relaxed);
+        s.mark_entered(crate::shared::shmem::monotonic_ns());
     }
     // SAFETY: `entry` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
     // panics inside the plugin.

@@ -27,40 +27,8 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// `superuser_reserved_connections`): a connection that gets one is refused anything else.
 pub const RESERVED_CONNECTIONS: u32 = 1;
 
-/// Host states as the segment stores them and status names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum HostState {
-    Init = 0,
-    Startup = 1,
-    Consistent = 2,
-    Running = 3,
-    Recovering = 4,
-    Stopping = 5,
-}
-
-impl HostState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostState::Init => "init",
-            HostState::Startup => "startup",
-            HostState::Consistent => "consistent",
-            HostState::Running => "running",
-            HostState::Recovering => "recovering",
-            HostState::Stopping => "stopping",
-        }
-    }
-    pub fn from_u32(v: u32) -> HostState {
-        match v {
-            1 => HostState::Startup,
-            2 => HostState::Consistent,
-            3 => HostState::Running,
-            4 => HostState::Recovering,
-            5 => HostState::Stopping,
-            _ => HostState::Init,
-        }
-    }
-}
+/// Host states live with the other shared-memory codes; clients and the CLI name them here.
+pub use crate::shared::protocol::HostState;
 
 /// `steward status --json`: the host and every worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

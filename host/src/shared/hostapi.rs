@@ -16,8 +16,9 @@ use std::sync::Mutex;
 
 use steward::abi::{self, Status, Str};
 
+use crate::shared::protocol::{self, Code};
 use crate::shared::registry::{
-    Backoff, CrashLoopLimit, RegionSpec, Registry, RestartPolicy, Setting, SettingKind, Settings, StartTime, WorkerSpec,
+    CrashLoopLimit, RegionSpec, Registry, Setting, SettingKind, Settings, StartTime, WorkerSpec,
 };
 
 /// A region as mapped in this process.
@@ -187,24 +188,10 @@ unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: 
         }) else {
             return abi::STATUS_BAD_NAME;
         };
-        let start_time = match spec.start_time {
-            abi::START_HOST_START => StartTime::HostStart,
-            abi::START_CONSISTENT => StartTime::Consistent,
-            abi::START_RUNNING => StartTime::Running,
-            _ => return abi::STATUS_INVALID,
+        let (Ok(start_time), Ok(restart)) = (StartTime::decode(spec.start_time), protocol::restart_policy(spec)) else {
+            return abi::STATUS_INVALID;
         };
         let us = std::time::Duration::from_micros;
-        let restart = match spec.restart_kind {
-            abi::RESTART_NEVER => RestartPolicy::Never,
-            abi::RESTART_AFTER => RestartPolicy::After(us(spec.restart_delay_us)),
-            abi::RESTART_BACKOFF => RestartPolicy::Backoff(Backoff {
-                initial: us(spec.restart_delay_us),
-                factor_milli: spec.backoff_factor_milli,
-                cap: us(spec.restart_cap_us),
-                reset_after: us(spec.restart_reset_us),
-            }),
-            _ => return abi::STATUS_INVALID,
-        };
         let crash_loop = (spec.crash_loop_max > 0).then(|| CrashLoopLimit {
             max: spec.crash_loop_max,
             window: us(spec.crash_loop_window_us),

@@ -3,16 +3,15 @@
 //! Runs in: the supervisor (which decides them, see `supervisor::core::policy` for the exit-code
 //! contract) and connection children (which show them).
 
-/// A worker's state as status shows it.
+/// A worker's state as status shows it (its code in the segment: [`crate::shared::protocol`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[repr(u32)]
 pub enum WorkerState {
     #[default]
-    NotStarted = 0,
-    Running = 1,
-    WaitingRestart = 2,
-    Stopped = 3,
-    Failed = 4,
+    NotStarted,
+    Running,
+    WaitingRestart,
+    Stopped,
+    Failed,
 }
 
 impl WorkerState {
@@ -23,16 +22,6 @@ impl WorkerState {
             WorkerState::WaitingRestart => "waiting_restart",
             WorkerState::Stopped => "stopped",
             WorkerState::Failed => "failed",
-        }
-    }
-    /// Decodes a value read from shared memory; unknown values read as `NotStarted`.
-    pub fn from_u32(v: u32) -> WorkerState {
-        match v {
-            1 => WorkerState::Running,
-            2 => WorkerState::WaitingRestart,
-            3 => WorkerState::Stopped,
-            4 => WorkerState::Failed,
-            _ => WorkerState::NotStarted,
         }
     }
 }

@@ -3,6 +3,11 @@
 //! Runs in: the supervisor (creates it, writes the header, static worker slots and status) and
 //! every child (maps it: inherited in fork mode, from an inherited fd in exec mode).
 //!
+//! This file holds the header, the worker slots and the mapping; `shmem/layout.rs` computes where
+//! each part lies, `shmem/status.rs` is status publishing (the seqlocked cells connection children
+//! read), and the child slots are in [`crate::shared::protocol`], with every code the segment
+//! stores.
+//!
 //! Layout, computed once from the frozen registry ([`Layout::compute`]); every part starts
 //! 64-byte aligned, and the whole is at least 4096 bytes:
 //!
@@ -28,8 +33,9 @@
 //!   overwritten, and the child exits with [`EXIT_CORRUPT_SEGMENT`] so the supervisor resets it.
 //! - `ChildSlot` (one per child that attaches): the supervisor sets `state = ASSIGNED` before
 //!   launch; the child sets `ACTIVE` once it runs and back to `ASSIGNED` just before a clean exit,
-//!   with its exit reason. A child reaped while still `ACTIVE` crashed, whatever its exit code (the
-//!   dead-man flag). Only the supervisor frees a slot. A spare child's slot also has `ready`, set by
+//!   with its exit reason. A child reaped while its slot is anything but `ASSIGNED` crashed,
+//!   whatever its exit code (the dead-man flag). Only the supervisor frees a slot. The struct
+//!   and every access to it are in [`crate::shared::protocol`]. A spare child's slot also has `ready`, set by
 //!   the spare once its plugins are loaded, and `assign`: the supervisor stores the handed-over
 //!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
@@ -42,24 +48,31 @@
 //! Everything is an atomic, so any process may read any field without undefined behaviour; the
 //! supervisor treats what children can write (child-slot state, pid, reason and entry time,
 //! `consistent`, `reload_requests`) as untrusted input: bounded copies, known values only, and a
-//! pid is never taken as a child's without proof (see `launch::ForkHelper::finish`).
+//! pid is never taken as a child's without proof. Every number that stands for a state or a kind
+//! is encoded and decoded in [`crate::shared::protocol`], and only there (the fields holding one are
+//! private, with accessors here that go through it).
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use memmap2::{MmapMut, MmapOptions};
 
-use crate::shared::config::Config;
-use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::config::{Config, LaunchMode};
+use crate::shared::protocol::{Code, DecodeError, HostState};
 use crate::shared::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
+mod layout;
+mod status;
+
+/// Child slots live with the protocol that governs them; named here too, as part of the segment.
+pub use crate::shared::protocol::ChildSlot;
+pub use layout::{Layout, SPARE_CHILDREN};
+pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
+
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-/// How many spare children exec mode keeps ready.
-pub const SPARE_CHILDREN: u32 = 2;
 pub const LAYOUT_VERSION: u32 = 2;
 pub const REASON_LEN: usize = 256;
-const ALIGN: u64 = 64;
 
 /// A bounded string of atomic bytes.
 #[repr(C)]
@@ -99,11 +112,14 @@ impl<const N: usize> Text<N> {
 pub struct Header {
     pub magic: AtomicU64,
     pub layout_version: AtomicU32,
-    pub launch_mode: AtomicU32,
+    /// A [`LaunchMode`] code: read with [`Header::launch_mode`].
+    launch_mode: AtomicU32,
     pub generation: AtomicU64,
     pub size: AtomicU64,
     pub host_pid: AtomicU32,
-    pub host_state: AtomicU32,
+    /// A [`HostState`] code: written with [`Header::set_host_state`], read with
+    /// [`Header::host_state`].
+    host_state: AtomicU32,
     pub host_started_at_ms: AtomicU64,
     /// Set by a startup hook that declares the host consistent (startup child writes; the
     /// supervisor only reads it, and only while it is in the startup state).
@@ -128,67 +144,22 @@ pub struct Header {
     pub info: Published,
 }
 
-/// The longest document [`Published`] holds.
-pub const INFO_LEN: usize = 64 * 1024;
+impl Header {
+    /// Where the host-state word lies, for tools that look at a segment from outside.
+    pub const HOST_STATE_OFFSET: usize = std::mem::offset_of!(Header, host_state);
 
-/// A JSON document only the supervisor writes, under a seqlock like [`StatusCell`]'s; connection
-/// children copy it out.
-#[repr(C)]
-pub struct Published {
-    seq: AtomicU64,
-    text: Text<INFO_LEN>,
-}
-
-impl Published {
-    /// Replaces the document (supervisor only: a single writer). Cut at `INFO_LEN` bytes: the
-    /// writer keeps it shorter.
-    pub fn publish(&self, doc: &str) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.text.store(doc);
-        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    /// Publishes the host state (supervisor only).
+    pub fn set_host_state(&self, s: HostState) {
+        self.host_state.store(s.encode(), Ordering::Release);
     }
 
-    /// A consistent copy, or `None` when none was seen in a bounded number of tries (the writer
-    /// may have died mid-write).
-    pub fn read(&self) -> Option<Vec<u8>> {
-        for _ in 0..10_000 {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let bytes = self.text.load_bytes();
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s1 {
-                return Some(bytes);
-            }
-        }
-        None
+    pub fn host_state(&self) -> Result<HostState, DecodeError> {
+        HostState::decode(self.host_state.load(Ordering::Acquire))
     }
-}
 
-pub const CHILD_FREE: u32 = 0;
-pub const CHILD_ASSIGNED: u32 = 1;
-pub const CHILD_ACTIVE: u32 = 2;
-
-#[repr(C)]
-pub struct ChildSlot {
-    pub state: AtomicU32,
-    pub pid: AtomicI32,
-    /// `CLOCK_MONOTONIC` nanoseconds when the supervisor decided to launch (supervisor writes).
-    pub launched_at_ns: AtomicU64,
-    /// `CLOCK_MONOTONIC` nanoseconds when the child was about to call its entry (child writes;
-    /// 0 until then). Only for status: never trusted for a decision.
-    pub entered_at_ns: AtomicU64,
-    /// For a spare child's slot only: 0 while it waits, else the worker slot it is handed plus
-    /// one (the supervisor writes it and wakes the spare with `FUTEX_WAKE` on this word).
-    pub assign: AtomicU32,
-    /// For a spare child's slot only: 1 once it has loaded the plugins and waits (the spare
-    /// writes it; the supervisor hands work only to ready spares).
-    pub ready: AtomicU32,
-    pub reason: Text<REASON_LEN>,
+    pub fn launch_mode(&self) -> Result<LaunchMode, DecodeError> {
+        LaunchMode::decode(self.launch_mode.load(Ordering::Relaxed))
+    }
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process of the host.
@@ -199,53 +170,11 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-impl ChildSlot {
-    /// Microseconds from the launch decision to the entry running, once the child got there.
-    pub fn launch_us(&self) -> Option<u64> {
-        let (l, e) = (
-            self.launched_at_ns.load(Ordering::Relaxed),
-            self.entered_at_ns.load(Ordering::Relaxed),
-        );
-        (l != 0 && e >= l).then(|| (e - l) / 1000)
-    }
-}
-
-/// How many past exits status keeps per worker.
-pub const EXIT_HISTORY: usize = 5;
-
-/// One past exit in a status cell.
-#[repr(C)]
-pub struct ExitRecord {
-    kind: AtomicU32,
-    value: AtomicI32,
-    at_ms: AtomicU64,
-    reason: Text<128>,
-}
-
-/// The supervisor-written status of one worker slot.
-#[repr(C)]
-pub struct StatusCell {
-    seq: AtomicU64,
-    state: AtomicU32,
-    restarts: AtomicU32,
-    pid: AtomicI32,
-    exit_kind: AtomicU32,
-    exit_value: AtomicI32,
-    _pad: AtomicU32,
-    started_at_ms: AtomicU64,
-    exit_at_ms: AtomicU64,
-    next_restart_at_ms: AtomicU64,
-    /// Stored plus one, so that zeroed memory reads as "none".
-    last_launch_us: AtomicU64,
-    reason: Text<REASON_LEN>,
-    n_history: AtomicU32,
-    history: [ExitRecord; EXIT_HISTORY],
-}
-
 #[repr(C)]
 pub struct WorkerSlot {
     pub in_use: AtomicU32,
-    pub start_time: AtomicU32,
+    /// A [`StartTime`] code: read with [`WorkerSlot::start_time`].
+    start_time: AtomicU32,
     pub arg: AtomicU64,
     pub name: Text<64>,
     pub worker_type: Text<64>,
@@ -256,204 +185,22 @@ pub struct WorkerSlot {
     pub status: StatusCell,
 }
 
+impl WorkerSlot {
+    /// Where the worker-state word of the slot's status lies within the slot, for tools that look
+    /// at a segment from outside.
+    pub const STATUS_STATE_OFFSET: usize = std::mem::offset_of!(WorkerSlot, status) + StatusCell::STATE_OFFSET;
+
+    pub fn start_time(&self) -> Result<StartTime, DecodeError> {
+        StartTime::decode(self.start_time.load(Ordering::Relaxed))
+    }
+}
+
 #[repr(C)]
 pub struct RegionEntry {
     pub plugin: Text<64>,
     pub name: Text<64>,
     pub offset: AtomicU64,
     pub size: AtomicU64,
-}
-
-/// A snapshot of one worker's status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatusSnapshot {
-    pub state: WorkerState,
-    pub restarts: u32,
-    pub pid: Option<i32>,
-    pub started_at_ms: Option<u64>,
-    pub last_exit: Option<(ExitStatus, u64, String)>,
-    pub next_restart_at_ms: Option<u64>,
-    pub last_launch_us: Option<u64>,
-    /// Past exits, newest first (at most [`EXIT_HISTORY`]).
-    pub history: Vec<(ExitStatus, u64, String)>,
-}
-
-fn encode_exit(st: &ExitStatus) -> (u32, i32) {
-    match st {
-        ExitStatus::Code(c) => (1, *c),
-        ExitStatus::Signal(n) => (2, *n),
-    }
-}
-
-fn decode_exit(kind: u32, value: i32) -> Option<ExitStatus> {
-    match kind {
-        1 => Some(ExitStatus::Code(value)),
-        2 => Some(ExitStatus::Signal(value)),
-        _ => None,
-    }
-}
-
-impl StatusCell {
-    /// Publishes a new status (supervisor only: a single writer).
-    pub fn publish(&self, s: &StatusSnapshot) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        self.state.store(s.state as u32, Ordering::Relaxed);
-        self.restarts.store(s.restarts, Ordering::Relaxed);
-        self.pid.store(s.pid.unwrap_or(0), Ordering::Relaxed);
-        self.started_at_ms
-            .store(s.started_at_ms.unwrap_or(0), Ordering::Relaxed);
-        self.next_restart_at_ms
-            .store(s.next_restart_at_ms.unwrap_or(0), Ordering::Relaxed);
-        self.last_launch_us
-            .store(s.last_launch_us.map_or(0, |v| v.saturating_add(1)), Ordering::Relaxed);
-        let n = s.history.len().min(EXIT_HISTORY);
-        for (rec, (st, at, reason)) in self.history.iter().zip(&s.history) {
-            let (k, v) = encode_exit(st);
-            rec.kind.store(k, Ordering::Relaxed);
-            rec.value.store(v, Ordering::Relaxed);
-            rec.at_ms.store(*at, Ordering::Relaxed);
-            rec.reason.store(reason);
-        }
-        self.n_history.store(n as u32, Ordering::Relaxed);
-        match &s.last_exit {
-            None => self.exit_kind.store(0, Ordering::Relaxed),
-            Some((st, at, reason)) => {
-                let (k, v) = match st {
-                    ExitStatus::Code(c) => (1, *c),
-                    ExitStatus::Signal(n) => (2, *n),
-                };
-                self.exit_kind.store(k, Ordering::Relaxed);
-                self.exit_value.store(v, Ordering::Relaxed);
-                self.exit_at_ms.store(*at, Ordering::Relaxed);
-                self.reason.store(reason);
-            }
-        }
-        self.seq.store(seq.wrapping_add(2), Ordering::Release);
-    }
-
-    /// Reads a consistent snapshot (retries while the supervisor is writing; gives up after a
-    /// bounded number of tries and returns what it saw, since the writer may have died).
-    pub fn read(&self) -> StatusSnapshot {
-        let mut snap = StatusSnapshot::default();
-        for _ in 0..10_000 {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let nz = |v: u64| (v != 0).then_some(v);
-            snap.state = WorkerState::from_u32(self.state.load(Ordering::Relaxed));
-            snap.restarts = self.restarts.load(Ordering::Relaxed);
-            let pid = self.pid.load(Ordering::Relaxed);
-            snap.pid = (pid > 0).then_some(pid);
-            snap.started_at_ms = nz(self.started_at_ms.load(Ordering::Relaxed));
-            snap.next_restart_at_ms = nz(self.next_restart_at_ms.load(Ordering::Relaxed));
-            snap.last_launch_us = self.last_launch_us.load(Ordering::Relaxed).checked_sub(1);
-            let n = (self.n_history.load(Ordering::Relaxed) as usize).min(EXIT_HISTORY);
-            snap.history = self.history[..n]
-                .iter()
-                .filter_map(|r| {
-                    let st = decode_exit(r.kind.load(Ordering::Relaxed), r.value.load(Ordering::Relaxed))?;
-                    Some((st, r.at_ms.load(Ordering::Relaxed), r.reason.load()))
-                })
-                .collect();
-            let v = self.exit_value.load(Ordering::Relaxed);
-            snap.last_exit = match self.exit_kind.load(Ordering::Relaxed) {
-                1 => Some((
-                    ExitStatus::Code(v),
-                    self.exit_at_ms.load(Ordering::Relaxed),
-                    self.reason.load(),
-                )),
-                2 => Some((
-                    ExitStatus::Signal(v),
-                    self.exit_at_ms.load(Ordering::Relaxed),
-                    self.reason.load(),
-                )),
-                _ => None,
-            };
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s1 {
-                break;
-            }
-        }
-        snap
-    }
-}
-
-/// Where everything is, computed from the frozen registry and the settings.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Layout {
-    pub n_static_workers: u32,
-    pub n_worker_slots: u32,
-    pub n_connection_slots: u32,
-    /// Slots for spare exec-mode children (see `supervisor`), after the startup child's.
-    pub n_spare_slots: u32,
-    pub child_slots_off: u64,
-    pub worker_slots_off: u64,
-    pub regions_off: u64,
-    pub region_offsets: Vec<u64>,
-    pub size: u64,
-}
-
-fn align(v: u64) -> u64 {
-    v.div_ceil(ALIGN) * ALIGN
-}
-
-impl Layout {
-    /// The layout a host with `cfg` uses: `max_connections` ordinary connection slots and the ones
-    /// reserved for `status` and `stop`. `run` and `check` both take it from here, so `check`
-    /// reports the segment `run` would create.
-    pub fn for_host(reg: &Registry, cfg: &Config) -> Layout {
-        Layout::compute(
-            reg,
-            cfg.max_worker_processes,
-            cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS,
-        )
-    }
-
-    pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
-        let n_static_workers = reg.workers.len() as u32;
-        let n_worker_slots = n_static_workers + max_worker_processes;
-        // Workers, connections, one slot for the startup child, and the spares'.
-        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN) as u64;
-        let child_slots_off = align(std::mem::size_of::<Header>() as u64);
-        let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
-        let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
-        let mut next = align(regions_off + reg.regions.len() as u64 * std::mem::size_of::<RegionEntry>() as u64);
-        let mut region_offsets = Vec::with_capacity(reg.regions.len());
-        for r in &reg.regions {
-            region_offsets.push(next);
-            next = align(next + r.size);
-        }
-        Layout {
-            n_static_workers,
-            n_worker_slots,
-            n_connection_slots: max_connections,
-            n_spare_slots: SPARE_CHILDREN,
-            child_slots_off,
-            worker_slots_off,
-            regions_off,
-            region_offsets,
-            size: next.max(4096),
-        }
-    }
-
-    /// The startup child's slot.
-    pub fn startup_child_slot(&self) -> u32 {
-        self.n_worker_slots + self.n_connection_slots
-    }
-
-    /// The child slot of spare number `k`.
-    pub fn spare_child_slot(&self, k: u32) -> u32 {
-        self.startup_child_slot() + 1 + k
-    }
-
-    /// The child slot of connection number `i`.
-    pub fn connection_child_slot(&self, i: u32) -> u32 {
-        self.n_worker_slots + i
-    }
 }
 
 /// The mapped segment.
@@ -518,7 +265,7 @@ impl Segment {
         };
         let h = seg.header();
         h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
-        h.launch_mode.store(cfg.launch_mode as u32, Ordering::Relaxed);
+        h.launch_mode.store(cfg.launch_mode.encode(), Ordering::Relaxed);
         h.generation.store(generation, Ordering::Relaxed);
         h.size.store(layout.size, Ordering::Relaxed);
         h.host_pid.store(std::process::id(), Ordering::Relaxed);
@@ -685,14 +432,7 @@ impl Segment {
         s.function.store(&w.function);
         s.extra.store_bytes(&w.extra);
         s.arg.store(w.arg, Ordering::Relaxed);
-        s.start_time.store(
-            match w.start_time {
-                StartTime::HostStart => 0,
-                StartTime::Consistent => 1,
-                StartTime::Running => 2,
-            },
-            Ordering::Relaxed,
-        );
+        s.start_time.store(w.start_time.encode(), Ordering::Relaxed);
         s.in_use.store(1, Ordering::Release);
     }
 
@@ -716,30 +456,6 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::registry::RegionSpec;
-
-    #[test]
-    fn layout_counts_static_plus_dynamic_and_aligns_regions() {
-        let mut reg = Registry::default();
-        reg.add_region(RegionSpec {
-            plugin: "p".into(),
-            name: "a".into(),
-            size: 10,
-        })
-        .unwrap();
-        reg.add_region(RegionSpec {
-            plugin: "p".into(),
-            name: "b".into(),
-            size: 100,
-        })
-        .unwrap();
-        let l = Layout::compute(&reg, 8, 4);
-        assert_eq!(l.n_worker_slots, 8);
-        assert_eq!(l.connection_child_slot(0), 8);
-        assert!(l.region_offsets.iter().all(|o| o % 64 == 0));
-        assert!(l.region_offsets[1] >= l.region_offsets[0] + 10);
-        assert!(l.size >= l.region_offsets[1] + 100);
-    }
 
     #[test]
     fn a_header_check_names_the_first_field_that_is_wrong() {
@@ -772,25 +488,5 @@ mod tests {
         assert_eq!(t.load(), "añb");
         t.len.store(u32::MAX, Ordering::Relaxed);
         assert_eq!(t.load_bytes().len(), 4);
-    }
-
-    #[test]
-    fn status_round_trips_through_the_seqlock() {
-        let c: StatusCell = unsafe { std::mem::zeroed() };
-        let s = StatusSnapshot {
-            state: WorkerState::Failed,
-            restarts: 3,
-            pid: None,
-            started_at_ms: Some(5),
-            last_exit: Some((ExitStatus::Code(2), 9, "bad".into())),
-            next_restart_at_ms: None,
-            last_launch_us: Some(42),
-            history: vec![
-                (ExitStatus::Signal(11), 7, "crashed".into()),
-                (ExitStatus::Code(1), 3, "again".into()),
-            ],
-        };
-        c.publish(&s);
-        assert_eq!(c.read(), s);
     }
 }

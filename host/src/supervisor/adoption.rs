@@ -10,7 +10,6 @@
 //! something (rate-limited when it has many children) it records the children it did not start,
 //! attributed to the one process reaped since the previous scan, if there was one.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -21,7 +20,6 @@ use super::core::{Actions, Event, SlotCopy, WorkerKey};
 use super::{now, Supervisor};
 use crate::shared::handoff::ChildKind;
 use crate::shared::lifecycle::ExitStatus;
-use crate::shared::shmem::CHILD_ACTIVE;
 
 /// A process the supervisor reaped, as an adopted process found after it is attributed to it.
 #[derive(Debug, Clone, Copy)]
@@ -137,23 +135,21 @@ impl Supervisor {
     fn release_child(&mut self, pid: i32, child: &super::core::Child) -> SlotCopy {
         let slot = match child.slot.child_slot() {
             Some(s) => {
-                let cs = self.segment.child_slot(s);
+                let report = self.segment.child_slot(s).report();
                 SlotCopy {
-                    dead_man: cs.state.load(Ordering::Acquire) == CHILD_ACTIVE,
-                    reason: cs.reason.load(),
-                    launch_us: cs.launch_us(),
+                    dead_man: report.dead_man(),
+                    reason: report.reason,
+                    launch_us: report.launch_us,
                 }
             }
             None => SlotCopy::default(),
         };
         if child.kind == ChildKind::Spare {
             self.spares.retain(|(p, _)| *p != pid);
-            self.free_spare_slot(child.slot);
-        } else {
-            self.free_slot(child.slot);
         }
+        self.free_slot(child.slot);
         if let Some(ss) = child.spare {
-            self.free_spare_slot(ss);
+            self.free_slot(ss);
             self.handoffs.retain(|p| *p != pid);
         }
         slot

@@ -7,12 +7,9 @@
 //!
 //! The batch lives on the stack: nothing the supervisor frees between forks (decision 49).
 
-use std::sync::atomic::Ordering;
-
 use super::core::{Actions, Event, WorkerKey, LAUNCH_BATCH};
 use super::{now, Supervisor};
 use crate::shared::handoff::{ClientSocket, StartupData};
-use crate::shared::shmem::CHILD_FREE;
 use crate::supervisor::launch::launch_child;
 use crate::supervisor::pool::ChildSlotId;
 
@@ -50,7 +47,7 @@ impl Supervisor {
                 self.prepare_launch(k.slot);
                 self.assign_child_slot(k.slot);
                 // The kernel writes each new worker's pid here (see `ForkHelper::finish`).
-                self.segment.child_slot(k.slot).pid.store(0, Ordering::Release);
+                self.segment.child_slot(k.slot).clear_pid();
             }
             let slots = batch[half..].iter().map(|(k, _)| k.slot).collect();
             match crate::supervisor::launch::start_fork_helper(&self.env(), sib, slots) {
@@ -94,10 +91,9 @@ impl Supervisor {
 
     /// Clears a worker's launch timestamps in its child slot before it is launched.
     fn prepare_launch(&self, slot: u32) {
-        let cs = self.segment.child_slot(slot);
-        cs.entered_at_ns.store(0, Ordering::Relaxed);
-        cs.launched_at_ns
-            .store(crate::shared::shmem::monotonic_ns(), Ordering::Relaxed);
+        self.segment
+            .child_slot(slot)
+            .prepare_launch(crate::shared::shmem::monotonic_ns());
     }
 
     fn launch_worker(&mut self, key: WorkerKey, id: ChildSlotId, out: &mut Actions) {
@@ -107,18 +103,15 @@ impl Supervisor {
         // has changed since, and would report that older failure as this worker's.
         let ready = self.spares.iter().position(|(_, s)| {
             s.child_slot()
-                .is_some_and(|s| self.segment.child_slot(s).ready.load(Ordering::Acquire) == 1)
+                .is_some_and(|s| self.segment.child_slot(s).report().ready)
         });
         match ready.map(|k| self.spares.swap_remove(k)) {
             Some((pid, spare)) => {
                 // Hand the worker slot to a spare: it claims `slot` and runs the entry.
                 self.assign_child_slot(slot);
-                self.segment.child_slot(slot).pid.store(pid, Ordering::Relaxed);
-                let ss = self
-                    .segment
-                    .child_slot(spare.child_slot().expect("a spare has a child slot"));
-                ss.assign.store(slot + 1, Ordering::Release);
-                crate::sys::futex_wake(&ss.assign);
+                self.segment.child_slot(slot).expect_pid(pid);
+                let sslot = spare.child_slot().expect("a spare has a child slot");
+                self.segment.child_slot(sslot).hand_over(slot);
                 self.handoffs.push(pid);
                 self.spare_refill += 1;
                 // The core's record of the spare becomes this worker's (same pid).
@@ -152,15 +145,14 @@ impl Supervisor {
 
     /// Marks a child slot as assigned to a child about to start, with no reason yet.
     pub(super) fn assign_child_slot(&self, slot: u32) {
-        let cs = self.segment.child_slot(slot);
-        cs.reason.store("");
-        cs.state.store(crate::shared::shmem::CHILD_ASSIGNED, Ordering::Release);
+        self.segment.child_slot(slot).assign();
     }
 
-    /// Gives a slot back: to the pool, and its child slot in the segment marked free.
+    /// Gives a slot back: to the pool, and its child slot in the segment marked free (with a
+    /// spare's fields cleared for the next tenant).
     pub(super) fn free_slot(&mut self, id: ChildSlotId) {
         if let Some(s) = id.child_slot() {
-            self.segment.child_slot(s).state.store(CHILD_FREE, Ordering::Release);
+            self.segment.child_slot(s).free();
         }
         if let Err(e) = self.pool.release(id) {
             tracing::error!("child-slot pool: {e}");

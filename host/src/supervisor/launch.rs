@@ -182,7 +182,7 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
             for &slot in &slots {
                 // SAFETY: this helper is single-threaded and was forked by glibc from the
                 // supervisor, where `sib` was probed.
-                let pid = unsafe { sib.fork(&env.segment.child_slot(slot).pid) };
+                let pid = unsafe { sib.fork(env.segment.child_slot(slot).pid_word()) };
                 if pid == 0 {
                     become_child(
                         env,
@@ -192,17 +192,14 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
                         None,
                     );
                 }
-                let v = if pid < 0 {
-                    -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN)
+                let result = if pid < 0 {
+                    Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN))
                 } else {
-                    pid as i32
+                    Ok(pid as i32)
                 };
                 // One record per worker, at once: should this helper be killed, only a worker
-                // created in that instant goes unreported. A pipe takes 8 bytes atomically.
-                let mut rec = [0u8; 8];
-                rec[..4].copy_from_slice(&slot.to_ne_bytes());
-                rec[4..].copy_from_slice(&v.to_ne_bytes());
-                let _ = nix::unistd::write(&w, &rec);
+                // created in that instant goes unreported.
+                let _ = nix::unistd::write(&w, &crate::shared::protocol::fork_record(slot, result));
             }
             crate::child::exit(0)
         }
@@ -218,7 +215,8 @@ impl ForkHelper {
     /// killed. A worker it created but did not report is still known by the pid the kernel wrote
     /// into its child slot (cleared by the supervisor before the helper started); the others are
     /// launch failures, retried like any other. Every pid returned was checked to be a child of
-    /// this process (see `reported_results`); the caller still checks it is not one it tracks.
+    /// this process (see `protocol::fork_helper_results`); the caller still checks it is not one
+    /// it tracks (`protocol::admit_pid`).
     pub fn finish(self, segment: &crate::shared::shmem::Segment) -> Vec<(u32, std::io::Result<i32>)> {
         if !matches!(crate::sys::wait_pid_exit(self.pid, HELPER_TIMEOUT), Ok(true)) {
             // SAFETY: signalling this process's own child, which has not been reaped.
@@ -242,89 +240,14 @@ impl ForkHelper {
             }
         }
         let me = std::process::id() as i32;
-        reported_results(
+        crate::shared::protocol::fork_helper_results(
             &self.slots,
             &buf[..got],
-            |s| segment.child_slot(s).pid.load(std::sync::atomic::Ordering::Acquire),
+            |s| segment.child_slot(s).report().pid,
             |pid| crate::sys::parent_of(pid) == Some(me),
             status,
         )
     }
-}
-
-/// Why a pid that a fork helper reported, or that a child slot holds, is not taken as a new
-/// worker's.
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    #[error("child slot {slot} claims pid {pid}, which is not a child of the supervisor")]
-    NotOwnChild { slot: u32, pid: i32 },
-    #[error("child slot {slot} claims pid {pid}, already claimed for child slot {other}")]
-    Duplicate { slot: u32, pid: i32, other: u32 },
-    #[error("the fork helper reported {value} for child slot {slot}, neither a pid nor an errno")]
-    Malformed { slot: u32, value: i32 },
-    #[error("the fork helper ended early (wait status {status:#x})")]
-    HelperEnded { status: i32 },
-}
-
-/// Turns a fork helper's records (8 bytes each: slot, then pid or minus errno) into one result
-/// per slot of `batch`.
-///
-/// A record for a slot outside the batch, or a second record for a slot, is dropped; a slot the
-/// helper did not report falls back to `slot_pid`, which reads shared memory that every worker
-/// can write. A pid from there is kept only if `is_own_child` confirms the supervisor is its
-/// parent, and any pid only if no other slot of the batch has it, so a forged one can never make
-/// the supervisor signal a process that is not its child. A worker created but refused here is still the supervisor's child: its next scan finds
-/// it as an adopted process, so it is neither lost nor left running.
-fn reported_results(
-    batch: &[u32],
-    records: &[u8],
-    slot_pid: impl Fn(u32) -> i32,
-    is_own_child: impl Fn(i32) -> bool,
-    status: i32,
-) -> Vec<(u32, std::io::Result<i32>)> {
-    let mut reported: Vec<(u32, i32)> = Vec::with_capacity(batch.len());
-    for rec in records.chunks_exact(8) {
-        let slot = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
-        let v = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
-        if !batch.contains(&slot) {
-            tracing::warn!("ignoring a fork helper's report for child slot {slot}, which it was not given");
-            continue;
-        }
-        if reported.iter().any(|(s, _)| *s == slot) {
-            tracing::warn!("ignoring a fork helper's second report for child slot {slot}");
-            continue;
-        }
-        reported.push((slot, v));
-    }
-    let mut out: Vec<(u32, std::io::Result<i32>)> = Vec::with_capacity(batch.len());
-    for &slot in batch {
-        // Only a pid read from shared memory costs a look at /proc: the helper's pipe is private
-        // to it and the supervisor (its workers close every fd they were not given), so what
-        // arrives there was written by the supervisor's own code, and a batch of hundreds is not
-        // slowed by hundreds of file reads.
-        let (result, from_slot) = match reported.iter().find(|(s, _)| *s == slot).map(|(_, v)| *v) {
-            Some(v) if v > 0 => (Ok(v), false),
-            // An errno, as the helper writes it: minus a positive value below 4096.
-            Some(v) if (-4095..0).contains(&v) => (Err(std::io::Error::from_raw_os_error(-v)), false),
-            Some(value) => (Err(std::io::Error::other(ClaimError::Malformed { slot, value })), false),
-            None => match slot_pid(slot) {
-                pid if pid > 0 => (Ok(pid), true),
-                _ => (Err(std::io::Error::other(ClaimError::HelperEnded { status })), false),
-            },
-        };
-        let result = result.and_then(|pid| {
-            if let Some(other) = out.iter().find(|(_, r)| r.as_ref().is_ok_and(|p| *p == pid)) {
-                let other = other.0;
-                return Err(std::io::Error::other(ClaimError::Duplicate { slot, pid, other }));
-            }
-            if from_slot && !is_own_child(pid) {
-                return Err(std::io::Error::other(ClaimError::NotOwnChild { slot, pid }));
-            }
-            Ok(pid)
-        });
-        out.push((slot, result));
-    }
-    out
 }
 
 /// A forked child's life: keep only its own fds, run, and end with `_exit`.
@@ -371,90 +294,5 @@ fn fork_child(
             crate::sys::restore_mask(&old);
             Ok(pid)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(slot: u32, v: i32) -> Vec<u8> {
-        let mut r = slot.to_ne_bytes().to_vec();
-        r.extend_from_slice(&v.to_ne_bytes());
-        r
-    }
-
-    /// Results as (slot, pid or the error's text), for comparing.
-    fn run(batch: &[u32], records: &[u8], in_slots: &[(u32, i32)], own: &[i32]) -> Vec<(u32, Result<i32, String>)> {
-        let slot_pid = |s| in_slots.iter().find(|(x, _)| *x == s).map_or(0, |(_, p)| *p);
-        reported_results(batch, records, slot_pid, |p| own.contains(&p), 0x9)
-            .into_iter()
-            .map(|(s, r)| (s, r.map_err(|e| e.to_string())))
-            .collect()
-    }
-
-    #[test]
-    fn reported_pids_of_own_children_are_kept_and_errnos_become_errors() {
-        let records = [rec(4, 100), rec(5, -libc::EAGAIN)].concat();
-        let out = run(&[4, 5], &records, &[], &[100]);
-        assert_eq!(out[0], (4, Ok(100)));
-        assert_eq!(out[1].0, 5);
-        let e = out[1].1.as_ref().unwrap_err();
-        assert!(e.contains("Resource temporarily unavailable"), "{e}");
-    }
-
-    /// A worker may overwrite any child slot with any pid: one the supervisor did not create is
-    /// refused, so it is never tracked, and so never signalled.
-    #[test]
-    fn a_pid_that_is_not_the_supervisors_child_is_refused() {
-        // The helper reported slot 4 and ended before slot 5; slot 5 names init.
-        let out = run(&[4, 5], &rec(4, 100), &[(5, 1)], &[100]);
-        assert_eq!(out[0], (4, Ok(100)));
-        assert_eq!(
-            out[1],
-            (
-                5,
-                Err("child slot 5 claims pid 1, which is not a child of the supervisor".into())
-            )
-        );
-        // The helper's own report comes through its private pipe and is taken without a look
-        // at /proc (here: a pid the check would refuse).
-        let out = run(&[4], &rec(4, 100), &[], &[]);
-        assert_eq!(out[0], (4, Ok(100)));
-    }
-
-    #[test]
-    fn one_pid_is_taken_for_one_slot_only() {
-        // Slot 5's worker wrote slot 4's pid into its own slot before the helper reported it.
-        let out = run(&[4, 5], &rec(4, 100), &[(5, 100)], &[100]);
-        assert_eq!(out[0], (4, Ok(100)));
-        assert_eq!(
-            out[1],
-            (
-                5,
-                Err("child slot 5 claims pid 100, already claimed for child slot 4".into())
-            )
-        );
-    }
-
-    #[test]
-    fn records_for_other_slots_twice_or_out_of_range_are_ignored() {
-        let records = [rec(9, 300), rec(4, 100), rec(4, 200), rec(5, i32::MIN), rec(6, 0)].concat();
-        let out = run(&[4, 5, 6, 7], &records, &[], &[100, 200, 300]);
-        assert_eq!(out.len(), 4);
-        assert_eq!(out[0], (4, Ok(100)));
-        assert_eq!(
-            out[1],
-            (
-                5,
-                Err(format!(
-                    "the fork helper reported {} for child slot 5, neither a pid nor an errno",
-                    i32::MIN
-                ))
-            )
-        );
-        assert!(out[2].1.as_ref().unwrap_err().contains("reported 0 for child slot 6"));
-        // Not reported, and nothing in its slot.
-        assert_eq!(out[3], (7, Err("the fork helper ended early (wait status 0x9)".into())));
     }
 }

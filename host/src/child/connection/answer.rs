@@ -18,6 +18,8 @@ use crate::shared::control::{
     RESERVED_CONNECTIONS,
 };
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::protocol::DecodeError;
+use crate::shared::registry::StartTime;
 use crate::shared::shmem::Segment;
 use crate::shared::time::rfc3339_ms;
 
@@ -58,59 +60,78 @@ fn last_exit(e: ExitStatus, at: u64, reason: String) -> LastExit {
     }
 }
 
-fn start_name(start: u32) -> &'static str {
-    match start {
-        0 => "host_start",
-        1 => "consistent",
-        _ => "running",
-    }
-}
-
 /// The host state a worker that has not started is waiting for, if any.
-fn waiting_for(start: u32, host: HostState, state: WorkerState) -> Option<&'static str> {
+fn waiting_for(start: StartTime, host: HostState, state: WorkerState) -> Option<&'static str> {
     if !matches!(state, WorkerState::NotStarted | WorkerState::WaitingRestart) {
         return None;
     }
     match (start, host) {
-        (1, HostState::Init | HostState::Startup) => Some("consistent"),
-        (2, HostState::Init | HostState::Startup | HostState::Consistent) => Some("running"),
+        (StartTime::Consistent, HostState::Init | HostState::Startup) => Some("consistent"),
+        (StartTime::Running, HostState::Init | HostState::Startup | HostState::Consistent) => Some("running"),
         _ => None,
     }
 }
 
+/// What status shows for a value the segment holds under a code nobody writes: plainly not a
+/// state, so no operator mistakes it for one.
+fn unreadable(e: &DecodeError) -> String {
+    format!("unreadable ({e})")
+}
+
 /// Builds the status answer from the segment (connection children; the supervisor publishes
-/// everything there). The count of slots comes from this process's own layout.
+/// everything there). The count of slots comes from this process's own layout; every code is
+/// decoded through [`crate::shared::protocol`], and one that is not known shows as `unreadable (...)`.
 pub fn status_from_segment(seg: &Segment) -> Status {
     let h = seg.header();
+    let host_state = h.host_state();
     let mut workers = Vec::new();
     for i in 0..seg.layout.n_worker_slots {
         let s = seg.worker_slot(i);
         if s.in_use.load(Ordering::Acquire) == 0 {
             continue;
         }
-        let st = s.status.read();
-        let start = s.start_time.load(Ordering::Relaxed);
-        let host_state = HostState::from_u32(h.host_state.load(Ordering::Acquire));
-        workers.push(WorkerInfo {
+        let start = s.start_time();
+        let mut info = WorkerInfo {
             name: s.name.load(),
             worker_type: s.worker_type.load(),
             plugin: s.plugin.load(),
             function: s.function.load(),
-            pid: st.pid,
-            state: st.state.as_str().to_owned(),
-            started_at: st.started_at_ms.map(rfc3339_ms),
-            restarts: st.restarts,
-            last_exit: st.last_exit.map(|(e, at, reason)| last_exit(e, at, reason)),
-            exits: st
-                .history
-                .into_iter()
-                .map(|(e, at, reason)| last_exit(e, at, reason))
-                .collect(),
-            start_time: start_name(start).to_owned(),
-            waiting_for: waiting_for(start, host_state, st.state).map(str::to_owned),
-            next_restart_at: st.next_restart_at_ms.map(rfc3339_ms),
-            launch_us: st.pid.and_then(|_| seg.child_slot(i).launch_us()).or(st.last_launch_us),
-        });
+            pid: None,
+            state: String::new(),
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            exits: Vec::new(),
+            start_time: start.map_or_else(|e| unreadable(&e), |t| t.as_str().to_owned()),
+            waiting_for: None,
+            next_restart_at: None,
+            launch_us: None,
+        };
+        match s.status.read() {
+            Ok(st) => {
+                info.waiting_for = match (start, host_state) {
+                    (Ok(start), Ok(host)) => waiting_for(start, host, st.state).map(str::to_owned),
+                    _ => None,
+                };
+                info.launch_us = st
+                    .pid
+                    .and_then(|_| seg.child_slot(i).report().launch_us)
+                    .or(st.last_launch_us);
+                info.pid = st.pid;
+                info.state = st.state.as_str().to_owned();
+                info.started_at = st.started_at_ms.map(rfc3339_ms);
+                info.restarts = st.restarts;
+                info.last_exit = st.last_exit.map(|(e, at, reason)| last_exit(e, at, reason));
+                info.exits = st
+                    .history
+                    .into_iter()
+                    .map(|(e, at, reason)| last_exit(e, at, reason))
+                    .collect();
+                info.next_restart_at = st.next_restart_at_ms.map(rfc3339_ms);
+            }
+            Err(e) => info.state = unreadable(&e),
+        }
+        workers.push(info);
     }
     let info = info_from_segment(seg).unwrap_or_default();
     Status {
@@ -118,16 +139,11 @@ pub fn status_from_segment(seg: &Segment) -> Status {
         last_reload: info.last_reload,
         pending_restart: info.pending_restart,
         host: HostInfo {
-            state: HostState::from_u32(h.host_state.load(Ordering::Acquire))
-                .as_str()
-                .to_owned(),
+            state: host_state.map_or_else(|e| unreadable(&e), |s| s.as_str().to_owned()),
             pid: h.host_pid.load(Ordering::Relaxed),
-            launch_mode: if h.launch_mode.load(Ordering::Relaxed) == 1 {
-                "exec"
-            } else {
-                "fork"
-            }
-            .to_owned(),
+            launch_mode: h
+                .launch_mode()
+                .map_or_else(|e| unreadable(&e), |m| m.as_str().to_owned()),
             started_at: rfc3339_ms(h.host_started_at_ms.load(Ordering::Relaxed)),
             generation: h.generation.load(Ordering::Relaxed),
             shmem_bytes: seg.layout.size,
@@ -136,12 +152,7 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 connections: seg.layout.n_connection_slots.saturating_sub(RESERVED_CONNECTIONS),
                 reserved_connections: seg.layout.n_connection_slots.min(RESERVED_CONNECTIONS),
                 connections_in_use: (0..seg.layout.n_connection_slots)
-                    .filter(|&i| {
-                        seg.child_slot(seg.layout.connection_child_slot(i))
-                            .state
-                            .load(Ordering::Acquire)
-                            != crate::shared::shmem::CHILD_FREE
-                    })
+                    .filter(|&i| seg.child_slot(seg.layout.connection_child_slot(i)).report().in_use())
                     .count() as u32,
                 dynamic_workers: seg.layout.n_worker_slots - seg.layout.n_static_workers,
             },

@@ -1,0 +1,119 @@
+//! Where everything in the segment lies, computed once from the frozen registry and the settings.
+//!
+//! Runs in: the supervisor (computes it before creating the segment; `steward check` too) and
+//! exec-mode children (get it in the parameter blob and check the segment's header against it).
+//!
+//! Invariants: every part starts 64-byte aligned and the whole is at least 4096 bytes; the same
+//! registry and settings always give the same layout; slot counts never change for a segment's
+//! life.
+
+use super::{Header, RegionEntry, WorkerSlot};
+use crate::shared::config::Config;
+use crate::shared::protocol::ChildSlot;
+use crate::shared::registry::Registry;
+
+/// How many spare children exec mode keeps ready.
+pub const SPARE_CHILDREN: u32 = 2;
+const ALIGN: u64 = 64;
+
+/// Where everything is, computed from the frozen registry and the settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    pub n_static_workers: u32,
+    pub n_worker_slots: u32,
+    pub n_connection_slots: u32,
+    /// Slots for spare exec-mode children (see `supervisor`), after the startup child's.
+    pub n_spare_slots: u32,
+    pub child_slots_off: u64,
+    pub worker_slots_off: u64,
+    pub regions_off: u64,
+    pub region_offsets: Vec<u64>,
+    pub size: u64,
+}
+
+fn align(v: u64) -> u64 {
+    v.div_ceil(ALIGN) * ALIGN
+}
+
+impl Layout {
+    /// The layout a host with `cfg` uses: `max_connections` ordinary connection slots and the ones
+    /// reserved for `status` and `stop`. `run` and `check` both take it from here, so `check`
+    /// reports the segment `run` would create.
+    pub fn for_host(reg: &Registry, cfg: &Config) -> Layout {
+        Layout::compute(
+            reg,
+            cfg.max_worker_processes,
+            cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS,
+        )
+    }
+
+    pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
+        let n_static_workers = reg.workers.len() as u32;
+        let n_worker_slots = n_static_workers + max_worker_processes;
+        // Workers, connections, one slot for the startup child, and the spares'.
+        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN) as u64;
+        let child_slots_off = align(std::mem::size_of::<Header>() as u64);
+        let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
+        let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
+        let mut next = align(regions_off + reg.regions.len() as u64 * std::mem::size_of::<RegionEntry>() as u64);
+        let mut region_offsets = Vec::with_capacity(reg.regions.len());
+        for r in &reg.regions {
+            region_offsets.push(next);
+            next = align(next + r.size);
+        }
+        Layout {
+            n_static_workers,
+            n_worker_slots,
+            n_connection_slots: max_connections,
+            n_spare_slots: SPARE_CHILDREN,
+            child_slots_off,
+            worker_slots_off,
+            regions_off,
+            region_offsets,
+            size: next.max(4096),
+        }
+    }
+
+    /// The startup child's slot.
+    pub fn startup_child_slot(&self) -> u32 {
+        self.n_worker_slots + self.n_connection_slots
+    }
+
+    /// The child slot of spare number `k`.
+    pub fn spare_child_slot(&self, k: u32) -> u32 {
+        self.startup_child_slot() + 1 + k
+    }
+
+    /// The child slot of connection number `i`.
+    pub fn connection_child_slot(&self, i: u32) -> u32 {
+        self.n_worker_slots + i
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::registry::RegionSpec;
+
+    #[test]
+    fn layout_counts_static_plus_dynamic_and_aligns_regions() {
+        let mut reg = Registry::default();
+        reg.add_region(RegionSpec {
+            plugin: "p".into(),
+            name: "a".into(),
+            size: 10,
+        })
+        .unwrap();
+        reg.add_region(RegionSpec {
+            plugin: "p".into(),
+            name: "b".into(),
+            size: 100,
+        })
+        .unwrap();
+        let l = Layout::compute(&reg, 8, 4);
+        assert_eq!(l.n_worker_slots, 8);
+        assert_eq!(l.connection_child_slot(0), 8);
+        assert!(l.region_offsets.iter().all(|o| o % 64 == 0));
+        assert!(l.region_offsets[1] >= l.region_offsets[0] + 10);
+        assert!(l.size >= l.region_offsets[1] + 100);
+    }
+}
