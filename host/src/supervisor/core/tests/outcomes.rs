@@ -143,6 +143,28 @@ pub(super) fn every_exit_outcome_under_every_policy() {
             assert_eq!(d.run(0).history.len(), 1);
         }
     }
+    // Stopped by the host: a worker the host signalled is never restarted and never a crash,
+    // whatever it exits with, under every policy (the fourth outcome; the host signals a worker
+    // only to stop it or in a crash reset, so the host is stopping here).
+    for policy in [RestartPolicy::Never, after(SEC), backoff] {
+        for (status, dead_man) in [
+            (ExitStatus::Signal(libc::SIGTERM), true),
+            (ExitStatus::Signal(libc::SIGSEGV), false),
+            (ExitStatus::Code(77), true),
+        ] {
+            let mut d = Driver::started(vec![spec("w", policy, StartTime::HostStart)]);
+            d.ev(Event::Stop {
+                mode: StopMode::Fast,
+                why: "SIGINT",
+            });
+            d.exit(d.pid_of(0), status, dead_man, "");
+            let what = format!("{status} (dead-man {dead_man}) under {policy:?}");
+            assert_eq!(d.state_of(0), Stopped, "{what}");
+            let reason = &d.run(0).last_exit.as_ref().unwrap().2;
+            assert_eq!(*reason, format!("stopped by the host ({status})"), "{what}");
+            assert_eq!(d.core.generation(), 1, "{what}: no reset");
+        }
+    }
 }
 
 pub(super) fn the_exit_reasons_follow_the_contract() {
