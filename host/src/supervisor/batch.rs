@@ -74,12 +74,10 @@ impl Supervisor {
                 // `finish` checked that each pid is this process's child; one it already tracks
                 // (another worker, a spare, an adopted process) was forged in shared memory.
                 let result = result.and_then(|pid| {
-                    if self.core.child(pid).is_some() || self.core.adopted_from(pid).is_some() {
-                        let why =
-                            format!("child slot {slot} claims pid {pid}, which is another child of the supervisor");
-                        return Err(std::io::Error::other(why));
-                    }
-                    Ok(pid)
+                    crate::shared::protocol::admit_pid(slot, pid, |p| {
+                        self.core.child(p).is_some() || self.core.adopted_from(p).is_some()
+                    })
+                    .map_err(std::io::Error::other)
                 });
                 if result.is_err() {
                     self.free_slot(id);
