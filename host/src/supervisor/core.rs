@@ -362,6 +362,7 @@ impl Core {
             Event::SegmentCreated => self.segment_created(now, out),
             Event::SegmentFailed { error } => {
                 rows::fired(Row::ResetFailed);
+                self.generation += 1;
                 let line = format!("cannot recreate shared memory after a crash: {error}; stopping");
                 self.fail(line, "a failed reset", now, out);
             }

@@ -105,9 +105,10 @@ impl Core {
             Phase::Recovering(Recovery::Quitting { .. } | Recovery::Killed) if self.attached_children() == 0 => {
                 rows::fired(Row::RecoverReset);
                 self.phase = Phase::Recovering(Recovery::Resetting);
-                self.generation += 1;
+                // The generation moves on when the new segment exists (or could not be made):
+                // until then status and `STATUS=` name the segment that crashed.
                 out.push(Action::CreateSegment {
-                    generation: self.generation,
+                    generation: self.generation + 1,
                 });
             }
             Phase::Stopping(s) => {
@@ -129,6 +130,7 @@ impl Core {
 
     pub(super) fn segment_created(&mut self, now: Now, out: &mut Actions) {
         rows::fired(Row::ResetDone);
+        self.generation += 1;
         let restarting = self.reset_workers(now, out);
         // Published by `enter_startup` below, so the host goes from recovering to startup (or
         // running) without reporting the running of before the crash in between.

@@ -64,6 +64,9 @@ struct Driver {
     startup_fails: bool,
     segment_fails: bool,
     startup_pid: Option<i32>,
+    /// Each state told to the service manager, with the segment generation the loop would name
+    /// in its `STATUS=` line at that moment.
+    notified: Vec<(HostState, u64)>,
 }
 
 impl Driver {
@@ -87,6 +90,7 @@ impl Driver {
             startup_fails: false,
             segment_fails: false,
             startup_pid: None,
+            notified: Vec::new(),
         }
     }
 
@@ -139,6 +143,7 @@ impl Driver {
                     }
                 }
                 Action::ScanAdopted => self.core.handle(Event::Scanned, now, &mut out),
+                Action::NotifyState(s) => self.notified.push((*s, self.core.generation())),
                 Action::CreateSegment { .. } if self.segment_fails => {
                     let error = "no memory".to_owned();
                     self.core.handle(Event::SegmentFailed { error }, now, &mut out);
@@ -293,6 +298,7 @@ scenarios! {
     a_launch_failure_retries_after_a_second,
     launches_come_in_bounded_batches,
     a_crash_resets_the_host_and_restarts_by_policy,
+    status_names_the_crashed_segment_until_the_new_one_exists,
     a_reset_stops_a_never_worker_that_was_waiting_and_leaves_unstarted_ones,
     a_crash_during_startup_resets_and_starts_up_again,
     a_crash_during_a_reset_startup_resets_again_with_a_new_generation,
