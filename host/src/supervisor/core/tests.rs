@@ -4,15 +4,17 @@
 //!
 //! Each scenario is a plain function listed in `scenarios!`, which makes a `#[test]` of each and
 //! lets `every_row_of_the_table_is_exercised` run them all on one thread and check that every
-//! row of [`ROWS`] fired.
+//! (row, state) pair of [`ROWS`] fired; a row that fires from a state its row does not list fails
+//! whichever scenario takes it.
 
 mod outcomes;
 mod reset;
 mod shutdown;
+mod states;
 
 use std::time::Duration;
 
-use super::rows::{take_fired, Row, ROWS};
+use super::rows::{take_fired, Row, State, ROWS};
 use super::*;
 use crate::shared::registry::{Registry, RestartPolicy, StartTime};
 use crate::shared::shmem::Layout;
@@ -20,6 +22,7 @@ use crate::supervisor::pool::ChildSlotPool;
 use outcomes::*;
 use reset::*;
 use shutdown::*;
+use states::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -313,6 +316,14 @@ scenarios! {
     a_stop_with_nothing_running_exits_after_one_scan,
     an_applied_reload_passes_sighup_and_new_timeouts,
     workers_are_keyed_by_slot_and_a_generation_that_never_repeats,
+    events_that_change_nothing_change_nothing_in_every_state,
+    a_spare_and_a_connection_end_in_every_state_as_their_signal_says,
+    an_unsignalled_child_that_crashes_resets_or_is_ignored_by_a_smart_wait,
+    the_startup_child_ends_start_up_only_while_the_host_is_up,
+    stops_in_every_state,
+    events_for_a_worker_the_table_no_longer_has_change_nothing,
+    a_launch_that_fails_again_waits_again,
+    a_worker_added_at_run_time_that_failed_is_removed,
 }
 
 #[test]
@@ -322,11 +333,45 @@ fn every_row_of_the_table_is_exercised() {
         scenario();
     }
     let fired = take_fired();
-    let missed: Vec<Row> = ROWS.iter().map(|r| r.row).filter(|r| !fired.contains_key(r)).collect();
-    assert!(missed.is_empty(), "rows no scenario takes: {missed:?}");
-    // And the table lists each row once.
+    let missed: Vec<String> = ROWS
+        .iter()
+        .flat_map(|r| r.from.iter().map(move |s| (r.row, *s)))
+        .filter(|pair| !fired.contains(pair))
+        .map(|(row, s)| format!("{row:?} from {s}"))
+        .collect();
+    assert!(missed.is_empty(), "(row, state) pairs no scenario takes: {missed:?}");
+    // And the table lists each row once, each of its states once, all of the host's or all of a
+    // worker's.
     let mut rows: Vec<Row> = ROWS.iter().map(|r| r.row).collect();
     rows.sort();
     rows.dedup();
     assert_eq!(rows.len(), ROWS.len());
+    for r in ROWS {
+        assert!(!r.from.is_empty(), "{:?} leaves no state", r.row);
+        for (i, s) in r.from.iter().enumerate() {
+            assert!(!r.from[..i].contains(s), "{:?} lists {s} twice", r.row);
+            let worker = |s: &State| matches!(s, State::Worker(_));
+            assert_eq!(
+                worker(s),
+                worker(&r.from[0]),
+                "{:?} mixes host and worker states",
+                r.row
+            );
+        }
+    }
+}
+
+/// docs/architecture.md shows the table as `rows::render` renders it.
+#[test]
+fn the_architecture_document_shows_this_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/architecture.md");
+    let doc = std::fs::read_to_string(path).expect("docs/architecture.md");
+    for workers in [false, true] {
+        let table = super::rows::render(workers);
+        assert!(
+            doc.contains(&table),
+            "docs/architecture.md does not show the {} rows as core/rows.rs has them:\n{table}",
+            if workers { "worker" } else { "host" }
+        );
+    }
 }
