@@ -375,3 +375,112 @@ fn the_architecture_document_shows_this_table() {
         );
     }
 }
+
+// ---- the action buffer ----
+
+#[test]
+fn actions_past_the_room_move_to_the_heap_in_order() {
+    let mut out = Actions::new().unwrap();
+    for i in 0..Actions::ROOM + 50 {
+        out.push(Action::Exit(i as i32));
+        assert_eq!(out.spilled(), i >= Actions::ROOM, "{i}");
+    }
+    assert_eq!(out.len(), Actions::ROOM + 50);
+    assert!(out.iter().enumerate().all(|(i, a)| *a == Action::Exit(i as i32)));
+    out.clear();
+    out.push(Action::ScanAdopted);
+    assert!(!out.spilled(), "a new turn starts in the private room");
+    assert_eq!(*out, [Action::ScanAdopted]);
+}
+
+/// The one kind of turn that forks more than once fits the private room, so its launches write
+/// no page a fork shares.
+#[test]
+fn a_batch_of_failed_launches_fits_the_private_room() {
+    let specs = (0..100)
+        .map(|i| spec(&format!("w{i}"), after(SEC), StartTime::HostStart))
+        .collect();
+    let mut d = Driver::new(specs, false);
+    d.launch_fails = true;
+    d.ev(Event::Start);
+    let a = d.ev(Event::Deadline);
+    assert_eq!(launches(&a), LAUNCH_BATCH);
+    assert!(a.len() <= Actions::ROOM, "{} actions", a.len());
+}
+
+/// A turn that outgrows the room maps no memory: pushing cannot fail where `mmap` does. The
+/// child denies itself `mmap` (ENOMEM) with a seccomp filter, then pushes four rooms' worth.
+#[test]
+fn a_turn_past_the_room_maps_no_memory() {
+    let n = 4 * Actions::ROOM;
+    // SAFETY: the child touches only its own buffer and the allocator (which glibc's fork leaves usable
+    // in the child of a threaded process) and ends with `_exit`, never returning to the harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // Its own: the private room is not inherited (`MADV_DONTFORK`).
+        let made = Actions::new();
+        let code = match made.map(|out| (out, deny_mmap())) {
+            Err(_) | Ok((_, Err(_))) => 2,
+            Ok((mut out, Ok(()))) => {
+                let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    for i in 0..n {
+                        out.push(Action::Exit(i as i32));
+                    }
+                    out.len() == n && out.iter().enumerate().all(|(i, a)| *a == Action::Exit(i as i32))
+                }));
+                match pushed {
+                    Ok(true) => 0,
+                    _ => 1,
+                }
+            }
+        };
+        // SAFETY: ends the child without running the parent's destructors or harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above, into a local.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(libc::WIFEXITED(status), "the child died: status {status:#x}");
+    match libc::WEXITSTATUS(status) {
+        0 => {}
+        2 => panic!("the child could not make its buffer or install its seccomp filter"),
+        c => panic!("pushing past the room failed without mmap (child exit {c})"),
+    }
+}
+
+/// Makes every later `mmap` of this process fail with ENOMEM.
+fn deny_mmap() -> std::io::Result<()> {
+    use libc::{sock_filter, sock_fprog, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let op = |code: u32, jt: u8, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let mut prog = [
+        // The syscall number: the first word of `struct seccomp_data`.
+        op(BPF_LD | BPF_W | BPF_ABS, 0, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, libc::SYS_mmap as u32),
+        op(BPF_RET | BPF_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOMEM as u32),
+        op(BPF_RET | BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; the filter program outlives the call that copies it.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &fprog as *const sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
