@@ -48,6 +48,7 @@
 
 pub mod abi;
 mod background_worker;
+mod latch;
 mod logging;
 mod macros;
 mod registrar;
@@ -60,6 +61,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 pub use background_worker::{
     register_after_init, BackgroundWorker, EntryPoint, RegisterError, RestartPolicy, StartTime,
 };
+pub use latch::{AtomicLatchHandle, LatchHandle};
 pub use registrar::Registrar;
 pub use run::InitError;
 #[doc(hidden)]
