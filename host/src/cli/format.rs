@@ -140,6 +140,7 @@ pub fn format_table(s: &Status) -> String {
                 w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 w.restarts.to_string(),
                 w.last_exit.as_ref().map(last_exit_cell).unwrap_or_else(|| "-".into()),
+                w.activity.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -163,7 +164,16 @@ pub fn format_table(s: &Status) -> String {
         out.push('\n');
     }
     out.push_str(&columns(
-        &["NAME", "TYPE", "PLUGIN", "STATE", "PID", "RESTARTS", "LAST EXIT"],
+        &[
+            "NAME",
+            "TYPE",
+            "PLUGIN",
+            "STATE",
+            "PID",
+            "RESTARTS",
+            "LAST EXIT",
+            "ACTIVITY",
+        ],
         &rows,
     ));
     out
@@ -259,6 +269,7 @@ mod tests {
             exits: vec![],
             start_time: "running".into(),
             waiting_for: None,
+            activity: None,
         }
     }
 
