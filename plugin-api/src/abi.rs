@@ -324,10 +324,10 @@ pub struct WorkerApi {
     pub wait_latch: unsafe extern "C" fn(ctx: *mut c_void, timeout_us: u64) -> u32,
     /// This process's latch as a raw handle (never 0 in a worker or the startup child).
     pub latch: unsafe extern "C" fn(ctx: *mut c_void) -> u64,
-    /// The eventfd that becomes readable when the latch is set (or on terminate, reload, host
-    /// death); the host owns it. From now on every set signals this process.
+    /// The eventfd that becomes readable when the latch is set (or on terminate or reload); the
+    /// host owns it. From now on every set signals this process.
     pub latch_fd: unsafe extern "C" fn(ctx: *mut c_void) -> i32,
-    /// Resets the latch; non-zero if it was set.
+    /// Resets the latch and empties the latch fd; non-zero if the latch was set.
     pub latch_reset: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
     /// Shows one line of the worker's own state in `steward status` (bounded by the host).
     pub set_activity: unsafe extern "C" fn(ctx: *mut c_void, text: Str),

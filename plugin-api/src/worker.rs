@@ -207,11 +207,11 @@ impl Worker {
         LatchHandle::from_raw(unsafe { (self.api.latch)(self.api.ctx) })
     }
 
-    /// A descriptor that becomes readable when the latch is set, or on terminate, reload or the
-    /// host's death, for async code (tokio's `AsyncFd`, `poll(2)`). The host owns it: never read
-    /// or close it. After it becomes readable, call [`Worker::reset_latch`] and
-    /// [`Worker::should_stop`] (and [`Worker::reload_requested`]) to learn why; a later `wait`
-    /// empties it. `None` on a host without latches (ABI 1.0).
+    /// A descriptor that becomes readable when the latch is set, or on terminate or reload, for
+    /// async code (tokio's `AsyncFd`, `poll(2)`); the host's death ends the process. The host
+    /// owns it: never read or close it. After it becomes readable, call
+    /// [`Worker::reset_latch`] (which empties it) and then [`Worker::should_stop`] (and
+    /// [`Worker::reload_requested`]) to learn why. `None` on a host without latches (ABI 1.0).
     pub fn latch_fd(&self) -> Option<BorrowedFd<'static>> {
         if !self.has(std::mem::offset_of!(abi::WorkerApi, latch_fd)) {
             return None;
@@ -223,8 +223,8 @@ impl Worker {
         (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
     }
 
-    /// Resets the latch; returns whether it was set. For code that waits on
-    /// [`Worker::latch_fd`]; `wait` resets the latch itself.
+    /// Resets the latch and empties [`Worker::latch_fd`]; returns whether the latch was set. For
+    /// code that waits on the fd; `wait` resets the latch itself.
     pub fn reset_latch(&self) -> bool {
         if !self.has(std::mem::offset_of!(abi::WorkerApi, latch_reset)) {
             return false;

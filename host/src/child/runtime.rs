@@ -174,6 +174,10 @@ unsafe extern "C" fn api_latch_fd(ctx: *mut c_void) -> i32 {
 unsafe extern "C" fn api_latch_reset(ctx: *mut c_void) -> u32 {
     // SAFETY: as above.
     let c = unsafe { &*(ctx as *const WorkerCtx) };
+    // Empty the fd first, so code that polls it level-triggered sleeps again; a set after the
+    // drain writes it anew, and one between drain and reset is returned here. A terminate or
+    // reload the drain swallowed stays in its flag (the caller asks `should_stop` next).
+    crate::sys::drain(c.latch);
     c.slot().is_some_and(|s| s.latch().take()) as u32
 }
 
@@ -277,7 +281,7 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
     }
     // SIGURG before the claim below: from the claim on, setters may signal this pid.
-    keep_urg_handler();
+    crate::sys::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
     crate::shared::latch::attach(env.segment, latch.as_raw_fd(), env.host_pid);
     let latch_handle = slot.and_then(|s| {
         let index = env.segment.child_slot_index(s)?;
