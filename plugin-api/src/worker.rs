@@ -345,3 +345,89 @@ impl Startup {
         self.w.region(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_void;
+    use std::sync::atomic::Ordering;
+
+    static OLD_WAITS: AtomicU32 = AtomicU32::new(0);
+    static NEW_WAITS: AtomicU32 = AtomicU32::new(0);
+
+    unsafe extern "C" fn should_stop(_: *mut c_void) -> u32 {
+        0
+    }
+    unsafe extern "C" fn wait(_: *mut c_void, _: u64) -> u32 {
+        OLD_WAITS.fetch_add(1, Ordering::SeqCst);
+        abi::WAIT_TIMEOUT
+    }
+    unsafe extern "C" fn declare_consistent(_: *mut c_void) {}
+    unsafe extern "C" fn wait_latch(_: *mut c_void, _: u64) -> u32 {
+        NEW_WAITS.fetch_add(1, Ordering::SeqCst);
+        abi::WAIT_LATCH
+    }
+    unsafe extern "C" fn latch(_: *mut c_void) -> u64 {
+        0x7_0000_0003
+    }
+    unsafe extern "C" fn latch_fd(_: *mut c_void) -> i32 {
+        0
+    }
+    unsafe extern "C" fn latch_reset(_: *mut c_void) -> u32 {
+        1
+    }
+    unsafe extern "C" fn set_activity(_: *mut c_void, _: abi::Str) {}
+
+    fn table(size: usize) -> &'static abi::WorkerApi {
+        Box::leak(Box::new(abi::WorkerApi {
+            size: size as u32,
+            _reserved: 0,
+            ctx: std::ptr::null_mut(),
+            host: std::ptr::null(),
+            name: abi::Str::EMPTY,
+            worker_type: abi::Str::EMPTY,
+            plugin: abi::Str::EMPTY,
+            arg: 0,
+            extra: std::ptr::null(),
+            extra_len: 0,
+            should_stop,
+            wait,
+            declare_consistent,
+            reload_requested: should_stop,
+            wait_latch,
+            latch,
+            latch_fd,
+            latch_reset,
+            set_activity,
+        }))
+    }
+
+    /// A host of ABI 1.0 has a shorter worker table: the SDK never calls past its end, and `wait`
+    /// stays the old call.
+    #[test]
+    fn an_abi_1_0_host_gets_no_latch_calls() {
+        let w = Worker::new(table(std::mem::offset_of!(abi::WorkerApi, wait_latch)));
+        assert!(w.latch().is_none());
+        assert!(w.latch_fd().is_none());
+        assert!(!w.reset_latch());
+        w.set_activity("ignored");
+        let before = NEW_WAITS.load(Ordering::SeqCst);
+        assert_eq!(w.wait(Duration::ZERO), WaitResult::Timeout);
+        assert_eq!(NEW_WAITS.load(Ordering::SeqCst), before);
+    }
+
+    /// `wait_latch` only once the worker took its latch; its code 4 is `Latch`.
+    #[test]
+    fn wait_reports_the_latch_only_after_the_worker_took_it() {
+        let w = Worker::new(table(std::mem::size_of::<abi::WorkerApi>()));
+        if !crate::latch::used() {
+            let before = OLD_WAITS.load(Ordering::SeqCst);
+            assert_eq!(w.wait(Duration::ZERO), WaitResult::Timeout);
+            assert_eq!(OLD_WAITS.load(Ordering::SeqCst), before + 1);
+        }
+        assert_eq!(w.latch(), LatchHandle::from_raw(0x7_0000_0003));
+        assert_eq!(w.wait(Duration::ZERO), WaitResult::Latch);
+        assert!(!WaitResult::Latch.should_stop());
+        assert!(w.reset_latch());
+    }
+}

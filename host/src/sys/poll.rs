@@ -103,4 +103,53 @@ mod tests {
         std::fs::File::from(w).write_all(b"x").unwrap();
         assert_ne!(ppoll_in(&[r.as_raw_fd()], None, libc::SIGURG)[0], 0);
     }
+
+    static URG_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+    extern "C" fn on_urg(_: libc::c_int) {
+        let one = 1u64;
+        // SAFETY: write(2) of 8 bytes from a local to the test's eventfd; async-signal-safe.
+        unsafe {
+            libc::write(
+                URG_FD.load(std::sync::atomic::Ordering::SeqCst),
+                (&one as *const u64).cast(),
+                8,
+            )
+        };
+    }
+
+    /// A latch's wake-up path: a thread asleep in `ppoll` with SIGURG blocked outside the call is
+    /// woken by a process-directed SIGURG whose handler writes the eventfd, on whatever thread
+    /// the kernel runs it.
+    #[test]
+    fn a_sigurg_handler_on_any_thread_wakes_ppoll() {
+        let efd = crate::sys::eventfd().unwrap();
+        URG_FD.store(efd.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+        crate::sys::signals::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
+        let fd = efd.as_raw_fd();
+        let sleeper = std::thread::spawn(move || {
+            // Blocked in this thread, as a plugin might: ppoll must unblock it for the sleep.
+            // SAFETY: editing a local set and this thread's mask.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGURG);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            let t = Instant::now();
+            let mut r = vec![0];
+            while r[0] == 0 && t.elapsed() < Duration::from_secs(10) {
+                r = ppoll_in(&[fd], Some(Duration::from_secs(10)), libc::SIGURG);
+            }
+            (r[0], t.elapsed())
+        });
+        // Until the sleeper is in ppoll, the signal finds another thread or stays pending; either
+        // way the handler writes the eventfd and the sleeper wakes.
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: kill(2) to this process, whose SIGURG handler is installed above.
+        unsafe { libc::kill(std::process::id() as i32, libc::SIGURG) };
+        let (revents, took) = sleeper.join().unwrap();
+        assert_ne!(revents, 0);
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
 }
