@@ -98,6 +98,26 @@ fn another_workers_set_wakes_wait_within_1ms(mode: Mode) {
     assert!(!log.contains("no answer from the waiter"), "a set was lost:\n{log}");
 }
 
+fn a_plugin_that_ignores_or_blocks_sigurg_still_wakes(mode: Mode) {
+    let host = Host::start(
+        Spec::new(mode)
+            .testkit("pong:entry=testkit_latch_waiter:ignore_urg:block_urg,ping:entry=testkit_latch_setter")
+            .setting("testkit", "latch_batch = 50"),
+    );
+    // `wait` put the handler back (once, with a warning) and unblocked SIGURG for its sleep.
+    let log = wait_worker_log(&host, "pong", "latch batch 1 ", 1);
+    let (median, max) = batch(&log, 1);
+    assert!(
+        median < 1000 && max < 50_000,
+        "median {median} us, max {max} us:\n{log}"
+    );
+    assert_eq!(
+        lines_of(&log, "pong", "SIGURG's handler was changed by plugin code"),
+        1,
+        "{log}"
+    );
+}
+
 fn a_latch_fd_is_pollable(mode: Mode) {
     let mut host = Host::start(Spec::new(mode).testkit("poller:entry=testkit_latch_poll,a"));
     wait_worker_log(&host, "poller", "polling the latch fd", 1);
@@ -192,6 +212,7 @@ fn set_activity_shows_in_status(mode: Mode) {
 
 both_modes!(
     another_workers_set_wakes_wait_within_1ms,
+    a_plugin_that_ignores_or_blocks_sigurg_still_wakes,
     a_latch_fd_is_pollable,
     a_stale_latch_handle_does_nothing_after_its_owner_restarted,
     set_activity_shows_in_status,

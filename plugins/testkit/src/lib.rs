@@ -38,7 +38,8 @@
 //! on each other's latches (words 1 and 0 of the `latch` region); the setter stamps
 //! `CLOCK_MONOTONIC` into word 2 before each set, and the waiter logs per batch `latch batch B
 //! n=N median_us=M max_us=X` and shows `rounds=R usr1=U` as its activity. With the flag `usr1`
-//! the waiter installs its own SIGUSR1 handler, counting into U. `testkit_latch_poll` publishes
+//! the waiter installs its own SIGUSR1 handler, counting into U; with `ignore_urg` it sets SIGURG
+//! to SIG_IGN, with `block_urg` it blocks SIGURG (both after taking its latch). `testkit_latch_poll` publishes
 //! its latch in word 3 and sleeps in `poll(2)` on the latch fd, logging `poll woke on latch N`.
 //!
 //! Each worker publishes its state in the `testkit` region: slot `arg` counts bumps.
@@ -449,13 +450,30 @@ fn testkit_latch_waiter(w: &mut Worker) -> Result<(), WorkerError> {
     let latches = w.region("latch").map_err(fatal)?;
     let word = |k: usize| latches.atomic_u64(k).ok_or_else(|| fatal("latch region too small"));
     let (mine, setter, stamp) = (word(0)?, word(1)?, word(2)?);
-    if w.extra() == b"usr1" {
+    let extra = String::from_utf8_lossy(w.extra()).into_owned();
+    let flags: Vec<&str> = extra.split(':').collect();
+    if flags.contains(&"usr1") {
         // The plugin's own SIGUSR1 handler: Steward must not need that signal for latches.
         // SAFETY: the handler only increments an atomic.
         unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
     }
     let batch: i64 = w.setting("latch_batch").map_err(fatal)?;
     mine.store(w.latch().to_raw(), Ordering::SeqCst);
+    if flags.contains(&"ignore_urg") {
+        // Misbehaving on purpose: the host's SIGURG handler is replaced after the latch was taken.
+        // SAFETY: setting a disposition to SIG_IGN is always sound.
+        unsafe { libc::signal(libc::SIGURG, libc::SIG_IGN) };
+    }
+    if flags.contains(&"block_urg") {
+        // SIGURG blocked in the (only) thread: `wait` must unblock it for its sleep.
+        // SAFETY: editing a local set and this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGURG);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+    }
     let (mut samples, mut batches, mut rounds) = (Vec::new(), 0u64, 0u64);
     let mut shown = (u64::MAX, u32::MAX);
     loop {
