@@ -25,8 +25,8 @@ pub(crate) fn used() -> bool {
 /// A handle on one process's latch: `Copy`, 8 bytes, meaningful in every process of the host
 /// (store it in a region with [`LatchHandle::to_raw`], or in an [`AtomicLatchHandle`]).
 ///
-/// Once the process it names has ended and its slot has a new tenant, the handle is stale:
-/// [`LatchHandle::set`] does nothing and returns `false`; it never wakes the new tenant.
+/// Once the host has seen the process it names end, the handle is stale: [`LatchHandle::set`]
+/// does nothing and returns `false`; it never wakes a later process in the same slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct LatchHandle(u64);

@@ -169,6 +169,26 @@ fn a_stale_latch_handle_does_nothing_after_its_owner_restarted(mode: Mode) {
     wait_worker_log(&host, "b", "set latch 12: false", 1);
 }
 
+fn a_startup_hook_wakes_on_its_latch(mode: Mode) {
+    let host = Host::start_in(
+        Spec::new(mode)
+            .testkit("early:start=host_start")
+            .setting("testkit", "startup_hook = \"latch\""),
+        "startup",
+    );
+    host.wait_log("startup hook published latch 20", T);
+    host.wait_for("early runs while the hook holds start-up", T, |s| {
+        s.host.state == "startup" && find(s, "early").pid.is_some()
+    });
+    host.trigger("early", "set_latch 20");
+    wait_worker_log(&host, "early", "set latch 20: true", 1);
+    host.wait_log("startup hook woke on latch", T);
+    host.wait_for("running", T, |s| s.host.state == "running");
+    // The startup child has exited: its handle is stale now.
+    host.trigger("early", "set_latch 20");
+    wait_worker_log(&host, "early", "set latch 20: false", 1);
+}
+
 fn set_activity_shows_in_status(mode: Mode) {
     let host = Host::start(
         Spec::new(mode)
@@ -215,5 +235,6 @@ both_modes!(
     a_plugin_that_ignores_or_blocks_sigurg_still_wakes,
     a_latch_fd_is_pollable,
     a_stale_latch_handle_does_nothing_after_its_owner_restarted,
+    a_startup_hook_wakes_on_its_latch,
     set_activity_shows_in_status,
 );

@@ -43,7 +43,7 @@
 //!   Each child slot also holds its process's latch and activity line (layout 3; see
 //!   [`crate::shared::protocol::latch`]): `assign` starts a new latch tenancy (a new epoch, so
 //!   every older handle is stale), the owner claims it with its pid, any child sets it, and
-//!   `free` forgets the owner's pid; the worker writes its activity line, connection children
+//!   `free` ends the tenancy and forgets the owner's pid; the worker writes its activity line, connection children
 //!   read it under a seqlock, and `prepare_launch` and `free` clear it.
 //! - `WorkerSlot`: PostgreSQL's hand-off. The supervisor fills a slot (today only the static
 //!   workers', when it creates the segment) and sets `in_use` with a release store; the worker

@@ -18,7 +18,8 @@
 //!   registered) and logs `thread ok` or `thread wrong: REASON`.
 //! - `startup_hook` = `"none" | "hold" | "fail"`: `hold` registers a startup hook that keeps the
 //!   host in startup until the trigger file `startup` says `consistent`, then in consistent until
-//!   it says `run`; `fail` registers one that fails.
+//!   it says `run`; `fail` registers one that fails; `latch` registers one that publishes its
+//!   latch in word 20 of the `latch` region and holds start-up until that latch is set.
 //! - `init_thread`: init starts a thread that keeps running (a supervisor with more than one
 //!   thread must not fork, so the host refuses to start).
 //! - `message` (reloadable) and `fixed` (restart-only): workers log both after a reload.
@@ -71,9 +72,15 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     reg.define_bool("verbose", false, "log every trigger")?;
     reg.define_string("message", "", "reported by workers after a reload (reloadable)")?;
     reg.restart_only(|reg| reg.define_int("fixed", 0, 0..=1000, "a restart-only setting"))?;
-    let hook = reg.define_enum("startup_hook", "none", &["none", "hold", "fail"], "a startup hook")?;
+    let hook = reg.define_enum(
+        "startup_hook",
+        "none",
+        &["none", "hold", "fail", "latch"],
+        "a startup hook",
+    )?;
     match hook.as_str() {
         "hold" => reg.register_startup_hook("hold", entry!(testkit_hold))?,
+        "latch" => reg.register_startup_hook("latched", entry!(testkit_latch_hook))?,
         "fail" => reg.register_startup_hook("doomed", entry!(testkit_fail_hook))?,
         _ => {}
     }
@@ -379,6 +386,25 @@ fn testkit_hold(s: &mut Startup) -> Result<(), String> {
     Ok(())
 }
 steward::startup_hook!(testkit_hold);
+
+/// Startup hook `latched`: publishes its latch in word 20 of the `latch` region and holds the
+/// host in startup until a `host_start` worker sets it.
+fn testkit_latch_hook(s: &mut Startup) -> Result<(), String> {
+    let latches = s.region("latch").map_err(|e| e.to_string())?;
+    let word = latches.atomic_u64(20).ok_or("latch region too small")?;
+    word.store(s.latch().to_raw(), Ordering::SeqCst);
+    tracing::info!("startup hook published latch 20");
+    loop {
+        match s.wait(Duration::from_secs(60)) {
+            WaitResult::Latch => break,
+            r if r.should_stop() => return Err("stopped while waiting for the latch".into()),
+            _ => {}
+        }
+    }
+    tracing::info!("startup hook woke on latch");
+    Ok(())
+}
+steward::startup_hook!(testkit_latch_hook);
 
 /// Startup hook `doomed`: fails at once.
 fn testkit_fail_hook(_s: &mut Startup) -> Result<(), String> {

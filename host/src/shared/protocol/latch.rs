@@ -4,7 +4,7 @@
 //!
 //! Runs in: every child that maps the segment (an owner arms and waits on its own cell; any child
 //! sets another's), and the supervisor, which starts each tenancy ([`LatchCell::new_tenant`]) and
-//! ends it ([`LatchCell::owner_gone`]).
+//! ends it when it reaps the owner ([`LatchCell::owner_gone`]).
 //!
 //! Invariants:
 //! - `word` holds the slot's tenancy (epoch, high 32 bits) and the set flag (bit 0) in one atomic,
@@ -79,15 +79,22 @@ impl LatchCell {
         self.owner_pid.store(0, Ordering::Relaxed);
         self.waiting.store(0, Ordering::Relaxed);
         self.always_signal.store(0, Ordering::Relaxed);
-        let epoch = (self.word.load(Ordering::Relaxed) >> 32) as u32;
-        let next = epoch.wrapping_add(1).max(1);
-        self.word.store((next as u64) << 32, Ordering::Release);
+        self.next_epoch();
     }
 
-    /// The owner was reaped: no set may signal its pid, which the kernel may give to another
-    /// process.
+    /// The owner was reaped: its tenancy ends (every handle to it is stale: a set answers so
+    /// instead of setting a latch nobody will read), and no set may signal its pid, which the
+    /// kernel may give to another process.
     pub fn owner_gone(&self) {
         self.owner_pid.store(0, Ordering::Release);
+        self.next_epoch();
+    }
+
+    /// Moves to the next epoch (never 0), with the flag clear.
+    fn next_epoch(&self) {
+        let epoch = (self.word.load(Ordering::Relaxed) >> 32) as u32;
+        let next = epoch.wrapping_add(1).max(1);
+        self.word.store((next as u64) << 32, Ordering::SeqCst);
     }
 
     // ---- the owner's side ----
@@ -267,10 +274,9 @@ mod tests {
         assert_ne!(old, new);
         assert_eq!(c.set(old), SetOutcome::Stale);
         assert!(!c.take(), "a stale set must not set the new tenant's latch");
-        // A reaped owner is never signalled, even by a handle of its own tenancy.
-        assert!(!c.begin_wait());
+        // A reaped owner's tenancy is over, before any new tenant arrives.
         c.owner_gone();
-        assert_eq!(c.set(new), SetOutcome::Set { wake: None });
+        assert_eq!(c.set(new), SetOutcome::Stale);
     }
 
     #[test]
