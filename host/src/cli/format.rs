@@ -325,7 +325,11 @@ mod tests {
         let cells: Vec<&str> = t
             .lines()
             .skip(4)
-            .map(|l| l.split("  ").last().unwrap().trim())
+            .map(|l| {
+                // The LAST EXIT cell comes just before the ACTIVITY column.
+                let c: Vec<&str> = l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+                c[c.len() - 2]
+            })
             .collect();
         assert_eq!(
             cells,
@@ -338,6 +342,18 @@ mod tests {
             ],
             "{t}"
         );
+    }
+
+    #[test]
+    fn activity_is_the_last_column() {
+        let mut busy = worker("busy", None);
+        busy.activity = Some("copying batch 7 of 9".into());
+        let t = table(vec![busy, worker("idle", None)]);
+        let rows: Vec<&str> = t.lines().skip(3).collect();
+        assert!(rows[0].ends_with("LAST EXIT  ACTIVITY"), "{t}");
+        let at = rows[0].find("ACTIVITY").unwrap();
+        assert_eq!(&rows[1][at..], "copying batch 7 of 9", "{t}");
+        assert_eq!(&rows[2][at..], "-", "{t}");
     }
 
     #[test]
