@@ -163,11 +163,11 @@ unsafe extern "C" fn api_latch_fd(ctx: *mut c_void) -> i32 {
     let Some(slot) = c.slot() else { return -1 };
     keep_urg_handler();
     slot.latch().signal_always();
-    // A set that came before any signal was asked for must still make the fd readable.
-    if slot.latch().begin_wait() {
+    // A set that came before any signal was asked for must still make the fd readable (the
+    // SeqCst store above and this load pair with a setter's flag-then-fence-then-read).
+    if slot.latch().is_set() {
         wake_latch();
     }
-    slot.latch().end_wait();
     c.latch
 }
 
@@ -187,6 +187,8 @@ unsafe extern "C" fn api_set_activity(ctx: *mut c_void, text: abi::Str) {
         let c = unsafe { &*(ctx as *const WorkerCtx) };
         // SAFETY: the plugin passes a valid view for the call.
         let bytes = unsafe { text.as_bytes() };
+        // Only the first 256 bytes of the first line are kept: never copy a huge text for them.
+        let bytes = &bytes[..bytes.len().min(4 * crate::shared::protocol::latch::ACTIVITY_LEN)];
         if let Some(slot) = c.slot() {
             let _one = c.activity.lock().unwrap_or_else(|e| e.into_inner());
             slot.activity().store(&String::from_utf8_lossy(bytes));

@@ -118,6 +118,11 @@ impl LatchCell {
         self.word.load(Ordering::SeqCst) & SET != 0
     }
 
+    /// Whether the flag is set (without resetting it).
+    pub fn is_set(&self) -> bool {
+        self.word.load(Ordering::SeqCst) & SET != 0
+    }
+
     /// Awake again (or never slept).
     pub fn end_wait(&self) {
         self.waiting.store(0, Ordering::Relaxed);
