@@ -9,7 +9,7 @@
 
 use super::core::{Actions, Event, WorkerKey, LAUNCH_BATCH};
 use super::{now, Supervisor};
-use crate::shared::handoff::{ClientSocket, StartupData};
+use crate::shared::handoff::{ChildStart, ClientSocket, StartupData};
 use crate::supervisor::launch::launch_child;
 use crate::supervisor::pool::ChildSlotId;
 
@@ -170,7 +170,13 @@ impl Supervisor {
         if let Some(s) = child_slot {
             self.assign_child_slot(s);
         }
-        let result = launch_child(&self.env(), slot.kind(), child_slot, startup, client);
+        let start = ChildStart {
+            kind: slot.kind(),
+            child_slot,
+            startup,
+            client,
+        };
+        let result = launch_child(&self.env(), start);
         if result.is_err() {
             self.free_slot(slot);
         }

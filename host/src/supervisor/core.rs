@@ -25,7 +25,9 @@
 //! child before the action that sends it is emitted; the core emits [`Action::Exit`] once, in
 //! `stopping`, after a scan for adopted processes found none and no child is left.
 //!
-//! Every transition is one row of [`rows::ROWS`]; the unit tests assert each row fires.
+//! Every transition is one row of [`rows::ROWS`], recorded with the state it leaves; every
+//! handler of an event returns the proof ([`rows::Took`]) that it recorded one, and the unit tests
+//! assert each (row, state) pair of the table fires and no other.
 
 mod exits;
 pub mod policy;
@@ -47,7 +49,7 @@ use crate::shared::registry::WorkerSpec;
 use crate::supervisor::pool::ChildSlotId;
 use crate::supervisor::private::{PidMap, PrivateVec};
 
-use rows::Row;
+use rows::{Row, State, Step, Took};
 pub use workers::{NoFreeSlot, NotRemovable, Worker, WorkerKey, WorkerRun};
 
 /// Most workers launched per turn of the loop, so sockets and exits are served during a burst.
@@ -241,37 +243,84 @@ pub enum Action {
     Exit(i32),
 }
 
-/// The actions of one event and of what follows from it, in memory `fork` does not copy: the
-/// loop carries them out between the forks of a launch batch, and a page of them written after
-/// each fork would cost a copy-on-write fault per launch. Reused from event to event.
-pub struct Actions(PrivateVec<Action>);
+/// The actions of one event and of what follows from it (one turn), in memory `fork` does not
+/// copy: the loop carries them out between the forks of a launch batch, and a page of them
+/// written after each fork would cost a copy-on-write fault per launch. Reused from turn to turn.
+///
+/// The private room is mapped and filled once, at start, for the largest turn that forks more
+/// than once, so pushing never maps memory in the middle of a turn and cannot fail there. A
+/// turn that needs more (a shutdown or reset over hundreds of workers) forks at most once, and
+/// carries on in an ordinary `Vec` on the heap, like every log line the core formats.
+pub struct Actions {
+    /// [`Actions::ROOM`] slots; the first `len` hold this turn's actions while `heap` is empty.
+    private: PrivateVec<Action>,
+    len: usize,
+    /// Every action of a turn that outgrew `private`, moved here in order.
+    heap: Vec<Action>,
+}
 
 impl Actions {
+    /// The largest turn that forks more than once: a batch of launches, each answered with a
+    /// publish, or with a log line and a publish when it failed (a test holds the core to it).
+    pub const ROOM: usize = 3 * LAUNCH_BATCH;
+
     pub fn new() -> std::io::Result<Actions> {
-        // Room for a batch of launches and what each launch publishes, before it first grows.
-        Ok(Actions(PrivateVec::with_capacity(4 * LAUNCH_BATCH)?))
+        let mut private = PrivateVec::with_capacity(Self::ROOM)?;
+        for _ in 0..Self::ROOM {
+            private.push(Action::Done)?;
+        }
+        Ok(Actions {
+            private,
+            len: 0,
+            heap: Vec::new(),
+        })
     }
 
     pub fn push(&mut self, a: Action) {
-        self.0.push(a).expect("memory for the supervisor's actions");
+        if self.heap.is_empty() {
+            if let Some(slot) = self.private.get_mut(self.len) {
+                *slot = a;
+                self.len += 1;
+                return;
+            }
+            // This turn outgrew the room: all of it moves to the heap, so it stays in order.
+            self.heap.reserve(2 * self.len);
+            self.heap
+                .extend(self.private[..self.len].iter_mut().map(std::mem::take));
+            self.len = 0;
+        }
+        self.heap.push(a);
+    }
+
+    /// Whether this turn outgrew the private room.
+    pub fn spilled(&self) -> bool {
+        !self.heap.is_empty()
     }
 
     /// Drops every action, keeping the room.
     pub fn clear(&mut self) {
-        self.0.clear();
+        self.private[..self.len].fill_with(Action::default);
+        self.len = 0;
+        self.heap.clear();
     }
 }
 
 impl std::ops::Deref for Actions {
     type Target = [Action];
     fn deref(&self) -> &[Action] {
-        &self.0
+        match self.heap.is_empty() {
+            true => &self.private[..self.len],
+            false => &self.heap,
+        }
     }
 }
 
 impl std::ops::DerefMut for Actions {
     fn deref_mut(&mut self) -> &mut [Action] {
-        &mut self.0
+        match self.heap.is_empty() {
+            true => &mut self.private[..self.len],
+            false => &mut self.heap,
+        }
     }
 }
 
@@ -329,7 +378,8 @@ impl Core {
 
     /// Feeds one event; appends what to do to `out` (which the caller clears and reuses).
     pub fn handle(&mut self, event: Event<'_>, now: Now, out: &mut Actions) {
-        match event {
+        // Each arm returns the row it took: a path that records none does not compile.
+        let _: Took = match event {
             Event::Start => self.enter_startup(out),
             Event::Consistent => self.consistent(out),
             Event::Deadline => self.deadline(now, out),
@@ -338,6 +388,7 @@ impl Core {
             Event::Launched { key, pid, slot, spare } => self.launched(key, pid, slot, spare, now, out),
             Event::LaunchFailed { key, error } => self.launch_failed(key, error, now, out),
             Event::ChildStarted { pid, slot } => {
+                let took = self.took(Row::ChildTracked);
                 let child = Child {
                     kind: slot.kind(),
                     slot,
@@ -346,26 +397,27 @@ impl Core {
                     spare: None,
                 };
                 self.children.insert(pid, child);
+                took
             }
             Event::StartupFailed { error } => {
-                rows::fired(Row::StartupLaunchFailed);
+                let took = self.took(Row::StartupLaunchFailed);
                 let line = format!("cannot start the startup child: {error}; stopping");
                 self.fail(line, "a failed startup", now, out);
+                took
             }
             Event::ChildExited { pid, status, slot } => self.child_exited(pid, status, slot, now, out),
             Event::Adopted { pid, from } => self.adopted(pid, from, out),
-            Event::AdoptedExited { pid } => {
-                self.adopted.remove(&pid);
-                self.after_exit(now, out);
-            }
+            Event::AdoptedExited { pid } => self.adopted_exited(pid, now, out),
             Event::Scanned => self.scanned(out),
             Event::SegmentCreated => self.segment_created(now, out),
             Event::SegmentFailed { error } => {
-                rows::fired(Row::ResetFailed);
+                let took = self.took(Row::ResetFailed);
+                self.generation += 1;
                 let line = format!("cannot recreate shared memory after a crash: {error}; stopping");
                 self.fail(line, "a failed reset", now, out);
+                took
             }
-        }
+        };
     }
 
     // ---- what the event loop reads ----
@@ -472,6 +524,11 @@ impl Core {
 
     // ---- host phase ----
 
+    /// Records a host row, taken from the current step.
+    fn took(&self, row: Row) -> Took {
+        rows::fired(row, State::Host(Step::of(self.phase)))
+    }
+
     /// Moves to `phase` and publishes the state; logs it and tells the service manager when the
     /// reported state changed.
     fn enter(&mut self, phase: Phase, out: &mut Actions) {
@@ -487,32 +544,32 @@ impl Core {
 
     /// At start and after every crash reset: the startup child runs the startup hooks, or the
     /// host goes straight to running when no plugin registered any.
-    fn enter_startup(&mut self, out: &mut Actions) {
+    fn enter_startup(&mut self, out: &mut Actions) -> Took {
         if !self.has_startup_hooks {
-            rows::fired(Row::StartNoHooks);
+            let took = self.took(Row::StartNoHooks);
             self.enter(Phase::Up(Progress::Running), out);
-            return;
+            return took;
         }
-        rows::fired(Row::StartWithHooks);
+        let took = self.took(Row::StartWithHooks);
         self.enter(Phase::Up(Progress::Startup), out);
         out.push(Action::StartStartup);
+        took
     }
 
-    fn consistent(&mut self, out: &mut Actions) {
-        if self.phase == Phase::Up(Progress::Startup) {
-            rows::fired(Row::Consistent);
-            self.enter(Phase::Up(Progress::Consistent), out);
-        } else {
-            rows::fired(Row::ConsistentIgnored);
+    fn consistent(&mut self, out: &mut Actions) -> Took {
+        if self.phase != Phase::Up(Progress::Startup) {
+            return self.took(Row::ConsistentIgnored);
         }
+        let took = self.took(Row::Consistent);
+        self.enter(Phase::Up(Progress::Consistent), out);
+        took
     }
 
-    fn reloaded(&mut self, settings: Option<Settings>, out: &mut Actions) {
+    fn reloaded(&mut self, settings: Option<Settings>, out: &mut Actions) -> Took {
         let Some(settings) = settings else {
-            rows::fired(Row::ReloadRefused);
-            return;
+            return self.took(Row::ReloadRefused);
         };
-        rows::fired(Row::ReloadApplied);
+        let took = self.took(Row::ReloadApplied);
         self.settings = settings;
         // A reload request is not a stop: a death after SIGHUP is judged on its own.
         for (pid, c) in self.children.iter() {
@@ -523,6 +580,7 @@ impl Core {
                 });
             }
         }
+        took
     }
 
     /// Sends `sig` to the children `which` selects, recording first that the host signalled

@@ -6,15 +6,24 @@
 //! child was.
 
 use super::policy::{classify, next_for, Next, Outcome, RestartDecision};
-use super::{rows, Action, Actions, Core, Level, Now, Phase, Progress, Row, SlotCopy, WorkerKey};
+use super::rows::{self, State, Took};
+use super::{Action, Actions, Core, Level, Now, Phase, Progress, Row, SlotCopy, WorkerKey};
 use crate::shared::handoff::ChildKind;
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::RestartPolicy;
 
 impl Core {
-    pub(super) fn child_exited(&mut self, pid: i32, status: ExitStatus, slot: SlotCopy, now: Now, out: &mut Actions) {
+    pub(super) fn child_exited(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        slot: SlotCopy,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
         let Some(child) = self.children.remove(pid) else {
-            return;
+            // Not a child the core knows: to the core, as any process it did not start.
+            return self.adopted_exited(pid, now, out);
         };
         if let (Some(key), Some(us)) = (child.worker, slot.launch_us) {
             if let Some(w) = self.worker_mut(key) {
@@ -30,43 +39,44 @@ impl Core {
             // the check that failed): reset it, as for any crash. The code is the claim, not
             // proof: plugin code may exit with 3 too. Workers and connections get there through
             // their own crash handling below.
-            rows::fired(Row::CorruptSegmentReported);
+            let took = self.took(Row::CorruptSegmentReported);
             let what = format!(
                 "{} child (pid {pid}) exited with code 3, which reports a corrupt shared-memory segment",
                 child.kind.info().name
             );
             self.crash(&what, now, out);
             self.after_exit(now, out);
-            return;
+            return took;
         }
-        match child.kind {
-            ChildKind::DeadEnd => {}
+        let took = match child.kind {
+            ChildKind::DeadEnd => self.took(Row::DeadEndExited),
             ChildKind::Startup => self.startup_exited(pid, status, outcome, slot.reason, now, out),
+            // Died before it was handed a worker: it touched nothing shared but its own slot,
+            // so this is not a crash.
+            ChildKind::Spare if child.signalled => self.took(Row::SpareStopped),
             ChildKind::Spare => {
-                // Died before it was handed a worker: it touched nothing shared but its own slot,
-                // so this is not a crash.
-                if !child.signalled {
-                    rows::fired(Row::SpareDied);
-                    out.push(Action::Log(
-                        Level::Warn,
-                        format!("spare child (pid {pid}) ended with {status}: {}", slot.reason),
-                    ));
-                }
+                let took = self.took(Row::SpareDied);
+                out.push(Action::Log(
+                    Level::Warn,
+                    format!("spare child (pid {pid}) ended with {status}: {}", slot.reason),
+                ));
+                took
             }
-            ChildKind::Connection => {
-                if outcome == Outcome::Crash {
-                    rows::fired(Row::ConnectionCrashed);
-                    let what = format!("connection child (pid {pid}) crashed: {status}{}", corrupt_note(status));
-                    self.crash(&what, now, out);
-                }
+            ChildKind::Connection if outcome == Outcome::Crash => {
+                let took = self.took(Row::ConnectionCrashed);
+                let what = format!("connection child (pid {pid}) crashed: {status}{}", corrupt_note(status));
+                self.crash(&what, now, out);
+                took
             }
-            ChildKind::Worker => {
-                if let Some(key) = child.worker {
-                    self.worker_exited(key, pid, status, outcome, slot, now, out);
-                }
-            }
-        }
+            ChildKind::Connection => self.took(Row::ConnectionExited),
+            ChildKind::Worker => match child.worker.filter(|k| self.worker(*k).is_some()) {
+                Some(key) => self.worker_exited(key, pid, status, outcome, slot, now, out),
+                // A worker child with no worker in the table: the loop never makes one.
+                None => self.took(Row::StaleKey),
+            },
+        };
         self.after_exit(now, out);
+        took
     }
 
     fn startup_exited(
@@ -77,16 +87,17 @@ impl Core {
         reason: String,
         now: Now,
         out: &mut Actions,
-    ) {
+    ) -> Took {
         if !self.is_up() {
-            return;
+            // Recovering or stopping: the host signalled it, or a smart shutdown outlived it.
+            return self.took(Row::StartupExitIgnored);
         }
         if outcome == Outcome::Done {
-            rows::fired(Row::StartupDone);
+            let took = self.took(Row::StartupDone);
             self.enter(Phase::Up(Progress::Running), out);
-            return;
+            return took;
         }
-        rows::fired(Row::StartupFailed);
+        let took = self.took(Row::StartupFailed);
         let reason = match (outcome, reason.is_empty()) {
             // The child names the hook it is running in its slot, so a crash still names it.
             (Outcome::Crash, false) => format!("the startup child (pid {pid}) ended with {status} while {reason}"),
@@ -95,6 +106,7 @@ impl Core {
         };
         let line = format!("start-up failed: {reason}; stopping");
         self.fail(line, "a failed startup hook", now, out);
+        took
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -107,10 +119,12 @@ impl Core {
         slot: SlotCopy,
         now: Now,
         out: &mut Actions,
-    ) {
+    ) -> Took {
         let up = self.is_up();
         let stopping = matches!(self.phase, Phase::Stopping(_));
-        let Some(w) = self.worker_mut(key) else { return };
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
         let name = w.spec.name.clone();
         let policy = w.spec.restart;
         let crash_loop = w.spec.crash_loop;
@@ -125,6 +139,7 @@ impl Core {
             (_, true) => status.to_string(),
         };
         let r = &mut w.run;
+        let from = State::Worker(r.state);
         r.pid = None;
         r.last_exit = Some((status, now.wall_ms, reason.clone()));
         r.history.push_front((status, now.wall_ms, reason.clone()));
@@ -137,29 +152,28 @@ impl Core {
 
         if !up {
             // Recovering or stopping: what happens next is decided by the phase, not the exit.
-            if stopping {
-                rows::fired(Row::WorkerExitWhileStopping);
+            let took = if stopping {
                 r.state = WorkerState::Stopped;
+                rows::fired(Row::WorkerExitWhileStopping, from)
             } else {
-                rows::fired(Row::WorkerExitWhileRecovering);
-            }
+                rows::fired(Row::WorkerExitWhileRecovering, from)
+            };
             out.push(Action::PublishWorker(key));
-            return;
+            return took;
         }
-        match next_for(outcome, policy) {
+        let took = match next_for(outcome, policy) {
             next @ (Next::Stop | Next::Fail) => {
                 let (row, state, level, verb) = match next {
                     Next::Stop => (Row::WorkerStops, WorkerState::Stopped, Level::Info, "exited"),
                     _ => (Row::WorkerFails, WorkerState::Failed, Level::Error, "failed"),
                 };
-                rows::fired(row);
                 r.state = state;
                 let line = format!("worker {name} (pid {pid}) {verb} with {status}: {reason}; not restarting");
                 out.push(Action::Log(level, line));
+                rows::fired(row, from)
             }
             Next::Restart => match r.tracker.decide(policy, crash_loop, now.mono, ran_for) {
                 RestartDecision::After(d) => {
-                    rows::fired(Row::WorkerRestarts);
                     r.state = WorkerState::WaitingRestart;
                     r.restart_at = Some(now.mono + d);
                     r.restart_at_ms = Some(now.wall_ms + d.as_millis() as u64);
@@ -170,9 +184,9 @@ impl Core {
                             crate::shared::time::format_duration(d)
                         ),
                     ));
+                    rows::fired(Row::WorkerRestarts, from)
                 }
                 RestartDecision::GiveUp(why) => {
-                    rows::fired(Row::WorkerGivesUp);
                     r.state = WorkerState::Failed;
                     let full = format!("{why} (last exit: {reason})");
                     r.last_exit = Some((status, now.wall_ms, full.clone()));
@@ -180,6 +194,7 @@ impl Core {
                         Level::Error,
                         format!("worker {name} (pid {pid}) failed: {full}; not restarting"),
                     ));
+                    rows::fired(Row::WorkerGivesUp, from)
                 }
             },
             Next::ResetHost => {
@@ -191,24 +206,25 @@ impl Core {
                         RestartDecision::After(_) => None,
                     },
                 };
-                if let Some(why) = gave_up {
-                    rows::fired(Row::WorkerCrashGivesUp);
+                let took = if let Some(why) = gave_up {
                     r.state = WorkerState::Failed;
                     r.last_exit = Some((status, now.wall_ms, format!("{why} (last exit: {reason})")));
                     out.push(Action::Log(
                         Level::Error,
                         format!("worker {name} (pid {pid}) failed: {why}; it will not start again after the reset"),
                     ));
+                    rows::fired(Row::WorkerCrashGivesUp, from)
                 } else {
-                    rows::fired(Row::WorkerCrashes);
                     r.state = WorkerState::WaitingRestart;
-                }
+                    rows::fired(Row::WorkerCrashes, from)
+                };
                 out.push(Action::PublishWorker(key));
                 self.crash(&format!("worker {name} (pid {pid}) {reason}"), now, out);
-                return;
+                return took;
             }
-        }
+        };
         out.push(Action::PublishWorker(key));
+        took
     }
 }
 

@@ -9,21 +9,25 @@
 
 use nix::sys::signal::Signal;
 
-use super::{rows, Action, Actions, Child, Core, Level, Now, Phase, Progress, Recovery, Row, Shutdown, StopMode};
+use super::rows::Took;
+use super::{Action, Actions, Child, Core, Level, Now, Phase, Progress, Recovery, Row, Shutdown, StopMode};
 
 impl Core {
-    pub(super) fn deadline(&mut self, now: Now, out: &mut Actions) {
+    pub(super) fn deadline(&mut self, now: Now, out: &mut Actions) -> Took {
         match self.phase {
-            Phase::Up(progress) => self.launch_due(progress, now, out),
+            Phase::Up(progress) => {
+                let took = self.took(Row::LaunchDue);
+                self.launch_due(progress, now, out);
+                took
+            }
             Phase::Recovering(Recovery::Quitting { kill_at }) if now.mono >= kill_at => {
                 let n = self.attached_children();
                 if n == 0 {
                     // Every exit checks this already; checking here too means a passed deadline
                     // can never leave the loop polling with a zero timeout.
-                    self.after_exit(now, out);
-                    return;
+                    return self.reset(out);
                 }
-                rows::fired(Row::RecoverKill);
+                let took = self.took(Row::RecoverKill);
                 let who = match n {
                     1 => "1 child".to_owned(),
                     n => format!("{n} children"),
@@ -34,15 +38,17 @@ impl Core {
                 ));
                 self.signal_children(Signal::SIGKILL, |c| c.kind.info().attaches_shmem, out);
                 self.phase = Phase::Recovering(Recovery::Killed);
+                took
             }
             Phase::Stopping(Shutdown::Signalled { mode, kill_at }) if now.mono >= kill_at => {
-                rows::fired(Row::StopKill);
+                let took = self.took(Row::StopKill);
                 self.log_stragglers(out);
                 self.signal_children(Signal::SIGKILL, |_| true, out);
                 self.signal_adopted(Signal::SIGKILL, out);
                 self.phase = Phase::Stopping(Shutdown::Killed { mode });
+                took
             }
-            _ => {}
+            _ => self.took(Row::DeadlineWaits),
         }
     }
 
@@ -74,18 +80,17 @@ impl Core {
     // ---- crash recovery ----
 
     /// A child attached to shared memory crashed (`what` names it and how).
-    pub(super) fn crash(&mut self, what: &str, now: Now, out: &mut Actions) {
+    pub(super) fn crash(&mut self, what: &str, now: Now, out: &mut Actions) -> Took {
         if !self.is_up() {
-            rows::fired(Row::CrashIgnored);
-            return;
+            return self.took(Row::CrashIgnored);
         }
         if !self.settings.restart_after_crash {
-            rows::fired(Row::CrashStop);
+            let took = self.took(Row::CrashStop);
             let line = format!("{what}; restart_after_crash is off: stopping the host");
             self.fail(line, "a crash", now, out);
-            return;
+            return took;
         }
-        rows::fired(Row::CrashRecover);
+        let took = self.took(Row::CrashRecover);
         out.push(Action::Log(
             Level::Error,
             format!(
@@ -96,6 +101,7 @@ impl Core {
         let kill_at = now.mono + self.settings.crash_kill_timeout;
         self.enter(Phase::Recovering(Recovery::Quitting { kill_at }), out);
         self.signal_children(Signal::SIGQUIT, |_| true, out);
+        took
     }
 
     /// After anything left: a recovery resets once no attached child is left; a shutdown moves
@@ -103,22 +109,17 @@ impl Core {
     pub(super) fn after_exit(&mut self, now: Now, out: &mut Actions) {
         match self.phase {
             Phase::Recovering(Recovery::Quitting { .. } | Recovery::Killed) if self.attached_children() == 0 => {
-                rows::fired(Row::RecoverReset);
-                self.phase = Phase::Recovering(Recovery::Resetting);
-                self.generation += 1;
-                out.push(Action::CreateSegment {
-                    generation: self.generation,
-                });
+                self.reset(out);
             }
             Phase::Stopping(s) => {
                 if s == Shutdown::SmartWaiting && self.connections() == 0 {
-                    rows::fired(Row::SmartProceeds);
+                    self.took(Row::SmartProceeds);
                     self.signal_stop(StopMode::Smart, now, out);
                 }
                 if self.children.is_empty() && !self.scan_pending {
                     // Nothing that is left may outlive the host: look once more for processes
                     // the last children left behind.
-                    rows::fired(Row::StopScan);
+                    self.took(Row::StopScan);
                     self.scan_pending = true;
                     out.push(Action::ScanAdopted);
                 }
@@ -127,8 +128,21 @@ impl Core {
         }
     }
 
-    pub(super) fn segment_created(&mut self, now: Now, out: &mut Actions) {
-        rows::fired(Row::ResetDone);
+    /// No attached child is left of a crash reset: ask for the new segment.
+    fn reset(&mut self, out: &mut Actions) -> Took {
+        let took = self.took(Row::RecoverReset);
+        self.phase = Phase::Recovering(Recovery::Resetting);
+        // The generation moves on when the new segment exists (or could not be made): until
+        // then status and `STATUS=` name the segment that crashed.
+        out.push(Action::CreateSegment {
+            generation: self.generation + 1,
+        });
+        took
+    }
+
+    pub(super) fn segment_created(&mut self, now: Now, out: &mut Actions) -> Took {
+        let took = self.took(Row::ResetDone);
+        self.generation += 1;
         let restarting = self.reset_workers(now, out);
         // Published by `enter_startup` below, so the host goes from recovering to startup (or
         // running) without reporting the running of before the crash in between.
@@ -141,6 +155,7 @@ impl Core {
             ),
         ));
         self.enter_startup(out);
+        took
     }
 
     // ---- shutdown ----
@@ -153,11 +168,10 @@ impl Core {
         self.stop(StopMode::Immediate, why, now, out);
     }
 
-    pub(super) fn stop(&mut self, mode: StopMode, why: &str, now: Now, out: &mut Actions) {
+    pub(super) fn stop(&mut self, mode: StopMode, why: &str, now: Now, out: &mut Actions) -> Took {
         if let Phase::Stopping(s) = self.phase {
             if mode <= s.mode() {
-                rows::fired(Row::StopIgnored);
-                return;
+                return self.took(Row::StopIgnored);
             }
         }
         out.push(Action::Log(
@@ -165,14 +179,17 @@ impl Core {
             format!("{} shutdown requested ({why})", mode.as_str()),
         ));
         self.cancel_restarts(out);
-        if mode == StopMode::Smart && self.connections() > 0 {
-            rows::fired(Row::StopSmartWaits);
+        let took = if mode == StopMode::Smart && self.connections() > 0 {
+            let took = self.took(Row::StopSmartWaits);
             self.enter(Phase::Stopping(Shutdown::SmartWaiting), out);
+            took
         } else {
-            rows::fired(Row::StopSignals);
+            let took = self.took(Row::StopSignals);
             self.signal_stop(mode, now, out);
-        }
+            took
+        };
         self.after_exit(now, out);
+        took
     }
 
     /// Signals every child and adopted process for a shutdown in `mode` and starts the
@@ -190,23 +207,35 @@ impl Core {
         }
     }
 
-    pub(super) fn adopted(&mut self, pid: i32, from: String, out: &mut Actions) {
+    pub(super) fn adopted(&mut self, pid: i32, from: String, out: &mut Actions) -> Took {
         self.adopted.insert(pid, from);
         let sig = match self.phase {
             Phase::Stopping(Shutdown::Signalled { mode, .. }) => stop_signal(mode),
             Phase::Stopping(Shutdown::Killed { .. }) => Signal::SIGKILL,
-            _ => return,
+            // Signalled with the rest when a shutdown signals them.
+            _ => return self.took(Row::AdoptedTracked),
         };
-        rows::fired(Row::AdoptedSignalled);
+        let took = self.took(Row::AdoptedSignalled);
         out.push(Action::Signal { pid, sig });
+        took
     }
 
-    pub(super) fn scanned(&mut self, out: &mut Actions) {
+    pub(super) fn adopted_exited(&mut self, pid: i32, now: Now, out: &mut Actions) -> Took {
+        let took = self.took(Row::AdoptedExited);
+        self.adopted.remove(&pid);
+        self.after_exit(now, out);
+        took
+    }
+
+    pub(super) fn scanned(&mut self, out: &mut Actions) -> Took {
         self.scan_pending = false;
-        if matches!(self.phase, Phase::Stopping(_)) && self.children.is_empty() && self.adopted.is_empty() {
-            rows::fired(Row::StopExit);
-            out.push(Action::Exit(self.exit_code));
+        if !(matches!(self.phase, Phase::Stopping(_)) && self.children.is_empty() && self.adopted.is_empty()) {
+            // What is left ends with an exit, which asks for the next scan.
+            return self.took(Row::ScanLeftSome);
         }
+        let took = self.took(Row::StopExit);
+        out.push(Action::Exit(self.exit_code));
+        took
     }
 }
 

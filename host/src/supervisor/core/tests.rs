@@ -4,15 +4,17 @@
 //!
 //! Each scenario is a plain function listed in `scenarios!`, which makes a `#[test]` of each and
 //! lets `every_row_of_the_table_is_exercised` run them all on one thread and check that every
-//! row of [`ROWS`] fired.
+//! (row, state) pair of [`ROWS`] fired; a row that fires from a state its row does not list fails
+//! whichever scenario takes it.
 
 mod outcomes;
 mod reset;
 mod shutdown;
+mod states;
 
 use std::time::Duration;
 
-use super::rows::{take_fired, Row, ROWS};
+use super::rows::{take_fired, Row, State, ROWS};
 use super::*;
 use crate::shared::registry::{Registry, RestartPolicy, StartTime};
 use crate::shared::shmem::Layout;
@@ -20,6 +22,7 @@ use crate::supervisor::pool::ChildSlotPool;
 use outcomes::*;
 use reset::*;
 use shutdown::*;
+use states::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -64,6 +67,9 @@ struct Driver {
     startup_fails: bool,
     segment_fails: bool,
     startup_pid: Option<i32>,
+    /// Each state told to the service manager, with the segment generation the loop would name
+    /// in its `STATUS=` line at that moment.
+    notified: Vec<(HostState, u64)>,
 }
 
 impl Driver {
@@ -87,6 +93,7 @@ impl Driver {
             startup_fails: false,
             segment_fails: false,
             startup_pid: None,
+            notified: Vec::new(),
         }
     }
 
@@ -139,6 +146,7 @@ impl Driver {
                     }
                 }
                 Action::ScanAdopted => self.core.handle(Event::Scanned, now, &mut out),
+                Action::NotifyState(s) => self.notified.push((*s, self.core.generation())),
                 Action::CreateSegment { .. } if self.segment_fails => {
                     let error = "no memory".to_owned();
                     self.core.handle(Event::SegmentFailed { error }, now, &mut out);
@@ -293,6 +301,7 @@ scenarios! {
     a_launch_failure_retries_after_a_second,
     launches_come_in_bounded_batches,
     a_crash_resets_the_host_and_restarts_by_policy,
+    status_names_the_crashed_segment_until_the_new_one_exists,
     a_reset_stops_a_never_worker_that_was_waiting_and_leaves_unstarted_ones,
     a_crash_during_startup_resets_and_starts_up_again,
     a_crash_during_a_reset_startup_resets_again_with_a_new_generation,
@@ -307,6 +316,14 @@ scenarios! {
     a_stop_with_nothing_running_exits_after_one_scan,
     an_applied_reload_passes_sighup_and_new_timeouts,
     workers_are_keyed_by_slot_and_a_generation_that_never_repeats,
+    events_that_change_nothing_change_nothing_in_every_state,
+    a_spare_and_a_connection_end_in_every_state_as_their_signal_says,
+    an_unsignalled_child_that_crashes_resets_or_is_ignored_by_a_smart_wait,
+    the_startup_child_ends_start_up_only_while_the_host_is_up,
+    stops_in_every_state,
+    events_for_a_worker_the_table_no_longer_has_change_nothing,
+    a_launch_that_fails_again_waits_again,
+    a_worker_added_at_run_time_that_failed_is_removed,
 }
 
 #[test]
@@ -316,11 +333,154 @@ fn every_row_of_the_table_is_exercised() {
         scenario();
     }
     let fired = take_fired();
-    let missed: Vec<Row> = ROWS.iter().map(|r| r.row).filter(|r| !fired.contains_key(r)).collect();
-    assert!(missed.is_empty(), "rows no scenario takes: {missed:?}");
-    // And the table lists each row once.
+    let missed: Vec<String> = ROWS
+        .iter()
+        .flat_map(|r| r.from.iter().map(move |s| (r.row, *s)))
+        .filter(|pair| !fired.contains(pair))
+        .map(|(row, s)| format!("{row:?} from {s}"))
+        .collect();
+    assert!(missed.is_empty(), "(row, state) pairs no scenario takes: {missed:?}");
+    // And the table lists each row once, each of its states once, all of the host's or all of a
+    // worker's.
     let mut rows: Vec<Row> = ROWS.iter().map(|r| r.row).collect();
     rows.sort();
     rows.dedup();
     assert_eq!(rows.len(), ROWS.len());
+    for r in ROWS {
+        assert!(!r.from.is_empty(), "{:?} leaves no state", r.row);
+        for (i, s) in r.from.iter().enumerate() {
+            assert!(!r.from[..i].contains(s), "{:?} lists {s} twice", r.row);
+            let worker = |s: &State| matches!(s, State::Worker(_));
+            assert_eq!(
+                worker(s),
+                worker(&r.from[0]),
+                "{:?} mixes host and worker states",
+                r.row
+            );
+        }
+    }
+}
+
+/// docs/architecture.md shows the table as `rows::render` renders it.
+#[test]
+fn the_architecture_document_shows_this_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/architecture.md");
+    let doc = std::fs::read_to_string(path).expect("docs/architecture.md");
+    for workers in [false, true] {
+        let table = super::rows::render(workers);
+        assert!(
+            doc.contains(&table),
+            "docs/architecture.md does not show the {} rows as core/rows.rs has them:\n{table}",
+            if workers { "worker" } else { "host" }
+        );
+    }
+}
+
+// ---- the action buffer ----
+
+#[test]
+fn actions_past_the_room_move_to_the_heap_in_order() {
+    let mut out = Actions::new().unwrap();
+    for i in 0..Actions::ROOM + 50 {
+        out.push(Action::Exit(i as i32));
+        assert_eq!(out.spilled(), i >= Actions::ROOM, "{i}");
+    }
+    assert_eq!(out.len(), Actions::ROOM + 50);
+    assert!(out.iter().enumerate().all(|(i, a)| *a == Action::Exit(i as i32)));
+    out.clear();
+    out.push(Action::ScanAdopted);
+    assert!(!out.spilled(), "a new turn starts in the private room");
+    assert_eq!(*out, [Action::ScanAdopted]);
+}
+
+/// The one kind of turn that forks more than once fits the private room, so its launches write
+/// no page a fork shares.
+#[test]
+fn a_batch_of_failed_launches_fits_the_private_room() {
+    let specs = (0..100)
+        .map(|i| spec(&format!("w{i}"), after(SEC), StartTime::HostStart))
+        .collect();
+    let mut d = Driver::new(specs, false);
+    d.launch_fails = true;
+    d.ev(Event::Start);
+    let a = d.ev(Event::Deadline);
+    assert_eq!(launches(&a), LAUNCH_BATCH);
+    assert!(a.len() <= Actions::ROOM, "{} actions", a.len());
+}
+
+/// A turn that outgrows the room maps no memory: pushing cannot fail where `mmap` does. The
+/// child denies itself `mmap` (ENOMEM) with a seccomp filter, then pushes four rooms' worth.
+#[test]
+fn a_turn_past_the_room_maps_no_memory() {
+    let n = 4 * Actions::ROOM;
+    // SAFETY: the child touches only its own buffer and the allocator (which glibc's fork leaves usable
+    // in the child of a threaded process) and ends with `_exit`, never returning to the harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // Its own: the private room is not inherited (`MADV_DONTFORK`).
+        let made = Actions::new();
+        let code = match made.map(|out| (out, deny_mmap())) {
+            Err(_) | Ok((_, Err(_))) => 2,
+            Ok((mut out, Ok(()))) => {
+                let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    for i in 0..n {
+                        out.push(Action::Exit(i as i32));
+                    }
+                    out.len() == n && out.iter().enumerate().all(|(i, a)| *a == Action::Exit(i as i32))
+                }));
+                match pushed {
+                    Ok(true) => 0,
+                    _ => 1,
+                }
+            }
+        };
+        // SAFETY: ends the child without running the parent's destructors or harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above, into a local.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    assert!(libc::WIFEXITED(status), "the child died: status {status:#x}");
+    match libc::WEXITSTATUS(status) {
+        0 => {}
+        2 => panic!("the child could not make its buffer or install its seccomp filter"),
+        c => panic!("pushing past the room failed without mmap (child exit {c})"),
+    }
+}
+
+/// Makes every later `mmap` of this process fail with ENOMEM.
+fn deny_mmap() -> std::io::Result<()> {
+    use libc::{sock_filter, sock_fprog, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let op = |code: u32, jt: u8, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let mut prog = [
+        // The syscall number: the first word of `struct seccomp_data`.
+        op(BPF_LD | BPF_W | BPF_ABS, 0, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, libc::SYS_mmap as u32),
+        op(BPF_RET | BPF_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOMEM as u32),
+        op(BPF_RET | BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; the filter program outlives the call that copies it.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &fprog as *const sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::policy::{restarts_after_reset, RestartTracker};
-use super::{rows, start_time_reached, Action, Actions, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
+use super::rows::{self, State, Took};
+use super::{start_time_reached, Action, Actions, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::{RestartPolicy, WorkerSpec};
 use crate::supervisor::pool::ChildSlotId;
@@ -124,7 +125,7 @@ impl Core {
                 state: w.run.state.as_str(),
             });
         }
-        rows::fired(Row::WorkerRemoved);
+        rows::fired(Row::WorkerRemoved, State::Worker(w.run.state));
         let w = self.workers[key.slot as usize].take().expect("checked above");
         Ok(w.spec)
     }
@@ -171,7 +172,7 @@ impl Core {
             if n == LAUNCH_BATCH {
                 break;
             }
-            rows::fired(Row::WorkerDue);
+            rows::fired(Row::WorkerDue, State::Worker(w.run.state));
             out.push(Action::Launch(w.key));
             n += 1;
         }
@@ -185,9 +186,11 @@ impl Core {
         spare: Option<ChildSlotId>,
         now: Now,
         out: &mut Actions,
-    ) {
-        let Some(w) = self.worker_mut(key) else { return };
-        rows::fired(Row::WorkerLaunched);
+    ) -> Took {
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
+        let took = rows::fired(Row::WorkerLaunched, State::Worker(w.run.state));
         let r = &mut w.run;
         if r.ever_started {
             r.restarts += 1;
@@ -210,11 +213,20 @@ impl Core {
             },
         );
         out.push(Action::PublishWorker(key));
+        took
     }
 
-    pub(super) fn launch_failed(&mut self, key: WorkerKey, error: &std::io::Error, now: Now, out: &mut Actions) {
-        let Some(w) = self.worker_mut(key) else { return };
-        rows::fired(Row::WorkerLaunchFailed);
+    pub(super) fn launch_failed(
+        &mut self,
+        key: WorkerKey,
+        error: &std::io::Error,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
+        let took = rows::fired(Row::WorkerLaunchFailed, State::Worker(w.run.state));
         out.push(Action::Log(
             Level::Error,
             format!(
@@ -226,13 +238,14 @@ impl Core {
         w.run.restart_at = Some(now.mono + LAUNCH_RETRY);
         w.run.restart_at_ms = Some(now.wall_ms + LAUNCH_RETRY.as_millis() as u64);
         out.push(Action::PublishWorker(key));
+        took
     }
 
     /// A shutdown began: a restart or a first start still to come is cancelled.
     pub(super) fn cancel_restarts(&mut self, out: &mut Actions) {
         for w in self.workers.iter_mut().flatten() {
             if matches!(w.run.state, WorkerState::WaitingRestart | WorkerState::NotStarted) {
-                rows::fired(Row::WorkerStartCancelled);
+                rows::fired(Row::WorkerStartCancelled, State::Worker(w.run.state));
                 w.run.state = WorkerState::Stopped;
                 w.run.restart_at = None;
                 w.run.restart_at_ms = None;
@@ -255,13 +268,13 @@ impl Core {
                 continue;
             }
             if restarts_after_reset(r.state, policy) {
-                rows::fired(Row::WorkerResetRestarts);
+                rows::fired(Row::WorkerResetRestarts, State::Worker(r.state));
                 r.state = WorkerState::WaitingRestart;
                 r.restart_at = Some(now.mono);
                 r.restart_at_ms = None;
                 restarting += 1;
             } else if matches!(r.state, WorkerState::Running | WorkerState::WaitingRestart) {
-                rows::fired(Row::WorkerResetStops);
+                rows::fired(Row::WorkerResetStops, State::Worker(r.state));
                 r.state = WorkerState::Stopped;
                 r.restart_at = None;
                 r.restart_at_ms = None;

@@ -46,6 +46,25 @@ pub(super) fn a_crash_resets_the_host_and_restarts_by_policy() {
     assert_eq!(launches(&d.ev(Event::Deadline)), 2);
 }
 
+pub(super) fn status_names_the_crashed_segment_until_the_new_one_exists() {
+    let mut d = Driver::started(vec![spec("only", after(SEC), StartTime::HostStart)]);
+    // The only attached child: its crash leads straight to a new segment, in the same turn.
+    d.exit(d.pid_of(0), ExitStatus::Signal(11), false, "");
+    assert_eq!(
+        d.notified,
+        vec![
+            (HostState::Running, 1),
+            (HostState::Recovering, 1),
+            (HostState::Running, 2)
+        ],
+        "the recovering line names generation 1, the segment that crashed"
+    );
+    d.ev(Event::Deadline);
+    d.segment_fails = true;
+    d.exit(d.pid_of(0), ExitStatus::Signal(11), false, "");
+    assert_eq!(d.notified[3..], [(HostState::Recovering, 2), (HostState::Stopping, 3)]);
+}
+
 pub(super) fn a_reset_stops_a_never_worker_that_was_waiting_and_leaves_unstarted_ones() {
     let mut d = Driver::new(
         vec![
