@@ -32,7 +32,9 @@
 //! - [`worker_entry!`] exports a `fn(&mut Worker) -> Result<(), WorkerError>` as a worker entry;
 //!   [`entry!`] names it for registration, checked at compile time.
 //! - [`Worker`] is what a running worker gets: its name, argument and extra bytes, settings,
-//!   regions, and the termination-aware [`Worker::wait`].
+//!   regions, the termination-aware [`Worker::wait`], its latch ([`Worker::latch`], a
+//!   [`LatchHandle`] any process of the host can [`LatchHandle::set`] to wake that `wait`, and
+//!   [`Worker::latch_fd`] for async code) and [`Worker::set_activity`] for `steward status`.
 //!
 //! # What the SDK cannot protect you from
 //!
