@@ -20,8 +20,8 @@
 //!                   [0, W) workers, [W, W+C) connections, W+C the startup child, then spares
 //! worker_slots_off  WorkerSlot x W: the static workers, then `max_worker_processes` free ones;
 //!                   each holds the worker's registration and its StatusCell
-//! regions_off       RegionEntry x regions
-//!                   region bytes, each region 64-byte aligned
+//! regions_off       region bytes, each region 64-byte aligned (children find each one's offset
+//!                   in the layout, which the registry's regions fix at start-up)
 //! ```
 //!
 //! Ownership and hand-off:
@@ -200,14 +200,6 @@ impl WorkerSlot {
     }
 }
 
-#[repr(C)]
-pub struct RegionEntry {
-    pub plugin: Text<64>,
-    pub name: Text<64>,
-    pub offset: AtomicU64,
-    pub size: AtomicU64,
-}
-
 /// The mapped segment.
 pub struct Segment {
     fd: OwnedFd,
@@ -284,13 +276,6 @@ impl Segment {
         h.regions_off.store(layout.regions_off, Ordering::Relaxed);
         for (i, w) in workers.iter().enumerate() {
             seg.publish_worker(i as u32, w);
-        }
-        for (i, r) in regions.iter().enumerate() {
-            let e = seg.region_entry(i);
-            e.plugin.store(&r.plugin);
-            e.name.store(&r.name);
-            e.offset.store(layout.region_offsets[i], Ordering::Relaxed);
-            e.size.store(r.size, Ordering::Relaxed);
         }
         h.magic.store(SEGMENT_MAGIC, Ordering::Release);
         Ok(seg)
@@ -429,12 +414,6 @@ impl Segment {
         assert!(i < self.layout.n_worker_slots, "worker slot {i} out of range");
         // SAFETY: as for `child_slot`.
         unsafe { self.at(self.layout.worker_slots_off + i as u64 * std::mem::size_of::<WorkerSlot>() as u64) }
-    }
-
-    fn region_entry(&self, i: usize) -> &RegionEntry {
-        assert!(i < self.layout.region_offsets.len());
-        // SAFETY: as for `child_slot`.
-        unsafe { self.at(self.layout.regions_off + i as u64 * std::mem::size_of::<RegionEntry>() as u64) }
     }
 
     /// Writes a registration into worker slot `i` and hands it over (`in_use`, release).
