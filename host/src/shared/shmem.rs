@@ -40,7 +40,7 @@
 //!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
 //!   supervisor frees the spare's slot once it sees the claim or the process is gone.
-//!   Each child slot also holds its process's latch and activity line (layout 3; see
+//!   Each child slot also holds its process's latch and activity line (layout 4; see
 //!   [`crate::shared::protocol::latch`]): `assign` starts a new latch tenancy (a new epoch, so
 //!   every older handle is stale), the owner claims it with its pid, any child sets it, and
 //!   `free` ends the tenancy and forgets the owner's pid; the worker writes its activity line, connection children
@@ -76,7 +76,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
