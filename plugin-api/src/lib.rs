@@ -32,7 +32,9 @@
 //! - [`worker_entry!`] exports a `fn(&mut Worker) -> Result<(), WorkerError>` as a worker entry;
 //!   [`entry!`] names it for registration, checked at compile time.
 //! - [`Worker`] is what a running worker gets: its name, argument and extra bytes, settings,
-//!   regions, and the termination-aware [`Worker::wait`].
+//!   regions, the termination-aware [`Worker::wait`], its latch ([`Worker::latch`], a
+//!   [`LatchHandle`] any process of the host can [`LatchHandle::set`] to wake that `wait`, and
+//!   [`Worker::latch_fd`] for async code) and [`Worker::set_activity`] for `steward status`.
 //!
 //! # What the SDK cannot protect you from
 //!
@@ -48,6 +50,7 @@
 
 pub mod abi;
 mod background_worker;
+mod latch;
 mod logging;
 mod macros;
 mod registrar;
@@ -60,6 +63,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 pub use background_worker::{
     register_after_init, BackgroundWorker, EntryPoint, RegisterError, RestartPolicy, StartTime,
 };
+pub use latch::{AtomicLatchHandle, LatchHandle};
 pub use registrar::Registrar;
 pub use run::InitError;
 #[doc(hidden)]

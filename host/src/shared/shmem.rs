@@ -40,6 +40,11 @@
 //!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
 //!   supervisor frees the spare's slot once it sees the claim or the process is gone.
+//!   Each child slot also holds its process's latch and activity line (layout 4; see
+//!   [`crate::shared::protocol::latch`]): `assign` starts a new latch tenancy (a new epoch, so
+//!   every older handle is stale), the owner claims it with its pid, any child sets it, and
+//!   `free` ends the tenancy and forgets the owner's pid; the worker writes its activity line, connection children
+//!   read it under a seqlock, and `prepare_launch` and `free` clear it.
 //! - `WorkerSlot`: PostgreSQL's hand-off. The supervisor fills a slot (today only the static
 //!   workers', when it creates the segment) and sets `in_use` with a release store; the worker
 //!   reads its registration from it. The status part is written only by the supervisor under a
@@ -71,7 +76,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -393,6 +398,16 @@ impl Segment {
         );
         // SAFETY: index bounded by the layout this process computed or validated.
         unsafe { self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64) }
+    }
+
+    /// The index of a child slot of this mapping (`None` for a reference from elsewhere).
+    pub fn child_slot_index(&self, slot: &ChildSlot) -> Option<u32> {
+        let base = self.child_slot(0) as *const ChildSlot as usize;
+        let off = (slot as *const ChildSlot as usize).checked_sub(base)?;
+        let i = off / std::mem::size_of::<ChildSlot>();
+        (off % std::mem::size_of::<ChildSlot>() == 0
+            && (i as u32) < self.layout.spare_child_slot(self.layout.n_spare_slots))
+        .then_some(i as u32)
     }
 
     pub fn worker_slot(&self, i: u32) -> &WorkerSlot {
