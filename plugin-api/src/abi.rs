@@ -24,6 +24,10 @@ pub const PLUGIN_MAGIC: [u8; 8] = *b"STEWARD\x01";
 pub const ENTRY_MAGIC: [u8; 8] = *b"STWENTRY";
 /// Magic bytes of a startup hook's descriptor (a [`WorkerEntry`] run by the startup child).
 pub const HOOK_MAGIC: [u8; 8] = *b"STWHOOK\x01";
+// issue 14: segment init
+/// Magic bytes of a segment init hook's descriptor (a [`WorkerEntry`] run by the startup child on
+/// every new segment, before the startup hooks).
+pub const SEGINIT_MAGIC: [u8; 8] = *b"STWSINIT";
 /// Incompatible ABI changes bump the major version; the host refuses any other major.
 pub const ABI_MAJOR: u16 = 1;
 /// Compatible additions (new fields at the end of a table) bump the minor version.
@@ -35,6 +39,9 @@ pub const HEADER_SYMBOL: &str = "steward_plugin_header";
 pub const ENTRY_SYMBOL_PREFIX: &str = "steward_worker_entry__";
 /// Startup hooks are exported with this prefix followed by the hook function's name.
 pub const HOOK_SYMBOL_PREFIX: &str = "steward_startup_hook__";
+// issue 14: segment init
+/// Segment init hooks are exported with this prefix followed by the hook function's name.
+pub const SEGINIT_SYMBOL_PREFIX: &str = "steward_segment_init__";
 
 /// Longest worker name, in bytes.
 pub const MAX_NAME_LEN: usize = 63;
@@ -277,6 +284,12 @@ pub struct HostApi {
     /// [`STATUS_OK`] when it is set (or already was), [`STATUS_STALE`] when the latch's owner is
     /// gone or the handle is malformed, [`STATUS_UNAVAILABLE`] in a process without the segment.
     pub latch_set: unsafe extern "C" fn(ctx: *mut c_void, handle: u64) -> Status,
+    // issue 14: segment init (ABI 1.1; check with `has` before calling)
+    /// Registers a segment init hook running `function` of `library` (empty: `plugin`), named
+    /// after the function; only while the registry is open. Init hooks run in registration order
+    /// in the startup child on every new segment, before the startup hooks and before any worker.
+    pub register_segment_init:
+        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, library: Str, function: Str) -> Status,
 }
 
 impl HostApi {

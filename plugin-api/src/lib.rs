@@ -65,10 +65,13 @@ pub use background_worker::{
 };
 pub use latch::{AtomicLatchHandle, LatchHandle};
 pub use registrar::Registrar;
+#[doc(hidden)]
+pub use run::__run_segment_init;
 pub use run::InitError;
 #[doc(hidden)]
 pub use run::{__run_hook, __run_init, __run_worker};
 pub use settings::{SettingError, SettingValue};
+pub use worker::SegmentInit;
 pub use worker::{Region, RegionError, Startup, WaitResult, Worker, WorkerError};
 
 /// The SDK's version, recorded in every plugin's header.

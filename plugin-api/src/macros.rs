@@ -75,6 +75,26 @@ macro_rules! startup_hook {
     };
 }
 
+// issue 14: segment init
+/// Exports `fn NAME(&mut SegmentInit) -> Result<(), String>` as a segment init hook named `NAME`;
+/// register it with [`Registrar::on_segment_init`] and [`entry!`]. It runs on every new segment,
+/// before any worker starts. An `Err` or a panic fails the hook, which stops the host with the
+/// hook's name and the reason.
+///
+/// [`Registrar::on_segment_init`]: crate::Registrar::on_segment_init
+/// [`entry!`]: crate::entry!
+#[macro_export]
+macro_rules! segment_init {
+    ($f:ident) => {
+        $crate::__export_entry!(
+            $f,
+            "steward_segment_init__",
+            $crate::abi::SEGINIT_MAGIC,
+            $crate::__run_segment_init
+        );
+    };
+}
+
 /// The export both [`worker_entry!`] and [`startup_hook!`] expand to: a module named after the
 /// function holding its name and a checked descriptor exported as `<prefix><name>`.
 #[doc(hidden)]

@@ -70,6 +70,47 @@ impl<'init> Registrar<'init> {
         }
     }
 
+    // issue 14: segment init
+    /// Registers a segment init hook: `entry` (exported with [`segment_init!`], named with
+    /// [`entry!`]) runs in the startup child on every new shared-memory segment (at start-up and
+    /// after each crash reset), before the startup hooks and before any worker of any start time
+    /// starts, so it is the place to give this plugin's regions their initial values. Init hooks
+    /// run in registration order; one that fails (an `Err` or a panic) stops the host, naming it.
+    /// The hook is named after its function. On a host older than ABI 1.1 this fails with
+    /// [`RegisterError::Other`] and [`abi::STATUS_UNAVAILABLE`].
+    ///
+    /// [`segment_init!`]: crate::segment_init!
+    /// [`entry!`]: crate::entry!
+    pub fn on_segment_init(&mut self, entry: EntryPoint) -> Result<(), RegisterError> {
+        let h = self.host;
+        let end = std::mem::offset_of!(abi::HostApi, register_segment_init) + std::mem::size_of::<usize>();
+        if !h.has(end) {
+            return Err(RegisterError::Other(abi::STATUS_UNAVAILABLE));
+        }
+        let library = entry.library.as_deref().unwrap_or("");
+        // SAFETY: the table comes from the host and has the field (checked above); the strings
+        // outlive the call.
+        let st = unsafe {
+            (h.register_segment_init)(
+                h.ctx,
+                abi::Str::new(self.plugin),
+                abi::Str::new(&entry.function),
+                abi::Str::new(library),
+                abi::Str::new(&entry.function),
+            )
+        };
+        match st {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+            abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(entry.function)),
+            abi::STATUS_BAD_NAME | abi::STATUS_INVALID => Err(RegisterError::BadEntry {
+                library: library.to_owned(),
+                function: entry.function,
+            }),
+            other => Err(RegisterError::Other(other)),
+        }
+    }
+
     /// Requests a named shared-memory region of `size` bytes, zeroed whenever the host creates its
     /// segment (at start and after every crash reset). Workers look it up with [`Worker::region`].
     ///

@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use crate::registrar::Registrar;
-use crate::{abi, host, logging, Startup, Worker, WorkerError, HOST, OWN_PLUGIN};
+use crate::{abi, host, logging, SegmentInit, Startup, Worker, WorkerError, HOST, OWN_PLUGIN};
 
 /// An error returned from a plugin's init: the host stops start-up and prints it with the
 /// plugin's name.
@@ -135,6 +135,25 @@ pub unsafe fn __run_hook(api: *const abi::WorkerApi, f: fn(&mut Startup) -> Resu
         return 2;
     };
     let mut s = Startup::new(api);
+    match catch_unwind(AssertUnwindSafe(|| f(&mut s))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(msg)) => failed(2, &msg),
+        Err(p) => failed(2, &format!("panicked: {}", panic_message(&*p))),
+    }
+}
+
+// issue 14: segment init
+#[doc(hidden)]
+/// The body of every exported segment init hook.
+///
+/// # Safety
+/// `api` must be the pointer the Steward host passed to the hook.
+pub unsafe fn __run_segment_init(api: *const abi::WorkerApi, f: fn(&mut SegmentInit) -> Result<(), String>) -> i32 {
+    // SAFETY: forwarded to the caller.
+    let Some(api) = (unsafe { entry_table(api) }) else {
+        return 2;
+    };
+    let mut s = SegmentInit::new(api);
     match catch_unwind(AssertUnwindSafe(|| f(&mut s))) {
         Ok(Ok(())) => 0,
         Ok(Err(msg)) => failed(2, &msg),

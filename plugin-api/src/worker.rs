@@ -346,6 +346,35 @@ impl Startup {
     }
 }
 
+// issue 14: segment init
+/// What a segment init hook ([`segment_init!`]) gets: it runs in the startup child on every new
+/// segment, before the startup hooks and before any worker starts, and may read this plugin's
+/// settings and regions (zeroed, as every new segment's are) to give them their initial values.
+/// It cannot wait, declare the host consistent or launch anything: it should return promptly.
+///
+/// [`segment_init!`]: crate::segment_init!
+pub struct SegmentInit {
+    w: Worker,
+}
+
+impl SegmentInit {
+    pub(crate) fn new(api: &abi::WorkerApi) -> SegmentInit {
+        SegmentInit { w: Worker::new(api) }
+    }
+    /// The hook's name (its function's name).
+    pub fn name(&self) -> &str {
+        self.w.name()
+    }
+    /// As [`Worker::region`]: a region of the plugin this hook belongs to.
+    pub fn region(&self, name: &str) -> Result<Region, RegionError> {
+        self.w.region(name)
+    }
+    /// As [`Worker::setting`].
+    pub fn setting<T: SettingValue>(&self, name: &str) -> Result<T, SettingError> {
+        self.w.setting(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

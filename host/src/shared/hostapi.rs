@@ -103,6 +103,7 @@ const fn table(mode: u32) -> abi::HostApi {
         region: host_region,
         register_startup_hook: host_register_startup_hook,
         latch_set: host_latch_set,
+        register_segment_init: host_register_segment_init,
     }
 }
 
@@ -261,6 +262,39 @@ unsafe extern "C" fn host_register_startup_hook(
                 return abi::STATUS_OK;
             }
             match s.registry.add_hook(h) {
+                Ok(()) => abi::STATUS_OK,
+                Err(e) => e.status(),
+            }
+        })
+    })
+}
+
+// issue 14: segment init
+unsafe extern "C" fn host_register_segment_init(
+    _ctx: *mut c_void,
+    plugin: Str,
+    name: Str,
+    library: Str,
+    function: Str,
+) -> Status {
+    guarded(|| {
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name), Some(library), Some(function)) =
+            (unsafe { (text(plugin), text(name), text(library), text(function)) })
+        else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let h = crate::shared::registry::HookSpec {
+            name: name.to_owned(),
+            plugin: plugin.to_owned(),
+            library: if library.is_empty() { plugin } else { library }.to_owned(),
+            function: function.to_owned(),
+        };
+        with_state(|s| {
+            if s.attach_init {
+                return abi::STATUS_OK;
+            }
+            match s.registry.add_segment_init(h) {
                 Ok(()) => abi::STATUS_OK,
                 Err(e) => e.status(),
             }

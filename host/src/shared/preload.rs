@@ -427,6 +427,15 @@ fn check_frozen(cfg: &Config, reg: &Registry, settings: &Settings) -> Result<(),
             )));
         }
     }
+    // issue 14: segment init
+    for h in &reg.segment_inits {
+        if !cfg.preload_plugins.contains(&h.library) {
+            return Err(PluginError::Config(format!(
+                "segment init hook {} (plugin {}): entry library {:?} is not in preload_plugins",
+                h.name, h.plugin, h.library
+            )));
+        }
+    }
     for w in &reg.workers {
         if !cfg.preload_plugins.contains(&w.library) {
             return Err(PluginError::Worker {
@@ -502,6 +511,19 @@ pub fn resolve_hook(library: &str, function: &str) -> Result<EntryFn, String> {
         abi::HOOK_MAGIC,
         "startup hook",
         "steward::startup_hook!",
+    )
+}
+
+// issue 14: segment init
+/// Finds segment init hook `function` in the loaded `library` and checks its descriptor.
+pub fn resolve_segment_init(library: &str, function: &str) -> Result<EntryFn, String> {
+    resolve(
+        library,
+        function,
+        abi::SEGINIT_SYMBOL_PREFIX,
+        abi::SEGINIT_MAGIC,
+        "segment init hook",
+        "steward::segment_init!",
     )
 }
 

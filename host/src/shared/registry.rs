@@ -159,6 +159,11 @@ pub struct Registry {
     #[serde(default)]
     pub hooks: Vec<HookSpec>,
     frozen: bool,
+    // issue 14: segment init
+    /// Segment init hooks, run in order by the startup child on every new segment before the
+    /// startup hooks (a [`HookSpec`] named after its function).
+    #[serde(default)]
+    pub segment_inits: Vec<HookSpec>,
     /// Hashes of the workers' names while registration is open, so that a duplicate is found
     /// without comparing against every earlier worker (1000 workers made that half a million
     /// string comparisons). Hashes, not copies of the names: one table instead of a thousand
@@ -188,6 +193,7 @@ impl Registry {
             hooks: self.hooks.clone(),
             frozen: true,
             name_hashes: Default::default(),
+            segment_inits: self.segment_inits.clone(),
         }
     }
 
@@ -255,6 +261,30 @@ impl Registry {
             return Err(RegistryError::Duplicate(format!("startup hook {:?}", h.name)));
         }
         self.hooks.push(h);
+        Ok(())
+    }
+
+    // issue 14: segment init
+    /// Validates and records a segment init hook.
+    pub fn add_segment_init(&mut self, h: HookSpec) -> Result<(), RegistryError> {
+        self.check_open("segment init hook", &h.name, abi::MAX_NAME_LEN)?;
+        if !ident_ok(&h.library, abi::MAX_LIBRARY_LEN) || !function_ok(&h.function) {
+            return Err(RegistryError::Invalid(format!(
+                "segment init hook entry {:?}/{:?}",
+                h.library, h.function
+            )));
+        }
+        if self
+            .segment_inits
+            .iter()
+            .any(|o| o.library == h.library && o.function == h.function)
+        {
+            return Err(RegistryError::Duplicate(format!(
+                "segment init hook {:?}/{:?}",
+                h.library, h.function
+            )));
+        }
+        self.segment_inits.push(h);
         Ok(())
     }
 
