@@ -88,6 +88,10 @@ pub struct Settings {
 pub enum Progress {
     /// Before the first start (and, for an instant, between a reset and its start-up).
     Init,
+    // issue 14: segment init
+    /// The startup child runs the plugins' segment init hooks on a new segment; no worker of any
+    /// start time starts until it declares the segment ready. Shown as host state `init`.
+    SegmentInit,
     /// The startup child runs the plugins' startup hooks.
     Startup,
     /// A startup hook declared the host consistent; the hooks still run.
@@ -203,6 +207,9 @@ pub enum Event<'a> {
     SegmentCreated,
     /// The segment asked for by [`Action::CreateSegment`] could not be created.
     SegmentFailed { error: String },
+    // issue 14: segment init
+    /// The startup child declared the segment initialised (every segment init hook returned).
+    SegmentReady,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +335,10 @@ impl std::ops::DerefMut for Actions {
 pub struct Core {
     settings: Settings,
     has_startup_hooks: bool,
+    // issue 14: segment init
+    /// Plugins registered segment init hooks: every new segment waits for them in
+    /// [`Progress::SegmentInit`].
+    has_segment_inits: bool,
     phase: Phase,
     /// The state last reported (log, service manager), to report each change once.
     reported: HostState,
@@ -359,6 +370,7 @@ impl Core {
         let mut core = Core {
             settings,
             has_startup_hooks,
+            has_segment_inits: false,
             phase: Phase::Up(Progress::Init),
             reported: HostState::Init,
             workers: PrivateVec::with_capacity(specs.len())?,
@@ -374,6 +386,12 @@ impl Core {
             core.insert(spec, false)?;
         }
         Ok(core)
+    }
+
+    // issue 14: segment init
+    /// Whether plugins registered segment init hooks (set before [`Event::Start`]).
+    pub fn set_segment_inits(&mut self, on: bool) {
+        self.has_segment_inits = on;
     }
 
     /// Feeds one event; appends what to do to `out` (which the caller clears and reuses).
@@ -417,6 +435,7 @@ impl Core {
                 self.fail(line, "a failed reset", now, out);
                 took
             }
+            Event::SegmentReady => self.segment_ready(out),
         };
     }
 
@@ -426,7 +445,7 @@ impl Core {
     /// phase so they cannot disagree.
     pub fn state(&self) -> HostState {
         match self.phase {
-            Phase::Up(Progress::Init) => HostState::Init,
+            Phase::Up(Progress::Init | Progress::SegmentInit) => HostState::Init,
             Phase::Up(Progress::Startup) => HostState::Startup,
             Phase::Up(Progress::Consistent) => HostState::Consistent,
             Phase::Up(Progress::Running) => HostState::Running,
@@ -545,6 +564,13 @@ impl Core {
     /// At start and after every crash reset: the startup child runs the startup hooks, or the
     /// host goes straight to running when no plugin registered any.
     fn enter_startup(&mut self, out: &mut Actions) -> Took {
+        if self.has_segment_inits {
+            // The startup child runs the init hooks first; `segment_ready` moves on from there.
+            let took = self.took(Row::SegmentInitStart);
+            self.enter(Phase::Up(Progress::SegmentInit), out);
+            out.push(Action::StartStartup);
+            return took;
+        }
         if !self.has_startup_hooks {
             let took = self.took(Row::StartNoHooks);
             self.enter(Phase::Up(Progress::Running), out);
@@ -553,6 +579,22 @@ impl Core {
         let took = self.took(Row::StartWithHooks);
         self.enter(Phase::Up(Progress::Startup), out);
         out.push(Action::StartStartup);
+        took
+    }
+
+    // issue 14: segment init
+    /// The segment is initialised: on to the startup hooks the same child runs next, or, with
+    /// none, straight to running (the child then only exits).
+    fn segment_ready(&mut self, out: &mut Actions) -> Took {
+        if self.phase != Phase::Up(Progress::SegmentInit) {
+            return self.took(Row::SegmentReadyIgnored);
+        }
+        let took = self.took(Row::SegmentReady);
+        let next = match self.has_startup_hooks {
+            true => Progress::Startup,
+            false => Progress::Running,
+        };
+        self.enter(Phase::Up(next), out);
         took
     }
 
@@ -615,6 +657,10 @@ impl Core {
 /// Whether the host got far enough for a worker with `start` to start.
 fn start_time_reached(progress: Progress, start: crate::shared::registry::StartTime) -> bool {
     use crate::shared::registry::StartTime;
+    if progress == Progress::SegmentInit {
+        // Not even `host_start`: no worker may see a region before its plugin initialised it.
+        return false;
+    }
     match start {
         StartTime::HostStart => true,
         StartTime::Consistent => matches!(progress, Progress::Consistent | Progress::Running),

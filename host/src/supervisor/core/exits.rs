@@ -92,13 +92,24 @@ impl Core {
             // Recovering or stopping: the host signalled it, or a smart shutdown outlived it.
             return self.took(Row::StartupExitIgnored);
         }
-        if outcome == Outcome::Done {
+        // issue 14: segment init
+        if outcome == Outcome::Done && self.phase == Phase::Up(Progress::Running) {
+            // Only init hooks were registered: the segment was declared ready, which already
+            // made the host running.
+            return self.took(Row::StartupDoneAfterInit);
+        }
+        // A clean exit before the segment was declared ready skipped an init hook: a failure.
+        let skipped_init = self.phase == Phase::Up(Progress::SegmentInit);
+        if outcome == Outcome::Done && !skipped_init {
             let took = self.took(Row::StartupDone);
             self.enter(Phase::Up(Progress::Running), out);
             return took;
         }
         let took = self.took(Row::StartupFailed);
         let reason = match (outcome, reason.is_empty()) {
+            (Outcome::Done, _) => {
+                format!("the startup child (pid {pid}) ended with {status} before the segment init hooks finished")
+            }
             // The child names the hook it is running in its slot, so a crash still names it.
             (Outcome::Crash, false) => format!("the startup child (pid {pid}) ended with {status} while {reason}"),
             (_, false) => reason,

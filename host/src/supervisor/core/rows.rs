@@ -72,12 +72,19 @@ pub enum Row {
     WorkerResetRestarts,
     WorkerResetStops,
     WorkerRemoved,
+    // issue 14: segment init
+    SegmentInitStart,
+    SegmentReady,
+    SegmentReadyIgnored,
+    StartupDoneAfterInit,
 }
 
 /// The host's phase without its data: what a host row leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Init,
+    // issue 14: segment init
+    SegmentInit,
     Startup,
     Consistent,
     Running,
@@ -93,6 +100,7 @@ impl Step {
     pub fn of(phase: Phase) -> Step {
         match phase {
             Phase::Up(Progress::Init) => Step::Init,
+            Phase::Up(Progress::SegmentInit) => Step::SegmentInit,
             Phase::Up(Progress::Startup) => Step::Startup,
             Phase::Up(Progress::Consistent) => Step::Consistent,
             Phase::Up(Progress::Running) => Step::Running,
@@ -109,6 +117,7 @@ impl Step {
     fn names(self) -> (&'static str, Option<&'static str>) {
         match self {
             Step::Init => ("init", None),
+            Step::SegmentInit => ("init", Some("segment init")),
             Step::Startup => ("startup", None),
             Step::Consistent => ("consistent", None),
             Step::Running => ("running", None),
@@ -163,11 +172,12 @@ use Step::*;
 use WorkerState::{Failed, NotStarted, Stopped, WaitingRestart};
 
 /// Start-up's steps, where launches happen.
-const UP: &[State] = &[H(Startup), H(Consistent), H(Running)];
+const UP: &[State] = &[H(SegmentInit), H(Startup), H(Consistent), H(Running)];
 /// Every step an event other than the answer to an action can find. `init` and `recovering
 /// (resetting)` are left in the turn that entered them: `init` by the start, `resetting` by the
 /// answer to the segment the core asked for.
 const ANY: &[State] = &[
+    H(SegmentInit),
     H(Startup),
     H(Consistent),
     H(Running),
@@ -178,7 +188,7 @@ const ANY: &[State] = &[
     H(StopKilled),
 ];
 /// Where a child the host has not signalled can be alive: up, or a smart shutdown still waiting.
-const UNSIGNALLED: &[State] = &[H(Startup), H(Consistent), H(Running), H(SmartWaiting)];
+const UNSIGNALLED: &[State] = &[H(SegmentInit), H(Startup), H(Consistent), H(Running), H(SmartWaiting)];
 /// Where every child has been signalled.
 const SIGNALLED: &[State] = &[H(Quitting), H(RecoverKilled), H(Signalled), H(StopKilled)];
 const RECOVERING: &[State] = &[H(Quitting), H(RecoverKilled)];
@@ -210,8 +220,35 @@ pub const ROWS: &[RowSpec] = &[
         "startup; start the startup child",
     ),
     r(
+        Row::SegmentInitStart,
+        &[H(Init)],
+        "start, segment init hooks registered",
+        "init (segment init); start the startup child",
+    ),
+    r(
+        Row::SegmentReady,
+        &[H(SegmentInit)],
+        "segment declared ready",
+        "startup, or running (`READY=1`) without startup hooks",
+    ),
+    r(
+        Row::SegmentReadyIgnored,
+        &[
+            H(Startup),
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+            H(SmartWaiting),
+            H(Signalled),
+            H(StopKilled),
+        ],
+        "segment declared ready (not sent by the loop)",
+        "unchanged",
+    ),
+    r(
         Row::StartupLaunchFailed,
-        &[H(Startup)],
+        &[H(SegmentInit), H(Startup)],
         "startup child not started",
         "stopping (immediate); exit 1",
     ),
@@ -219,6 +256,7 @@ pub const ROWS: &[RowSpec] = &[
     r(
         Row::ConsistentIgnored,
         &[
+            H(SegmentInit),
             H(Consistent),
             H(Running),
             H(Quitting),
@@ -251,9 +289,15 @@ pub const ROWS: &[RowSpec] = &[
     ),
     r(
         Row::StartupFailed,
-        &[H(Startup), H(Consistent)],
+        &[H(SegmentInit), H(Startup), H(Consistent), H(Running)],
         "startup child failed",
         "stopping (immediate); exit 1",
+    ),
+    r(
+        Row::StartupDoneAfterInit,
+        &[H(Running)],
+        "startup child exit 0 (segment init hooks only)",
+        "unchanged",
     ),
     r(Row::StartupExitIgnored, NOT_UP, "startup child exited", "unchanged"),
     r(
@@ -332,13 +376,21 @@ pub const ROWS: &[RowSpec] = &[
     ),
     r(
         Row::StopSmartWaits,
-        &[H(Startup), H(Consistent), H(Running), H(Quitting), H(RecoverKilled)],
+        &[
+            H(SegmentInit),
+            H(Startup),
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+        ],
         "stop smart, connections open",
         "stopping (smart wait)",
     ),
     r(
         Row::StopSignals,
         &[
+            H(SegmentInit),
             H(Startup),
             H(Consistent),
             H(Running),
@@ -391,6 +443,7 @@ pub const ROWS: &[RowSpec] = &[
     r(
         Row::AdoptedTracked,
         &[
+            H(SegmentInit),
             H(Startup),
             H(Consistent),
             H(Running),

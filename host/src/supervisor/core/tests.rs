@@ -9,6 +9,7 @@
 
 mod outcomes;
 mod reset;
+mod seginit;
 mod shutdown;
 mod states;
 
@@ -21,6 +22,7 @@ use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use outcomes::*;
 use reset::*;
+use seginit::*;
 use shutdown::*;
 use states::*;
 
@@ -324,6 +326,11 @@ scenarios! {
     events_for_a_worker_the_table_no_longer_has_change_nothing,
     a_launch_that_fails_again_waits_again,
     a_worker_added_at_run_time_that_failed_is_removed,
+    // issue 14: segment init
+    segment_init_holds_every_worker_until_the_segment_is_ready,
+    segment_init_without_startup_hooks_runs_once_ready,
+    a_failed_segment_init_stops_the_host_naming_the_hook,
+    every_reset_initialises_its_new_segment_first,
 }
 
 #[test]

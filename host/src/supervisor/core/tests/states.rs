@@ -7,7 +7,8 @@ use crate::shared::registry::{RestartPolicy, StartTime};
 use crate::supervisor::core::rows::Step;
 
 /// Every step an event other than an action's answer can find (the table's `ANY`).
-const STEPS: [Step; 8] = [
+const STEPS: [Step; 9] = [
+    Step::SegmentInit,
     Step::Startup,
     Step::Consistent,
     Step::Running,
@@ -19,7 +20,10 @@ const STEPS: [Step; 8] = [
 ];
 
 fn up(step: Step) -> bool {
-    matches!(step, Step::Startup | Step::Consistent | Step::Running)
+    matches!(
+        step,
+        Step::SegmentInit | Step::Startup | Step::Consistent | Step::Running
+    )
 }
 
 /// Children the scenario can end, besides the workers `w` (slot 0) and `v` (slot 1).
@@ -39,18 +43,21 @@ fn at(step: Step, leave: Progress, settings: Settings) -> (Driver, Kids) {
         spec("v", after(SEC), StartTime::HostStart),
     ];
     let mut d = Driver::with(specs, true, settings);
+    // The segment init step is left only by its own event, which the scenarios feed.
+    d.core.set_segment_inits(step == Step::SegmentInit);
     d.ev(Event::Start);
     d.ev(Event::Deadline);
     let conn = d.child(ChildKind::Connection);
     let spare = d.child(ChildKind::Spare);
     let mut startup = d.startup_pid;
     let progress = match step {
+        Step::SegmentInit => Progress::SegmentInit,
         Step::Startup => Progress::Startup,
         Step::Consistent => Progress::Consistent,
         Step::Running => Progress::Running,
         _ => leave,
     };
-    if progress != Progress::Startup {
+    if !matches!(progress, Progress::SegmentInit | Progress::Startup) {
         d.ev(Event::Consistent);
     }
     if progress == Progress::Running {
@@ -90,6 +97,9 @@ pub(super) fn events_that_change_nothing_change_nothing_in_every_state() {
         let phase = d.core.phase();
         if step != Step::Startup {
             d.ev(Event::Consistent);
+        }
+        if step != Step::SegmentInit {
+            d.ev(Event::SegmentReady);
         }
         d.ev(Event::Reloaded(None));
         let a = d.ev(Event::Reloaded(Some(settings())));
@@ -132,7 +142,13 @@ pub(super) fn a_spare_and_a_connection_end_in_every_state_as_their_signal_says()
 }
 
 pub(super) fn an_unsignalled_child_that_crashes_resets_or_is_ignored_by_a_smart_wait() {
-    let unsignalled = [Step::Startup, Step::Consistent, Step::Running, Step::SmartWaiting];
+    let unsignalled = [
+        Step::SegmentInit,
+        Step::Startup,
+        Step::Consistent,
+        Step::Running,
+        Step::SmartWaiting,
+    ];
     for step in unsignalled {
         let (mut d, kids) = at(step, Progress::Running, settings());
         d.exit(kids.spare, ExitStatus::Code(3), false, "");
@@ -155,7 +171,7 @@ pub(super) fn an_unsignalled_child_that_crashes_resets_or_is_ignored_by_a_smart_
         restart_after_crash: false,
         ..settings()
     };
-    for step in [Step::Startup, Step::Consistent, Step::Running] {
+    for step in [Step::SegmentInit, Step::Startup, Step::Consistent, Step::Running] {
         let (mut d, kids) = at(step, Progress::Running, off);
         let a = d.exit(kids.conn, ExitStatus::Signal(11), false, "");
         assert!(logged(&a, "restart_after_crash is off"), "{step:?}");
@@ -165,8 +181,12 @@ pub(super) fn an_unsignalled_child_that_crashes_resets_or_is_ignored_by_a_smart_
 }
 
 pub(super) fn the_startup_child_ends_start_up_only_while_the_host_is_up() {
-    // Running is reached only by the startup child's end.
-    for step in STEPS.into_iter().filter(|s| *s != Step::Running) {
+    // Running is reached only by the startup child's end (with startup hooks); the segment init
+    // step's own exits are in `seginit.rs`.
+    for step in STEPS
+        .into_iter()
+        .filter(|s| !matches!(s, Step::Running | Step::SegmentInit))
+    {
         let (mut d, kids) = at(step, Progress::Startup, settings());
         let startup = kids.startup.expect("left up from startup");
         if up(step) {
