@@ -54,7 +54,7 @@ use crate::shared::registry::{Registry, Settings};
 use crate::shared::shmem::{Layout, Segment};
 use crate::shared::time::now_ms;
 
-use self::core::{Action, Actions, Core, Event, Level, Now};
+use self::core::{Action, Actions, Core, Event, Level, Now, Phase, Progress};
 
 /// The supervisor: the lifecycle core and everything the event loop around it keeps.
 pub struct Supervisor {
@@ -201,12 +201,14 @@ impl Supervisor {
                 let _ = crate::shared::preload::resolve_entry(&spec.library, &spec.function);
             }
         }
-        let core = Core::new(
+        let mut core = Core::new(
             core_settings(&cfg),
             std::mem::take(&mut registry.workers),
             layout.n_worker_slots,
             !registry.hooks.is_empty(),
         )?;
+        // issue 14: segment init
+        core.set_segment_inits(!registry.segment_inits.is_empty());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let sibling_fork = if cfg.launch_mode == crate::shared::config::LaunchMode::Fork && cores > 1 {
             crate::supervisor::launch::SiblingFork::probe()
@@ -328,6 +330,7 @@ impl Supervisor {
             if pending & crate::sys::SIG_HUP != 0 {
                 self.reload();
             }
+            self.check_segment_ready();
             self.check_consistent();
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
@@ -407,6 +410,23 @@ impl Supervisor {
                 != 0
         {
             self.feed(Event::Consistent);
+        }
+    }
+
+    // issue 14: segment init
+    /// The startup child declared the new segment initialised (flag in the header, SIGUSR1 as a
+    /// wake-up). Read only while the core waits for it: a child writing the flag at any other
+    /// time changes nothing.
+    fn check_segment_ready(&mut self) {
+        if self.core.phase() == Phase::Up(Progress::SegmentInit)
+            && self
+                .segment
+                .header()
+                .segment_ready
+                .load(std::sync::atomic::Ordering::Acquire)
+                != 0
+        {
+            self.feed(Event::SegmentReady);
         }
     }
 

@@ -15,7 +15,8 @@
 //! 0                 Header: magic, layout_version, launch_mode, generation, size, host_pid,
 //!                   host_state, host_started_at_ms, consistent, n_worker_slots,
 //!                   n_static_workers, n_connection_slots, n_regions, the three offsets below,
-//!                   reload_requests, reloads_done, info (a 64 KiB document under a seqlock)
+//!                   reload_requests, reloads_done, info (a 64 KiB document under a seqlock),
+//!                   segment_ready
 //! child_slots_off   ChildSlot x (W worker slots + C connection slots + 1 + spare slots):
 //!                   [0, W) workers, [W, W+C) connections, W+C the startup child, then spares
 //! worker_slots_off  WorkerSlot x W: the static workers, then `max_worker_processes` free ones;
@@ -27,7 +28,9 @@
 //! Ownership and hand-off:
 //! - `Header`: written by the supervisor before any child exists; later only `host_state` and
 //!   `info` (written by the supervisor), `consistent` (set once by the startup child, read by the
-//!   supervisor only while the host is in startup) and the reload counters (see their fields)
+//!   supervisor only while the host is in startup), `segment_ready` (set once by the startup
+//!   child after the segment init hooks, read by the supervisor only while it waits for them)
+//!   and the reload counters (see their fields)
 //!   change. Every child that attaches checks the fields that never change
 //!   ([`Segment::check_header`]) before using the segment; a mismatch means shared memory was
 //!   overwritten, and the child exits with [`EXIT_CORRUPT_SEGMENT`] so the supervisor resets it.
@@ -76,7 +79,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -147,6 +150,11 @@ pub struct Header {
     /// The supervisor's account of the configuration, for `status` and `show` (see
     /// [`crate::shared::control::HostInfoDoc`]).
     pub info: Published,
+    // issue 14: segment init
+    /// Set once by the startup child after every segment init hook returned (layout 5); read by
+    /// the supervisor only while it waits for the segment to be initialised, SIGUSR1 being the
+    /// wake-up, as for `consistent`.
+    pub segment_ready: AtomicU32,
 }
 
 impl Header {

@@ -101,7 +101,9 @@ impl Supervisor {
                 let slot = self.release_child(pid, &child);
                 if child.kind == ChildKind::Startup && classify(status, slot.dead_man, child.signalled) == Outcome::Done
                 {
-                    // A hook may have declared the host consistent just before the child ended.
+                    // A hook may have declared the segment ready or the host consistent just
+                    // before the child ended.
+                    self.check_segment_ready();
                     self.check_consistent();
                 }
                 self.feed(Event::ChildExited { pid, status, slot });

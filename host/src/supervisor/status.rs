@@ -38,7 +38,8 @@ impl Supervisor {
         self.status_sent_at = Some(Instant::now());
     }
 
-    /// Long start-ups under systemd: while the first start-up's hooks run, keep extending the
+    /// Long start-ups under systemd: while the first start-up's hooks (segment init hooks
+    /// included) run, keep extending the
     /// start timeout (`EXTEND_TIMEOUT_USEC`), a tick at a time, so a slow hook (a plugin
     /// recovering its state, as PostgreSQL replays WAL) is not killed by `TimeoutStartSec`. Each
     /// extension covers three ticks, so one late turn of the loop does not end the start; the
@@ -47,7 +48,11 @@ impl Supervisor {
     /// start timeout runs.
     pub(super) fn extend_start_timeout(&mut self) {
         let Some(at) = self.extend_at else { return };
-        if !matches!(self.core.state(), HostState::Startup | HostState::Consistent) {
+        // `init` after the start is the segment init hooks running (issue 14: segment init).
+        if !matches!(
+            self.core.state(),
+            HostState::Init | HostState::Startup | HostState::Consistent
+        ) {
             self.extend_at = None;
             return;
         }
