@@ -42,6 +42,14 @@
 //! the waiter installs its own SIGUSR1 handler, counting into U; with `ignore_urg` it sets SIGURG
 //! to SIG_IGN, with `block_urg` it blocks SIGURG (both after taking its latch). `testkit_latch_poll` publishes
 //! its latch in word 3 and sleeps in `poll(2)` on the latch fd, logging `poll woke on latch N`.
+//! - `segment_init` = `"none" | "fill" | "fail" | "panic"` (issue 14: segment init): `fill`
+//!   registers a segment init hook that waits `segment_init_delay`, checks that the `seginit`
+//!   region is zeroed, then writes [`SEGINIT_MAGIC`] in word 0 and adds one to word 1 (the number
+//!   of times the region was initialised) and logs `segment init filled the region`; it fails
+//!   instead while the trigger file `segment_init` says `fail`. `fail` and `panic` register a hook
+//!   that fails or panics at once. The entry `testkit_seginit_reader` reads the region first thing,
+//!   logs `seginit saw magic=M inits=I dirty=D`, then dirties word 2 (so a region that survived a
+//!   reset shows it) and waits until stopped.
 //!
 //! Each worker publishes its state in the `testkit` region: slot `arg` counts bumps.
 
@@ -82,6 +90,25 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         "hold" => reg.register_startup_hook("hold", entry!(testkit_hold))?,
         "latch" => reg.register_startup_hook("latched", entry!(testkit_latch_hook))?,
         "fail" => reg.register_startup_hook("doomed", entry!(testkit_fail_hook))?,
+        _ => {}
+    }
+    // issue 14: segment init
+    let seginit = reg.define_enum(
+        "segment_init",
+        "none",
+        &["none", "fill", "fail", "panic"],
+        "a segment init hook",
+    )?;
+    reg.define_duration(
+        "segment_init_delay",
+        Duration::ZERO,
+        "how long the `fill` segment init hook takes",
+    )?;
+    reg.request_region("seginit", 64)?;
+    match seginit.as_str() {
+        "fill" => reg.on_segment_init(entry!(testkit_seginit_fill))?,
+        "fail" => reg.on_segment_init(entry!(testkit_seginit_fail))?,
+        "panic" => reg.on_segment_init(entry!(testkit_seginit_panic))?,
         _ => {}
     }
     reg.define_bool(
@@ -411,6 +438,62 @@ fn testkit_fail_hook(_s: &mut Startup) -> Result<(), String> {
     Err("testkit was told to fail its startup hook".into())
 }
 steward::startup_hook!(testkit_fail_hook);
+
+// issue 14: segment init
+/// What the `fill` segment init hook writes in word 0 of the `seginit` region.
+pub const SEGINIT_MAGIC: u64 = 0x5E61_17ED;
+
+/// Segment init hook `fill`: see the module header.
+fn testkit_seginit_fill(s: &mut steward::SegmentInit) -> Result<(), String> {
+    let dir: String = s.setting("trigger_dir").map_err(|e| e.to_string())?;
+    if std::fs::read_to_string(PathBuf::from(dir).join("segment_init")).is_ok_and(|t| t.trim() == "fail") {
+        return Err("testkit was told to fail its segment init".into());
+    }
+    let delay: Duration = s.setting("segment_init_delay").map_err(|e| e.to_string())?;
+    // Slow on purpose: a worker that started before the hook returned would read zeros.
+    std::thread::sleep(delay);
+    let region = s.region("seginit").map_err(|e| e.to_string())?;
+    let word = |i: usize| region.atomic_u64(i).ok_or("seginit region too small");
+    let (magic, inits, dirty) = (word(0)?, word(1)?, word(2)?);
+    if magic.load(Ordering::SeqCst) != 0 || dirty.load(Ordering::SeqCst) != 0 {
+        return Err("the seginit region of a new segment is not zeroed".into());
+    }
+    magic.store(SEGINIT_MAGIC, Ordering::SeqCst);
+    inits.fetch_add(1, Ordering::SeqCst);
+    tracing::info!("segment init filled the region");
+    Ok(())
+}
+steward::segment_init!(testkit_seginit_fill);
+
+/// Segment init hook `fail`: fails at once.
+fn testkit_seginit_fail(_s: &mut steward::SegmentInit) -> Result<(), String> {
+    Err("testkit was told to fail its segment init".into())
+}
+steward::segment_init!(testkit_seginit_fail);
+
+/// Segment init hook `panic`: panics at once.
+fn testkit_seginit_panic(_s: &mut steward::SegmentInit) -> Result<(), String> {
+    panic!("testkit was told to panic in its segment init")
+}
+steward::segment_init!(testkit_seginit_panic);
+
+/// Entry `testkit_seginit_reader`: see the module header.
+fn testkit_seginit_reader(w: &mut Worker) -> Result<(), WorkerError> {
+    let region = w.region("seginit").map_err(fatal)?;
+    let word = |i: usize| region.atomic_u64(i).ok_or_else(|| fatal("seginit region too small"));
+    let (magic, inits, dirty) = (word(0)?, word(1)?, word(2)?);
+    // Read before anything else this worker does.
+    let seen = (
+        magic.load(Ordering::SeqCst),
+        inits.load(Ordering::SeqCst),
+        dirty.load(Ordering::SeqCst),
+    );
+    tracing::info!("seginit saw magic={:#x} inits={} dirty={}", seen.0, seen.1, seen.2);
+    dirty.store(1, Ordering::SeqCst);
+    while !w.wait(Duration::from_secs(60)).should_stop() {}
+    Ok(())
+}
+steward::worker_entry!(testkit_seginit_reader);
 
 /// Whether glibc's record of this thread matches the kernel's: the tid it keeps names this thread
 /// (a thread CPU clock only resolves for a thread of the calling process), and the robust-futex
