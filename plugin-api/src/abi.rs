@@ -446,7 +446,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         ]
     );
     h = fingerprint_of!(
-        h,
+        append_only h,
         HostApi,
         [
             size,
@@ -464,7 +464,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         ]
     );
     h = fingerprint_of!(
-        h,
+        append_only h,
         WorkerApi,
         [
             size,
@@ -483,3 +483,18 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     h = fingerprint_of!(h, WorkerEntry, [magic, abi_major, fingerprint, run]);
     h
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint of ABI 1.x on 64-bit Linux. It covers only the ABI 1.0 fields of the two
+    /// append-only tables, so appending a field to `HostApi` or `WorkerApi` (a minor version)
+    /// leaves it unchanged and every plugin built so far still loads. A change here means the
+    /// plugins built before it are refused: only a major version may do that.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn appending_to_the_function_tables_keeps_the_fingerprint() {
+        assert_eq!(LAYOUT_FINGERPRINT, 0x5721_9bb5_3c2f_f58e, "{LAYOUT_FINGERPRINT:#018x}");
+    }
+}
