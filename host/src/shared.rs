@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod hostapi;
 pub mod lifecycle;
 pub mod lockfile;
+pub mod locks;
 pub mod log;
 pub mod preload;
 pub mod protocol;

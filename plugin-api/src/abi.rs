@@ -27,7 +27,7 @@ pub const HOOK_MAGIC: [u8; 8] = *b"STWHOOK\x01";
 /// Incompatible ABI changes bump the major version; the host refuses any other major.
 pub const ABI_MAJOR: u16 = 1;
 /// Compatible additions (new fields at the end of a table) bump the minor version.
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 /// The symbol every plugin exports: a `static` [`PluginHeader`].
 pub const HEADER_SYMBOL: &str = "steward_plugin_header";
 /// Worker entries are exported as `static` [`WorkerEntry`] values named with this prefix followed
@@ -50,6 +50,8 @@ pub const EXTRA_LEN: usize = 1024;
 pub const MAX_REGION_NAME_LEN: usize = 63;
 /// Longest setting name, in bytes.
 pub const MAX_SETTING_NAME_LEN: usize = 63;
+/// Longest lock name, in bytes (ABI 1.1).
+pub const MAX_LOCK_NAME_LEN: usize = 63;
 /// Longest restart delay, in microseconds (one week).
 pub const MAX_RESTART_DELAY_US: u64 = 7 * 86_400 * 1_000_000;
 
@@ -76,6 +78,9 @@ pub const STATUS_FAILED: Status = 8;
 pub const STATUS_PANICKED: Status = 9;
 /// The call is not available in this process (for example a worker call during init).
 pub const STATUS_UNAVAILABLE: Status = 10;
+// issue 14: locks
+/// A `try_only` lock acquisition found the lock taken in a conflicting mode (ABI 1.1).
+pub const STATUS_BUSY: Status = 17;
 
 /// A borrowed UTF-8 string. Valid for the duration of the call that receives it, unless the field
 /// holding it says `'static`.
@@ -269,6 +274,12 @@ pub struct HostApi {
     /// while the registry is open. Hooks run in registration order in the startup child.
     pub register_startup_hook:
         unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, library: Str, function: Str) -> Status,
+    // issue 14: locks (ABI 1.1; check with `has` before calling)
+    /// Requests a named lock in the segment; only while the registry is open.
+    pub request_lock: unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str) -> Status,
+    /// Looks up a lock `plugin` requested and writes its opaque cell for
+    /// [`WorkerApi::lock_acquire`]; available once the segment exists (in children).
+    pub lock: unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, cell: *mut *const c_void) -> Status,
 }
 
 impl HostApi {
@@ -284,6 +295,10 @@ pub const WAIT_TERMINATE: u32 = 1;
 pub const WAIT_HOST_GONE: u32 = 2;
 /// The configuration was reloaded: settings read from now on have their new values.
 pub const WAIT_RELOAD: u32 = 3;
+
+/// Lock modes for [`WorkerApi::lock_acquire`] and [`WorkerApi::lock_release`] (ABI 1.1).
+pub const LOCK_EXCLUSIVE: u32 = 0;
+pub const LOCK_SHARED: u32 = 1;
 
 /// The functions the host offers a running worker, passed to its entry.
 #[repr(C)]
@@ -309,6 +324,20 @@ pub struct WorkerApi {
     pub declare_consistent: unsafe extern "C" fn(ctx: *mut c_void),
     /// Non-zero once a configuration reload was requested and not yet reported by `wait`.
     pub reload_requested: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
+    // issue 14: locks (ABI 1.1; check `size` before calling)
+    /// Takes the lock `cell` (from [`HostApi::lock`]) in `mode`; with `try_only` non-zero returns
+    /// [`STATUS_BUSY`] instead of waiting. Counts the lock as held by this process before it
+    /// takes it, so a death from here on is a crash.
+    pub lock_acquire: unsafe extern "C" fn(ctx: *mut c_void, cell: *const c_void, mode: u32, try_only: u32) -> Status,
+    /// Releases a lock this process took in `mode`.
+    pub lock_release: unsafe extern "C" fn(ctx: *mut c_void, cell: *const c_void, mode: u32),
+}
+
+impl WorkerApi {
+    /// Whether the host's table has the field ending at byte `end` (an `offset_of + size_of`).
+    pub fn has(&self, end: usize) -> bool {
+        end <= self.size as usize
+    }
 }
 
 /// What a worker entry exports: checked by the host before it calls `run`.
@@ -343,18 +372,26 @@ macro_rules! fingerprint_of {
         $( h = mix(h, offset_of!($t, $field)); )*
         h
     }};
-    // Append-only tables: alignment and the offsets of the ABI 1.0 fields only, so that a minor
-    // version may append fields (guarded by the table's `size`) without changing the fingerprint.
-    (append_only $h:expr, $t:ty, [$($field:ident),* $(,)?]) => {{
-        let mut h = mix($h, align_of::<$t>());
+    // Append-only tables: the size the table had in ABI 1.0 (not today's), alignment and the
+    // offsets of the ABI 1.0 fields only, so that a minor version may append fields (guarded by
+    // the table's `size`) without changing the fingerprint plugins built so far carry.
+    (append_only $h:expr, $t:ty, $size_1_0:expr, [$($field:ident),* $(,)?]) => {{
+        let mut h = mix($h, $size_1_0);
+        h = mix(h, align_of::<$t>());
         $( h = mix(h, offset_of!($t, $field)); )*
         h
     }};
 }
 
+/// The size of [`HostApi`] in ABI 1.0: it ended with `register_startup_hook`.
+const HOST_API_SIZE_1_0: usize = offset_of!(HostApi, register_startup_hook) + size_of::<usize>();
+/// The size of [`WorkerApi`] in ABI 1.0: it ended with `reload_requested`.
+const WORKER_API_SIZE_1_0: usize = offset_of!(WorkerApi, reload_requested) + size_of::<usize>();
+
 /// A hash of the size, alignment and field offsets of every struct in this module, plus the
 /// major version. Host and plugin must agree on it. For the append-only function tables it covers
-/// only the ABI 1.0 fields: new fields go at the end of a table and are never added here.
+/// only the ABI 1.0 fields and size: new fields go at the end of a table and are never added here,
+/// so a plugin built against ABI 1.0 still loads in a host of a later minor version.
 pub const LAYOUT_FINGERPRINT: u64 = {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     h = mix(h, ABI_MAJOR as usize);
@@ -411,8 +448,9 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         ]
     );
     h = fingerprint_of!(
-        h,
+        append_only h,
         HostApi,
+        HOST_API_SIZE_1_0,
         [
             size,
             abi_minor,
@@ -429,8 +467,9 @@ pub const LAYOUT_FINGERPRINT: u64 = {
         ]
     );
     h = fingerprint_of!(
-        h,
+        append_only h,
         WorkerApi,
+        WORKER_API_SIZE_1_0,
         [
             size,
             ctx,
@@ -448,3 +487,17 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     h = fingerprint_of!(h, WorkerEntry, [magic, abi_major, fingerprint, run]);
     h
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint every plugin built against ABI 1.0 carries. Appending a field to a function
+    /// table must leave it unchanged, or the host would refuse every plugin built so far.
+    #[test]
+    fn appending_to_the_tables_keeps_the_abi_1_0_fingerprint() {
+        assert_eq!(LAYOUT_FINGERPRINT, 0xffb6_31ef_e7c8_8e56);
+        assert!(size_of::<HostApi>() > HOST_API_SIZE_1_0);
+        assert!(size_of::<WorkerApi>() > WORKER_API_SIZE_1_0);
+    }
+}
