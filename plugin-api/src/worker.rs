@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 use std::time::Duration;
 
 use crate::abi;
+use crate::lock::{Lock, LockError};
 use crate::settings::{self, SettingError, SettingValue};
+use crate::shareable::Shareable;
 
 /// How a worker's run ends, besides `Ok(())` (exit code 0: done, never restarted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,14 @@ pub enum RegionError {
     NotFound(String),
     #[error("region {name:?}: the host refused (status {status})")]
     Other { name: String, status: i32 },
+    #[error("a region of {len} bytes cannot hold a {type_name} of {need} bytes")]
+    TooSmall {
+        type_name: &'static str,
+        need: usize,
+        len: usize,
+    },
+    #[error("a {type_name} needs {align}-byte alignment, more than a region's start has")]
+    Misaligned { type_name: &'static str, align: usize },
 }
 
 /// A named shared-memory region: the same bytes in every process of the host, zeroed each time the
@@ -82,9 +92,45 @@ impl Region {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// The start of the region (64-byte aligned).
+    /// The start of the region (64-byte aligned). For ordinary use, [`Region::get`] views the
+    /// region as a [`Shareable`] type without `unsafe`.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
+    }
+
+    /// The region viewed as a `T` (its first `size_of::<T>()` bytes): atomics, arrays of them,
+    /// or a struct declared with [`crate::shareable!`]. All zeroes until a worker writes it, and
+    /// again after every crash reset. Fails if the region is smaller than `T` or `T` needs more
+    /// alignment than its start has (regions start 64-byte aligned).
+    pub fn get<T: Shareable>(&self) -> Result<&T, RegionError> {
+        let type_name = std::any::type_name::<T>();
+        let (need, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        if need > self.len {
+            return Err(RegionError::TooSmall {
+                type_name,
+                need,
+                len: self.len,
+            });
+        }
+        if (self.ptr as usize) % align != 0 {
+            return Err(RegionError::Misaligned { type_name, align });
+        }
+        // SAFETY: in bounds and aligned (checked above); `Shareable` promises every bit pattern
+        // is a valid `T` and that shared changes go through atomics only; the mapping lives as
+        // long as the worker process.
+        Ok(unsafe { &*(self.ptr as *const T) })
+    }
+
+    /// The region viewed as as many `T` as fit in it, for a table of records.
+    pub fn slice<T: Shareable>(&self) -> Result<&[T], RegionError> {
+        let type_name = std::any::type_name::<T>();
+        let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        if (self.ptr as usize) % align != 0 {
+            return Err(RegionError::Misaligned { type_name, align });
+        }
+        let n = self.len.checked_div(size).unwrap_or(0);
+        // SAFETY: `n * size <= len` bytes, aligned (checked above); as for `get` otherwise.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr as *const T, n) })
     }
     /// The `index`-th `AtomicU64` of the region, or `None` past its end.
     pub fn atomic_u64(&self, index: usize) -> Option<&AtomicU64> {
@@ -226,6 +272,22 @@ impl Worker {
             }),
         }
     }
+
+    /// Looks up a lock that the plugin this code belongs to requested in init
+    /// ([`crate::Registrar::request_lock`]). Look it up once and keep the [`Lock`]: taking it
+    /// then costs one call into the host.
+    ///
+    /// ```ignore
+    /// let counter = w.lock("counter")?;
+    /// let shared = w.region("state")?.get::<State>()?;
+    /// {
+    ///     let _g = counter.exclusive();
+    ///     shared.total.store(shared.total.load(Relaxed) + 1, Relaxed);
+    /// }
+    /// ```
+    pub fn lock(&self, name: &str) -> Result<Lock, LockError> {
+        crate::lock::lookup(self.api, self.code_plugin(), name)
+    }
 }
 
 /// What a startup hook gets: it runs in the startup child before the host is running, and may
@@ -262,5 +324,9 @@ impl Startup {
     /// As [`Worker::region`].
     pub fn region(&self, name: &str) -> Result<Region, RegionError> {
         self.w.region(name)
+    }
+    /// As [`Worker::lock`].
+    pub fn lock(&self, name: &str) -> Result<Lock, LockError> {
+        self.w.lock(name)
     }
 }
