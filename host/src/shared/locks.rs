@@ -289,21 +289,28 @@ mod tests {
                 })
             })
             .collect();
-        // Let the readers get going, then take the lock exclusively a few times.
+        // Let the readers get going, then take the lock exclusively a few times, on a thread of
+        // its own so that a starved writer fails the test instead of hanging it.
         while page.cell().state() & READERS == 0 {
             std::thread::yield_now();
         }
-        let start = Instant::now();
-        for _ in 0..20 {
-            page.cell().acquire(Mode::Exclusive);
-            page.cell().release(Mode::Exclusive);
-        }
-        let took = start.elapsed();
+        let (done, finished) = std::sync::mpsc::channel();
+        let p = page.clone();
+        let writer = std::thread::spawn(move || {
+            for _ in 0..20 {
+                p.cell().acquire(Mode::Exclusive);
+                p.cell().release(Mode::Exclusive);
+            }
+            let _ = done.send(());
+        });
+        let outcome = finished.recv_timeout(Duration::from_secs(5));
+        // Stopping the readers lets even a starved writer finish, so every thread ends.
         stop.store(true, Ordering::Relaxed);
         for r in readers {
             r.join().unwrap();
         }
-        assert!(took < Duration::from_secs(5), "the writer waited {took:?}");
+        writer.join().unwrap();
+        assert!(outcome.is_ok(), "the writer was starved for 5 s by overlapping readers");
         assert_eq!(page.cell().state(), 0);
     }
 
