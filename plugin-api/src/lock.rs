@@ -19,7 +19,9 @@ use crate::abi;
 /// Why [`crate::Worker::lock`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockError {
-    #[error("no lock named {name:?} was requested by plugin {plugin} (request it in init with Registrar::request_lock)")]
+    #[error(
+        "no lock named {name:?} was requested by plugin {plugin} (request it in init with Registrar::request_lock)"
+    )]
     NotFound { plugin: String, name: String },
     #[error("lock {name:?} of plugin {plugin} is not available in this process (locks exist in workers and startup hooks, not in init)")]
     Unavailable { plugin: String, name: String },

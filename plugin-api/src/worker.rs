@@ -102,7 +102,9 @@ impl Region {
     /// or a struct declared with [`crate::shareable!`]. All zeroes until a worker writes it, and
     /// again after every crash reset. Fails if the region is smaller than `T` or `T` needs more
     /// alignment than its start has (regions start 64-byte aligned).
-    pub fn get<T: Shareable>(&self) -> Result<&T, RegionError> {
+    ///
+    /// The reference is `'static`: a region stays mapped until the worker process exits.
+    pub fn get<T: Shareable>(&self) -> Result<&'static T, RegionError> {
         let type_name = std::any::type_name::<T>();
         let (need, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
         if need > self.len {
@@ -112,20 +114,20 @@ impl Region {
                 len: self.len,
             });
         }
-        if (self.ptr as usize) % align != 0 {
+        if !(self.ptr as usize).is_multiple_of(align) {
             return Err(RegionError::Misaligned { type_name, align });
         }
         // SAFETY: in bounds and aligned (checked above); `Shareable` promises every bit pattern
-        // is a valid `T` and that shared changes go through atomics only; the mapping lives as
-        // long as the worker process.
+        // is a valid `T` and that shared changes go through atomics only; the segment is never
+        // unmapped while the process runs, so `'static` holds.
         Ok(unsafe { &*(self.ptr as *const T) })
     }
 
     /// The region viewed as as many `T` as fit in it, for a table of records.
-    pub fn slice<T: Shareable>(&self) -> Result<&[T], RegionError> {
+    pub fn slice<T: Shareable>(&self) -> Result<&'static [T], RegionError> {
         let type_name = std::any::type_name::<T>();
         let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
-        if (self.ptr as usize) % align != 0 {
+        if !(self.ptr as usize).is_multiple_of(align) {
             return Err(RegionError::Misaligned { type_name, align });
         }
         let n = self.len.checked_div(size).unwrap_or(0);

@@ -154,7 +154,9 @@ impl WorkerCtx {
     #[inline]
     fn lock_cell(&self, cell: *const c_void) -> Option<&LockCell> {
         let at = cell as usize;
-        if at < self.locks_start || at >= self.locks_end || (at - self.locks_start) % std::mem::size_of::<LockCell>() != 0
+        if at < self.locks_start
+            || at >= self.locks_end
+            || !(at - self.locks_start).is_multiple_of(std::mem::size_of::<LockCell>())
         {
             return None;
         }

@@ -465,7 +465,12 @@ impl Segment {
             .iter()
             .take(self.layout.n_locks as usize)
             .enumerate()
-            .map(|(i, l)| ((l.plugin.clone(), l.name.clone()), self.lock_cell(i as u32) as *const LockCell))
+            .map(|(i, l)| {
+                (
+                    (l.plugin.clone(), l.name.clone()),
+                    self.lock_cell(i as u32) as *const LockCell,
+                )
+            })
             .collect()
     }
 
