@@ -40,7 +40,9 @@
 //! then logs `total T` read under the shared lock; `hold` takes the lock, logs `holding the lock`
 //! and keeps it until told to stop; `wait_lock` waits until a holder holds it, logs `waiting for
 //! the lock`, takes it and logs `got the lock`; `leak` waits for the trigger `leak`, then takes
-//! the lock, forgets the guard and returns `Ok`.
+//! the lock, forgets the guard and returns `Ok`; `bench=N` times N uncontended exclusive pairs and
+//! N pairs of bare atomics on the region (the floor), and logs `lock bench: X ns per pair, floor
+//! Y ns`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -399,6 +401,8 @@ steward::shareable! {
         done: AtomicU32,
         /// 1 while a `hold` worker holds the lock.
         holding: AtomicU32,
+        /// The benchmark's floor: a word taken and released with bare atomics.
+        floor: AtomicU32,
     }
 }
 
@@ -442,7 +446,24 @@ fn testkit_locker(w: &mut Worker) -> Result<(), WorkerError> {
     let idle = |w: &Worker| {
         while !w.wait(Duration::from_secs(3600)).should_stop() {}
     };
-    if let Some(n) = opt("add").and_then(|n| n.parse::<u64>().ok()) {
+    if let Some(n) = opt("bench").and_then(|n| n.parse::<u32>().ok()) {
+        // Uncontended exclusive pairs through the host, then the floor: a compare-and-swap and a
+        // release store on a word of the same shared mapping, in the same process.
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            drop(std::hint::black_box(lock.exclusive()));
+        }
+        let lock_ns = start.elapsed().as_nanos() as f64 / n as f64;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            let w = std::hint::black_box(&data.floor);
+            let _ = w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed);
+            w.store(0, Ordering::Release);
+        }
+        let floor_ns = start.elapsed().as_nanos() as f64 / n as f64;
+        tracing::info!("lock bench: {lock_ns:.2} ns per pair, floor {floor_ns:.2} ns");
+        idle(w);
+    } else if let Some(n) = opt("add").and_then(|n| n.parse::<u64>().ok()) {
         for _ in 0..n {
             let _g = lock.exclusive();
             data.counter
