@@ -332,3 +332,40 @@ impl Startup {
         self.w.lock(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_view_checks_the_region_size_and_alignment() {
+        #[repr(C, align(64))]
+        struct Page([u8; 128]);
+        let mut page = Page([0; 128]);
+        let region = Region {
+            ptr: page.0.as_mut_ptr(),
+            len: 16,
+        };
+        assert_eq!(
+            region
+                .get::<AtomicU64>()
+                .unwrap()
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(region.slice::<AtomicU32>().unwrap().len(), 4);
+        let e = region.get::<[AtomicU64; 3]>().unwrap_err();
+        assert!(matches!(e, RegionError::TooSmall { need: 24, len: 16, .. }), "{e}");
+        assert!(e.to_string().contains("region of 16 bytes cannot hold"), "{e}");
+        let skewed = Region {
+            // SAFETY: 4 bytes into a 128-byte buffer.
+            ptr: unsafe { page.0.as_mut_ptr().add(4) },
+            len: 16,
+        };
+        assert!(matches!(
+            skewed.get::<AtomicU64>(),
+            Err(RegionError::Misaligned { align: 8, .. })
+        ));
+        assert!(skewed.get::<AtomicU32>().is_ok());
+    }
+}
