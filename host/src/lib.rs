@@ -17,9 +17,9 @@
 //!   calls, `startup`, `spare`, `connection` with the control protocol's `request` parsing and
 //!   `answer`s, `dead_end`) and `exec_main` (`steward child`, where an exec-mode child starts);
 //!   imports `shared` and `sys`;
-//! - [`supervisor`]: `steward run` after the command line (start-up order, the event loop, the
-//!   launch path, fork-private tables, the service manager); imports `child` (a forked child runs
-//!   on into it), `shared` and `sys`.
+//! - [`supervisor`]: `steward run` after the command line (start-up order, the pure lifecycle core
+//!   and the event loop around it, the launch path, the child-slot pool, fork-private tables, the
+//!   service manager); imports `child` (a forked child runs on into it), `shared` and `sys`.
 //!
 //! The command line lives in the binary (`main.rs` and its `cli` module, whose `format` prints the
 //! control protocol's answers): `run` becomes the supervisor, every other command is a

@@ -1,5 +1,5 @@
 //! Thin wrappers over the OS mechanisms the host uses, one mechanism per file, each naming the
-//! system calls it wraps: [`signals`] (handlers, the self-pipe's wake-up, masks), [`pipe`] (pipes
+//! system calls it wraps: [`signals`] (handlers, the self-pipe's wake-up, masks), [`pipe`](mod@pipe) (pipes
 //! and the latch eventfd), [`fds`] (`close_range` and its `/proc/self/fd` fallback, fd flags),
 //! [`prctl`] (parent-death signal, subreaper), [`proc`] (children and parents from `/proc`),
 //! [`poll`], [`pidfd`] (waiting for another process to exit), [`futex`], [`hugetext`] (the

@@ -123,3 +123,29 @@ fn the_check_reads_paths_the_way_the_compiler_does() {
         (vec!["child", "supervisor"], false)
     );
 }
+
+/// No source file of the host or the SDK is a warehouse: past this many lines a file holds more
+/// than one thing a reader has to keep in mind, and the layout's groups stop saying where code is.
+const MAX_LINES: usize = 700;
+
+#[test]
+fn no_source_file_is_a_warehouse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    sources(&root.join("src"), &mut files);
+    sources(&root.join("../plugin-api/src"), &mut files);
+    files.sort();
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).expect("source is readable").lines().count();
+            (n > MAX_LINES).then(|| format!("{}: {n} lines", f.display()))
+        })
+        .collect();
+    assert!(files.len() > 40, "found only {} source files", files.len());
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES} lines; split by what the code is about:\n{}",
+        long.join("\n")
+    );
+}

@@ -112,6 +112,18 @@ pub struct ClientSocket {
     pub peer: String,
 }
 
+/// One child to start: what the launch path carries from the supervisor's decision to the new
+/// process (in fork mode to [`crate::child::run`], in exec mode into the parameter blob).
+#[derive(Debug)]
+pub struct ChildStart<'a> {
+    pub kind: ChildKind,
+    /// The child slot it takes in the segment, for kinds that attach to shared memory.
+    pub child_slot: Option<u32>,
+    pub startup: &'a StartupData,
+    /// For connection kinds: the accepted client socket, which the supervisor drops at once.
+    pub client: Option<ClientSocket>,
+}
+
 /// What every child needs from the supervisor.
 pub struct ChildEnv<'a> {
     pub cfg: &'a Config,

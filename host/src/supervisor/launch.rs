@@ -12,20 +12,14 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::shared::config::LaunchMode;
-use crate::shared::handoff::{ChildEnv, ChildKind, ClientSocket, StartupData};
+use crate::shared::handoff::{ChildEnv, ChildKind, ChildStart, StartupData};
 
 /// Starts a child of `kind`. Returns its pid; the client socket is closed in the caller either
 /// way when `client` drops.
-pub fn launch_child(
-    env: &ChildEnv<'_>,
-    kind: ChildKind,
-    child_slot: Option<u32>,
-    startup: &StartupData,
-    client: Option<ClientSocket>,
-) -> std::io::Result<i32> {
+pub fn launch_child(env: &ChildEnv<'_>, start: ChildStart<'_>) -> std::io::Result<i32> {
     match env.cfg.launch_mode {
-        LaunchMode::Fork => fork_child(env, kind, child_slot, startup, client),
-        LaunchMode::Exec => crate::supervisor::spawn::spawn(env, kind, child_slot, startup, client),
+        LaunchMode::Fork => fork_child(env, start),
+        LaunchMode::Exec => crate::supervisor::spawn::spawn(env, start),
     }
 }
 
@@ -184,12 +178,15 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
                 // supervisor, where `sib` was probed.
                 let pid = unsafe { sib.fork(env.segment.child_slot(slot).pid_word()) };
                 if pid == 0 {
+                    let startup = StartupData::Worker { worker_slot: slot };
                     become_child(
                         env,
-                        ChildKind::Worker,
-                        Some(slot),
-                        &StartupData::Worker { worker_slot: slot },
-                        None,
+                        ChildStart {
+                            kind: ChildKind::Worker,
+                            child_slot: Some(slot),
+                            startup: &startup,
+                            client: None,
+                        },
                     );
                 }
                 let result = if pid < 0 {
@@ -251,30 +248,27 @@ impl ForkHelper {
 }
 
 /// A forked child's life: keep only its own fds, run, and end with `_exit`.
-fn become_child(
-    env: &ChildEnv<'_>,
-    kind: ChildKind,
-    child_slot: Option<u32>,
-    startup: &StartupData,
-    client: Option<ClientSocket>,
-) -> ! {
-    let client_fd = client.as_ref().map_or(-1, |c| c.fd.as_raw_fd());
+fn become_child(env: &ChildEnv<'_>, start: ChildStart<'_>) -> ! {
+    let client_fd = start.client.as_ref().map_or(-1, |c| c.fd.as_raw_fd());
     crate::sys::close_all_except(&[env.segment.raw_fd(), env.death_fd, client_fd]);
     // A panic must end this child here: unwinding further would run the supervisor's loop (and
     // drop its fork-private tables, which this process does not have). Exit code 101, as for a
     // panic in an exec-mode child's `main`.
-    let run = std::panic::AssertUnwindSafe(|| crate::child::run(env, kind, child_slot, startup, client, || Ok(())));
+    let run = std::panic::AssertUnwindSafe(|| {
+        crate::child::run(
+            env,
+            start.kind,
+            start.child_slot,
+            start.startup,
+            start.client,
+            || Ok(()),
+        )
+    });
     let code = std::panic::catch_unwind(run).unwrap_or(101);
     crate::child::exit(code)
 }
 
-fn fork_child(
-    env: &ChildEnv<'_>,
-    kind: ChildKind,
-    child_slot: Option<u32>,
-    startup: &StartupData,
-    client: Option<ClientSocket>,
-) -> std::io::Result<i32> {
+fn fork_child(env: &ChildEnv<'_>, start: ChildStart<'_>) -> std::io::Result<i32> {
     // Every signal stays blocked from before the fork until the child has its own handlers
     // (`child::run` unblocks): a signal sent to the new pid in between would otherwise run the
     // supervisor's handler in the child, which only sets a flag nobody there reads, and be lost.
@@ -284,7 +278,7 @@ fn fork_child(
     // glibc's fork, as in `start_fork_helper`: the child goes on to use std and the allocator.
     let pid = unsafe { libc::fork() };
     match pid {
-        0 => become_child(env, kind, child_slot, startup, client),
+        0 => become_child(env, start),
         -1 => {
             let e = std::io::Error::last_os_error();
             crate::sys::restore_mask(&old);

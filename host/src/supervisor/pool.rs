@@ -35,7 +35,7 @@
 //! few instructions; `acquire(kind)` and `in_use(kind)` test one 64-bit word per 64 slots of the
 //! kind (16 words for a thousand workers), lowest slot first.
 //!
-//! The bits live in a [`PrivateSlice`], which `fork` does not copy: the supervisor writes them on
+//! The bits live in a [`PrivateVec`], which `fork` does not copy: the supervisor writes them on
 //! every launch and every exit, and a page it shares copy-on-write with the child it just forked
 //! would cost a page fault and a 4 KiB copy on each of those writes (2.5 to 3 us here, about 2 %
 //! of a launch; decision 87).
@@ -43,7 +43,7 @@
 use crate::shared::config::{Config, LaunchMode};
 use crate::shared::handoff::ChildKind;
 use crate::shared::shmem::Layout;
-use crate::supervisor::private::PrivateSlice;
+use crate::supervisor::private::PrivateVec;
 
 /// One kind's run of bits.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +114,7 @@ pub struct ChildSlotPool {
     /// Connection slots below this (counted from the span's start) are ordinary; the rest are
     /// reserved.
     ordinary_connections: u32,
-    bits: PrivateSlice<u64>,
+    bits: PrivateVec<u64>,
 }
 
 /// Where each kind's span is in [`ChildSlotPool::spans`]; exhaustive, so a new kind of child
@@ -171,7 +171,7 @@ impl ChildSlotPool {
             spans,
             n_static_workers: layout.n_static_workers.min(w),
             ordinary_connections: c - reserved_connections.min(c),
-            bits: PrivateSlice::from_vec(vec![0; word as usize])?,
+            bits: PrivateVec::from_vec(vec![0; word as usize])?,
         })
     }
 

@@ -5,13 +5,14 @@
 //! After a `fork`, every private page is shared copy-on-write, so the first write to each page
 //! the supervisor touches before its next launch costs a page fault and a 4 KiB copy; with 1000
 //! workers that was a third of the supervisor's time. The two tables it writes on every launch and
-//! every exit, its worker table ([`PrivateSlice`]) and its pid-to-child map ([`PidMap`]), live in
+//! every exit, the core's worker table ([`PrivateVec`]) and its pid-to-child map ([`PidMap`]), live in
 //! anonymous mappings marked `MADV_DONTFORK`: `fork` neither copies nor write-protects them, so
 //! writing them costs nothing extra, and no child can read or corrupt them. A child never needs
 //! them: it runs from the startup data and the segment, and ends with `_exit`.
 //!
 //! Both keep every field that changes after start-up inside their mapping, so a launch writes no
-//! other page of the supervisor for them.
+//! other page of the supervisor for them. The worker table grows when a worker is added at run
+//! time; its length changes then, never on a launch or an exit.
 
 use std::marker::PhantomData;
 use std::mem::{size_of, MaybeUninit};
@@ -60,33 +61,69 @@ impl Drop for Region {
     }
 }
 
-/// A fixed-length array of `T` in a `Region`.
-pub struct PrivateSlice<T> {
+/// A growable array of `T` in a `Region`. Growing maps a region twice the size and moves the
+/// elements (a bitwise move, as `Vec` does), so references into it do not outlive a `push`; a
+/// table sized right at start-up never grows.
+pub struct PrivateVec<T> {
     region: Region,
     len: usize,
+    cap: usize,
     _t: PhantomData<T>,
 }
 
-impl<T> PrivateSlice<T> {
-    /// Moves the elements of `v` into a new region.
-    pub fn from_vec(v: Vec<T>) -> std::io::Result<PrivateSlice<T>> {
+impl<T> PrivateVec<T> {
+    /// An empty table with room for `cap` elements before it first grows.
+    pub fn with_capacity(cap: usize) -> std::io::Result<PrivateVec<T>> {
         assert!(std::mem::align_of::<T>() <= 4096);
-        let region = Region::new(v.len() * size_of::<T>())?;
-        let len = v.len();
-        let dst = region.ptr as *mut T;
-        for (i, item) in v.into_iter().enumerate() {
-            // SAFETY: `dst` has room for `len` elements and is page-aligned.
-            unsafe { dst.add(i).write(item) };
-        }
-        Ok(PrivateSlice {
+        let region = Region::new(cap.max(1) * size_of::<T>().max(1))?;
+        let cap = region.len / size_of::<T>().max(1);
+        Ok(PrivateVec {
             region,
-            len,
+            len: 0,
+            cap,
             _t: PhantomData,
         })
     }
+
+    /// Moves the elements of `v` into a new table of exactly their number.
+    pub fn from_vec(v: Vec<T>) -> std::io::Result<PrivateVec<T>> {
+        let mut t = PrivateVec::with_capacity(v.len())?;
+        for item in v {
+            t.push(item)?;
+        }
+        Ok(t)
+    }
+
+    /// Drops every element, keeping the mapping.
+    pub fn clear(&mut self) {
+        let len = self.len;
+        // Zero first: a panic in a destructor then leaks the rest instead of dropping twice.
+        self.len = 0;
+        // SAFETY: the first `len` elements were initialised, and no longer count as elements.
+        unsafe { std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(self.region.ptr as *mut T, len)) };
+    }
+
+    pub fn push(&mut self, item: T) -> std::io::Result<()> {
+        if self.len == self.cap {
+            let mut bigger = PrivateVec::with_capacity(self.cap * 2)?;
+            // SAFETY: both regions are page-aligned and hold at least `len` elements; the
+            // elements move to `bigger` bitwise, and `self.len = 0` below keeps them from being
+            // dropped a second time with the old region.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.region.ptr as *const T, bigger.region.ptr as *mut T, self.len)
+            };
+            bigger.len = self.len;
+            self.len = 0;
+            *self = bigger;
+        }
+        // SAFETY: `len < cap`, so the slot is inside the region and holds no element yet.
+        unsafe { (self.region.ptr as *mut T).add(self.len).write(item) };
+        self.len += 1;
+        Ok(())
+    }
 }
 
-impl<T> std::ops::Deref for PrivateSlice<T> {
+impl<T> std::ops::Deref for PrivateVec<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         // SAFETY: `len` initialised elements live at the start of the region.
@@ -94,14 +131,14 @@ impl<T> std::ops::Deref for PrivateSlice<T> {
     }
 }
 
-impl<T> std::ops::DerefMut for PrivateSlice<T> {
+impl<T> std::ops::DerefMut for PrivateVec<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as above, borrowed mutably through `self`.
         unsafe { std::slice::from_raw_parts_mut(self.region.ptr as *mut T, self.len) }
     }
 }
 
-impl<T> Drop for PrivateSlice<T> {
+impl<T> Drop for PrivateVec<T> {
     fn drop(&mut self) {
         // SAFETY: drops the initialised elements once; the region is unmapped after.
         unsafe { std::ptr::drop_in_place(&mut **self as *mut [T]) };
@@ -328,12 +365,32 @@ mod tests {
     }
 
     #[test]
+    fn a_private_vec_grows_and_keeps_its_elements() {
+        let mut v: PrivateVec<String> = PrivateVec::with_capacity(1).unwrap();
+        let first_cap = v.cap;
+        for i in 0..first_cap * 3 + 1 {
+            v.push(i.to_string()).unwrap();
+        }
+        assert!(v.cap > first_cap);
+        assert_eq!(v.len(), first_cap * 3 + 1);
+        assert!(v.iter().enumerate().all(|(i, s)| *s == i.to_string()));
+        v[0].push('x');
+        assert_eq!(v[0], "0x");
+    }
+
+    #[test]
     fn tables_are_in_mappings_forked_children_do_not_get() {
         let m: PidMap<u64> = PidMap::new().unwrap();
-        let s = PrivateSlice::from_vec(vec![String::from("a"), String::from("b")]).unwrap();
+        let s = PrivateVec::from_vec(vec![String::from("a"), String::from("b")]).unwrap();
         assert_eq!(&*s, &["a".to_owned(), "b".to_owned()]);
+        let mut v: PrivateVec<u64> = PrivateVec::with_capacity(4).unwrap();
+        v.push(7).unwrap();
+        v.clear();
+        assert!(v.is_empty());
+        v.push(8).unwrap();
+        assert_eq!(&*v, &[8]);
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        for addr in [m.region.ptr as usize, s.region.ptr as usize] {
+        for addr in [m.region.ptr as usize, s.region.ptr as usize, v.region.ptr as usize] {
             // "dc": do not copy this mapping on fork.
             let flags = crate::sys::hugetext::smaps_field(&smaps, addr, "VmFlags").expect("the mapping's flags");
             assert!(flags.split_whitespace().any(|f| f == "dc"), "{flags}");

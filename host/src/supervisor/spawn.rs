@@ -17,9 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 use crate::shared::config::Config;
-use crate::shared::handoff::{
-    encode, ChildEnv, ChildKind, ClientSocket, Params, StartupData, FD_BLOB, FD_CLIENT, FD_DEATH, FD_SEGMENT,
-};
+use crate::shared::handoff::{encode, ChildEnv, ChildStart, Params, FD_BLOB, FD_CLIENT, FD_DEATH, FD_SEGMENT};
 
 /// The binary to execute and the environment, computed once.
 struct Program {
@@ -74,13 +72,13 @@ fn check(rc: libc::c_int) -> std::io::Result<()> {
 }
 
 /// Starts an exec-mode child.
-pub fn spawn(
-    env: &ChildEnv<'_>,
-    kind: ChildKind,
-    child_slot: Option<u32>,
-    startup: &StartupData,
-    client: Option<ClientSocket>,
-) -> std::io::Result<i32> {
+pub fn spawn(env: &ChildEnv<'_>, start: ChildStart<'_>) -> std::io::Result<i32> {
+    let ChildStart {
+        kind,
+        child_slot,
+        startup,
+        client,
+    } = start;
     let prog = program()?;
     let params = Params {
         kind,

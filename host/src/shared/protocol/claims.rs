@@ -24,8 +24,10 @@ pub enum ClaimError {
     HelperEnded { status: i32 },
 }
 
-/// The last check before the supervisor tracks a pid a child claimed for `slot` (a spare, a
-/// worker's slot, the fork helper): one it already tracks (another worker, a spare, an adopted
+/// The last check before the supervisor tracks a pid a child claimed for `slot`. Today only the
+/// fork helper's workers are known by a pid a child reports (a spare is handed work under the pid
+/// the supervisor started it with); any later path that takes a pid from a child goes through
+/// here too. A pid the supervisor already tracks (another worker, a spare, an adopted
 /// process) was forged in shared memory, and tracking it twice would let one child's exit be
 /// taken for another's. `tracked` answers from the supervisor's own tables.
 pub fn admit_pid(slot: u32, pid: i32, tracked: impl Fn(i32) -> bool) -> Result<i32, ClaimError> {

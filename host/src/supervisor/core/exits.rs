@@ -1,0 +1,238 @@
+//! The core's answer to a reaped child: what its exit means under the exit-code contract (see
+//! [`super::policy`]) for the child's kind, the worker's restart policy and the host phase.
+//!
+//! Runs in: the supervisor, inside [`Core`]. What a child left in its slot arrives as a bounded
+//! copy ([`SlotCopy`]) the event loop read; the core trusts only its own table for who the
+//! child was.
+
+use super::policy::{classify, next_for, Next, Outcome, RestartDecision};
+use super::rows::{self, State, Took};
+use super::{Action, Actions, Core, Level, Now, Phase, Progress, Row, SlotCopy, WorkerKey};
+use crate::shared::handoff::ChildKind;
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::registry::RestartPolicy;
+
+impl Core {
+    pub(super) fn child_exited(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        slot: SlotCopy,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        let Some(child) = self.children.remove(pid) else {
+            // Not a child the core knows: to the core, as any process it did not start.
+            return self.adopted_exited(pid, now, out);
+        };
+        if let (Some(key), Some(us)) = (child.worker, slot.launch_us) {
+            if let Some(w) = self.worker_mut(key) {
+                w.run.last_launch_us = Some(us);
+            }
+        }
+        let outcome = classify(status, slot.dead_man, child.signalled);
+        if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT)
+            && !child.signalled
+            && matches!(child.kind, ChildKind::Spare | ChildKind::Startup)
+        {
+            // Every child after this one would refuse the segment too (its own log line names
+            // the check that failed): reset it, as for any crash. The code is the claim, not
+            // proof: plugin code may exit with 3 too. Workers and connections get there through
+            // their own crash handling below.
+            let took = self.took(Row::CorruptSegmentReported);
+            let what = format!(
+                "{} child (pid {pid}) exited with code 3, which reports a corrupt shared-memory segment",
+                child.kind.info().name
+            );
+            self.crash(&what, now, out);
+            self.after_exit(now, out);
+            return took;
+        }
+        let took = match child.kind {
+            ChildKind::DeadEnd => self.took(Row::DeadEndExited),
+            ChildKind::Startup => self.startup_exited(pid, status, outcome, slot.reason, now, out),
+            // Died before it was handed a worker: it touched nothing shared but its own slot,
+            // so this is not a crash.
+            ChildKind::Spare if child.signalled => self.took(Row::SpareStopped),
+            ChildKind::Spare => {
+                let took = self.took(Row::SpareDied);
+                out.push(Action::Log(
+                    Level::Warn,
+                    format!("spare child (pid {pid}) ended with {status}: {}", slot.reason),
+                ));
+                took
+            }
+            ChildKind::Connection if outcome == Outcome::Crash => {
+                let took = self.took(Row::ConnectionCrashed);
+                let what = format!("connection child (pid {pid}) crashed: {status}{}", corrupt_note(status));
+                self.crash(&what, now, out);
+                took
+            }
+            ChildKind::Connection => self.took(Row::ConnectionExited),
+            ChildKind::Worker => match child.worker.filter(|k| self.worker(*k).is_some()) {
+                Some(key) => self.worker_exited(key, pid, status, outcome, slot, now, out),
+                // A worker child with no worker in the table: the loop never makes one.
+                None => self.took(Row::StaleKey),
+            },
+        };
+        self.after_exit(now, out);
+        took
+    }
+
+    fn startup_exited(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        outcome: Outcome,
+        reason: String,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        if !self.is_up() {
+            // Recovering or stopping: the host signalled it, or a smart shutdown outlived it.
+            return self.took(Row::StartupExitIgnored);
+        }
+        if outcome == Outcome::Done {
+            let took = self.took(Row::StartupDone);
+            self.enter(Phase::Up(Progress::Running), out);
+            return took;
+        }
+        let took = self.took(Row::StartupFailed);
+        let reason = match (outcome, reason.is_empty()) {
+            // The child names the hook it is running in its slot, so a crash still names it.
+            (Outcome::Crash, false) => format!("the startup child (pid {pid}) ended with {status} while {reason}"),
+            (_, false) => reason,
+            (_, true) => format!("the startup child (pid {pid}) ended with {status}"),
+        };
+        let line = format!("start-up failed: {reason}; stopping");
+        self.fail(line, "a failed startup hook", now, out);
+        took
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn worker_exited(
+        &mut self,
+        key: WorkerKey,
+        pid: i32,
+        status: ExitStatus,
+        outcome: Outcome,
+        slot: SlotCopy,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        let up = self.is_up();
+        let stopping = matches!(self.phase, Phase::Stopping(_));
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
+        let name = w.spec.name.clone();
+        let policy = w.spec.restart;
+        let crash_loop = w.spec.crash_loop;
+        let reason = match (outcome, slot.reason.is_empty()) {
+            (Outcome::Crash, _) if slot.dead_man && matches!(status, ExitStatus::Code(_)) => {
+                format!("crashed: {status} without a clean exit (dead-man flag still set)")
+            }
+            (Outcome::Crash, _) => format!("crashed: {status}{}", corrupt_note(status)),
+            (Outcome::StoppedByHost, _) => format!("stopped by the host ({status})"),
+            (_, false) => slot.reason,
+            (Outcome::Done, true) => "done".to_owned(),
+            (_, true) => status.to_string(),
+        };
+        let r = &mut w.run;
+        let from = State::Worker(r.state);
+        r.pid = None;
+        r.last_exit = Some((status, now.wall_ms, reason.clone()));
+        r.history.push_front((status, now.wall_ms, reason.clone()));
+        r.history.truncate(crate::shared::shmem::EXIT_HISTORY);
+        let ran_for = r
+            .started
+            .take()
+            .map(|t| now.mono.saturating_duration_since(t))
+            .unwrap_or_default();
+
+        if !up {
+            // Recovering or stopping: what happens next is decided by the phase, not the exit.
+            let took = if stopping {
+                r.state = WorkerState::Stopped;
+                rows::fired(Row::WorkerExitWhileStopping, from)
+            } else {
+                rows::fired(Row::WorkerExitWhileRecovering, from)
+            };
+            out.push(Action::PublishWorker(key));
+            return took;
+        }
+        let took = match next_for(outcome, policy) {
+            next @ (Next::Stop | Next::Fail) => {
+                let (row, state, level, verb) = match next {
+                    Next::Stop => (Row::WorkerStops, WorkerState::Stopped, Level::Info, "exited"),
+                    _ => (Row::WorkerFails, WorkerState::Failed, Level::Error, "failed"),
+                };
+                r.state = state;
+                let line = format!("worker {name} (pid {pid}) {verb} with {status}: {reason}; not restarting");
+                out.push(Action::Log(level, line));
+                rows::fired(row, from)
+            }
+            Next::Restart => match r.tracker.decide(policy, crash_loop, now.mono, ran_for) {
+                RestartDecision::After(d) => {
+                    r.state = WorkerState::WaitingRestart;
+                    r.restart_at = Some(now.mono + d);
+                    r.restart_at_ms = Some(now.wall_ms + d.as_millis() as u64);
+                    out.push(Action::Log(
+                        Level::Info,
+                        format!(
+                            "worker {name} (pid {pid}) exited with {status}: {reason}; restarting in {}",
+                            crate::shared::time::format_duration(d)
+                        ),
+                    ));
+                    rows::fired(Row::WorkerRestarts, from)
+                }
+                RestartDecision::GiveUp(why) => {
+                    r.state = WorkerState::Failed;
+                    let full = format!("{why} (last exit: {reason})");
+                    r.last_exit = Some((status, now.wall_ms, full.clone()));
+                    out.push(Action::Log(
+                        Level::Error,
+                        format!("worker {name} (pid {pid}) failed: {full}; not restarting"),
+                    ));
+                    rows::fired(Row::WorkerGivesUp, from)
+                }
+            },
+            Next::ResetHost => {
+                // A crash counts against the crashed worker's crash-loop limit too.
+                let gave_up = match policy {
+                    RestartPolicy::Never => None,
+                    _ => match r.tracker.decide(policy, crash_loop, now.mono, ran_for) {
+                        RestartDecision::GiveUp(why) => Some(why),
+                        RestartDecision::After(_) => None,
+                    },
+                };
+                let took = if let Some(why) = gave_up {
+                    r.state = WorkerState::Failed;
+                    r.last_exit = Some((status, now.wall_ms, format!("{why} (last exit: {reason})")));
+                    out.push(Action::Log(
+                        Level::Error,
+                        format!("worker {name} (pid {pid}) failed: {why}; it will not start again after the reset"),
+                    ));
+                    rows::fired(Row::WorkerCrashGivesUp, from)
+                } else {
+                    r.state = WorkerState::WaitingRestart;
+                    rows::fired(Row::WorkerCrashes, from)
+                };
+                out.push(Action::PublishWorker(key));
+                self.crash(&format!("worker {name} (pid {pid}) {reason}"), now, out);
+                return took;
+            }
+        };
+        out.push(Action::PublishWorker(key));
+        took
+    }
+}
+
+/// What a crashed child's exit code says about the segment, for the crash's log line.
+fn corrupt_note(status: ExitStatus) -> &'static str {
+    if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT) {
+        " (the code that reports a corrupt shared-memory segment)"
+    } else {
+        ""
+    }
+}

@@ -1,0 +1,572 @@
+//! The core's transition table as data: one row per real transition (the states it leaves, the
+//! event, the state it enters and what the core asks for). docs/architecture.md shows the same
+//! table, rendered from this one by [`render`] (a test keeps the two equal).
+//!
+//! Runs in: the supervisor (the core marks each row as it takes it) and the unit tests.
+//!
+//! Coverage: every transition in the core's code calls [`fired`] with its row and the state it
+//! leaves: the host's [`Step`] for a host row, the worker's state for a worker row. Every handler
+//! of an event returns the [`Took`] that only [`fired`] makes, so a path through a handler that
+//! records no row does not compile. In tests [`fired`] panics when a row fires from a state its
+//! row does not list (the table cannot claim less than the core does) and counts, per thread,
+//! each (row, state) pair; `every_row_of_the_table_is_exercised` runs every scenario on one
+//! thread and fails naming each listed pair none of them took (nor can it claim more). Outside
+//! tests [`fired`] compiles to nothing.
+
+use super::{Phase, Progress, Recovery, Shutdown};
+use crate::shared::lifecycle::WorkerState;
+
+/// A transition of the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Row {
+    StartNoHooks,
+    StartWithHooks,
+    StartupLaunchFailed,
+    Consistent,
+    ConsistentIgnored,
+    LaunchDue,
+    DeadlineWaits,
+    ChildTracked,
+    StartupDone,
+    StartupFailed,
+    StartupExitIgnored,
+    CrashRecover,
+    CrashStop,
+    CrashIgnored,
+    CorruptSegmentReported,
+    ConnectionCrashed,
+    ConnectionExited,
+    DeadEndExited,
+    SpareDied,
+    SpareStopped,
+    StaleKey,
+    RecoverKill,
+    RecoverReset,
+    ResetDone,
+    ResetFailed,
+    StopSmartWaits,
+    StopSignals,
+    SmartProceeds,
+    StopIgnored,
+    StopKill,
+    StopScan,
+    ScanLeftSome,
+    StopExit,
+    AdoptedTracked,
+    AdoptedSignalled,
+    AdoptedExited,
+    ReloadApplied,
+    ReloadRefused,
+    WorkerDue,
+    WorkerLaunched,
+    WorkerLaunchFailed,
+    WorkerStops,
+    WorkerFails,
+    WorkerRestarts,
+    WorkerGivesUp,
+    WorkerCrashes,
+    WorkerCrashGivesUp,
+    WorkerExitWhileRecovering,
+    WorkerExitWhileStopping,
+    WorkerStartCancelled,
+    WorkerResetRestarts,
+    WorkerResetStops,
+    WorkerRemoved,
+}
+
+/// The host's phase without its data: what a host row leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Init,
+    Startup,
+    Consistent,
+    Running,
+    Quitting,
+    RecoverKilled,
+    Resetting,
+    SmartWaiting,
+    Signalled,
+    StopKilled,
+}
+
+impl Step {
+    pub fn of(phase: Phase) -> Step {
+        match phase {
+            Phase::Up(Progress::Init) => Step::Init,
+            Phase::Up(Progress::Startup) => Step::Startup,
+            Phase::Up(Progress::Consistent) => Step::Consistent,
+            Phase::Up(Progress::Running) => Step::Running,
+            Phase::Recovering(Recovery::Quitting { .. }) => Step::Quitting,
+            Phase::Recovering(Recovery::Killed) => Step::RecoverKilled,
+            Phase::Recovering(Recovery::Resetting) => Step::Resetting,
+            Phase::Stopping(Shutdown::SmartWaiting) => Step::SmartWaiting,
+            Phase::Stopping(Shutdown::Signalled { .. }) => Step::Signalled,
+            Phase::Stopping(Shutdown::Killed { .. }) => Step::StopKilled,
+        }
+    }
+
+    /// The host state, and the step's name within it when the state has several.
+    fn names(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Step::Init => ("init", None),
+            Step::Startup => ("startup", None),
+            Step::Consistent => ("consistent", None),
+            Step::Running => ("running", None),
+            Step::Quitting => ("recovering", Some("quitting")),
+            Step::RecoverKilled => ("recovering", Some("killed")),
+            Step::Resetting => ("recovering", Some("resetting")),
+            Step::SmartWaiting => ("stopping", Some("smart wait")),
+            Step::Signalled => ("stopping", Some("signalled")),
+            Step::StopKilled => ("stopping", Some("killed")),
+        }
+    }
+}
+
+/// The state a row leaves: the host's step, or the worker's state for a worker's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Host(Step),
+    Worker(WorkerState),
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            State::Host(s) => match s.names() {
+                (state, Some(step)) => write!(f, "{state} ({step})"),
+                (state, None) => f.write_str(state),
+            },
+            State::Worker(w) => f.write_str(w.as_str()),
+        }
+    }
+}
+
+/// Proof that a row was recorded: only [`fired`] makes one, and every handler of an event
+/// returns one.
+pub struct Took(());
+
+/// One row: the row, the states it leaves, the event, and the state it enters with what the
+/// core asks the event loop for.
+pub struct RowSpec {
+    pub row: Row,
+    pub from: &'static [State],
+    pub event: &'static str,
+    pub to: &'static str,
+}
+
+const fn r(row: Row, from: &'static [State], event: &'static str, to: &'static str) -> RowSpec {
+    RowSpec { row, from, event, to }
+}
+
+use State::{Host as H, Worker as W};
+use Step::*;
+use WorkerState::{Failed, NotStarted, Stopped, WaitingRestart};
+
+/// Start-up's steps, where launches happen.
+const UP: &[State] = &[H(Startup), H(Consistent), H(Running)];
+/// Every step an event other than the answer to an action can find. `init` and `recovering
+/// (resetting)` are left in the turn that entered them: `init` by the start, `resetting` by the
+/// answer to the segment the core asked for.
+const ANY: &[State] = &[
+    H(Startup),
+    H(Consistent),
+    H(Running),
+    H(Quitting),
+    H(RecoverKilled),
+    H(SmartWaiting),
+    H(Signalled),
+    H(StopKilled),
+];
+/// Where a child the host has not signalled can be alive: up, or a smart shutdown still waiting.
+const UNSIGNALLED: &[State] = &[H(Startup), H(Consistent), H(Running), H(SmartWaiting)];
+/// Where every child has been signalled.
+const SIGNALLED: &[State] = &[H(Quitting), H(RecoverKilled), H(Signalled), H(StopKilled)];
+const RECOVERING: &[State] = &[H(Quitting), H(RecoverKilled)];
+const STOPPING: &[State] = &[H(SmartWaiting), H(Signalled), H(StopKilled)];
+const STOPPED_SIGNALLED: &[State] = &[H(Signalled), H(StopKilled)];
+const NOT_UP: &[State] = &[
+    H(Quitting),
+    H(RecoverKilled),
+    H(SmartWaiting),
+    H(Signalled),
+    H(StopKilled),
+];
+const DUE: &[State] = &[W(NotStarted), W(WaitingRestart)];
+const RUNNING: &[State] = &[W(WorkerState::Running)];
+const LIVE: &[State] = &[W(WorkerState::Running), W(WaitingRestart)];
+
+/// Every transition. Host rows first, then workers.
+pub const ROWS: &[RowSpec] = &[
+    r(
+        Row::StartNoHooks,
+        &[H(Init)],
+        "start (no startup hooks)",
+        "running; `READY=1`",
+    ),
+    r(
+        Row::StartWithHooks,
+        &[H(Init)],
+        "start",
+        "startup; start the startup child",
+    ),
+    r(
+        Row::StartupLaunchFailed,
+        &[H(Startup)],
+        "startup child not started",
+        "stopping (immediate); exit 1",
+    ),
+    r(Row::Consistent, &[H(Startup)], "consistent declared", "consistent"),
+    r(
+        Row::ConsistentIgnored,
+        &[
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+            H(SmartWaiting),
+            H(Signalled),
+            H(StopKilled),
+        ],
+        "consistent declared",
+        "unchanged",
+    ),
+    r(
+        Row::LaunchDue,
+        UP,
+        "deadline",
+        "launch the workers due (at most 64 a turn)",
+    ),
+    r(Row::DeadlineWaits, NOT_UP, "deadline, no timeout passed", "unchanged"),
+    r(
+        Row::ChildTracked,
+        ANY,
+        "connection, dead-end, spare or startup child started",
+        "tracked",
+    ),
+    r(
+        Row::StartupDone,
+        &[H(Startup), H(Consistent)],
+        "startup child exit 0",
+        "running; `READY=1`",
+    ),
+    r(
+        Row::StartupFailed,
+        &[H(Startup), H(Consistent)],
+        "startup child failed",
+        "stopping (immediate); exit 1",
+    ),
+    r(Row::StartupExitIgnored, NOT_UP, "startup child exited", "unchanged"),
+    r(
+        Row::CrashRecover,
+        UP,
+        "attached child crashed",
+        "recovering; SIGQUIT to every child",
+    ),
+    r(
+        Row::CrashStop,
+        UP,
+        "crash, `restart_after_crash = false`",
+        "stopping (immediate); exit 1",
+    ),
+    r(
+        Row::CrashIgnored,
+        &[H(SmartWaiting)],
+        "crash of a child not yet signalled",
+        "unchanged",
+    ),
+    r(
+        Row::CorruptSegmentReported,
+        UNSIGNALLED,
+        "startup or spare child exit 3 (corrupt segment)",
+        "as a crash",
+    ),
+    r(
+        Row::ConnectionCrashed,
+        UNSIGNALLED,
+        "connection child crashed",
+        "as a crash",
+    ),
+    r(
+        Row::ConnectionExited,
+        ANY,
+        "connection child exited, no crash",
+        "unchanged",
+    ),
+    r(Row::DeadEndExited, ANY, "dead-end child exited", "unchanged"),
+    r(
+        Row::SpareDied,
+        UNSIGNALLED,
+        "unused spare exited",
+        "unchanged; a warning",
+    ),
+    r(Row::SpareStopped, SIGNALLED, "signalled spare exited", "unchanged"),
+    r(
+        Row::StaleKey,
+        &[H(Running)],
+        "an event names a worker the table no longer has (not sent by the loop)",
+        "unchanged",
+    ),
+    r(
+        Row::RecoverKill,
+        &[H(Quitting)],
+        "`crash_kill_timeout` passed",
+        "recovering (killed); SIGKILL to the attached children",
+    ),
+    r(
+        Row::RecoverReset,
+        RECOVERING,
+        "no attached child left",
+        "recovering (resetting); create a segment",
+    ),
+    r(
+        Row::ResetDone,
+        &[H(Resetting)],
+        "segment created",
+        "init, then as start",
+    ),
+    r(
+        Row::ResetFailed,
+        &[H(Resetting)],
+        "segment failed",
+        "stopping (immediate); exit 1",
+    ),
+    r(
+        Row::StopSmartWaits,
+        &[H(Startup), H(Consistent), H(Running), H(Quitting), H(RecoverKilled)],
+        "stop smart, connections open",
+        "stopping (smart wait)",
+    ),
+    r(
+        Row::StopSignals,
+        &[
+            H(Startup),
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+            H(Resetting),
+            H(SmartWaiting),
+            H(Signalled),
+            H(StopKilled),
+        ],
+        "stop (in a harsher mode, if stopping)",
+        "stopping (signalled); SIGTERM (SIGQUIT if immediate) to all",
+    ),
+    r(
+        Row::SmartProceeds,
+        &[H(SmartWaiting)],
+        "last connection exited",
+        "stopping (signalled); SIGTERM to all",
+    ),
+    r(
+        Row::StopIgnored,
+        STOPPING,
+        "stop in the same or a milder mode",
+        "unchanged",
+    ),
+    r(
+        Row::StopKill,
+        &[H(Signalled)],
+        "`shutdown_timeout` passed",
+        "stopping (killed); SIGKILL to all",
+    ),
+    r(
+        Row::StopScan,
+        STOPPED_SIGNALLED,
+        "no child left",
+        "scan for adopted processes",
+    ),
+    r(
+        Row::ScanLeftSome,
+        STOPPED_SIGNALLED,
+        "the scan ended with a child or adopted process left",
+        "unchanged",
+    ),
+    r(
+        Row::StopExit,
+        STOPPED_SIGNALLED,
+        "the scan ended with nothing left",
+        "exit with the exit code",
+    ),
+    r(
+        Row::AdoptedTracked,
+        &[
+            H(Startup),
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+            H(SmartWaiting),
+        ],
+        "adopted process found",
+        "tracked",
+    ),
+    r(
+        Row::AdoptedSignalled,
+        STOPPED_SIGNALLED,
+        "adopted process found",
+        "tracked; signalled as the rest",
+    ),
+    r(
+        Row::AdoptedExited,
+        ANY,
+        "adopted (or unknown) process reaped",
+        "forgotten; as any exit",
+    ),
+    r(
+        Row::ReloadApplied,
+        ANY,
+        "reload applied",
+        "new timeouts; SIGHUP to every child but dead-ends",
+    ),
+    r(Row::ReloadRefused, ANY, "reload refused", "unchanged"),
+    r(
+        Row::WorkerDue,
+        DUE,
+        "deadline, start time reached",
+        "launch it (at most 64 a turn)",
+    ),
+    r(Row::WorkerLaunched, DUE, "launched", "`running`"),
+    r(Row::WorkerLaunchFailed, DUE, "launch failed", "`waiting_restart`, 1 s"),
+    r(
+        Row::WorkerStops,
+        RUNNING,
+        "exit 0; exit 1 under `never`; stopped by the host",
+        "`stopped`",
+    ),
+    r(Row::WorkerFails, RUNNING, "exit 2", "`failed`"),
+    r(
+        Row::WorkerRestarts,
+        RUNNING,
+        "exit 1 under a restarting policy",
+        "`waiting_restart`, after the delay (backoff grows)",
+    ),
+    r(
+        Row::WorkerGivesUp,
+        RUNNING,
+        "exit 1 past the crash-loop limit",
+        "`failed`",
+    ),
+    r(
+        Row::WorkerCrashes,
+        RUNNING,
+        "crash",
+        "`waiting_restart`; the host resets",
+    ),
+    r(
+        Row::WorkerCrashGivesUp,
+        RUNNING,
+        "crash past the crash-loop limit",
+        "`failed`; the host resets",
+    ),
+    r(
+        Row::WorkerExitWhileRecovering,
+        RUNNING,
+        "exit while recovering",
+        "unchanged until the reset",
+    ),
+    r(
+        Row::WorkerExitWhileStopping,
+        RUNNING,
+        "exit while stopping",
+        "`stopped`",
+    ),
+    r(Row::WorkerStartCancelled, DUE, "stop", "`stopped`"),
+    r(
+        Row::WorkerResetRestarts,
+        LIVE,
+        "reset, policy restarts",
+        "`waiting_restart`, now",
+    ),
+    r(Row::WorkerResetStops, LIVE, "reset, policy `never`", "`stopped`"),
+    r(
+        Row::WorkerRemoved,
+        &[W(Stopped), W(Failed)],
+        "remove (added at run time)",
+        "the slot is free",
+    ),
+];
+
+#[cfg(test)]
+thread_local! {
+    static FIRED: std::cell::RefCell<Vec<(Row, State)>> = Default::default();
+}
+
+/// Marks `row` as taken from `from` (checked and counted in tests only).
+#[inline(always)]
+pub fn fired(row: Row, from: State) -> Took {
+    #[cfg(test)]
+    {
+        let listed = ROWS.iter().any(|r| r.row == row && r.from.contains(&from));
+        assert!(
+            listed,
+            "{row:?} fired from {from}, which the table does not list for it"
+        );
+        FIRED.with(|f| {
+            let mut f = f.borrow_mut();
+            if !f.contains(&(row, from)) {
+                f.push((row, from));
+            }
+        });
+    }
+    #[cfg(not(test))]
+    let _ = (row, from);
+    Took(())
+}
+
+/// The (row, state) pairs taken on this thread since the last call, and resets the record.
+#[cfg(test)]
+pub fn take_fired() -> Vec<(Row, State)> {
+    FIRED.with(|f| std::mem::take(&mut *f.borrow_mut()))
+}
+
+/// The table's rows whose states are the host's (`workers` false) or a worker's, as the
+/// Markdown table docs/architecture.md shows: states of one host state are grouped, and a
+/// worker's state is code.
+pub fn render(workers: bool) -> String {
+    let mut s = String::new();
+    for spec in ROWS {
+        if matches!(spec.from.first(), Some(State::Worker(_))) != workers {
+            continue;
+        }
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            from_text(spec.from),
+            spec.event,
+            spec.to
+        ));
+    }
+    s
+}
+
+fn from_text(from: &[State]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    // Host steps are grouped by host state, in the table's order: "recovering (quitting,
+    // killed)"; all of a state's steps are the state alone.
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for st in from {
+        match *st {
+            State::Host(step) => {
+                let (state, sub) = step.names();
+                match groups.iter_mut().find(|(s, _)| *s == state) {
+                    Some((_, subs)) => subs.extend(sub),
+                    None => groups.push((state, sub.into_iter().collect())),
+                }
+            }
+            State::Worker(w) => parts.push(format!("`{}`", w.as_str())),
+        }
+    }
+    for (state, subs) in groups {
+        let all = match state {
+            "recovering" => 3,
+            "stopping" => 3,
+            _ => 0,
+        };
+        if subs.is_empty() || subs.len() == all {
+            parts.push(state.to_owned());
+        } else {
+            parts.push(format!("{state} ({})", subs.join(", ")));
+        }
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,295 @@
+//! The core's worker table: workers keyed by (slot, generation), their run records, launches,
+//! and what a crash reset or a shutdown does to them.
+//!
+//! Runs in: the supervisor, inside [`Core`]. The table lives in memory `fork` does not copy
+//! (see [`crate::supervisor::private`]): it is written on every launch and exit.
+//!
+//! Invariants: a slot holds at most one worker; a worker's key names its slot and a generation
+//! taken from the host's counter, which no crash reset rewinds, so a key is never reused for
+//! another worker; static workers hold slots `0..n` from the start and are never removed.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::policy::{restarts_after_reset, RestartTracker};
+use super::rows::{self, State, Took};
+use super::{start_time_reached, Action, Actions, Core, Level, Now, Progress, Row, LAUNCH_BATCH, LAUNCH_RETRY};
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::registry::{RestartPolicy, WorkerSpec};
+use crate::supervisor::pool::ChildSlotId;
+
+/// A worker's identity: its slot, and the generation that tells it from the slot's earlier and
+/// later tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerKey {
+    pub slot: u32,
+    pub generation: u64,
+}
+
+/// Every worker slot is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no free worker slot ({used} of {max} in use)")]
+pub struct NoFreeSlot {
+    pub used: u32,
+    pub max: u32,
+}
+
+/// Why a worker cannot be removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotRemovable {
+    #[error("no worker has key {0:?}")]
+    Unknown(WorkerKey),
+    #[error("worker {0} was registered at start-up")]
+    Static(String),
+    #[error("worker {name} is {state}: only a stopped or failed worker is removed")]
+    Live { name: String, state: &'static str },
+}
+
+/// The supervisor's record of one worker's runs: the truth status publishes a copy of.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerRun {
+    pub state: WorkerState,
+    pub pid: Option<i32>,
+    pub started_at_ms: Option<u64>,
+    pub restarts: u32,
+    pub ever_started: bool,
+    pub last_exit: Option<(ExitStatus, u64, String)>,
+    pub restart_at: Option<Instant>,
+    pub restart_at_ms: Option<u64>,
+    /// Launch decision to entry running, for the last process of this worker that got there.
+    pub last_launch_us: Option<u64>,
+    /// When the running process was started (for backoff resets).
+    pub started: Option<Instant>,
+    /// Past exits, newest first.
+    pub history: VecDeque<(ExitStatus, u64, String)>,
+    pub tracker: RestartTracker,
+}
+
+/// One worker in the table.
+#[derive(Debug)]
+pub struct Worker {
+    pub key: WorkerKey,
+    pub spec: WorkerSpec,
+    pub run: WorkerRun,
+    /// Added at run time: removed from the table once it stopped for good.
+    dynamic: bool,
+}
+
+impl Core {
+    pub(super) fn insert(&mut self, spec: WorkerSpec, dynamic: bool) -> std::io::Result<WorkerKey> {
+        let free = self.workers.iter().position(Option::is_none);
+        let slot = free.unwrap_or(self.workers.len()) as u32;
+        let key = WorkerKey {
+            slot,
+            generation: self.next_generation,
+        };
+        self.next_generation += 1;
+        let w = Some(Worker {
+            key,
+            spec,
+            run: WorkerRun::default(),
+            dynamic,
+        });
+        match free {
+            Some(i) => self.workers[i] = w,
+            None => self.workers.push(w)?,
+        }
+        Ok(key)
+    }
+
+    /// Adds a worker at run time, in the lowest free slot; it starts when its start time has
+    /// come, at the next [`super::Event::Deadline`].
+    pub fn add_worker(&mut self, spec: WorkerSpec) -> Result<WorkerKey, NoFreeSlot> {
+        let used = self.workers.iter().flatten().count() as u32;
+        let full = NoFreeSlot {
+            used,
+            max: self.max_workers,
+        };
+        if used >= self.max_workers {
+            return Err(full);
+        }
+        self.insert(spec, true).map_err(|_| full)
+    }
+
+    /// Removes a worker added at run time that stopped or failed, freeing its slot.
+    pub fn remove_worker(&mut self, key: WorkerKey) -> Result<WorkerSpec, NotRemovable> {
+        let Some(w) = self.worker(key) else {
+            return Err(NotRemovable::Unknown(key));
+        };
+        if !w.dynamic {
+            return Err(NotRemovable::Static(w.spec.name.clone()));
+        }
+        if !matches!(w.run.state, WorkerState::Stopped | WorkerState::Failed) {
+            return Err(NotRemovable::Live {
+                name: w.spec.name.clone(),
+                state: w.run.state.as_str(),
+            });
+        }
+        rows::fired(Row::WorkerRemoved, State::Worker(w.run.state));
+        let w = self.workers[key.slot as usize].take().expect("checked above");
+        Ok(w.spec)
+    }
+
+    pub fn worker(&self, key: WorkerKey) -> Option<&Worker> {
+        self.workers
+            .get(key.slot as usize)
+            .and_then(Option::as_ref)
+            .filter(|w| w.key == key)
+    }
+
+    pub(super) fn worker_mut(&mut self, key: WorkerKey) -> Option<&mut Worker> {
+        self.workers
+            .get_mut(key.slot as usize)
+            .and_then(Option::as_mut)
+            .filter(|w| w.key == key)
+    }
+
+    /// Every worker, in slot order.
+    pub fn workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.iter().flatten()
+    }
+
+    /// The static workers' registrations, for a new segment.
+    pub fn static_specs(&self) -> Vec<WorkerSpec> {
+        self.workers().filter(|w| !w.dynamic).map(|w| w.spec.clone()).collect()
+    }
+
+    /// Asks for up to a batch of the workers that are due.
+    pub(super) fn launch_due(&mut self, progress: Progress, now: Now, out: &mut Actions) {
+        let mut n = 0;
+        for w in self.workers.iter().flatten() {
+            if !start_time_reached(progress, w.spec.start_time) {
+                continue;
+            }
+            let due = match w.run.state {
+                WorkerState::NotStarted => true,
+                WorkerState::WaitingRestart => w.run.restart_at.is_none_or(|t| t <= now.mono),
+                _ => false,
+            };
+            if !due {
+                continue;
+            }
+            if n == LAUNCH_BATCH {
+                break;
+            }
+            rows::fired(Row::WorkerDue, State::Worker(w.run.state));
+            out.push(Action::Launch(w.key));
+            n += 1;
+        }
+    }
+
+    pub(super) fn launched(
+        &mut self,
+        key: WorkerKey,
+        pid: i32,
+        slot: ChildSlotId,
+        spare: Option<ChildSlotId>,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
+        let took = rows::fired(Row::WorkerLaunched, State::Worker(w.run.state));
+        let r = &mut w.run;
+        if r.ever_started {
+            r.restarts += 1;
+        }
+        r.ever_started = true;
+        r.state = WorkerState::Running;
+        r.pid = Some(pid);
+        r.started_at_ms = Some(now.wall_ms);
+        r.started = Some(now.mono);
+        r.restart_at = None;
+        r.restart_at_ms = None;
+        self.children.insert(
+            pid,
+            super::Child {
+                kind: crate::shared::handoff::ChildKind::Worker,
+                slot,
+                worker: Some(key),
+                signalled: false,
+                spare,
+            },
+        );
+        out.push(Action::PublishWorker(key));
+        took
+    }
+
+    pub(super) fn launch_failed(
+        &mut self,
+        key: WorkerKey,
+        error: &std::io::Error,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
+        let took = rows::fired(Row::WorkerLaunchFailed, State::Worker(w.run.state));
+        out.push(Action::Log(
+            Level::Error,
+            format!(
+                "cannot start worker {}: {error}; retrying in {:?}",
+                w.spec.name, LAUNCH_RETRY
+            ),
+        ));
+        w.run.state = WorkerState::WaitingRestart;
+        w.run.restart_at = Some(now.mono + LAUNCH_RETRY);
+        w.run.restart_at_ms = Some(now.wall_ms + LAUNCH_RETRY.as_millis() as u64);
+        out.push(Action::PublishWorker(key));
+        took
+    }
+
+    /// A shutdown began: a restart or a first start still to come is cancelled.
+    pub(super) fn cancel_restarts(&mut self, out: &mut Actions) {
+        for w in self.workers.iter_mut().flatten() {
+            if matches!(w.run.state, WorkerState::WaitingRestart | WorkerState::NotStarted) {
+                rows::fired(Row::WorkerStartCancelled, State::Worker(w.run.state));
+                w.run.state = WorkerState::Stopped;
+                w.run.restart_at = None;
+                w.run.restart_at_ms = None;
+            }
+        }
+        for w in self.workers.iter().flatten() {
+            out.push(Action::PublishWorker(w.key));
+        }
+    }
+
+    /// After a crash reset: schedules the workers whose policy restarts them; returns how many.
+    pub(super) fn reset_workers(&mut self, now: Now, out: &mut Actions) -> usize {
+        let mut restarting = 0;
+        for w in self.workers.iter_mut().flatten() {
+            let policy = w.spec.restart;
+            let r = &mut w.run;
+            if r.state == WorkerState::NotStarted {
+                // Never started (still waiting for its start time): it starts when that comes,
+                // whatever its restart policy.
+                continue;
+            }
+            if restarts_after_reset(r.state, policy) {
+                rows::fired(Row::WorkerResetRestarts, State::Worker(r.state));
+                r.state = WorkerState::WaitingRestart;
+                r.restart_at = Some(now.mono);
+                r.restart_at_ms = None;
+                restarting += 1;
+            } else if matches!(r.state, WorkerState::Running | WorkerState::WaitingRestart) {
+                rows::fired(Row::WorkerResetStops, State::Worker(r.state));
+                r.state = WorkerState::Stopped;
+                r.restart_at = None;
+                r.restart_at_ms = None;
+                if matches!(policy, RestartPolicy::Never) && r.last_exit.is_none() {
+                    r.last_exit = Some((
+                        ExitStatus::Signal(libc::SIGQUIT),
+                        now.wall_ms,
+                        "stopped by a crash reset".into(),
+                    ));
+                }
+            }
+        }
+        for w in self.workers.iter().flatten() {
+            out.push(Action::PublishWorker(w.key));
+        }
+        restarting
+    }
+}

@@ -1,0 +1,54 @@
+//! Spare children (exec mode): executed children with the plugins loaded and the segment mapped,
+//! waiting to be handed a worker slot, so a worker starts without paying for an exec.
+//!
+//! Runs in: the supervisor. A spare is a child like any other in the core's table (kind spare);
+//! handing it a worker turns its record into the worker's. Spares are refilled only when the
+//! loop is idle, one per spare used, never for one that died unused.
+
+use super::core::Event;
+use super::Supervisor;
+use crate::shared::handoff::{ChildKind, StartupData};
+
+impl Supervisor {
+    /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
+    /// has nothing else to launch.
+    pub(super) fn tend_spares(&mut self) {
+        if self.cfg.launch_mode != crate::shared::config::LaunchMode::Exec || !self.core.is_up() {
+            return;
+        }
+        let claimed: Vec<i32> = self
+            .handoffs
+            .iter()
+            .copied()
+            .filter(|pid| {
+                self.core
+                    .child(*pid)
+                    .and_then(|c| c.slot.child_slot())
+                    .is_some_and(|w| self.segment.child_slot(w).report().claimed_by(*pid))
+            })
+            .collect();
+        for pid in claimed {
+            self.handoffs.retain(|p| *p != pid);
+            if let Some(ss) = self.core.child_mut(pid).and_then(|c| c.spare.take()) {
+                self.free_slot(ss);
+            }
+        }
+        while self.spare_refill > 0 && (self.spares.len() as u32) < crate::shared::shmem::SPARE_CHILDREN {
+            // Neither a waiting spare nor an unclaimed hand-off holds the slot the pool gives.
+            let Some(slot) = self.pool.acquire(ChildKind::Spare) else {
+                break;
+            };
+            self.spare_refill -= 1;
+            match self.start_child(slot, &StartupData::Spare, None) {
+                Ok(pid) => {
+                    self.feed(Event::ChildStarted { pid, slot });
+                    self.spares.push((pid, slot));
+                }
+                Err(e) => {
+                    tracing::warn!("cannot start a spare child: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
