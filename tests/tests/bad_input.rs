@@ -96,7 +96,7 @@ fn a_plugin_built_for_another_abi_major_is_refused(mode: Mode) {
             "plugin oldabi",
             "liboldabi.so",
             "built for plugin ABI 2.0",
-            "this host speaks ABI 1.0",
+            "this host speaks ABI 1.1",
         ],
     );
 }
