@@ -1,6 +1,7 @@
 //! Locks in shared memory: exact counting under an exclusive lock across worker processes, and
 //! the crash rule (a worker that dies holding a lock, or returns with a guard leaked, resets the
-//! host, and a worker waiting for that lock never hangs). Every test runs in fork and exec mode.
+//! host, and a worker waiting for that lock never hangs, nor outlives the host). Every test runs in
+//! fork and exec mode.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,15 @@ fn locks(mode: Mode, workers: &str) -> Spec {
 /// polled again.
 fn wait_status(host: &Host, what: &str, pred: impl Fn(&Status) -> bool) -> Status {
     host.wait_for(what, T, pred)
+}
+
+/// Waits until `pid` sleeps in the kernel's futex wait (the lock's slow path).
+fn wait_asleep_on_futex(pid: i32) {
+    let deadline = Instant::now() + T;
+    while !std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("futex")) {
+        assert!(Instant::now() < deadline, "worker {pid} never slept on the lock");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn two_workers_add_a_million_each_under_an_exclusive_lock(mode: Mode) {
@@ -43,11 +53,7 @@ fn a_holder_killed_by_sigkill_resets_the_host_and_nothing_hangs(mode: Mode) {
         find(&before, "waiter").pid.unwrap(),
     );
     // The waiter is asleep on the lock's futex, not spinning and not holding it.
-    let deadline = Instant::now() + T;
-    while !std::fs::read_to_string(format!("/proc/{waiter}/wchan")).is_ok_and(|w| w.contains("futex")) {
-        assert!(Instant::now() < deadline, "the waiter never slept on the lock");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_asleep_on_futex(waiter);
     assert!(!host.log_text().contains("got the lock"));
     // SAFETY: a worker of this test's host.
     assert_eq!(unsafe { libc::kill(holder, libc::SIGKILL) }, 0);
@@ -60,6 +66,23 @@ fn a_holder_killed_by_sigkill_resets_the_host_and_nothing_hangs(mode: Mode) {
     host.wait_log_count("holding the lock", 2, T);
     let log = host.log_text();
     assert!(log.contains("worker holder") && log.contains("SIGKILL"), "{log}");
+}
+
+/// Host death ends a lock wait: nothing wakes the futex, but the parent-death signal kills the
+/// waiter with the holder.
+fn a_worker_waiting_for_a_lock_dies_with_the_host(mode: Mode) {
+    let mut host = Host::start(locks(
+        mode,
+        "holder:entry=testkit_locker:hold,waiter:entry=testkit_locker:wait_lock",
+    ));
+    host.wait_log("waiting for the lock", T);
+    let s = host.status();
+    wait_asleep_on_futex(find(&s, "waiter").pid.unwrap());
+    let pids = worker_pids(&s);
+    assert_eq!(pids.len(), 2);
+    host.signal(libc::SIGKILL);
+    host.wait_exit(T);
+    wait_gone(&pids, Duration::from_secs(2));
 }
 
 fn returning_with_a_leaked_guard_is_a_crash(mode: Mode) {
@@ -110,6 +133,7 @@ fn a_duplicate_or_bad_lock_request_stops_start_up_naming_plugin_and_lock(mode: M
 both_modes!(
     two_workers_add_a_million_each_under_an_exclusive_lock,
     a_holder_killed_by_sigkill_resets_the_host_and_nothing_hangs,
+    a_worker_waiting_for_a_lock_dies_with_the_host,
     returning_with_a_leaked_guard_is_a_crash,
     an_unknown_lock_name_is_a_clear_error_naming_it,
     a_duplicate_or_bad_lock_request_stops_start_up_naming_plugin_and_lock,
