@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod handoff;
 pub mod hostapi;
+pub mod latch;
 pub mod lifecycle;
 pub mod lockfile;
 pub mod locks;

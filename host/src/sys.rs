@@ -31,11 +31,11 @@ pub use fds::{clear_cloexec, cloexec_inherited, close_all_except, is_open, set_b
 pub use futex::{futex_wait, futex_wake, futex_wake_all};
 pub use pidfd::wait_pid_exit;
 pub use pipe::{drain, eventfd, pipe};
-pub use poll::poll_in;
+pub use poll::{poll_in, ppoll_in};
 pub use prctl::{become_subreaper, die_with_parent};
 pub use proc::{own_children, parent_of};
 pub use signals::{
-    block_all_signals, install_supervisor_signals, reset_child_signals, restore_mask, spawn_blocked_signals,
-    take_pending, SIG_CHLD, SIG_HUP, SIG_INT, SIG_QUIT, SIG_TERM, SIG_USR1,
+    block_all_signals, ensure_handler, install_supervisor_signals, reset_child_signals, restore_mask,
+    spawn_blocked_signals, take_pending, SIG_CHLD, SIG_HUP, SIG_INT, SIG_QUIT, SIG_TERM, SIG_USR1,
 };
 pub use test_knobs::{load_test_knobs, test_child_signal_delay, TEST_CHILD_SIGNAL_DELAY_ENV};

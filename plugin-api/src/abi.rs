@@ -78,6 +78,9 @@ pub const STATUS_FAILED: Status = 8;
 pub const STATUS_PANICKED: Status = 9;
 /// The call is not available in this process (for example a worker call during init).
 pub const STATUS_UNAVAILABLE: Status = 10;
+// issue 14: latches
+/// The handle names something that has a new tenant since it was taken (a stale latch handle).
+pub const STATUS_STALE: Status = 12;
 // issue 14: locks
 /// A `try_only` lock acquisition found the lock taken in a conflicting mode (ABI 1.1).
 pub const STATUS_BUSY: Status = 17;
@@ -274,6 +277,11 @@ pub struct HostApi {
     /// while the registry is open. Hooks run in registration order in the startup child.
     pub register_startup_hook:
         unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, library: Str, function: Str) -> Status,
+    // issue 14: latches (ABI 1.1; check with `has` before calling)
+    /// Sets the latch a raw `LatchHandle` names, from any process that maps the segment:
+    /// [`STATUS_OK`] when it is set (or already was), [`STATUS_STALE`] when the latch's owner is
+    /// gone or the handle is malformed, [`STATUS_UNAVAILABLE`] in a process without the segment.
+    pub latch_set: unsafe extern "C" fn(ctx: *mut c_void, handle: u64) -> Status,
     // issue 14: locks (ABI 1.1; check with `has` before calling)
     /// Requests a named lock in the segment; only while the registry is open.
     pub request_lock: unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str) -> Status,
@@ -295,6 +303,8 @@ pub const WAIT_TERMINATE: u32 = 1;
 pub const WAIT_HOST_GONE: u32 = 2;
 /// The configuration was reloaded: settings read from now on have their new values.
 pub const WAIT_RELOAD: u32 = 3;
+/// The worker's latch was set (returned only by [`WorkerApi::wait_latch`], never by `wait`).
+pub const WAIT_LATCH: u32 = 4;
 
 /// Lock modes for [`WorkerApi::lock_acquire`] and [`WorkerApi::lock_release`] (ABI 1.1).
 pub const LOCK_EXCLUSIVE: u32 = 0;
@@ -324,6 +334,18 @@ pub struct WorkerApi {
     pub declare_consistent: unsafe extern "C" fn(ctx: *mut c_void),
     /// Non-zero once a configuration reload was requested and not yet reported by `wait`.
     pub reload_requested: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
+    // issue 14: latches (ABI 1.1; check `size` before calling)
+    /// As `wait`, and also returns [`WAIT_LATCH`] when this process's latch is set, resetting it.
+    pub wait_latch: unsafe extern "C" fn(ctx: *mut c_void, timeout_us: u64) -> u32,
+    /// This process's latch as a raw handle (never 0 in a worker or the startup child).
+    pub latch: unsafe extern "C" fn(ctx: *mut c_void) -> u64,
+    /// The eventfd that becomes readable when the latch is set (or on terminate or reload); the
+    /// host owns it. From now on every set signals this process.
+    pub latch_fd: unsafe extern "C" fn(ctx: *mut c_void) -> i32,
+    /// Resets the latch and empties the latch fd; non-zero if the latch was set.
+    pub latch_reset: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
+    /// Shows one line of the worker's own state in `steward status` (bounded by the host).
+    pub set_activity: unsafe extern "C" fn(ctx: *mut c_void, text: Str),
     // issue 14: locks (ABI 1.1; check `size` before calling)
     /// Takes the lock `cell` (from [`HostApi::lock`]) in `mode`; with `try_only` non-zero returns
     /// [`STATUS_BUSY`] instead of waiting. Counts the lock as held by this process before it

@@ -32,7 +32,9 @@
 //! - [`worker_entry!`] exports a `fn(&mut Worker) -> Result<(), WorkerError>` as a worker entry;
 //!   [`entry!`] names it for registration, checked at compile time.
 //! - [`Worker`] is what a running worker gets: its name, argument and extra bytes, settings,
-//!   regions, locks, and the termination-aware [`Worker::wait`].
+//!   regions, locks, the termination-aware [`Worker::wait`], its latch ([`Worker::latch`], a
+//!   [`LatchHandle`] any process of the host can [`LatchHandle::set`] to wake that `wait`, and
+//!   [`Worker::latch_fd`] for async code) and [`Worker::set_activity`] for `steward status`.
 //! - [`shareable!`] declares a struct that [`Region::get`] can view in shared memory; a [`Lock`]
 //!   from [`Worker::lock`] guards it across processes.
 //!
@@ -51,6 +53,7 @@
 
 pub mod abi;
 mod background_worker;
+mod latch;
 mod lock;
 mod logging;
 mod macros;
@@ -65,6 +68,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 pub use background_worker::{
     register_after_init, BackgroundWorker, EntryPoint, RegisterError, RestartPolicy, StartTime,
 };
+pub use latch::{AtomicLatchHandle, LatchHandle};
 pub use lock::{ExclusiveGuard, Lock, LockError, SharedGuard};
 pub use registrar::Registrar;
 pub use run::InitError;

@@ -66,9 +66,12 @@ pub(crate) fn host_api_has_locks(host: &abi::HostApi) -> bool {
 
 /// Resolves `name` of `plugin` to its cell, once.
 pub(crate) fn lookup(api: &'static abi::WorkerApi, plugin: &str, name: &str) -> Result<Lock, LockError> {
+    if !worker_api_has_locks(api) {
+        return Err(LockError::NotSupported { name: name.to_owned() });
+    }
     // SAFETY: the host's table is `'static` in the host binary.
     let host = unsafe { &*api.host };
-    if !worker_api_has_locks(api) || !host_api_has_locks(host) {
+    if !host_api_has_locks(host) {
         return Err(LockError::NotSupported { name: name.to_owned() });
     }
     let mut cell = std::ptr::null();

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 
 /// A type that may be viewed in a shared-memory region with [`crate::Region::get`].
 ///
-/// Implemented for the integer atomics and for arrays of shareable types. For your own structs,
+/// Implemented for the integer atomics, [`crate::AtomicLatchHandle`] and arrays of shareable
+/// types. For your own structs,
 /// declare them with [`crate::shareable!`], which checks every field. `AtomicBool` is not
 /// shareable (a byte other than 0 or 1 is not a valid `bool`, and another process may write one),
 /// and neither is `AtomicPtr` (an address means nothing in another process).
@@ -53,6 +54,10 @@ shareable_atomics!(
 
 // SAFETY: an array has no padding of its own and is valid exactly when each element is.
 unsafe impl<T: Shareable, const N: usize> Shareable for [T; N] {}
+
+// SAFETY: `#[repr(transparent)]` over an `AtomicU64`; every value is a handle (a garbled one is
+// stale or names nothing, which the host checks on `set`), and it changes only atomically.
+unsafe impl Shareable for crate::AtomicLatchHandle {}
 
 /// Declares a `#[repr(C)]` struct whose fields are all [`Shareable`], and marks it shareable so
 /// that [`crate::Region::get`] can view a region as it. The `#[repr(C)]` is required (it fixes

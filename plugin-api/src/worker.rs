@@ -2,10 +2,12 @@
 //!
 //! Runs in: a worker process, inside the entry exported with [`crate::worker_entry!`].
 
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 use std::time::Duration;
 
 use crate::abi;
+use crate::latch::LatchHandle;
 use crate::lock::{Lock, LockError};
 use crate::settings::{self, SettingError, SettingValue};
 use crate::shareable::Shareable;
@@ -51,6 +53,10 @@ pub enum WaitResult {
     /// The configuration was reloaded: settings read from now on have their new values. Reported
     /// once per reload.
     Reload,
+    /// This worker's latch was set ([`Worker::latch`]); the latch is reset before `wait`
+    /// returns, so a set that comes after is never lost. Only returned once the worker has taken
+    /// its latch (`latch()` or `latch_fd()`).
+    Latch,
 }
 
 impl WaitResult {
@@ -211,16 +217,79 @@ impl Worker {
         unsafe { (self.api.should_stop)(self.api.ctx) != 0 }
     }
 
-    /// Sleeps up to `timeout`, returning early when termination is requested or the host dies.
+    /// Sleeps up to `timeout`, returning early when termination is requested, the host dies, the
+    /// configuration is reloaded, or (once the worker has taken its latch) the latch is set.
     pub fn wait(&self, timeout: Duration) -> WaitResult {
         let us = timeout.as_micros().min(u64::MAX as u128) as u64;
-        // SAFETY: the host's function with its own context.
-        match unsafe { (self.api.wait)(self.api.ctx, us) } {
+        let code = if crate::latch::used() && self.has(std::mem::offset_of!(abi::WorkerApi, wait_latch)) {
+            // SAFETY: the host's function with its own context; the table has it (checked).
+            unsafe { (self.api.wait_latch)(self.api.ctx, us) }
+        } else {
+            // SAFETY: the host's function with its own context.
+            unsafe { (self.api.wait)(self.api.ctx, us) }
+        };
+        match code {
             abi::WAIT_TIMEOUT => WaitResult::Timeout,
             abi::WAIT_HOST_GONE => WaitResult::HostGone,
             abi::WAIT_RELOAD => WaitResult::Reload,
+            abi::WAIT_LATCH => WaitResult::Latch,
             _ => WaitResult::Terminate,
         }
+    }
+
+    /// Whether the host's worker table has the function at `offset` (ABI 1.1 fields).
+    fn has(&self, offset: usize) -> bool {
+        offset + std::mem::size_of::<usize>() <= self.api.size as usize
+    }
+
+    /// This worker's latch: hand it to other processes (store [`LatchHandle::to_raw`] in a
+    /// region) so they can wake this worker's [`Worker::wait`] with [`LatchHandle::set`]. From
+    /// the first call on, `wait` returns [`WaitResult::Latch`] when the latch is set. A host
+    /// without latches (ABI 1.0) gives [`LatchHandle::NONE`].
+    pub fn latch(&self) -> LatchHandle {
+        if !self.has(std::mem::offset_of!(abi::WorkerApi, latch)) {
+            return LatchHandle::NONE;
+        }
+        crate::latch::mark_used();
+        // SAFETY: the host's function with its own context; the table has it (checked).
+        LatchHandle::from_raw(unsafe { (self.api.latch)(self.api.ctx) })
+    }
+
+    /// A descriptor that becomes readable when the latch is set, or on terminate or reload, for
+    /// async code (tokio's `AsyncFd`, `poll(2)`); the host's death ends the process. The host
+    /// owns it: never read or close it. After it becomes readable, call
+    /// [`Worker::reset_latch`] (which empties it) and then [`Worker::should_stop`] (and
+    /// [`Worker::reload_requested`]) to learn why. `None` on a host without latches (ABI 1.0).
+    pub fn latch_fd(&self) -> Option<BorrowedFd<'static>> {
+        if !self.has(std::mem::offset_of!(abi::WorkerApi, latch_fd)) {
+            return None;
+        }
+        crate::latch::mark_used();
+        // SAFETY: the host's function with its own context; the table has it (checked).
+        let fd = unsafe { (self.api.latch_fd)(self.api.ctx) };
+        // SAFETY: the host keeps its latch eventfd open until the process exits.
+        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// Resets the latch and empties [`Worker::latch_fd`]; returns whether the latch was set. For
+    /// code that waits on the fd; `wait` resets the latch itself.
+    pub fn reset_latch(&self) -> bool {
+        if !self.has(std::mem::offset_of!(abi::WorkerApi, latch_reset)) {
+            return false;
+        }
+        // SAFETY: the host's function with its own context; the table has it (checked).
+        unsafe { (self.api.latch_reset)(self.api.ctx) != 0 }
+    }
+
+    /// Shows `text` as this worker's activity in `steward status`, until the next call or the
+    /// end of this process. The host keeps the first line, replaces control characters and cuts
+    /// it to 256 bytes (at a character boundary). Cheap: no system call.
+    pub fn set_activity(&self, text: &str) {
+        if !self.has(std::mem::offset_of!(abi::WorkerApi, set_activity)) {
+            return;
+        }
+        // SAFETY: the host's function with its own context; the view lives for the call.
+        unsafe { (self.api.set_activity)(self.api.ctx, abi::Str::new(text)) }
     }
 
     /// Whether a configuration reload arrived that [`Worker::wait`] has not reported yet
@@ -319,6 +388,18 @@ impl Startup {
     pub fn should_stop(&self) -> bool {
         self.w.should_stop()
     }
+    /// As [`Worker::latch`]: the startup child's latch, while the hooks run.
+    pub fn latch(&self) -> LatchHandle {
+        self.w.latch()
+    }
+    /// As [`Worker::latch_fd`].
+    pub fn latch_fd(&self) -> Option<BorrowedFd<'static>> {
+        self.w.latch_fd()
+    }
+    /// As [`Worker::reset_latch`].
+    pub fn reset_latch(&self) -> bool {
+        self.w.reset_latch()
+    }
     /// As [`Worker::setting`].
     pub fn setting<T: SettingValue>(&self, name: &str) -> Result<T, SettingError> {
         self.w.setting(name)
@@ -334,7 +415,7 @@ impl Startup {
 }
 
 #[cfg(test)]
-mod tests {
+mod region_tests {
     use super::*;
 
     #[test]
@@ -367,5 +448,108 @@ mod tests {
             Err(RegionError::Misaligned { align: 8, .. })
         ));
         assert!(skewed.get::<AtomicU32>().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_void;
+    use std::sync::atomic::Ordering;
+
+    static OLD_WAITS: AtomicU32 = AtomicU32::new(0);
+    static NEW_WAITS: AtomicU32 = AtomicU32::new(0);
+
+    unsafe extern "C" fn should_stop(_: *mut c_void) -> u32 {
+        0
+    }
+    unsafe extern "C" fn wait(_: *mut c_void, _: u64) -> u32 {
+        OLD_WAITS.fetch_add(1, Ordering::SeqCst);
+        abi::WAIT_TIMEOUT
+    }
+    unsafe extern "C" fn declare_consistent(_: *mut c_void) {}
+    unsafe extern "C" fn wait_latch(_: *mut c_void, _: u64) -> u32 {
+        NEW_WAITS.fetch_add(1, Ordering::SeqCst);
+        abi::WAIT_LATCH
+    }
+    unsafe extern "C" fn latch(_: *mut c_void) -> u64 {
+        0x7_0000_0003
+    }
+    unsafe extern "C" fn latch_fd(_: *mut c_void) -> i32 {
+        0
+    }
+    unsafe extern "C" fn latch_reset(_: *mut c_void) -> u32 {
+        1
+    }
+    unsafe extern "C" fn set_activity(_: *mut c_void, _: abi::Str) {}
+
+    fn table(size: usize) -> &'static abi::WorkerApi {
+        Box::leak(Box::new(abi::WorkerApi {
+            size: size as u32,
+            _reserved: 0,
+            ctx: std::ptr::null_mut(),
+            host: std::ptr::null(),
+            name: abi::Str::EMPTY,
+            worker_type: abi::Str::EMPTY,
+            plugin: abi::Str::EMPTY,
+            arg: 0,
+            extra: std::ptr::null(),
+            extra_len: 0,
+            should_stop,
+            wait,
+            declare_consistent,
+            reload_requested: should_stop,
+            wait_latch,
+            latch,
+            latch_fd,
+            latch_reset,
+            set_activity,
+            lock_acquire,
+            lock_release,
+        }))
+    }
+
+    unsafe extern "C" fn lock_acquire(_: *mut c_void, _: *const c_void, _: u32, _: u32) -> abi::Status {
+        abi::STATUS_OK
+    }
+    unsafe extern "C" fn lock_release(_: *mut c_void, _: *const c_void, _: u32) {}
+
+    /// A host of ABI 1.0 has no lock calls: the lookup says so without calling past the table.
+    #[test]
+    fn an_abi_1_0_host_offers_no_locks() {
+        let w = Worker::new(table(std::mem::offset_of!(abi::WorkerApi, wait_latch)));
+        assert_eq!(
+            w.lock("counter").unwrap_err(),
+            LockError::NotSupported { name: "counter".into() }
+        );
+    }
+
+    /// A host of ABI 1.0 has a shorter worker table: the SDK never calls past its end, and `wait`
+    /// stays the old call.
+    #[test]
+    fn an_abi_1_0_host_gets_no_latch_calls() {
+        let w = Worker::new(table(std::mem::offset_of!(abi::WorkerApi, wait_latch)));
+        assert!(w.latch().is_none());
+        assert!(w.latch_fd().is_none());
+        assert!(!w.reset_latch());
+        w.set_activity("ignored");
+        let before = NEW_WAITS.load(Ordering::SeqCst);
+        assert_eq!(w.wait(Duration::ZERO), WaitResult::Timeout);
+        assert_eq!(NEW_WAITS.load(Ordering::SeqCst), before);
+    }
+
+    /// `wait_latch` only once the worker took its latch; its code 4 is `Latch`.
+    #[test]
+    fn wait_reports_the_latch_only_after_the_worker_took_it() {
+        let w = Worker::new(table(std::mem::size_of::<abi::WorkerApi>()));
+        if !crate::latch::used() {
+            let before = OLD_WAITS.load(Ordering::SeqCst);
+            assert_eq!(w.wait(Duration::ZERO), WaitResult::Timeout);
+            assert_eq!(OLD_WAITS.load(Ordering::SeqCst), before + 1);
+        }
+        assert_eq!(w.latch(), LatchHandle::from_raw(0x7_0000_0003));
+        assert_eq!(w.wait(Duration::ZERO), WaitResult::Latch);
+        assert!(!WaitResult::Latch.should_stop());
+        assert!(w.reset_latch());
     }
 }

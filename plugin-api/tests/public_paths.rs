@@ -50,5 +50,9 @@ fn every_public_name_is_at_the_crate_root() {
     let _: Option<(steward::Lock, steward::LockError)> = None;
     let _: Option<(steward::ExclusiveGuard<'_>, steward::SharedGuard<'_>)> = None;
     let _ = (steward::__run_init, steward::__run_worker, steward::__run_hook);
+    // No host here either: a latch cannot be set.
+    assert!(!steward::LatchHandle::NONE.set());
+    assert!(!steward::LatchHandle::from_raw(1).set());
+    let _ = steward::AtomicLatchHandle::new(steward::LatchHandle::NONE).load();
     assert_eq!(steward_plugin_header.magic, steward::abi::PLUGIN_MAGIC);
 }

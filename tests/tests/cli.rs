@@ -30,7 +30,11 @@ fn status_as_nobody(runtime_dir: &Path) -> Output {
     let bin_dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = bin_dir.path().join("steward");
-    std::fs::copy(&build().bin, &bin).expect("copy steward");
+    // Copied by `cp`, not by this process: while this process holds the copy open for writing,
+    // a fork by another test thread inherits that fd until its child execs, and executing the
+    // copy meanwhile fails with "Text file busy".
+    let copied = Command::new("cp").arg(&build().bin).arg(&bin).status().expect("run cp");
+    assert!(copied.success(), "cp steward: {copied}");
     let mut cmd = Command::new(&bin);
     cmd.args(["status", "--json", "--runtime-dir"])
         .arg(runtime_dir)

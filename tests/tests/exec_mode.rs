@@ -43,7 +43,11 @@ fn fds(pid: i32) -> Vec<(i32, String)> {
 
 fn children_are_fresh_programs_in_exec_mode(mode: Mode) {
     let host = Host::start(Spec::new(mode).testkit("a,b"));
-    let s = host.status();
+    // Once both entries run, each worker's runtime (its eventfd included) exists: a pid alone
+    // may belong to a worker still setting it up.
+    let s = host.wait_for("both entries running", Duration::from_secs(15), |s| {
+        ["a", "b"].iter().all(|n| find(s, n).launch_us.is_some())
+    });
     let (a, b) = (find(&s, "a").pid.unwrap(), find(&s, "b").pid.unwrap());
     let bin = std::fs::canonicalize(&build().bin).unwrap();
     assert_eq!(exe_of(a), bin, "a worker runs the steward binary");

@@ -1,7 +1,8 @@
 //! The runtime plugin code gets in a worker or the startup child: the table of host functions a
 //! worker calls ([`abi::WorkerApi`]: `should_stop`, `wait`, `declare_consistent`,
-//! `reload_requested`, `lock_acquire`, `lock_release`), the latch that `wait` sleeps on, and the
-//! SIGTERM and SIGHUP flags behind them.
+//! `reload_requested`, and from ABI 1.1 `wait_latch`, `latch`, `latch_fd`, `latch_reset`,
+//! `set_activity`, `lock_acquire`, `lock_release`), the eventfd that `wait` sleeps on, and the
+//! SIGTERM, SIGHUP and SIGURG handlers behind them.
 //!
 //! Locks: every acquisition counts in the child slot's `locks_held` before it tries, and every
 //! release uncounts after it released, so the count is never lower than what the process holds;
@@ -10,11 +11,17 @@
 //!
 //! Runs in: workers and the startup child (and a spare once it becomes a worker). The table and
 //! its context are created once per process and leaked, so they live as long as plugin code may
-//! hold them; signal handlers only set an atomic flag and write the latch.
+//! hold them; signal handlers only set an atomic flag and write the eventfd.
+//!
+//! Latches: the process's latch is the [`LatchCell`] in its own child slot. Another process sets
+//! it and, if this one sleeps on it (or handed out its fd), sends SIGURG, whose handler writes the
+//! eventfd (see [`crate::shared::latch`]). `wait` (ABI 1.0) never reports the latch, so plugins
+//! built before latches keep their meaning; `wait_latch` does, after the cell's handshake.
 
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use steward::abi;
@@ -30,11 +37,27 @@ pub static RELOAD: AtomicBool = AtomicBool::new(false);
 static LATCH: AtomicI32 = AtomicI32::new(-1);
 
 fn wake_latch() {
-    let fd = LATCH.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let one = 1u64;
-        // SAFETY: write(2) is async-signal-safe; an eventfd takes exactly 8 bytes.
-        unsafe { libc::write(fd, &one as *const u64 as *const c_void, 8) };
+    crate::shared::latch::wake_fd(LATCH.load(Ordering::Relaxed));
+}
+
+/// SIGURG: a latch set by another process (or a stray out-of-band TCP byte, which only costs a
+/// spurious wake-up). Runs on whatever thread the kernel picks; the eventfd wakes the one that
+/// waits.
+extern "C" fn on_urg(_sig: libc::c_int) {
+    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    wake_latch();
+    // SAFETY: restoring errno for the interrupted code.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// Puts the SIGURG handler back if plugin code replaced it (a plugin that ignores or handles
+/// SIGURG would otherwise lose latch wake-ups until its next timeout), and says so once.
+fn keep_urg_handler() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if crate::sys::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t)
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!("SIGURG's handler was changed by plugin code; the host put its own back (latches need it)");
     }
 }
 
@@ -62,6 +85,13 @@ struct WorkerCtx {
     host_pid: i32,
     /// The segment header's `consistent` flag, in the startup child only (null elsewhere).
     consistent: *const std::sync::atomic::AtomicU32,
+    // issue 14: latches
+    /// This process's child slot (null when it has none): its latch and activity cells.
+    slot: *const ChildSlot,
+    /// The raw handle of this process's latch (0 without a slot).
+    latch_handle: u64,
+    /// One writer at a time for the activity cell (plugin threads may call at once).
+    activity: Mutex<()>,
     // issue 14: locks
     /// The child slot's count of locks held or waited for (a private counter when the child has
     /// no slot, which never happens for a child that runs plugin code).
@@ -75,6 +105,14 @@ struct WorkerCtx {
 // the table's `*mut c_void`). Plugin threads may still call the table's functions at once; that
 // is sound because after creation the context is only read, but for `host_gone` (an atomic), and
 // `consistent` points to an atomic in the segment, which stays mapped until the process exits.
+// The same holds for `slot`, whose cells are atomics; `activity` is a mutex.
+
+impl WorkerCtx {
+    fn slot(&self) -> Option<&ChildSlot> {
+        // SAFETY: null or this process's own child slot, in a mapping that lives until exit.
+        unsafe { self.slot.as_ref() }
+    }
+}
 
 impl WorkerCtx {
     fn check_host(&self, timeout_ms: i32) -> bool {
@@ -117,6 +155,67 @@ unsafe extern "C" fn api_declare_consistent(ctx: *mut c_void) {
 unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
     // SAFETY: as above.
     let c = unsafe { &*(ctx as *const WorkerCtx) };
+    wait_for(c, timeout_us, false)
+}
+
+unsafe extern "C" fn api_wait_latch(ctx: *mut c_void, timeout_us: u64) -> u32 {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    wait_for(c, timeout_us, true)
+}
+
+unsafe extern "C" fn api_latch(ctx: *mut c_void) -> u64 {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    c.latch_handle
+}
+
+unsafe extern "C" fn api_latch_fd(ctx: *mut c_void) -> i32 {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    let Some(slot) = c.slot() else { return -1 };
+    keep_urg_handler();
+    slot.latch().signal_always();
+    // A set that came before any signal was asked for must still make the fd readable (the
+    // SeqCst store above and this load pair with a setter's flag-then-fence-then-read).
+    if slot.latch().is_set() {
+        wake_latch();
+    }
+    c.latch
+}
+
+unsafe extern "C" fn api_latch_reset(ctx: *mut c_void) -> u32 {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    // Empty the fd first, so code that polls it level-triggered sleeps again; a set after the
+    // drain writes it anew, and one between drain and reset is returned here. A terminate or
+    // reload the drain swallowed stays in its flag (the caller asks `should_stop` next).
+    crate::sys::drain(c.latch);
+    c.slot().is_some_and(|s| s.latch().take()) as u32
+}
+
+unsafe extern "C" fn api_set_activity(ctx: *mut c_void, text: abi::Str) {
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: as above.
+        let c = unsafe { &*(ctx as *const WorkerCtx) };
+        // SAFETY: the plugin passes a valid view for the call.
+        let bytes = unsafe { text.as_bytes() };
+        // Only the first 256 bytes of the first line are kept: never copy a huge text for them.
+        let bytes = &bytes[..bytes.len().min(4 * crate::shared::protocol::latch::ACTIVITY_LEN)];
+        if let Some(slot) = c.slot() {
+            let _one = c.activity.lock().unwrap_or_else(|e| e.into_inner());
+            slot.activity().store(&String::from_utf8_lossy(bytes));
+        }
+    });
+}
+
+/// `wait` and, with `latch`, `wait_latch`: returns the first of terminate, host gone, reload,
+/// latch set (only with `latch`), timeout.
+fn wait_for(c: &WorkerCtx, timeout_us: u64, latch: bool) -> u32 {
+    let cell = if latch { c.slot().map(ChildSlot::latch) } else { None };
+    if cell.is_some() {
+        keep_urg_handler();
+    }
     let deadline = std::time::Instant::now() + Duration::from_micros(timeout_us);
     loop {
         if TERMINATE.load(Ordering::SeqCst) {
@@ -130,8 +229,31 @@ unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
             return abi::WAIT_RELOAD;
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let r = crate::sys::poll_in(&[c.latch, c.death_fd], ms);
+        let r = match cell {
+            None => {
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                crate::sys::poll_in(&[c.latch, c.death_fd], ms)
+            }
+            Some(cell) => {
+                // Set before this check: return it. Checked after `waiting` is announced, so a
+                // set from now on sees it and signals.
+                if cell.take() {
+                    return abi::WAIT_LATCH;
+                }
+                let set_meanwhile = cell.begin_wait();
+                // SIGURG unblocked for the sleep even if plugin code blocked it in this thread.
+                let r = if set_meanwhile {
+                    vec![0, 0]
+                } else {
+                    crate::sys::ppoll_in(&[c.latch, c.death_fd], Some(left), libc::SIGURG)
+                };
+                cell.end_wait();
+                if set_meanwhile {
+                    continue;
+                }
+                r
+            }
+        };
         if r[1] != 0 {
             c.host_gone.store(true, Ordering::Relaxed);
             continue;
@@ -235,6 +357,14 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
     }
+    // SIGURG before the claim below: from the claim on, setters may signal this pid.
+    crate::sys::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
+    crate::shared::latch::attach(env.segment, latch.as_raw_fd(), env.host_pid);
+    let latch_handle = slot.and_then(|s| {
+        let index = env.segment.child_slot_index(s)?;
+        let epoch = s.latch().claim(std::process::id() as i32);
+        Some(crate::shared::protocol::latch::encode_handle(index, epoch))
+    });
     let ctx: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
         latch: latch.as_raw_fd(),
         death_fd: env.death_fd,
@@ -245,6 +375,9 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         } else {
             std::ptr::null()
         },
+        slot: slot.map_or(std::ptr::null(), |s| s as *const ChildSlot),
+        latch_handle: latch_handle.unwrap_or(0),
+        activity: Mutex::new(()),
         locks_held: match slot {
             Some(s) => s.locks_held(),
             None => Box::leak(Box::new(AtomicU32::new(0))),
@@ -271,6 +404,11 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         wait: api_wait,
         declare_consistent: api_declare_consistent,
         reload_requested: api_reload_requested,
+        wait_latch: api_wait_latch,
+        latch: api_latch,
+        latch_fd: api_latch_fd,
+        latch_reset: api_latch_reset,
+        set_activity: api_set_activity,
         lock_acquire: api_lock_acquire,
         lock_release: api_lock_release,
     }))

@@ -140,6 +140,7 @@ pub fn format_table(s: &Status) -> String {
                 w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 w.restarts.to_string(),
                 w.last_exit.as_ref().map(last_exit_cell).unwrap_or_else(|| "-".into()),
+                w.activity.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -163,7 +164,16 @@ pub fn format_table(s: &Status) -> String {
         out.push('\n');
     }
     out.push_str(&columns(
-        &["NAME", "TYPE", "PLUGIN", "STATE", "PID", "RESTARTS", "LAST EXIT"],
+        &[
+            "NAME",
+            "TYPE",
+            "PLUGIN",
+            "STATE",
+            "PID",
+            "RESTARTS",
+            "LAST EXIT",
+            "ACTIVITY",
+        ],
         &rows,
     ));
     out
@@ -259,6 +269,7 @@ mod tests {
             exits: vec![],
             start_time: "running".into(),
             waiting_for: None,
+            activity: None,
         }
     }
 
@@ -314,7 +325,11 @@ mod tests {
         let cells: Vec<&str> = t
             .lines()
             .skip(4)
-            .map(|l| l.split("  ").last().unwrap().trim())
+            .map(|l| {
+                // The LAST EXIT cell comes just before the ACTIVITY column.
+                let c: Vec<&str> = l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+                c[c.len() - 2]
+            })
             .collect();
         assert_eq!(
             cells,
@@ -327,6 +342,18 @@ mod tests {
             ],
             "{t}"
         );
+    }
+
+    #[test]
+    fn activity_is_the_last_column() {
+        let mut busy = worker("busy", None);
+        busy.activity = Some("copying batch 7 of 9".into());
+        let t = table(vec![busy, worker("idle", None)]);
+        let rows: Vec<&str> = t.lines().skip(3).collect();
+        assert!(rows[0].ends_with("LAST EXIT  ACTIVITY"), "{t}");
+        let at = rows[0].find("ACTIVITY").unwrap();
+        assert_eq!(&rows[1][at..], "copying batch 7 of 9", "{t}");
+        assert_eq!(&rows[2][at..], "-", "{t}");
     }
 
     #[test]

@@ -197,6 +197,10 @@ pub struct WorkerInfo {
     /// it waits for (`consistent` or `running`); else null.
     #[serde(default)]
     pub waiting_for: Option<String>,
+    /// The line the worker's running process last gave with `set_activity` (bounded, one line);
+    /// null when it gave none or has no running process.
+    #[serde(default)]
+    pub activity: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

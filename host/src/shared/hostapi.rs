@@ -111,6 +111,7 @@ const fn table(mode: u32) -> abi::HostApi {
         request_region: host_request_region,
         region: host_region,
         register_startup_hook: host_register_startup_hook,
+        latch_set: host_latch_set,
         // issue 14: locks
         request_lock: host_request_lock,
         lock: host_lock,
@@ -169,6 +170,11 @@ unsafe extern "C" fn host_log(_ctx: *mut c_void, level: u32, plugin: Str, _targe
             &String::from_utf8_lossy(message),
         );
     });
+}
+
+unsafe extern "C" fn host_latch_set(_ctx: *mut c_void, handle: u64) -> Status {
+    // No state lock: a plugin thread may set latches at any rate.
+    guarded(|| crate::shared::latch::set(handle))
 }
 
 unsafe extern "C" fn host_fail(_ctx: *mut c_void, message: Str) {

@@ -27,6 +27,7 @@ use crate::shared::registry::{Backoff, RestartPolicy, StartTime};
 
 mod child_slot;
 mod claims;
+pub mod latch;
 
 pub use child_slot::{ChildReport, ChildSlot};
 pub use claims::{admit_pid, fork_helper_results, fork_record, ClaimError};

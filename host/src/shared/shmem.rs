@@ -21,8 +21,8 @@
 //!                   [0, W) workers, [W, W+C) connections, W+C the startup child, then spares
 //! worker_slots_off  WorkerSlot x W: the static workers, then `max_worker_processes` free ones;
 //!                   each holds the worker's registration and its StatusCell
-//! regions_off       RegionEntry x regions
-//!                   region bytes, each region 64-byte aligned
+//! regions_off       region bytes, each region 64-byte aligned (children find each one's offset
+//!                   in the layout, which the registry's regions fix at start-up)
 //! locks_off         LockCell x locks: one 64-byte line each (see `shared::locks`)
 //! ```
 //!
@@ -42,6 +42,11 @@
 //!   worker slot (plus one, release) and wakes the spare with
 //!   `FUTEX_WAKE`; the spare then claims that worker's child slot (pid, `ACTIVE`) and the
 //!   supervisor frees the spare's slot once it sees the claim or the process is gone.
+//!   Each child slot also holds its process's latch and activity line (layout 4; see
+//!   [`crate::shared::protocol::latch`]): `assign` starts a new latch tenancy (a new epoch, so
+//!   every older handle is stale), the owner claims it with its pid, any child sets it, and
+//!   `free` ends the tenancy and forgets the owner's pid; the worker writes its activity line, connection children
+//!   read it under a seqlock, and `prepare_launch` and `free` clear it.
 //! - `WorkerSlot`: PostgreSQL's hand-off. The supervisor fills a slot (today only the static
 //!   workers', when it creates the segment) and sets `in_use` with a release store; the worker
 //!   reads its registration from it. The status part is written only by the supervisor under a
@@ -78,7 +83,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 5;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -206,14 +211,6 @@ impl WorkerSlot {
     }
 }
 
-#[repr(C)]
-pub struct RegionEntry {
-    pub plugin: Text<64>,
-    pub name: Text<64>,
-    pub offset: AtomicU64,
-    pub size: AtomicU64,
-}
-
 /// The mapped segment.
 pub struct Segment {
     fd: OwnedFd,
@@ -292,13 +289,6 @@ impl Segment {
         h.n_locks.store(layout.n_locks, Ordering::Relaxed);
         for (i, w) in workers.iter().enumerate() {
             seg.publish_worker(i as u32, w);
-        }
-        for (i, r) in regions.iter().enumerate() {
-            let e = seg.region_entry(i);
-            e.plugin.store(&r.plugin);
-            e.name.store(&r.name);
-            e.offset.store(layout.region_offsets[i], Ordering::Relaxed);
-            e.size.store(r.size, Ordering::Relaxed);
         }
         h.magic.store(SEGMENT_MAGIC, Ordering::Release);
         Ok(seg)
@@ -425,16 +415,20 @@ impl Segment {
         unsafe { self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64) }
     }
 
+    /// The index of a child slot of this mapping (`None` for a reference from elsewhere).
+    pub fn child_slot_index(&self, slot: &ChildSlot) -> Option<u32> {
+        let base = self.child_slot(0) as *const ChildSlot as usize;
+        let off = (slot as *const ChildSlot as usize).checked_sub(base)?;
+        let i = off / std::mem::size_of::<ChildSlot>();
+        (off % std::mem::size_of::<ChildSlot>() == 0
+            && (i as u32) < self.layout.spare_child_slot(self.layout.n_spare_slots))
+        .then_some(i as u32)
+    }
+
     pub fn worker_slot(&self, i: u32) -> &WorkerSlot {
         assert!(i < self.layout.n_worker_slots, "worker slot {i} out of range");
         // SAFETY: as for `child_slot`.
         unsafe { self.at(self.layout.worker_slots_off + i as u64 * std::mem::size_of::<WorkerSlot>() as u64) }
-    }
-
-    fn region_entry(&self, i: usize) -> &RegionEntry {
-        assert!(i < self.layout.region_offsets.len());
-        // SAFETY: as for `child_slot`.
-        unsafe { self.at(self.layout.regions_off + i as u64 * std::mem::size_of::<RegionEntry>() as u64) }
     }
 
     /// Writes a registration into worker slot `i` and hands it over (`in_use`, release).

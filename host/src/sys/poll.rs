@@ -1,4 +1,4 @@
-//! Waiting for input on fds: `poll(2)`.
+//! Waiting for input on fds: `poll(2)`, and `ppoll(2)` with one signal unblocked for the wait.
 //!
 //! Runs in: the supervisor (its event loop) and children (a worker's `wait`, the death pipe).
 
@@ -29,6 +29,47 @@ pub fn poll_in(fds: &[RawFd], timeout_ms: i32) -> Vec<i16> {
     }
 }
 
+/// As [`poll_in`], with `timeout` (`None`: forever) and with `unblock` unblocked in this thread
+/// for the duration of the wait only (`ppoll(2)`'s atomic mask swap), so a signal the caller's
+/// code blocked still ends the wait.
+///
+/// Every fd in `fds` must stay open for the duration of the call.
+pub fn ppoll_in(fds: &[RawFd], timeout: Option<std::time::Duration>, unblock: i32) -> Vec<i16> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    // SAFETY: `mask` is a local set that pthread_sigmask fills (a null new set only reads the
+    // current mask) and sigdelset edits; ppoll reads the pollfd array of `pfds.len()` entries we
+    // own, the optional timespec and the mask, all alive for the call, and writes only `revents`.
+    // Raw libc: rustix's ppoll takes no signal mask.
+    let n = unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        libc::sigdelset(&mut mask, unblock);
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec),
+            &mask,
+        )
+    };
+    // As in `poll_in`: an error (EINTR above all) reads as "nothing yet".
+    if n > 0 {
+        pfds.iter().map(|p| p.revents).collect()
+    } else {
+        vec![0; fds.len()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +89,67 @@ mod tests {
         let start = Instant::now();
         assert_eq!(poll_in(&[r2.as_raw_fd()], 20), vec![0]);
         assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn ppoll_in_reports_input_and_waits_out_its_timeout() {
+        let (r, w) = pipe().unwrap();
+        let start = Instant::now();
+        assert_eq!(
+            ppoll_in(&[r.as_raw_fd()], Some(Duration::from_millis(15)), libc::SIGURG),
+            vec![0]
+        );
+        assert!(start.elapsed() >= Duration::from_millis(15));
+        std::fs::File::from(w).write_all(b"x").unwrap();
+        assert_ne!(ppoll_in(&[r.as_raw_fd()], None, libc::SIGURG)[0], 0);
+    }
+
+    static URG_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+    extern "C" fn on_urg(_: libc::c_int) {
+        let one = 1u64;
+        // SAFETY: write(2) of 8 bytes from a local to the test's eventfd; async-signal-safe.
+        unsafe {
+            libc::write(
+                URG_FD.load(std::sync::atomic::Ordering::SeqCst),
+                (&one as *const u64).cast(),
+                8,
+            )
+        };
+    }
+
+    /// A latch's wake-up path: a thread asleep in `ppoll` with SIGURG blocked outside the call is
+    /// woken by a process-directed SIGURG whose handler writes the eventfd, on whatever thread
+    /// the kernel runs it.
+    #[test]
+    fn a_sigurg_handler_on_any_thread_wakes_ppoll() {
+        let efd = crate::sys::eventfd().unwrap();
+        URG_FD.store(efd.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
+        crate::sys::signals::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
+        let fd = efd.as_raw_fd();
+        let sleeper = std::thread::spawn(move || {
+            // Blocked in this thread, as a plugin might: ppoll must unblock it for the sleep.
+            // SAFETY: editing a local set and this thread's mask.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGURG);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            let t = Instant::now();
+            let mut r = vec![0];
+            while r[0] == 0 && t.elapsed() < Duration::from_secs(10) {
+                r = ppoll_in(&[fd], Some(Duration::from_secs(10)), libc::SIGURG);
+            }
+            (r[0], t.elapsed())
+        });
+        // Until the sleeper is in ppoll, the signal finds another thread or stays pending; either
+        // way the handler writes the eventfd and the sleeper wakes.
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: kill(2) to this process, whose SIGURG handler is installed above.
+        unsafe { libc::kill(std::process::id() as i32, libc::SIGURG) };
+        let (revents, took) = sleeper.join().unwrap();
+        assert_ne!(revents, 0);
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }

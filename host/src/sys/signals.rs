@@ -172,3 +172,24 @@ pub fn spawn_blocked_signals() -> libc::sigset_t {
         set
     }
 }
+
+/// Makes `handler` (with `SA_RESTART`) the disposition of `sig` unless it already is; returns
+/// whether it had to install it. One `sigaction` query when nothing changed: cheap enough to run
+/// before each latch wait, so a plugin that reset the host's handler loses no wake-up.
+pub fn ensure_handler(sig: libc::c_int, handler: libc::sighandler_t) -> bool {
+    // SAFETY: querying with a null new action only writes the local `old`; installing passes a
+    // zeroed (empty mask, no flags) action whose handler the caller vouches is async-signal-safe.
+    // Raw libc, as in `reset_child_signals`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old);
+        if old.sa_sigaction == handler {
+            return false;
+        }
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+    true
+}

@@ -51,6 +51,8 @@ fn greeter(w: &mut Worker) -> Result<(), WorkerError> {
                 tracing::info!("reloaded: greeting {greeting:?} every {interval:?}");
             }
             WaitResult::Terminate | WaitResult::HostGone => return Ok(()),
+            // This worker never takes its latch, so `wait` never reports one.
+            WaitResult::Latch => {}
         }
     }
 }

@@ -18,7 +18,8 @@
 //!   registered) and logs `thread ok` or `thread wrong: REASON`.
 //! - `startup_hook` = `"none" | "hold" | "fail"`: `hold` registers a startup hook that keeps the
 //!   host in startup until the trigger file `startup` says `consistent`, then in consistent until
-//!   it says `run`; `fail` registers one that fails.
+//!   it says `run`; `fail` registers one that fails; `latch` registers one that publishes its
+//!   latch in word 20 of the `latch` region and holds start-up until that latch is set.
 //! - `init_thread`: init starts a thread that keeps running (a supervisor with more than one
 //!   thread must not fork, so the host refuses to start).
 //! - `message` (reloadable) and `fixed` (restart-only): workers log both after a reload.
@@ -27,10 +28,25 @@
 //!   `orphan` (forks a grandchild that sleeps until a signal ends it, logs `forked grandchild PID`,
 //!   and exits 0, leaving the grandchild behind; `orphan ignore_term`: the grandchild ignores
 //!   SIGTERM).
+//!   Latches and activity: `publish_latch K` (stores the worker's latch handle in word K of the
+//!   `latch` region, logs `published latch K`), `set_latch K` (sets the handle in word K, logs
+//!   `set latch K: true|false`), `activity TEXT` (shows TEXT as the worker's activity). A worker
+//!   whose `wait` reports its latch logs `woke on latch`.
+//! - `latch_batch`: how many set-to-wake samples `testkit_latch_waiter` takes per logged batch.
+//! - `latch_pace`: how long `testkit_latch_setter` lets the waiter fall asleep between sets.
 //!
-//! - `locks` = `"none" | "on" | "duplicate" | "bad_name"`: `on` requests the lock `counter` and
-//!   the region `testkit_locks` for the `testkit_locker` entry; `duplicate` requests `counter`
-//!   twice and `bad_name` requests one named with a newline (init must fail naming them).
+//! Latch entries (`entry=...`): `testkit_latch_setter` and `testkit_latch_waiter` play ping-pong
+//! on each other's latches (words 1 and 0 of the `latch` region); the setter stamps
+//! `CLOCK_MONOTONIC` into word 2 before each set, and the waiter logs per batch `latch batch B
+//! n=N median_us=M max_us=X` and shows `rounds=R usr1=U` as its activity. With the flag `usr1`
+//! the waiter installs its own SIGUSR1 handler, counting into U; with `ignore_urg` it sets SIGURG
+//! to SIG_IGN, with `block_urg` it blocks SIGURG (both after taking its latch). `testkit_latch_poll` publishes
+//! its latch in word 3 and sleeps in `poll(2)` on the latch fd, logging `poll woke on latch N`.
+//!
+//! Locks: the setting `locks` = `"none" | "on" | "duplicate" | "bad_name"`: `on` requests the
+//! lock `counter` and the region `testkit_locks` for the `testkit_locker` entry; `duplicate`
+//! requests `counter` twice and `bad_name` requests one named with a newline (init must fail
+//! naming them).
 //!
 //! Each worker publishes its state in the `testkit` region: slot `arg` counts bumps.
 //!
@@ -49,14 +65,17 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use steward::{
-    entry, BackgroundWorker, EntryPoint, InitError, Registrar, RestartPolicy, StartTime, Startup, WaitResult, Worker,
-    WorkerError,
+    entry, BackgroundWorker, EntryPoint, InitError, LatchHandle, Region, Registrar, RestartPolicy, StartTime, Startup,
+    WaitResult, Worker, WorkerError,
 };
 
 steward::plugin! { name: "testkit", init: init }
 
 const POLL: Duration = Duration::from_millis(10);
 const MAX_WORKERS: u64 = 4096;
+/// Words of the `latch` region: 0 the waiter's handle, 1 the setter's, 2 the set's timestamp,
+/// 3 the poller's handle, the rest free for `publish_latch`.
+const LATCH_WORDS: usize = 64;
 
 fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     let mode = reg.define_enum("init", "ok", &["ok", "error", "panic"], "how init ends")?;
@@ -66,9 +85,15 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     reg.define_bool("verbose", false, "log every trigger")?;
     reg.define_string("message", "", "reported by workers after a reload (reloadable)")?;
     reg.restart_only(|reg| reg.define_int("fixed", 0, 0..=1000, "a restart-only setting"))?;
-    let hook = reg.define_enum("startup_hook", "none", &["none", "hold", "fail"], "a startup hook")?;
+    let hook = reg.define_enum(
+        "startup_hook",
+        "none",
+        &["none", "hold", "fail", "latch"],
+        "a startup hook",
+    )?;
     match hook.as_str() {
         "hold" => reg.register_startup_hook("hold", entry!(testkit_hold))?,
+        "latch" => reg.register_startup_hook("latched", entry!(testkit_latch_hook))?,
         "fail" => reg.register_startup_hook("doomed", entry!(testkit_fail_hook))?,
         _ => {}
     }
@@ -88,6 +113,13 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         "init starts a thread that outlives it (the host must refuse that)",
     )?;
     reg.request_region("testkit", MAX_WORKERS * 8)?;
+    reg.request_region("latch", LATCH_WORDS as u64 * 8)?;
+    reg.define_int("latch_batch", 100, 1..=100_000, "set-to-wake samples per logged batch")?;
+    reg.define_duration(
+        "latch_pace",
+        Duration::from_micros(500),
+        "pause between the latch setter's sets",
+    )?;
     request_locks(reg)?;
     if spawn_thread && !reg.is_attach() {
         // Parked for good: the thread must still exist when the host counts its threads.
@@ -227,8 +259,12 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
     } else {
         Duration::from_secs(3600)
     };
+    let latches = w.region("latch").map_err(fatal)?;
     loop {
         let r = w.wait(poll);
+        if r == WaitResult::Latch {
+            tracing::info!("woke on latch");
+        }
         if r == WaitResult::Reload {
             let message: String = w.setting("message").map_err(fatal)?;
             let fixed: i64 = w.setting("fixed").map_err(fatal)?;
@@ -242,6 +278,7 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
             continue;
         };
         let _ = std::fs::remove_file(path);
+        let action_raw = action.trim_start();
         let action = action.trim();
         tracing::debug!("trigger file says {action:?}");
         if verbose {
@@ -258,6 +295,21 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
             "bump" => {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 tracing::info!("bumped to {n}");
+            }
+            "publish_latch" => {
+                let k = latch_word(&latches, rest)?;
+                k.store(w.latch().to_raw(), Ordering::SeqCst);
+                tracing::info!("published latch {}", rest.trim());
+            }
+            "set_latch" => {
+                let k = latch_word(&latches, rest)?;
+                let set = LatchHandle::from_raw(k.load(Ordering::SeqCst)).set();
+                tracing::info!("set latch {}: {set}", rest.trim());
+            }
+            "activity" => {
+                // The raw file, not the trimmed action: the text may hold a line break.
+                w.set_activity(&action_raw[action_raw.find(' ').map_or(action_raw.len(), |i| i + 1)..]);
+                tracing::info!("activity set");
             }
             "orphan" => {
                 let pid = fork_grandchild(rest.trim() == "ignore_term")?;
@@ -349,6 +401,25 @@ fn testkit_hold(s: &mut Startup) -> Result<(), String> {
 }
 steward::startup_hook!(testkit_hold);
 
+/// Startup hook `latched`: publishes its latch in word 20 of the `latch` region and holds the
+/// host in startup until a `host_start` worker sets it.
+fn testkit_latch_hook(s: &mut Startup) -> Result<(), String> {
+    let latches = s.region("latch").map_err(|e| e.to_string())?;
+    let word = latches.atomic_u64(20).ok_or("latch region too small")?;
+    word.store(s.latch().to_raw(), Ordering::SeqCst);
+    tracing::info!("startup hook published latch 20");
+    loop {
+        match s.wait(Duration::from_secs(60)) {
+            WaitResult::Latch => break,
+            r if r.should_stop() => return Err("stopped while waiting for the latch".into()),
+            _ => {}
+        }
+    }
+    tracing::info!("startup hook woke on latch");
+    Ok(())
+}
+steward::startup_hook!(testkit_latch_hook);
+
 /// Startup hook `doomed`: fails at once.
 fn testkit_fail_hook(_s: &mut Startup) -> Result<(), String> {
     Err("testkit was told to fail its startup hook".into())
@@ -391,6 +462,154 @@ fn thread_state() -> Result<(), String> {
     Ok(())
 }
 
+/// Word `k` of the `latch` region, from a trigger's argument.
+fn latch_word<'r>(latches: &'r Region, k: &str) -> Result<&'r AtomicU64, WorkerError> {
+    let k: usize = k.trim().parse().map_err(|_| fatal(format!("bad latch word {k:?}")))?;
+    latches
+        .atomic_u64(k)
+        .ok_or_else(|| fatal(format!("latch word {k} out of range")))
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+static USR1_SEEN: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_usr1(_sig: libc::c_int) {
+    USR1_SEEN.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The latch ping-pong's waiting side: sleeps in `wait`, and on each set measures how long the
+/// wake-up took (from the setter's timestamp) and sets the setter's latch back.
+fn testkit_latch_waiter(w: &mut Worker) -> Result<(), WorkerError> {
+    let latches = w.region("latch").map_err(fatal)?;
+    let word = |k: usize| latches.atomic_u64(k).ok_or_else(|| fatal("latch region too small"));
+    let (mine, setter, stamp) = (word(0)?, word(1)?, word(2)?);
+    let extra = String::from_utf8_lossy(w.extra()).into_owned();
+    let flags: Vec<&str> = extra.split(':').collect();
+    if flags.contains(&"usr1") {
+        // The plugin's own SIGUSR1 handler: Steward must not need that signal for latches.
+        // SAFETY: the handler only increments an atomic.
+        unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
+    }
+    let batch: i64 = w.setting("latch_batch").map_err(fatal)?;
+    mine.store(w.latch().to_raw(), Ordering::SeqCst);
+    if flags.contains(&"ignore_urg") {
+        // Misbehaving on purpose: the host's SIGURG handler is replaced after the latch was taken.
+        // SAFETY: setting a disposition to SIG_IGN is always sound.
+        unsafe { libc::signal(libc::SIGURG, libc::SIG_IGN) };
+    }
+    if flags.contains(&"block_urg") {
+        // SIGURG blocked in the (only) thread: `wait` must unblock it for its sleep.
+        // SAFETY: editing a local set and this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGURG);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+    }
+    let (mut samples, mut batches, mut rounds) = (Vec::new(), 0u64, 0u64);
+    let mut shown = (u64::MAX, u32::MAX);
+    loop {
+        let r = w.wait(Duration::from_millis(20));
+        if r.should_stop() {
+            return Ok(());
+        }
+        if r == WaitResult::Latch {
+            let woke = monotonic_ns();
+            samples.push(woke.saturating_sub(stamp.load(Ordering::SeqCst)) / 1000);
+            rounds += 1;
+            LatchHandle::from_raw(setter.load(Ordering::SeqCst)).set();
+            if samples.len() as i64 == batch {
+                samples.sort_unstable();
+                batches += 1;
+                tracing::info!(
+                    "latch batch {batches} n={} median_us={} max_us={}",
+                    samples.len(),
+                    samples[samples.len() / 2],
+                    samples[samples.len() - 1]
+                );
+                samples.clear();
+            }
+        }
+        let now = (rounds, USR1_SEEN.load(Ordering::SeqCst));
+        if now != shown {
+            w.set_activity(&format!("rounds={} usr1={}", now.0, now.1));
+            shown = now;
+        }
+    }
+}
+steward::worker_entry!(testkit_latch_waiter);
+
+/// The latch ping-pong's setting side: lets the waiter fall asleep, stamps the time, sets its
+/// latch, and waits for the waiter to set this worker's latch back.
+fn testkit_latch_setter(w: &mut Worker) -> Result<(), WorkerError> {
+    let latches = w.region("latch").map_err(fatal)?;
+    let word = |k: usize| latches.atomic_u64(k).ok_or_else(|| fatal("latch region too small"));
+    let (waiter, mine, stamp) = (word(0)?, word(1)?, word(2)?);
+    let pace: Duration = w.setting("latch_pace").map_err(fatal)?;
+    mine.store(w.latch().to_raw(), Ordering::SeqCst);
+    loop {
+        // Pacing, so the waiter is asleep in `wait` when the set comes; the waiter's latch is the
+        // only one this worker sets, so nothing else ends this wait early.
+        if w.wait(pace).should_stop() {
+            return Ok(());
+        }
+        let h = LatchHandle::from_raw(waiter.load(Ordering::SeqCst));
+        if h.is_none() {
+            continue;
+        }
+        stamp.store(monotonic_ns(), Ordering::SeqCst);
+        if !h.set() {
+            return Err(fatal("the waiter's latch handle is stale"));
+        }
+        loop {
+            match w.wait(Duration::from_secs(1)) {
+                WaitResult::Latch => break,
+                r if r.should_stop() => return Ok(()),
+                WaitResult::Timeout => tracing::warn!("no answer from the waiter within 1s"),
+                _ => {}
+            }
+        }
+    }
+}
+steward::worker_entry!(testkit_latch_setter);
+
+/// Sleeps in `poll(2)` on the latch fd, as an async runtime would: reset, then see why.
+fn testkit_latch_poll(w: &mut Worker) -> Result<(), WorkerError> {
+    let latches = w.region("latch").map_err(fatal)?;
+    let fd = w.latch_fd().ok_or_else(|| fatal("this host has no latch fd"))?;
+    latches
+        .atomic_u64(3)
+        .ok_or_else(|| fatal("latch region too small"))?
+        .store(w.latch().to_raw(), Ordering::SeqCst);
+    tracing::info!("polling the latch fd");
+    let mut woken = 0u64;
+    loop {
+        let mut p = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on the stack; no timeout: only the fd ends the sleep.
+        unsafe { libc::poll(&mut p, 1, -1) };
+        if w.reset_latch() {
+            woken += 1;
+            tracing::info!("poll woke on latch {woken}");
+        }
+        if w.should_stop() {
+            tracing::info!("poll saw the stop request");
+            return Ok(());
+        }
+    }
+}
+steward::worker_entry!(testkit_latch_poll);
 steward::shareable! {
     /// What `testkit_locker` workers share, in the region `testkit_locks`.
     #[repr(C)]

@@ -268,6 +268,121 @@ fn start_stop_cpu(mode: Mode, n: usize, runs: usize) -> f64 {
     median(&mut v)
 }
 
+/// Latch set to wake across processes: testkit's ping-pong pair (`testkit_latch_setter` stamps
+/// `CLOCK_MONOTONIC` and sets the sleeping `testkit_latch_waiter`'s latch, which measures when its
+/// `wait` returned `Latch`), median of one batch of `samples`.
+fn latch_wake(mode: Mode, samples: usize) -> f64 {
+    let h = Host::start(
+        Spec::new(mode)
+            .testkit("pong:entry=testkit_latch_waiter,ping:entry=testkit_latch_setter")
+            .setting("testkit", &format!("latch_batch = {samples}"))
+            .setting("testkit", "trigger_dir = \"\""),
+    );
+    wait_log_count(&h, "latch batch 1 ", 1, Duration::from_secs(120));
+    let log = h.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("latch batch 1 "))
+        .expect("a batch line");
+    let at = line.find("median_us=").expect("a median") + "median_us=".len();
+    let median: f64 = line[at..]
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    stop_fast(h);
+    median
+}
+
+/// The floor of `latch_wake`: a forked process asleep in `ppoll` on an eventfd, woken by a write
+/// from this process, with the same pacing (500 us) and the same clock; median in microseconds.
+fn latch_floor(samples: usize) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let now_ns = || {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into the timespec we pass.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let len = 8 * (samples + 1);
+    // SAFETY: a fresh shared anonymous mapping of `len` bytes (zeroed), unmapped below; its words
+    // are only used as atomics, in this process and the forked one.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED, "mmap");
+    let word = |i: usize| -> &AtomicU64 {
+        // SAFETY: `i <= samples`, inside the mapping, 8-aligned; the mapping outlives every use.
+        unsafe { &*(page as *const AtomicU64).add(i) }
+    };
+    // SAFETY: eventfd returns new fds or -1 (checked).
+    let (a, b) = unsafe { (libc::eventfd(0, libc::EFD_CLOEXEC), libc::eventfd(0, libc::EFD_CLOEXEC)) };
+    assert!(a >= 0 && b >= 0, "eventfd");
+    let mut buf = 0u64;
+    let one = 1u64;
+    // SAFETY: the child only calls ppoll, read, write, clock_gettime and _exit on fds and memory
+    // it inherited, then exits without returning.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        for i in 0..samples {
+            let mut p = libc::pollfd {
+                fd: a,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd and an empty mask on the stack.
+            unsafe {
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::ppoll(&mut p, 1, std::ptr::null(), &none);
+                libc::read(a, (&mut buf as *mut u64).cast(), 8);
+            }
+            word(i + 1).store(
+                now_ns().saturating_sub(word(0).load(Ordering::SeqCst)),
+                Ordering::SeqCst,
+            );
+            // SAFETY: an 8-byte write from a local to our eventfd.
+            unsafe { libc::write(b, (&one as *const u64).cast(), 8) };
+        }
+        // SAFETY: _exit has no preconditions.
+        unsafe { libc::_exit(0) };
+    }
+    for _ in 0..samples {
+        std::thread::sleep(Duration::from_micros(500));
+        word(0).store(now_ns(), Ordering::SeqCst);
+        let mut p = libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: 8-byte writes and reads from locals on our eventfds; one pollfd on the stack.
+        unsafe {
+            libc::write(a, (&one as *const u64).cast(), 8);
+            libc::poll(&mut p, 1, 10_000);
+            libc::read(b, (&mut buf as *mut u64).cast(), 8);
+        }
+    }
+    let mut v: Vec<f64> = (1..=samples)
+        .map(|i| word(i).load(Ordering::SeqCst) as f64 / 1e3)
+        .collect();
+    // SAFETY: reaping our child, closing our fds, unmapping our mapping (no reference outlives it).
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+        libc::close(a);
+        libc::close(b);
+        libc::munmap(page, len);
+    }
+    median(&mut v)
+}
+
 // ---- floors: the bare process work behind the figures above, without Steward ----
 
 /// `bench --floor-child FD`: the idle program of the exec-mode floors, a Rust program like
@@ -419,7 +534,7 @@ fn main() {
         }
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    // Optional names select figures: start10 rtt cycle launch lock crash50 shutdown1000 start1000
+    // Optional names select figures: start10 rtt cycle launch latch lock crash50 shutdown1000 start1000
     // cpu1000 floors (default: all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
@@ -486,6 +601,16 @@ fn main() {
             "{:<58} {:>12.3} {:>12.3}",
             "launch decision -> entry running, ms (p99)", lat[0].1, lat[1].1
         );
+    }
+    if want("latch") {
+        // Target: under 50 us median; the floor is measured in the same run, per column.
+        let n = if quick { 300 } else { 1000 };
+        row("latch: set() -> wait returns Latch, us (median)", &|m| {
+            format!("{:.1}", latch_wake(m, n))
+        });
+        row("  its floor: eventfd write -> ppoll returns, us (median)", &|_| {
+            format!("{:.1}", latch_floor(n))
+        });
     }
     if want("lock") {
         let n = if quick { 10_000_000 } else { 100_000_000 };

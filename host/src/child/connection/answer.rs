@@ -106,6 +106,7 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             waiting_for: None,
             next_restart_at: None,
             launch_us: None,
+            activity: None,
         };
         match s.status.read() {
             Ok(st) => {
@@ -117,6 +118,9 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                     .pid
                     .and_then(|_| seg.child_slot(i).report().launch_us)
                     .or(st.last_launch_us);
+                // Only a running process's line: the cell is cleared before each launch and when
+                // the process is reaped, and a worker without a process shows none in between.
+                info.activity = st.pid.and_then(|_| seg.child_slot(i).activity().read());
                 info.pid = st.pid;
                 info.state = st.state.as_str().to_owned();
                 info.started_at = st.started_at_ms.map(rfc3339_ms);

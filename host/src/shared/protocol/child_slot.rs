@@ -11,6 +11,7 @@
 
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
+use super::latch::{ActivityCell, LatchCell};
 use super::{pid_in_range, ChildSlotState, Code, DecodeError};
 use crate::shared::shmem::{Text, REASON_LEN};
 
@@ -31,6 +32,11 @@ pub struct ChildSlot {
     /// writes it; the supervisor hands work only to ready spares).
     ready: AtomicU32,
     reason: Text<REASON_LEN>,
+    // issue 14: latches
+    /// The latch of the process in this slot (see [`LatchCell`]).
+    latch: LatchCell,
+    /// The activity line of the worker in this slot (worker writes; connection children read).
+    activity: ActivityCell,
     // issue 14: locks
     /// How many plugin locks the child holds or waits for (the child writes: one more before it
     /// tries a lock, one less after it released it). Non-zero at any exit makes the exit a crash
@@ -103,12 +109,15 @@ impl ChildSlot {
     /// Records when the supervisor decided to launch this slot's child, clearing the child's
     /// entry time of a previous tenant.
     pub fn prepare_launch(&self, now_ns: u64) {
+        self.activity.clear();
         self.entered_at_ns.store(0, Ordering::Relaxed);
         self.launched_at_ns.store(now_ns, Ordering::Relaxed);
     }
 
-    /// Gives the slot to a child about to start, with no reason yet.
+    /// Gives the slot to a child about to start, with no reason yet, and a new latch tenancy
+    /// (every latch handle to an earlier tenant is stale from here on).
     pub fn assign(&self) {
+        self.latch.new_tenant();
         self.reason.store("");
         self.locks_held.store(0, Ordering::Relaxed);
         self.state.encode_store(ChildSlotState::Assigned);
@@ -121,7 +130,10 @@ impl ChildSlot {
     }
 
     /// Takes the slot back (supervisor only), with the spare fields cleared for the next tenant.
+    /// The tenant is gone: no latch set may signal its pid, and its activity line goes.
     pub fn free(&self) {
+        self.latch.owner_gone();
+        self.activity.clear();
         self.assign.store(0, Ordering::Relaxed);
         self.ready.store(0, Ordering::Relaxed);
         self.state.encode_store(ChildSlotState::Free);
@@ -179,6 +191,16 @@ impl ChildSlot {
     /// A spare: the worker slot it was handed, if any yet (unchecked: the caller bounds it).
     pub fn assigned(&self) -> Option<u32> {
         self.assign.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// The slot's latch (its owner's side, and any setter's).
+    pub fn latch(&self) -> &LatchCell {
+        &self.latch
+    }
+
+    /// The slot's activity line (the worker writes it; connection children read it).
+    pub fn activity(&self) -> &ActivityCell {
+        &self.activity
     }
 
     /// The count of plugin locks this child holds or waits for: the lock calls of its runtime

@@ -7,7 +7,7 @@
 //! registry and settings always give the same layout; slot counts never change for a segment's
 //! life.
 
-use super::{Header, RegionEntry, WorkerSlot};
+use super::{Header, WorkerSlot};
 use crate::shared::config::Config;
 use crate::shared::locks::LockCell;
 use crate::shared::protocol::ChildSlot;
@@ -62,7 +62,7 @@ impl Layout {
         let child_slots_off = align(std::mem::size_of::<Header>() as u64);
         let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
         let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
-        let mut next = align(regions_off + reg.regions.len() as u64 * std::mem::size_of::<RegionEntry>() as u64);
+        let mut next = regions_off;
         let mut region_offsets = Vec::with_capacity(reg.regions.len());
         for r in &reg.regions {
             region_offsets.push(next);
