@@ -43,9 +43,21 @@ pub fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Clears the dead-man flag, records the reason, and exits with `code`.
+/// Clears the dead-man flag, records the reason, and exits with `code`; unless the child still
+/// holds (or waits for) a plugin lock: that exit is a crash, as dying holding one is, because the
+/// lock would stay taken in shared memory that every other worker uses. The flag then stays set,
+/// and the supervisor resets shared memory.
 fn exit_clean(slot: Option<&ChildSlot>, code: i32, reason: &str) -> ! {
     if let Some(s) = slot {
+        let held = s.locks_held().load(std::sync::atomic::Ordering::Relaxed);
+        if held > 0 {
+            let locks = if held == 1 { "lock" } else { "locks" };
+            tracing::error!(
+                "exiting while holding {held} {locks} (a guard was leaked or never dropped); \
+                 that is a crash: the host resets shared memory"
+            );
+            exit(code)
+        }
         s.deactivate(reason);
     }
     exit(code)

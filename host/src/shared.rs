@@ -12,6 +12,7 @@ pub mod hostapi;
 pub mod latch;
 pub mod lifecycle;
 pub mod lockfile;
+pub mod locks;
 pub mod log;
 pub mod preload;
 pub mod protocol;

@@ -28,7 +28,7 @@ pub mod signals;
 pub mod test_knobs;
 
 pub use fds::{clear_cloexec, cloexec_inherited, close_all_except, is_open, set_blocking};
-pub use futex::{futex_wait, futex_wake};
+pub use futex::{futex_wait, futex_wake, futex_wake_all};
 pub use pidfd::wait_pid_exit;
 pub use pipe::{drain, eventfd, pipe};
 pub use poll::{poll_in, ppoll_in};

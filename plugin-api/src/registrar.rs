@@ -1,4 +1,4 @@
-//! The [`Registrar`]: the capability to register workers, startup hooks and regions and to
+//! The [`Registrar`]: the capability to register workers, startup hooks, regions and locks and to
 //! define settings, which exists only while a plugin's init runs.
 //!
 //! Runs in: a plugin, in its init. Every call goes through the host's table; the host freezes its
@@ -132,6 +132,36 @@ impl<'init> Registrar<'init> {
             }),
             abi::STATUS_BAD_NAME => Err(RegisterError::BadRegionName(name.to_owned())),
             other => Err(RegisterError::Other(other)),
+        }
+    }
+
+    /// Requests a named lock in shared memory, taken shared or exclusive by any worker of the host
+    /// with [`Worker::lock`]. Lock names are this plugin's own (another plugin's lock of the same
+    /// name is another lock). The host creates every lock free with each new segment, at start
+    /// and after every crash reset.
+    ///
+    /// [`Worker::lock`]: crate::Worker::lock
+    pub fn request_lock(&mut self, name: &str) -> Result<(), RegisterError> {
+        let (plugin, owned) = (self.plugin.to_owned(), name.to_owned());
+        if !valid_name(name, abi::MAX_LOCK_NAME_LEN) {
+            return Err(RegisterError::BadLockName { plugin, name: owned });
+        }
+        if !crate::lock::host_api_has_locks(self.host) {
+            return Err(RegisterError::LocksNotSupported { plugin, name: owned });
+        }
+        // SAFETY: the table comes from the host (its size checked above); the strings outlive
+        // the call.
+        let st = unsafe { (self.host.request_lock)(self.host.ctx, abi::Str::new(self.plugin), abi::Str::new(name)) };
+        match st {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+            abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateLock { plugin, name: owned }),
+            abi::STATUS_BAD_NAME => Err(RegisterError::BadLockName { plugin, name: owned }),
+            status => Err(RegisterError::LockRefused {
+                plugin,
+                name: owned,
+                status,
+            }),
         }
     }
 

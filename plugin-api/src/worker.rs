@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::abi;
 use crate::latch::LatchHandle;
+use crate::lock::{Lock, LockError};
 use crate::settings::{self, SettingError, SettingValue};
+use crate::shareable::Shareable;
 
 /// How a worker's run ends, besides `Ok(())` (exit code 0: done, never restarted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +73,14 @@ pub enum RegionError {
     NotFound(String),
     #[error("region {name:?}: the host refused (status {status})")]
     Other { name: String, status: i32 },
+    #[error("a region of {len} bytes cannot hold a {type_name} of {need} bytes")]
+    TooSmall {
+        type_name: &'static str,
+        need: usize,
+        len: usize,
+    },
+    #[error("a {type_name} needs {align}-byte alignment, more than a region's start has")]
+    Misaligned { type_name: &'static str, align: usize },
 }
 
 /// A named shared-memory region: the same bytes in every process of the host, zeroed each time the
@@ -88,9 +98,47 @@ impl Region {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// The start of the region (64-byte aligned).
+    /// The start of the region (64-byte aligned). For ordinary use, [`Region::get`] views the
+    /// region as a [`Shareable`] type without `unsafe`.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
+    }
+
+    /// The region viewed as a `T` (its first `size_of::<T>()` bytes): atomics, arrays of them,
+    /// or a struct declared with [`crate::shareable!`]. All zeroes until a worker writes it, and
+    /// again after every crash reset. Fails if the region is smaller than `T` or `T` needs more
+    /// alignment than its start has (regions start 64-byte aligned).
+    ///
+    /// The reference is `'static`: a region stays mapped until the worker process exits.
+    pub fn get<T: Shareable>(&self) -> Result<&'static T, RegionError> {
+        let type_name = std::any::type_name::<T>();
+        let (need, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        if need > self.len {
+            return Err(RegionError::TooSmall {
+                type_name,
+                need,
+                len: self.len,
+            });
+        }
+        if !(self.ptr as usize).is_multiple_of(align) {
+            return Err(RegionError::Misaligned { type_name, align });
+        }
+        // SAFETY: in bounds and aligned (checked above); `Shareable` promises every bit pattern
+        // is a valid `T` and that shared changes go through atomics only; the segment is never
+        // unmapped while the process runs, so `'static` holds.
+        Ok(unsafe { &*(self.ptr as *const T) })
+    }
+
+    /// The region viewed as as many `T` as fit in it, for a table of records.
+    pub fn slice<T: Shareable>(&self) -> Result<&'static [T], RegionError> {
+        let type_name = std::any::type_name::<T>();
+        let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+        if !(self.ptr as usize).is_multiple_of(align) {
+            return Err(RegionError::Misaligned { type_name, align });
+        }
+        let n = self.len.checked_div(size).unwrap_or(0);
+        // SAFETY: `n * size <= len` bytes, aligned (checked above); as for `get` otherwise.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr as *const T, n) })
     }
     /// The `index`-th `AtomicU64` of the region, or `None` past its end.
     pub fn atomic_u64(&self, index: usize) -> Option<&AtomicU64> {
@@ -295,6 +343,22 @@ impl Worker {
             }),
         }
     }
+
+    /// Looks up a lock that the plugin this code belongs to requested in init
+    /// ([`crate::Registrar::request_lock`]). Look it up once and keep the [`Lock`]: taking it
+    /// then costs one call into the host.
+    ///
+    /// ```ignore
+    /// let counter = w.lock("counter")?;
+    /// let shared = w.region("state")?.get::<State>()?;
+    /// {
+    ///     let _g = counter.exclusive();
+    ///     shared.total.store(shared.total.load(Relaxed) + 1, Relaxed);
+    /// }
+    /// ```
+    pub fn lock(&self, name: &str) -> Result<Lock, LockError> {
+        crate::lock::lookup(self.api, self.code_plugin(), name)
+    }
 }
 
 /// What a startup hook gets: it runs in the startup child before the host is running, and may
@@ -343,6 +407,47 @@ impl Startup {
     /// As [`Worker::region`].
     pub fn region(&self, name: &str) -> Result<Region, RegionError> {
         self.w.region(name)
+    }
+    /// As [`Worker::lock`].
+    pub fn lock(&self, name: &str) -> Result<Lock, LockError> {
+        self.w.lock(name)
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_view_checks_the_region_size_and_alignment() {
+        #[repr(C, align(64))]
+        struct Page([u8; 128]);
+        let mut page = Page([0; 128]);
+        let region = Region {
+            ptr: page.0.as_mut_ptr(),
+            len: 16,
+        };
+        assert_eq!(
+            region
+                .get::<AtomicU64>()
+                .unwrap()
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(region.slice::<AtomicU32>().unwrap().len(), 4);
+        let e = region.get::<[AtomicU64; 3]>().unwrap_err();
+        assert!(matches!(e, RegionError::TooSmall { need: 24, len: 16, .. }), "{e}");
+        assert!(e.to_string().contains("region of 16 bytes cannot hold"), "{e}");
+        let skewed = Region {
+            // SAFETY: 4 bytes into a 128-byte buffer.
+            ptr: unsafe { page.0.as_mut_ptr().add(4) },
+            len: 16,
+        };
+        assert!(matches!(
+            skewed.get::<AtomicU64>(),
+            Err(RegionError::Misaligned { align: 8, .. })
+        ));
+        assert!(skewed.get::<AtomicU32>().is_ok());
     }
 }
 
@@ -428,7 +533,24 @@ mod tests {
             latch_fd,
             latch_reset,
             set_activity,
+            lock_acquire,
+            lock_release,
         }))
+    }
+
+    unsafe extern "C" fn lock_acquire(_: *mut c_void, _: *const c_void, _: u32, _: u32) -> abi::Status {
+        abi::STATUS_OK
+    }
+    unsafe extern "C" fn lock_release(_: *mut c_void, _: *const c_void, _: u32) {}
+
+    /// A host of ABI 1.0 has no lock calls: the lookup says so without calling past the table.
+    #[test]
+    fn an_abi_1_0_host_offers_no_locks() {
+        let w = Worker::new(table(std::mem::offset_of!(abi::WorkerApi, wait_latch)));
+        assert_eq!(
+            w.lock("counter").unwrap_err(),
+            LockError::NotSupported { name: "counter".into() }
+        );
     }
 
     /// A host of ABI 1.0 has a shorter worker table: the SDK never calls past its end, and `wait`

@@ -21,6 +21,15 @@ steward::plugin! { name: "public_paths", init: init }
 
 fn takes_setting<T: steward::SettingValue>() {}
 
+fn takes_shareable<T: steward::Shareable>() {}
+
+steward::shareable! {
+    #[repr(C)]
+    struct Shared {
+        counter: std::sync::atomic::AtomicU64,
+    }
+}
+
 #[test]
 fn every_public_name_is_at_the_crate_root() {
     assert!(!steward::SDK_VERSION.is_empty());
@@ -37,6 +46,9 @@ fn every_public_name_is_at_the_crate_root() {
     takes_setting::<bool>();
     let _: Option<steward::SettingError> = None;
     let _: Option<(steward::Region, steward::RegionError, steward::WaitResult)> = None;
+    takes_shareable::<Shared>();
+    let _: Option<(steward::Lock, steward::LockError)> = None;
+    let _: Option<(steward::ExclusiveGuard<'_>, steward::SharedGuard<'_>)> = None;
     let _ = (steward::__run_init, steward::__run_worker, steward::__run_hook);
     // No host here either: a latch cannot be set.
     assert!(!steward::LatchHandle::NONE.set());

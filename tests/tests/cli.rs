@@ -336,10 +336,16 @@ fn check_passes_a_good_file_and_creates_nothing(mode: Mode) {
     assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
 
     // An entry that does not resolve fails the worker at launch, not start-up: a warning here.
-    let dir = Dir::new(&Spec::new(mode).testkit("ok,typo:entry=no_such_fn"));
+    // The plugin's locks are listed with its regions.
+    let dir = Dir::new(
+        &Spec::new(mode)
+            .testkit("ok,typo:entry=no_such_fn")
+            .setting("testkit", "locks = \"on\""),
+    );
     let out = cli(&dir.config, &["check"]);
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}\n{}", text(&out.stderr));
+    assert!(s.contains("shared-memory locks (1):\n  testkit.counter\n"), "{s}");
     assert!(
         s.contains("warning: worker typo (plugin testkit): function \"no_such_fn\" not found"),
         "{s}"

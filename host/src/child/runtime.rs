@@ -1,8 +1,13 @@
 //! The runtime plugin code gets in a worker or the startup child: the table of host functions a
 //! worker calls ([`abi::WorkerApi`]: `should_stop`, `wait`, `declare_consistent`,
 //! `reload_requested`, and from ABI 1.1 `wait_latch`, `latch`, `latch_fd`, `latch_reset`,
-//! `set_activity`), the eventfd that `wait` sleeps on, and the SIGTERM, SIGHUP and SIGURG
-//! handlers behind them.
+//! `set_activity`, `lock_acquire`, `lock_release`), the eventfd that `wait` sleeps on, and the
+//! SIGTERM, SIGHUP and SIGURG handlers behind them.
+//!
+//! Locks: every acquisition counts in the child slot's `locks_held` before it tries, and every
+//! release uncounts after it released, so the count is never lower than what the process holds;
+//! a clean exit with a non-zero count is a crash (`child::exit_clean`). The lock calls take no
+//! mutex and allocate nothing: the cell was resolved once by `HostApi::lock`.
 //!
 //! Runs in: workers and the startup child (and a spare once it becomes a worker). The table and
 //! its context are created once per process and leaked, so they live as long as plugin code may
@@ -15,7 +20,7 @@
 
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +28,7 @@ use steward::abi;
 
 use crate::child::exit_clean;
 use crate::shared::handoff::ChildEnv;
+use crate::shared::locks::{LockCell, Mode};
 use crate::shared::protocol::ChildSlot;
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
@@ -86,6 +92,13 @@ struct WorkerCtx {
     latch_handle: u64,
     /// One writer at a time for the activity cell (plugin threads may call at once).
     activity: Mutex<()>,
+    // issue 14: locks
+    /// The child slot's count of locks held or waited for (a private counter when the child has
+    /// no slot, which never happens for a child that runs plugin code).
+    locks_held: *const AtomicU32,
+    /// Where this mapping's lock table lies: a cell passed to `lock_acquire` must be one of it.
+    locks_start: usize,
+    locks_end: usize,
 }
 
 // No `Sync` impl: nothing Rust checks ever shares a `WorkerCtx` (it reaches plugin code only as
@@ -255,6 +268,67 @@ fn wait_for(c: &WorkerCtx, timeout_us: u64, latch: bool) -> u32 {
     }
 }
 
+// issue 14: locks
+
+impl WorkerCtx {
+    /// The lock cell a plugin passed, if it is one of this mapping's lock table: a stray pointer
+    /// is refused instead of written through.
+    #[inline]
+    fn lock_cell(&self, cell: *const c_void) -> Option<&LockCell> {
+        let at = cell as usize;
+        if at < self.locks_start
+            || at >= self.locks_end
+            || !(at - self.locks_start).is_multiple_of(std::mem::size_of::<LockCell>())
+        {
+            return None;
+        }
+        // SAFETY: a whole cell of the lock table, which stays mapped until the process exits;
+        // cells are atomics, valid as any bit pattern.
+        Some(unsafe { &*(cell as *const LockCell) })
+    }
+
+    fn held(&self) -> &AtomicU32 {
+        // SAFETY: points into the child slot (mapped for the process's life) or at a leaked
+        // counter; set once in `runtime`.
+        unsafe { &*self.locks_held }
+    }
+}
+
+unsafe extern "C" fn api_lock_acquire(ctx: *mut c_void, cell: *const c_void, mode: u32, try_only: u32) -> abi::Status {
+    // SAFETY: `ctx` is the leaked `WorkerCtx` this module created.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    let (Some(cell), Some(mode)) = (c.lock_cell(cell), Mode::from_abi(mode)) else {
+        return abi::STATUS_INVALID;
+    };
+    // Counted before the attempt: a death at any point from here on, holding or waiting, leaves
+    // the count non-zero and so is a crash. The fence keeps the compiler from moving the count
+    // after the lock operation (a process dies at an instruction boundary, so program order is
+    // what counts).
+    c.held().fetch_add(1, Ordering::Relaxed);
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    if try_only != 0 {
+        if cell.try_acquire(mode) {
+            return abi::STATUS_OK;
+        }
+        c.held().fetch_sub(1, Ordering::Relaxed);
+        return abi::STATUS_BUSY;
+    }
+    cell.acquire(mode);
+    abi::STATUS_OK
+}
+
+unsafe extern "C" fn api_lock_release(ctx: *mut c_void, cell: *const c_void, mode: u32) {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    let (Some(cell), Some(mode)) = (c.lock_cell(cell), Mode::from_abi(mode)) else {
+        return;
+    };
+    cell.release(mode);
+    // Uncounted only once released (see `api_lock_acquire`).
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    c.held().fetch_sub(1, Ordering::Relaxed);
+}
+
 pub fn leak_str(s: String) -> abi::Str {
     let s: &'static str = Box::leak(s.into_boxed_str());
     abi::Str::new(s)
@@ -273,6 +347,7 @@ pub struct Identity {
 pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, startup: bool) -> &'static abi::WorkerApi {
     let regions = env.segment.regions(env.registry);
     crate::shared::hostapi::with_state(|s| s.regions = regions.into_iter().collect());
+    crate::shared::hostapi::set_locks(env.segment.locks(env.registry));
     let Ok(latch) = crate::sys::eventfd() else {
         exit_clean(slot, 1, "cannot create the latch eventfd");
     };
@@ -303,6 +378,14 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         slot: slot.map_or(std::ptr::null(), |s| s as *const ChildSlot),
         latch_handle: latch_handle.unwrap_or(0),
         activity: Mutex::new(()),
+        locks_held: match slot {
+            Some(s) => s.locks_held(),
+            None => Box::leak(Box::new(AtomicU32::new(0))),
+        },
+        locks_start: env.segment.base() as usize + env.segment.layout.locks_off as usize,
+        locks_end: env.segment.base() as usize
+            + env.segment.layout.locks_off as usize
+            + env.segment.layout.n_locks as usize * std::mem::size_of::<LockCell>(),
     }));
     std::mem::forget(latch);
     let extra: &'static [u8] = Box::leak(who.extra.into_boxed_slice());
@@ -326,5 +409,7 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         latch_fd: api_latch_fd,
         latch_reset: api_latch_reset,
         set_activity: api_set_activity,
+        lock_acquire: api_lock_acquire,
+        lock_release: api_lock_release,
     }))
 }

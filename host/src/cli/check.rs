@@ -88,6 +88,12 @@ pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
             let _ = writeln!(out, "  {}.{}  {} bytes", r.plugin, r.name, r.size);
         }
     }
+    if !registry.locks.is_empty() {
+        let _ = writeln!(out, "\nshared-memory locks ({}):", registry.locks.len());
+        for l in &registry.locks {
+            let _ = writeln!(out, "  {}.{}", l.plugin, l.name);
+        }
+    }
     let _ = writeln!(
         out,
         "\nshared memory {} bytes: {} worker slots ({} static + {} dynamic), {} connection slots (+{} reserved for status and stop)",

@@ -53,6 +53,15 @@ unsafe impl Send for HostState {}
 
 static STATE: Mutex<Option<HostState>> = Mutex::new(None);
 
+/// The locks mapped in this process, by (plugin, name), as addresses of their cells: set once
+/// the segment is mapped ([`set_locks`]), then only read, so a lookup takes no mutex.
+static LOCKS: std::sync::OnceLock<BTreeMap<(String, String), usize>> = std::sync::OnceLock::new();
+
+/// Records where this process's mapping holds each lock (once; children only).
+pub fn set_locks(cells: Vec<((String, String), *const crate::shared::locks::LockCell)>) {
+    let _ = LOCKS.set(cells.into_iter().map(|(k, p)| (k, p as usize)).collect());
+}
+
 /// Mirrors `HostState::attach_init` for the registration fast path: in an exec-mode child's
 /// attach-mode init every registration is a no-op, and with N workers each child would otherwise
 /// parse and copy all N registrations (O(N^2) over a start).
@@ -103,6 +112,9 @@ const fn table(mode: u32) -> abi::HostApi {
         region: host_region,
         register_startup_hook: host_register_startup_hook,
         latch_set: host_latch_set,
+        // issue 14: locks
+        request_lock: host_request_lock,
+        lock: host_lock,
         register_segment_init: host_register_segment_init,
     }
 }
@@ -489,6 +501,57 @@ unsafe extern "C" fn host_get_setting(
             // SAFETY: the plugin passes a buffer of `cap` bytes and a length out-pointer.
             Some(v) => unsafe { write_out(&v, buf, cap, len) },
             None => abi::STATUS_NOT_FOUND,
+        }
+    })
+}
+
+// issue 14: locks
+
+unsafe extern "C" fn host_request_lock(_ctx: *mut c_void, plugin: Str, name: Str) -> Status {
+    if attaching() {
+        return abi::STATUS_OK;
+    }
+    guarded(|| {
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let l = crate::shared::registry::LockSpec {
+            plugin: plugin.to_owned(),
+            name: name.to_owned(),
+        };
+        with_state(|s| {
+            if s.attach_init {
+                return abi::STATUS_OK;
+            }
+            match s.registry.add_lock(l) {
+                Ok(()) => abi::STATUS_OK,
+                Err(e) => e.status(),
+            }
+        })
+    })
+}
+
+unsafe extern "C" fn host_lock(_ctx: *mut c_void, plugin: Str, name: Str, cell: *mut *const c_void) -> Status {
+    guarded(|| {
+        if cell.is_null() {
+            return abi::STATUS_INVALID;
+        }
+        // SAFETY: views valid for the call.
+        let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let key = (plugin.to_owned(), name.to_owned());
+        if let Some(addr) = LOCKS.get().and_then(|m| m.get(&key)) {
+            // SAFETY: checked non-null above; the plugin owns it.
+            unsafe { *cell = *addr as *const c_void };
+            return abi::STATUS_OK;
+        }
+        // Requested but not mapped here (init, or a process without the segment), or unknown.
+        if with_state(|s| s.registry.locks.iter().any(|l| l.plugin == plugin && l.name == name)) {
+            abi::STATUS_UNAVAILABLE
+        } else {
+            abi::STATUS_NOT_FOUND
         }
     })
 }

@@ -108,6 +108,16 @@ pub struct HookSpec {
 /// Largest single region: 1 GiB.
 pub const MAX_REGION_SIZE: u64 = 1 << 30;
 
+/// A named lock in the segment, requested by a plugin (issue 14: locks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockSpec {
+    pub plugin: String,
+    pub name: String,
+}
+
+/// Most locks a host holds, over all plugins: each is a cache line of the segment.
+pub const MAX_LOCKS: usize = 4096;
+
 /// Why a registration was refused; each maps to an ABI status code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -158,6 +168,9 @@ pub struct Registry {
     pub regions: Vec<RegionSpec>,
     #[serde(default)]
     pub hooks: Vec<HookSpec>,
+    /// Locks, in request order: lock `i` is the `i`-th cell of the segment's lock table.
+    #[serde(default)]
+    pub locks: Vec<LockSpec>,
     frozen: bool,
     // issue 14: segment init
     /// Segment init hooks, run in order by the startup child on every new segment before the
@@ -183,7 +196,7 @@ impl Registry {
         self.name_hashes = Default::default();
     }
 
-    /// What a child needs of the frozen registry: the regions. Worker registrations live in the
+    /// What a child needs of the frozen registry: the regions, hooks and locks. Worker registrations live in the
     /// segment's worker slots, so an exec-mode child does not decode every worker's spec (which
     /// would make launching N workers cost O(N^2)).
     pub fn for_children(&self) -> Registry {
@@ -191,6 +204,7 @@ impl Registry {
             workers: Vec::new(),
             regions: self.regions.clone(),
             hooks: self.hooks.clone(),
+            locks: self.locks.clone(),
             frozen: true,
             name_hashes: Default::default(),
             segment_inits: self.segment_inits.clone(),
@@ -298,6 +312,35 @@ impl Registry {
             return Err(RegistryError::Duplicate(format!("region {:?}", r.name)));
         }
         self.regions.push(r);
+        Ok(())
+    }
+
+    /// Validates and records a lock request: lock names are per plugin, as region names are.
+    pub fn add_lock(&mut self, l: LockSpec) -> Result<(), RegistryError> {
+        if self.frozen {
+            return Err(RegistryError::Frozen);
+        }
+        if !name_ok(&l.name, abi::MAX_LOCK_NAME_LEN) {
+            return Err(RegistryError::BadName(format!(
+                "lock {:?} of plugin {}: empty, longer than {} bytes, or with a control character",
+                l.name,
+                l.plugin,
+                abi::MAX_LOCK_NAME_LEN
+            )));
+        }
+        if self.locks.iter().any(|o| o.plugin == l.plugin && o.name == l.name) {
+            return Err(RegistryError::Duplicate(format!(
+                "lock {:?} of plugin {} is requested twice",
+                l.name, l.plugin
+            )));
+        }
+        if self.locks.len() >= MAX_LOCKS {
+            return Err(RegistryError::Invalid(format!(
+                "lock {:?} of plugin {}: the host holds at most {MAX_LOCKS} locks",
+                l.name, l.plugin
+            )));
+        }
+        self.locks.push(l);
         Ok(())
     }
 }
@@ -421,6 +464,37 @@ mod tests {
             arg: 0,
             extra: vec![],
         }
+    }
+
+    fn lock(plugin: &str, name: &str) -> LockSpec {
+        LockSpec {
+            plugin: plugin.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn lock_requests_are_checked_per_plugin_and_refused_after_the_freeze() {
+        let mut r = Registry::default();
+        r.add_lock(lock("p", "counter")).unwrap();
+        // The same name in another plugin is another lock.
+        r.add_lock(lock("q", "counter")).unwrap();
+        let dup = r.add_lock(lock("p", "counter")).unwrap_err();
+        assert_eq!(dup.status(), abi::STATUS_DUPLICATE);
+        assert!(dup.to_string().contains("\"counter\" of plugin p"), "{dup}");
+        for bad in ["", "a\nb", &"x".repeat(abi::MAX_LOCK_NAME_LEN + 1)] {
+            let e = r.add_lock(lock("p", bad)).unwrap_err();
+            assert_eq!(e.status(), abi::STATUS_BAD_NAME, "{bad:?}");
+            assert!(e.to_string().contains("plugin p"), "{e}");
+        }
+        for i in r.locks.len()..MAX_LOCKS {
+            r.add_lock(lock("many", &format!("l{i}"))).unwrap();
+        }
+        let full = r.add_lock(lock("p", "one-too-many")).unwrap_err();
+        assert_eq!(full.status(), abi::STATUS_INVALID);
+        assert_eq!(r.for_children().locks.len(), MAX_LOCKS);
+        r.freeze();
+        assert_eq!(r.add_lock(lock("p", "late")), Err(RegistryError::Frozen));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!                   host_state, host_started_at_ms, consistent, n_worker_slots,
 //!                   n_static_workers, n_connection_slots, n_regions, the three offsets below,
 //!                   reload_requests, reloads_done, info (a 64 KiB document under a seqlock),
+//!                   locks_off, n_locks,
 //!                   segment_ready
 //! child_slots_off   ChildSlot x (W worker slots + C connection slots + 1 + spare slots):
 //!                   [0, W) workers, [W, W+C) connections, W+C the startup child, then spares
@@ -23,6 +24,7 @@
 //!                   each holds the worker's registration and its StatusCell
 //! regions_off       region bytes, each region 64-byte aligned (children find each one's offset
 //!                   in the layout, which the registry's regions fix at start-up)
+//! locks_off         LockCell x locks: one 64-byte line each (see `shared::locks`)
 //! ```
 //!
 //! Ownership and hand-off:
@@ -52,6 +54,10 @@
 //!   workers', when it creates the segment) and sets `in_use` with a release store; the worker
 //!   reads its registration from it. The status part is written only by the supervisor under a
 //!   seqlock and read by connection children. It holds no field that nothing reads (decision 80).
+//! - `LockCell`: zeroed (free) when the segment is created; from then on written only by the
+//!   workers that take and release the lock ([`crate::shared::locks`]). The supervisor never
+//!   reads one: a lock held by a process that died is settled by the crash reset that death
+//!   causes, which replaces the whole segment.
 //!
 //! Everything is an atomic, so any process may read any field without undefined behaviour; the
 //! supervisor treats what children can write (child-slot state, pid, reason and entry time,
@@ -67,6 +73,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::shared::config::{Config, LaunchMode};
+use crate::shared::locks::LockCell;
 use crate::shared::protocol::{Code, DecodeError, HostState};
 use crate::shared::registry::{RegionSpec, Registry, StartTime, WorkerSpec};
 
@@ -79,7 +86,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -150,8 +157,12 @@ pub struct Header {
     /// The supervisor's account of the configuration, for `status` and `show` (see
     /// [`crate::shared::control::HostInfoDoc`]).
     pub info: Published,
+    // issue 14: locks
+    pub locks_off: AtomicU64,
+    pub n_locks: AtomicU32,
+    _pad_locks: AtomicU32,
     // issue 14: segment init
-    /// Set once by the startup child after every segment init hook returned (layout 5); read by
+    /// Set once by the startup child after every segment init hook returned (layout 6); read by
     /// the supervisor only while it waits for the segment to be initialised, SIGUSR1 being the
     /// wake-up, as for `consistent`.
     pub segment_ready: AtomicU32,
@@ -282,6 +293,8 @@ impl Segment {
         h.child_slots_off.store(layout.child_slots_off, Ordering::Relaxed);
         h.worker_slots_off.store(layout.worker_slots_off, Ordering::Relaxed);
         h.regions_off.store(layout.regions_off, Ordering::Relaxed);
+        h.locks_off.store(layout.locks_off, Ordering::Relaxed);
+        h.n_locks.store(layout.n_locks, Ordering::Relaxed);
         for (i, w) in workers.iter().enumerate() {
             seg.publish_worker(i as u32, w);
         }
@@ -316,7 +329,7 @@ impl Segment {
         let l = &self.layout;
         let r = Ordering::Relaxed;
         // (field, found, expected); the magic reads best in hex, the rest in decimal.
-        let checks: [(&'static str, u64, u64); 12] = [
+        let checks: [(&'static str, u64, u64); 14] = [
             ("magic", h.magic.load(Ordering::Acquire), SEGMENT_MAGIC),
             ("layout_version", h.layout_version.load(r).into(), LAYOUT_VERSION.into()),
             ("generation", h.generation.load(r), generation),
@@ -341,6 +354,8 @@ impl Segment {
             ("child_slots_off", h.child_slots_off.load(r), l.child_slots_off),
             ("worker_slots_off", h.worker_slots_off.load(r), l.worker_slots_off),
             ("regions_off", h.regions_off.load(r), l.regions_off),
+            ("locks_off", h.locks_off.load(r), l.locks_off),
+            ("n_locks", h.n_locks.load(r).into(), l.n_locks.into()),
         ];
         for (check, found, expected) in checks {
             if found != expected {
@@ -438,6 +453,29 @@ impl Segment {
         s.in_use.store(1, Ordering::Release);
     }
 
+    /// Lock `i` of the lock table; `i` is checked against this process's own layout.
+    pub fn lock_cell(&self, i: u32) -> &LockCell {
+        assert!(i < self.layout.n_locks, "lock {i} out of range");
+        // SAFETY: as for `child_slot`; a cell is atomics, valid as any bit pattern, and the table
+        // is 64-byte aligned.
+        unsafe { self.at(self.layout.locks_off + i as u64 * std::mem::size_of::<LockCell>() as u64) }
+    }
+
+    /// Pointers to every lock in this mapping, keyed by (plugin, name).
+    pub fn locks(&self, reg: &Registry) -> Vec<((String, String), *const LockCell)> {
+        reg.locks
+            .iter()
+            .take(self.layout.n_locks as usize)
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    (l.plugin.clone(), l.name.clone()),
+                    self.lock_cell(i as u32) as *const LockCell,
+                )
+            })
+            .collect()
+    }
+
     /// Pointers to every region in this mapping, keyed by (plugin, name).
     pub fn regions(&self, reg: &Registry) -> Vec<((String, String), crate::shared::hostapi::MappedRegion)> {
         reg.regions
@@ -473,6 +511,9 @@ mod tests {
         };
         assert_eq!(named(6, me), "generation");
         assert_eq!(named(5, me + 1), "host_pid");
+        seg.header().n_locks.store(9, Ordering::Relaxed);
+        assert_eq!(named(5, me), "n_locks");
+        seg.header().n_locks.store(0, Ordering::Relaxed);
         seg.header().worker_slots_off.store(1, Ordering::Relaxed);
         assert_eq!(named(5, me), "worker_slots_off");
         seg.header().magic.store(0, Ordering::Relaxed);

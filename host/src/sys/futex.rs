@@ -1,7 +1,8 @@
 //! Sleeping on a word in shared memory: `futex(2)` with `FUTEX_WAIT` and `FUTEX_WAKE` (shared,
 //! not `FUTEX_PRIVATE_FLAG`).
 //!
-//! Runs in: spares (waiting for their hand-off) and the supervisor (handing work to one).
+//! Runs in: spares (waiting for their hand-off), the supervisor (handing work to one), and
+//! workers (waiting for a lock in the segment, waking its waiters).
 
 use std::sync::atomic::AtomicU32;
 
@@ -28,6 +29,14 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<std::time::Du
 pub fn futex_wake(word: &AtomicU32) {
     // Fails only for a bad address or flags; `word` is a live reference and the flags are fixed.
     let _ = futex::wake(word, futex::Flags::empty(), 1);
+}
+
+/// `futex(FUTEX_WAKE)` on a shared word, waking every waiter (a lock's release: each waiter
+/// re-checks the lock word and goes back to sleep if it still cannot have it). Never blocks.
+pub fn futex_wake_all(word: &AtomicU32) {
+    // As in `futex_wake`: cannot fail for a live reference and fixed flags. The kernel reads the
+    // count as a signed int, so `u32::MAX` would be -1 and wake one waiter only.
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
 }
 
 #[cfg(test)]

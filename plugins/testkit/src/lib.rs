@@ -51,13 +51,26 @@
 //!   logs `seginit saw magic=M inits=I dirty=D`, then dirties word 2 (so a region that survived a
 //!   reset shows it) and waits until stopped.
 //!
+//! Locks: the setting `locks` = `"none" | "on" | "duplicate" | "bad_name"`: `on` requests the
+//! lock `counter` and the region `testkit_locks` for the `testkit_locker` entry; `duplicate`
+//! requests `counter` twice and `bad_name` requests one named with a newline (init must fail
+//! naming them).
+//!
 //! Each worker publishes its state in the `testkit` region: slot `arg` counts bumps.
+//!
+//! The entry `testkit_locker` (`entry=testkit_locker`) works on the lock `counter` (or the one
+//! its option `lock=NAME` names; an unknown one fails the worker with the SDK's error), with
+//! options: `add=N` adds one N times under the exclusive lock, waits until `of=K` workers did,
+//! then logs `total T` read under the shared lock; `hold` takes the lock, logs `holding the lock`
+//! and keeps it until told to stop; `wait_lock` waits until a holder holds it, logs `waiting for
+//! the lock`, takes it and logs `got the lock`; `leak` waits for the trigger `leak`, then takes
+//! the lock, forgets the guard and returns `Ok`; `bench=N` times N uncontended exclusive pairs and
+//! N pairs of bare atomics on the region (the floor), and logs `lock bench: X ns per pair, floor
+//! Y ns`.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
-
-use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use steward::{
     entry, BackgroundWorker, EntryPoint, InitError, LatchHandle, Region, Registrar, RestartPolicy, StartTime, Startup,
@@ -134,6 +147,7 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         Duration::from_micros(500),
         "pause between the latch setter's sets",
     )?;
+    request_locks(reg)?;
     if spawn_thread && !reg.is_attach() {
         // Parked for good: the thread must still exist when the host counts its threads.
         std::thread::spawn(|| loop {
@@ -679,3 +693,130 @@ fn testkit_latch_poll(w: &mut Worker) -> Result<(), WorkerError> {
     }
 }
 steward::worker_entry!(testkit_latch_poll);
+steward::shareable! {
+    /// What `testkit_locker` workers share, in the region `testkit_locks`.
+    #[repr(C)]
+    struct LockData {
+        /// Incremented with a plain load and store under the exclusive lock.
+        counter: AtomicU64,
+        /// How many adders finished.
+        done: AtomicU32,
+        /// 1 while a `hold` worker holds the lock.
+        holding: AtomicU32,
+        /// The benchmark's floor: a word taken and released with bare atomics.
+        floor: AtomicU32,
+    }
+}
+
+fn request_locks(reg: &mut Registrar<'_>) -> Result<(), InitError> {
+    let locks = reg.define_enum(
+        "locks",
+        "none",
+        &["none", "on", "duplicate", "bad_name"],
+        "the lock testkit_locker workers use",
+    )?;
+    match locks.as_str() {
+        "on" => {
+            reg.request_lock("counter")?;
+            reg.request_region("testkit_locks", std::mem::size_of::<LockData>() as u64)?;
+        }
+        "duplicate" => {
+            reg.request_lock("counter")?;
+            reg.request_lock("counter")?;
+        }
+        "bad_name" => reg.request_lock("bad\nname")?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn testkit_locker(w: &mut Worker) -> Result<(), WorkerError> {
+    let extra = String::from_utf8_lossy(w.extra()).into_owned();
+    let opt = |key: &str| {
+        extra
+            .split(':')
+            .find_map(|f| f.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+    };
+    let has = |flag: &str| extra.split(':').any(|f| f == flag);
+    let name = opt("lock").unwrap_or("counter");
+    let lock = w.lock(name).map_err(|e| {
+        tracing::error!("{e}");
+        fatal(e)
+    })?;
+    let region = w.region("testkit_locks").map_err(fatal)?;
+    let data = region.get::<LockData>().map_err(fatal)?;
+    let idle = |w: &Worker| {
+        while !w.wait(Duration::from_secs(3600)).should_stop() {}
+    };
+    if let Some(n) = opt("bench").and_then(|n| n.parse::<u32>().ok()) {
+        // Uncontended exclusive pairs through the host, then the floor: a compare-and-swap and a
+        // release store on a word of the same shared mapping, in the same process.
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            drop(std::hint::black_box(lock.exclusive()));
+        }
+        let lock_ns = start.elapsed().as_nanos() as f64 / n as f64;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            let w = std::hint::black_box(&data.floor);
+            let _ = w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed);
+            w.store(0, Ordering::Release);
+        }
+        let floor_ns = start.elapsed().as_nanos() as f64 / n as f64;
+        tracing::info!("lock bench: {lock_ns:.2} ns per pair, floor {floor_ns:.2} ns");
+        idle(w);
+    } else if let Some(n) = opt("add").and_then(|n| n.parse::<u64>().ok()) {
+        for _ in 0..n {
+            let _g = lock.exclusive();
+            data.counter
+                .store(data.counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        data.done.fetch_add(1, Ordering::SeqCst);
+        tracing::info!("added {n}");
+        let of = opt("of").and_then(|k| k.parse::<u32>().ok()).unwrap_or(1);
+        while data.done.load(Ordering::SeqCst) < of {
+            if w.wait(POLL).should_stop() {
+                return Ok(());
+            }
+        }
+        let total = {
+            let _g = lock.shared();
+            data.counter.load(Ordering::Relaxed)
+        };
+        tracing::info!("total {total}");
+        idle(w);
+    } else if has("hold") {
+        let g = lock.exclusive();
+        data.holding.store(1, Ordering::SeqCst);
+        tracing::info!("holding the lock");
+        idle(w);
+        data.holding.store(0, Ordering::SeqCst);
+        drop(g);
+    } else if has("wait_lock") {
+        while data.holding.load(Ordering::SeqCst) == 0 {
+            if w.wait(POLL).should_stop() {
+                return Ok(());
+            }
+        }
+        tracing::info!("waiting for the lock");
+        drop(lock.exclusive());
+        tracing::info!("got the lock");
+        idle(w);
+    } else if has("leak") {
+        let trigger: String = w.setting("trigger_dir").map_err(fatal)?;
+        let file = PathBuf::from(trigger).join(w.name());
+        loop {
+            if w.wait(POLL).should_stop() {
+                return Ok(());
+            }
+            if std::fs::read_to_string(&file).is_ok_and(|t| t.trim() == "leak") {
+                let _ = std::fs::remove_file(&file);
+                break;
+            }
+        }
+        std::mem::forget(lock.exclusive());
+        tracing::info!("leaked a lock guard; returning");
+    }
+    Ok(())
+}
+steward::worker_entry!(testkit_locker);

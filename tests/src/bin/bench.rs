@@ -184,6 +184,29 @@ fn launch_latency(mode: Mode, samples: usize) -> (f64, f64) {
 
 /// One worker of 50 crashes (SIGSEGV sent at t0) to all 50 entries running again (each logs
 /// "up" on entry, so the count of "up" lines reaches 100).
+/// One worker takes and releases a lock `n` times with nobody else around, then does the same with
+/// a compare-and-swap and a release store on a word of the same shared region (the floor).
+/// Returns (ns per pair, floor ns per pair).
+fn lock_pair(mode: Mode, n: u32) -> (f64, f64) {
+    let h = Host::start(
+        Spec::new(mode)
+            .testkit(&format!("lb:entry=testkit_locker:never:bench={n}"))
+            .setting("testkit", "locks = \"on\""),
+    );
+    let log = h.wait_log("lock bench: ", Duration::from_secs(120));
+    let line = log.lines().find(|l| l.contains("lock bench: ")).unwrap_or_default();
+    let num = |after: &str| -> f64 {
+        line.split(after)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let r = (num("lock bench: "), num("floor "));
+    stop_fast(h);
+    r
+}
+
 fn crash_recovery(mode: Mode, runs: usize) -> f64 {
     let mut v = Vec::new();
     for _ in 0..runs {
@@ -511,7 +534,7 @@ fn main() {
         }
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    // Optional names select figures: start10 rtt cycle launch latch crash50 shutdown1000 start1000
+    // Optional names select figures: start10 rtt cycle launch latch lock crash50 shutdown1000 start1000
     // cpu1000 floors (default: all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
@@ -588,6 +611,18 @@ fn main() {
         row("  its floor: eventfd write -> ppoll returns, us (median)", &|_| {
             format!("{:.1}", latch_floor(n))
         });
+    }
+    if want("lock") {
+        let n = if quick { 10_000_000 } else { 100_000_000 };
+        let r = [Mode::Fork, Mode::Exec].map(|m| if skip(m) { (f64::NAN, f64::NAN) } else { lock_pair(m, n) });
+        println!(
+            "{:<58} {:>12.1} {:>12.1}",
+            "lock: uncontended exclusive acquire+release, ns", r[0].0, r[1].0
+        );
+        println!(
+            "{:<58} {:>12.1} {:>12.1}",
+            "lock floor: CAS + release store on a shared page, ns", r[0].1, r[1].1
+        );
     }
     // The three target figures, per mode, for the ratios to their floors printed at the end.
     let figures = std::cell::RefCell::new([[f64::NAN; 2]; 3]);

@@ -37,6 +37,11 @@ pub struct ChildSlot {
     latch: LatchCell,
     /// The activity line of the worker in this slot (worker writes; connection children read).
     activity: ActivityCell,
+    // issue 14: locks
+    /// How many plugin locks the child holds or waits for (the child writes: one more before it
+    /// tries a lock, one less after it released it). Non-zero at any exit makes the exit a crash
+    /// (the child keeps its dead-man flag set; see `child::exit_clean`).
+    locks_held: AtomicU32,
 }
 
 /// What a child slot said when the supervisor looked: a private copy, every field checked.
@@ -54,6 +59,8 @@ pub struct ChildReport {
     pub ready: bool,
     /// A spare's slot: the worker slot the supervisor handed it, if any.
     pub assigned: Option<u32>,
+    /// Plugin locks the child held or waited for when it was looked at.
+    pub locks_held: u32,
 }
 
 impl ChildReport {
@@ -93,6 +100,7 @@ impl ChildSlot {
             launch_us: (launched != 0 && entered >= launched).then(|| (entered - launched) / 1000),
             ready: self.ready.load(Ordering::Acquire) == 1,
             assigned: self.assign.load(Ordering::Acquire).checked_sub(1),
+            locks_held: self.locks_held.load(Ordering::Acquire),
         }
     }
 
@@ -111,6 +119,7 @@ impl ChildSlot {
     pub fn assign(&self) {
         self.latch.new_tenant();
         self.reason.store("");
+        self.locks_held.store(0, Ordering::Relaxed);
         self.state.encode_store(ChildSlotState::Assigned);
     }
 
@@ -194,6 +203,12 @@ impl ChildSlot {
         &self.activity
     }
 
+    /// The count of plugin locks this child holds or waits for: the lock calls of its runtime
+    /// add and subtract on it, and a clean exit checks it.
+    pub fn locks_held(&self) -> &AtomicU32 {
+        &self.locks_held
+    }
+
     /// A spare: blocks until [`ChildSlot::hand_over`] (or a signal) wakes it.
     pub fn wait_for_hand_over(&self) {
         crate::sys::futex_wait(&self.assign, 0, None);
@@ -241,12 +256,19 @@ mod tests {
         assert!(r.dead_man());
         assert!(r.claimed_by(std::process::id() as i32));
         assert_eq!(r.launch_us, Some(2000));
+        s.locks_held().fetch_add(2, Ordering::AcqRel);
+        assert_eq!(s.report().locks_held, 2);
+        s.locks_held().fetch_sub(2, Ordering::AcqRel);
         s.deactivate("done here");
         let r = s.report();
         assert!(!r.dead_man());
         assert_eq!(r.reason, "done here");
         s.free();
         assert_eq!(s.report().state, Ok(ChildSlotState::Free));
+        // A new tenant starts holding nothing, whatever the last one left.
+        s.locks_held().store(5, Ordering::Relaxed);
+        s.assign();
+        assert_eq!(s.report().locks_held, 0);
     }
 
     #[test]

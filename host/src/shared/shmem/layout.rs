@@ -9,6 +9,7 @@
 
 use super::{Header, WorkerSlot};
 use crate::shared::config::Config;
+use crate::shared::locks::LockCell;
 use crate::shared::protocol::ChildSlot;
 use crate::shared::registry::Registry;
 
@@ -28,6 +29,12 @@ pub struct Layout {
     pub worker_slots_off: u64,
     pub regions_off: u64,
     pub region_offsets: Vec<u64>,
+    // issue 14: locks
+    /// The lock table: one [`LockCell`] (a cache line) per lock of the registry, in its order.
+    #[serde(default)]
+    pub locks_off: u64,
+    #[serde(default)]
+    pub n_locks: u32,
     pub size: u64,
 }
 
@@ -61,6 +68,9 @@ impl Layout {
             region_offsets.push(next);
             next = align(next + r.size);
         }
+        let locks_off = next;
+        let n_locks = reg.locks.len() as u32;
+        next = align(locks_off + n_locks as u64 * std::mem::size_of::<LockCell>() as u64);
         Layout {
             n_static_workers,
             n_worker_slots,
@@ -70,6 +80,8 @@ impl Layout {
             worker_slots_off,
             regions_off,
             region_offsets,
+            locks_off,
+            n_locks,
             size: next.max(4096),
         }
     }
@@ -115,5 +127,29 @@ mod tests {
         assert!(l.region_offsets.iter().all(|o| o % 64 == 0));
         assert!(l.region_offsets[1] >= l.region_offsets[0] + 10);
         assert!(l.size >= l.region_offsets[1] + 100);
+        assert_eq!(l.n_locks, 0);
+    }
+
+    #[test]
+    fn the_lock_table_follows_the_regions_one_cache_line_per_lock() {
+        let mut reg = Registry::default();
+        reg.add_region(RegionSpec {
+            plugin: "p".into(),
+            name: "a".into(),
+            size: 10,
+        })
+        .unwrap();
+        for name in ["x", "y", "z"] {
+            reg.add_lock(crate::shared::registry::LockSpec {
+                plugin: "p".into(),
+                name: name.into(),
+            })
+            .unwrap();
+        }
+        let l = Layout::compute(&reg, 2, 2);
+        assert_eq!(l.n_locks, 3);
+        assert_eq!(l.locks_off % 64, 0);
+        assert!(l.locks_off >= l.region_offsets[0] + 10);
+        assert!(l.size >= l.locks_off + 3 * 64);
     }
 }
