@@ -42,15 +42,17 @@ pub fn startup_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     let mut api = None;
     if !env.registry.segment_inits.is_empty() {
         run_hooks(env, slot, &env.registry.segment_inits, &SEGMENT_INIT, &mut api);
+        crate::shared::log::set_identity("startup", None);
+        // Logged first, so the line comes before the host state it leads to.
+        tracing::info!(
+            "shared memory initialised by {} segment init hook(s)",
+            env.registry.segment_inits.len()
+        );
         // The supervisor reads the flag only while it waits for it; SIGUSR1 wakes its loop.
         env.segment.header().segment_ready.store(1, Ordering::Release);
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(env.host_pid),
             nix::sys::signal::Signal::SIGUSR1,
-        );
-        tracing::info!(
-            "shared memory initialised by {} segment init hook(s)",
-            env.registry.segment_inits.len()
         );
     }
     run_hooks(env, slot, &env.registry.hooks, &STARTUP, &mut api);
