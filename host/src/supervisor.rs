@@ -332,6 +332,9 @@ impl Supervisor {
             }
             self.check_segment_ready();
             self.check_consistent();
+            if pending & crate::sys::SIG_USR1 != 0 {
+                self.check_ready();
+            }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
                 if Instant::now() >= t {
@@ -397,6 +400,26 @@ impl Supervisor {
         .flatten()
         .min()
         .map(|t| t.saturating_duration_since(now))
+    }
+
+    // issue 14: readiness
+    /// Workers declared themselves ready (a flag in each one's child slot, SIGUSR1 as the
+    /// wake-up). Only the slots of running workers the core waits on are read, and only the
+    /// flag of the process that holds the slot now: a worker's slot is its child slot.
+    fn check_ready(&mut self) {
+        let ready: Vec<core::WorkerKey> = self
+            .core
+            .workers()
+            .filter(|w| w.awaits_ready())
+            .filter(|w| {
+                let r = self.segment.child_slot(w.key.slot).report();
+                r.declared_ready && w.run.pid.is_some_and(|pid| r.claimed_by(pid))
+            })
+            .map(|w| w.key)
+            .collect();
+        for key in ready {
+            self.feed(Event::Ready { key });
+        }
     }
 
     /// A startup hook declared the host consistent (flag in the header, SIGUSR1 as a wake-up).

@@ -214,6 +214,27 @@ pub struct WorkerSpec {
     pub crash_loop_window_us: u64,
 }
 
+// issue 14: readiness
+/// [`WorkerSpecExt::flags`]: the worker is `starting` until it calls [`WorkerApi::set_ready`].
+pub const WORKER_NEEDS_READY: u32 = 1 << 0;
+/// Most `start_after` names one registration carries.
+pub const MAX_START_AFTER: usize = 4;
+
+/// What a registration adds to its [`WorkerSpec`] (ABI 1.1, through
+/// [`HostApi::register_worker_ext`]). Kept out of the fingerprint: it starts with its own size,
+/// so a later minor version may append fields the host reads only when `size` covers them.
+#[repr(C)]
+pub struct WorkerSpecExt {
+    /// `size_of::<WorkerSpecExt>()` as the plugin was built.
+    pub size: u32,
+    /// [`WORKER_NEEDS_READY`]; other bits are refused.
+    pub flags: u32,
+    /// The workers (by name) that must be ready before this one starts.
+    pub start_after: *const Str,
+    /// How many names `start_after` points to (at most [`MAX_START_AFTER`]).
+    pub n_start_after: usize,
+}
+
 /// Setting kinds for [`SettingDef::kind`].
 pub const SETTING_BOOL: u32 = 0;
 pub const SETTING_INT: u32 = 1;
@@ -301,6 +322,14 @@ pub struct HostApi {
     /// in the startup child on every new segment, before the startup hooks and before any worker.
     pub register_segment_init:
         unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, name: Str, library: Str, function: Str) -> Status,
+    // issue 14: readiness (ABI 1.1; check with `has` before calling)
+    /// As `register_worker`, with what [`WorkerSpecExt`] adds (readiness, `start_after`).
+    pub register_worker_ext: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        spec: *const WorkerSpec,
+        ext: *const WorkerSpecExt,
+    ) -> Status,
 }
 
 impl HostApi {
@@ -366,6 +395,11 @@ pub struct WorkerApi {
     pub lock_acquire: unsafe extern "C" fn(ctx: *mut c_void, cell: *const c_void, mode: u32, try_only: u32) -> Status,
     /// Releases a lock this process took in `mode`.
     pub lock_release: unsafe extern "C" fn(ctx: *mut c_void, cell: *const c_void, mode: u32),
+    // issue 14: readiness (ABI 1.1; check `size` before calling)
+    /// Declares the worker ready: status shows it `running` from now on (it was `starting` if it
+    /// registered with [`WORKER_NEEDS_READY`]), and workers registered to start after it may
+    /// start. Only the first call counts.
+    pub set_ready: unsafe extern "C" fn(ctx: *mut c_void),
 }
 
 impl WorkerApi {

@@ -138,6 +138,11 @@ pub enum RegisterError {
     LocksNotSupported { plugin: String, name: String },
     #[error("lock {name:?} of plugin {plugin}: the host refused (status {status}; it holds at most 4096 locks)")]
     LockRefused { plugin: String, name: String, status: i32 },
+    // issue 14: readiness
+    #[error("worker {worker:?}: start_after {target:?} is empty, longer than {max} bytes, names the worker itself, or is one of more than {most} names", max = abi::MAX_NAME_LEN, most = abi::MAX_START_AFTER)]
+    BadStartAfter { worker: String, target: String },
+    #[error("worker {0:?}: this host is too old for needs_ready and start_after (plugin ABI 1.1 or later needed)")]
+    ReadinessNotSupported(String),
     #[error("the host refused the registration (status {0})")]
     Other(i32),
 }
@@ -157,6 +162,9 @@ pub struct BackgroundWorker {
     crash_loop: Option<(u32, Duration)>,
     arg: u64,
     extra: Vec<u8>,
+    // issue 14: readiness
+    needs_ready: bool,
+    start_after: Vec<String>,
 }
 
 impl BackgroundWorker {
@@ -172,6 +180,8 @@ impl BackgroundWorker {
             crash_loop: None,
             arg: 0,
             extra: Vec::new(),
+            needs_ready: false,
+            start_after: Vec::new(),
         }
     }
     /// The group name shown in status; defaults to the name.
@@ -202,6 +212,26 @@ impl BackgroundWorker {
     /// [`Worker::extra`]: crate::Worker::extra
     pub fn extra(mut self, extra: impl Into<Vec<u8>>) -> Self {
         self.extra = extra.into();
+        self
+    }
+
+    // issue 14: readiness
+    /// The worker declares when it is ready with [`Worker::set_ready`]: `steward status` shows it
+    /// `starting` from its launch until then, and workers that [`start_after`] it wait for that.
+    /// Without this a worker is ready as soon as its entry runs.
+    ///
+    /// [`Worker::set_ready`]: crate::Worker::set_ready
+    /// [`start_after`]: BackgroundWorker::start_after
+    pub fn needs_ready(mut self) -> Self {
+        self.needs_ready = true;
+        self
+    }
+
+    /// Starts this worker only once the worker named `name` (of any plugin) is ready, and again
+    /// only once it is ready again when this one waits to restart. Up to four names; the host
+    /// refuses to start when one names no worker or they make a cycle.
+    pub fn start_after(mut self, name: impl Into<String>) -> Self {
+        self.start_after.push(name.into());
         self
     }
 
@@ -258,6 +288,14 @@ impl BackgroundWorker {
                 return Err(RegisterError::BadCrashLoopLimit);
             }
         }
+        for (i, t) in self.start_after.iter().enumerate() {
+            if !valid_name(t, abi::MAX_NAME_LEN) || *t == self.name || i >= abi::MAX_START_AFTER {
+                return Err(RegisterError::BadStartAfter {
+                    worker: self.name.clone(),
+                    target: t.clone(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -305,8 +343,26 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
         extra: w.extra.as_ptr(),
         extra_len: w.extra.len(),
     };
-    // SAFETY: the table comes from the host; `spec` and its strings outlive the call.
-    let st = unsafe { (host.register_worker)(host.ctx, abi::Str::new(plugin), &spec) };
+    let st = if w.needs_ready || !w.start_after.is_empty() {
+        // issue 14: readiness
+        let end = std::mem::offset_of!(abi::HostApi, register_worker_ext) + std::mem::size_of::<usize>();
+        if !host.has(end) {
+            return Err(RegisterError::ReadinessNotSupported(w.name.clone()));
+        }
+        let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
+        let ext = abi::WorkerSpecExt {
+            size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
+            flags: if w.needs_ready { abi::WORKER_NEEDS_READY } else { 0 },
+            start_after: names.as_ptr(),
+            n_start_after: names.len(),
+        };
+        // SAFETY: the table has the field (checked above); `spec`, `ext` and the strings they
+        // point to outlive the call.
+        unsafe { (host.register_worker_ext)(host.ctx, abi::Str::new(plugin), &spec, &ext) }
+    } else {
+        // SAFETY: the table comes from the host; `spec` and its strings outlive the call.
+        unsafe { (host.register_worker)(host.ctx, abi::Str::new(plugin), &spec) }
+    };
     match st {
         abi::STATUS_OK => Ok(()),
         abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),

@@ -292,6 +292,21 @@ impl Worker {
         unsafe { (self.api.set_activity)(self.api.ctx, abi::Str::new(text)) }
     }
 
+    // issue 14: readiness
+    /// Declares this worker ready. A worker registered with
+    /// [`BackgroundWorker::needs_ready`](crate::BackgroundWorker::needs_ready) shows `starting`
+    /// in `steward status` until it calls this, and `running` after; workers registered
+    /// [`start_after`](crate::BackgroundWorker::start_after) it start only from now on. Only the
+    /// first call of a process counts; the readiness ends with the process. A host without
+    /// readiness (ABI 1.0) ignores it.
+    pub fn set_ready(&self) {
+        if !self.has(std::mem::offset_of!(abi::WorkerApi, set_ready)) {
+            return;
+        }
+        // SAFETY: the host's function with its own context.
+        unsafe { (self.api.set_ready)(self.api.ctx) }
+    }
+
     /// Whether a configuration reload arrived that [`Worker::wait`] has not reported yet
     /// (`wait` returns [`WaitResult::Reload`] once per reload). Does not consume it.
     pub fn reload_requested(&self) -> bool {
@@ -535,8 +550,10 @@ mod tests {
             set_activity,
             lock_acquire,
             lock_release,
+            set_ready,
         }))
     }
+    unsafe extern "C" fn set_ready(_: *mut c_void) {}
 
     unsafe extern "C" fn lock_acquire(_: *mut c_void, _: *const c_void, _: u32, _: u32) -> abi::Status {
         abi::STATUS_OK

@@ -152,6 +152,24 @@ unsafe extern "C" fn api_declare_consistent(ctx: *mut c_void) {
     }
 }
 
+// issue 14: readiness
+unsafe extern "C" fn api_set_ready(ctx: *mut c_void) {
+    // SAFETY: as above.
+    let c = unsafe { &*(ctx as *const WorkerCtx) };
+    if let Some(slot) = c.slot() {
+        if slot.declare_ready() {
+            tracing::info!("declared ready");
+            wake_supervisor(c.host_pid);
+        }
+    }
+}
+
+/// Tells the supervisor to look at this worker's child slot (its readiness flag): SIGUSR1, as
+/// for `consistent` (decision 40). The flag is the message; the signal is only the wake-up.
+pub fn wake_supervisor(host_pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), nix::sys::signal::Signal::SIGUSR1);
+}
+
 unsafe extern "C" fn api_wait(ctx: *mut c_void, timeout_us: u64) -> u32 {
     // SAFETY: as above.
     let c = unsafe { &*(ctx as *const WorkerCtx) };
@@ -411,5 +429,6 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         set_activity: api_set_activity,
         lock_acquire: api_lock_acquire,
         lock_release: api_lock_release,
+        set_ready: api_set_ready,
     }))
 }

@@ -37,6 +37,12 @@ pub fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u3
     crate::shared::hostapi::with_state(|s| s.failure = None);
     if let Some(s) = slot {
         s.mark_entered(crate::shared::shmem::monotonic_ns());
+        // issue 14: readiness
+        // Others start after this worker, which does not declare readiness itself: its entry
+        // running is its readiness.
+        if s.notifies_entry() && s.declare_ready() {
+            super::runtime::wake_supervisor(env.host_pid);
+        }
     }
     // SAFETY: `entry` passed the magic, ABI and fingerprint checks; the SDK's wrapper catches
     // panics inside the plugin.

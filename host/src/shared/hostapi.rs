@@ -116,6 +116,7 @@ const fn table(mode: u32) -> abi::HostApi {
         request_lock: host_request_lock,
         lock: host_lock,
         register_segment_init: host_register_segment_init,
+        register_worker_ext: host_register_worker_ext,
     }
 }
 
@@ -187,6 +188,61 @@ unsafe extern "C" fn host_fail(_ctx: *mut c_void, message: Str) {
 }
 
 unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: *const abi::WorkerSpec) -> Status {
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { register_worker(plugin, spec, std::ptr::null()) }
+}
+
+// issue 14: readiness
+unsafe extern "C" fn host_register_worker_ext(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+) -> Status {
+    if ext.is_null() {
+        return abi::STATUS_INVALID;
+    }
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { register_worker(plugin, spec, ext) }
+}
+
+/// What a [`abi::WorkerSpecExt`] adds, copied and checked: the readiness flag and the
+/// `start_after` names. `None` when the plugin's struct is malformed.
+///
+/// # Safety
+/// `ext` is null or points to a `WorkerSpecExt` of at least its own `size`, whose `start_after`
+/// holds `n_start_after` views valid for the call.
+unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<String>)> {
+    // SAFETY: null or valid, per this function's contract.
+    let Some(ext) = (unsafe { ext.as_ref() }) else {
+        return Some((false, Vec::new()));
+    };
+    // Every field read here was in the first ABI 1.1 struct; a shorter one is not ours.
+    if (ext.size as usize) < std::mem::size_of::<abi::WorkerSpecExt>() || ext.flags & !abi::WORKER_NEEDS_READY != 0 {
+        return None;
+    }
+    if ext.n_start_after > abi::MAX_START_AFTER || (ext.start_after.is_null() && ext.n_start_after > 0) {
+        return None;
+    }
+    let views: &[Str] = match ext.n_start_after {
+        0 => &[],
+        // SAFETY: non-null with `n_start_after` (bounded above) views, per the contract.
+        n => unsafe { std::slice::from_raw_parts(ext.start_after, n) },
+    };
+    let mut names = Vec::with_capacity(views.len());
+    for v in views {
+        // SAFETY: views valid for the call.
+        names.push(unsafe { text(*v) }?.to_owned());
+    }
+    Some((ext.flags & abi::WORKER_NEEDS_READY != 0, names))
+}
+
+/// Registers a static worker, with its readiness fields when `ext` is not null.
+///
+/// # Safety
+/// As [`readiness_of`], and `spec` is null or a valid `WorkerSpec` whose views are valid for the
+/// call.
+unsafe fn register_worker(plugin: Str, spec: *const abi::WorkerSpec, ext: *const abi::WorkerSpecExt) -> Status {
     if attaching() {
         return abi::STATUS_OK;
     }
@@ -224,7 +280,13 @@ unsafe extern "C" fn host_register_worker(_ctx: *mut c_void, plugin: Str, spec: 
             // SAFETY: non-null with `extra_len <= EXTRA_LEN` readable bytes, per the ABI.
             unsafe { std::slice::from_raw_parts(spec.extra, spec.extra_len) }.to_vec()
         };
+        // SAFETY: per this function's contract.
+        let Some((needs_ready, start_after)) = (unsafe { readiness_of(ext) }) else {
+            return abi::STATUS_INVALID;
+        };
         let w = WorkerSpec {
+            needs_ready,
+            start_after,
             name: name.to_owned(),
             worker_type: if wtype.is_empty() { name } else { wtype }.to_owned(),
             plugin: plugin.to_owned(),

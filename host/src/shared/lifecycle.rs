@@ -12,6 +12,10 @@ pub enum WorkerState {
     WaitingRestart,
     Stopped,
     Failed,
+    // issue 14: readiness
+    /// Running, but not yet declared ready (a worker registered with `needs_ready`). Only status
+    /// shows it: the supervisor's core keeps such a worker `running` (see `Worker::shown_state`).
+    Starting,
 }
 
 impl WorkerState {
@@ -22,6 +26,7 @@ impl WorkerState {
             WorkerState::WaitingRestart => "waiting_restart",
             WorkerState::Stopped => "stopped",
             WorkerState::Failed => "failed",
+            WorkerState::Starting => "starting",
         }
     }
 }

@@ -436,6 +436,12 @@ fn check_frozen(cfg: &Config, reg: &Registry, settings: &Settings) -> Result<(),
             )));
         }
     }
+    // issue 14: readiness
+    reg.check_start_after().map_err(|e| PluginError::Worker {
+        worker: e.worker,
+        plugin: e.plugin,
+        reason: e.reason,
+    })?;
     for w in &reg.workers {
         if !cfg.preload_plugins.contains(&w.library) {
             return Err(PluginError::Worker {

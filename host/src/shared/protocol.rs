@@ -112,6 +112,8 @@ codes!(WorkerState, "worker state", {
     WorkerState::WaitingRestart => 2,
     WorkerState::Stopped => 3,
     WorkerState::Failed => 4,
+    // issue 14: readiness
+    WorkerState::Starting => 5,
 });
 
 // The ABI's numbers: a plugin built with the SDK sends them, and the segment keeps them.
@@ -266,7 +268,7 @@ mod tests {
         round_trips::<ChildSlotState>();
         round_trips::<RestartKind>();
         assert_eq!(HostState::ALL.len(), 6);
-        assert_eq!(WorkerState::ALL.len(), 5);
+        assert_eq!(WorkerState::ALL.len(), 6);
     }
 
     /// A plugin built with the SDK sends the ABI's numbers; the host must read them as the ABI

@@ -13,6 +13,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use steward::abi;
 
+// issue 14: readiness
+mod start_after;
+pub use start_after::StartAfterError;
+
 /// When a worker starts (see `steward::StartTime`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StartTime {
@@ -86,6 +90,14 @@ pub struct WorkerSpec {
     pub crash_loop: Option<CrashLoopLimit>,
     pub arg: u64,
     pub extra: Vec<u8>,
+    // issue 14: readiness
+    /// The worker shows `starting` until it declares itself ready (`set_ready`).
+    #[serde(default)]
+    pub needs_ready: bool,
+    /// The workers, by name, that must be ready before this one starts (checked at start-up by
+    /// [`Registry::check_start_after`]).
+    #[serde(default)]
+    pub start_after: Vec<String>,
 }
 
 /// A shared-memory region requested by a plugin.
@@ -252,6 +264,28 @@ impl Registry {
         if let Some(l) = w.crash_loop {
             if l.max == 0 || l.window.is_zero() || l.window > MAX_RESTART_DELAY {
                 return Err(RegistryError::Invalid("crash-loop limit out of range".into()));
+            }
+        }
+        if w.start_after.len() > abi::MAX_START_AFTER {
+            return Err(RegistryError::Invalid(format!(
+                "worker {:?} starts after {} workers; at most {}",
+                w.name,
+                w.start_after.len(),
+                abi::MAX_START_AFTER
+            )));
+        }
+        for t in &w.start_after {
+            if !name_ok(t, abi::MAX_NAME_LEN) {
+                return Err(RegistryError::BadName(format!(
+                    "start_after {t:?} of worker {:?}",
+                    w.name
+                )));
+            }
+            if *t == w.name {
+                return Err(RegistryError::Invalid(format!(
+                    "worker {:?} starts after itself",
+                    w.name
+                )));
             }
         }
         // A hash seen before is a duplicate only if the names really match.
@@ -451,7 +485,7 @@ impl SettingKind {
 mod tests {
     use super::*;
 
-    fn spec(name: &str) -> WorkerSpec {
+    pub(super) fn spec(name: &str) -> WorkerSpec {
         WorkerSpec {
             name: name.into(),
             worker_type: "t".into(),
@@ -463,6 +497,8 @@ mod tests {
             crash_loop: None,
             arg: 0,
             extra: vec![],
+            needs_ready: false,
+            start_after: vec![],
         }
     }
 

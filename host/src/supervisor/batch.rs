@@ -89,9 +89,11 @@ impl Supervisor {
 
     /// Clears a worker's launch timestamps in its child slot before it is launched.
     fn prepare_launch(&self, slot: u32) {
+        // issue 14: readiness
+        let notify = self.core.worker_in(slot).is_some_and(|w| w.notifies_entry());
         self.segment
             .child_slot(slot)
-            .prepare_launch(crate::shared::shmem::monotonic_ns());
+            .prepare_launch(crate::shared::shmem::monotonic_ns(), notify);
     }
 
     fn launch_worker(&mut self, key: WorkerKey, id: ChildSlotId, out: &mut Actions) {

@@ -210,6 +210,10 @@ pub enum Event<'a> {
     // issue 14: segment init
     /// The startup child declared the segment initialised (every segment init hook returned).
     SegmentReady,
+    // issue 14: readiness
+    /// A running worker's process declared itself ready (or its entry ran, for a worker others
+    /// start after), as its child slot says.
+    Ready { key: WorkerKey },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +389,7 @@ impl Core {
         for spec in specs {
             core.insert(spec, false)?;
         }
+        core.link_start_after();
         Ok(core)
     }
 
@@ -436,6 +441,7 @@ impl Core {
                 took
             }
             Event::SegmentReady => self.segment_ready(out),
+            Event::Ready { key } => self.ready(key, out),
         };
     }
 
@@ -510,7 +516,8 @@ impl Core {
             Phase::Up(progress) => {
                 let mut best: Option<Instant> = None;
                 for w in self.workers.iter().flatten() {
-                    if !start_time_reached(progress, w.spec.start_time) {
+                    // A worker held back by a target's readiness is due only when that comes.
+                    if !start_time_reached(progress, w.spec.start_time) || self.gated(w) {
                         continue;
                     }
                     let t = match (w.run.state, w.run.restart_at) {
@@ -533,7 +540,7 @@ impl Core {
         let (mut running, mut failed) = (0, 0);
         for w in self.workers.iter().flatten() {
             match w.run.state {
-                WorkerState::Running => running += 1,
+                WorkerState::Running | WorkerState::Starting => running += 1,
                 WorkerState::Failed => failed += 1,
                 _ => {}
             }

@@ -367,6 +367,8 @@ mod tests {
                 crash_loop: None,
                 arg: 0,
                 extra: vec![],
+                needs_ready: false,
+                start_after: vec![],
             })
             .unwrap();
         }

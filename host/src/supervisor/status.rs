@@ -68,7 +68,8 @@ impl Supervisor {
         let Some(w) = self.core.worker(key) else { return };
         let r = &w.run;
         self.segment.worker_slot(key.slot).status.publish(&StatusSnapshot {
-            state: r.state,
+            state: w.shown_state(),
+            waiting_for: self.core.waiting_for(key),
             restarts: r.restarts,
             pid: r.pid,
             started_at_ms: r.started_at_ms,

@@ -113,7 +113,12 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 info.waiting_for = match (start, host_state) {
                     (Ok(start), Ok(host)) => waiting_for(start, host, st.state).map(str::to_owned),
                     _ => None,
-                };
+                }
+                // issue 14: readiness
+                // The host state first: a worker starts after its start time and its targets.
+                .or(st
+                    .waiting_for
+                    .filter(|_| matches!(st.state, WorkerState::NotStarted | WorkerState::WaitingRestart)));
                 info.launch_us = st
                     .pid
                     .and_then(|_| seg.child_slot(i).report().launch_us)

@@ -42,6 +42,14 @@ pub struct ChildSlot {
     /// tries a lock, one less after it released it). Non-zero at any exit makes the exit a crash
     /// (the child keeps its dead-man flag set; see `child::exit_clean`).
     locks_held: AtomicU32,
+    // issue 14: readiness
+    /// 1 once the worker in this slot declared itself ready, or its entry ran when
+    /// `notify_entry` asked for that (the child writes; the supervisor clears it before each
+    /// launch and reads it after SIGUSR1).
+    declared_ready: AtomicU32,
+    /// 1: the worker launched into this slot reports its entry running as readiness, because
+    /// others start after it (the supervisor writes it before the launch).
+    notify_entry: AtomicU32,
 }
 
 /// What a child slot said when the supervisor looked: a private copy, every field checked.
@@ -61,6 +69,8 @@ pub struct ChildReport {
     pub assigned: Option<u32>,
     /// Plugin locks the child held or waited for when it was looked at.
     pub locks_held: u32,
+    /// The worker declared itself ready (any value but 0 and 1 reads as not ready).
+    pub declared_ready: bool,
 }
 
 impl ChildReport {
@@ -101,14 +111,18 @@ impl ChildSlot {
             ready: self.ready.load(Ordering::Acquire) == 1,
             assigned: self.assign.load(Ordering::Acquire).checked_sub(1),
             locks_held: self.locks_held.load(Ordering::Acquire),
+            declared_ready: self.declared_ready.load(Ordering::Acquire) == 1,
         }
     }
 
     // ---- the supervisor's side ----
 
     /// Records when the supervisor decided to launch this slot's child, clearing the child's
-    /// entry time of a previous tenant.
-    pub fn prepare_launch(&self, now_ns: u64) {
+    /// entry time and readiness of a previous tenant; `notify_entry` asks the new worker to
+    /// report its entry running as readiness.
+    pub fn prepare_launch(&self, now_ns: u64, notify_entry: bool) {
+        self.declared_ready.store(0, Ordering::Relaxed);
+        self.notify_entry.store(notify_entry as u32, Ordering::Relaxed);
         self.activity.clear();
         self.entered_at_ns.store(0, Ordering::Relaxed);
         self.launched_at_ns.store(now_ns, Ordering::Relaxed);
@@ -183,6 +197,18 @@ impl ChildSlot {
         self.entered_at_ns.store(now_ns, Ordering::Relaxed);
     }
 
+    // issue 14: readiness
+    /// Declares the worker in this slot ready; true only for the first call of this tenancy
+    /// (the caller then wakes the supervisor).
+    pub fn declare_ready(&self) -> bool {
+        self.declared_ready.swap(1, Ordering::AcqRel) == 0
+    }
+
+    /// Whether the supervisor asked this worker to report its entry running as readiness.
+    pub fn notifies_entry(&self) -> bool {
+        self.notify_entry.load(Ordering::Relaxed) == 1
+    }
+
     /// A spare: plugins loaded, ready for a worker.
     pub fn mark_ready(&self) {
         self.ready.store(1, Ordering::Release);
@@ -242,7 +268,7 @@ mod tests {
         let s = zeroed_slot();
         assert_eq!(s.report().state, Ok(ChildSlotState::Free));
         assert!(!s.report().in_use());
-        s.prepare_launch(1_000_000);
+        s.prepare_launch(1_000_000, false);
         s.assign();
         let r = s.report();
         assert_eq!(
@@ -269,6 +295,21 @@ mod tests {
         s.locks_held().store(5, Ordering::Relaxed);
         s.assign();
         assert_eq!(s.report().locks_held, 0);
+    }
+
+    #[test]
+    fn readiness_is_declared_once_per_launch_and_a_scribble_is_not_readiness() {
+        let s = zeroed_slot();
+        s.prepare_launch(1, true);
+        assert!(s.notifies_entry() && !s.report().declared_ready);
+        assert!(s.declare_ready());
+        assert!(!s.declare_ready(), "only the first declaration wakes the supervisor");
+        assert!(s.report().declared_ready);
+        // The next launch starts from not ready, whatever the last tenant left.
+        s.prepare_launch(2, false);
+        assert!(!s.notifies_entry() && !s.report().declared_ready);
+        s.declared_ready.store(7, Ordering::Relaxed);
+        assert!(!s.report().declared_ready);
     }
 
     #[test]

@@ -85,7 +85,13 @@ pub struct StatusCell {
     reason: Text<REASON_LEN>,
     n_history: AtomicU32,
     history: [ExitRecord; EXIT_HISTORY],
+    // issue 14: readiness
+    /// The worker a not-yet-started worker waits for (`worker A ready`); empty for none.
+    waiting_for: Text<WAITING_FOR_LEN>,
 }
+
+/// The longest `waiting_for` a status cell holds: "worker ", a name, " (failed)".
+pub const WAITING_FOR_LEN: usize = 128;
 
 /// A snapshot of one worker's status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +105,8 @@ pub struct StatusSnapshot {
     pub last_launch_us: Option<u64>,
     /// Past exits, newest first (at most [`EXIT_HISTORY`]).
     pub history: Vec<(ExitStatus, u64, String)>,
+    /// For a worker not started yet: the worker it starts after that is not ready.
+    pub waiting_for: Option<String>,
 }
 
 impl StatusCell {
@@ -125,6 +133,7 @@ impl StatusCell {
             rec.reason.store(reason);
         }
         self.n_history.store(n as u32, Ordering::Relaxed);
+        self.waiting_for.store(s.waiting_for.as_deref().unwrap_or(""));
         let (k, v) = encode_exit(s.last_exit.as_ref().map(|(st, _, _)| *st));
         self.exit_kind.store(k, Ordering::Relaxed);
         if let Some((_, at, reason)) = &s.last_exit {
@@ -188,6 +197,7 @@ impl StatusCell {
             last_launch_us: self.last_launch_us.load(Ordering::Relaxed).checked_sub(1),
             history,
             last_exit,
+            waiting_for: Some(self.waiting_for.load()).filter(|w| !w.is_empty()),
         })
     }
 }
@@ -215,6 +225,7 @@ mod tests {
                 (ExitStatus::Signal(11), 7, "crashed".into()),
                 (ExitStatus::Code(1), 3, "again".into()),
             ],
+            waiting_for: Some("worker a ready".into()),
         };
         c.publish(&s);
         assert_eq!(c.read(), Ok(s));

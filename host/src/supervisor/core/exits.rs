@@ -70,7 +70,13 @@ impl Core {
             }
             ChildKind::Connection => self.took(Row::ConnectionExited),
             ChildKind::Worker => match child.worker.filter(|k| self.worker(*k).is_some()) {
-                Some(key) => self.worker_exited(key, pid, status, outcome, slot, now, out),
+                Some(key) => {
+                    let took = self.worker_exited(key, pid, status, outcome, slot, now, out);
+                    // issue 14: readiness
+                    // Its readiness went with its process: dependents not yet started wait again.
+                    self.publish_dependents(key, out);
+                    took
+                }
                 // A worker child with no worker in the table: the loop never makes one.
                 None => self.took(Row::StaleKey),
             },
@@ -152,6 +158,7 @@ impl Core {
         let r = &mut w.run;
         let from = State::Worker(r.state);
         r.pid = None;
+        r.ready = false;
         r.last_exit = Some((status, now.wall_ms, reason.clone()));
         r.history.push_front((status, now.wall_ms, reason.clone()));
         r.history.truncate(crate::shared::shmem::EXIT_HISTORY);

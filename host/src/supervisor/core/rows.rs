@@ -77,6 +77,10 @@ pub enum Row {
     SegmentReady,
     SegmentReadyIgnored,
     StartupDoneAfterInit,
+    // issue 14: readiness
+    ReadyGate,
+    WorkerReady,
+    ReadyIgnored,
 }
 
 /// The host's phase without its data: what a host row leaves.
@@ -479,7 +483,30 @@ pub const ROWS: &[RowSpec] = &[
         "deadline, start time reached",
         "launch it (at most 64 a turn)",
     ),
-    r(Row::WorkerLaunched, DUE, "launched", "`running`"),
+    r(
+        Row::ReadyGate,
+        DUE,
+        "deadline, a `start_after` worker not ready",
+        "unchanged; `waiting_for` names it",
+    ),
+    r(
+        Row::WorkerLaunched,
+        DUE,
+        "launched",
+        "`running` (shown `starting` until ready if it needs readiness)",
+    ),
+    r(
+        Row::WorkerReady,
+        RUNNING,
+        "declared ready (or entry ran, when others start after it)",
+        "`running`, ready; its dependents may start",
+    ),
+    r(
+        Row::ReadyIgnored,
+        RUNNING,
+        "declared ready again (not sent by the loop)",
+        "unchanged",
+    ),
     r(Row::WorkerLaunchFailed, DUE, "launch failed", "`waiting_restart`, 1 s"),
     r(
         Row::WorkerStops,

@@ -8,6 +8,7 @@
 //! whichever scenario takes it.
 
 mod outcomes;
+mod readiness;
 mod reset;
 mod seginit;
 mod shutdown;
@@ -21,6 +22,7 @@ use crate::shared::registry::{Registry, RestartPolicy, StartTime};
 use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use outcomes::*;
+use readiness::*;
 use reset::*;
 use seginit::*;
 use shutdown::*;
@@ -40,6 +42,8 @@ fn spec(name: &str, restart: RestartPolicy, start_time: StartTime) -> WorkerSpec
         crash_loop: None,
         arg: 0,
         extra: Vec::new(),
+        needs_ready: false,
+        start_after: Vec::new(),
     }
 }
 
@@ -331,6 +335,10 @@ scenarios! {
     segment_init_without_startup_hooks_runs_once_ready,
     a_failed_segment_init_stops_the_host_naming_the_hook,
     every_reset_initialises_its_new_segment_first,
+    // issue 14: readiness
+    start_after_waits_for_its_target_to_declare_itself_ready,
+    a_target_that_exits_makes_its_dependents_wait_again,
+    after_a_crash_reset_dependents_wait_for_the_new_target,
 }
 
 #[test]

@@ -60,6 +60,10 @@ pub struct WorkerRun {
     pub last_launch_us: Option<u64>,
     /// When the running process was started (for backoff resets).
     pub started: Option<Instant>,
+    // issue 14: readiness
+    /// The running process declared itself ready (or, for a worker without `needs_ready` that
+    /// others start after, its entry ran); cleared when it exits.
+    pub ready: bool,
     /// Past exits, newest first.
     pub history: VecDeque<(ExitStatus, u64, String)>,
     pub tracker: RestartTracker,
@@ -73,6 +77,34 @@ pub struct Worker {
     pub run: WorkerRun,
     /// Added at run time: removed from the table once it stopped for good.
     dynamic: bool,
+    // issue 14: readiness
+    /// The slots of the workers this one starts after (its `start_after`, resolved once).
+    targets: Vec<u32>,
+    /// Some worker starts after this one.
+    pub dependents: bool,
+}
+
+impl Worker {
+    /// What status shows: a running worker that must declare itself ready is `starting` until
+    /// it has. In the core it is `running` throughout, so every exit row applies to it as is.
+    pub fn shown_state(&self) -> WorkerState {
+        match self.run.state {
+            WorkerState::Running if self.spec.needs_ready && !self.run.ready => WorkerState::Starting,
+            s => s,
+        }
+    }
+
+    /// Whether the supervisor is to tell the core when this worker's running process becomes
+    /// ready: it must declare it, or others wait for its entry to run.
+    pub fn awaits_ready(&self) -> bool {
+        self.run.state == WorkerState::Running && !self.run.ready && (self.spec.needs_ready || self.dependents)
+    }
+
+    /// Whether its process is to report its entry running as readiness: others start after it
+    /// and it does not declare readiness itself.
+    pub fn notifies_entry(&self) -> bool {
+        self.dependents && !self.spec.needs_ready
+    }
 }
 
 impl Core {
@@ -89,6 +121,8 @@ impl Core {
             spec,
             run: WorkerRun::default(),
             dynamic,
+            targets: Vec::new(),
+            dependents: false,
         });
         match free {
             Some(i) => self.workers[i] = w,
@@ -144,6 +178,11 @@ impl Core {
             .filter(|w| w.key == key)
     }
 
+    /// The worker in `slot`, whatever its generation.
+    pub fn worker_in(&self, slot: u32) -> Option<&Worker> {
+        self.workers.get(slot as usize).and_then(Option::as_ref)
+    }
+
     /// Every worker, in slot order.
     pub fn workers(&self) -> impl Iterator<Item = &Worker> {
         self.workers.iter().flatten()
@@ -152,6 +191,87 @@ impl Core {
     /// The static workers' registrations, for a new segment.
     pub fn static_specs(&self) -> Vec<WorkerSpec> {
         self.workers().filter(|w| !w.dynamic).map(|w| w.spec.clone()).collect()
+    }
+
+    // issue 14: readiness
+    /// Resolves the static workers' `start_after` names to slots (the registry checked that each
+    /// names a worker and that they make no cycle).
+    pub(super) fn link_start_after(&mut self) {
+        let slots: std::collections::HashMap<String, u32> =
+            self.workers().map(|w| (w.spec.name.clone(), w.key.slot)).collect();
+        for i in 0..self.workers.len() {
+            let Some(w) = self.workers[i].as_mut() else { continue };
+            w.targets = w
+                .spec
+                .start_after
+                .iter()
+                .filter_map(|t| slots.get(t).copied())
+                .collect();
+            for t in w.targets.clone() {
+                if let Some(target) = self.workers[t as usize].as_mut() {
+                    target.dependents = true;
+                }
+            }
+        }
+    }
+
+    /// The first worker `w` starts after that is not ready, if any.
+    fn unready_target(&self, w: &Worker) -> Option<&Worker> {
+        w.targets
+            .iter()
+            .filter_map(|&t| self.workers.get(t as usize).and_then(Option::as_ref))
+            .find(|t| !t.run.ready)
+    }
+
+    /// Why a worker that has not started waits for another worker: status's `waiting_for`
+    /// (`worker A ready`, or `worker A (failed)` when A will not come back by itself).
+    pub fn waiting_for(&self, key: WorkerKey) -> Option<String> {
+        let w = self.worker(key)?;
+        if !matches!(w.run.state, WorkerState::NotStarted | WorkerState::WaitingRestart) {
+            return None;
+        }
+        let t = self.unready_target(w)?;
+        Some(match t.run.state {
+            s @ (WorkerState::Stopped | WorkerState::Failed) => format!("worker {} ({})", t.spec.name, s.as_str()),
+            _ => format!("worker {} ready", t.spec.name),
+        })
+    }
+
+    /// Whether a worker due by its state and start time still waits for a target's readiness.
+    pub(super) fn gated(&self, w: &Worker) -> bool {
+        !w.targets.is_empty() && self.unready_target(w).is_some()
+    }
+
+    /// Publishes the workers that start after `key` and have not started, whose `waiting_for`
+    /// follows its readiness.
+    pub(super) fn publish_dependents(&self, key: WorkerKey, out: &mut Actions) {
+        if !self.worker(key).is_some_and(|w| w.dependents) {
+            return;
+        }
+        for w in self.workers() {
+            if w.targets.contains(&key.slot)
+                && matches!(w.run.state, WorkerState::NotStarted | WorkerState::WaitingRestart)
+            {
+                out.push(Action::PublishWorker(w.key));
+            }
+        }
+    }
+
+    /// The running process of `key` declared itself ready (or its entry ran, for a worker others
+    /// start after); read by the loop from the worker's child slot.
+    pub(super) fn ready(&mut self, key: WorkerKey, out: &mut Actions) -> Took {
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
+        let from = State::Worker(w.run.state);
+        if w.run.ready || w.run.state != WorkerState::Running {
+            return rows::fired(Row::ReadyIgnored, from);
+        }
+        let took = rows::fired(Row::WorkerReady, from);
+        w.run.ready = true;
+        out.push(Action::PublishWorker(key));
+        self.publish_dependents(key, out);
+        took
     }
 
     /// Asks for up to a batch of the workers that are due.
@@ -167,6 +287,10 @@ impl Core {
                 _ => false,
             };
             if !due {
+                continue;
+            }
+            if self.gated(w) {
+                rows::fired(Row::ReadyGate, State::Worker(w.run.state));
                 continue;
             }
             if n == LAUNCH_BATCH {
