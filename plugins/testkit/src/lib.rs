@@ -51,6 +51,11 @@
 //!   logs `seginit saw magic=M inits=I dirty=D`, then dirties word 2 (so a region that survived a
 //!   reset shows it) and waits until stopped.
 //!
+//! Readiness (issue 14: readiness): the worker options `needs_ready` (the worker is `starting`
+//! until it declares itself ready) and `after=NAME` (starts only once the worker NAME is ready;
+//! may be given more than once); the trigger `ready` makes a worker declare itself ready and log
+//! `declared ready`.
+//!
 //! Locks: the setting `locks` = `"none" | "on" | "duplicate" | "bad_name"`: `on` requests the
 //! lock `counter` and the region `testkit_locks` for the `testkit_locker` entry; `duplicate`
 //! requests `counter` twice and `bad_name` requests one named with a newline (init must fail
@@ -175,6 +180,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         let mut flags = Vec::new();
         let mut crash_loop = None;
         let mut start = StartTime::Running;
+        let mut needs_ready = false;
+        let mut start_after = Vec::new();
         for opt in parts {
             match opt.split_once('=') {
                 Some(("entry", f)) => function = Some(f),
@@ -199,6 +206,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
                     let (n, w) = l.split_once('/').unwrap_or((l, "60s"));
                     crash_loop = Some((n.parse().unwrap_or(1), parse_ms(w)));
                 }
+                Some(("after", t)) => start_after.push(t.to_owned()),
+                None if opt == "needs_ready" => needs_ready = true,
                 None if opt == "never" => policy = RestartPolicy::never(),
                 _ => flags.push(opt.to_owned()),
             }
@@ -209,6 +218,12 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         let mut w = BackgroundWorker::new(name, entry_point).start_time(start);
         if let Some((n, window)) = crash_loop {
             w = w.crash_loop_limit(n, window);
+        }
+        if needs_ready {
+            w = w.needs_ready();
+        }
+        for t in start_after {
+            w = w.start_after(t);
         }
         reg.register_background_worker(
             w.worker_type(worker_type)
@@ -337,6 +352,10 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
                 // The raw file, not the trimmed action: the text may hold a line break.
                 w.set_activity(&action_raw[action_raw.find(' ').map_or(action_raw.len(), |i| i + 1)..]);
                 tracing::info!("activity set");
+            }
+            "ready" => {
+                w.set_ready();
+                tracing::info!("declared ready");
             }
             "orphan" => {
                 let pid = fork_grandchild(rest.trim() == "ignore_term")?;
