@@ -34,7 +34,9 @@
 //! - [`Worker`] is what a running worker gets: its name, argument and extra bytes, settings,
 //!   regions, locks, the termination-aware [`Worker::wait`], its latch ([`Worker::latch`], a
 //!   [`LatchHandle`] any process of the host can [`LatchHandle::set`] to wake that `wait`, and
-//!   [`Worker::latch_fd`] for async code) and [`Worker::set_activity`] for `steward status`.
+//!   [`Worker::latch_fd`] for async code), [`Worker::set_activity`] for `steward status`, and
+//!   [`Worker::set_ready`] for a worker registered [`BackgroundWorker::needs_ready`], which
+//!   others may [`BackgroundWorker::start_after`].
 //! - [`shareable!`] declares a struct that [`Region::get`] can view in shared memory; a [`Lock`]
 //!   from [`Worker::lock`] guards it across processes.
 //!
