@@ -298,16 +298,7 @@ unsafe fn register_worker(plugin: Str, spec: *const abi::WorkerSpec, ext: *const
             arg: spec.arg,
             extra,
         };
-        with_state(|s| {
-            if s.attach_init {
-                // Exec-mode child re-running init: the supervisor already registered this.
-                return abi::STATUS_OK;
-            }
-            match s.registry.add_worker(w) {
-                Ok(()) => abi::STATUS_OK,
-                Err(e) => e.status(),
-            }
-        })
+        register(|r| r.add_worker(w))
     })
 }
 
@@ -318,29 +309,8 @@ unsafe extern "C" fn host_register_startup_hook(
     library: Str,
     function: Str,
 ) -> Status {
-    guarded(|| {
-        // SAFETY: views valid for the call.
-        let (Some(plugin), Some(name), Some(library), Some(function)) =
-            (unsafe { (text(plugin), text(name), text(library), text(function)) })
-        else {
-            return abi::STATUS_BAD_NAME;
-        };
-        let h = crate::shared::registry::HookSpec {
-            name: name.to_owned(),
-            plugin: plugin.to_owned(),
-            library: if library.is_empty() { plugin } else { library }.to_owned(),
-            function: function.to_owned(),
-        };
-        with_state(|s| {
-            if s.attach_init {
-                return abi::STATUS_OK;
-            }
-            match s.registry.add_hook(h) {
-                Ok(()) => abi::STATUS_OK,
-                Err(e) => e.status(),
-            }
-        })
-    })
+    // SAFETY: the caller's views are valid for the call, which `register_hook` does not outlive.
+    unsafe { register_hook(plugin, name, library, function, Registry::add_hook) }
 }
 
 // issue 14: segment init
@@ -351,8 +321,38 @@ unsafe extern "C" fn host_register_segment_init(
     library: Str,
     function: Str,
 ) -> Status {
+    // SAFETY: as for `host_register_startup_hook`.
+    unsafe { register_hook(plugin, name, library, function, Registry::add_segment_init) }
+}
+
+/// Adds a registration through `add`, answering with its status. In an exec-mode child re-running
+/// init it adds nothing and answers OK: the supervisor already registered the same thing.
+fn register(add: impl FnOnce(&mut Registry) -> Result<(), crate::shared::registry::RegistryError>) -> Status {
+    with_state(|s| {
+        if s.attach_init {
+            return abi::STATUS_OK;
+        }
+        match add(&mut s.registry) {
+            Ok(()) => abi::STATUS_OK,
+            Err(e) => e.status(),
+        }
+    })
+}
+
+/// Registers a hook (a startup hook or a segment init hook) named by the plugin's views, through
+/// `add` (see [`register`]).
+///
+/// # Safety
+/// Each `Str` must be a view valid for the duration of the call, as the ABI requires of callers.
+unsafe fn register_hook(
+    plugin: Str,
+    name: Str,
+    library: Str,
+    function: Str,
+    add: fn(&mut Registry, crate::shared::registry::HookSpec) -> Result<(), crate::shared::registry::RegistryError>,
+) -> Status {
     guarded(|| {
-        // SAFETY: views valid for the call.
+        // SAFETY: views valid for the call (this function's contract).
         let (Some(plugin), Some(name), Some(library), Some(function)) =
             (unsafe { (text(plugin), text(name), text(library), text(function)) })
         else {
@@ -364,15 +364,7 @@ unsafe extern "C" fn host_register_segment_init(
             library: if library.is_empty() { plugin } else { library }.to_owned(),
             function: function.to_owned(),
         };
-        with_state(|s| {
-            if s.attach_init {
-                return abi::STATUS_OK;
-            }
-            match s.registry.add_segment_init(h) {
-                Ok(()) => abi::STATUS_OK,
-                Err(e) => e.status(),
-            }
-        })
+        register(|r| add(r, h))
     })
 }
 
@@ -382,18 +374,12 @@ unsafe extern "C" fn host_request_region(_ctx: *mut c_void, plugin: Str, name: S
         let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
             return abi::STATUS_BAD_NAME;
         };
-        with_state(|s| {
-            if s.attach_init {
-                return abi::STATUS_OK;
-            }
-            match s.registry.add_region(RegionSpec {
+        register(|r| {
+            r.add_region(RegionSpec {
                 plugin: plugin.to_owned(),
                 name: name.to_owned(),
                 size,
-            }) {
-                Ok(()) => abi::STATUS_OK,
-                Err(e) => e.status(),
-            }
+            })
         })
     })
 }
@@ -582,15 +568,7 @@ unsafe extern "C" fn host_request_lock(_ctx: *mut c_void, plugin: Str, name: Str
             plugin: plugin.to_owned(),
             name: name.to_owned(),
         };
-        with_state(|s| {
-            if s.attach_init {
-                return abi::STATUS_OK;
-            }
-            match s.registry.add_lock(l) {
-                Ok(()) => abi::STATUS_OK,
-                Err(e) => e.status(),
-            }
-        })
+        register(|r| r.add_lock(l))
     })
 }
 
