@@ -238,56 +238,7 @@ impl Registry {
     /// Validates and records a worker.
     pub fn add_worker(&mut self, w: WorkerSpec) -> Result<(), RegistryError> {
         self.check_open("worker name", &w.name, abi::MAX_NAME_LEN)?;
-        if !name_ok(&w.worker_type, abi::MAX_TYPE_LEN) {
-            return Err(RegistryError::BadName(format!("worker type {:?}", w.worker_type)));
-        }
-        if !ident_ok(&w.library, abi::MAX_LIBRARY_LEN) {
-            return Err(RegistryError::Invalid(format!("library {:?}", w.library)));
-        }
-        if !function_ok(&w.function) {
-            return Err(RegistryError::Invalid(format!("function {:?}", w.function)));
-        }
-        if w.extra.len() > abi::EXTRA_LEN {
-            return Err(RegistryError::Invalid(format!("extra is {} bytes", w.extra.len())));
-        }
-        match w.restart {
-            RestartPolicy::After(d) if d > MAX_RESTART_DELAY => {
-                return Err(RegistryError::Invalid(format!(
-                    "restart delay {d:?} is longer than a week"
-                )));
-            }
-            RestartPolicy::Backoff(b) if !b.in_bounds() => {
-                return Err(RegistryError::Invalid("backoff policy out of range".into()));
-            }
-            _ => {}
-        }
-        if let Some(l) = w.crash_loop {
-            if l.max == 0 || l.window.is_zero() || l.window > MAX_RESTART_DELAY {
-                return Err(RegistryError::Invalid("crash-loop limit out of range".into()));
-            }
-        }
-        if w.start_after.len() > abi::MAX_START_AFTER {
-            return Err(RegistryError::Invalid(format!(
-                "worker {:?} starts after {} workers; at most {}",
-                w.name,
-                w.start_after.len(),
-                abi::MAX_START_AFTER
-            )));
-        }
-        for t in &w.start_after {
-            if !name_ok(t, abi::MAX_NAME_LEN) {
-                return Err(RegistryError::BadName(format!(
-                    "start_after {t:?} of worker {:?}",
-                    w.name
-                )));
-            }
-            if *t == w.name {
-                return Err(RegistryError::Invalid(format!(
-                    "worker {:?} starts after itself",
-                    w.name
-                )));
-            }
-        }
+        validate_worker(&w)?;
         // A hash seen before is a duplicate only if the names really match.
         if !self.name_hashes.insert(name_hash(&w.name)) && self.workers.iter().any(|o| o.name == w.name) {
             return Err(RegistryError::Duplicate(format!("worker {:?}", w.name)));
@@ -479,6 +430,67 @@ impl SettingKind {
             (SettingKind::Enum(choices), other) => Err(format!("expected one of {}, got {other}", choices.join(", "))),
         }
     }
+}
+
+// issue 14: dynamic workers
+/// Checks one registration on its own (everything but the registry's duplicate check): the
+/// same rules for a static worker registered in init and for a dynamic worker's request, which
+/// the supervisor decodes from untrusted shared memory and checks again here.
+pub fn validate_worker(w: &WorkerSpec) -> Result<(), RegistryError> {
+    if !name_ok(&w.name, abi::MAX_NAME_LEN) {
+        return Err(RegistryError::BadName(format!("worker name {:?}", w.name)));
+    }
+    if !name_ok(&w.worker_type, abi::MAX_TYPE_LEN) {
+        return Err(RegistryError::BadName(format!("worker type {:?}", w.worker_type)));
+    }
+    if !ident_ok(&w.library, abi::MAX_LIBRARY_LEN) {
+        return Err(RegistryError::Invalid(format!("library {:?}", w.library)));
+    }
+    if !function_ok(&w.function) {
+        return Err(RegistryError::Invalid(format!("function {:?}", w.function)));
+    }
+    if w.extra.len() > abi::EXTRA_LEN {
+        return Err(RegistryError::Invalid(format!("extra is {} bytes", w.extra.len())));
+    }
+    match w.restart {
+        RestartPolicy::After(d) if d > MAX_RESTART_DELAY => {
+            return Err(RegistryError::Invalid(format!(
+                "restart delay {d:?} is longer than a week"
+            )));
+        }
+        RestartPolicy::Backoff(b) if !b.in_bounds() => {
+            return Err(RegistryError::Invalid("backoff policy out of range".into()));
+        }
+        _ => {}
+    }
+    if let Some(l) = w.crash_loop {
+        if l.max == 0 || l.window.is_zero() || l.window > MAX_RESTART_DELAY {
+            return Err(RegistryError::Invalid("crash-loop limit out of range".into()));
+        }
+    }
+    if w.start_after.len() > abi::MAX_START_AFTER {
+        return Err(RegistryError::Invalid(format!(
+            "worker {:?} starts after {} workers; at most {}",
+            w.name,
+            w.start_after.len(),
+            abi::MAX_START_AFTER
+        )));
+    }
+    for t in &w.start_after {
+        if !name_ok(t, abi::MAX_NAME_LEN) {
+            return Err(RegistryError::BadName(format!(
+                "start_after {t:?} of worker {:?}",
+                w.name
+            )));
+        }
+        if *t == w.name {
+            return Err(RegistryError::Invalid(format!(
+                "worker {:?} starts after itself",
+                w.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
