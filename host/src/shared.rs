@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod control;
+pub mod handles;
 pub mod handoff;
 pub mod hostapi;
 pub mod latch;

@@ -334,6 +334,8 @@ impl Supervisor {
             self.check_consistent();
             if pending & crate::sys::SIG_USR1 != 0 {
                 self.check_ready();
+                // issue 14: dynamic workers
+                self.intake();
             }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
@@ -419,6 +421,59 @@ impl Supervisor {
             .collect();
         for key in ready {
             self.feed(Event::Ready { key });
+        }
+    }
+
+    // issue 14: dynamic workers
+    /// Requests and terminates from workers (SIGUSR1 as the wake-up, as for readiness). Only the
+    /// request slots of running workers are read, each copied out bounded and validated
+    /// ([`crate::shared::handles::take_request`]); a terminate counts only for the generation
+    /// the slot holds now.
+    fn intake(&mut self) {
+        let n = self.layout.n_worker_slots;
+        for i in 0..n {
+            let asked = self
+                .segment
+                .worker_slot(i)
+                .terminate_gen
+                .swap(0, std::sync::atomic::Ordering::AcqRel);
+            if asked != 0 {
+                if let Some(key) = self.core.worker_in(i).map(|w| w.key).filter(|k| k.generation == asked) {
+                    self.feed(Event::Terminate { key });
+                }
+            }
+            let r = self.segment.request_slot(i);
+            let Some((seq, spec)) = crate::shared::handles::take_request(r) else {
+                continue;
+            };
+            // The requester is the worker running in slot `i` by the core's table, never by what
+            // the segment says.
+            let requester = self
+                .core
+                .worker_in(i)
+                .filter(|w| w.run.state == crate::shared::lifecycle::WorkerState::Running && w.run.pid.is_some())
+                .map(|w| (w.spec.name.clone(), w.spec.plugin.clone()));
+            let Some((by, plugin)) = requester else {
+                crate::shared::handles::drop_request(r);
+                continue;
+            };
+            let refused = |why: String| {
+                tracing::warn!("worker {by} asked for an invalid dynamic worker: {why}");
+                crate::shared::handles::answer(r, seq, &crate::shared::handles::Answer::Invalid(why));
+            };
+            match spec {
+                Err(why) => refused(why),
+                // A worker launches for its own plugin only.
+                Ok(spec) if spec.plugin != plugin => refused(format!(
+                    "worker {:?} is registered for plugin {:?}, but {by} belongs to {plugin:?}",
+                    spec.name, spec.plugin
+                )),
+                Ok(spec) => self.feed(Event::Request {
+                    from: i,
+                    seq,
+                    spec: Box::new(spec),
+                }),
+            }
         }
     }
 
@@ -527,6 +582,23 @@ impl Supervisor {
                     Level::Error => tracing::error!("{line}"),
                 },
                 Action::Exit(code) => self.exit = Some(code),
+                // issue 14: dynamic workers
+                Action::PublishRegistration(key) => {
+                    if let Some(w) = self.core.worker(key) {
+                        self.segment.publish_worker(key.slot, &w.spec);
+                    }
+                    self.publish(key);
+                }
+                Action::Answer { to, seq, answer } => {
+                    crate::shared::handles::answer(self.segment.request_slot(to), seq, &answer);
+                }
+                Action::Retire(key) => {
+                    self.publish(key);
+                    self.segment.retire_worker(key.slot);
+                    if let Err(e) = self.core.remove_worker(key) {
+                        tracing::warn!("cannot remove dynamic worker in slot {}: {e}", key.slot);
+                    }
+                }
             }
             i += 1;
         }
@@ -543,6 +615,12 @@ impl Supervisor {
             self.started_at_ms,
         ) {
             Ok(seg) => {
+                // issue 14: dynamic workers
+                // Dynamic workers keep their slots across a reset (the reset then decides,
+                // per policy, which start again).
+                for w in self.core.dynamic_workers() {
+                    seg.publish_worker(w.key.slot, &w.spec);
+                }
                 self.segment = seg;
                 self.publish_info();
                 self.spares.clear();

@@ -91,6 +91,15 @@ pub const STATUS_STALE: Status = 12;
 // issue 14: locks
 /// A `try_only` lock acquisition found the lock taken in a conflicting mode (ABI 1.1).
 pub const STATUS_BUSY: Status = 17;
+// issue 14: dynamic workers
+/// A wait on a worker handle ran out of time (ABI 1.1).
+pub const STATUS_TIMED_OUT: Status = 11;
+/// Every worker slot is in use: the launch was refused (ABI 1.1).
+pub const STATUS_NO_FREE_SLOT: Status = 13;
+/// The host is not running: it is recovering from a crash or stopping (ABI 1.1).
+pub const STATUS_HOST_NOT_RUNNING: Status = 14;
+/// A wait was cut short because this process was asked to stop (ABI 1.1).
+pub const STATUS_TERMINATE: Status = 15;
 
 /// A borrowed UTF-8 string. Valid for the duration of the call that receives it, unless the field
 /// holding it says `'static`.
@@ -235,6 +244,49 @@ pub struct WorkerSpecExt {
     pub n_start_after: usize,
 }
 
+// issue 14: dynamic workers
+/// What [`HostApi::launch_worker`] writes back. Kept out of the fingerprint: it starts with its
+/// own size, and the host writes only the fields `size` covers.
+#[repr(C)]
+pub struct LaunchAnswer {
+    /// `size_of::<LaunchAnswer>()` as the plugin was built.
+    pub size: u32,
+    /// The worker slot of the new worker ([`STATUS_OK`]).
+    pub slot: u32,
+    /// Its generation ([`STATUS_OK`]).
+    pub generation: u64,
+    /// Worker slots in use and in all ([`STATUS_NO_FREE_SLOT`]).
+    pub used: u32,
+    pub max: u32,
+    /// Why the launch was refused, UTF-8, `message_len` bytes.
+    pub message: [u8; 256],
+    pub message_len: u32,
+}
+
+/// [`HandleStatus::phase`]: the worker has not reached its entry yet (or waits to restart).
+pub const HANDLE_NOT_STARTED: u32 = 0;
+/// The worker's process runs its entry (`pid`).
+pub const HANDLE_RUNNING: u32 = 1;
+/// The worker stopped for good (`reason`).
+pub const HANDLE_STOPPED: u32 = 2;
+/// What [`HandleStatus`]'s waits wait for.
+pub const HANDLE_WAIT_STARTUP: u32 = 0;
+pub const HANDLE_WAIT_SHUTDOWN: u32 = 1;
+
+/// A worker handle's status, as [`HostApi::handle_status`] writes it. Out of the fingerprint,
+/// like [`LaunchAnswer`].
+#[repr(C)]
+pub struct HandleStatus {
+    /// `size_of::<HandleStatus>()` as the plugin was built.
+    pub size: u32,
+    /// [`HANDLE_NOT_STARTED`], [`HANDLE_RUNNING`] or [`HANDLE_STOPPED`].
+    pub phase: u32,
+    pub pid: i32,
+    pub reason_len: u32,
+    /// Why it stopped, UTF-8, `reason_len` bytes.
+    pub reason: [u8; 256],
+}
+
 /// Setting kinds for [`SettingDef::kind`].
 pub const SETTING_BOOL: u32 = 0;
 pub const SETTING_INT: u32 = 1;
@@ -330,6 +382,35 @@ pub struct HostApi {
         spec: *const WorkerSpec,
         ext: *const WorkerSpecExt,
     ) -> Status,
+    // issue 14: dynamic workers (ABI 1.1; check with `has` before calling)
+    /// Launches a dynamic worker of `plugin` from a worker: [`STATUS_OK`] with its slot and
+    /// generation in `answer`; [`STATUS_NO_FREE_SLOT`] (with `used` and `max`),
+    /// [`STATUS_INVALID`], [`STATUS_BAD_NAME`], [`STATUS_HOST_NOT_RUNNING`] or
+    /// [`STATUS_UNAVAILABLE`] (not in a worker) with a message.
+    pub launch_worker: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        spec: *const WorkerSpec,
+        answer: *mut LaunchAnswer,
+    ) -> Status,
+    /// Writes the status of the worker `(slot, generation)` names: [`STATUS_STALE`] when the slot
+    /// has another tenant.
+    pub handle_status:
+        unsafe extern "C" fn(ctx: *mut c_void, slot: u32, generation: u64, out: *mut HandleStatus) -> Status,
+    /// Waits up to `timeout_us` for the worker to run its entry or stop
+    /// ([`HANDLE_WAIT_STARTUP`]), or to stop ([`HANDLE_WAIT_SHUTDOWN`]), then writes its status:
+    /// [`STATUS_TIMED_OUT`], [`STATUS_STALE`] or [`STATUS_TERMINATE`] otherwise.
+    pub handle_wait: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        slot: u32,
+        generation: u64,
+        what: u32,
+        timeout_us: u64,
+        out: *mut HandleStatus,
+    ) -> Status,
+    /// Asks the host to stop the worker for good (SIGTERM if it runs): [`STATUS_OK`] (also when
+    /// it already stopped) or [`STATUS_STALE`].
+    pub handle_terminate: unsafe extern "C" fn(ctx: *mut c_void, slot: u32, generation: u64) -> Status,
 }
 
 impl HostApi {

@@ -236,7 +236,7 @@ impl BackgroundWorker {
     }
 
     /// Checks what can be checked without the host; the host checks the rest.
-    fn validate(&self) -> Result<(), RegisterError> {
+    pub(crate) fn validate(&self) -> Result<(), RegisterError> {
         if !valid_name(&self.name, abi::MAX_NAME_LEN) {
             return Err(RegisterError::BadName(self.name.clone()));
         }
@@ -306,7 +306,35 @@ fn micros(d: Duration) -> u64 {
 
 pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
-    let spec = abi::WorkerSpec {
+    let spec = abi_spec(w);
+    let st = register_spec(host, plugin, w, &spec)?;
+    match st {
+        abi::STATUS_OK => Ok(()),
+        abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+        abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
+        abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
+        abi::STATUS_INVALID => Err(RegisterError::BadEntry {
+            library: w.entry.library.clone().unwrap_or_default(),
+            function: w.entry.function.clone(),
+        }),
+        other => Err(RegisterError::Other(other)),
+    }
+}
+
+// issue 14: dynamic workers
+/// Whether the builder asks for what only static workers have (readiness, `start_after`).
+pub(crate) fn static_only(w: &BackgroundWorker) -> bool {
+    w.needs_ready || !w.start_after.is_empty()
+}
+
+/// The builder's name, for errors.
+pub(crate) fn name_of(w: &BackgroundWorker) -> &str {
+    &w.name
+}
+
+/// The builder as the ABI's registration; it borrows `w`'s strings and bytes.
+pub(crate) fn abi_spec(w: &BackgroundWorker) -> abi::WorkerSpec {
+    abi::WorkerSpec {
         name: abi::Str::new(&w.name),
         worker_type: w.worker_type.as_deref().map(abi::Str::new).unwrap_or(abi::Str::EMPTY),
         library: w.entry.library.as_deref().map(abi::Str::new).unwrap_or(abi::Str::EMPTY),
@@ -342,8 +370,16 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
         arg: w.arg,
         extra: w.extra.as_ptr(),
         extra_len: w.extra.len(),
-    };
-    let st = if w.needs_ready || !w.start_after.is_empty() {
+    }
+}
+
+fn register_spec(
+    host: &abi::HostApi,
+    plugin: &str,
+    w: &BackgroundWorker,
+    spec: &abi::WorkerSpec,
+) -> Result<abi::Status, RegisterError> {
+    Ok(if w.needs_ready || !w.start_after.is_empty() {
         // issue 14: readiness
         let end = std::mem::offset_of!(abi::HostApi, register_worker_ext) + std::mem::size_of::<usize>();
         if !host.has(end) {
@@ -358,22 +394,11 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
         };
         // SAFETY: the table has the field (checked above); `spec`, `ext` and the strings they
         // point to outlive the call.
-        unsafe { (host.register_worker_ext)(host.ctx, abi::Str::new(plugin), &spec, &ext) }
+        unsafe { (host.register_worker_ext)(host.ctx, abi::Str::new(plugin), spec, &ext) }
     } else {
         // SAFETY: the table comes from the host; `spec` and its strings outlive the call.
-        unsafe { (host.register_worker)(host.ctx, abi::Str::new(plugin), &spec) }
-    };
-    match st {
-        abi::STATUS_OK => Ok(()),
-        abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
-        abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
-        abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
-        abi::STATUS_INVALID => Err(RegisterError::BadEntry {
-            library: w.entry.library.clone().unwrap_or_default(),
-            function: w.entry.function.clone(),
-        }),
-        other => Err(RegisterError::Other(other)),
-    }
+        unsafe { (host.register_worker)(host.ctx, abi::Str::new(plugin), spec) }
+    })
 }
 
 /// Tries to register a static worker after init, through the raw host table. It always fails once

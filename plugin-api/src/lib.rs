@@ -55,6 +55,7 @@
 
 pub mod abi;
 mod background_worker;
+mod handle;
 mod latch;
 mod lock;
 mod logging;
@@ -70,6 +71,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 pub use background_worker::{
     register_after_init, BackgroundWorker, EntryPoint, RegisterError, RestartPolicy, StartTime,
 };
+pub use handle::{HandleError, LaunchError, WorkerHandle, WorkerStatus};
 pub use latch::{AtomicLatchHandle, LatchHandle};
 pub use lock::{ExclusiveGuard, Lock, LockError, SharedGuard};
 pub use registrar::Registrar;

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 use std::time::Duration;
 
 use crate::abi;
+use crate::background_worker::BackgroundWorker;
+use crate::handle::{LaunchError, WorkerHandle};
 use crate::latch::LatchHandle;
 use crate::lock::{Lock, LockError};
 use crate::settings::{self, SettingError, SettingValue};
@@ -240,6 +242,17 @@ impl Worker {
     /// Whether the host's worker table has the function at `offset` (ABI 1.1 fields).
     fn has(&self, offset: usize) -> bool {
         offset + std::mem::size_of::<usize>() <= self.api.size as usize
+    }
+
+    // issue 14: dynamic workers
+    /// Launches `w` as a dynamic worker of this worker's plugin: a worker slot from the
+    /// `max_worker_processes` pool, the same builder as static workers (entry, arg, extra,
+    /// restart policy, start time). Returns once the host adopted it; the worker starts right
+    /// after, and [`WorkerHandle::wait_for_startup`] waits for that. Every slot taken is
+    /// [`LaunchError::NoFreeSlot`] at once, never a wait; a launch that fails later (an entry
+    /// that does not resolve) comes back through the handle as `Stopped` with the reason.
+    pub fn launch(&self, w: BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
+        crate::handle::launch(self.plugin(), &w)
     }
 
     /// This worker's latch: hand it to other processes (store [`LatchHandle::to_raw`] in a

@@ -164,6 +164,12 @@ unsafe extern "C" fn api_set_ready(ctx: *mut c_void) {
     }
 }
 
+// issue 14: dynamic workers
+/// Whether this process was asked to stop (a handle's wait ends early then).
+fn terminating() -> bool {
+    TERMINATE.load(Ordering::SeqCst)
+}
+
 /// Tells the supervisor to look at this worker's child slot (its readiness flag): SIGUSR1, as
 /// for `consistent` (decision 40). The flag is the message; the signal is only the wake-up.
 pub fn wake_supervisor(host_pid: i32) {
@@ -378,6 +384,12 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
     // SIGURG before the claim below: from the claim on, setters may signal this pid.
     crate::sys::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
     crate::shared::latch::attach(env.segment, latch.as_raw_fd(), env.host_pid);
+    // issue 14: dynamic workers
+    // A worker's child slot is its worker slot, and so its request slot.
+    let own_slot = slot
+        .and_then(|s| env.segment.child_slot_index(s))
+        .filter(|&i| !startup && i < env.segment.layout.n_worker_slots);
+    crate::shared::handles::attach(env.segment, own_slot, env.host_pid, terminating);
     let latch_handle = slot.and_then(|s| {
         let index = env.segment.child_slot_index(s)?;
         let epoch = s.latch().claim(std::process::id() as i32);

@@ -37,6 +37,9 @@ pub fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u3
     crate::shared::hostapi::with_state(|s| s.failure = None);
     if let Some(s) = slot {
         s.mark_entered(crate::shared::shmem::monotonic_ns());
+        // issue 14: dynamic workers
+        // Whoever waits on this worker's handle for its start-up looks again.
+        crate::shared::handles::bump_events(env.segment, worker_slot);
         // issue 14: readiness
         // Others start after this worker, which does not declare readiness itself: its entry
         // running is its readiness.

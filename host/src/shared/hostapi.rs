@@ -16,6 +16,9 @@ use std::sync::Mutex;
 
 use steward::abi::{self, Status, Str};
 
+// issue 14: dynamic workers
+mod dynamic;
+
 use crate::shared::protocol::{self, Code};
 use crate::shared::registry::{
     CrashLoopLimit, RegionSpec, Registry, Setting, SettingKind, Settings, StartTime, WorkerSpec,
@@ -117,6 +120,11 @@ const fn table(mode: u32) -> abi::HostApi {
         lock: host_lock,
         register_segment_init: host_register_segment_init,
         register_worker_ext: host_register_worker_ext,
+        // issue 14: dynamic workers
+        launch_worker: dynamic::host_launch_worker,
+        handle_status: dynamic::host_handle_status,
+        handle_wait: dynamic::host_handle_wait,
+        handle_terminate: dynamic::host_handle_terminate,
     }
 }
 
@@ -247,58 +255,74 @@ unsafe fn register_worker(plugin: Str, spec: *const abi::WorkerSpec, ext: *const
         return abi::STATUS_OK;
     }
     guarded(|| {
-        // SAFETY: the plugin passes a valid spec (checked for null) and views for the call.
-        let Some(spec) = (unsafe { spec.as_ref() }) else {
-            return abi::STATUS_INVALID;
-        };
-        // SAFETY: as above.
-        let (Some(plugin), Some(name), Some(wtype), Some(library), Some(function)) = (unsafe {
-            (
-                text(plugin),
-                text(spec.name),
-                text(spec.worker_type),
-                text(spec.library),
-                text(spec.function),
-            )
-        }) else {
-            return abi::STATUS_BAD_NAME;
-        };
-        let (Ok(start_time), Ok(restart)) = (StartTime::decode(spec.start_time), protocol::restart_policy(spec)) else {
-            return abi::STATUS_INVALID;
-        };
-        let us = std::time::Duration::from_micros;
-        let crash_loop = (spec.crash_loop_max > 0).then(|| CrashLoopLimit {
-            max: spec.crash_loop_max,
-            window: us(spec.crash_loop_window_us),
-        });
-        if spec.extra_len > abi::EXTRA_LEN || (spec.extra.is_null() && spec.extra_len > 0) {
-            return abi::STATUS_INVALID;
-        }
-        let extra = if spec.extra_len == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: non-null with `extra_len <= EXTRA_LEN` readable bytes, per the ABI.
-            unsafe { std::slice::from_raw_parts(spec.extra, spec.extra_len) }.to_vec()
-        };
         // SAFETY: per this function's contract.
-        let Some((needs_ready, start_after)) = (unsafe { readiness_of(ext) }) else {
-            return abi::STATUS_INVALID;
-        };
-        let w = WorkerSpec {
-            needs_ready,
-            start_after,
-            name: name.to_owned(),
-            worker_type: if wtype.is_empty() { name } else { wtype }.to_owned(),
-            plugin: plugin.to_owned(),
-            library: if library.is_empty() { plugin } else { library }.to_owned(),
-            function: function.to_owned(),
-            start_time,
-            restart,
-            crash_loop,
-            arg: spec.arg,
-            extra,
-        };
-        register(|r| r.add_worker(w))
+        match unsafe { spec_from_abi(plugin, spec, ext) } {
+            Ok(w) => register(|r| r.add_worker(w)),
+            Err(st) => st,
+        }
+    })
+}
+
+/// Copies a plugin's registration (and what `ext` adds, when not null) into a [`WorkerSpec`]:
+/// the same conversion for a static worker and a dynamic one.
+///
+/// # Safety
+/// As [`register_worker`].
+unsafe fn spec_from_abi(
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+) -> Result<WorkerSpec, Status> {
+    // SAFETY: the plugin passes a valid spec (checked for null) and views for the call.
+    let Some(spec) = (unsafe { spec.as_ref() }) else {
+        return Err(abi::STATUS_INVALID);
+    };
+    // SAFETY: as above.
+    let (Some(plugin), Some(name), Some(wtype), Some(library), Some(function)) = (unsafe {
+        (
+            text(plugin),
+            text(spec.name),
+            text(spec.worker_type),
+            text(spec.library),
+            text(spec.function),
+        )
+    }) else {
+        return Err(abi::STATUS_BAD_NAME);
+    };
+    let (Ok(start_time), Ok(restart)) = (StartTime::decode(spec.start_time), protocol::restart_policy(spec)) else {
+        return Err(abi::STATUS_INVALID);
+    };
+    let us = std::time::Duration::from_micros;
+    let crash_loop = (spec.crash_loop_max > 0).then(|| CrashLoopLimit {
+        max: spec.crash_loop_max,
+        window: us(spec.crash_loop_window_us),
+    });
+    if spec.extra_len > abi::EXTRA_LEN || (spec.extra.is_null() && spec.extra_len > 0) {
+        return Err(abi::STATUS_INVALID);
+    }
+    let extra = if spec.extra_len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: non-null with `extra_len <= EXTRA_LEN` readable bytes, per the ABI.
+        unsafe { std::slice::from_raw_parts(spec.extra, spec.extra_len) }.to_vec()
+    };
+    // SAFETY: per this function's contract.
+    let Some((needs_ready, start_after)) = (unsafe { readiness_of(ext) }) else {
+        return Err(abi::STATUS_INVALID);
+    };
+    Ok(WorkerSpec {
+        needs_ready,
+        start_after,
+        name: name.to_owned(),
+        worker_type: if wtype.is_empty() { name } else { wtype }.to_owned(),
+        plugin: plugin.to_owned(),
+        library: if library.is_empty() { plugin } else { library }.to_owned(),
+        function: function.to_owned(),
+        start_time,
+        restart,
+        crash_loop,
+        arg: spec.arg,
+        extra,
     })
 }
 

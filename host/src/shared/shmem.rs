@@ -25,6 +25,8 @@
 //! regions_off       region bytes, each region 64-byte aligned (children find each one's offset
 //!                   in the layout, which the registry's regions fix at start-up)
 //! locks_off         LockCell x locks: one 64-byte line each (see `shared::locks`)
+//! requests_off      RequestSlot x W: a worker's dynamic-worker request, in its own worker
+//!                   slot's index (see `shared::handles`)
 //! ```
 //!
 //! Ownership and hand-off:
@@ -59,6 +61,11 @@
 //!   reads one: a lock held by a process that died is settled by the crash reset that death
 //!   causes, which replaces the whole segment.
 //!
+//! - `RequestSlot` (layout 8): the worker in slot `i` fills request slot `i` and stores
+//!   `REQUESTED`; the supervisor copies it out (bounded), validates it, and answers with one
+//!   compare-and-swap to `ANSWERED` ([`crate::shared::handles`]). The worker slot's `events` and
+//!   `terminate_gen` are written by any child and only read by the supervisor as a request.
+//!
 //! Everything is an atomic, so any process may read any field without undefined behaviour; the
 //! supervisor treats what children can write (child-slot state, pid, reason and entry time,
 //! `consistent`, `reload_requests`) as untrusted input: bounded copies, known values only, and a
@@ -86,7 +93,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -166,6 +173,10 @@ pub struct Header {
     /// the supervisor only while it waits for the segment to be initialised, SIGUSR1 being the
     /// wake-up, as for `consistent`.
     pub segment_ready: AtomicU32,
+    // issue 14: dynamic workers
+    _pad_requests: AtomicU32,
+    /// Where the request slots lie (layout 8).
+    pub requests_off: AtomicU64,
 }
 
 impl Header {
@@ -207,6 +218,15 @@ pub struct WorkerSlot {
     pub function: Text<96>,
     pub extra: Text<{ steward::abi::EXTRA_LEN }>,
     pub status: StatusCell,
+    // issue 14: dynamic workers
+    /// Bumped (then `FUTEX_WAKE` to all) whenever what a handle reads changes: by the
+    /// supervisor on every publish of the slot, by the worker when its entry runs. Anyone may
+    /// write it; a bogus bump only wakes waiters, who look again.
+    pub events: AtomicU32,
+    _pad_events: AtomicU32,
+    /// The generation a handle asked to terminate (any child writes it, then wakes the
+    /// supervisor); the supervisor acts only when it is the slot's current generation.
+    pub terminate_gen: AtomicU64,
 }
 
 impl WorkerSlot {
@@ -295,6 +315,7 @@ impl Segment {
         h.regions_off.store(layout.regions_off, Ordering::Relaxed);
         h.locks_off.store(layout.locks_off, Ordering::Relaxed);
         h.n_locks.store(layout.n_locks, Ordering::Relaxed);
+        h.requests_off.store(layout.requests_off, Ordering::Relaxed);
         for (i, w) in workers.iter().enumerate() {
             seg.publish_worker(i as u32, w);
         }
@@ -329,7 +350,7 @@ impl Segment {
         let l = &self.layout;
         let r = Ordering::Relaxed;
         // (field, found, expected); the magic reads best in hex, the rest in decimal.
-        let checks: [(&'static str, u64, u64); 14] = [
+        let checks: [(&'static str, u64, u64); 15] = [
             ("magic", h.magic.load(Ordering::Acquire), SEGMENT_MAGIC),
             ("layout_version", h.layout_version.load(r).into(), LAYOUT_VERSION.into()),
             ("generation", h.generation.load(r), generation),
@@ -356,6 +377,7 @@ impl Segment {
             ("regions_off", h.regions_off.load(r), l.regions_off),
             ("locks_off", h.locks_off.load(r), l.locks_off),
             ("n_locks", h.n_locks.load(r).into(), l.n_locks.into()),
+            ("requests_off", h.requests_off.load(r), l.requests_off),
         ];
         for (check, found, expected) in checks {
             if found != expected {
@@ -439,8 +461,28 @@ impl Segment {
         unsafe { self.at(self.layout.worker_slots_off + i as u64 * std::mem::size_of::<WorkerSlot>() as u64) }
     }
 
+    // issue 14: dynamic workers
+    /// Request slot `i` (one per worker slot, the requester's own); `i` is checked against this
+    /// process's own layout.
+    pub fn request_slot(&self, i: u32) -> &crate::shared::handles::RequestSlot {
+        assert!(i < self.layout.n_worker_slots, "request slot {i} out of range");
+        // SAFETY: as for `child_slot`: the index is bounded by this process's layout, the table is
+        // 64-byte aligned and a request slot is atomics only.
+        unsafe {
+            self.at(
+                self.layout.requests_off + i as u64 * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64
+            )
+        }
+    }
+
+    /// Takes worker slot `i` back from a dynamic worker that stopped for good: it no longer shows
+    /// in status; its status cell keeps the last status and generation for handles.
+    pub fn retire_worker(&self, i: u32) {
+        self.worker_slot(i).in_use.store(0, Ordering::Release);
+    }
+
     /// Writes a registration into worker slot `i` and hands it over (`in_use`, release).
-    fn publish_worker(&self, i: u32, w: &WorkerSpec) {
+    pub fn publish_worker(&self, i: u32, w: &WorkerSpec) {
         let s = self.worker_slot(i);
         s.name.store(&w.name);
         s.worker_type.store(&w.worker_type);

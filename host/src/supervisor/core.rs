@@ -29,6 +29,7 @@
 //! handler of an event returns the proof ([`rows::Took`]) that it recorded one, and the unit tests
 //! assert each (row, state) pair of the table fires and no other.
 
+mod dynamic;
 mod exits;
 pub mod policy;
 pub mod rows;
@@ -214,6 +215,12 @@ pub enum Event<'a> {
     /// A running worker's process declared itself ready (or its entry ran, for a worker others
     /// start after), as its child slot says.
     Ready { key: WorkerKey },
+    // issue 14: dynamic workers
+    /// The running worker in worker slot `from` asked for a dynamic worker; the loop decoded and
+    /// validated the registration from its request slot (request number `seq`).
+    Request { from: u32, seq: u32, spec: Box<WorkerSpec> },
+    /// A handle asked for the worker `key` to stop for good (the loop checked the generation).
+    Terminate { key: WorkerKey },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +259,18 @@ pub enum Action {
     Log(Level, String),
     /// The host is done: exit with this code.
     Exit(i32),
+    // issue 14: dynamic workers
+    /// Write this dynamic worker's registration into its worker slot, then publish its status.
+    PublishRegistration(WorkerKey),
+    /// Answer request `seq` in the request slot of worker slot `to`.
+    Answer {
+        to: u32,
+        seq: u32,
+        answer: crate::shared::handles::Answer,
+    },
+    /// This dynamic worker stopped for good: publish its last status, take its slot back from
+    /// status, and remove it from the table ([`Core::remove_worker`]), freeing the slot.
+    Retire(WorkerKey),
 }
 
 /// The actions of one event and of what follows from it (one turn), in memory `fork` does not
@@ -442,6 +461,8 @@ impl Core {
             }
             Event::SegmentReady => self.segment_ready(out),
             Event::Ready { key } => self.ready(key, out),
+            Event::Request { from, seq, spec } => self.request(from, seq, *spec, out),
+            Event::Terminate { key } => self.terminate(key, now, out),
         };
     }
 

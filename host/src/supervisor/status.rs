@@ -77,7 +77,10 @@ impl Supervisor {
             next_restart_at_ms: r.restart_at_ms,
             last_launch_us: r.last_launch_us,
             history: r.history.iter().cloned().collect(),
+            generation: key.generation,
         });
+        // issue 14: dynamic workers
+        crate::shared::handles::bump_events(&self.segment, key.slot);
     }
 
     /// Publishes the configuration document (`status`'s plugins and reload fields, `show`'s

@@ -89,6 +89,12 @@ const MAX_WORKERS: u64 = 4096;
 /// Words of the `latch` region: 0 the waiter's handle, 1 the setter's, 2 the set's timestamp,
 /// 3 the poller's handle, the rest free for `publish_latch`.
 const LATCH_WORDS: usize = 64;
+// issue 14: dynamic workers
+/// Most dynamic workers `testkit_launcher` launches.
+const MAX_DYNAMIC: usize = 256;
+/// Words of the `testkit_handles` region: 0 the number of handles stored (set once all are),
+/// then from word `HANDLE_WORDS_AT` each handle's slot and generation.
+const HANDLE_WORDS_AT: usize = 1;
 
 fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     let mode = reg.define_enum("init", "ok", &["ok", "error", "panic"], "how init ends")?;
@@ -146,6 +152,16 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     )?;
     reg.request_region("testkit", MAX_WORKERS * 8)?;
     reg.request_region("latch", LATCH_WORDS as u64 * 8)?;
+    // issue 14: dynamic workers
+    let dynamic = reg.define_int(
+        "dynamic",
+        0,
+        0..=MAX_DYNAMIC as i64,
+        "how many dynamic workers testkit_launcher launches (0: no handle region)",
+    )?;
+    if dynamic > 0 {
+        reg.request_region("testkit_handles", (HANDLE_WORDS_AT + 2 * MAX_DYNAMIC) as u64 * 8)?;
+    }
     reg.define_int("latch_batch", 100, 1..=100_000, "set-to-wake samples per logged batch")?;
     reg.define_duration(
         "latch_pace",
@@ -839,3 +855,116 @@ fn testkit_locker(w: &mut Worker) -> Result<(), WorkerError> {
     Ok(())
 }
 steward::worker_entry!(testkit_locker);
+
+// issue 14: dynamic workers
+/// `testkit_launcher` (`entry=testkit_launcher`): launches a worker whose entry does not exist
+/// and logs `missing entry stopped: REASON`; launches `dynamic` workers of the entry
+/// `testkit_dyn_child` (restart policy `after` 100 ms), the first of which takes the missing
+/// one's freed slot (logs `old handle: stale` when the old handle says so); waits for each to
+/// start, stores the handles in `testkit_handles` and logs `launched N running`; then launches
+/// one more and logs `refused in US us: ERROR`; then waits until stopped.
+fn testkit_launcher(w: &mut Worker) -> Result<(), WorkerError> {
+    let n: i64 = w.setting("dynamic").map_err(fatal)?;
+    let n = n as usize;
+    let region = w.region("testkit_handles").map_err(fatal)?;
+    let word = |i: usize| region.atomic_u64(i).ok_or_else(|| fatal("handle region too small"));
+    let t = Duration::from_secs(10);
+    let child = |name: String| {
+        BackgroundWorker::new(name, EntryPoint::new("testkit", "testkit_dyn_child"))
+            .restart(RestartPolicy::after(Duration::from_millis(100)))
+    };
+    let missing = w
+        .launch(BackgroundWorker::new(
+            "dyn-missing",
+            EntryPoint::new("testkit", "testkit_no_such_entry"),
+        ))
+        .map_err(fatal)?;
+    match missing.wait_for_startup(t).map_err(fatal)? {
+        steward::WorkerStatus::Stopped { reason } => tracing::info!("missing entry stopped: {reason}"),
+        other => return Err(fatal(format!("missing entry: {other:?}"))),
+    }
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let h = w.launch(child(format!("dyn-{i}"))).map_err(fatal)?;
+        if i == 0 && h.slot() == missing.slot() {
+            match missing.status() {
+                Err(steward::HandleError::Stale) => tracing::info!("old handle: stale"),
+                other => tracing::error!("old handle in a reused slot answered {other:?}"),
+            }
+        }
+        handles.push(h);
+    }
+    for (i, h) in handles.iter().enumerate() {
+        match h.wait_for_startup(t).map_err(fatal)? {
+            steward::WorkerStatus::Running { pid } if pid > 0 => {}
+            other => return Err(fatal(format!("dyn-{i} did not start: {other:?}"))),
+        }
+        let (slot, generation) = h.to_raw();
+        word(HANDLE_WORDS_AT + 2 * i)?.store(slot as u64, Ordering::Relaxed);
+        word(HANDLE_WORDS_AT + 2 * i + 1)?.store(generation, Ordering::Relaxed);
+    }
+    word(0)?.store(n as u64, Ordering::Release);
+    tracing::info!("launched {n} running");
+    let asked = std::time::Instant::now();
+    match w.launch(child("dyn-one-too-many".into())) {
+        Ok(h) => tracing::error!("launched one too many: {h:?}"),
+        Err(e) => tracing::info!("refused in {} us: {e}", asked.elapsed().as_micros()),
+    }
+    while !matches!(
+        w.wait(Duration::from_secs(60)),
+        WaitResult::Terminate | WaitResult::HostGone
+    ) {}
+    Ok(())
+}
+steward::worker_entry!(testkit_launcher);
+
+/// `testkit_terminator` (`entry=testkit_terminator`): waits until `testkit_handles` holds the
+/// launcher's handles and its trigger file exists, terminates each through its handle, waits for
+/// each to stop, and logs `stopped K of N` (K: the handles that answered `Stopped`).
+fn testkit_terminator(w: &mut Worker) -> Result<(), WorkerError> {
+    let region = w.region("testkit_handles").map_err(fatal)?;
+    let word = |i: usize| region.atomic_u64(i).ok_or_else(|| fatal("handle region too small"));
+    let trigger_dir: String = w.setting("trigger_dir").map_err(fatal)?;
+    let trigger = PathBuf::from(trigger_dir).join(w.name());
+    let n = loop {
+        let n = word(0)?.load(Ordering::Acquire) as usize;
+        if n > 0 && trigger.exists() {
+            break n.min(MAX_DYNAMIC);
+        }
+        if matches!(w.wait(POLL), WaitResult::Terminate | WaitResult::HostGone) {
+            return Ok(());
+        }
+    };
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let slot = word(HANDLE_WORDS_AT + 2 * i)?.load(Ordering::Relaxed) as u32;
+        let generation = word(HANDLE_WORDS_AT + 2 * i + 1)?.load(Ordering::Relaxed);
+        let h = steward::WorkerHandle::from_raw(slot, generation);
+        h.terminate().map_err(fatal)?;
+        handles.push(h);
+    }
+    let mut stopped = 0;
+    for h in &handles {
+        match h.wait_for_shutdown(Duration::from_secs(10)) {
+            Ok(steward::WorkerStatus::Stopped { .. }) => stopped += 1,
+            other => tracing::error!("handle {h:?} after terminate: {other:?}"),
+        }
+    }
+    tracing::info!("stopped {stopped} of {n}");
+    while !matches!(
+        w.wait(Duration::from_secs(60)),
+        WaitResult::Terminate | WaitResult::HostGone
+    ) {}
+    Ok(())
+}
+steward::worker_entry!(testkit_terminator);
+
+/// A dynamic worker of `testkit_launcher`: waits until told to stop.
+fn testkit_dyn_child(w: &mut Worker) -> Result<(), WorkerError> {
+    while !matches!(
+        w.wait(Duration::from_secs(60)),
+        WaitResult::Terminate | WaitResult::HostGone
+    ) {}
+    Ok(())
+}
+steward::worker_entry!(testkit_dyn_child);

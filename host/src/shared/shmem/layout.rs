@@ -35,6 +35,10 @@ pub struct Layout {
     pub locks_off: u64,
     #[serde(default)]
     pub n_locks: u32,
+    // issue 14: dynamic workers
+    /// The request slots: one per worker slot.
+    #[serde(default)]
+    pub requests_off: u64,
     pub size: u64,
 }
 
@@ -71,6 +75,10 @@ impl Layout {
         let locks_off = next;
         let n_locks = reg.locks.len() as u32;
         next = align(locks_off + n_locks as u64 * std::mem::size_of::<LockCell>() as u64);
+        let requests_off = next;
+        next = align(
+            requests_off + n_worker_slots as u64 * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
+        );
         Layout {
             n_static_workers,
             n_worker_slots,
@@ -82,6 +90,7 @@ impl Layout {
             region_offsets,
             locks_off,
             n_locks,
+            requests_off,
             size: next.max(4096),
         }
     }

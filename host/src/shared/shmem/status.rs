@@ -88,6 +88,10 @@ pub struct StatusCell {
     // issue 14: readiness
     /// The worker a not-yet-started worker waits for (`worker A ready`); empty for none.
     waiting_for: Text<WAITING_FOR_LEN>,
+    // issue 14: dynamic workers
+    /// The generation of the worker this status is of (0: none yet), so a handle can tell its
+    /// worker from a later tenant of the slot.
+    generation: AtomicU64,
 }
 
 /// The longest `waiting_for` a status cell holds: "worker ", a name, " (failed)".
@@ -107,6 +111,8 @@ pub struct StatusSnapshot {
     pub history: Vec<(ExitStatus, u64, String)>,
     /// For a worker not started yet: the worker it starts after that is not ready.
     pub waiting_for: Option<String>,
+    /// The worker's generation (its key's): what a handle compares with its own.
+    pub generation: u64,
 }
 
 impl StatusCell {
@@ -134,6 +140,7 @@ impl StatusCell {
         }
         self.n_history.store(n as u32, Ordering::Relaxed);
         self.waiting_for.store(s.waiting_for.as_deref().unwrap_or(""));
+        self.generation.store(s.generation, Ordering::Relaxed);
         let (k, v) = encode_exit(s.last_exit.as_ref().map(|(st, _, _)| *st));
         self.exit_kind.store(k, Ordering::Relaxed);
         if let Some((_, at, reason)) = &s.last_exit {
@@ -198,6 +205,7 @@ impl StatusCell {
             history,
             last_exit,
             waiting_for: Some(self.waiting_for.load()).filter(|w| !w.is_empty()),
+            generation: self.generation.load(Ordering::Relaxed),
         })
     }
 }
@@ -226,6 +234,7 @@ mod tests {
                 (ExitStatus::Code(1), 3, "again".into()),
             ],
             waiting_for: Some("worker a ready".into()),
+            generation: 7,
         };
         c.publish(&s);
         assert_eq!(c.read(), Ok(s));

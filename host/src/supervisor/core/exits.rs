@@ -179,7 +179,13 @@ impl Core {
             out.push(Action::PublishWorker(key));
             return took;
         }
-        let took = match next_for(outcome, policy) {
+        // issue 14: dynamic workers
+        // A terminated worker stops for good, whatever its exit asks for (a crash still resets).
+        let next = match next_for(outcome, policy) {
+            Next::Restart if r.terminated => Next::Stop,
+            next => next,
+        };
+        let took = match next {
             next @ (Next::Stop | Next::Fail) => {
                 let (row, state, level, verb) = match next {
                     Next::Stop => (Row::WorkerStops, WorkerState::Stopped, Level::Info, "exited"),
@@ -241,7 +247,7 @@ impl Core {
                 return took;
             }
         };
-        out.push(Action::PublishWorker(key));
+        self.publish_or_retire(key, out);
         took
     }
 }

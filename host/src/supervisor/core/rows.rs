@@ -81,6 +81,14 @@ pub enum Row {
     ReadyGate,
     WorkerReady,
     ReadyIgnored,
+    // issue 14: dynamic workers
+    RequestAdopted,
+    RequestRefused,
+    RequestNotUp,
+    TerminateStale,
+    TerminateRunning,
+    TerminatePending,
+    TerminateIgnored,
 }
 
 /// The host's phase without its data: what a host row leaves.
@@ -208,6 +216,7 @@ const NOT_UP: &[State] = &[
 const DUE: &[State] = &[W(NotStarted), W(WaitingRestart)];
 const RUNNING: &[State] = &[W(WorkerState::Running)];
 const LIVE: &[State] = &[W(WorkerState::Running), W(WaitingRestart)];
+const DONE: &[State] = &[W(Stopped), W(Failed)];
 
 /// Every transition. Host rows first, then workers.
 pub const ROWS: &[RowSpec] = &[
@@ -352,6 +361,30 @@ pub const ROWS: &[RowSpec] = &[
         Row::StaleKey,
         &[H(Running)],
         "an event names a worker the table no longer has (not sent by the loop)",
+        "unchanged",
+    ),
+    r(
+        Row::RequestAdopted,
+        UP,
+        "dynamic-worker request",
+        "unchanged; worker added, published, answered",
+    ),
+    r(
+        Row::RequestRefused,
+        UP,
+        "dynamic-worker request, no free slot",
+        "unchanged; answered `NoFreeSlot`",
+    ),
+    r(
+        Row::RequestNotUp,
+        NOT_UP,
+        "dynamic-worker request",
+        "unchanged; answered \"host not running\"",
+    ),
+    r(
+        Row::TerminateStale,
+        &[H(Running)],
+        "terminate, key not in table",
         "unchanged",
     ),
     r(
@@ -559,6 +592,14 @@ pub const ROWS: &[RowSpec] = &[
         "`waiting_restart`, now",
     ),
     r(Row::WorkerResetStops, LIVE, "reset, policy `never`", "`stopped`"),
+    r(
+        Row::TerminateRunning,
+        RUNNING,
+        "terminate",
+        "unchanged; SIGTERM; its exit stops it for good",
+    ),
+    r(Row::TerminatePending, DUE, "terminate", "`stopped`; retired if dynamic"),
+    r(Row::TerminateIgnored, DONE, "terminate", "unchanged"),
     r(
         Row::WorkerRemoved,
         &[W(Stopped), W(Failed)],

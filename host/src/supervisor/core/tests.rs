@@ -7,6 +7,7 @@
 //! (row, state) pair of [`ROWS`] fired; a row that fires from a state its row does not list fails
 //! whichever scenario takes it.
 
+mod dynamic;
 mod outcomes;
 mod readiness;
 mod reset;
@@ -21,6 +22,7 @@ use super::*;
 use crate::shared::registry::{Registry, RestartPolicy, StartTime};
 use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
+use dynamic::*;
 use outcomes::*;
 use readiness::*;
 use reset::*;
@@ -250,6 +252,13 @@ fn clone_action(a: &Action) -> Action {
         Action::NotifyState(s) => Action::NotifyState(*s),
         Action::Log(l, t) => Action::Log(*l, t.clone()),
         Action::Exit(c) => Action::Exit(*c),
+        Action::PublishRegistration(k) => Action::PublishRegistration(*k),
+        Action::Answer { to, seq, answer } => Action::Answer {
+            to: *to,
+            seq: *seq,
+            answer: answer.clone(),
+        },
+        Action::Retire(k) => Action::Retire(*k),
     }
 }
 
@@ -339,6 +348,10 @@ scenarios! {
     start_after_waits_for_its_target_to_declare_itself_ready,
     a_target_that_exits_makes_its_dependents_wait_again,
     after_a_crash_reset_dependents_wait_for_the_new_target,
+    // issue 14: dynamic workers
+    requests_are_adopted_or_refused_while_up_and_answered_not_running_otherwise,
+    a_terminate_stops_a_worker_for_good_in_each_state,
+    a_reset_retires_stopped_dynamic_workers_and_restarts_the_others,
 }
 
 #[test]

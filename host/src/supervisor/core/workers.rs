@@ -64,6 +64,9 @@ pub struct WorkerRun {
     /// The running process declared itself ready (or, for a worker without `needs_ready` that
     /// others start after, its entry ran); cleared when it exits.
     pub ready: bool,
+    // issue 14: dynamic workers
+    /// A handle terminated it: it stops for good whatever its exit says.
+    pub terminated: bool,
     /// Past exits, newest first.
     pub history: VecDeque<(ExitStatus, u64, String)>,
     pub tracker: RestartTracker,
@@ -85,6 +88,12 @@ pub struct Worker {
 }
 
 impl Worker {
+    // issue 14: dynamic workers
+    /// Added at run time (a dynamic worker).
+    pub fn is_dynamic(&self) -> bool {
+        self.dynamic
+    }
+
     /// What status shows: a running worker that must declare itself ready is `starting` until
     /// it has. In the core it is `running` throughout, so every exit row applies to it as is.
     pub fn shown_state(&self) -> WorkerState {
@@ -412,8 +421,19 @@ impl Core {
             }
         }
         for w in self.workers.iter().flatten() {
-            out.push(Action::PublishWorker(w.key));
+            // issue 14: dynamic workers
+            // A dynamic worker the reset leaves stopped or failed never runs again.
+            if w.dynamic && matches!(w.run.state, WorkerState::Stopped | WorkerState::Failed) {
+                out.push(Action::Retire(w.key));
+            } else {
+                out.push(Action::PublishWorker(w.key));
+            }
         }
         restarting
+    }
+
+    /// The dynamic workers, for a new segment's worker slots.
+    pub fn dynamic_workers(&self) -> impl Iterator<Item = &Worker> {
+        self.workers().filter(|w| w.dynamic)
     }
 }

@@ -7,7 +7,7 @@ use crate::shared::registry::{RestartPolicy, StartTime};
 use crate::supervisor::core::rows::Step;
 
 /// Every step an event other than an action's answer can find (the table's `ANY`).
-const STEPS: [Step; 9] = [
+pub(super) const STEPS: [Step; 9] = [
     Step::SegmentInit,
     Step::Startup,
     Step::Consistent,
@@ -19,7 +19,7 @@ const STEPS: [Step; 9] = [
     Step::StopKilled,
 ];
 
-fn up(step: Step) -> bool {
+pub(super) fn up(step: Step) -> bool {
     matches!(
         step,
         Step::SegmentInit | Step::Startup | Step::Consistent | Step::Running
@@ -27,7 +27,7 @@ fn up(step: Step) -> bool {
 }
 
 /// Children the scenario can end, besides the workers `w` (slot 0) and `v` (slot 1).
-struct Kids {
+pub(super) struct Kids {
     conn: i32,
     spare: i32,
     /// The startup child, while it lives.
@@ -37,7 +37,7 @@ struct Kids {
 /// A driver in `step`, with the workers `w` and `v` running (`w` crashed, for a recovering
 /// step), a connection and a spare; a recovering or stopping step is entered from `leave`, with
 /// the startup child still alive unless that is `Running`.
-fn at(step: Step, leave: Progress, settings: Settings) -> (Driver, Kids) {
+pub(super) fn at(step: Step, leave: Progress, settings: Settings) -> (Driver, Kids) {
     let specs = vec![
         spec("w", after(SEC), StartTime::HostStart),
         spec("v", after(SEC), StartTime::HostStart),

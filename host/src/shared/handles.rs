@@ -1,0 +1,428 @@
+//! Dynamic workers, both sides of the request, and worker handles.
+//!
+//! Runs in: workers (the requester side of `launch_worker`, and every handle call: a handle is
+//! plain data, so any worker may use one another worker stored in a region) and the supervisor
+//! (the intake side: [`take_request`] and [`answer`]). In a process that never attached (the
+//! supervisor, init, a connection child) the handle calls answer `STATUS_UNAVAILABLE`.
+//!
+//! Owns: the request slots (one per worker slot, so the worker in slot `i` has request slot `i`
+//! to itself) and how a handle reads its worker's status.
+//!
+//! The request path (PostgreSQL's `RegisterDynamicBackgroundWorker` hand-off, applied to a slot
+//! the requester owns): the worker writes its registration into its own request slot as a
+//! bounded JSON document, bumps `seq`, stores `REQUESTED` (release) and sends SIGUSR1 to the
+//! supervisor, the same wake-up `set_ready` uses. The supervisor, on SIGUSR1, looks at the
+//! request slots of running workers only, copies the bounded bytes out, decodes and validates
+//! them as it would a registration in init (every byte is untrusted), adds the worker to its
+//! table, publishes the registration to the worker slot, and answers with one compare-and-swap
+//! `REQUESTED -> ANSWERED` plus `FUTEX_WAKE`. The requester waits on `state` with a deadline; at
+//! the deadline it tries `REQUESTED -> CANCELLED`, and if that fails the answer has arrived. One
+//! atomic operation decides between an answer and a cancel, so neither side can wedge the other.
+//!
+//! Handles: `(slot, generation)`. The supervisor publishes each worker's status with its
+//! generation under the status cell's seqlock; a handle whose generation is not the one
+//! published is stale, so a later tenant of the slot is never mistaken for the handle's worker.
+//! Waiters sleep on the worker slot's `events` futex, which the supervisor bumps on every publish
+//! and the worker bumps when its entry runs.
+//!
+//! Invariants: the requester writes only its own request slot, and reads the answer only after
+//! it saw `ANSWERED` (acquire); the supervisor writes a request slot only through [`answer`],
+//! checks `seq`, and never trusts a length, code or pid it finds there.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::shared::lifecycle::WorkerState;
+use crate::shared::registry::{validate_worker, WorkerSpec};
+use crate::shared::shmem::{Segment, Text};
+
+/// Request slot states.
+pub const REQ_FREE: u32 = 0;
+pub const REQ_REQUESTED: u32 = 1;
+pub const REQ_ANSWERED: u32 = 2;
+pub const REQ_CANCELLED: u32 = 3;
+
+/// Answer kinds.
+const ANSWER_ADOPTED: u32 = 1;
+const ANSWER_NO_FREE_SLOT: u32 = 2;
+const ANSWER_INVALID: u32 = 3;
+const ANSWER_HOST_NOT_RUNNING: u32 = 4;
+
+/// The longest registration document a request carries: room for every field at its longest
+/// (a unit test holds the encoding to it).
+pub const SPEC_LEN: usize = 6144;
+/// How long a requester waits for its answer before it cancels the request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One worker's dynamic-worker request and its answer.
+#[repr(C)]
+pub struct RequestSlot {
+    state: AtomicU32,
+    seq: AtomicU32,
+    kind: AtomicU32,
+    used: AtomicU32,
+    max: AtomicU32,
+    slot: AtomicU32,
+    generation: AtomicU64,
+    message: Text<256>,
+    spec: Text<SPEC_LEN>,
+}
+
+/// The supervisor's answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Adopted { slot: u32, generation: u64 },
+    NoFreeSlot { used: u32, max: u32 },
+    Invalid(String),
+    HostNotRunning,
+}
+
+/// Why a launch did not give a handle (requester side).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchFail {
+    #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
+    NoFreeSlot { used: u32, max: u32 },
+    #[error("invalid dynamic worker: {0}")]
+    Invalid(String),
+    #[error("the host is not running (recovering or stopping)")]
+    HostNotRunning,
+    #[error("no answer from the supervisor within {0:?}")]
+    TimedOut(Duration),
+    #[error("dynamic workers are launched from a worker only")]
+    Unavailable,
+}
+
+/// What a handle says about its worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleState {
+    NotYetStarted,
+    Running { pid: i32 },
+    Stopped { reason: String },
+}
+
+/// Why a handle call gave no status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandleFail {
+    #[error("the handle is stale: its slot has another tenant")]
+    Stale,
+    #[error("timed out")]
+    TimedOut,
+    #[error("this process was asked to stop")]
+    Terminate,
+    #[error("worker handles work in workers only")]
+    Unavailable,
+}
+
+/// What this process needs to request and to use handles.
+struct Attached {
+    segment: *const Segment,
+    /// This worker's own slot (its request slot), if it is a worker.
+    own_slot: Option<u32>,
+    host_pid: i32,
+    /// Whether this process was asked to stop (its SIGTERM flag).
+    should_stop: fn() -> bool,
+}
+
+// SAFETY: `segment` is the child's mapping, leaked for the life of the process (see `attach`);
+// every field a handle touches in it is an atomic, so any thread may use it.
+unsafe impl Send for Attached {}
+// SAFETY: as above; `Attached` itself is never written after `attach`.
+unsafe impl Sync for Attached {}
+
+static ATTACHED: OnceLock<Attached> = OnceLock::new();
+/// One request at a time per process: the request slot is the process's own.
+static REQUESTING: Mutex<()> = Mutex::new(());
+
+/// Makes handles usable in this process (once, when a worker's runtime starts); `own_slot` is
+/// the worker's slot. `segment` must stay mapped until the process exits, as a child's does: a
+/// child ends with `exit` from inside its role, never returning past the mapping's owner.
+pub fn attach(segment: &Segment, own_slot: Option<u32>, host_pid: i32, should_stop: fn() -> bool) {
+    let _ = ATTACHED.set(Attached {
+        segment: segment as *const Segment,
+        own_slot,
+        host_pid,
+        should_stop,
+    });
+}
+
+fn attached() -> Option<(&'static Segment, &'static Attached)> {
+    let a = ATTACHED.get()?;
+    // SAFETY: `attach`'s contract: the segment outlives every call made after it.
+    Some((unsafe { &*a.segment }, a))
+}
+
+fn ring(host_pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), nix::sys::signal::Signal::SIGUSR1);
+}
+
+/// Launches a dynamic worker from this worker: writes the request, wakes the supervisor, waits
+/// for the answer.
+pub fn launch(spec: &WorkerSpec) -> Result<(u32, u64), LaunchFail> {
+    let (seg, a) = attached().ok_or(LaunchFail::Unavailable)?;
+    let own = a.own_slot.ok_or(LaunchFail::Unavailable)?;
+    validate_worker(spec).map_err(|e| LaunchFail::Invalid(e.to_string()))?;
+    let doc = encode(spec).map_err(LaunchFail::Invalid)?;
+    let _one = REQUESTING.lock().unwrap_or_else(|e| e.into_inner());
+    let r = seg.request_slot(own);
+    r.spec.store_bytes(&doc);
+    r.seq.fetch_add(1, Ordering::Relaxed);
+    r.state.store(REQ_REQUESTED, Ordering::Release);
+    ring(a.host_pid);
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    loop {
+        let st = r.state.load(Ordering::Acquire);
+        if st == REQ_ANSWERED {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            match r
+                .state
+                .compare_exchange(REQ_REQUESTED, REQ_CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Err(LaunchFail::TimedOut(ANSWER_TIMEOUT)),
+                Err(_) => continue,
+            }
+        }
+        // EINTR (a signal) and a wake-up both mean "look again".
+        crate::sys::futex_wait(&r.state, st, Some(left));
+    }
+    let kind = r.kind.load(Ordering::Relaxed);
+    let answer = match kind {
+        ANSWER_ADOPTED => Ok((r.slot.load(Ordering::Relaxed), r.generation.load(Ordering::Relaxed))),
+        ANSWER_NO_FREE_SLOT => Err(LaunchFail::NoFreeSlot {
+            used: r.used.load(Ordering::Relaxed),
+            max: r.max.load(Ordering::Relaxed),
+        }),
+        ANSWER_HOST_NOT_RUNNING => Err(LaunchFail::HostNotRunning),
+        _ => Err(LaunchFail::Invalid(r.message.load())),
+    };
+    r.state.store(REQ_FREE, Ordering::Release);
+    answer
+}
+
+/// The registration as the bounded document a request carries.
+fn encode(spec: &WorkerSpec) -> Result<Vec<u8>, String> {
+    let doc = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    if doc.len() > SPEC_LEN {
+        return Err(format!("registration of {} bytes; at most {SPEC_LEN}", doc.len()));
+    }
+    Ok(doc)
+}
+
+/// Supervisor: the request in `r`, if one waits: its `seq` and the registration, decoded from a
+/// bounded copy and validated, or why it is refused.
+pub fn take_request(r: &RequestSlot) -> Option<(u32, Result<WorkerSpec, String>)> {
+    if r.state.load(Ordering::Acquire) != REQ_REQUESTED {
+        return None;
+    }
+    let seq = r.seq.load(Ordering::Relaxed);
+    let bytes = r.spec.load_bytes();
+    Some((seq, decode(&bytes)))
+}
+
+/// Decodes and validates a request's registration (untrusted bytes); the error names the field.
+pub fn decode(bytes: &[u8]) -> Result<WorkerSpec, String> {
+    let spec: WorkerSpec = serde_json::from_slice(bytes).map_err(|e| format!("the request does not decode: {e}"))?;
+    if !spec.start_after.is_empty() || spec.needs_ready {
+        return Err(format!(
+            "worker {:?}: readiness and start_after are for static workers",
+            spec.name
+        ));
+    }
+    validate_worker(&spec).map_err(|e| e.to_string())?;
+    Ok(spec)
+}
+
+/// Supervisor: answers the request `seq` in `r`, or frees the slot if its requester cancelled.
+pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) {
+    if r.seq.load(Ordering::Relaxed) != seq {
+        // The requester gave up and asked again since: the newer request gets its own answer.
+        return;
+    }
+    let (kind, slot, generation, used, max, message) = match a {
+        Answer::Adopted { slot, generation } => (ANSWER_ADOPTED, *slot, *generation, 0, 0, ""),
+        Answer::NoFreeSlot { used, max } => (ANSWER_NO_FREE_SLOT, 0, 0, *used, *max, ""),
+        Answer::Invalid(m) => (ANSWER_INVALID, 0, 0, 0, 0, m.as_str()),
+        Answer::HostNotRunning => (ANSWER_HOST_NOT_RUNNING, 0, 0, 0, 0, ""),
+    };
+    r.kind.store(kind, Ordering::Relaxed);
+    r.slot.store(slot, Ordering::Relaxed);
+    r.generation.store(generation, Ordering::Relaxed);
+    r.used.store(used, Ordering::Relaxed);
+    r.max.store(max, Ordering::Relaxed);
+    r.message.store(message);
+    if r.state
+        .compare_exchange(REQ_REQUESTED, REQ_ANSWERED, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        // Cancelled (or scribbled over): nobody waits for this answer.
+        r.state.store(REQ_FREE, Ordering::Release);
+    }
+    crate::sys::futex_wake(&r.state);
+}
+
+/// Supervisor: drops a request whose requester is not a running worker.
+pub fn drop_request(r: &RequestSlot) {
+    r.state.store(REQ_FREE, Ordering::Release);
+    crate::sys::futex_wake(&r.state);
+}
+
+/// Tells everyone waiting on worker slot `i`'s handle to look again.
+pub fn bump_events(seg: &Segment, i: u32) {
+    let ev = &seg.worker_slot(i).events;
+    ev.fetch_add(1, Ordering::Release);
+    crate::sys::futex_wake_all(ev);
+}
+
+/// The status of the worker `(slot, generation)` names.
+pub fn status(slot: u32, generation: u64) -> Result<HandleState, HandleFail> {
+    let (seg, _) = attached().ok_or(HandleFail::Unavailable)?;
+    status_in(seg, slot, generation)
+}
+
+/// As [`status`], in `seg`.
+pub fn status_in(seg: &Segment, slot: u32, generation: u64) -> Result<HandleState, HandleFail> {
+    if slot >= seg.layout.n_worker_slots || generation == 0 {
+        return Err(HandleFail::Stale);
+    }
+    let snap = seg.worker_slot(slot).status.read().map_err(|_| HandleFail::Stale)?;
+    if snap.generation != generation {
+        return Err(HandleFail::Stale);
+    }
+    Ok(match snap.state {
+        WorkerState::Running => {
+            // Running once the process runs the entry: a launch that fails to resolve its entry
+            // never shows as running.
+            let r = seg.child_slot(slot).report();
+            match snap.pid {
+                Some(pid) if r.launch_us.is_some() && r.claimed_by(pid) => HandleState::Running { pid },
+                _ => HandleState::NotYetStarted,
+            }
+        }
+        WorkerState::Stopped | WorkerState::Failed => HandleState::Stopped {
+            reason: snap
+                .last_exit
+                .map(|(_, _, reason)| reason)
+                .unwrap_or_else(|| "stopped before it started".into()),
+        },
+        _ => HandleState::NotYetStarted,
+    })
+}
+
+/// Waits up to `timeout` for the worker to run its entry or stop (`shutdown` false), or to stop.
+pub fn wait(slot: u32, generation: u64, shutdown: bool, timeout: Duration) -> Result<HandleState, HandleFail> {
+    let (seg, a) = attached().ok_or(HandleFail::Unavailable)?;
+    if slot >= seg.layout.n_worker_slots {
+        return Err(HandleFail::Stale);
+    }
+    let events = &seg.worker_slot(slot).events;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = events.load(Ordering::Acquire);
+        let st = status_in(seg, slot, generation)?;
+        let done = match st {
+            HandleState::Stopped { .. } => true,
+            HandleState::Running { .. } => !shutdown,
+            HandleState::NotYetStarted => false,
+        };
+        if done {
+            return Ok(st);
+        }
+        if (a.should_stop)() {
+            return Err(HandleFail::Terminate);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HandleFail::TimedOut);
+        }
+        crate::sys::futex_wait(events, seen, Some(left));
+    }
+}
+
+/// Asks the supervisor to stop the worker for good. A stopped worker gives `Ok`.
+pub fn terminate(slot: u32, generation: u64) -> Result<(), HandleFail> {
+    let (seg, a) = attached().ok_or(HandleFail::Unavailable)?;
+    if let HandleState::Stopped { .. } = status_in(seg, slot, generation)? {
+        return Ok(());
+    }
+    seg.worker_slot(slot).terminate_gen.store(generation, Ordering::Release);
+    ring(a.host_pid);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::registry::{RestartPolicy, StartTime};
+
+    fn spec() -> WorkerSpec {
+        WorkerSpec {
+            name: "w".repeat(steward::abi::MAX_NAME_LEN),
+            worker_type: "t".repeat(steward::abi::MAX_TYPE_LEN),
+            plugin: "p".repeat(steward::abi::MAX_LIBRARY_LEN),
+            library: "l".repeat(steward::abi::MAX_LIBRARY_LEN),
+            function: "f".repeat(steward::abi::MAX_FUNCTION_LEN),
+            start_time: StartTime::Running,
+            restart: RestartPolicy::After(Duration::from_secs(7 * 86_400)),
+            crash_loop: Some(crate::shared::registry::CrashLoopLimit {
+                max: u32::MAX,
+                window: Duration::from_secs(7 * 86_400),
+            }),
+            arg: u64::MAX,
+            extra: vec![255; steward::abi::EXTRA_LEN],
+            needs_ready: false,
+            start_after: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_longest_registration_fits_and_round_trips() {
+        let s = spec();
+        let doc = encode(&s).unwrap();
+        assert!(doc.len() <= SPEC_LEN, "{} bytes", doc.len());
+        assert_eq!(decode(&doc).unwrap(), s);
+    }
+
+    #[test]
+    fn a_scribbled_request_is_refused_naming_the_field() {
+        let e = decode(b"{\"name\": 5}").unwrap_err();
+        assert!(e.contains("does not decode"), "{e}");
+        let mut s = spec();
+        s.function = "no spaces allowed".into();
+        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
+        assert!(e.contains("function"), "{e}");
+        s.function = "f".into();
+        s.extra = vec![0; steward::abi::EXTRA_LEN + 1];
+        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
+        assert!(e.contains("extra"), "{e}");
+        s.extra = Vec::new();
+        s.needs_ready = true;
+        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
+        assert!(e.contains("static workers"), "{e}");
+        // Cut at the bounded length: never read past the text.
+        let r: RequestSlot = unsafe { std::mem::zeroed() };
+        r.spec.store_bytes(&[b'{'; SPEC_LEN + 10]);
+        r.state.store(REQ_REQUESTED, Ordering::Relaxed);
+        let (_, got) = take_request(&r).unwrap();
+        assert!(got.is_err());
+    }
+
+    #[test]
+    fn an_answer_after_a_cancel_frees_the_slot_and_a_stale_seq_is_ignored() {
+        // SAFETY: atomics only, valid as zeroes.
+        let r: RequestSlot = unsafe { std::mem::zeroed() };
+        r.seq.store(1, Ordering::Relaxed);
+        r.state.store(REQ_REQUESTED, Ordering::Relaxed);
+        answer(&r, 1, &Answer::NoFreeSlot { used: 3, max: 3 });
+        assert_eq!(r.state.load(Ordering::Relaxed), REQ_ANSWERED);
+        r.seq.store(2, Ordering::Relaxed);
+        r.state.store(REQ_CANCELLED, Ordering::Relaxed);
+        answer(&r, 2, &Answer::HostNotRunning);
+        assert_eq!(r.state.load(Ordering::Relaxed), REQ_FREE);
+        r.state.store(REQ_REQUESTED, Ordering::Relaxed);
+        answer(&r, 1, &Answer::HostNotRunning);
+        assert_eq!(r.state.load(Ordering::Relaxed), REQ_REQUESTED);
+    }
+}

@@ -1,0 +1,146 @@
+//! The host table's dynamic-worker calls (issue 14: dynamic workers): `launch_worker` and the
+//! worker-handle calls, converting between the ABI's structs and [`crate::shared::handles`].
+//!
+//! Runs in: workers (the calls answer `STATUS_UNAVAILABLE` in a process that has no segment).
+//! Every pointer comes from plugin code: each is checked for null and for the size its struct
+//! claims before it is written.
+
+use std::ffi::c_void;
+
+use steward::abi::{self, Status, Str};
+
+use super::spec_from_abi;
+
+pub(super) unsafe extern "C" fn host_launch_worker(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    use crate::shared::handles::{launch, LaunchFail};
+    // SAFETY: the plugin's answer struct, checked for null and for the size it claims.
+    let Some(out) = (unsafe { answer.as_mut() }) else {
+        return abi::STATUS_INVALID;
+    };
+    if (out.size as usize) < std::mem::size_of::<abi::LaunchAnswer>() {
+        return abi::STATUS_INVALID;
+    }
+    let write_message = |out: &mut abi::LaunchAnswer, m: &str| {
+        let n = m.len().min(out.message.len());
+        out.message[..n].copy_from_slice(&m.as_bytes()[..n]);
+        out.message_len = n as u32;
+    };
+    // SAFETY: the plugin's pointers, valid for the call.
+    let spec = match unsafe { spec_from_abi(plugin, spec, std::ptr::null()) } {
+        Ok(s) => s,
+        Err(st) => {
+            write_message(
+                out,
+                "the registration is malformed (a name, the entry or the restart policy)",
+            );
+            return st;
+        }
+    };
+    match launch(&spec) {
+        Ok((slot, generation)) => {
+            out.slot = slot;
+            out.generation = generation;
+            out.message_len = 0;
+            abi::STATUS_OK
+        }
+        Err(e) => {
+            write_message(out, &e.to_string());
+            match e {
+                LaunchFail::NoFreeSlot { used, max } => {
+                    out.used = used;
+                    out.max = max;
+                    abi::STATUS_NO_FREE_SLOT
+                }
+                LaunchFail::Invalid(_) => abi::STATUS_INVALID,
+                LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
+                LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
+                LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
+            }
+        }
+    }
+}
+
+/// Writes a handle's outcome for the plugin.
+///
+/// # Safety
+/// `out` is null or points to a `HandleStatus` of at least the size it claims.
+unsafe fn handle_out(
+    r: Result<crate::shared::handles::HandleState, crate::shared::handles::HandleFail>,
+    out: *mut abi::HandleStatus,
+) -> Status {
+    use crate::shared::handles::{HandleFail, HandleState};
+    // SAFETY: per this function's contract.
+    let Some(out) = (unsafe { out.as_mut() }) else {
+        return abi::STATUS_INVALID;
+    };
+    if (out.size as usize) < std::mem::size_of::<abi::HandleStatus>() {
+        return abi::STATUS_INVALID;
+    }
+    let st = match r {
+        Ok(st) => st,
+        Err(HandleFail::Stale) => return abi::STATUS_STALE,
+        Err(HandleFail::TimedOut) => return abi::STATUS_TIMED_OUT,
+        Err(HandleFail::Terminate) => return abi::STATUS_TERMINATE,
+        Err(HandleFail::Unavailable) => return abi::STATUS_UNAVAILABLE,
+    };
+    out.pid = 0;
+    out.reason_len = 0;
+    out.phase = match st {
+        HandleState::NotYetStarted => abi::HANDLE_NOT_STARTED,
+        HandleState::Running { pid } => {
+            out.pid = pid;
+            abi::HANDLE_RUNNING
+        }
+        HandleState::Stopped { reason } => {
+            let mut n = reason.len().min(out.reason.len());
+            while !reason.is_char_boundary(n) {
+                n -= 1;
+            }
+            out.reason[..n].copy_from_slice(&reason.as_bytes()[..n]);
+            out.reason_len = n as u32;
+            abi::HANDLE_STOPPED
+        }
+    };
+    abi::STATUS_OK
+}
+
+pub(super) unsafe extern "C" fn host_handle_status(
+    _ctx: *mut c_void,
+    slot: u32,
+    generation: u64,
+    out: *mut abi::HandleStatus,
+) -> Status {
+    // SAFETY: the plugin's struct, per the ABI.
+    unsafe { handle_out(crate::shared::handles::status(slot, generation), out) }
+}
+
+pub(super) unsafe extern "C" fn host_handle_wait(
+    _ctx: *mut c_void,
+    slot: u32,
+    generation: u64,
+    what: u32,
+    timeout_us: u64,
+    out: *mut abi::HandleStatus,
+) -> Status {
+    let shutdown = match what {
+        abi::HANDLE_WAIT_STARTUP => false,
+        abi::HANDLE_WAIT_SHUTDOWN => true,
+        _ => return abi::STATUS_INVALID,
+    };
+    let timeout = std::time::Duration::from_micros(timeout_us);
+    // SAFETY: the plugin's struct, per the ABI.
+    unsafe { handle_out(crate::shared::handles::wait(slot, generation, shutdown, timeout), out) }
+}
+
+pub(super) unsafe extern "C" fn host_handle_terminate(_ctx: *mut c_void, slot: u32, generation: u64) -> Status {
+    match crate::shared::handles::terminate(slot, generation) {
+        Ok(()) => abi::STATUS_OK,
+        Err(crate::shared::handles::HandleFail::Stale) => abi::STATUS_STALE,
+        Err(_) => abi::STATUS_UNAVAILABLE,
+    }
+}

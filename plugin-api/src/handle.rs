@@ -1,0 +1,209 @@
+//! Dynamic workers and their handles (issue 14: dynamic workers): [`crate::Worker::launch`]
+//! starts a worker at run time; the [`WorkerHandle`] it returns tells how that worker is doing
+//! and stops it.
+//!
+//! Runs in: worker processes. A handle is plain data (a worker slot and a generation), valid in
+//! every process of the host: store it in a region ([`WorkerHandle::to_raw`]) and use it from
+//! another worker. The host checks the generation on every call, so a handle whose slot has been
+//! given to a later worker answers [`HandleError::Stale`], never that worker's status.
+
+use std::time::Duration;
+
+use crate::abi;
+use crate::background_worker::{abi_spec, name_of, static_only, BackgroundWorker, RegisterError};
+
+/// A dynamic worker, as the launcher (or anyone it gave the handle to) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerHandle {
+    slot: u32,
+    generation: u64,
+}
+
+/// What a worker is doing, as its handle reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerStatus {
+    /// Not running its entry yet (or waiting to restart).
+    NotYetStarted,
+    /// Its process runs its entry.
+    Running { pid: i32 },
+    /// Stopped for good; the reason is its last exit's (an entry that did not resolve names
+    /// it), or why it never started.
+    Stopped { reason: String },
+}
+
+/// Why a handle call gave no status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    #[error("the worker handle is stale: its slot now holds another worker")]
+    Stale,
+    #[error("timed out waiting for the worker")]
+    TimedOut,
+    #[error("this worker was asked to stop while it waited")]
+    Terminate,
+    #[error("worker handles are not available here (not in a worker, or a host without dynamic workers)")]
+    Unavailable,
+    #[error("the host answered with status {0}")]
+    Other(abi::Status),
+}
+
+/// Why a launch gave no handle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
+    NoFreeSlot { used: u32, max: u32 },
+    #[error("invalid dynamic worker: {0}")]
+    Invalid(String),
+    #[error("the host is not running (recovering or stopping)")]
+    HostNotRunning,
+    #[error("dynamic workers are not available here: {0}")]
+    Unavailable(String),
+    #[error("the host answered with status {status}: {message}")]
+    Other { status: abi::Status, message: String },
+}
+
+fn host() -> Option<&'static abi::HostApi> {
+    let h = crate::host()?;
+    let end = std::mem::offset_of!(abi::HostApi, handle_terminate) + std::mem::size_of::<usize>();
+    h.has(end).then_some(h)
+}
+
+fn blank_status() -> abi::HandleStatus {
+    abi::HandleStatus {
+        size: std::mem::size_of::<abi::HandleStatus>() as u32,
+        phase: 0,
+        pid: 0,
+        reason_len: 0,
+        reason: [0; 256],
+    }
+}
+
+fn from_abi(st: abi::Status, out: &abi::HandleStatus) -> Result<WorkerStatus, HandleError> {
+    match st {
+        abi::STATUS_OK => {}
+        abi::STATUS_STALE => return Err(HandleError::Stale),
+        abi::STATUS_TIMED_OUT => return Err(HandleError::TimedOut),
+        abi::STATUS_TERMINATE => return Err(HandleError::Terminate),
+        abi::STATUS_UNAVAILABLE => return Err(HandleError::Unavailable),
+        other => return Err(HandleError::Other(other)),
+    }
+    Ok(match out.phase {
+        abi::HANDLE_RUNNING => WorkerStatus::Running { pid: out.pid },
+        abi::HANDLE_STOPPED => {
+            let n = (out.reason_len as usize).min(out.reason.len());
+            WorkerStatus::Stopped {
+                reason: String::from_utf8_lossy(&out.reason[..n]).into_owned(),
+            }
+        }
+        _ => WorkerStatus::NotYetStarted,
+    })
+}
+
+impl WorkerHandle {
+    /// The handle as two numbers, to store in shared memory.
+    pub fn to_raw(self) -> (u32, u64) {
+        (self.slot, self.generation)
+    }
+
+    /// A handle from [`WorkerHandle::to_raw`]'s numbers. Any numbers are safe: the host checks
+    /// them, and ones that name no worker give [`HandleError::Stale`].
+    pub fn from_raw(slot: u32, generation: u64) -> WorkerHandle {
+        WorkerHandle { slot, generation }
+    }
+
+    /// The worker slot.
+    pub fn slot(self) -> u32 {
+        self.slot
+    }
+
+    /// The generation, which tells this worker from the slot's other tenants.
+    pub fn generation(self) -> u64 {
+        self.generation
+    }
+
+    /// The worker's status now.
+    pub fn status(self) -> Result<WorkerStatus, HandleError> {
+        let h = host().ok_or(HandleError::Unavailable)?;
+        let mut out = blank_status();
+        // SAFETY: the host's function (the table has it: checked), with a status struct of the
+        // size it says.
+        let st = unsafe { (h.handle_status)(h.ctx, self.slot, self.generation, &mut out) };
+        from_abi(st, &out)
+    }
+
+    fn wait(self, what: u32, timeout: Duration) -> Result<WorkerStatus, HandleError> {
+        let h = host().ok_or(HandleError::Unavailable)?;
+        let mut out = blank_status();
+        let us = timeout.as_micros().min(u64::MAX as u128) as u64;
+        // SAFETY: as in `status`.
+        let st = unsafe { (h.handle_wait)(h.ctx, self.slot, self.generation, what, us, &mut out) };
+        from_abi(st, &out)
+    }
+
+    /// Waits until the worker runs its entry ([`WorkerStatus::Running`]) or stopped without
+    /// getting there ([`WorkerStatus::Stopped`], with the reason: a launch failure comes back
+    /// here). Any process holding the handle may wait, not only the launcher.
+    pub fn wait_for_startup(self, timeout: Duration) -> Result<WorkerStatus, HandleError> {
+        self.wait(abi::HANDLE_WAIT_STARTUP, timeout)
+    }
+
+    /// Waits until the worker stopped for good; gives [`WorkerStatus::Stopped`].
+    pub fn wait_for_shutdown(self, timeout: Duration) -> Result<WorkerStatus, HandleError> {
+        self.wait(abi::HANDLE_WAIT_SHUTDOWN, timeout)
+    }
+
+    /// Asks the host to stop the worker for good (SIGTERM if it runs; it is not restarted,
+    /// whatever its policy). Returns at once: [`WorkerHandle::wait_for_shutdown`] waits for the
+    /// stop. A worker that already stopped gives `Ok`.
+    pub fn terminate(self) -> Result<(), HandleError> {
+        let h = host().ok_or(HandleError::Unavailable)?;
+        // SAFETY: as in `status`.
+        match unsafe { (h.handle_terminate)(h.ctx, self.slot, self.generation) } {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_STALE => Err(HandleError::Stale),
+            abi::STATUS_UNAVAILABLE => Err(HandleError::Unavailable),
+            other => Err(HandleError::Other(other)),
+        }
+    }
+}
+
+/// Launches `w` as a dynamic worker of `plugin` (the SDK side of `Worker::launch`).
+pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
+    w.validate()
+        .map_err(|e: RegisterError| LaunchError::Invalid(e.to_string()))?;
+    if static_only(w) {
+        return Err(LaunchError::Invalid(format!(
+            "worker {:?}: needs_ready and start_after are for static workers",
+            name_of(w)
+        )));
+    }
+    let h = host().ok_or_else(|| LaunchError::Unavailable("the host has no dynamic workers (ABI 1.0)".into()))?;
+    let spec = abi_spec(w);
+    let mut answer = abi::LaunchAnswer {
+        size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
+        slot: 0,
+        generation: 0,
+        used: 0,
+        max: 0,
+        message: [0; 256],
+        message_len: 0,
+    };
+    // SAFETY: the host's function (checked present), with a registration whose strings and
+    // bytes `w` keeps alive for the call, and an answer struct of the size it says.
+    let st = unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) };
+    let n = (answer.message_len as usize).min(answer.message.len());
+    let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
+    match st {
+        abi::STATUS_OK => Ok(WorkerHandle {
+            slot: answer.slot,
+            generation: answer.generation,
+        }),
+        abi::STATUS_NO_FREE_SLOT => Err(LaunchError::NoFreeSlot {
+            used: answer.used,
+            max: answer.max,
+        }),
+        abi::STATUS_INVALID | abi::STATUS_BAD_NAME => Err(LaunchError::Invalid(message)),
+        abi::STATUS_HOST_NOT_RUNNING => Err(LaunchError::HostNotRunning),
+        abi::STATUS_UNAVAILABLE => Err(LaunchError::Unavailable(message)),
+        status => Err(LaunchError::Other { status, message }),
+    }
+}
