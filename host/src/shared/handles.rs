@@ -263,10 +263,12 @@ pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) {
     crate::sys::futex_wake(&r.state);
 }
 
-/// Supervisor: drops a request whose requester is not a running worker.
+/// Supervisor: drops a request whose requester is not a running worker (or not the process
+/// about to be launched in the slot).
 pub fn drop_request(r: &RequestSlot) {
-    r.state.store(REQ_FREE, Ordering::Release);
-    crate::sys::futex_wake(&r.state);
+    if r.state.swap(REQ_FREE, Ordering::AcqRel) != REQ_FREE {
+        crate::sys::futex_wake(&r.state);
+    }
 }
 
 /// Tells everyone waiting on worker slot `i`'s handle to look again.

@@ -94,6 +94,9 @@ impl Supervisor {
         self.segment
             .child_slot(slot)
             .prepare_launch(crate::shared::shmem::monotonic_ns(), notify);
+        // issue 14: dynamic workers
+        // A request the slot's previous process left behind is not the new process's.
+        crate::shared::handles::drop_request(self.segment.request_slot(slot));
     }
 
     fn launch_worker(&mut self, key: WorkerKey, id: ChildSlotId, out: &mut Actions) {
