@@ -99,8 +99,8 @@ async fn await_latch(w: &Worker, shared: &Shared, fd: BorrowedFd<'static>) -> Re
     let mut wakes = shared.wakes.load(Ordering::SeqCst);
     loop {
         let mut ready = afd.readable().await.map_err(|e| fatal(format!("latch fd: {e}")))?;
-        // Clear tokio's readiness before emptying the fd: a set that comes after the reset
-        // writes the fd again, which is a new edge for the runtime, so it is never lost.
+        // Without the clear, `readable()` would answer at once forever. A set after the reset
+        // writes the fd again: a new event, which this clear (of the reported one only) keeps.
         ready.clear_ready();
         if w.reset_latch() {
             wakes += 1;
