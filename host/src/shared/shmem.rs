@@ -52,10 +52,12 @@
 //!   every older handle is stale), the owner claims it with its pid, any child sets it, and
 //!   `free` ends the tenancy and forgets the owner's pid; the worker writes its activity line, connection children
 //!   read it under a seqlock, and `prepare_launch` and `free` clear it.
-//! - `WorkerSlot`: PostgreSQL's hand-off. The supervisor fills a slot (today only the static
-//!   workers', when it creates the segment) and sets `in_use` with a release store; the worker
-//!   reads its registration from it. The status part is written only by the supervisor under a
-//!   seqlock and read by connection children. It holds no field that nothing reads (decision 80).
+//! - `WorkerSlot`: PostgreSQL's hand-off. The supervisor fills a slot (the static workers' when
+//!   it creates the segment, a dynamic worker's when it adopts its request) and sets `in_use`
+//!   with a release store; the worker reads its registration from it. The status part is written
+//!   only by the supervisor under a seqlock and read by connection children and worker handles;
+//!   `in_use` goes back to 0 when a dynamic worker is retired, its status staying for handles.
+//!   It holds no field that nothing reads (decision 80).
 //! - `LockCell`: zeroed (free) when the segment is created; from then on written only by the
 //!   workers that take and release the lock ([`crate::shared::locks`]). The supervisor never
 //!   reads one: a lock held by a process that died is settled by the crash reset that death
