@@ -43,13 +43,22 @@ pub fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Set once this child has begun a clean exit: from then on no thread of it takes a plugin lock
+/// (see [`exit_clean`] and `runtime::api_lock_acquire`).
+pub(crate) static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Clears the dead-man flag, records the reason, and exits with `code`; unless the child still
 /// holds (or waits for) a plugin lock: that exit is a crash, as dying holding one is, because the
 /// lock would stay taken in shared memory that every other worker uses. The flag then stays set,
 /// and the supervisor resets shared memory.
 fn exit_clean(slot: Option<&ChildSlot>, code: i32, reason: &str) -> ! {
     if let Some(s) = slot {
-        let held = s.locks_held().load(std::sync::atomic::Ordering::Relaxed);
+        // Announced before the count is read, and `runtime::api_lock_acquire` counts before it
+        // reads this (both sequentially consistent): a plugin thread that takes a lock while this
+        // thread exits is either counted here, which makes the exit a crash, or sees the flag
+        // and never takes the lock.
+        EXITING.store(true, std::sync::atomic::Ordering::SeqCst);
+        let held = s.locks_held().load(std::sync::atomic::Ordering::SeqCst);
         if held > 0 {
             let locks = if held == 1 { "lock" } else { "locks" };
             tracing::error!(

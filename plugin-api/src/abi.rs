@@ -235,6 +235,12 @@ pub struct WorkerSpecExt {
     pub n_start_after: usize,
 }
 
+/// The size of [`WorkerSpecExt`] as ABI 1.1 defines it: the least a host accepts. A later minor
+/// version appends fields; a host reads those only when the plugin's `size` covers them, so a
+/// plugin built against 1.1 keeps loading.
+pub const WORKER_SPEC_EXT_SIZE_1_1: usize = 8 + 2 * std::mem::size_of::<usize>();
+const _: () = assert!(std::mem::size_of::<WorkerSpecExt>() >= WORKER_SPEC_EXT_SIZE_1_1);
+
 /// Setting kinds for [`SettingDef::kind`].
 pub const SETTING_BOOL: u32 = 0;
 pub const SETTING_INT: u32 = 1;
@@ -568,5 +574,11 @@ mod tests {
         assert_eq!(LAYOUT_FINGERPRINT, 0xffb6_31ef_e7c8_8e56);
         assert!(size_of::<HostApi>() > HOST_API_SIZE_1_0);
         assert!(size_of::<WorkerApi>() > WORKER_API_SIZE_1_0);
+    }
+
+    /// A host accepts a `WorkerSpecExt` of the size ABI 1.1 gave it, whatever is appended later.
+    #[test]
+    fn the_worker_spec_extension_keeps_its_1_1_size() {
+        assert_eq!(WORKER_SPEC_EXT_SIZE_1_1, 24);
     }
 }

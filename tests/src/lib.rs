@@ -92,6 +92,8 @@ pub fn build() -> &'static Build {
             "oldabi",
             "-p",
             "shortheader",
+            "-p",
+            "asynclatch",
         ]);
         cmd.arg("--target-dir").arg(&target_dir);
         if profile_dir.file_name().is_some_and(|n| n == "release") {

@@ -322,8 +322,16 @@ unsafe extern "C" fn api_lock_acquire(ctx: *mut c_void, cell: *const c_void, mod
     // the count non-zero and so is a crash. The fence keeps the compiler from moving the count
     // after the lock operation (a process dies at an instruction boundary, so program order is
     // what counts).
-    c.held().fetch_add(1, Ordering::Relaxed);
+    c.held().fetch_add(1, Ordering::SeqCst);
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    if crate::child::EXITING.load(Ordering::SeqCst) {
+        // Another thread of this process is exiting and may already have found no lock held: a
+        // lock taken now would outlive the process with nobody to release it. This thread never
+        // gets it; the process is about to end, so it waits for that.
+        loop {
+            std::thread::park();
+        }
+    }
     if try_only != 0 {
         if cell.try_acquire(mode) {
             return abi::STATUS_OK;

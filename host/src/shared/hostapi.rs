@@ -218,7 +218,9 @@ unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<Stri
         return Some((false, Vec::new()));
     };
     // Every field read here was in the first ABI 1.1 struct; a shorter one is not ours.
-    if (ext.size as usize) < std::mem::size_of::<abi::WorkerSpecExt>() || ext.flags & !abi::WORKER_NEEDS_READY != 0 {
+    // The 1.1 size, not today's: a field a later minor version appends must not make this host
+    // refuse the plugins built before it.
+    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1 || ext.flags & !abi::WORKER_NEEDS_READY != 0 {
         return None;
     }
     if ext.n_start_after > abi::MAX_START_AFTER || (ext.start_after.is_null() && ext.n_start_after > 0) {
