@@ -31,8 +31,31 @@ fn wait_worker_log(host: &Host, name: &str, msg: &str, n: usize) -> String {
     }
 }
 
+/// Waits for the waiter `pong`'s batch line `b`; fails as soon as the waiter reports a set that
+/// did not wake its `wait`. Returns the log.
+fn wait_batch(host: &Host, b: u32) -> String {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let log = host.log_text();
+        assert!(
+            lines_of(&log, "pong", "did not wake wait") == 0,
+            "a set latch did not wake wait:\n{log}"
+        );
+        if lines_of(&log, "pong", &format!("latch batch {b} ")) >= 1 {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never logged batch {b}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// `(median_us, max_us)` of batch `b` from the waiter's log line
-/// `latch batch B n=N median_us=M max_us=X`.
+/// `latch batch B n=N median_us=M max_us=X lost=L`; asserts that no set was lost so far (L is
+/// 0): the waiter sleeps 5 s a round, so a set that did not wake it is counted, never hidden by
+/// a short timeout.
 fn batch(log: &str, b: u32) -> (u64, u64) {
     let head = format!("latch batch {b} ");
     let line = log
@@ -43,6 +66,7 @@ fn batch(log: &str, b: u32) -> (u64, u64) {
         let at = line.find(k).unwrap_or_else(|| panic!("no {k} in {line}")) + k.len();
         line[at..].split_whitespace().next().unwrap().parse().unwrap()
     };
+    assert_eq!(field("lost="), 0, "sets whose wake-up wait missed:\n{log}");
     (field("median_us="), field("max_us="))
 }
 
@@ -63,7 +87,7 @@ fn another_workers_set_wakes_wait_within_1ms(mode: Mode) {
     );
     // 100 sets across processes, each from a sleeping waiter: the median is the figure, the
     // maximum only a generous bound (two cores shared with other builds).
-    let log = wait_worker_log(&host, "pong", "latch batch 1 ", 1);
+    let log = wait_batch(&host, 1);
     let (median, max) = batch(&log, 1);
     eprintln!("{mode:?}: set to wake over 100 sets: median {median} us, max {max} us");
     assert!(median < 1000, "median set-to-wake {median} us:\n{log}");
@@ -84,7 +108,7 @@ fn another_workers_set_wakes_wait_within_1ms(mode: Mode) {
     host.wait_for("rounds go on after the SIGUSR1s", T, |s| {
         rounds_and_usr1(s).is_some_and(|(r, _)| r >= r0 + 100)
     });
-    let log = wait_worker_log(&host, "pong", "latch batch 3 ", 1);
+    let log = wait_batch(&host, 3);
     let (median, max) = batch(&log, 3);
     assert!(
         median < 1000 && max < 50_000,
@@ -105,7 +129,7 @@ fn a_plugin_that_ignores_or_blocks_sigurg_still_wakes(mode: Mode) {
             .setting("testkit", "latch_batch = 50"),
     );
     // `wait` put the handler back (once, with a warning) and unblocked SIGURG for its sleep.
-    let log = wait_worker_log(&host, "pong", "latch batch 1 ", 1);
+    let log = wait_batch(&host, 1);
     let (median, max) = batch(&log, 1);
     assert!(
         median < 1000 && max < 50_000,

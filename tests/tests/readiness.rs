@@ -138,11 +138,34 @@ fn a_target_that_exits_keeps_a_running_dependent_and_holds_back_a_waiting_one(mo
 }
 
 fn a_target_without_needs_ready_is_ready_once_its_entry_runs(mode: Mode) {
-    let host = Host::start(Spec::new(mode).testkit("a:start=host_start,b:after=a:start=host_start"));
+    // a starts only once the startup hook declares the host consistent; b could start at once
+    // but for `start_after`, so it must stay waiting for as long as the hook holds start-up.
+    let host = Host::start_in(
+        Spec::new(mode)
+            .testkit("a:start=consistent,b:after=a:start=host_start")
+            .setting("testkit", "startup_hook = \"hold\""),
+        "startup",
+    );
+    host.wait_for("b waiting for a", T, |s| {
+        find(s, "b").waiting_for.as_deref() == Some("worker a ready")
+    });
+    host.assert_stays("b not started while a has not started", HELD, |s| {
+        s.host.state == "startup" && find(s, "a").pid.is_none() && find(s, "b").pid.is_none()
+    });
+    host.trigger("startup", "consistent");
     let s = host.wait_for("both running", T, |s| {
         find(s, "a").state == "running" && find(s, "b").state == "running"
     });
     assert!(find(&s, "b").pid.is_some(), "{s:#?}");
+    assert_eq!(find(&s, "b").waiting_for, None);
+    // b's process began after a's: ignoring `start_after`, b would have run since start-up.
+    let started = |w: &str| ts_ms(find(&s, w).started_at.as_deref().expect("started"));
+    assert!(
+        started("b") >= started("a"),
+        "b started at {}, before a at {}:\n{s:#?}",
+        started("b"),
+        started("a")
+    );
 }
 
 both_modes!(

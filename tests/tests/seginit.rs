@@ -27,8 +27,10 @@ fn count(log: &str, needle: &str) -> usize {
 
 fn init_values_are_seen_by_a_host_start_worker_and_after_a_crash(mode: Mode) {
     // The hook takes 300 ms: a `host_start` worker that did not wait for it would read zeros.
-    let host = Host::start_in(filled(mode, "300ms"), "init");
-    let s = host.status();
+    // The answer that shows the host in `init` shows the reader not started; a second query
+    // could land after the hook.
+    let host = Host::spawn(filled(mode, "300ms"));
+    let s = host.wait_for("the host in init", T, |s| s.host.state == "init");
     assert_eq!(find(&s, "reader").state, "not_started", "{s:?}");
     assert_eq!(find(&s, "reader").pid, None);
     host.wait_for("running", T, |s| s.host.state == "running");

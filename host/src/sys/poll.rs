@@ -76,6 +76,7 @@ mod tests {
     use crate::sys::pipe::pipe;
     use std::io::Write;
     use std::os::fd::AsRawFd;
+    use std::os::unix::thread::JoinHandleExt;
     use std::time::{Duration, Instant};
 
     #[test]
@@ -118,15 +119,45 @@ mod tests {
         };
     }
 
+    /// Puts SIGURG's disposition back and points `on_urg` at no fd when dropped, so the handler
+    /// this test installs outlives neither it nor its eventfd, even when it fails.
+    struct RestoreUrg(libc::sigaction);
+
+    impl Drop for RestoreUrg {
+        fn drop(&mut self) {
+            // SAFETY: reinstalls the disposition `sigaction` reported before the test changed it.
+            unsafe { libc::sigaction(libc::SIGURG, &self.0, std::ptr::null_mut()) };
+            URG_FD.store(-1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Sends SIGURG to one thread of this process.
+    fn urg_to(thread: libc::pthread_t) {
+        // SAFETY: the caller names a thread that is still running (this one, or the sleeper,
+        // which ends only after this signal woke it or 10 s passed), so the id is valid; the
+        // handler the test installed only writes an eventfd.
+        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGURG) }, 0);
+    }
+
     /// A latch's wake-up path: a thread asleep in `ppoll` with SIGURG blocked outside the call is
-    /// woken by a process-directed SIGURG whose handler writes the eventfd, on whatever thread
-    /// the kernel runs it.
+    /// woken by SIGURG whether the handler runs on another thread (the kernel picks any thread
+    /// for a process-directed signal) or on the sleeper itself (its only unblocked moment is the
+    /// sleep). Each signal goes to one chosen thread: a process-directed one could interrupt
+    /// another test's `poll` in this binary and end its timed wait early.
     #[test]
     fn a_sigurg_handler_on_any_thread_wakes_ppoll() {
         let efd = crate::sys::eventfd().unwrap();
+        // SAFETY: a null new action only reads the current one into the local.
+        let old = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGURG, std::ptr::null(), &mut old);
+            old
+        };
+        let _restore = RestoreUrg(old);
         URG_FD.store(efd.as_raw_fd(), std::sync::atomic::Ordering::SeqCst);
         crate::sys::signals::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
         let fd = efd.as_raw_fd();
+        let (woke_tx, woke_rx) = std::sync::mpsc::channel();
         let sleeper = std::thread::spawn(move || {
             // Blocked in this thread, as a plugin might: ppoll must unblock it for the sleep.
             // SAFETY: editing a local set and this thread's mask.
@@ -136,20 +167,39 @@ mod tests {
                 libc::sigaddset(&mut set, libc::SIGURG);
                 libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             }
-            let t = Instant::now();
-            let mut r = vec![0];
-            while r[0] == 0 && t.elapsed() < Duration::from_secs(10) {
-                r = ppoll_in(&[fd], Some(Duration::from_secs(10)), libc::SIGURG);
+            for _ in 0..2 {
+                let t = Instant::now();
+                let mut r = vec![0];
+                // EINTR (the handler ran on this thread) reads as nothing: look again.
+                while r[0] == 0 && t.elapsed() < Duration::from_secs(10) {
+                    r = ppoll_in(&[fd], Some(Duration::from_secs(10)), libc::SIGURG);
+                }
+                crate::sys::pipe::drain(fd);
+                woke_tx.send((r[0], t.elapsed())).unwrap();
             }
-            (r[0], t.elapsed())
         });
-        // Until the sleeper is in ppoll, the signal finds another thread or stays pending; either
-        // way the handler writes the eventfd and the sleeper wakes.
-        std::thread::sleep(Duration::from_millis(20));
-        // SAFETY: kill(2) to this process, whose SIGURG handler is installed above.
-        unsafe { libc::kill(std::process::id() as i32, libc::SIGURG) };
-        let (revents, took) = sleeper.join().unwrap();
-        assert_ne!(revents, 0);
+
+        // The handler on another thread: this one, with SIGURG unblocked, runs it before
+        // pthread_kill returns.
+        // SAFETY: editing local sets and this thread's mask, which is put back right after.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGURG);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut before);
+            urg_to(libc::pthread_self());
+            libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        }
+        let (revents, took) = woke_rx.recv().unwrap();
+        assert_ne!(revents, 0, "the handler on another thread did not wake the sleeper");
         assert!(took < Duration::from_secs(5), "{took:?}");
+
+        // The handler on the sleeper: pending there until ppoll unblocks it for the sleep.
+        urg_to(sleeper.as_pthread_t());
+        let (revents, took) = woke_rx.recv().unwrap();
+        assert_ne!(revents, 0, "the handler on the sleeper did not wake it");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        sleeper.join().unwrap();
     }
 }

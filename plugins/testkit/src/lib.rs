@@ -38,7 +38,8 @@
 //! Latch entries (`entry=...`): `testkit_latch_setter` and `testkit_latch_waiter` play ping-pong
 //! on each other's latches (words 1 and 0 of the `latch` region); the setter stamps
 //! `CLOCK_MONOTONIC` into word 2 before each set, and the waiter logs per batch `latch batch B
-//! n=N median_us=M max_us=X` and shows `rounds=R usr1=U` as its activity. With the flag `usr1`
+//! n=N median_us=M max_us=X lost=L` (L: the sets whose wake-up `wait` missed so far) and shows
+//! `rounds=R usr1=U` as its activity. With the flag `usr1`
 //! the waiter installs its own SIGUSR1 handler, counting into U; with `ignore_urg` it sets SIGURG
 //! to SIG_IGN, with `block_urg` it blocks SIGURG (both after taking its latch). `testkit_latch_poll` publishes
 //! its latch in word 3 and sleeps in `poll(2)` on the latch fd, logging `poll woke on latch N`.
@@ -603,7 +604,8 @@ extern "C" fn on_usr1(_sig: libc::c_int) {
 }
 
 /// The latch ping-pong's waiting side: sleeps in `wait`, and on each set measures how long the
-/// wake-up took (from the setter's timestamp) and sets the setter's latch back.
+/// wake-up took (from the setter's timestamp) and sets the setter's latch back. Counts the sets
+/// `wait` slept through (`lost`, in each batch line).
 fn testkit_latch_waiter(w: &mut Worker) -> Result<(), WorkerError> {
     let latches = w.region("latch").map_err(fatal)?;
     let word = |k: usize| latches.atomic_u64(k).ok_or_else(|| fatal("latch region too small"));
@@ -632,14 +634,23 @@ fn testkit_latch_waiter(w: &mut Worker) -> Result<(), WorkerError> {
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
     }
-    let (mut samples, mut batches, mut rounds) = (Vec::new(), 0u64, 0u64);
+    let (mut samples, mut batches, mut rounds, mut lost) = (Vec::new(), 0u64, 0u64, 0u64);
     let mut shown = (u64::MAX, u32::MAX);
     loop {
-        let r = w.wait(Duration::from_millis(20));
+        // A long sleep, so a lost wake-up cannot hide behind the next timeout: the setter sets
+        // every 500 us, so this wait only times out when a set did not wake it.
+        let r = w.wait(Duration::from_secs(5));
         if r.should_stop() {
             return Ok(());
         }
-        if r == WaitResult::Latch {
+        // A timeout that finds the latch set is a wake-up `wait` missed: counted, and the round
+        // goes on (its sample shows the seconds it cost).
+        let missed = r == WaitResult::Timeout && w.reset_latch();
+        if missed {
+            lost += 1;
+            tracing::warn!("a set latch did not wake wait ({lost} so far)");
+        }
+        if r == WaitResult::Latch || missed {
             let woke = monotonic_ns();
             samples.push(woke.saturating_sub(stamp.load(Ordering::SeqCst)) / 1000);
             rounds += 1;
@@ -648,7 +659,7 @@ fn testkit_latch_waiter(w: &mut Worker) -> Result<(), WorkerError> {
                 samples.sort_unstable();
                 batches += 1;
                 tracing::info!(
-                    "latch batch {batches} n={} median_us={} max_us={}",
+                    "latch batch {batches} n={} median_us={} max_us={} lost={lost}",
                     samples.len(),
                     samples[samples.len() / 2],
                     samples[samples.len() - 1]
