@@ -377,15 +377,24 @@ impl Host {
 
     /// Waits until the log contains `needle` at least `n` times.
     pub fn wait_log_count(&self, needle: &str, n: usize, timeout: Duration) -> String {
+        self.wait_log_until(&format!("{needle:?} {n} times"), timeout, |t| {
+            t.matches(needle).count() >= n
+        })
+    }
+
+    /// Polls the log until `done` holds for it, and returns it; fails after `timeout` saying the
+    /// log never showed `what`. `done` may itself assert, to fail at once on a line that must
+    /// never appear.
+    pub fn wait_log_until(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let t = self.log_text();
-            if t.matches(needle).count() >= n {
+            if done(&t) {
                 return t;
             }
             assert!(
                 Instant::now() < deadline,
-                "log never contained {needle:?} {n} times within {timeout:?}:\n{t}"
+                "log never showed {what} within {timeout:?}:\n{t}"
             );
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -17,39 +17,20 @@ fn lines_of(log: &str, name: &str, msg: &str) -> usize {
 
 /// Waits until worker `name` has logged `msg` at least `n` times; returns the log.
 fn wait_worker_log(host: &Host, name: &str, msg: &str, n: usize) -> String {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let log = host.log_text();
-        if lines_of(&log, name, msg) >= n {
-            return log;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker {name} never logged {msg:?} {n} times:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let what = format!("worker {name} logging {msg:?} {n} times");
+    host.wait_log_until(&what, T, |log| lines_of(log, name, msg) >= n)
 }
 
 /// Waits for the waiter `pong`'s batch line `b`; fails as soon as the waiter reports a set that
 /// did not wake its `wait`. Returns the log.
 fn wait_batch(host: &Host, b: u32) -> String {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let log = host.log_text();
+    host.wait_log_until(&format!("the waiter's batch {b}"), T, |log| {
         assert!(
-            lines_of(&log, "pong", "did not wake wait") == 0,
+            lines_of(log, "pong", "did not wake wait") == 0,
             "a set latch did not wake wait:\n{log}"
         );
-        if lines_of(&log, "pong", &format!("latch batch {b} ")) >= 1 {
-            return log;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the waiter never logged batch {b}:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        lines_of(log, "pong", &format!("latch batch {b} ")) >= 1
+    })
 }
 
 /// `(median_us, max_us)` of batch `b` from the waiter's log line
