@@ -622,3 +622,30 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         })
         .unwrap_or_default()
 }
+
+// issue 14: benchmarks
+/// What a process holds that must not grow over many dynamic-worker cycles: its open fds (the
+/// entries of `/proc/PID/fd`) and its resident memory (`VmRSS`, KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    pub fds: usize,
+    pub rss_kib: u64,
+}
+
+impl Holdings {
+    /// Reads `pid`'s holdings; panics naming the pid if `/proc` has none for it.
+    pub fn of(pid: i32) -> Holdings {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+        Holdings { fds, rss_kib }
+    }
+}
