@@ -27,16 +27,18 @@ fn cycles_leave_no_fd_and_no_slot_behind(mode: Mode) {
     let s = host.status();
     let supervisor = s.host.pid as i32;
     let launcher = find(&s, "dc").pid.expect("the launcher runs");
-    let before = (Holdings::of(supervisor), Holdings::of(launcher));
+    let before = (Holdings::settled(supervisor, T), Holdings::settled(launcher, T));
     host.trigger("dc", "go");
     host.wait_log(&format!("dyncycle done {CYCLES} in"), T);
     // The last worker's shutdown was seen through its handle; the supervisor may still be
     // retiring it in the same turn, so poll for the empty table.
     let s = host.wait_for("no dynamic worker left", T, |s| dynamic_workers(s) == 0);
-    let after = (Holdings::of(supervisor), Holdings::of(launcher));
+    let after = (Holdings::settled(supervisor, T), Holdings::settled(launcher, T));
     assert_eq!(
-        after.0.fds, before.0.fds,
-        "supervisor fds grew over {CYCLES} cycles: {before:?} -> {after:?}"
+        after.0.fds,
+        before.0.fds,
+        "supervisor fds grew over {CYCLES} cycles: {before:?} -> {after:?}: {:#?}",
+        Holdings::fd_list(supervisor)
     );
     assert_eq!(
         after.1.fds, before.1.fds,

@@ -207,7 +207,8 @@ pub fn dyncycle(mode: Mode, n: usize) -> Cycles {
     h.wait_log("dyncycle warm", timeout);
     let s = h.status();
     let (sup, launcher) = (s.host.pid as i32, find(&s, "dc").pid.expect("the launcher runs"));
-    let before = (Holdings::of(sup), Holdings::of(launcher));
+    let settle = Duration::from_secs(5);
+    let before = (Holdings::settled(sup, settle), Holdings::settled(launcher, settle));
     h.trigger("dc", "go");
     let log = h.wait_log(&format!("dyncycle done {n} in "), timeout);
     let ms = log
@@ -219,7 +220,7 @@ pub fn dyncycle(mode: Mode, n: usize) -> Cycles {
     // The launcher saw the last worker stopped through its handle, which the supervisor
     // publishes in the turn that frees the slot: nothing may be left by now.
     let left = h.status().workers.iter().filter(|w| w.name.starts_with("dc-")).count();
-    let after = (Holdings::of(sup), Holdings::of(launcher));
+    let after = (Holdings::settled(sup, settle), Holdings::settled(launcher, settle));
     stop_fast(h);
     Cycles {
         supervisor: (before.0, after.0),
