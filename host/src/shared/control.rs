@@ -204,6 +204,20 @@ pub struct WorkerInfo {
     /// null when it gave none or has no running process.
     #[serde(default)]
     pub activity: Option<String>,
+    // issue 14: control
+    /// Launched at run time (a dynamic worker) rather than registered in a plugin's init.
+    #[serde(default)]
+    pub dynamic: bool,
+    /// The worker slot it occupies.
+    #[serde(default)]
+    pub slot: u32,
+    /// Its generation, which tells it from the slot's other tenants: with `slot`, its handle.
+    #[serde(default)]
+    pub generation: u64,
+    /// Who launched a dynamic worker: the launching worker's name, or `control` (`steward
+    /// launch`); null for a static worker.
+    #[serde(default)]
+    pub launcher: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
