@@ -272,3 +272,59 @@ fn by_name_finds_static_and_dynamic_workers(mode: Mode) {
     ok(&host.cli(&["terminate", "finder", "--wait"]), "terminate finder");
 }
 both_modes!(by_name_finds_static_and_dynamic_workers);
+
+/// Only the host's user (or root) may launch: the connection child checks the peer's uid before
+/// it reads a request, so another user is refused even with the socket opened up to everyone,
+/// and nothing is launched.
+fn another_user_cannot_launch(mode: Mode) {
+    use std::os::unix::fs::PermissionsExt;
+    let host = Host::start(spec(mode));
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("not root: cannot switch to another uid");
+        return;
+    }
+    std::fs::set_permissions(host.dir.run_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(host.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let path = host.socket();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    // SAFETY: the child drops to uid 65534, makes one request and leaves with _exit.
+    let said = match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let msg = (|| {
+                // SAFETY: dropping privileges in the forked child.
+                if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+                    return "cannot setuid".to_owned();
+                }
+                let launch = steward_host::shared::control::Launch {
+                    plugin: "testkit",
+                    entry: "testkit_dyn_child",
+                    name: "intruder",
+                    arg: 0,
+                    restart: None,
+                    wait: None,
+                };
+                match steward_host::shared::control::Client::connect(&path).and_then(|mut c| c.launch(&launch)) {
+                    Ok(l) => format!("launched {l:?}"),
+                    Err(e) => e.to_string(),
+                }
+            })();
+            let _ = nix::unistd::write(&w, msg.as_bytes());
+            // SAFETY: ending the forked child without running the test harness's atexit.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+            let _ = nix::sys::wait::waitpid(child, None);
+            out
+        }
+    };
+    assert!(said.contains("refused") && said.contains("permission denied"), "{said}");
+    let s = host.status();
+    assert!(s.workers.iter().all(|w| w.name != "intruder"), "{:?}", s.workers);
+}
+both_modes!(another_user_cannot_launch);
