@@ -127,6 +127,20 @@ fn launch_and_terminate_from_the_cli(mode: Mode) {
     assert!(said.starts_with("terminating job2:"), "{said}");
     host.wait_for("job2 gone", T, |s| s.workers.iter().all(|w| w.name != "job2"));
     wait_gone(&[job2.pid.unwrap()], T);
+
+    // A static worker is found by name too; it stays in status, stopped for good: not restarted
+    // after its policy's one second.
+    let said = ok(&host.cli(&["terminate", "w", "--wait"]), "terminate w --wait");
+    assert!(
+        said.starts_with(&format!("terminated w: slot {} generation {} (", w.slot, w.generation)),
+        "{said}"
+    );
+    wait_gone(&[w.pid.unwrap()], T);
+    let s = host.status();
+    assert_eq!(find(&s, "w").state, "stopped");
+    host.assert_stays("w stays stopped", Duration::from_millis(1300), |s| {
+        find(s, "w").pid.is_none()
+    });
 }
 both_modes!(launch_and_terminate_from_the_cli);
 
