@@ -438,6 +438,42 @@ mod tests {
         assert!(got.is_err());
     }
 
+    // issue 14: control
+    #[test]
+    fn by_name_finds_live_slots_only_and_bounds_the_name() {
+        use crate::shared::shmem::{Layout, StatusSnapshot};
+        let layout = Layout::compute(&crate::shared::registry::Registry::default(), 3, 1);
+        let cfg =
+            crate::shared::config::Config::parse(std::path::Path::new("t.toml"), "[host]\npreload_plugins = []\n")
+                .unwrap();
+        let seg = Segment::create(&layout, &[], &[], &cfg, 1, 0).unwrap();
+        let publish = |i: u32, name: &str, generation: u64| {
+            let mut w = spec();
+            w.name = name.into();
+            seg.publish_launched(i, &w, "control");
+            seg.worker_slot(i).status.publish(&StatusSnapshot {
+                generation,
+                ..StatusSnapshot::default()
+            });
+        };
+        publish(1, "job", 7);
+        publish(2, "other", 9);
+        assert_eq!(by_name_in(&seg, "job"), Some((1, 7)));
+        assert_eq!(by_name_in(&seg, "other"), Some((2, 9)));
+        assert_eq!(by_name_in(&seg, "nobody"), None);
+        assert_eq!(by_name_in(&seg, ""), None);
+        // A retired slot keeps its name and status for handles, but is not live.
+        seg.retire_worker(1);
+        assert_eq!(by_name_in(&seg, "job"), None);
+        // A name past the bound never matches a (bounded) stored one, cut or not.
+        let long = "o".repeat(steward::abi::MAX_NAME_LEN + 1);
+        publish(0, &long, 3);
+        assert_eq!(by_name_in(&seg, &long), None);
+        // A slot whose status says no worker (generation 0) gives no handle.
+        publish(0, "unborn", 0);
+        assert_eq!(by_name_in(&seg, "unborn"), None);
+    }
+
     #[test]
     fn an_answer_after_a_cancel_frees_the_slot_and_a_stale_seq_is_ignored() {
         // SAFETY: atomics only, valid as zeroes.
