@@ -228,12 +228,30 @@ pub fn pg_dynlaunch(samples: usize) -> Result<PgLaunch, String> {
     let c = Cluster::new()?;
     let server = c.server.as_ref().map(|s| s.id() as i32).unwrap_or(0);
     c.psql("CREATE EXTENSION pg_prewarm")?;
+    // The leader registered at preload starts once the server is consistent, which can be after
+    // it accepts connections: wait for it, or the first timed start would find it running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leader(server).is_none() {
+        if Instant::now() > deadline {
+            return Err(format!("no autoprewarm leader within 10 s:\n{}", c.log()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut launch = Vec::with_capacity(samples);
     for _ in 0..samples {
-        stop_leader(server)?;
-        let out = c
-            .psql(TIMED_START)
-            .map_err(|e| format!("{e}\nserver log:\n{}", c.log()))?;
+        // A leader stopped before its signal handlers were in place exits 1 and is restarted at
+        // once (its restart interval is 0): then the start is refused and is tried again.
+        let mut tries = 0;
+        let out = loop {
+            // Pacing, as Steward's launches are paced: the last sample's leader has long had
+            // its handlers in place, so SIGTERM ends it for good (exit 0, not restarted).
+            std::thread::sleep(Duration::from_millis(20));
+            stop_leader(server)?;
+            match c.psql(TIMED_START) {
+                Err(e) if e.contains("already running") && tries < 20 => tries += 1,
+                r => break r.map_err(|e| format!("{e}\nserver log:\n{}", c.log()))?,
+            }
+        };
         let us: f64 = out
             .lines()
             .find_map(|l| l.split("launch_us=").nth(1))
