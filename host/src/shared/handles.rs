@@ -346,6 +346,10 @@ pub fn wait(slot: u32, generation: u64, shutdown: bool, timeout: Duration) -> Re
 /// Asks the supervisor to stop the worker for good. A stopped worker gives `Ok`.
 pub fn terminate(slot: u32, generation: u64) -> Result<(), HandleFail> {
     let (seg, a) = attached().ok_or(HandleFail::Unavailable)?;
+    // issue 15: isolated (the request is a store into the worker slot)
+    if crate::shared::isolation::active() {
+        return Err(HandleFail::Unavailable);
+    }
     if let HandleState::Stopped { .. } = status_in(seg, slot, generation)? {
         return Ok(());
     }
@@ -375,6 +379,7 @@ mod tests {
             arg: u64::MAX,
             extra: vec![255; steward::abi::EXTRA_LEN],
             needs_ready: false,
+            isolated: false,
             start_after: Vec::new(),
         }
     }

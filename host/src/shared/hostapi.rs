@@ -228,7 +228,9 @@ unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<Stri
     // Every field read here was in the first ABI 1.1 struct; a shorter one is not ours.
     // The 1.1 size, not today's: a field a later minor version appends must not make this host
     // refuse the plugins built before it.
-    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1 || ext.flags & !abi::WORKER_NEEDS_READY != 0 {
+    // issue 15: isolated (a flag, and one that does not go with readiness: `set_ready` writes)
+    let known = abi::WORKER_NEEDS_READY | abi::WORKER_ISOLATED;
+    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1 || ext.flags & !known != 0 || ext.flags & known == known {
         return None;
     }
     if ext.n_start_after > abi::MAX_START_AFTER || (ext.start_after.is_null() && ext.n_start_after > 0) {
@@ -312,7 +314,11 @@ unsafe fn spec_from_abi(
     let Some((needs_ready, start_after)) = (unsafe { readiness_of(ext) }) else {
         return Err(abi::STATUS_INVALID);
     };
+    // issue 15: isolated
+    // SAFETY: null or valid, and checked by `readiness_of` above.
+    let isolated = unsafe { ext.as_ref() }.is_some_and(|e| e.flags & abi::WORKER_ISOLATED != 0);
     Ok(WorkerSpec {
+        isolated,
         needs_ready,
         start_after,
         name: name.to_owned(),
@@ -607,6 +613,10 @@ unsafe extern "C" fn host_lock(_ctx: *mut c_void, plugin: Str, name: Str, cell: 
         let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
             return abi::STATUS_BAD_NAME;
         };
+        // issue 15: isolated
+        if crate::shared::isolation::active() {
+            return abi::STATUS_ISOLATED;
+        }
         let key = (plugin.to_owned(), name.to_owned());
         if let Some(addr) = LOCKS.get().and_then(|m| m.get(&key)) {
             // SAFETY: checked non-null above; the plugin owns it.

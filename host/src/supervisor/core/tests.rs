@@ -45,6 +45,7 @@ fn spec(name: &str, restart: RestartPolicy, start_time: StartTime) -> WorkerSpec
         arg: 0,
         extra: Vec::new(),
         needs_ready: false,
+        isolated: false,
         start_after: Vec::new(),
     }
 }
