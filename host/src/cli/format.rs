@@ -136,7 +136,12 @@ pub fn format_table(s: &Status) -> String {
                 w.name.clone(),
                 w.worker_type.clone(),
                 w.plugin.clone(),
-                w.state.clone(),
+                // issue 15: isolated
+                if w.isolated {
+                    format!("{} (isolated)", w.state)
+                } else {
+                    w.state.clone()
+                },
                 w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 w.restarts.to_string(),
                 w.last_exit.as_ref().map(last_exit_cell).unwrap_or_else(|| "-".into()),
@@ -270,6 +275,7 @@ mod tests {
             start_time: "running".into(),
             waiting_for: None,
             activity: None,
+            isolated: false,
         }
     }
 
@@ -354,6 +360,17 @@ mod tests {
         let at = rows[0].find("ACTIVITY").unwrap();
         assert_eq!(&rows[1][at..], "copying batch 7 of 9", "{t}");
         assert_eq!(&rows[2][at..], "-", "{t}");
+    }
+
+    // issue 15: isolated
+    #[test]
+    fn an_isolated_worker_is_marked_in_the_state_column() {
+        let mut iso = worker("iso", None);
+        iso.isolated = true;
+        let t = table(vec![iso, worker("attached", None)]);
+        let rows: Vec<&str> = t.lines().skip(3).collect();
+        assert!(rows[1].contains(" stopped (isolated) "), "{t}");
+        assert!(!rows[2].contains("isolated"), "{t}");
     }
 
     #[test]

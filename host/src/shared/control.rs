@@ -201,6 +201,11 @@ pub struct WorkerInfo {
     /// null when it gave none or has no running process.
     #[serde(default)]
     pub activity: Option<String>,
+    // issue 15: isolated
+    /// Whether the worker runs isolated: no writable shared memory, and its crash restarts only
+    /// itself.
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

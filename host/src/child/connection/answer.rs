@@ -107,6 +107,9 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             next_restart_at: None,
             launch_us: None,
             activity: None,
+            // issue 15: isolated
+            // Display only: a scribbled word shows as not isolated, never as something else.
+            isolated: s.isolated.load(Ordering::Relaxed) == 1,
         };
         match s.status.read() {
             Ok(st) => {
