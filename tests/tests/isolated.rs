@@ -91,6 +91,8 @@ fn an_isolated_worker_that_crashes_is_restarted_alone(mode: Mode) {
     // An exit code outside the contract is a crash too, and still its own.
     let w = crash_alone(&host, "exit 5", 2);
     assert_eq!(w.last_exit.and_then(|e| e.code), Some(5));
+    let w = crash_alone(&host, "abort", 3);
+    assert_eq!(w.last_exit.and_then(|e| e.signal), Some(libc::SIGABRT));
     let log = host.log_text();
     assert!(log.contains("restarting it alone"), "{log}");
 }

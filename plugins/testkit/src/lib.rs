@@ -56,7 +56,7 @@
 //! with `.isolated()`; the triggers `log_latch` (logs `my latch is RAW`), `set_latch_raw RAW`
 //! (sets that latch handle, logs `set raw latch: true|false`) and `try_lock NAME` (takes and
 //! drops the lock, logs `took lock NAME` or `lock refused: ERROR`), `peek` (logs `counter is N`,
-//! its region counter, read only). `bump` in an isolated worker is a write into the segment,
+//! its region counter, read only), `abort` (dies by SIGABRT). `bump` in an isolated worker is a write into the segment,
 //! which faults.
 //!
 //! Readiness (issue 14: readiness): the worker options `needs_ready` (the worker is `starting`
@@ -390,6 +390,7 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
             // issue 15: isolated
             "log_latch" => tracing::info!("my latch is {}", w.latch().to_raw()),
             "peek" => tracing::info!("counter is {}", counter.load(Ordering::SeqCst)),
+            "abort" => std::process::abort(),
             "set_latch_raw" => {
                 let raw: u64 = rest.trim().parse().map_err(|_| fatal(format!("bad latch {rest:?}")))?;
                 let set = LatchHandle::from_raw(raw).set();
