@@ -1,7 +1,8 @@
 //! Isolated workers (issue 15: isolated), end to end: an isolated worker that crashes is
 //! restarted alone (segment generation and the other workers' pids unchanged); its wild write
 //! into the segment faults and is counted as its own crash, and never lands; its latch wakes it,
-//! while it can neither set another's latch nor take a lock; it dies with the host; an attached
+//! while it can neither set another's latch nor take a lock; it keeps its settings and reloads;
+//! it dies with the host; an attached
 //! worker's crash still resets everything; registration refuses what an isolated worker cannot
 //! do. Every test runs in fork and in exec mode.
 
@@ -64,7 +65,36 @@ fn crash_alone(host: &Host, action: &str, n: u32) -> WorkerInfo {
     assert_eq!(find(&after, "other").pid, other.pid, "the attached worker kept running");
     assert_eq!(find(&after, "other").restarts, other.restarts);
     assert!(!host.log_text().contains("resetting"), "{}", host.log_text());
-    find(&after, "iso")
+    // The new process is isolated too (exec mode keeps spares, which map the segment writable).
+    let w = find(&after, "iso");
+    wait_perms(w.pid.unwrap(), "r--s");
+    w
+}
+
+/// Waits until `pid` maps the segment once with permissions `want`: a new child maps it (exec
+/// mode) and an isolated one turns it read-only only after the host has published its pid.
+fn wait_perms(pid: i32, want: &str) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let perms = segment_perms(pid);
+        if perms == [want] {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} maps the segment {perms:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The permissions of `pid`'s mappings of the segment, as /proc/PID/maps shows them.
+fn segment_perms(pid: i32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .filter(|l| l.contains("steward-shmem"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect()
 }
 
 fn an_isolated_worker_that_crashes_is_restarted_alone(mode: Mode) {
@@ -74,15 +104,8 @@ fn an_isolated_worker_that_crashes_is_restarted_alone(mode: Mode) {
     let table = String::from_utf8_lossy(&host.cli(&["status"]).stdout).into_owned();
     assert!(table.contains("running (isolated)"), "{table}");
     // The isolated process maps the segment shared and read-only; the attached one writable.
-    let segment_perms = |pid: i32| -> Vec<String> {
-        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-        maps.lines()
-            .filter(|l| l.contains("steward-shmem"))
-            .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(segment_perms(find(&s, "iso").pid.unwrap()), ["r--s"]);
-    assert_eq!(segment_perms(find(&s, "other").pid.unwrap()), ["rw-s"]);
+    wait_perms(find(&s, "iso").pid.unwrap(), "r--s");
+    wait_perms(find(&s, "other").pid.unwrap(), "rw-s");
 
     let w = crash_alone(&host, "segv", 1);
     let e = w.last_exit.expect("an exit");
@@ -151,6 +174,18 @@ fn its_latch_wakes_it_and_it_writes_nothing(mode: Mode) {
     assert_eq!(s.host.generation, 1);
 }
 
+fn it_keeps_its_settings_and_reloads(mode: Mode) {
+    let spec = Spec::new(mode)
+        .testkit("iso:isolated")
+        .setting("testkit", "announce = true");
+    let host = Host::start(spec.clone());
+    wait_line(&host, "iso", "up message=", 1);
+    host.rewrite_config(&spec.clone().setting("testkit", "message = \"second\""));
+    host.signal(libc::SIGHUP);
+    wait_line(&host, "iso", "reloaded: message=second", 1);
+    assert_eq!(host.worker("iso").restarts, 0, "{}", host.log_text());
+}
+
 fn it_dies_with_the_host(mode: Mode) {
     let host = pair(mode);
     let s = both_running(&host);
@@ -200,6 +235,7 @@ both_modes!(
     an_isolated_worker_that_crashes_is_restarted_alone,
     its_wild_write_into_the_segment_faults_and_never_lands,
     its_latch_wakes_it_and_it_writes_nothing,
+    it_keeps_its_settings_and_reloads,
     it_dies_with_the_host,
     an_attached_crash_still_resets_everything,
     registration_refuses_what_an_isolated_worker_cannot_do,
