@@ -631,3 +631,27 @@ unsafe extern "C" fn host_lock(_ctx: *mut c_void, plugin: Str, name: Str, cell: 
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15: isolated
+    /// The host checks the flags itself: a plugin that skips the SDK's checks cannot register an
+    /// isolated worker that needs readiness, nor set a flag this host does not know.
+    #[test]
+    fn the_isolated_flag_is_known_and_refused_with_needs_ready() {
+        let ext = |flags| abi::WorkerSpecExt {
+            size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
+            flags,
+            start_after: std::ptr::null(),
+            n_start_after: 0,
+        };
+        // SAFETY: each pointer is a live local with no names.
+        let read = |e: &abi::WorkerSpecExt| unsafe { readiness_of(e) };
+        assert_eq!(read(&ext(abi::WORKER_ISOLATED)), Some((false, vec![])));
+        assert_eq!(read(&ext(abi::WORKER_NEEDS_READY)), Some((true, vec![])));
+        assert_eq!(read(&ext(abi::WORKER_ISOLATED | abi::WORKER_NEEDS_READY)), None);
+        assert_eq!(read(&ext(1 << 2)), None);
+    }
+}
