@@ -143,6 +143,9 @@ pub enum RegisterError {
     BadStartAfter { worker: String, target: String },
     #[error("worker {0:?}: this host is too old for needs_ready and start_after (plugin ABI 1.1 or later needed)")]
     ReadinessNotSupported(String),
+    // issue 14: notifications
+    #[error("worker {0:?}: stop_with_launcher is for dynamic workers (a static worker has no launcher)")]
+    DynamicOnly(String),
     #[error("the host refused the registration (status {0})")]
     Other(i32),
 }
@@ -165,6 +168,8 @@ pub struct BackgroundWorker {
     // issue 14: readiness
     needs_ready: bool,
     start_after: Vec<String>,
+    // issue 14: notifications
+    stop_with_launcher: bool,
 }
 
 impl BackgroundWorker {
@@ -182,6 +187,7 @@ impl BackgroundWorker {
             extra: Vec::new(),
             needs_ready: false,
             start_after: Vec::new(),
+            stop_with_launcher: false,
         }
     }
     /// The group name shown in status; defaults to the name.
@@ -232,6 +238,16 @@ impl BackgroundWorker {
     /// refuses to start when one names no worker or they make a cycle.
     pub fn start_after(mut self, name: impl Into<String>) -> Self {
         self.start_after.push(name.into());
+        self
+    }
+
+    // issue 14: notifications
+    /// For a dynamic worker: the host terminates it when the process that launched it exits
+    /// (cleanly, by a crash, or terminated), and its handle then says it stopped because its
+    /// launcher exited; a crash reset stops it for good. Without this a dynamic worker outlives
+    /// its launcher. A static registration with it is refused ([`RegisterError::DynamicOnly`]).
+    pub fn stop_with_launcher(mut self) -> Self {
+        self.stop_with_launcher = true;
         self
     }
 
@@ -306,6 +322,10 @@ fn micros(d: Duration) -> u64 {
 
 pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
+    // issue 14: notifications
+    if w.stop_with_launcher {
+        return Err(RegisterError::DynamicOnly(w.name.clone()));
+    }
     let spec = abi_spec(w);
     let st = register_spec(host, plugin, w, &spec)?;
     match st {
@@ -321,15 +341,19 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
     }
 }
 
-// issue 14: dynamic workers
-/// Whether the builder asks for what only static workers have (readiness, `start_after`).
-pub(crate) fn static_only(w: &BackgroundWorker) -> bool {
-    w.needs_ready || !w.start_after.is_empty()
-}
-
-/// The builder's name, for errors.
-pub(crate) fn name_of(w: &BackgroundWorker) -> &str {
-    &w.name
+// issue 14: notifications
+/// The flags and `start_after` names [`abi::WorkerSpecExt`] carries for `w`, if it needs one
+/// (readiness, `start_after`, `stop_with_launcher`).
+pub(crate) fn ext_of(w: &BackgroundWorker) -> Option<(u32, Vec<abi::Str>)> {
+    let mut flags = 0;
+    if w.needs_ready {
+        flags |= abi::WORKER_NEEDS_READY;
+    }
+    if w.stop_with_launcher {
+        flags |= abi::WORKER_STOP_WITH_LAUNCHER;
+    }
+    let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
+    (flags != 0 || !names.is_empty()).then_some((flags, names))
 }
 
 /// The builder as the ABI's registration; it borrows `w`'s strings and bytes.

@@ -125,6 +125,8 @@ const fn table(mode: u32) -> abi::HostApi {
         handle_status: dynamic::host_handle_status,
         handle_wait: dynamic::host_handle_wait,
         handle_terminate: dynamic::host_handle_terminate,
+        // issue 14: notifications
+        launch_worker_ext: dynamic::host_launch_worker_ext,
     }
 }
 
@@ -220,15 +222,17 @@ unsafe extern "C" fn host_register_worker_ext(
 /// # Safety
 /// `ext` is null or points to a `WorkerSpecExt` of at least its own `size`, whose `start_after`
 /// holds `n_start_after` views valid for the call.
-unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<String>)> {
+unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<String>, bool)> {
     // SAFETY: null or valid, per this function's contract.
     let Some(ext) = (unsafe { ext.as_ref() }) else {
-        return Some((false, Vec::new()));
+        return Some((false, Vec::new(), false));
     };
     // Every field read here was in the first ABI 1.1 struct; a shorter one is not ours.
     // The 1.1 size, not today's: a field a later minor version appends must not make this host
     // refuse the plugins built before it.
-    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1 || ext.flags & !abi::WORKER_NEEDS_READY != 0 {
+    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1
+        || ext.flags & !(abi::WORKER_NEEDS_READY | abi::WORKER_STOP_WITH_LAUNCHER) != 0
+    {
         return None;
     }
     if ext.n_start_after > abi::MAX_START_AFTER || (ext.start_after.is_null() && ext.n_start_after > 0) {
@@ -244,7 +248,11 @@ unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<Stri
         // SAFETY: views valid for the call.
         names.push(unsafe { text(*v) }?.to_owned());
     }
-    Some((ext.flags & abi::WORKER_NEEDS_READY != 0, names))
+    Some((
+        ext.flags & abi::WORKER_NEEDS_READY != 0,
+        names,
+        ext.flags & abi::WORKER_STOP_WITH_LAUNCHER != 0,
+    ))
 }
 
 /// Registers a static worker, with its readiness fields when `ext` is not null.
@@ -309,12 +317,13 @@ unsafe fn spec_from_abi(
         unsafe { std::slice::from_raw_parts(spec.extra, spec.extra_len) }.to_vec()
     };
     // SAFETY: per this function's contract.
-    let Some((needs_ready, start_after)) = (unsafe { readiness_of(ext) }) else {
+    let Some((needs_ready, start_after, stop_with_launcher)) = (unsafe { readiness_of(ext) }) else {
         return Err(abi::STATUS_INVALID);
     };
     Ok(WorkerSpec {
         needs_ready,
         start_after,
+        stop_with_launcher,
         name: name.to_owned(),
         worker_type: if wtype.is_empty() { name } else { wtype }.to_owned(),
         plugin: plugin.to_owned(),

@@ -369,6 +369,7 @@ mod tests {
                 extra: vec![],
                 needs_ready: false,
                 start_after: vec![],
+                stop_with_launcher: false,
             })
             .unwrap();
         }

@@ -36,7 +36,7 @@ pub struct Layout {
     #[serde(default)]
     pub n_locks: u32,
     // issue 14: dynamic workers
-    /// The request slots: one per worker slot.
+    /// The request slots: one per worker slot, then the startup child's.
     #[serde(default)]
     pub requests_off: u64,
     pub size: u64,
@@ -77,7 +77,9 @@ impl Layout {
         next = align(locks_off + n_locks as u64 * std::mem::size_of::<LockCell>() as u64);
         let requests_off = next;
         next = align(
-            requests_off + n_worker_slots as u64 * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
+            requests_off
+                + Layout::n_request_slots_for(n_worker_slots) as u64
+                    * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
         );
         Layout {
             n_static_workers,
@@ -93,6 +95,22 @@ impl Layout {
             requests_off,
             size: next.max(4096),
         }
+    }
+
+    // issue 14: notifications
+    /// Request slots: one per worker slot, and the startup child's last (startup hooks launch
+    /// dynamic workers too).
+    fn n_request_slots_for(n_worker_slots: u32) -> u32 {
+        n_worker_slots + 1
+    }
+
+    pub fn n_request_slots(&self) -> u32 {
+        Layout::n_request_slots_for(self.n_worker_slots)
+    }
+
+    /// The startup child's request slot.
+    pub fn startup_request_slot(&self) -> u32 {
+        self.n_worker_slots
     }
 
     /// The startup child's slot.

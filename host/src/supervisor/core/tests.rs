@@ -46,6 +46,7 @@ fn spec(name: &str, restart: RestartPolicy, start_time: StartTime) -> WorkerSpec
         extra: Vec::new(),
         needs_ready: false,
         start_after: Vec::new(),
+        stop_with_launcher: false,
     }
 }
 
