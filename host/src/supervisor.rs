@@ -336,6 +336,9 @@ impl Supervisor {
                 self.check_ready();
                 // issue 14: dynamic workers
                 self.intake();
+                // issue 14: notifications
+                // A request may have made a running worker a target others wait for.
+                self.check_ready();
             }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
@@ -414,8 +417,12 @@ impl Supervisor {
             .workers()
             .filter(|w| w.awaits_ready())
             .filter(|w| {
-                let r = self.segment.child_slot(w.key.slot).report();
-                r.declared_ready && w.run.pid.is_some_and(|pid| r.claimed_by(pid))
+                let cs = self.segment.child_slot(w.key.slot);
+                // A worker that became a target after it launched (a dynamic worker starts after
+                // it) is asked now to report its entry; one whose entry already ran is ready.
+                let entered = !w.spec.needs_ready && cs.ask_entry_notice();
+                let r = cs.report();
+                (r.declared_ready || entered) && w.run.pid.is_some_and(|pid| r.claimed_by(pid))
             })
             .map(|w| w.key)
             .collect();
@@ -431,12 +438,17 @@ impl Supervisor {
     /// the slot holds now.
     fn intake(&mut self) {
         let n = self.layout.n_worker_slots;
-        for i in 0..n {
-            let asked = self
-                .segment
-                .worker_slot(i)
-                .terminate_gen
-                .swap(0, std::sync::atomic::Ordering::AcqRel);
+        // issue 14: notifications
+        // The request slot after the workers' is the startup child's (startup hooks launch too).
+        for i in 0..self.layout.n_request_slots() {
+            let asked = match i < n {
+                true => self
+                    .segment
+                    .worker_slot(i)
+                    .terminate_gen
+                    .swap(0, std::sync::atomic::Ordering::AcqRel),
+                false => 0,
+            };
             if asked != 0 {
                 if let Some(key) = self.core.worker_in(i).map(|w| w.key).filter(|k| k.generation == asked) {
                     self.feed(Event::Terminate { key });
@@ -448,11 +460,20 @@ impl Supervisor {
             };
             // The requester is the worker running in slot `i` by the core's table, never by what
             // the segment says.
-            let requester = self
-                .core
-                .worker_in(i)
-                .filter(|w| w.run.state == crate::shared::lifecycle::WorkerState::Running && w.run.pid.is_some())
-                .map(|w| (w.spec.name.clone(), w.spec.plugin.clone()));
+            let requester = match i < n {
+                true => self
+                    .core
+                    .worker_in(i)
+                    .filter(|w| w.run.state == crate::shared::lifecycle::WorkerState::Running && w.run.pid.is_some())
+                    .map(|w| (w.spec.name.clone(), Some(w.spec.plugin.clone()))),
+                // The startup child runs every plugin's hooks: the plugin a request names is its
+                // own claim, trusted as every child is (and validated like any registration).
+                false => self
+                    .core
+                    .children()
+                    .any(|(_, c)| c.kind == crate::shared::handoff::ChildKind::Startup)
+                    .then(|| ("the startup child".to_owned(), None)),
+            };
             let Some((by, plugin)) = requester else {
                 crate::shared::handles::drop_request(r);
                 continue;
@@ -464,9 +485,11 @@ impl Supervisor {
             match spec {
                 Err(why) => refused(why),
                 // A worker launches for its own plugin only.
-                Ok(spec) if spec.plugin != plugin => refused(format!(
-                    "worker {:?} is registered for plugin {:?}, but {by} belongs to {plugin:?}",
-                    spec.name, spec.plugin
+                Ok(spec) if plugin.as_ref().is_some_and(|p| *p != spec.plugin) => refused(format!(
+                    "worker {:?} is registered for plugin {:?}, but {by} belongs to {:?}",
+                    spec.name,
+                    spec.plugin,
+                    plugin.as_deref().unwrap_or_default()
                 )),
                 Ok(spec) => self.feed(Event::Request {
                     from: i,
@@ -553,6 +576,10 @@ impl Supervisor {
                     self.launch_batch(&due[..n], out);
                 }
                 Action::StartStartup => {
+                    // issue 14: notifications
+                    // A request an earlier startup child left behind is not this one's.
+                    let r = self.segment.request_slot(self.layout.startup_request_slot());
+                    crate::shared::handles::drop_request(r);
                     let started = match self.pool.acquire(crate::shared::handoff::ChildKind::Startup) {
                         Some(slot) => self
                             .start_child(slot, &crate::shared::handoff::StartupData::Startup, None)
@@ -586,11 +613,24 @@ impl Supervisor {
                 Action::PublishRegistration(key) => {
                     if let Some(w) = self.core.worker(key) {
                         self.segment.publish_worker(key.slot, &w.spec);
+                        // issue 14: notifications
+                        if let Some(l) = w.launcher {
+                            self.segment.publish_launcher(key.slot, l.child_slot);
+                        }
                     }
                     self.publish(key);
                 }
                 Action::Answer { to, seq, answer } => {
                     crate::shared::handles::answer(self.segment.request_slot(to), seq, &answer);
+                }
+                // issue 14: notifications
+                Action::SetLatch { child_slot, pid } => {
+                    // `pid` is the core's own live child in `child_slot`, never a pid read from
+                    // the segment.
+                    if self.segment.child_slot(child_slot).latch().set_current() {
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGURG);
+                    }
                 }
                 Action::Retire(key) => {
                     self.publish(key);

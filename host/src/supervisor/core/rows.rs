@@ -92,6 +92,12 @@ pub enum Row {
     TerminateRunning,
     TerminatePending,
     TerminateIgnored,
+    // issue 14: notifications
+    RequestDuplicate,
+    RequestUnknownStartAfter,
+    LauncherGoneRunning,
+    LauncherGonePending,
+    WorkerResetLauncherGone,
 }
 
 /// The host's phase without its data: what a host row leaves.

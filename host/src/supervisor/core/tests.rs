@@ -8,6 +8,7 @@
 //! whichever scenario takes it.
 
 mod dynamic;
+mod notify;
 mod outcomes;
 mod readiness;
 mod reset;
@@ -23,6 +24,7 @@ use crate::shared::registry::{Registry, RestartPolicy, StartTime};
 use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use dynamic::*;
+use notify::*;
 use outcomes::*;
 use readiness::*;
 use reset::*;
@@ -260,6 +262,10 @@ fn clone_action(a: &Action) -> Action {
             answer: answer.clone(),
         },
         Action::Retire(k) => Action::Retire(*k),
+        Action::SetLatch { child_slot, pid } => Action::SetLatch {
+            child_slot: *child_slot,
+            pid: *pid,
+        },
     }
 }
 
@@ -353,6 +359,12 @@ scenarios! {
     requests_are_adopted_or_refused_while_up_and_answered_not_running_otherwise,
     a_terminate_stops_a_worker_for_good_in_each_state,
     a_reset_retires_stopped_dynamic_workers_and_restarts_the_others,
+    // issue 14: notifications
+    duplicate_names_and_unknown_targets_are_refused_while_up,
+    a_launcher_is_told_when_its_workers_stop_or_fail_to_launch,
+    the_startup_child_launches_from_the_request_slot_after_the_workers,
+    stop_with_launcher_workers_end_with_it_in_every_state,
+    a_reset_stops_stop_with_launcher_workers_for_good,
 }
 
 #[test]
