@@ -34,6 +34,7 @@ mod adoption;
 mod batch;
 pub mod core;
 pub mod launch;
+mod launchers;
 pub mod notify;
 pub mod pool;
 pub mod private;
@@ -337,6 +338,7 @@ impl Supervisor {
                 // issue 14: dynamic workers
                 self.intake();
                 // issue 14: notifications
+                self.intake_startup();
                 // A request may have made a running worker a target others wait for.
                 self.check_ready();
             }
@@ -438,17 +440,12 @@ impl Supervisor {
     /// the slot holds now.
     fn intake(&mut self) {
         let n = self.layout.n_worker_slots;
-        // issue 14: notifications
-        // The request slot after the workers' is the startup child's (startup hooks launch too).
-        for i in 0..self.layout.n_request_slots() {
-            let asked = match i < n {
-                true => self
-                    .segment
-                    .worker_slot(i)
-                    .terminate_gen
-                    .swap(0, std::sync::atomic::Ordering::AcqRel),
-                false => 0,
-            };
+        for i in 0..n {
+            let asked = self
+                .segment
+                .worker_slot(i)
+                .terminate_gen
+                .swap(0, std::sync::atomic::Ordering::AcqRel);
             if asked != 0 {
                 if let Some(key) = self.core.worker_in(i).map(|w| w.key).filter(|k| k.generation == asked) {
                     self.feed(Event::Terminate { key });
@@ -460,20 +457,11 @@ impl Supervisor {
             };
             // The requester is the worker running in slot `i` by the core's table, never by what
             // the segment says.
-            let requester = match i < n {
-                true => self
-                    .core
-                    .worker_in(i)
-                    .filter(|w| w.run.state == crate::shared::lifecycle::WorkerState::Running && w.run.pid.is_some())
-                    .map(|w| (w.spec.name.clone(), Some(w.spec.plugin.clone()))),
-                // The startup child runs every plugin's hooks: the plugin a request names is its
-                // own claim, trusted as every child is (and validated like any registration).
-                false => self
-                    .core
-                    .children()
-                    .any(|(_, c)| c.kind == crate::shared::handoff::ChildKind::Startup)
-                    .then(|| ("the startup child".to_owned(), None)),
-            };
+            let requester = self
+                .core
+                .worker_in(i)
+                .filter(|w| w.run.state == crate::shared::lifecycle::WorkerState::Running && w.run.pid.is_some())
+                .map(|w| (w.spec.name.clone(), w.spec.plugin.clone()));
             let Some((by, plugin)) = requester else {
                 crate::shared::handles::drop_request(r);
                 continue;
@@ -485,11 +473,9 @@ impl Supervisor {
             match spec {
                 Err(why) => refused(why),
                 // A worker launches for its own plugin only.
-                Ok(spec) if plugin.as_ref().is_some_and(|p| *p != spec.plugin) => refused(format!(
-                    "worker {:?} is registered for plugin {:?}, but {by} belongs to {:?}",
-                    spec.name,
-                    spec.plugin,
-                    plugin.as_deref().unwrap_or_default()
+                Ok(spec) if spec.plugin != plugin => refused(format!(
+                    "worker {:?} is registered for plugin {:?}, but {by} belongs to {plugin:?}",
+                    spec.name, spec.plugin
                 )),
                 Ok(spec) => self.feed(Event::Request {
                     from: i,
@@ -624,14 +610,7 @@ impl Supervisor {
                     crate::shared::handles::answer(self.segment.request_slot(to), seq, &answer);
                 }
                 // issue 14: notifications
-                Action::SetLatch { child_slot, pid } => {
-                    // `pid` is the core's own live child in `child_slot`, never a pid read from
-                    // the segment.
-                    if self.segment.child_slot(child_slot).latch().set_current() {
-                        let _ =
-                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGURG);
-                    }
-                }
+                Action::SetLatch { child_slot, pid } => self.set_launcher_latch(child_slot, pid),
                 Action::Retire(key) => {
                     self.publish(key);
                     self.segment.retire_worker(key.slot);

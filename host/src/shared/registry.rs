@@ -568,7 +568,11 @@ mod tests {
         };
         let e = r.add_worker(w).unwrap_err();
         assert!(matches!(e, RegistryError::Invalid(_)), "{e}");
-        assert!(e.to_string().contains("\"orphan\": stop_with_launcher is for dynamic workers"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"orphan\": stop_with_launcher is for dynamic workers"),
+            "{e}"
+        );
         assert!(r.workers.is_empty());
     }
 

@@ -25,8 +25,8 @@
 //! regions_off       region bytes, each region 64-byte aligned (children find each one's offset
 //!                   in the layout, which the registry's regions fix at start-up)
 //! locks_off         LockCell x locks: one 64-byte line each (see `shared::locks`)
-//! requests_off      RequestSlot x (W + 1): a worker's dynamic-worker request, in its own worker
-//!                   slot's index, then the startup child's (see `shared::handles`)
+//! requests_off      RequestSlot x (W + C + 1): a requester's dynamic-worker request, at its own
+//!                   child slot's index: workers' and the startup child's (see `shared::handles`)
 //! ```
 //!
 //! Ownership and hand-off:
@@ -477,8 +477,8 @@ impl Segment {
     }
 
     // issue 14: dynamic workers
-    /// Request slot `i` (one per worker slot, the requester's own, then the startup child's);
-    /// `i` is checked against this process's own layout.
+    /// Request slot `i` (the requester's own, at its child slot's index, up to the startup
+    /// child's); `i` is checked against this process's own layout.
     pub fn request_slot(&self, i: u32) -> &crate::shared::handles::RequestSlot {
         assert!(i < self.layout.n_request_slots(), "request slot {i} out of range");
         // SAFETY: as for `child_slot`: the index is bounded by this process's layout, the table is

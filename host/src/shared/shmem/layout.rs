@@ -36,7 +36,8 @@ pub struct Layout {
     #[serde(default)]
     pub n_locks: u32,
     // issue 14: dynamic workers
-    /// The request slots: one per worker slot, then the startup child's.
+    /// The request slots: one per child slot up to the startup child's, each requester's at its
+    /// child slot's index.
     #[serde(default)]
     pub requests_off: u64,
     pub size: u64,
@@ -78,7 +79,7 @@ impl Layout {
         let requests_off = next;
         next = align(
             requests_off
-                + Layout::n_request_slots_for(n_worker_slots) as u64
+                + Layout::n_request_slots_for(n_worker_slots, max_connections) as u64
                     * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
         );
         Layout {
@@ -98,19 +99,19 @@ impl Layout {
     }
 
     // issue 14: notifications
-    /// Request slots: one per worker slot, and the startup child's last (startup hooks launch
-    /// dynamic workers too).
-    fn n_request_slots_for(n_worker_slots: u32) -> u32 {
-        n_worker_slots + 1
+    /// Request slots: each requester's at its child slot's index, up to the startup child's
+    /// (startup hooks launch dynamic workers too); the connection slots' lie between.
+    fn n_request_slots_for(n_worker_slots: u32, n_connection_slots: u32) -> u32 {
+        n_worker_slots + n_connection_slots + 1
     }
 
     pub fn n_request_slots(&self) -> u32 {
-        Layout::n_request_slots_for(self.n_worker_slots)
+        Layout::n_request_slots_for(self.n_worker_slots, self.n_connection_slots)
     }
 
-    /// The startup child's request slot.
+    /// The startup child's request slot: its child slot's index.
     pub fn startup_request_slot(&self) -> u32 {
-        self.n_worker_slots
+        self.startup_child_slot()
     }
 
     /// The startup child's slot.

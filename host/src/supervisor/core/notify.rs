@@ -35,23 +35,13 @@ pub(super) enum Refusal {
 }
 
 impl Core {
-    /// The live child whose request slot is `from`: the worker running in worker slot `from`, or
-    /// the startup child for the request slot after the last worker slot.
+    /// The live child whose request slot is `from`: a requester's request slot is at its child
+    /// slot's index (a worker's, or the startup child's).
     pub(super) fn requester(&self, from: u32) -> Option<Launcher> {
-        let startup = from == self.max_workers;
         self.children
             .iter()
-            .find(|(_, c)| match c.kind {
-                ChildKind::Startup => startup,
-                ChildKind::Worker => !startup && c.slot.child_slot() == Some(from),
-                _ => false,
-            })
-            .and_then(|(pid, c)| {
-                Some(Launcher {
-                    child_slot: c.slot.child_slot()?,
-                    pid,
-                })
-            })
+            .find(|(_, c)| c.kind != ChildKind::Spare && c.slot.child_slot() == Some(from))
+            .map(|(pid, _)| Launcher { child_slot: from, pid })
     }
 
     /// What refuses `spec` at once: a name some worker in the table has (static workers keep

@@ -362,7 +362,7 @@ scenarios! {
     // issue 14: notifications
     duplicate_names_and_unknown_targets_are_refused_while_up,
     a_launcher_is_told_when_its_workers_stop_or_fail_to_launch,
-    the_startup_child_launches_from_the_request_slot_after_the_workers,
+    the_startup_child_launches_from_its_own_request_slot,
     stop_with_launcher_workers_end_with_it_in_every_state,
     a_reset_stops_stop_with_launcher_workers_for_good,
 }

@@ -112,14 +112,14 @@ pub(super) fn a_launcher_is_told_when_its_workers_stop_or_fail_to_launch() {
     assert!(latches(&d.exit(zpid, ExitStatus::Code(1), false, "")).is_empty());
 }
 
-pub(super) fn the_startup_child_launches_from_the_request_slot_after_the_workers() {
+pub(super) fn the_startup_child_launches_from_its_own_request_slot() {
     let mut d = Driver::new(vec![spec("w", after(SEC), StartTime::Running)], true);
     d.ev(Event::Start);
     let startup = d.startup_pid.unwrap();
-    let max = d.core.workers().count() as u32 + 2;
+    let slot = d.core.child(startup).unwrap().slot.child_slot().unwrap();
     let x = adopted(&request(
         &mut d,
-        max,
+        slot,
         1,
         spec("x", RestartPolicy::Never, StartTime::Running),
     ));
@@ -129,7 +129,7 @@ pub(super) fn the_startup_child_launches_from_the_request_slot_after_the_workers
         .unwrap()
         .launcher
         .expect("the startup child launched it");
-    assert_eq!(l.pid, startup);
+    assert_eq!((l.child_slot, l.pid), (slot, startup));
     // Its end is the hooks' end: no latch from here on.
     d.exit(startup, ExitStatus::Code(0), false, "");
     assert_eq!(d.core.worker(x).unwrap().launcher, None);
