@@ -67,6 +67,9 @@ fn dynamic_workers_honour_needs_ready_and_start_after(mode: Mode) {
         "ready: unknown start_after refused: UnknownStartAfter(\"no-such-worker\")",
         T,
     );
+    // A running worker that nobody started after until now (the launcher) becomes a target:
+    // its dependent starts, though the launcher was not asked to report its entry.
+    host.wait_log("ready: after the launcher running pid ", T);
     // Running, but not ready: `wait_for_startup` does not say running, status says starting,
     // and the worker that starts after it waits.
     host.wait_log("ready: not running before set_ready", T);

@@ -11,7 +11,8 @@
 //! - `testkit_ready_launcher`: a `needs_ready` worker `ready-child` (entry `testkit_worker`, which
 //!   declares itself ready on its trigger `ready`) and `after-child` that starts after it: logs
 //!   `ready: not running before set_ready`, then `ready: running pid P` and `ready: after running
-//!   pid P`; an unknown `start_after` target: `ready: unknown start_after refused: E`.
+//!   pid P`; an unknown `start_after` target: `ready: unknown start_after refused: E`; a worker
+//!   that starts after the running launcher itself: `ready: after the launcher running pid P`.
 //! - `testkit_swl_root` launches `swl-launcher` (entry `testkit_swl_launcher`, restarted after
 //!   100 ms) and, on its trigger `terminate`, terminates it and logs what the handle of the
 //!   launcher's `stop_with_launcher` worker says: `root: child after its launcher ended: S`.
@@ -139,6 +140,14 @@ fn testkit_ready_launcher(w: &mut Worker) -> Result<(), WorkerError> {
     match w.launch(dyn_child("after-nobody").start_after("no-such-worker")) {
         Err(e @ LaunchError::UnknownStartAfter(_)) => tracing::info!("ready: unknown start_after refused: {e:?}"),
         other => tracing::error!("ready: wrong: an unknown start_after target gave {other:?}"),
+    }
+    // A running worker that nobody started after so far (this launcher) becomes a target.
+    let after_me = w
+        .launch(dyn_child("after-launcher").start_after(w.name()))
+        .map_err(fatal)?;
+    match after_me.wait_for_startup(T) {
+        Ok(WorkerStatus::Running { pid }) => tracing::info!("ready: after the launcher running pid {pid}"),
+        other => tracing::error!("ready: wrong: the launcher's dependent's handle said {other:?}"),
     }
     match ready.wait_for_startup(Duration::from_millis(300)) {
         Err(HandleError::TimedOut) => tracing::info!("ready: not running before set_ready"),
