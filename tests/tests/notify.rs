@@ -58,6 +58,21 @@ fn the_launcher_wakes_with_latch_on_start_and_stop(mode: Mode) {
     host.wait_log("notify: child stopped:", T);
     wait_gone(&[pid], T);
     host.wait_log("notify: name reused", T);
+    // A `needs_ready` worker's entry wakes nobody; its `set_ready` does, and the handle the
+    // launcher reads right then says running.
+    host.wait_log("notify: ready launched", T);
+    host.wait_for("notify-ready starting", T, |s| {
+        s.workers
+            .iter()
+            .any(|w| w.name == "notify-ready" && w.state == "starting")
+    });
+    host.trigger("notify-ready", "ready");
+    let log = host.wait_log("notify: ready running pid ", T);
+    assert_eq!(
+        host.worker("notify-ready").pid,
+        Some(number_after(&log, "notify: ready running pid "))
+    );
+    assert!(!log.contains("notify: woke on latch, notify-ready"), "{log}");
     assert_nothing_wrong(&host);
 }
 

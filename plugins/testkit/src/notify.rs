@@ -7,7 +7,9 @@
 //! - `testkit_notify_launcher`: uses only `wait` and `status()` to follow its workers: a missing
 //!   entry (`notify: missing stopped: R`), a worker that starts (`notify: child running pid P`)
 //!   and is terminated (`notify: child stopped: R`), and the refusals of a duplicate name
-//!   (`notify: duplicate refused: E`, `notify: static duplicate refused: E`).
+//!   (`notify: duplicate refused: E`, `notify: static duplicate refused: E`); then a `needs_ready`
+//!   worker `notify-ready` (`notify: ready launched`), which it sees running once that worker
+//!   declared itself ready on its trigger `ready` (`notify: ready running pid P`).
 //! - `testkit_ready_launcher`: a `needs_ready` worker `ready-child` (entry `testkit_worker`, which
 //!   declares itself ready on its trigger `ready`) and `after-child` that starts after it: logs
 //!   `ready: not running before set_ready`, then `ready: running pid P` and `ready: after running
@@ -118,10 +120,29 @@ fn testkit_notify_launcher(w: &mut Worker) -> Result<(), WorkerError> {
     match w.launch(dyn_child("notify-child")) {
         Ok(h) => {
             tracing::info!("notify: name reused");
-            let _ = h.terminate();
+            h.terminate().map_err(fatal)?;
+            // Its stop is news too: taken here, so what wakes the launcher next is the next
+            // worker's alone.
+            if until_latch(w, h, "notify-child", stopped).is_none() {
+                return park(w);
+            }
         }
         Err(e) => tracing::error!("notify: wrong: the name of a stopped worker is refused: {e}"),
     }
+    // A `needs_ready` worker's start is its readiness: no latch for its entry, one for `set_ready`
+    // (its trigger `ready`), and the handle says running as soon as that latch is seen.
+    let ready = w
+        .launch(
+            BackgroundWorker::new("notify-ready", EntryPoint::new("testkit", "testkit_worker"))
+                .restart(RestartPolicy::never())
+                .needs_ready(),
+        )
+        .map_err(fatal)?;
+    tracing::info!("notify: ready launched");
+    let Some(WorkerStatus::Running { pid }) = until_latch(w, ready, "notify-ready", running) else {
+        return park(w);
+    };
+    tracing::info!("notify: ready running pid {pid}");
     park(w)
 }
 steward::worker_entry!(testkit_notify_launcher);
