@@ -229,6 +229,10 @@ pub struct WorkerSlot {
     /// The generation a handle asked to terminate (any child writes it, then wakes the
     /// supervisor); the supervisor acts only when it is the slot's current generation.
     pub terminate_gen: AtomicU64,
+    // issue 14: control
+    /// Who launched the slot's dynamic worker: a worker's name or `control` (empty for a static
+    /// worker). Written by the supervisor before `in_use`, with the registration.
+    pub launcher: Text<64>,
     // issue 14: notifications
     /// The raw latch handle of the process that launched this dynamic worker (0: none), written
     /// by the supervisor from its own table with the registration (layout 9). The worker sets it
@@ -498,7 +502,15 @@ impl Segment {
 
     /// Writes a registration into worker slot `i` and hands it over (`in_use`, release).
     pub fn publish_worker(&self, i: u32, w: &WorkerSpec) {
+        self.publish_launched(i, w, "");
+    }
+
+    // issue 14: control
+    /// As [`Segment::publish_worker`], for a dynamic worker `launcher` launched (a worker's name
+    /// or `control`).
+    pub fn publish_launched(&self, i: u32, w: &WorkerSpec, launcher: &str) {
         let s = self.worker_slot(i);
+        s.launcher.store(launcher);
         s.name.store(&w.name);
         s.worker_type.store(&w.worker_type);
         s.plugin.store(&w.plugin);

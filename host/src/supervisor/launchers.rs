@@ -14,6 +14,9 @@ use super::Supervisor;
 use crate::shared::handles::{answer, drop_request, take_request, Answer};
 use crate::shared::handoff::ChildKind;
 
+/// The launcher status shows for a worker a startup hook launched.
+pub const STARTUP: &str = "startup";
+
 impl Supervisor {
     /// A request from a startup hook: the startup child's request slot is at its child slot's
     /// index. The child runs every plugin's hooks, so the plugin a request names is its own
@@ -28,16 +31,27 @@ impl Supervisor {
             drop_request(r);
             return;
         }
+        let refused = |why: String| {
+            tracing::warn!("a startup hook asked for an invalid dynamic worker: {why}");
+            answer(r, seq, &Answer::Invalid(why));
+        };
         match spec {
-            Err(why) => {
-                tracing::warn!("a startup hook asked for an invalid dynamic worker: {why}");
-                answer(r, seq, &Answer::Invalid(why));
+            Err(why) => refused(why),
+            Ok(spec) if !self.cfg.preload_plugins.contains(&spec.plugin) => refused(format!(
+                "plugin {:?} is not preloaded (host.preload_plugins: {})",
+                spec.plugin,
+                self.cfg.preload_plugins.join(", ")
+            )),
+            Ok(spec) => {
+                // Status shows the launcher by name, as for a worker's launch.
+                self.requester = Some(STARTUP.to_owned());
+                self.feed(Event::Request {
+                    from: i,
+                    seq,
+                    spec: Box::new(spec),
+                });
+                self.requester = None;
             }
-            Ok(spec) => self.feed(Event::Request {
-                from: i,
-                seq,
-                spec: Box::new(spec),
-            }),
         }
     }
 

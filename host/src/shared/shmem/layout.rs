@@ -99,8 +99,9 @@ impl Layout {
     }
 
     // issue 14: notifications
-    /// Request slots: each requester's at its child slot's index, up to the startup child's
-    /// (startup hooks launch dynamic workers too); the connection slots' lie between.
+    /// Request slots: each requester's at its child slot's index, the worker slots' and the
+    /// connection slots' (issue 14: control), then the startup child's (startup hooks launch
+    /// dynamic workers too).
     fn n_request_slots_for(n_worker_slots: u32, n_connection_slots: u32) -> u32 {
         n_worker_slots + n_connection_slots + 1
     }
