@@ -79,8 +79,10 @@ fn handles_in_a_region_are_terminated_by_another_worker(mode: Mode) {
     host.wait_log(&format!("stopped {N} of {N}"), T);
     wait_gone(&pids, T);
     // Stopped for good (restart policy `after` notwithstanding), and gone from status: their
-    // slots are free again.
-    let s = host.wait_for("no dynamic worker left in status", T, |s| dynamic_names(s).is_empty());
+    // slots are free again, no worker in status is a dynamic one.
+    let s = host.wait_for("no dynamic worker left in status", T, |s| {
+        dynamic_names(s).is_empty() && !s.workers.iter().any(|w| w.dynamic)
+    });
     assert_eq!(s.workers.len(), 2, "{s:#?}");
     assert!(
         !host.log_text().contains("handle "),

@@ -204,6 +204,11 @@ fn a_startup_hook_launches_a_worker_another_worker_terminates(mode: Mode) {
     host.wait_log("hook launched hook-child", T);
     let log = host.wait_log("hook child: ", T);
     assert!(line_of(&log, "hook child: ").contains("Ok(Running"), "{log}");
+    // Status names the startup hook as its launcher.
+    let child = host.worker("hook-child");
+    assert!(child.dynamic, "{child:?}");
+    assert_eq!(child.launcher.as_deref(), Some("startup"), "{child:?}");
+    host.trigger("hr", "terminate");
     let log = host.wait_log("hook child after terminate: ", T);
     assert!(
         line_of(&log, "hook child after terminate: ").contains("Ok(Stopped"),

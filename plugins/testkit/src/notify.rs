@@ -29,8 +29,8 @@
 //!   restart, `status()` for the others).
 //! - The startup hook `launching` (setting `startup_hook = "launch"`) launches `hook-child` and
 //!   stores its handle in words 0 and 1 of `testkit_handles`; `testkit_hook_reader` waits for
-//!   them, logs `hook child: S` from the handle, terminates it and logs `hook child after
-//!   terminate: S`.
+//!   them, logs `hook child: S` from the handle, and on its trigger (any text) terminates it and
+//!   logs `hook child after terminate: S`.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -340,6 +340,9 @@ fn testkit_hook_reader(w: &mut Worker) -> Result<(), WorkerError> {
     };
     let h = WorkerHandle::from_raw(slot as u32, word(1)?.load(Ordering::Relaxed));
     tracing::info!("hook child: {:?}", h.wait_for_startup(T));
+    if next_trigger(w)?.is_none() {
+        return Ok(());
+    }
     h.terminate().map_err(fatal)?;
     tracing::info!("hook child after terminate: {:?}", h.wait_for_shutdown(T));
     park(w)
