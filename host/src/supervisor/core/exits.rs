@@ -25,7 +25,6 @@ impl Core {
             // Not a child the core knows: to the core, as any process it did not start.
             return self.adopted_exited(pid, now, out);
         };
-
         if let (Some(key), Some(us)) = (child.worker, slot.launch_us) {
             if let Some(w) = self.worker_mut(key) {
                 w.run.last_launch_us = Some(us);
