@@ -143,6 +143,11 @@ pub enum RegisterError {
     BadStartAfter { worker: String, target: String },
     #[error("worker {0:?}: this host is too old for needs_ready and start_after (plugin ABI 1.1 or later needed)")]
     ReadinessNotSupported(String),
+    // issue 15: isolated
+    #[error("plugin {plugin}, worker {worker:?}: an isolated worker cannot use needs_ready (declaring readiness writes shared memory, which its process does not map writable)")]
+    IsolatedNeedsReady { plugin: String, worker: String },
+    #[error("plugin {plugin}, worker {worker:?}: this host is too old for isolated workers (plugin ABI 1.1 with WORKER_ISOLATED needed)")]
+    IsolatedNotSupported { plugin: String, worker: String },
     // issue 14: notifications
     #[error("worker {0:?}: stop_with_launcher is for dynamic workers (a static worker has no launcher)")]
     DynamicOnly(String),
@@ -168,6 +173,8 @@ pub struct BackgroundWorker {
     // issue 14: readiness
     needs_ready: bool,
     start_after: Vec<String>,
+    // issue 15: isolated
+    isolated: bool,
     // issue 14: notifications
     stop_with_launcher: bool,
 }
@@ -187,6 +194,7 @@ impl BackgroundWorker {
             extra: Vec::new(),
             needs_ready: false,
             start_after: Vec::new(),
+            isolated: false,
             stop_with_launcher: false,
         }
     }
@@ -238,6 +246,26 @@ impl BackgroundWorker {
     /// refuses to start when one names no worker or they make a cycle.
     pub fn start_after(mut self, name: impl Into<String>) -> Self {
         self.start_after.push(name.into());
+        self
+    }
+
+    // issue 15: isolated
+    /// Runs the worker isolated: its process maps shared memory read-only and holds no dead-man
+    /// flag, so a crash (a signal, an abort, a wild write into the segment, which faults) restarts
+    /// only this worker per its policy, counted against its crash-loop limit, and never resets
+    /// the host. It keeps settings, logging, reload, its own latch ([`Worker::wait`] returns
+    /// [`WaitResult::Latch`] when another process sets it) and host-death detection; it may read
+    /// regions. What writes shared memory is refused: locks ([`LockError::Isolated`]), setting
+    /// other workers' latches, launching or terminating workers, [`Worker::set_activity`] (does
+    /// nothing) and [`needs_ready`] (refused at registration). Static workers only.
+    ///
+    /// [`Worker::wait`]: crate::Worker::wait
+    /// [`WaitResult::Latch`]: crate::WaitResult::Latch
+    /// [`LockError::Isolated`]: crate::LockError::Isolated
+    /// [`Worker::set_activity`]: crate::Worker::set_activity
+    /// [`needs_ready`]: BackgroundWorker::needs_ready
+    pub fn isolated(mut self) -> Self {
+        self.isolated = true;
         self
     }
 
@@ -322,6 +350,13 @@ fn micros(d: Duration) -> u64 {
 
 pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
+    // issue 15: isolated
+    if w.isolated && w.needs_ready {
+        return Err(RegisterError::IsolatedNeedsReady {
+            plugin: plugin.to_owned(),
+            worker: w.name.clone(),
+        });
+    }
     // issue 14: notifications
     if w.stop_with_launcher {
         return Err(RegisterError::DynamicOnly(w.name.clone()));
@@ -330,6 +365,11 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
     let st = register_spec(host, plugin, w, &spec)?;
     match st {
         abi::STATUS_OK => Ok(()),
+        // A host that predates isolated workers refuses the flag as it would any unknown one.
+        abi::STATUS_INVALID if w.isolated => Err(RegisterError::IsolatedNotSupported {
+            plugin: plugin.to_owned(),
+            worker: w.name.clone(),
+        }),
         abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
         abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
         abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
@@ -354,6 +394,17 @@ pub(crate) fn ext_of(w: &BackgroundWorker) -> Option<(u32, Vec<abi::Str>)> {
     }
     let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
     (flags != 0 || !names.is_empty()).then_some((flags, names))
+}
+
+// issue 15: isolated
+/// Whether the builder asks for isolation, which only static workers have.
+pub(crate) fn is_isolated(w: &BackgroundWorker) -> bool {
+    w.isolated
+}
+
+/// The builder's name, for errors.
+pub(crate) fn name_of(w: &BackgroundWorker) -> &str {
+    &w.name
 }
 
 /// The builder as the ABI's registration; it borrows `w`'s strings and bytes.
@@ -403,16 +454,25 @@ fn register_spec(
     w: &BackgroundWorker,
     spec: &abi::WorkerSpec,
 ) -> Result<abi::Status, RegisterError> {
-    Ok(if w.needs_ready || !w.start_after.is_empty() {
+    Ok(if w.needs_ready || !w.start_after.is_empty() || w.isolated {
         // issue 14: readiness
         let end = std::mem::offset_of!(abi::HostApi, register_worker_ext) + std::mem::size_of::<usize>();
+        if !host.has(end) && w.isolated {
+            // issue 15: isolated
+            return Err(RegisterError::IsolatedNotSupported {
+                plugin: plugin.to_owned(),
+                worker: w.name.clone(),
+            });
+        }
         if !host.has(end) {
             return Err(RegisterError::ReadinessNotSupported(w.name.clone()));
         }
         let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
         let ext = abi::WorkerSpecExt {
             size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
-            flags: if w.needs_ready { abi::WORKER_NEEDS_READY } else { 0 },
+            flags: if w.needs_ready { abi::WORKER_NEEDS_READY } else { 0 }
+                // issue 15: isolated
+                | if w.isolated { abi::WORKER_ISOLATED } else { 0 },
             start_after: names.as_ptr(),
             n_start_after: names.len(),
         };

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::abi;
-use crate::background_worker::{abi_spec, ext_of, BackgroundWorker, RegisterError};
+use crate::background_worker::{abi_spec, ext_of, is_isolated, name_of, BackgroundWorker, RegisterError};
 
 /// A dynamic worker, as the launcher (or anyone it gave the handle to) sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,6 +202,13 @@ impl WorkerHandle {
 pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
     w.validate()
         .map_err(|e: RegisterError| LaunchError::Invalid(e.to_string()))?;
+    // issue 15: isolated
+    if is_isolated(w) {
+        return Err(LaunchError::Invalid(format!(
+            "worker {:?}: isolated is for static workers",
+            name_of(w)
+        )));
+    }
     let h = host().ok_or_else(|| LaunchError::Unavailable("the host has no dynamic workers (ABI 1.0)".into()))?;
     // issue 14: notifications
     // The launcher hears from its workers through its latch: from now on `wait` reports it.

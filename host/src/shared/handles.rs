@@ -249,6 +249,10 @@ pub fn take_request(r: &RequestSlot) -> Option<(u32, Result<WorkerSpec, String>)
 /// Decodes and validates a request's registration (untrusted bytes); the error names the field.
 pub fn decode(bytes: &[u8]) -> Result<WorkerSpec, String> {
     let spec: WorkerSpec = serde_json::from_slice(bytes).map_err(|e| format!("the request does not decode: {e}"))?;
+    // issue 15: isolated (a request is untrusted bytes: the field is refused, not trusted)
+    if spec.isolated {
+        return Err(format!("worker {:?}: isolation is for static workers", spec.name));
+    }
     validate_worker(&spec).map_err(|e| e.to_string())?;
     Ok(spec)
 }
@@ -406,6 +410,10 @@ pub fn wait(slot: u32, generation: u64, shutdown: bool, timeout: Duration) -> Re
 /// Asks the supervisor to stop the worker for good. A stopped worker gives `Ok`.
 pub fn terminate(slot: u32, generation: u64) -> Result<(), HandleFail> {
     let (seg, a) = attached().ok_or(HandleFail::Unavailable)?;
+    // issue 15: isolated (the request is a store into the worker slot)
+    if crate::shared::isolation::active() {
+        return Err(HandleFail::Unavailable);
+    }
     if let HandleState::Stopped { .. } = status_in(seg, slot, generation)? {
         return Ok(());
     }
@@ -463,6 +471,7 @@ mod tests {
                 .map(|i| format!("{i}").repeat(steward::abi::MAX_NAME_LEN))
                 .collect(),
             stop_with_launcher: true,
+            isolated: false,
         }
     }
 
@@ -496,6 +505,11 @@ mod tests {
         s.start_after = vec![s.name.clone()];
         let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
         assert!(e.contains("after itself"), "{e}");
+        // issue 15: isolated (a requester may not make the supervisor launch one)
+        s.start_after = Vec::new();
+        s.isolated = true;
+        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
+        assert!(e.contains("isolation is for static workers"), "{e}");
         // Cut at the bounded length: never read past the text.
         let r: RequestSlot = unsafe { std::mem::zeroed() };
         r.spec.store_bytes(&[b'{'; SPEC_LEN + 10]);

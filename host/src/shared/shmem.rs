@@ -95,7 +95,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -233,6 +233,10 @@ pub struct WorkerSlot {
     /// Who launched the slot's dynamic worker: a worker's name or `control` (empty for a static
     /// worker). Written by the supervisor before `in_use`, with the registration.
     pub launcher: Text<64>,
+    // issue 15: isolated
+    /// 1 when the worker runs isolated (the supervisor's registration, for status only).
+    pub isolated: AtomicU32,
+    _pad_isolated: AtomicU32,
     // issue 14: notifications
     /// The raw latch handle of the process that launched this dynamic worker (0: none), written
     /// by the supervisor from its own table with the registration (layout 9). The worker sets it
@@ -519,6 +523,8 @@ impl Segment {
         s.extra.store_bytes(&w.extra);
         s.arg.store(w.arg, Ordering::Relaxed);
         s.start_time.store(w.start_time.encode(), Ordering::Relaxed);
+        // issue 15: isolated
+        s.isolated.store(w.isolated as u32, Ordering::Relaxed);
         // issue 14: notifications
         // No launcher until `publish_launcher` says so (a static worker never has one).
         s.launcher_latch.store(0, Ordering::Relaxed);

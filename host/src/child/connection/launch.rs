@@ -37,6 +37,7 @@ pub fn serve_launch(req: LaunchRequest) -> Value {
         extra: Vec::new(),
         needs_ready: false,
         start_after: Vec::new(),
+        isolated: false,
         stop_with_launcher: false,
     };
     let name = spec.name.clone();
