@@ -24,7 +24,7 @@ pub struct WorkerHandle {
 pub enum WorkerStatus {
     /// Not running its entry yet (or waiting to restart).
     NotYetStarted,
-    /// Its process runs its entry.
+    /// Its process runs its entry (and, for a `needs_ready` worker, declared itself ready).
     Running { pid: i32 },
     /// Stopped for good; the reason is its last exit's (an entry that did not resolve names
     /// it), or why it never started.
@@ -171,9 +171,10 @@ impl WorkerHandle {
         from_abi(st, &out)
     }
 
-    /// Waits until the worker runs its entry ([`WorkerStatus::Running`]) or stopped without
-    /// getting there ([`WorkerStatus::Stopped`], with the reason: a launch failure comes back
-    /// here). Any process holding the handle may wait, not only the launcher.
+    /// Waits until the worker runs its entry ([`WorkerStatus::Running`]; a `needs_ready` worker
+    /// once it called `set_ready`) or stopped without getting there ([`WorkerStatus::Stopped`],
+    /// with the reason: a launch failure comes back here). Any process holding the handle may
+    /// wait, not only the launcher.
     pub fn wait_for_startup(self, timeout: Duration) -> Result<WorkerStatus, HandleError> {
         self.wait(abi::HANDLE_WAIT_STARTUP, timeout)
     }
