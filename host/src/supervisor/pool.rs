@@ -366,6 +366,7 @@ mod tests {
                 needs_ready: false,
                 isolated: false,
                 start_after: vec![],
+                stop_with_launcher: false,
             })
             .unwrap();
         }
