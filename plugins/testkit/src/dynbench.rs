@@ -110,8 +110,13 @@ fn testkit_dynbench(w: &mut Worker) -> Result<(), WorkerError> {
         let word = stamp_word(w)?;
         let mut us = Vec::with_capacity(n as usize);
         for i in 0..n as usize {
-            if w.wait(pace).should_stop() {
-                return Ok(());
+            // The whole pace: the launcher's latch is set when a worker it launched starts or
+            // stops, which ends a `wait` early.
+            let until = Instant::now() + pace;
+            while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+                if w.wait(left).should_stop() {
+                    return Ok(());
+                }
             }
             let what = format!("dl-{i}");
             word.store(0, Ordering::SeqCst);
