@@ -126,10 +126,12 @@ fn testkit_dynbench(w: &mut Worker) -> Result<(), WorkerError> {
                 .map_err(|e| fatal(format!("{what}: launch: {e}")))?;
             started(h, &what)?;
             // The worker writes its figure first thing, but "running" can be seen just before.
+            // Sleep, never spin: a launcher spinning on the worker's CPU would hold the worker
+            // off until the scheduler preempts it, and that wait would count as launch time.
             let deadline = Instant::now() + STEP;
             let ns = loop {
                 match word.load(Ordering::SeqCst) {
-                    0 if Instant::now() < deadline => std::hint::spin_loop(),
+                    0 if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(20)),
                     0 => return Err(fatal(format!("{what} never wrote its stamp"))),
                     ns => break ns,
                 }
