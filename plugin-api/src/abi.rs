@@ -285,7 +285,15 @@ pub struct HandleStatus {
     pub reason_len: u32,
     /// Why it stopped, UTF-8, `reason_len` bytes.
     pub reason: [u8; 256],
+    // issue 14: queue
+    /// The errno of the launch that failed, when that is why it stopped (0: none); written only
+    /// when `size` covers it.
+    pub errno: i32,
 }
+
+// issue 14: queue
+mod queue;
+pub use queue::*;
 
 /// The size of [`WorkerSpecExt`] as ABI 1.1 defines it: the least a host accepts. A later minor
 /// version appends fields; a host reads those only when the plugin's `size` covers them, so a
@@ -417,6 +425,16 @@ pub struct HostApi {
     /// Asks the host to stop the worker for good (SIGTERM if it runs): [`STATUS_OK`] (also when
     /// it already stopped) or [`STATUS_STALE`].
     pub handle_terminate: unsafe extern "C" fn(ctx: *mut c_void, slot: u32, generation: u64) -> Status,
+    // issue 14: queue
+    /// [`HostApi::launch_worker`] with options: [`STATUS_TERMINATE`] too, when a queued request
+    /// was cancelled because this worker was asked to stop.
+    pub launch_worker_opts: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        spec: *const WorkerSpec,
+        opts: *const LaunchOpts,
+        answer: *mut LaunchAnswer,
+    ) -> Status,
 }
 
 impl HostApi {

@@ -145,6 +145,11 @@ pub enum RegisterError {
     ReadinessNotSupported(String),
     #[error("the host refused the registration (status {0})")]
     Other(i32),
+    // issue 14: queue
+    #[error("worker {0:?}: queue_timeout is for dynamic workers (Worker::launch), not static registrations")]
+    DynamicOnly(String),
+    #[error("worker {worker:?}: queue timeout {timeout:?} is longer than the limit of one week")]
+    BadQueueTimeout { worker: String, timeout: Duration },
 }
 
 pub(crate) fn valid_name(s: &str, max: usize) -> bool {
@@ -165,6 +170,8 @@ pub struct BackgroundWorker {
     // issue 14: readiness
     needs_ready: bool,
     start_after: Vec<String>,
+    // issue 14: queue
+    queue_timeout: Option<Duration>,
 }
 
 impl BackgroundWorker {
@@ -182,7 +189,20 @@ impl BackgroundWorker {
             extra: Vec::new(),
             needs_ready: false,
             start_after: Vec::new(),
+            queue_timeout: None,
         }
+    }
+
+    // issue 14: queue
+    /// For [`crate::Worker::launch`] only: when no worker slot is free (or the free ones are
+    /// reserved for other plugins), wait up to `d` in the host's queue for one instead of failing
+    /// at once with [`crate::LaunchError::NoFreeSlot`]; the same error comes when `d` runs out.
+    /// Requests are served in order as slots free. A SIGTERM to the launching worker while it
+    /// waits cancels the request ([`crate::LaunchError::Terminate`]). At most a week; zero means
+    /// no wait. A static registration with it is refused ([`RegisterError::DynamicOnly`]).
+    pub fn queue_timeout(mut self, d: Duration) -> Self {
+        self.queue_timeout = Some(d);
+        self
     }
     /// The group name shown in status; defaults to the name.
     pub fn worker_type(mut self, t: impl Into<String>) -> Self {
@@ -306,6 +326,10 @@ fn micros(d: Duration) -> u64 {
 
 pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
+    // issue 14: queue
+    if w.queue_timeout.is_some() {
+        return Err(RegisterError::DynamicOnly(w.name.clone()));
+    }
     let spec = abi_spec(w);
     let st = register_spec(host, plugin, w, &spec)?;
     match st {
@@ -325,6 +349,18 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
 /// Whether the builder asks for what only static workers have (readiness, `start_after`).
 pub(crate) fn static_only(w: &BackgroundWorker) -> bool {
     w.needs_ready || !w.start_after.is_empty()
+}
+
+// issue 14: queue
+/// The queue timeout the builder asks for, checked against the one-week limit.
+pub(crate) fn queue_timeout_of(w: &BackgroundWorker) -> Result<Option<Duration>, RegisterError> {
+    match w.queue_timeout {
+        Some(d) if d.as_micros() > u128::from(abi::MAX_RESTART_DELAY_US) => Err(RegisterError::BadQueueTimeout {
+            worker: w.name.clone(),
+            timeout: d,
+        }),
+        q => Ok(q.filter(|d| !d.is_zero())),
+    }
 }
 
 /// The builder's name, for errors.

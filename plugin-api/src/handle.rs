@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::abi;
-use crate::background_worker::{abi_spec, name_of, static_only, BackgroundWorker, RegisterError};
+use crate::background_worker::{abi_spec, name_of, queue_timeout_of, static_only, BackgroundWorker, RegisterError};
 
 /// A dynamic worker, as the launcher (or anyone it gave the handle to) sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,7 +28,13 @@ pub enum WorkerStatus {
     Running { pid: i32 },
     /// Stopped for good; the reason is its last exit's (an entry that did not resolve names
     /// it), or why it never started.
-    Stopped { reason: String },
+    Stopped {
+        reason: String,
+        // issue 14: queue
+        /// When its process could not be started (fork or spawn failed: `EAGAIN`, `ENOMEM`): the
+        /// errno. The worker does not restart, and its slot is free again.
+        errno: Option<i32>,
+    },
 }
 
 /// Why a handle call gave no status.
@@ -49,7 +55,11 @@ pub enum HandleError {
 /// Why a launch gave no handle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchError {
-    #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
+    /// `used` counts the dynamic slots in use and those reserved for other plugins (free or
+    /// not); `max` is every dynamic slot (`max_worker_processes`).
+    #[error(
+        "no free worker slot ({used} of {max} in use or reserved for other plugins): raise max_worker_processes, or use .queue_timeout(d)"
+    )]
     NoFreeSlot { used: u32, max: u32 },
     #[error("invalid dynamic worker: {0}")]
     Invalid(String),
@@ -59,6 +69,11 @@ pub enum LaunchError {
     Unavailable(String),
     #[error("the host answered with status {status}: {message}")]
     Other { status: abi::Status, message: String },
+    // issue 14: queue
+    /// The launching worker was asked to stop while its request waited in the queue: the
+    /// request is cancelled (no worker was launched).
+    #[error("this worker was asked to stop while its launch request waited for a slot")]
+    Terminate,
 }
 
 fn host() -> Option<&'static abi::HostApi> {
@@ -74,6 +89,7 @@ fn blank_status() -> abi::HandleStatus {
         pid: 0,
         reason_len: 0,
         reason: [0; 256],
+        errno: 0,
     }
 }
 
@@ -92,6 +108,7 @@ fn from_abi(st: abi::Status, out: &abi::HandleStatus) -> Result<WorkerStatus, Ha
             let n = (out.reason_len as usize).min(out.reason.len());
             WorkerStatus::Stopped {
                 reason: String::from_utf8_lossy(&out.reason[..n]).into_owned(),
+                errno: (out.errno != 0).then_some(out.errno),
             }
         }
         _ => WorkerStatus::NotYetStarted,
@@ -177,6 +194,8 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         )));
     }
     let h = host().ok_or_else(|| LaunchError::Unavailable("the host has no dynamic workers (ABI 1.0)".into()))?;
+    // issue 14: queue
+    let queue_timeout = queue_timeout_of(w).map_err(|e| LaunchError::Invalid(e.to_string()))?;
     let spec = abi_spec(w);
     let mut answer = abi::LaunchAnswer {
         size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
@@ -187,9 +206,26 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         message: [0; 256],
         message_len: 0,
     };
-    // SAFETY: the host's function (checked present), with a registration whose strings and
-    // bytes `w` keeps alive for the call, and an answer struct of the size it says.
-    let st = unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) };
+    let st = match queue_timeout {
+        // SAFETY: the host's function (checked present), with a registration whose strings and
+        // bytes `w` keeps alive for the call, and an answer struct of the size it says.
+        None => unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) },
+        Some(d) => {
+            let end = std::mem::offset_of!(abi::HostApi, launch_worker_opts) + std::mem::size_of::<usize>();
+            if !h.has(end) {
+                return Err(LaunchError::Unavailable(
+                    "this host is too old for queue_timeout: no launch queue".into(),
+                ));
+            }
+            let opts = abi::LaunchOpts {
+                size: std::mem::size_of::<abi::LaunchOpts>() as u32,
+                flags: abi::LAUNCH_QUEUE,
+                queue_timeout_us: d.as_micros() as u64,
+            };
+            // SAFETY: as above; the table has the field (checked), and `opts` outlives the call.
+            unsafe { (h.launch_worker_opts)(h.ctx, abi::Str::new(plugin), &spec, &opts, &mut answer) }
+        }
+    };
     let n = (answer.message_len as usize).min(answer.message.len());
     let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
     match st {
@@ -204,6 +240,7 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         abi::STATUS_INVALID | abi::STATUS_BAD_NAME => Err(LaunchError::Invalid(message)),
         abi::STATUS_HOST_NOT_RUNNING => Err(LaunchError::HostNotRunning),
         abi::STATUS_UNAVAILABLE => Err(LaunchError::Unavailable(message)),
+        abi::STATUS_TERMINATE => Err(LaunchError::Terminate),
         status => Err(LaunchError::Other { status, message }),
     }
 }

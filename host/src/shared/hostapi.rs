@@ -125,6 +125,8 @@ const fn table(mode: u32) -> abi::HostApi {
         handle_status: dynamic::host_handle_status,
         handle_wait: dynamic::host_handle_wait,
         handle_terminate: dynamic::host_handle_terminate,
+        // issue 14: queue
+        launch_worker_opts: dynamic::host_launch_worker_opts,
     }
 }
 
@@ -493,6 +495,10 @@ unsafe extern "C" fn host_define_setting(
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !name_ok {
             return abi::STATUS_BAD_NAME;
+        }
+        // issue 14: queue: the host owns this key of every plugin section.
+        if name == crate::shared::config::RESERVED_WORKER_SLOTS_KEY {
+            return abi::STATUS_DUPLICATE;
         }
         let Some(kind) = kind_of(def) else {
             return abi::STATUS_INVALID;

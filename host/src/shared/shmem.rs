@@ -95,7 +95,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -176,7 +176,10 @@ pub struct Header {
     /// wake-up, as for `consistent`.
     pub segment_ready: AtomicU32,
     // issue 14: dynamic workers
-    _pad_requests: AtomicU32,
+    // issue 14: queue
+    /// Dynamic-worker requests waiting for a free slot (the supervisor writes it each turn, for
+    /// status; layout 9).
+    pub dyn_queued: AtomicU32,
     /// Where the request slots lie (layout 8).
     pub requests_off: AtomicU64,
 }

@@ -78,6 +78,7 @@ impl Supervisor {
             last_launch_us: r.last_launch_us,
             history: r.history.iter().cloned().collect(),
             generation: key.generation,
+            launch_errno: r.launch_errno,
         });
         // issue 14: dynamic workers
         crate::shared::handles::bump_events(&self.segment, key.slot);
@@ -138,6 +139,8 @@ impl Supervisor {
             settings_omitted: false,
             last_reload: self.last_reload.clone(),
             pending_restart: self.pending_restart.clone(),
+            // issue 14: queue
+            reserved_worker_slots: self.cfg.reserved_worker_slots.clone(),
         };
         let fits = |doc: &HostInfoDoc| {
             let text = serde_json::to_string(doc).unwrap_or_default();

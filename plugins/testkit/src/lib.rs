@@ -891,7 +891,7 @@ fn testkit_launcher(w: &mut Worker) -> Result<(), WorkerError> {
         ))
         .map_err(fatal)?;
     match missing.wait_for_startup(t).map_err(fatal)? {
-        steward::WorkerStatus::Stopped { reason } => tracing::info!("missing entry stopped: {reason}"),
+        steward::WorkerStatus::Stopped { reason, .. } => tracing::info!("missing entry stopped: {reason}"),
         other => return Err(fatal(format!("missing entry: {other:?}"))),
     }
     let mut handles = Vec::with_capacity(n);

@@ -12,9 +12,36 @@ use steward::abi::{self, Status, Str};
 use super::spec_from_abi;
 
 pub(super) unsafe extern "C" fn host_launch_worker(
+    ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    // SAFETY: forwarded as the plugin passed them, with no options.
+    unsafe { host_launch_worker_opts(ctx, plugin, spec, std::ptr::null(), answer) }
+}
+
+// issue 14: queue
+/// The queue timeout `opts` asks for: `Err` for a malformed struct or unknown flags.
+///
+/// # Safety
+/// `opts` is null or points to a `LaunchOpts` of at least the size it claims.
+unsafe fn queue_timeout(opts: *const abi::LaunchOpts) -> Result<Option<std::time::Duration>, Status> {
+    // SAFETY: per this function's contract.
+    let Some(o) = (unsafe { opts.as_ref() }) else {
+        return Ok(None);
+    };
+    if (o.size as usize) < std::mem::size_of::<abi::LaunchOpts>() || o.flags & !abi::LAUNCH_QUEUE != 0 {
+        return Err(abi::STATUS_INVALID);
+    }
+    Ok((o.flags & abi::LAUNCH_QUEUE != 0).then(|| std::time::Duration::from_micros(o.queue_timeout_us)))
+}
+
+pub(super) unsafe extern "C" fn host_launch_worker_opts(
     _ctx: *mut c_void,
     plugin: Str,
     spec: *const abi::WorkerSpec,
+    opts: *const abi::LaunchOpts,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
     use crate::shared::handles::{launch, LaunchFail};
@@ -41,7 +68,15 @@ pub(super) unsafe extern "C" fn host_launch_worker(
             return st;
         }
     };
-    match launch(&spec) {
+    // SAFETY: the plugin's options struct, null or of the size it claims.
+    let queue_timeout = match unsafe { queue_timeout(opts) } {
+        Ok(q) => q,
+        Err(st) => {
+            write_message(out, "the launch options are malformed (size or unknown flags)");
+            return st;
+        }
+    };
+    match launch(&spec, queue_timeout) {
         Ok((slot, generation)) => {
             out.slot = slot;
             out.generation = generation;
@@ -60,6 +95,7 @@ pub(super) unsafe extern "C" fn host_launch_worker(
                 LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
                 LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
                 LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
+                LaunchFail::Terminate => abi::STATUS_TERMINATE,
             }
         }
     }
@@ -90,13 +126,15 @@ unsafe fn handle_out(
     };
     out.pid = 0;
     out.reason_len = 0;
+    out.errno = 0;
     out.phase = match st {
         HandleState::NotYetStarted => abi::HANDLE_NOT_STARTED,
         HandleState::Running { pid } => {
             out.pid = pid;
             abi::HANDLE_RUNNING
         }
-        HandleState::Stopped { reason } => {
+        HandleState::Stopped { reason, errno } => {
+            out.errno = errno.unwrap_or(0);
             let mut n = reason.len().min(out.reason.len());
             while !reason.is_char_boundary(n) {
                 n -= 1;

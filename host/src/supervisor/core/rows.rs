@@ -92,6 +92,14 @@ pub enum Row {
     TerminateRunning,
     TerminatePending,
     TerminateIgnored,
+    // issue 14: queue
+    RequestQueued,
+    QueueServed,
+    QueueExpired,
+    QueueRequesterGone,
+    QueueHostDown,
+    RequestOrphaned,
+    DynLaunchFailed,
 }
 
 /// The host's phase without its data: what a host row leaves.

@@ -9,6 +9,8 @@
 
 mod dynamic;
 mod outcomes;
+// issue 14: queue
+mod queue;
 mod readiness;
 mod reset;
 mod seginit;
@@ -24,6 +26,7 @@ use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use dynamic::*;
 use outcomes::*;
+use queue::*;
 use readiness::*;
 use reset::*;
 use seginit::*;
@@ -352,6 +355,14 @@ scenarios! {
     requests_are_adopted_or_refused_while_up_and_answered_not_running_otherwise,
     a_terminate_stops_a_worker_for_good_in_each_state,
     a_reset_retires_stopped_dynamic_workers_and_restarts_the_others,
+    // issue 14: queue
+    admission_keeps_reserved_slots_for_their_plugin,
+    a_freed_slot_serves_the_queue_in_order_skipping_what_admission_refuses,
+    a_queued_request_expires_at_its_timeout_and_its_deadline_wakes_the_loop,
+    a_queued_request_whose_requester_exited_or_asked_again_is_dropped,
+    requests_queued_when_the_host_stops_being_up_are_answered_not_running,
+    an_adopted_worker_whose_request_was_cancelled_is_stopped_before_it_runs,
+    a_dynamic_launch_failure_stops_it_with_the_errno_and_frees_the_slot,
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub struct WorkerRun {
     // issue 14: dynamic workers
     /// A handle terminated it: it stops for good whatever its exit says.
     pub terminated: bool,
+    // issue 14: queue
+    /// The errno of the launch that failed, for a dynamic worker stopped by it.
+    pub launch_errno: Option<i32>,
     /// Past exits, newest first.
     pub history: VecDeque<(ExitStatus, u64, String)>,
     pub tracker: RestartTracker,
@@ -359,6 +362,24 @@ impl Core {
         let Some(w) = self.worker_mut(key) else {
             return self.took(Row::StaleKey);
         };
+        // issue 14: queue
+        // A dynamic worker's launch failure is an answer to its launcher, not a retry: it stops
+        // with the errno and its slot is freed at once.
+        if w.is_dynamic() {
+            let took = rows::fired(Row::DynLaunchFailed, State::Worker(w.run.state));
+            let reason = format!("launch failed: {error}");
+            out.push(Action::Log(
+                Level::Error,
+                format!("cannot start dynamic worker {}: {error}; stopped", w.spec.name),
+            ));
+            w.run.state = WorkerState::Stopped;
+            w.run.restart_at = None;
+            w.run.restart_at_ms = None;
+            w.run.launch_errno = Some(error.raw_os_error().unwrap_or(0));
+            w.run.last_exit = Some((ExitStatus::Code(0), now.wall_ms, reason));
+            self.publish_or_retire(key, out);
+            return took;
+        }
         let took = rows::fired(Row::WorkerLaunchFailed, State::Worker(w.run.state));
         out.push(Action::Log(
             Level::Error,
