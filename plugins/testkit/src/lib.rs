@@ -90,6 +90,10 @@ const MAX_WORKERS: u64 = 4096;
 /// Words of the `latch` region: 0 the waiter's handle, 1 the setter's, 2 the set's timestamp,
 /// 3 the poller's handle, the rest free for `publish_latch`.
 const LATCH_WORDS: usize = 64;
+// issue 14: queue
+/// Entries that fill the dynamic slots, queue, and see launch failures.
+mod queue;
+
 // issue 14: dynamic workers
 /// Most dynamic workers `testkit_launcher` launches.
 const MAX_DYNAMIC: usize = 256;
