@@ -174,3 +174,95 @@ fn an_injected_fork_failure_answers_with_the_errno_within_100ms(mode: Mode) {
 
 both_modes!(an_injected_fork_failure_answers_with_the_errno_within_100ms);
 
+/// The host's segment, through its memfd in /proc.
+fn segment_file(host_pid: i32, write: bool) -> std::fs::File {
+    let fd_dir = format!("/proc/{host_pid}/fd");
+    let path = std::fs::read_dir(&fd_dir)
+        .expect("host fds")
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
+        .expect("the host holds its segment's memfd")
+        .path();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path)
+        .expect("open the segment")
+}
+
+/// Where request slot `i` lies in the host's live segment.
+fn request_slot_offset(host_pid: i32, i: u32) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    let at = std::mem::offset_of!(steward_host::shared::shmem::Header, requests_off) as u64;
+    segment_file(host_pid, false)
+        .read_exact_at(&mut b, at)
+        .expect("read the header");
+    u64::from_ne_bytes(b) + u64::from(i) * std::mem::size_of::<steward_host::shared::handles::RequestSlot>() as u64
+}
+
+/// A worker that died between writing its request and waking the supervisor leaves the request
+/// behind in its slot (forged here through the segment's memfd, as any child could write it):
+/// the next process launched in that slot must not inherit it, or the supervisor's next wake-up
+/// would adopt a dynamic worker for a process that never asked.
+fn a_request_left_by_a_dead_worker_is_cleared_when_its_slot_is_launched_again(mode: Mode) {
+    use std::os::unix::fs::FileExt;
+    use steward_host::shared::handles::{encode, request_state, write_request, RequestSlot, REQ_FREE, REQ_REQUESTED};
+    let host = Host::start(
+        Spec::new(mode)
+            .testkit("w")
+            .host("max_worker_processes = 1")
+            .setting("testkit", "restart_delay = \"10ms\""),
+    );
+    let s = host.wait_for("w running", T, |s| find(s, "w").pid.is_some());
+    let first = find(&s, "w").pid.unwrap();
+    // Worker w is the only registered worker: slot 0. Its request, as `launch` writes it.
+    let spec = steward_host::shared::registry::WorkerSpec {
+        name: "ghost".into(),
+        worker_type: "testkit".into(),
+        plugin: "testkit".into(),
+        library: "testkit".into(),
+        function: "testkit_dyn_child".into(),
+        start_time: steward_host::shared::registry::StartTime::Running,
+        restart: steward_host::shared::registry::RestartPolicy::Never,
+        crash_loop: None,
+        arg: 0,
+        extra: Vec::new(),
+        needs_ready: false,
+        start_after: Vec::new(),
+    };
+    // SAFETY: a request slot is atomics only, valid as zeroes.
+    let forged: Box<RequestSlot> = Box::new(unsafe { std::mem::zeroed() });
+    write_request(&forged, &encode(&spec).unwrap(), None);
+    // SAFETY: reading the bytes of a plain struct of atomics that lives for the call.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&*forged as *const RequestSlot).cast::<u8>(),
+            std::mem::size_of::<RequestSlot>(),
+        )
+    };
+    let at = request_slot_offset(host.pid, 0);
+    segment_file(host.pid, true)
+        .write_all_at(bytes, at)
+        .expect("write the request");
+    let state = || {
+        let mut b = [0u8; 4];
+        segment_file(host.pid, false)
+            .read_exact_at(&mut b, at)
+            .expect("read the request");
+        u32::from_ne_bytes(b)
+    };
+    assert_eq!(state(), REQ_REQUESTED);
+    assert_eq!(request_state(&forged), REQ_REQUESTED);
+    // w exits and is launched again in the same slot: the left-over request is dropped.
+    host.trigger("w", "exit 1");
+    host.wait_for("w running again", T, |s| find(s, "w").pid.is_some_and(|p| p != first));
+    assert_eq!(state(), REQ_FREE, "the new process in slot 0 inherited the request");
+    // A wake-up of the supervisor finds nothing to adopt.
+    host.signal(libc::SIGUSR1);
+    host.assert_stays("no ghost worker", Duration::from_millis(300), |s| {
+        s.workers.iter().all(|w| w.name != "ghost")
+    });
+}
+
+both_modes!(a_request_left_by_a_dead_worker_is_cleared_when_its_slot_is_launched_again);
