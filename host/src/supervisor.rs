@@ -454,6 +454,10 @@ impl Supervisor {
             let Some((seq, spec, queue_timeout)) = crate::shared::handles::take_request(r) else {
                 continue;
             };
+            // issue 14: queue
+            if self.core.is_queued(i, seq) {
+                continue;
+            }
             // The requester is the worker running in slot `i` by the core's table, never by what
             // the segment says.
             let requester = self

@@ -66,6 +66,13 @@ impl Core {
         self.queue.waiting.len()
     }
 
+    /// Whether request `seq` of the requester in slot `from` waits in the queue: its request slot
+    /// still says `REQUESTED`, and the loop must not take it again on the next wake-up (which
+    /// would put it back at the end of the line with a new deadline).
+    pub fn is_queued(&self, from: u32, seq: u32) -> bool {
+        self.queue.waiting.iter().any(|q| q.from == from && q.seq == seq)
+    }
+
     /// Whether `plugin` may take a dynamic slot now (design §2.3): under its reservation it
     /// may; otherwise only if the slots no reservation holds are not all taken by plugins over
     /// their own reservation.

@@ -106,6 +106,9 @@ pub(super) fn a_freed_slot_serves_the_queue_in_order_skipping_what_admission_ref
         let a = ask(&mut d, 1, 4, "qb", "b", Some(10 * SEC));
         assert!(answers(&a).is_empty(), "{step:?}: {a:?}");
         assert_eq!(d.core.queued(), 2);
+        // The loop leaves a queued request alone on later wake-ups.
+        assert!(d.core.is_queued(0, 3) && d.core.is_queued(1, 4));
+        assert!(!d.core.is_queued(0, 2) && !d.core.is_queued(1, 3));
         // A deadline with nothing freed changes nothing.
         assert!(answers(&d.ev(Event::Deadline)).is_empty());
         // b's slot frees: qa, first in line, may not take b's reserved slot; qb, behind it, is
