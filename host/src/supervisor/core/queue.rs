@@ -26,7 +26,7 @@ use crate::shared::handles::Answer;
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::WorkerSpec;
 
-/// A request waiting for a dynamic slot.
+/// A request waiting for a dynamic slot (from a worker, or a connection child).
 #[derive(Debug)]
 pub(super) struct Queued {
     /// The requester's worker slot (its request slot).
@@ -44,6 +44,9 @@ pub(super) struct Queue {
     waiting: VecDeque<Queued>,
     /// Dynamic slots reserved per plugin (plugins with none are absent).
     reserved: BTreeMap<String, u32>,
+    /// Workers adopted from the queue, with their requester's slot, until the loop asks whose
+    /// they were (when it publishes them, in the same turn).
+    served: Vec<(WorkerKey, u32)>,
 }
 
 /// Why admission refused: the counts `NoFreeSlot` reports.
@@ -64,6 +67,21 @@ impl Core {
     /// Requests waiting in the queue now (status shows it).
     pub fn queued(&self) -> usize {
         self.queue.waiting.len()
+    }
+
+    /// The requester's slot of `key`, if it was adopted from the queue (once).
+    pub fn take_served_from(&mut self, key: WorkerKey) -> Option<u32> {
+        let i = self.queue.served.iter().position(|(k, _)| *k == key)?;
+        Some(self.queue.served.swap_remove(i).1)
+    }
+
+    /// The process in child slot `from` (a worker's child slot is its worker slot; a connection
+    /// child's is its own): who a queued request waits for.
+    fn requester_pid(&self, from: u32) -> Option<i32> {
+        self.children
+            .iter()
+            .find(|(_, c)| c.slot.child_slot() == Some(from))
+            .map(|(pid, _)| pid)
     }
 
     /// Whether request `seq` of the requester in slot `from` waits in the queue: its request slot
@@ -172,7 +190,7 @@ impl Core {
             }
             Err(_) if queue_timeout.is_some_and(|d| !d.is_zero()) => {
                 let took = self.took(Row::RequestQueued);
-                let from_pid = self.worker_in(from).and_then(|w| w.run.pid).unwrap_or(0);
+                let from_pid = self.requester_pid(from).unwrap_or(0);
                 out.push(Action::Log(
                     Level::Debug,
                     format!("dynamic worker {} queued for a free slot", spec.name),
@@ -218,8 +236,7 @@ impl Core {
                 });
                 continue;
             }
-            let asker = self.worker_in(q.from).filter(|w| w.run.state == WorkerState::Running);
-            if asker.and_then(|w| w.run.pid) != Some(q.from_pid) {
+            if self.requester_pid(q.from) != Some(q.from_pid) {
                 // The process that asked is gone: nobody waits for the answer.
                 self.took(Row::QueueRequesterGone);
                 continue;
@@ -239,7 +256,9 @@ impl Core {
             }
             if self.admit(&q.spec.plugin).is_ok() {
                 self.took(Row::QueueServed);
-                self.adopt(q.from, q.seq, q.spec, out);
+                if let Some(key) = self.adopt(q.from, q.seq, q.spec, out) {
+                    self.queue.served.push((key, q.from));
+                }
             } else {
                 self.queue.waiting.push_back(q);
             }
