@@ -363,9 +363,10 @@ impl Core {
             return self.took(Row::StaleKey);
         };
         // issue 14: queue
-        // A dynamic worker's launch failure is an answer to its launcher, not a retry: it stops
-        // with the errno and its slot is freed at once.
-        if w.is_dynamic() {
+        // A dynamic worker's fork or spawn failure is an answer to its launcher, not a retry: it
+        // stops with the errno and its slot is freed at once. A failure without an errno (the
+        // loop's own: its child slot still held by the previous process) passes, so it retries.
+        if let (true, Some(errno)) = (w.is_dynamic(), error.raw_os_error()) {
             let took = rows::fired(Row::DynLaunchFailed, State::Worker(w.run.state));
             let reason = format!("launch failed: {error}");
             out.push(Action::Log(
@@ -375,7 +376,7 @@ impl Core {
             w.run.state = WorkerState::Stopped;
             w.run.restart_at = None;
             w.run.restart_at_ms = None;
-            w.run.launch_errno = Some(error.raw_os_error().unwrap_or(0));
+            w.run.launch_errno = Some(errno);
             w.run.last_exit = Some((ExitStatus::Code(0), now.wall_ms, reason));
             self.publish_or_retire(key, out);
             return took;

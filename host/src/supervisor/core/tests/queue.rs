@@ -286,4 +286,12 @@ pub(super) fn a_dynamic_launch_failure_stops_it_with_the_errno_and_frees_the_slo
     d.exit(d.pid_of(0), ExitStatus::Code(1), false, "");
     d.pass(SEC);
     assert_eq!(d.state_of(0), WorkerState::WaitingRestart);
+    // A failure of the loop's own, without an errno (its slot still held), is retried, dynamic
+    // or not: it passes.
+    d.launch_fails = false;
+    let z = adopted_key(&ask(&mut d, 0, 3, "z", "a", None));
+    let busy = std::io::Error::other("worker slot 2 is still in use");
+    d.ev(Event::LaunchFailed { key: z, error: &busy });
+    assert_eq!(d.core.worker(z).unwrap().run.state, WorkerState::WaitingRestart);
+    assert_eq!(d.core.worker(z).unwrap().run.launch_errno, None);
 }
