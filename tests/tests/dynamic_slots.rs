@@ -148,6 +148,26 @@ fn reserved_slots_stay_available_to_their_plugin(mode: Mode) {
             .any(|k| k == "plugins.hello.reserved_worker_slots")
     });
     assert_eq!(s.host.slots.reserved["hello"], 1);
+    // `show` lists the key for every plugin: its running value, from the file, restart-only.
+    let show = |name: &str| {
+        let out = host.cli(&["show", name, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v[0]["value"].as_str().unwrap().to_owned(),
+            v[0]["source"].as_str().unwrap().to_owned(),
+            v[0]["context"].as_str().unwrap().to_owned(),
+            v[0]["pending_restart"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(
+        show("plugins.hello.reserved_worker_slots"),
+        ("1".into(), "file".into(), "restart".into(), true)
+    );
+    assert_eq!(
+        show("plugins.testkit.reserved_worker_slots"),
+        ("0".into(), "default".into(), "restart".into(), false)
+    );
 }
 
 both_modes!(reserved_slots_stay_available_to_their_plugin);

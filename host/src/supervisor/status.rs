@@ -124,6 +124,19 @@ impl Supervisor {
                 name,
             });
         }
+        // issue 14: queue: the host's own key of every plugin section.
+        for p in &self.cfg.preload_plugins {
+            let name = format!("plugins.{p}.{}", crate::shared::config::RESERVED_WORKER_SLOTS_KEY);
+            settings.push(SettingInfo {
+                source: source(&name),
+                context: context(false),
+                pending_restart: pending(&name),
+                value: self.cfg.reserved_worker_slots.get(p).copied().unwrap_or(0).to_string(),
+                default: "0".to_owned(),
+                description: "dynamic worker slots kept for this plugin (the host's key)".to_owned(),
+                name,
+            });
+        }
         let plugins = crate::shared::preload::plugins()
             .iter()
             .map(|p| PluginInfo {
