@@ -21,6 +21,10 @@
 //! `REQUESTED -> ANSWERED` plus `FUTEX_WAKE`. The requester waits on `state` with a deadline; at
 //! the deadline it tries `REQUESTED -> CANCELLED`, and if that fails the answer has arrived. One
 //! atomic operation decides between an answer and a cancel, so neither side can wedge the other.
+//! A request with a queue timeout (issue 14: queue) may wait in the supervisor's queue, still
+//! `REQUESTED`; its requester's deadline is the queue timeout plus a margin, and a SIGTERM cancels
+//! it the same way. [`answer`] tells the supervisor whether the requester got the answer, so an
+//! adoption nobody waits for any more is undone.
 //!
 //! Handles: `(slot, generation)`. The supervisor publishes each worker's status with its
 //! generation under the status cell's seqlock; a handle whose generation is not the one
