@@ -236,6 +236,10 @@ pub struct WorkerSlot {
     /// Who launched the slot's dynamic worker: a worker's name or `control` (empty for a static
     /// worker). Written by the supervisor before `in_use`, with the registration.
     pub launcher: Text<64>,
+    // issue 15: isolated
+    /// 1 when the worker runs isolated (the supervisor's registration, for status only).
+    pub isolated: AtomicU32,
+    _pad_isolated: AtomicU32,
 }
 
 impl WorkerSlot {
@@ -509,6 +513,8 @@ impl Segment {
         s.extra.store_bytes(&w.extra);
         s.arg.store(w.arg, Ordering::Relaxed);
         s.start_time.store(w.start_time.encode(), Ordering::Relaxed);
+        // issue 15: isolated
+        s.isolated.store(w.isolated as u32, Ordering::Relaxed);
         s.in_use.store(1, Ordering::Release);
     }
 

@@ -68,6 +68,14 @@ pub(super) unsafe extern "C" fn host_launch_worker_opts(
             return st;
         }
     };
+    // issue 15: isolated
+    if crate::shared::isolation::active() {
+        write_message(
+            out,
+            "an isolated worker cannot launch workers (a launch writes shared memory, which its process maps read-only)",
+        );
+        return abi::STATUS_UNAVAILABLE;
+    }
     // SAFETY: the plugin's options struct, null or of the size it claims.
     let queue_timeout = match unsafe { queue_timeout(opts) } {
         Ok(q) => q,

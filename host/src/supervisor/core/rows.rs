@@ -92,6 +92,10 @@ pub enum Row {
     TerminateRunning,
     TerminatePending,
     TerminateIgnored,
+    // issue 15: isolated
+    IsolatedCrashRestarts,
+    IsolatedCrashGivesUp,
+    IsolatedCrashFails,
     // issue 14: queue
     RequestQueued,
     QueueServed,
