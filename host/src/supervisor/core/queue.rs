@@ -268,7 +268,10 @@ impl Core {
     /// When the queue next needs a deadline: now if its head could be served, else its
     /// earliest expiry.
     pub(super) fn queue_deadline(&self, now: Now) -> Option<Instant> {
-        if self.queue.waiting.iter().any(|q| self.admit(&q.spec.plugin).is_ok()) {
+        // Each plugin once: admission depends on the plugin, not on the request.
+        let plugins: std::collections::BTreeSet<&str> =
+            self.queue.waiting.iter().map(|q| q.spec.plugin.as_str()).collect();
+        if plugins.into_iter().any(|p| self.admit(p).is_ok()) {
             return Some(now.mono);
         }
         self.queue.waiting.iter().map(|q| q.deadline).min()
