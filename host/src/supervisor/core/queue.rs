@@ -219,13 +219,15 @@ impl Core {
         }
     }
 
-    /// At every deadline: while up, expires what waited too long and serves the rest in order
-    /// as admission allows; otherwise answers every queued request "host not running".
+    /// At every deadline: while up, serves the queue in order as admission allows and expires
+    /// what waited too long without a slot; otherwise answers every queued request "host not
+    /// running".
     pub(super) fn serve_queue(&mut self, now: Now, out: &mut Actions) {
         if self.queue.waiting.is_empty() {
             return;
         }
         let waiting = std::mem::take(&mut self.queue.waiting);
+        let mut refused = std::collections::BTreeSet::new();
         for q in waiting {
             if !self.is_up() {
                 rows::fired(Row::QueueHostDown, State::Host(super::rows::Step::of(self.phase)));
@@ -241,6 +243,17 @@ impl Core {
                 self.took(Row::QueueRequesterGone);
                 continue;
             }
+            // Adoptions in this pass only make admission stricter: a plugin refused once stays
+            // refused until the next deadline.
+            let admitted = !refused.contains(&q.spec.plugin) && self.admit(&q.spec.plugin).is_ok();
+            if admitted {
+                self.took(Row::QueueServed);
+                if let Some(key) = self.adopt(q.from, q.seq, q.spec, out) {
+                    self.queue.served.push((key, q.from));
+                }
+                continue;
+            }
+            refused.insert(q.spec.plugin.clone());
             if now.mono >= q.deadline {
                 self.took(Row::QueueExpired);
                 let (used, max) = match self.admit(&q.spec.plugin) {
@@ -254,14 +267,7 @@ impl Core {
                 });
                 continue;
             }
-            if self.admit(&q.spec.plugin).is_ok() {
-                self.took(Row::QueueServed);
-                if let Some(key) = self.adopt(q.from, q.seq, q.spec, out) {
-                    self.queue.served.push((key, q.from));
-                }
-            } else {
-                self.queue.waiting.push_back(q);
-            }
+            self.queue.waiting.push_back(q);
         }
     }
 

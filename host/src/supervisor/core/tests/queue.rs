@@ -154,6 +154,13 @@ pub(super) fn a_queued_request_expires_at_its_timeout_and_its_deadline_wakes_the
         // A zero timeout is no queue: refused at once.
         let a = ask(&mut d, 1, 4, "now", "a", Some(Duration::ZERO));
         assert_eq!(answers(&a), vec![(1, 4, Answer::NoFreeSlot { used: 2, max: 2 })]);
+        // A slot freed by the time the deadline is handled serves the request rather than
+        // expiring it.
+        ask(&mut d, 1, 5, "edge", "a", Some(t));
+        let x = d.core.workers().find(|w| w.spec.name == "x").unwrap().key;
+        free(&mut d, x);
+        let a = d.pass(t);
+        assert_eq!(d.core.worker(adopted_key(&a)).unwrap().spec.name, "edge", "{step:?}");
     }
 }
 
