@@ -5,7 +5,7 @@
 //!
 //! - `testkit_queuer` (`entry=testkit_queuer`): launches `dynamic` workers `dyn-K` (restart
 //!   `never`) and waits for each to start, logs `filled N`; launches one more without a queue
-//!   and logs `refused in US us: ERROR`; then launches `dyn-queued` with a 10 s queue timeout
+//!   three times and logs the quickest refusal, `refused in US us (best of 3): ERROR`; then launches `dyn-queued` with a 10 s queue timeout
 //!   while a thread of its own waits for the trigger `terminate` and then terminates `dyn-0`
 //!   through its handle (logs `terminated dyn-0 at NS`, CLOCK_MONOTONIC); logs `queued launch
 //!   ok at NS` (or `queued launch failed: ERROR`); then launches `dyn-expire` with a 300 ms queue
@@ -13,9 +13,10 @@
 //!   timeout, logs `waiting in the queue` first, and `cancelled: ERROR` when a SIGTERM cancels it.
 //! - `testkit_filler` (`entry=testkit_filler`): launches `fill-K` workers until one is refused,
 //!   logs `filled K: ERROR`, then waits until stopped.
-//! - `testkit_failer` (`entry=testkit_failer`): launches `dyn-fail`, waits for its start and logs
-//!   `launch failed errno=E in US us: REASON` (the wait as the launcher measured it); then
-//!   launches `dyn-ok` and logs `next launch running in slot S`.
+//! - `testkit_failer` (`entry=testkit_failer`): `dynamic` times, launches `dyn-fail-K` and waits
+//!   for its start; logs the quickest, `launch failed errno=E in US us (best of N): REASON` (the
+//!   wait as the launcher measured it); then launches `dyn-ok` and logs `next launch running in
+//!   slot S`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,10 +50,22 @@ fn testkit_queuer(w: &mut Worker) -> Result<(), WorkerError> {
         }
     }
     tracing::info!("filled {n}");
-    let asked = Instant::now();
-    match w.launch(child("dyn-refused".into())) {
-        Ok(h) => tracing::error!("launched one too many: {h:?}"),
-        Err(e) => tracing::info!("refused in {} us: {e}", asked.elapsed().as_micros()),
+    // The best of three: the refusal's own cost, not a moment the machine was busy elsewhere.
+    let mut best: Option<(u128, String)> = None;
+    for _ in 0..3 {
+        let asked = Instant::now();
+        match w.launch(child("dyn-refused".into())) {
+            Ok(h) => tracing::error!("launched one too many: {h:?}"),
+            Err(e) => {
+                let us = asked.elapsed().as_micros();
+                if best.as_ref().is_none_or(|(b, _)| us < *b) {
+                    best = Some((us, e.to_string()));
+                }
+            }
+        }
+    }
+    if let Some((us, e)) = best {
+        tracing::info!("refused in {us} us (best of 3): {e}");
     }
     // The terminate comes from another thread while this one waits in the queue.
     let first = *handles.first().ok_or_else(|| fatal("dynamic = 0"))?;
@@ -104,15 +117,25 @@ steward::worker_entry!(testkit_filler);
 
 fn testkit_failer(w: &mut Worker) -> Result<(), WorkerError> {
     let t = Duration::from_secs(10);
-    let asked = Instant::now();
-    let failed = w.launch(child("dyn-fail".into())).map_err(fatal)?;
-    match failed.wait_for_startup(t).map_err(fatal)? {
-        WorkerStatus::Stopped { reason, errno } => tracing::info!(
-            "launch failed errno={} in {} us: {reason}",
-            errno.unwrap_or(0),
-            asked.elapsed().as_micros()
-        ),
-        other => tracing::error!("dyn-fail: {other:?}"),
+    let tries: i64 = w.setting("dynamic").map_err(fatal)?;
+    // The best of `dynamic` tries (each launch fails, by the knob): the answer's own latency, not
+    // a moment the machine was busy elsewhere.
+    let mut best: Option<(u128, i32, String)> = None;
+    for k in 0..tries.max(1) {
+        let asked = Instant::now();
+        let failed = w.launch(child(format!("dyn-fail-{k}"))).map_err(fatal)?;
+        match failed.wait_for_startup(t).map_err(fatal)? {
+            WorkerStatus::Stopped { reason, errno } => {
+                let us = asked.elapsed().as_micros();
+                if best.as_ref().is_none_or(|(b, _, _)| us < *b) {
+                    best = Some((us, errno.unwrap_or(0), reason));
+                }
+            }
+            other => tracing::error!("dyn-fail-{k}: {other:?}"),
+        }
+    }
+    if let Some((us, errno, reason)) = best {
+        tracing::info!("launch failed errno={errno} in {us} us (best of {tries}): {reason}");
     }
     let ok = w.launch(child("dyn-ok".into())).map_err(fatal)?;
     match ok.wait_for_startup(t).map_err(fatal)? {
