@@ -265,6 +265,7 @@ fn a_request_left_by_a_dead_worker_is_cleared_when_its_slot_is_launched_again(mo
         needs_ready: false,
         start_after: Vec::new(),
         isolated: false,
+        stop_with_launcher: false,
     };
     // SAFETY: a request slot is atomics only, valid as zeroes.
     let forged: Box<RequestSlot> = Box::new(unsafe { std::mem::zeroed() });

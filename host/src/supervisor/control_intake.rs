@@ -85,6 +85,7 @@ impl Supervisor {
                     .worker_in(from)
                     .map(|w| w.spec.name.clone())
                     .unwrap_or_default(),
+                Some(from) if from == self.layout.startup_request_slot() => super::launchers::STARTUP.to_owned(),
                 Some(_) => CONTROL.to_owned(),
                 None => String::new(),
             },

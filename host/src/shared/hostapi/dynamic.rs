@@ -12,13 +12,28 @@ use steward::abi::{self, Status, Str};
 use super::spec_from_abi;
 
 pub(super) unsafe extern "C" fn host_launch_worker(
-    ctx: *mut c_void,
+    _ctx: *mut c_void,
     plugin: Str,
     spec: *const abi::WorkerSpec,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
-    // SAFETY: forwarded as the plugin passed them, with no options.
-    unsafe { host_launch_worker_opts(ctx, plugin, spec, std::ptr::null(), answer) }
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, std::ptr::null(), std::ptr::null(), answer) }
+}
+
+// issue 14: notifications
+pub(super) unsafe extern "C" fn host_launch_worker_ext(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    if ext.is_null() {
+        return abi::STATUS_INVALID;
+    }
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, ext, std::ptr::null(), answer) }
 }
 
 // issue 14: queue
@@ -37,10 +52,29 @@ unsafe fn queue_timeout(opts: *const abi::LaunchOpts) -> Result<Option<std::time
     Ok((o.flags & abi::LAUNCH_QUEUE != 0).then(|| std::time::Duration::from_micros(o.queue_timeout_us)))
 }
 
+/// `launch_worker_ext` with launch options (`ext` may be null here).
 pub(super) unsafe extern "C" fn host_launch_worker_opts(
     _ctx: *mut c_void,
     plugin: Str,
     spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    opts: *const abi::LaunchOpts,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, ext, opts, answer) }
+}
+
+/// Every launch call: `ext` null for `launch_worker`, `opts` null but for `launch_worker_opts`.
+///
+/// # Safety
+/// The plugin's pointers per the ABI: `spec`, `ext` and `opts` null or valid for the call (`opts`
+/// of at least the size it claims), `answer` null or a `LaunchAnswer` of at least the size it
+/// claims.
+unsafe fn launch_worker(
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
     opts: *const abi::LaunchOpts,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
@@ -58,7 +92,7 @@ pub(super) unsafe extern "C" fn host_launch_worker_opts(
         out.message_len = n as u32;
     };
     // SAFETY: the plugin's pointers, valid for the call.
-    let spec = match unsafe { spec_from_abi(plugin, spec, std::ptr::null()) } {
+    let spec = match unsafe { spec_from_abi(plugin, spec, ext) } {
         Ok(s) => s,
         Err(st) => {
             write_message(
@@ -92,7 +126,12 @@ pub(super) unsafe extern "C" fn host_launch_worker_opts(
             abi::STATUS_OK
         }
         Err(e) => {
-            write_message(out, &e.to_string());
+            // A refusal that names a worker passes the name alone: the SDK's error holds it.
+            let message = match &e {
+                LaunchFail::DuplicateName(n) | LaunchFail::UnknownStartAfter(n) => n.clone(),
+                _ => e.to_string(),
+            };
+            write_message(out, &message);
             match e {
                 LaunchFail::NoFreeSlot { used, max } => {
                     out.used = used;
@@ -100,6 +139,9 @@ pub(super) unsafe extern "C" fn host_launch_worker_opts(
                     abi::STATUS_NO_FREE_SLOT
                 }
                 LaunchFail::Invalid(_) => abi::STATUS_INVALID,
+                // issue 14: notifications
+                LaunchFail::DuplicateName(_) => abi::STATUS_DUPLICATE,
+                LaunchFail::UnknownStartAfter(_) => abi::STATUS_NOT_FOUND,
                 LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
                 LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
                 LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,

@@ -55,6 +55,8 @@ impl Core {
                     w.run.last_exit = Some((ExitStatus::Code(0), now.wall_ms, "terminated before it started".into()));
                 }
                 self.publish_or_retire(key, out);
+                // issue 14: notifications
+                self.notify_launcher(key, out);
                 took
             }
             _ => rows::fired(Row::TerminateIgnored, from),

@@ -76,12 +76,9 @@ impl Core {
     }
 
     /// The process in child slot `from` (a worker's child slot is its worker slot; a connection
-    /// child's is its own): who a queued request waits for.
+    /// or startup child's is its own): who a queued request waits for.
     fn requester_pid(&self, from: u32) -> Option<i32> {
-        self.children
-            .iter()
-            .find(|(_, c)| c.slot.child_slot() == Some(from))
-            .map(|(pid, _)| pid)
+        self.requester(from).map(|l| l.pid)
     }
 
     /// Whether request `seq` of the requester in slot `from` waits in the queue: its request slot
@@ -125,10 +122,13 @@ impl Core {
 
     /// Adds `spec`, which admission let in, and answers `Adopted`; `None` (answered
     /// `NoFreeSlot`) if the table has no slot after all.
-    fn adopt(&mut self, from: u32, seq: u32, spec: WorkerSpec, out: &mut Actions) -> Option<WorkerKey> {
+    fn adopt_request(&mut self, from: u32, seq: u32, spec: WorkerSpec, out: &mut Actions) -> Option<WorkerKey> {
         let name = spec.name.clone();
+        // issue 14: notifications: who launched it, from the core's own table of children.
+        let launcher = self.requester(from);
         match self.add_worker(spec) {
             Ok(key) => {
+                self.adopt(key, launcher);
                 out.push(Action::Log(
                     Level::Debug,
                     format!(
@@ -182,10 +182,15 @@ impl Core {
         }
         // One request per requester at a time: an older entry was given up on.
         self.queue.waiting.retain(|q| q.from != from);
+        // issue 14: notifications: a duplicate name or an unknown `start_after` is refused
+        // before it takes a slot or a place in the queue.
+        if let Some(why) = self.refusal(&spec) {
+            return self.refuse(from, seq, why, out);
+        }
         match self.admit(&spec.plugin) {
             Ok(()) => {
                 let took = self.took(Row::RequestAdopted);
-                self.adopt(from, seq, spec, out);
+                self.adopt_request(from, seq, spec, out);
                 took
             }
             Err(_) if queue_timeout.is_some_and(|d| !d.is_zero()) => {
@@ -243,12 +248,17 @@ impl Core {
                 self.took(Row::QueueRequesterGone);
                 continue;
             }
+            // A worker of that name may have come while it waited (issue 14: notifications).
+            if let Some(why) = self.refusal(&q.spec) {
+                self.refuse(q.from, q.seq, why, out);
+                continue;
+            }
             // Adoptions in this pass only make admission stricter: a plugin refused once stays
             // refused until the next deadline.
             let admitted = !refused.contains(&q.spec.plugin) && self.admit(&q.spec.plugin).is_ok();
             if admitted {
                 self.took(Row::QueueServed);
-                if let Some(key) = self.adopt(q.from, q.seq, q.spec, out) {
+                if let Some(key) = self.adopt_request(q.from, q.seq, q.spec, out) {
                     self.queue.served.push((key, q.from));
                 }
                 continue;

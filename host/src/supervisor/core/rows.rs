@@ -96,6 +96,12 @@ pub enum Row {
     IsolatedCrashRestarts,
     IsolatedCrashGivesUp,
     IsolatedCrashFails,
+    // issue 14: notifications
+    RequestDuplicate,
+    RequestUnknownStartAfter,
+    LauncherGoneRunning,
+    LauncherGonePending,
+    WorkerResetLauncherGone,
     // issue 14: queue
     RequestQueued,
     QueueServed,
