@@ -600,9 +600,12 @@ impl Supervisor {
                 Action::PublishRegistration(key) => {
                     let by = self.note_launcher(key);
                     if let Some(w) = self.core.worker(key) {
-                        self.segment.publish_launched(key.slot, &w.spec, &by);
+                        self.segment.write_registration(key.slot, &w.spec, &by);
+                        // The status with the new generation first, then `in_use`: see
+                        // `handles::by_name_in` for the reader's side.
+                        self.publish(key);
+                        self.segment.hand_over(key.slot);
                     }
-                    self.publish(key);
                 }
                 Action::Answer { to, seq, answer } => {
                     crate::shared::handles::answer(self.segment.request_slot(to), seq, &answer);

@@ -500,6 +500,14 @@ impl Segment {
     /// As [`Segment::publish_worker`], for a dynamic worker `launcher` launched (a worker's name
     /// or `control`).
     pub fn publish_launched(&self, i: u32, w: &WorkerSpec, launcher: &str) {
+        self.write_registration(i, w, launcher);
+        self.hand_over(i);
+    }
+
+    /// Writes a registration into worker slot `i` without handing it over: a slot reused for a
+    /// new tenant gets its status (with the new generation) published between this and
+    /// [`Segment::hand_over`], so `by_name` never pairs the new name with the old generation.
+    pub fn write_registration(&self, i: u32, w: &WorkerSpec, launcher: &str) {
         let s = self.worker_slot(i);
         s.launcher.store(launcher);
         s.name.store(&w.name);
@@ -512,7 +520,12 @@ impl Segment {
         s.start_time.store(w.start_time.encode(), Ordering::Relaxed);
         // issue 15: isolated
         s.isolated.store(w.isolated as u32, Ordering::Relaxed);
-        s.in_use.store(1, Ordering::Release);
+    }
+
+    /// Hands worker slot `i` over (`in_use`, release): everything written before, the
+    /// registration and the status, is visible to whoever sees it in use.
+    pub fn hand_over(&self, i: u32) {
+        self.worker_slot(i).in_use.store(1, Ordering::Release);
     }
 
     /// Lock `i` of the lock table; `i` is checked against this process's own layout.
