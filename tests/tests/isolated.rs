@@ -2,7 +2,7 @@
 //! restarted alone (segment generation and the other workers' pids unchanged); its wild write
 //! into the segment faults and is counted as its own crash, and never lands; its latch wakes it,
 //! while it can neither set another's latch nor take a lock; it keeps its settings and reloads;
-//! it dies with the host; an attached
+//! it dies with the host; a handle to it says it runs; an attached
 //! worker's crash still resets everything; registration refuses what an isolated worker cannot
 //! do. Every test runs in fork and in exec mode.
 
@@ -231,7 +231,35 @@ fn registration_refuses_what_an_isolated_worker_cannot_do(mode: Mode) {
     }
 }
 
+/// A handle to a running isolated worker says it runs: `WorkerHandle::by_name("w")` and
+/// `wait_for_startup` in a worker launched over the control socket give `Running` with the pid
+/// status shows (the isolated worker cannot write its slot to say its entry runs).
+fn a_handle_sees_a_running_isolated_worker_run(mode: Mode) {
+    let host = Host::start(Spec::new(mode).testkit("w:isolated").host("max_worker_processes = 4"));
+    let s = host.wait_for("w running", T, |s| find(s, "w").pid.is_some());
+    let w = find(&s, "w");
+    let out = host.cli(&["launch", "testkit", "testkit_by_name", "--name", "finder", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = host.wait_log("by_name no-such-worker:", T);
+    let line = log
+        .lines()
+        .find(|l| l.contains("by_name w:"))
+        .unwrap_or_else(|| panic!("no by_name line for w: {log}"));
+    assert!(
+        line.contains(&format!(
+            "slot {} generation {} status Ok(Running {{ pid: {} }})",
+            w.slot,
+            w.generation,
+            w.pid.unwrap()
+        )),
+        "{line} / {w:?}"
+    );
+    let out = host.cli(&["terminate", "finder", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 both_modes!(
+    a_handle_sees_a_running_isolated_worker_run,
     an_isolated_worker_that_crashes_is_restarted_alone,
     its_wild_write_into_the_segment_faults_and_never_lands,
     its_latch_wakes_it_and_it_writes_nothing,

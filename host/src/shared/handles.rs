@@ -300,10 +300,14 @@ pub fn status_in(seg: &Segment, slot: u32, generation: u64) -> Result<HandleStat
     Ok(match snap.state {
         WorkerState::Running => {
             // Running once the process runs the entry: a launch that fails to resolve its entry
-            // never shows as running.
-            let r = seg.child_slot(slot).report();
+            // never shows as running. An isolated worker cannot write its slot to say so; for it
+            // running is the supervisor's adoption of its latch for this pid, made right after
+            // the launch and undone at the reap (its entry may not have started yet).
+            let cs = seg.child_slot(slot);
+            let r = cs.report();
             match snap.pid {
                 Some(pid) if r.launch_us.is_some() && r.claimed_by(pid) => HandleState::Running { pid },
+                Some(pid) if cs.latch().adopted_for(pid) => HandleState::Running { pid },
                 _ => HandleState::NotYetStarted,
             }
         }

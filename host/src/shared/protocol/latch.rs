@@ -138,6 +138,13 @@ impl LatchCell {
         }
     }
 
+    /// Whether the supervisor adopted this tenancy for the isolated process `pid`: it launched
+    /// `pid` isolated and has not reaped it (a reap clears the adoption). What a handle counts as
+    /// "running" for an isolated worker, which cannot write its own slot to say its entry runs.
+    pub fn adopted_for(&self, pid: i32) -> bool {
+        pid > 0 && self.isolated_pid.load(Ordering::Acquire) == pid as u32
+    }
+
     /// An isolated owner, read-only: the tenancy's epoch (what its handles carry) and the number
     /// of sets so far.
     pub fn isolated_view(&self) -> (u32, u32) {
@@ -384,8 +391,10 @@ mod tests {
         assert_eq!(sets, 0);
         let none = std::time::Duration::ZERO;
         assert!(!c.wait_adopted(4242, none), "not adopted yet");
+        assert!(!c.adopted_for(4242));
         c.adopt_isolated(4242);
         assert!(c.wait_adopted(4242, none));
+        assert!(c.adopted_for(4242) && !c.adopted_for(1));
         assert!(!c.wait_adopted(1, none), "adopted for another pid");
         // No flag to coalesce on: each set counts, and each signals the (busy or asleep) owner.
         assert_eq!(c.set(epoch), SetOutcome::Set { wake: Some(4242) });
@@ -395,6 +404,7 @@ mod tests {
         // A reaped isolated owner is signalled no more; the next tenant starts attached.
         c.owner_gone();
         assert_eq!(c.set(epoch), SetOutcome::Stale);
+        assert!(!c.adopted_for(4242), "a reaped owner is adopted no more");
         c.new_tenant();
         let e = c.claim(7);
         assert_eq!(c.set(e), SetOutcome::Set { wake: None });
