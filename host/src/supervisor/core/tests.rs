@@ -192,6 +192,18 @@ impl Driver {
     }
 
     fn exit(&mut self, pid: i32, status: ExitStatus, dead_man: bool, reason: &str) -> Vec<Action> {
+        let slot = SlotCopy {
+            dead_man,
+            reason: reason.to_owned(),
+            launch_us: Some(70),
+            ..SlotCopy::default()
+        };
+        self.exit_slot(pid, status, slot)
+    }
+
+    // issue 15: isolated
+    /// As [`Driver::exit`], with the whole slot copy the loop would read.
+    fn exit_slot(&mut self, pid: i32, status: ExitStatus, slot: SlotCopy) -> Vec<Action> {
         // Given back before the exit is fed, as the loop does.
         if let Some(c) = self.core.child(pid).copied() {
             self.pool.release(c.slot).unwrap();
@@ -199,11 +211,6 @@ impl Driver {
                 self.pool.release(s).unwrap();
             }
         }
-        let slot = SlotCopy {
-            dead_man,
-            reason: reason.to_owned(),
-            launch_us: Some(70),
-        };
         self.ev(Event::ChildExited { pid, status, slot })
     }
 
@@ -361,6 +368,7 @@ scenarios! {
     an_isolated_crash_counts_against_the_crash_loop_limit,
     an_isolated_crash_under_never_fails_it_alone,
     an_attached_crash_beside_an_isolated_worker_still_resets_both,
+    evidence_against_the_segment_from_an_isolated_worker_resets_the_host,
 }
 
 #[test]
