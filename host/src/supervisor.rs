@@ -35,6 +35,7 @@ mod batch;
 mod control_intake;
 pub mod core;
 pub mod launch;
+mod launchers;
 pub mod notify;
 pub mod pool;
 pub mod private;
@@ -346,6 +347,10 @@ impl Supervisor {
                 self.intake();
                 // issue 14: control
                 self.intake_control();
+                // issue 14: notifications
+                self.intake_startup();
+                // A request may have made a running worker a target others wait for.
+                self.check_ready();
             }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
@@ -424,8 +429,12 @@ impl Supervisor {
             .workers()
             .filter(|w| w.awaits_ready())
             .filter(|w| {
-                let r = self.segment.child_slot(w.key.slot).report();
-                r.declared_ready && w.run.pid.is_some_and(|pid| r.claimed_by(pid))
+                let cs = self.segment.child_slot(w.key.slot);
+                // A worker that became a target after it launched (a dynamic worker starts after
+                // it) is asked now to report its entry; one whose entry already ran is ready.
+                let entered = !w.spec.needs_ready && cs.ask_entry_notice();
+                let r = cs.report();
+                (r.declared_ready || entered) && w.run.pid.is_some_and(|pid| r.claimed_by(pid))
             })
             .map(|w| w.key)
             .collect();
@@ -567,6 +576,10 @@ impl Supervisor {
                     self.launch_batch(&due[..n], out);
                 }
                 Action::StartStartup => {
+                    // issue 14: notifications
+                    // A request an earlier startup child left behind is not this one's.
+                    let r = self.segment.request_slot(self.layout.startup_request_slot());
+                    crate::shared::handles::drop_request(r);
                     let started = match self.pool.acquire(crate::shared::handoff::ChildKind::Startup) {
                         Some(slot) => self
                             .start_child(slot, &crate::shared::handoff::StartupData::Startup, None)
@@ -601,6 +614,10 @@ impl Supervisor {
                     let by = self.note_launcher(key);
                     if let Some(w) = self.core.worker(key) {
                         self.segment.write_registration(key.slot, &w.spec, &by);
+                        // issue 14: notifications
+                        if let Some(l) = w.launcher {
+                            self.segment.publish_launcher(key.slot, l.child_slot);
+                        }
                         // The status with the new generation first, then `in_use`: see
                         // `handles::by_name_in` for the reader's side.
                         self.publish(key);
@@ -610,6 +627,8 @@ impl Supervisor {
                 Action::Answer { to, seq, answer } => {
                     crate::shared::handles::answer(self.segment.request_slot(to), seq, &answer);
                 }
+                // issue 14: notifications
+                Action::SetLatch { child_slot, pid } => self.set_launcher_latch(child_slot, pid),
                 Action::Retire(key) => {
                     self.publish(key);
                     self.segment.retire_worker(key.slot);

@@ -229,6 +229,10 @@ pub struct WorkerSpec {
 // issue 14: readiness
 /// [`WorkerSpecExt::flags`]: the worker is `starting` until it calls [`WorkerApi::set_ready`].
 pub const WORKER_NEEDS_READY: u32 = 1 << 0;
+// issue 14: notifications
+/// [`WorkerSpecExt::flags`], dynamic workers only: the worker is terminated when the process
+/// that launched it exits. A static registration with it is refused.
+pub const WORKER_STOP_WITH_LAUNCHER: u32 = 1 << 2;
 /// Most `start_after` names one registration carries.
 pub const MAX_START_AFTER: usize = 4;
 // issue 15: isolated
@@ -430,6 +434,18 @@ pub struct HostApi {
     /// than one has (a stopped or failed worker is not live).
     pub handle_by_name:
         unsafe extern "C" fn(ctx: *mut c_void, name: Str, slot: *mut u32, generation: *mut u64) -> Status,
+    // issue 14: notifications (ABI 1.1; check with `has` before calling)
+    /// As `launch_worker`, with what [`WorkerSpecExt`] adds ([`WORKER_NEEDS_READY`],
+    /// [`WORKER_STOP_WITH_LAUNCHER`], `start_after`); also from a startup hook. Besides
+    /// `launch_worker`'s answers: [`STATUS_DUPLICATE`] when a worker of that name is in the host,
+    /// [`STATUS_NOT_FOUND`] when a `start_after` name is no worker's (the name in `message`).
+    pub launch_worker_ext: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        spec: *const WorkerSpec,
+        ext: *const WorkerSpecExt,
+        answer: *mut LaunchAnswer,
+    ) -> Status,
 }
 
 impl HostApi {

@@ -148,6 +148,9 @@ pub enum RegisterError {
     IsolatedNeedsReady { plugin: String, worker: String },
     #[error("plugin {plugin}, worker {worker:?}: this host is too old for isolated workers (plugin ABI 1.1 with WORKER_ISOLATED needed)")]
     IsolatedNotSupported { plugin: String, worker: String },
+    // issue 14: notifications
+    #[error("worker {0:?}: stop_with_launcher is for dynamic workers (a static worker has no launcher)")]
+    DynamicOnly(String),
     #[error("the host refused the registration (status {0})")]
     Other(i32),
 }
@@ -172,6 +175,8 @@ pub struct BackgroundWorker {
     start_after: Vec<String>,
     // issue 15: isolated
     isolated: bool,
+    // issue 14: notifications
+    stop_with_launcher: bool,
 }
 
 impl BackgroundWorker {
@@ -190,6 +195,7 @@ impl BackgroundWorker {
             needs_ready: false,
             start_after: Vec::new(),
             isolated: false,
+            stop_with_launcher: false,
         }
     }
     /// The group name shown in status; defaults to the name.
@@ -260,6 +266,16 @@ impl BackgroundWorker {
     /// [`needs_ready`]: BackgroundWorker::needs_ready
     pub fn isolated(mut self) -> Self {
         self.isolated = true;
+        self
+    }
+
+    // issue 14: notifications
+    /// For a dynamic worker: the host terminates it when the process that launched it exits
+    /// (cleanly, by a crash, or terminated), and its handle then says it stopped because its
+    /// launcher exited; a crash reset stops it for good. Without this a dynamic worker outlives
+    /// its launcher. A static registration with it is refused ([`RegisterError::DynamicOnly`]).
+    pub fn stop_with_launcher(mut self) -> Self {
+        self.stop_with_launcher = true;
         self
     }
 
@@ -341,6 +357,10 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
             worker: w.name.clone(),
         });
     }
+    // issue 14: notifications
+    if w.stop_with_launcher {
+        return Err(RegisterError::DynamicOnly(w.name.clone()));
+    }
     // issue 15: isolated
     // Decided before the call, from the table: a host that knows the flag refuses a bad entry
     // with the same STATUS_INVALID an older one gives an unknown flag.
@@ -378,11 +398,25 @@ fn refusal(st: abi::Status, w: &BackgroundWorker) -> Result<(), RegisterError> {
     }
 }
 
-// issue 14: dynamic workers
-/// Whether the builder asks for what only static workers have (readiness, `start_after`,
-/// isolation).
-pub(crate) fn static_only(w: &BackgroundWorker) -> bool {
-    w.needs_ready || !w.start_after.is_empty() || w.isolated
+// issue 14: notifications
+/// The flags and `start_after` names [`abi::WorkerSpecExt`] carries for `w`, if it needs one
+/// (readiness, `start_after`, `stop_with_launcher`).
+pub(crate) fn ext_of(w: &BackgroundWorker) -> Option<(u32, Vec<abi::Str>)> {
+    let mut flags = 0;
+    if w.needs_ready {
+        flags |= abi::WORKER_NEEDS_READY;
+    }
+    if w.stop_with_launcher {
+        flags |= abi::WORKER_STOP_WITH_LAUNCHER;
+    }
+    let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
+    (flags != 0 || !names.is_empty()).then_some((flags, names))
+}
+
+// issue 15: isolated
+/// Whether the builder asks for isolation, which only static workers have.
+pub(crate) fn is_isolated(w: &BackgroundWorker) -> bool {
+    w.isolated
 }
 
 /// The builder's name, for errors.

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::abi;
-use crate::background_worker::{abi_spec, name_of, static_only, BackgroundWorker, RegisterError};
+use crate::background_worker::{abi_spec, ext_of, is_isolated, name_of, BackgroundWorker, RegisterError};
 
 /// A dynamic worker, as the launcher (or anyone it gave the handle to) sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,7 +24,7 @@ pub struct WorkerHandle {
 pub enum WorkerStatus {
     /// Not running its entry yet (or waiting to restart).
     NotYetStarted,
-    /// Its process runs its entry.
+    /// Its process runs its entry (and, for a `needs_ready` worker, declared itself ready).
     Running { pid: i32 },
     /// Stopped for good; the reason is its last exit's (an entry that did not resolve names
     /// it), or why it never started.
@@ -64,6 +64,14 @@ pub enum LaunchError {
     Unavailable(String),
     #[error("the host answered with status {status}: {message}")]
     Other { status: abi::Status, message: String },
+    // issue 14: notifications
+    /// A worker of this name is in the host (static, or dynamic and not yet gone): names are how
+    /// operators and [`WorkerHandle`]s find workers, so the host refuses a second one.
+    #[error("a worker named {0:?} is already in the host")]
+    DuplicateName(String),
+    /// A `start_after` name that is no worker of the host.
+    #[error("start_after names {0:?}, which is no worker of the host")]
+    UnknownStartAfter(String),
 }
 
 fn host() -> Option<&'static abi::HostApi> {
@@ -167,9 +175,10 @@ impl WorkerHandle {
         from_abi(st, &out)
     }
 
-    /// Waits until the worker runs its entry ([`WorkerStatus::Running`]) or stopped without
-    /// getting there ([`WorkerStatus::Stopped`], with the reason: a launch failure comes back
-    /// here). Any process holding the handle may wait, not only the launcher.
+    /// Waits until the worker runs its entry ([`WorkerStatus::Running`]; a `needs_ready` worker
+    /// once it called `set_ready`) or stopped without getting there ([`WorkerStatus::Stopped`],
+    /// with the reason: a launch failure comes back here). Any process holding the handle may
+    /// wait, not only the launcher.
     pub fn wait_for_startup(self, timeout: Duration) -> Result<WorkerStatus, HandleError> {
         self.wait(abi::HANDLE_WAIT_STARTUP, timeout)
     }
@@ -198,14 +207,25 @@ impl WorkerHandle {
 pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
     w.validate()
         .map_err(|e: RegisterError| LaunchError::Invalid(e.to_string()))?;
-    if static_only(w) {
+    // issue 15: isolated
+    if is_isolated(w) {
         return Err(LaunchError::Invalid(format!(
-            "worker {:?}: needs_ready, start_after and isolated are for static workers",
+            "worker {:?}: isolated is for static workers",
             name_of(w)
         )));
     }
     let h = host().ok_or_else(|| LaunchError::Unavailable("the host has no dynamic workers (ABI 1.0)".into()))?;
+    // issue 14: notifications
+    // The launcher hears from its workers through its latch: from now on `wait` reports it.
+    crate::latch::mark_used();
     let spec = abi_spec(w);
+    let ext = ext_of(w);
+    let has_ext = h.has(std::mem::offset_of!(abi::HostApi, launch_worker_ext) + std::mem::size_of::<usize>());
+    if ext.is_some() && !has_ext {
+        return Err(LaunchError::Unavailable(
+            "this host is too old for needs_ready, start_after and stop_with_launcher on dynamic workers".into(),
+        ));
+    }
     let mut answer = abi::LaunchAnswer {
         size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
         slot: 0,
@@ -215,9 +235,23 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         message: [0; 256],
         message_len: 0,
     };
-    // SAFETY: the host's function (checked present), with a registration whose strings and
-    // bytes `w` keeps alive for the call, and an answer struct of the size it says.
-    let st = unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) };
+    let st = match &ext {
+        Some((flags, names)) => {
+            let ext = abi::WorkerSpecExt {
+                size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
+                flags: *flags,
+                start_after: names.as_ptr(),
+                n_start_after: names.len(),
+            };
+            // SAFETY: the host's function (the table has it: checked above), with a
+            // registration, `ext` and names that outlive the call, and an answer struct of the
+            // size it says.
+            unsafe { (h.launch_worker_ext)(h.ctx, abi::Str::new(plugin), &spec, &ext, &mut answer) }
+        }
+        // SAFETY: the host's function (checked present), with a registration whose strings
+        // and bytes `w` keeps alive for the call, and an answer struct of the size it says.
+        None => unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) },
+    };
     let n = (answer.message_len as usize).min(answer.message.len());
     let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
     match st {
@@ -232,6 +266,8 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         abi::STATUS_INVALID | abi::STATUS_BAD_NAME => Err(LaunchError::Invalid(message)),
         abi::STATUS_HOST_NOT_RUNNING => Err(LaunchError::HostNotRunning),
         abi::STATUS_UNAVAILABLE => Err(LaunchError::Unavailable(message)),
+        abi::STATUS_DUPLICATE => Err(LaunchError::DuplicateName(message)),
+        abi::STATUS_NOT_FOUND => Err(LaunchError::UnknownStartAfter(message)),
         status => Err(LaunchError::Other { status, message }),
     }
 }

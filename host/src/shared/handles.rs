@@ -51,6 +51,9 @@ const ANSWER_ADOPTED: u32 = 1;
 const ANSWER_NO_FREE_SLOT: u32 = 2;
 const ANSWER_INVALID: u32 = 3;
 const ANSWER_HOST_NOT_RUNNING: u32 = 4;
+// issue 14: notifications
+const ANSWER_DUPLICATE_NAME: u32 = 5;
+const ANSWER_UNKNOWN_START_AFTER: u32 = 6;
 
 /// The longest registration document a request carries: room for every field at its longest
 /// (a unit test holds the encoding to it).
@@ -75,10 +78,21 @@ pub struct RequestSlot {
 /// The supervisor's answer to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Adopted { slot: u32, generation: u64 },
-    NoFreeSlot { used: u32, max: u32 },
+    Adopted {
+        slot: u32,
+        generation: u64,
+    },
+    NoFreeSlot {
+        used: u32,
+        max: u32,
+    },
     Invalid(String),
     HostNotRunning,
+    // issue 14: notifications
+    /// A worker of this name is in the host (static, or dynamic and not retired).
+    DuplicateName(String),
+    /// A `start_after` name that is no worker's.
+    UnknownStartAfter(String),
 }
 
 /// Why a launch did not give a handle (requester side).
@@ -92,8 +106,13 @@ pub enum LaunchFail {
     HostNotRunning,
     #[error("no answer from the supervisor within {0:?}")]
     TimedOut(Duration),
-    #[error("dynamic workers are launched from a worker or a connection child only")]
+    #[error("dynamic workers are launched from a worker, a startup hook or a connection child only")]
     Unavailable,
+    // issue 14: notifications
+    #[error("a worker named {0:?} is already in the host")]
+    DuplicateName(String),
+    #[error("start_after names {0:?}, which is no worker of the host")]
+    UnknownStartAfter(String),
 }
 
 /// What a handle says about its worker.
@@ -199,6 +218,8 @@ pub fn launch(spec: &WorkerSpec) -> Result<(u32, u64), LaunchFail> {
             max: r.max.load(Ordering::Relaxed),
         }),
         ANSWER_HOST_NOT_RUNNING => Err(LaunchFail::HostNotRunning),
+        ANSWER_DUPLICATE_NAME => Err(LaunchFail::DuplicateName(r.message.load())),
+        ANSWER_UNKNOWN_START_AFTER => Err(LaunchFail::UnknownStartAfter(r.message.load())),
         _ => Err(LaunchFail::Invalid(r.message.load())),
     };
     r.state.store(REQ_FREE, Ordering::Release);
@@ -229,11 +250,8 @@ pub fn take_request(r: &RequestSlot) -> Option<(u32, Result<WorkerSpec, String>)
 pub fn decode(bytes: &[u8]) -> Result<WorkerSpec, String> {
     let spec: WorkerSpec = serde_json::from_slice(bytes).map_err(|e| format!("the request does not decode: {e}"))?;
     // issue 15: isolated (a request is untrusted bytes: the field is refused, not trusted)
-    if !spec.start_after.is_empty() || spec.needs_ready || spec.isolated {
-        return Err(format!(
-            "worker {:?}: readiness, start_after and isolation are for static workers",
-            spec.name
-        ));
+    if spec.isolated {
+        return Err(format!("worker {:?}: isolation is for static workers", spec.name));
     }
     validate_worker(&spec).map_err(|e| e.to_string())?;
     Ok(spec)
@@ -250,6 +268,8 @@ pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) {
         Answer::NoFreeSlot { used, max } => (ANSWER_NO_FREE_SLOT, 0, 0, *used, *max, ""),
         Answer::Invalid(m) => (ANSWER_INVALID, 0, 0, 0, 0, m.as_str()),
         Answer::HostNotRunning => (ANSWER_HOST_NOT_RUNNING, 0, 0, 0, 0, ""),
+        Answer::DuplicateName(n) => (ANSWER_DUPLICATE_NAME, 0, 0, 0, 0, n.as_str()),
+        Answer::UnknownStartAfter(n) => (ANSWER_UNKNOWN_START_AFTER, 0, 0, 0, 0, n.as_str()),
     };
     r.kind.store(kind, Ordering::Relaxed);
     r.slot.store(slot, Ordering::Relaxed);
@@ -272,6 +292,41 @@ pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) {
 pub fn drop_request(r: &RequestSlot) {
     if r.state.swap(REQ_FREE, Ordering::AcqRel) != REQ_FREE {
         crate::sys::futex_wake(&r.state);
+    }
+}
+
+// issue 14: notifications
+/// The launcher's latch, kept from the entry until `set_ready` for a `needs_ready` worker.
+static LAUNCHER_AT_READY: AtomicU64 = AtomicU64::new(0);
+
+/// A worker's entry is about to run in worker slot `i`: whoever waits on its handle looks again,
+/// and its launcher's latch is set, unless the worker declares readiness, which is its start.
+pub fn entry_runs(seg: &Segment, i: u32) {
+    bump_events(seg, i);
+    let ws = seg.worker_slot(i);
+    let launcher = ws.launcher_latch.load(Ordering::Acquire);
+    if launcher == 0 {
+        return;
+    }
+    if ws.notify.load(Ordering::Relaxed) & crate::shared::shmem::NOTIFY_AT_READY != 0 {
+        LAUNCHER_AT_READY.store(launcher, Ordering::Relaxed);
+    } else {
+        // A stale handle (the launcher exited) sets nothing.
+        let _ = crate::shared::latch::set(launcher);
+    }
+}
+
+/// This worker declared itself ready: handle waiters look again, and a launcher that waits for
+/// the readiness is told.
+pub fn declared_ready() {
+    let Some((seg, a)) = attached() else { return };
+    let Some(own) = a.own_slot.filter(|&i| i < seg.layout.n_worker_slots) else {
+        return;
+    };
+    bump_events(seg, own);
+    let launcher = LAUNCHER_AT_READY.swap(0, Ordering::Relaxed);
+    if launcher != 0 {
+        let _ = crate::shared::latch::set(launcher);
     }
 }
 
@@ -298,16 +353,21 @@ pub fn status_in(seg: &Segment, slot: u32, generation: u64) -> Result<HandleStat
         return Err(HandleFail::Stale);
     }
     Ok(match snap.state {
-        WorkerState::Running => {
+        // issue 14: notifications
+        // A `needs_ready` worker is running once its process declared itself ready: read from
+        // its child slot, so a launcher woken by that declaration sees it before the supervisor
+        // has published it.
+        state @ (WorkerState::Running | WorkerState::Starting) => {
             // Running once the process runs the entry: a launch that fails to resolve its entry
             // never shows as running. An isolated worker cannot write its slot to say so; for it
             // running is the supervisor's adoption of its latch for this pid, made right after
             // the launch and undone at the reap (its entry may not have started yet).
             let cs = seg.child_slot(slot);
             let r = cs.report();
+            let ready = state == WorkerState::Running || r.declared_ready;
             match snap.pid {
-                Some(pid) if r.launch_us.is_some() && r.claimed_by(pid) => HandleState::Running { pid },
-                Some(pid) if cs.latch().adopted_for(pid) => HandleState::Running { pid },
+                Some(pid) if ready && r.launch_us.is_some() && r.claimed_by(pid) => HandleState::Running { pid },
+                Some(pid) if ready && cs.latch().adopted_for(pid) => HandleState::Running { pid },
                 _ => HandleState::NotYetStarted,
             }
         }
@@ -470,9 +530,12 @@ mod tests {
             }),
             arg: u64::MAX,
             extra: vec![255; steward::abi::EXTRA_LEN],
-            needs_ready: false,
+            needs_ready: true,
+            start_after: (0..steward::abi::MAX_START_AFTER)
+                .map(|i| format!("{i}").repeat(steward::abi::MAX_NAME_LEN))
+                .collect(),
+            stop_with_launcher: true,
             isolated: false,
-            start_after: Vec::new(),
         }
     }
 
@@ -497,14 +560,20 @@ mod tests {
         let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
         assert!(e.contains("extra"), "{e}");
         s.extra = Vec::new();
+        // issue 14: notifications
+        // Readiness, start_after and stop_with_launcher travel with a dynamic worker.
         s.needs_ready = true;
+        s.start_after = vec!["target".into()];
+        s.stop_with_launcher = true;
+        assert_eq!(decode(&serde_json::to_vec(&s).unwrap()).unwrap(), s);
+        s.start_after = vec![s.name.clone()];
         let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
-        assert!(e.contains("static workers"), "{e}");
+        assert!(e.contains("after itself"), "{e}");
         // issue 15: isolated (a requester may not make the supervisor launch one)
-        s.needs_ready = false;
+        s.start_after = Vec::new();
         s.isolated = true;
         let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
-        assert!(e.contains("isolation are for static workers"), "{e}");
+        assert!(e.contains("isolation is for static workers"), "{e}");
         // Cut at the bounded length: never read past the text.
         let r: RequestSlot = unsafe { std::mem::zeroed() };
         r.spec.store_bytes(&[b'{'; SPEC_LEN + 10]);

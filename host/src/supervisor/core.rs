@@ -34,6 +34,7 @@ mod dynamic;
 mod exits;
 // issue 15: isolated
 mod isolated;
+mod notify;
 pub mod policy;
 pub mod rows;
 mod stopping;
@@ -54,6 +55,7 @@ use crate::supervisor::pool::ChildSlotId;
 use crate::supervisor::private::{PidMap, PrivateVec};
 
 pub use actions::Actions;
+pub use notify::Launcher;
 use rows::{Row, State, Step, Took};
 pub use workers::{NoFreeSlot, NotRemovable, Worker, WorkerKey, WorkerRun};
 
@@ -280,6 +282,10 @@ pub enum Action {
     /// This dynamic worker stopped for good: publish its last status, take its slot back from
     /// status, and remove it from the table ([`Core::remove_worker`]), freeing the slot.
     Retire(WorkerKey),
+    // issue 14: notifications
+    /// Set the latch of the live child `pid` in `child_slot` (a launcher: one of its workers
+    /// stopped or failed to start), with SIGURG to `pid` if it sleeps on it.
+    SetLatch { child_slot: u32, pid: i32 },
 }
 
 /// The core: see the module header.

@@ -38,6 +38,7 @@ pub fn serve_launch(req: LaunchRequest) -> Value {
         needs_ready: false,
         start_after: Vec::new(),
         isolated: false,
+        stop_with_launcher: false,
     };
     let name = spec.name.clone();
     let (slot, generation) = match handles::launch(&spec) {

@@ -17,6 +17,36 @@ pub(super) unsafe extern "C" fn host_launch_worker(
     spec: *const abi::WorkerSpec,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, std::ptr::null(), answer) }
+}
+
+// issue 14: notifications
+pub(super) unsafe extern "C" fn host_launch_worker_ext(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    if ext.is_null() {
+        return abi::STATUS_INVALID;
+    }
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, ext, answer) }
+}
+
+/// Both launch calls: `ext` null for `launch_worker`.
+///
+/// # Safety
+/// The plugin's pointers per the ABI: `spec` and `ext` null or valid for the call, `answer` null
+/// or a `LaunchAnswer` of at least the size it claims.
+unsafe fn launch_worker(
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
     use crate::shared::handles::{launch, LaunchFail};
     // SAFETY: the plugin's answer struct, checked for null and for the size it claims.
     let Some(out) = (unsafe { answer.as_mut() }) else {
@@ -31,7 +61,7 @@ pub(super) unsafe extern "C" fn host_launch_worker(
         out.message_len = n as u32;
     };
     // SAFETY: the plugin's pointers, valid for the call.
-    let spec = match unsafe { spec_from_abi(plugin, spec, std::ptr::null()) } {
+    let spec = match unsafe { spec_from_abi(plugin, spec, ext) } {
         Ok(s) => s,
         Err(st) => {
             write_message(
@@ -57,7 +87,12 @@ pub(super) unsafe extern "C" fn host_launch_worker(
             abi::STATUS_OK
         }
         Err(e) => {
-            write_message(out, &e.to_string());
+            // A refusal that names a worker passes the name alone: the SDK's error holds it.
+            let message = match &e {
+                LaunchFail::DuplicateName(n) | LaunchFail::UnknownStartAfter(n) => n.clone(),
+                _ => e.to_string(),
+            };
+            write_message(out, &message);
             match e {
                 LaunchFail::NoFreeSlot { used, max } => {
                     out.used = used;
@@ -65,6 +100,9 @@ pub(super) unsafe extern "C" fn host_launch_worker(
                     abi::STATUS_NO_FREE_SLOT
                 }
                 LaunchFail::Invalid(_) => abi::STATUS_INVALID,
+                // issue 14: notifications
+                LaunchFail::DuplicateName(_) => abi::STATUS_DUPLICATE,
+                LaunchFail::UnknownStartAfter(_) => abi::STATUS_NOT_FOUND,
                 LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
                 LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
                 LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,

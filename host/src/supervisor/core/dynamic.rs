@@ -37,10 +37,16 @@ impl Core {
             });
             return took;
         }
+        // issue 14: notifications
+        if let Some(why) = self.refusal(&spec) {
+            return self.refuse(from, seq, why, out);
+        }
+        let launcher = self.requester(from);
         let name = spec.name.clone();
         match self.add_worker(spec) {
             Ok(key) => {
                 let took = self.took(Row::RequestAdopted);
+                self.adopt(key, launcher);
                 out.push(Action::Log(
                     Level::Debug,
                     format!(
@@ -104,6 +110,8 @@ impl Core {
                     w.run.last_exit = Some((ExitStatus::Code(0), now.wall_ms, "terminated before it started".into()));
                 }
                 self.publish_or_retire(key, out);
+                // issue 14: notifications
+                self.notify_launcher(key, out);
                 took
             }
             _ => rows::fired(Row::TerminateIgnored, from),

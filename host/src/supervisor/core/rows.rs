@@ -96,6 +96,12 @@ pub enum Row {
     IsolatedCrashRestarts,
     IsolatedCrashGivesUp,
     IsolatedCrashFails,
+    // issue 14: notifications
+    RequestDuplicate,
+    RequestUnknownStartAfter,
+    LauncherGoneRunning,
+    LauncherGonePending,
+    WorkerResetLauncherGone,
 }
 
 /// The host's phase without its data: what a host row leaves.

@@ -10,6 +10,7 @@
 mod dynamic;
 // issue 15: isolated
 mod isolated;
+mod notify;
 mod outcomes;
 mod readiness;
 mod reset;
@@ -26,6 +27,7 @@ use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use dynamic::*;
 use isolated::*;
+use notify::*;
 use outcomes::*;
 use readiness::*;
 use reset::*;
@@ -50,6 +52,7 @@ fn spec(name: &str, restart: RestartPolicy, start_time: StartTime) -> WorkerSpec
         needs_ready: false,
         isolated: false,
         start_after: Vec::new(),
+        stop_with_launcher: false,
     }
 }
 
@@ -270,6 +273,10 @@ fn clone_action(a: &Action) -> Action {
             answer: answer.clone(),
         },
         Action::Retire(k) => Action::Retire(*k),
+        Action::SetLatch { child_slot, pid } => Action::SetLatch {
+            child_slot: *child_slot,
+            pid: *pid,
+        },
     }
 }
 
@@ -368,6 +375,13 @@ scenarios! {
     an_isolated_crash_counts_against_the_crash_loop_limit,
     an_isolated_crash_under_never_fails_it_alone,
     an_attached_crash_beside_an_isolated_worker_still_resets_both,
+    // issue 14: notifications
+    duplicate_names_and_unknown_targets_are_refused_while_up,
+    a_launcher_is_told_when_its_workers_stop_or_fail_to_launch,
+    the_startup_child_launches_from_its_own_request_slot,
+    stop_with_launcher_workers_end_with_it_in_every_state,
+    a_reset_stops_stop_with_launcher_workers_for_good,
+    // issue 15: isolated
     evidence_against_the_segment_from_an_isolated_worker_resets_the_host,
 }
 

@@ -67,6 +67,9 @@ pub struct WorkerRun {
     // issue 14: dynamic workers
     /// A handle terminated it: it stops for good whatever its exit says.
     pub terminated: bool,
+    // issue 14: notifications
+    /// Why the host ended it, shown as its exit's reason (its launcher exited).
+    pub stop_reason: Option<String>,
     /// Past exits, newest first.
     pub history: VecDeque<(ExitStatus, u64, String)>,
     pub tracker: RestartTracker,
@@ -85,6 +88,9 @@ pub struct Worker {
     targets: Vec<u32>,
     /// Some worker starts after this one.
     pub dependents: bool,
+    // issue 14: notifications
+    /// The process that launched it (dynamic workers), while that process lives.
+    pub launcher: Option<super::Launcher>,
 }
 
 impl Worker {
@@ -114,6 +120,12 @@ impl Worker {
     pub fn notifies_entry(&self) -> bool {
         self.dependents && !self.spec.needs_ready
     }
+
+    // issue 14: notifications
+    /// Sets the slots of the workers it starts after (a dynamic worker's, resolved at adoption).
+    pub(super) fn set_targets(&mut self, targets: Vec<u32>) {
+        self.targets = targets;
+    }
 }
 
 impl Core {
@@ -132,6 +144,7 @@ impl Core {
             dynamic,
             targets: Vec::new(),
             dependents: false,
+            launcher: None,
         });
         match free {
             Some(i) => self.workers[i] = w,
@@ -371,6 +384,8 @@ impl Core {
         w.run.restart_at = Some(now.mono + LAUNCH_RETRY);
         w.run.restart_at_ms = Some(now.wall_ms + LAUNCH_RETRY.as_millis() as u64);
         out.push(Action::PublishWorker(key));
+        // issue 14: notifications
+        self.notify_launcher(key, out);
         took
     }
 
@@ -393,6 +408,10 @@ impl Core {
     pub(super) fn reset_workers(&mut self, now: Now, out: &mut Actions) -> usize {
         let mut restarting = 0;
         for w in self.workers.iter_mut().flatten() {
+            // issue 14: notifications
+            if Core::reset_ends_with_launcher(w, now) {
+                continue;
+            }
             let policy = w.spec.restart;
             let r = &mut w.run;
             if r.state == WorkerState::NotStarted {

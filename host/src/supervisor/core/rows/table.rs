@@ -456,4 +456,35 @@ pub const ROWS: &[RowSpec] = &[
         "crash of an isolated worker under `never` or terminated",
         "`failed`; no reset",
     ),
+    // issue 14: notifications
+    r(
+        Row::RequestDuplicate,
+        UP,
+        "dynamic-worker request, a worker has its name",
+        "unchanged; answered `DuplicateName`",
+    ),
+    r(
+        Row::RequestUnknownStartAfter,
+        UP,
+        "dynamic-worker request, `start_after` names no worker",
+        "unchanged; answered `UnknownStartAfter`",
+    ),
+    r(
+        Row::LauncherGoneRunning,
+        RUNNING,
+        "its launcher exited (`stop_with_launcher`)",
+        "unchanged; SIGTERM; its exit stops it for good",
+    ),
+    r(
+        Row::LauncherGonePending,
+        DUE,
+        "its launcher exited (`stop_with_launcher`)",
+        "`stopped`; retired",
+    ),
+    r(
+        Row::WorkerResetLauncherGone,
+        &[W(NotStarted), W(WorkerState::Running), W(WaitingRestart)],
+        "reset, `stop_with_launcher`",
+        "`stopped` (its launcher is gone); retired",
+    ),
 ];
