@@ -25,8 +25,8 @@ impl Core {
         (used, self.max_workers.saturating_sub(n_static))
     }
 
-    /// The requester in child slot `from` (a running worker or a connection child) asked for a
-    /// dynamic worker (`seq` is its request's).
+    /// The requester in child slot `from` (a running worker, the startup child or a connection
+    /// child) asked for a dynamic worker (`seq` is its request's).
     pub(super) fn request(&mut self, from: u32, seq: u32, spec: WorkerSpec, out: &mut Actions) -> Took {
         if !self.is_up() {
             let took = self.took(Row::RequestNotUp);
