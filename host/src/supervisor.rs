@@ -44,6 +44,8 @@ pub mod run;
 mod spares;
 pub mod spawn;
 mod status;
+// issue 14: queue
+mod queue;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -177,6 +179,8 @@ impl Supervisor {
         let (death_r, death_w) = crate::sys::pipe()?;
         crate::sys::install_supervisor_signals(&wake_w).map_err(StartError::Signals)?;
         crate::sys::load_test_knobs();
+        // issue 14: queue
+        queue::load_launch_fail_knob();
         // A worker's own child that outlives it comes to the supervisor, which reaps it and stops
         // it at shutdown, instead of escaping to init (as PID 1 of a namespace it comes anyway).
         if let Err(e) = crate::sys::become_subreaper() {
@@ -214,6 +218,8 @@ impl Supervisor {
             layout.n_worker_slots,
             !registry.hooks.is_empty(),
         )?;
+        // issue 14: queue
+        core.set_reserved(cfg.reserved_worker_slots.clone());
         // issue 14: segment init
         core.set_segment_inits(!registry.segment_inits.is_empty());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -374,6 +380,8 @@ impl Supervisor {
             if !more {
                 self.tend_spares();
             }
+            // issue 14: queue
+            self.publish_queued();
             // After the exits and launches of this turn, so the line (or its deadline) is current.
             self.maybe_send_status();
             let timeout = if more {
@@ -462,9 +470,13 @@ impl Supervisor {
                 }
             }
             let r = self.segment.request_slot(i);
-            let Some((seq, spec)) = crate::shared::handles::take_request(r) else {
+            let Some((seq, spec, queue_timeout)) = crate::shared::handles::take_request(r) else {
                 continue;
             };
+            // issue 14: queue
+            if self.core.is_queued(i, seq) {
+                continue;
+            }
             // The requester is the worker running in slot `i` by the core's table, never by what
             // the segment says.
             let requester = self
@@ -478,7 +490,8 @@ impl Supervisor {
             };
             let refused = |why: String| {
                 tracing::warn!("worker {by} asked for an invalid dynamic worker: {why}");
-                crate::shared::handles::answer(r, seq, &crate::shared::handles::Answer::Invalid(why));
+                // Nothing was adopted: whether the requester still waits does not matter.
+                let _ = crate::shared::handles::answer(r, seq, &crate::shared::handles::Answer::Invalid(why));
             };
             match spec {
                 Err(why) => refused(why),
@@ -493,6 +506,7 @@ impl Supervisor {
                         from: i,
                         seq,
                         spec: Box::new(spec),
+                        queue_timeout,
                     });
                     self.requester = None;
                 }
@@ -613,16 +627,20 @@ impl Supervisor {
                 Action::PublishRegistration(key) => {
                     let by = self.note_launcher(key);
                     if let Some(w) = self.core.worker(key) {
-                        self.segment.publish_launched(key.slot, &w.spec, &by);
+                        self.segment.write_registration(key.slot, &w.spec, &by);
                         // issue 14: notifications
                         if let Some(l) = w.launcher {
                             self.segment.publish_launcher(key.slot, l.child_slot);
                         }
+                        // The status with the new generation first, then `in_use`: see
+                        // `handles::by_name_in` for the reader's side.
+                        self.publish(key);
+                        self.segment.hand_over(key.slot);
                     }
-                    self.publish(key);
                 }
                 Action::Answer { to, seq, answer } => {
-                    crate::shared::handles::answer(self.segment.request_slot(to), seq, &answer);
+                    // issue 14: queue
+                    self.answer(to, seq, &answer, out);
                 }
                 // issue 14: notifications
                 Action::SetLatch { child_slot, pid } => self.set_launcher_latch(child_slot, pid),

@@ -256,47 +256,11 @@ pub struct WorkerSpecExt {
 }
 
 // issue 14: dynamic workers
-/// What [`HostApi::launch_worker`] writes back. Kept out of the fingerprint: it starts with its
-/// own size, and the host writes only the fields `size` covers.
-#[repr(C)]
-pub struct LaunchAnswer {
-    /// `size_of::<LaunchAnswer>()` as the plugin was built.
-    pub size: u32,
-    /// The worker slot of the new worker ([`STATUS_OK`]).
-    pub slot: u32,
-    /// Its generation ([`STATUS_OK`]).
-    pub generation: u64,
-    /// Worker slots in use and in all ([`STATUS_NO_FREE_SLOT`]).
-    pub used: u32,
-    pub max: u32,
-    /// Why the launch was refused, UTF-8, `message_len` bytes.
-    pub message: [u8; 256],
-    pub message_len: u32,
-}
-
-/// [`HandleStatus::phase`]: the worker has not reached its entry yet (or waits to restart).
-pub const HANDLE_NOT_STARTED: u32 = 0;
-/// The worker's process runs its entry (`pid`).
-pub const HANDLE_RUNNING: u32 = 1;
-/// The worker stopped for good (`reason`).
-pub const HANDLE_STOPPED: u32 = 2;
-/// What [`HandleStatus`]'s waits wait for.
-pub const HANDLE_WAIT_STARTUP: u32 = 0;
-pub const HANDLE_WAIT_SHUTDOWN: u32 = 1;
-
-/// A worker handle's status, as [`HostApi::handle_status`] writes it. Out of the fingerprint,
-/// like [`LaunchAnswer`].
-#[repr(C)]
-pub struct HandleStatus {
-    /// `size_of::<HandleStatus>()` as the plugin was built.
-    pub size: u32,
-    /// [`HANDLE_NOT_STARTED`], [`HANDLE_RUNNING`] or [`HANDLE_STOPPED`].
-    pub phase: u32,
-    pub pid: i32,
-    pub reason_len: u32,
-    /// Why it stopped, UTF-8, `reason_len` bytes.
-    pub reason: [u8; 256],
-}
+mod handles;
+pub use handles::*;
+// issue 14: queue
+mod queue;
+pub use queue::*;
 
 /// The size of [`WorkerSpecExt`] as ABI 1.1 defines it: the least a host accepts. A later minor
 /// version appends fields; a host reads those only when the plugin's `size` covers them, so a
@@ -430,7 +394,8 @@ pub struct HostApi {
     pub handle_terminate: unsafe extern "C" fn(ctx: *mut c_void, slot: u32, generation: u64) -> Status,
     // issue 14: control (ABI 1.1; check with `has` before calling)
     /// Writes the handle of the live worker named `name` (static or dynamic): [`STATUS_OK`], or
-    /// [`STATUS_NOT_FOUND`] when no live worker has that name.
+    /// [`STATUS_NOT_FOUND`] when no live worker has that name, [`STATUS_DUPLICATE`] when more
+    /// than one has (a stopped or failed worker is not live).
     pub handle_by_name:
         unsafe extern "C" fn(ctx: *mut c_void, name: Str, slot: *mut u32, generation: *mut u64) -> Status,
     // issue 14: notifications (ABI 1.1; check with `has` before calling)
@@ -443,6 +408,18 @@ pub struct HostApi {
         plugin: Str,
         spec: *const WorkerSpec,
         ext: *const WorkerSpecExt,
+        answer: *mut LaunchAnswer,
+    ) -> Status,
+    // issue 14: queue
+    /// As `launch_worker_ext` (`ext` may be null here), with [`LaunchOpts`]: a queue timeout.
+    /// Besides its answers: [`STATUS_TERMINATE`] when a queued request was cancelled because
+    /// this worker was asked to stop.
+    pub launch_worker_opts: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        spec: *const WorkerSpec,
+        ext: *const WorkerSpecExt,
+        opts: *const LaunchOpts,
         answer: *mut LaunchAnswer,
     ) -> Status,
 }

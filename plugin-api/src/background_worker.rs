@@ -153,6 +153,11 @@ pub enum RegisterError {
     DynamicOnly(String),
     #[error("the host refused the registration (status {0})")]
     Other(i32),
+    // issue 14: queue
+    #[error("worker {0:?}: queue_timeout is for dynamic workers (Worker::launch), not static registrations")]
+    QueueTimeoutDynamicOnly(String),
+    #[error("worker {worker:?}: queue timeout {timeout:?} is longer than the limit of one week")]
+    BadQueueTimeout { worker: String, timeout: Duration },
 }
 
 pub(crate) fn valid_name(s: &str, max: usize) -> bool {
@@ -177,6 +182,8 @@ pub struct BackgroundWorker {
     isolated: bool,
     // issue 14: notifications
     stop_with_launcher: bool,
+    // issue 14: queue
+    queue_timeout: Option<Duration>,
 }
 
 impl BackgroundWorker {
@@ -196,7 +203,21 @@ impl BackgroundWorker {
             start_after: Vec::new(),
             isolated: false,
             stop_with_launcher: false,
+            queue_timeout: None,
         }
+    }
+
+    // issue 14: queue
+    /// For [`crate::Worker::launch`] only: when no worker slot is free (or the free ones are
+    /// reserved for other plugins), wait up to `d` in the host's queue for one instead of failing
+    /// at once with [`crate::LaunchError::NoFreeSlot`]; the same error comes when `d` runs out.
+    /// Requests are served in order as slots free. A SIGTERM to the launching worker while it
+    /// waits cancels the request ([`crate::LaunchError::Terminate`]). At most a week; zero means
+    /// no wait. A static registration with it is refused
+    /// ([`RegisterError::QueueTimeoutDynamicOnly`]).
+    pub fn queue_timeout(mut self, d: Duration) -> Self {
+        self.queue_timeout = Some(d);
+        self
     }
     /// The group name shown in status; defaults to the name.
     pub fn worker_type(mut self, t: impl Into<String>) -> Self {
@@ -361,15 +382,36 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
     if w.stop_with_launcher {
         return Err(RegisterError::DynamicOnly(w.name.clone()));
     }
-    let spec = abi_spec(w);
-    let st = register_spec(host, plugin, w, &spec)?;
-    match st {
-        abi::STATUS_OK => Ok(()),
-        // A host that predates isolated workers refuses the flag as it would any unknown one.
-        abi::STATUS_INVALID if w.isolated => Err(RegisterError::IsolatedNotSupported {
+    // issue 14: queue
+    if w.queue_timeout.is_some() {
+        return Err(RegisterError::QueueTimeoutDynamicOnly(w.name.clone()));
+    }
+    // issue 15: isolated
+    // Decided before the call, from the table: a host that knows the flag refuses a bad entry
+    // with the same STATUS_INVALID an older one gives an unknown flag.
+    if w.isolated && !isolation_known(host.size) {
+        return Err(RegisterError::IsolatedNotSupported {
             plugin: plugin.to_owned(),
             worker: w.name.clone(),
-        }),
+        });
+    }
+    let spec = abi_spec(w);
+    let st = register_spec(host, plugin, w, &spec)?;
+    refusal(st, w)
+}
+
+// issue 15: isolated
+/// Whether a host whose table is `table_size` bytes knows `WORKER_ISOLATED`: its table has
+/// `handle_by_name`, the last field of the release (ABI 1.1) that brought isolated workers.
+fn isolation_known(table_size: u32) -> bool {
+    let end = std::mem::offset_of!(abi::HostApi, handle_by_name) + std::mem::size_of::<usize>();
+    end <= table_size as usize
+}
+
+/// What a registration's status means for `w`.
+fn refusal(st: abi::Status, w: &BackgroundWorker) -> Result<(), RegisterError> {
+    match st {
+        abi::STATUS_OK => Ok(()),
         abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
         abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
         abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
@@ -400,6 +442,18 @@ pub(crate) fn ext_of(w: &BackgroundWorker) -> Option<(u32, Vec<abi::Str>)> {
 /// Whether the builder asks for isolation, which only static workers have.
 pub(crate) fn is_isolated(w: &BackgroundWorker) -> bool {
     w.isolated
+}
+
+// issue 14: queue
+/// The queue timeout the builder asks for, checked against the one-week limit.
+pub(crate) fn queue_timeout_of(w: &BackgroundWorker) -> Result<Option<Duration>, RegisterError> {
+    match w.queue_timeout {
+        Some(d) if d.as_micros() > u128::from(abi::MAX_RESTART_DELAY_US) => Err(RegisterError::BadQueueTimeout {
+            worker: w.name.clone(),
+            timeout: d,
+        }),
+        q => Ok(q.filter(|d| !d.is_zero())),
+    }
 }
 
 /// The builder's name, for errors.
@@ -490,4 +544,24 @@ fn register_spec(
 pub fn register_after_init(w: BackgroundWorker, plugin: &str) -> Result<(), RegisterError> {
     let host = host().ok_or(RegisterError::RegistryFrozen)?;
     register_with(host, plugin, &w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15: isolated
+    #[test]
+    fn too_old_for_isolation_is_decided_by_the_table_not_by_status_invalid() {
+        let full = std::mem::size_of::<abi::HostApi>() as u32;
+        assert!(isolation_known(full));
+        let before = std::mem::offset_of!(abi::HostApi, handle_by_name) as u32;
+        assert!(!isolation_known(before));
+        // A host that knows isolation and refuses the entry gets the ordinary error.
+        let w = BackgroundWorker::new("w", EntryPoint::new("lib", "entry")).isolated();
+        match refusal(abi::STATUS_INVALID, &w) {
+            Err(RegisterError::BadEntry { function, .. }) => assert_eq!(function, "entry"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

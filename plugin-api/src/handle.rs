@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use crate::abi;
-use crate::background_worker::{abi_spec, ext_of, is_isolated, name_of, BackgroundWorker, RegisterError};
+use crate::background_worker::{
+    abi_spec, ext_of, is_isolated, name_of, queue_timeout_of, BackgroundWorker, RegisterError,
+};
 
 /// A dynamic worker, as the launcher (or anyone it gave the handle to) sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,7 +30,13 @@ pub enum WorkerStatus {
     Running { pid: i32 },
     /// Stopped for good; the reason is its last exit's (an entry that did not resolve names
     /// it), or why it never started.
-    Stopped { reason: String },
+    Stopped {
+        reason: String,
+        // issue 14: queue
+        /// When its process could not be started (fork or spawn failed: `EAGAIN`, `ENOMEM`): the
+        /// errno. The worker does not restart, and its slot is free again.
+        errno: Option<i32>,
+    },
 }
 
 /// Why a handle call gave no status.
@@ -47,12 +55,18 @@ pub enum HandleError {
     // issue 14: control
     #[error("no live worker has that name")]
     NotFound,
+    #[error("more than one live worker has that name")]
+    Ambiguous,
 }
 
 /// Why a launch gave no handle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchError {
-    #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
+    /// `used` counts the dynamic slots in use and those reserved for other plugins (free or
+    /// not); `max` is every dynamic slot (`max_worker_processes`).
+    #[error(
+        "no free worker slot ({used} of {max} in use or reserved for other plugins): raise max_worker_processes, or use .queue_timeout(d)"
+    )]
     NoFreeSlot { used: u32, max: u32 },
     #[error("invalid dynamic worker: {0}")]
     Invalid(String),
@@ -70,6 +84,11 @@ pub enum LaunchError {
     /// A `start_after` name that is no worker of the host.
     #[error("start_after names {0:?}, which is no worker of the host")]
     UnknownStartAfter(String),
+    // issue 14: queue
+    /// The launching worker was asked to stop while its request waited in the queue: the
+    /// request is cancelled (no worker was launched).
+    #[error("this worker was asked to stop while its launch request waited for a slot")]
+    Terminate,
 }
 
 fn host() -> Option<&'static abi::HostApi> {
@@ -85,6 +104,7 @@ fn blank_status() -> abi::HandleStatus {
         pid: 0,
         reason_len: 0,
         reason: [0; 256],
+        errno: 0,
     }
 }
 
@@ -103,6 +123,7 @@ fn from_abi(st: abi::Status, out: &abi::HandleStatus) -> Result<WorkerStatus, Ha
             let n = (out.reason_len as usize).min(out.reason.len());
             WorkerStatus::Stopped {
                 reason: String::from_utf8_lossy(&out.reason[..n]).into_owned(),
+                errno: (out.errno != 0).then_some(out.errno),
             }
         }
         _ => WorkerStatus::NotYetStarted,
@@ -124,7 +145,8 @@ impl WorkerHandle {
     // issue 14: control
     /// The handle of the live worker named `name`, static or dynamic: the host scans its worker
     /// slots. [`HandleError::NotFound`] when no live worker has that name (a dynamic worker is
-    /// gone once it stopped for good).
+    /// gone once it stopped for good; a stopped or failed static worker is not live).
+    /// [`HandleError::Ambiguous`] when more than one live worker has it.
     pub fn by_name(name: &str) -> Result<WorkerHandle, HandleError> {
         let h = crate::host().ok_or(HandleError::Unavailable)?;
         let end = std::mem::offset_of!(abi::HostApi, handle_by_name) + std::mem::size_of::<usize>();
@@ -137,6 +159,7 @@ impl WorkerHandle {
         match unsafe { (h.handle_by_name)(h.ctx, abi::Str::new(name), &mut slot, &mut generation) } {
             abi::STATUS_OK => Ok(WorkerHandle { slot, generation }),
             abi::STATUS_NOT_FOUND | abi::STATUS_BAD_NAME => Err(HandleError::NotFound),
+            abi::STATUS_DUPLICATE => Err(HandleError::Ambiguous),
             abi::STATUS_UNAVAILABLE => Err(HandleError::Unavailable),
             other => Err(HandleError::Other(other)),
         }
@@ -214,6 +237,8 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
     // issue 14: notifications
     // The launcher hears from its workers through its latch: from now on `wait` reports it.
     crate::latch::mark_used();
+    // issue 14: queue
+    let queue_timeout = queue_timeout_of(w).map_err(|e| LaunchError::Invalid(e.to_string()))?;
     let spec = abi_spec(w);
     let ext = ext_of(w);
     let has_ext = h.has(std::mem::offset_of!(abi::HostApi, launch_worker_ext) + std::mem::size_of::<usize>());
@@ -231,8 +256,8 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         message: [0; 256],
         message_len: 0,
     };
-    let st = match &ext {
-        Some((flags, names)) => {
+    let st = match (queue_timeout, &ext) {
+        (None, Some((flags, names))) => {
             let ext = abi::WorkerSpecExt {
                 size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
                 flags: *flags,
@@ -246,7 +271,33 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         }
         // SAFETY: the host's function (checked present), with a registration whose strings
         // and bytes `w` keeps alive for the call, and an answer struct of the size it says.
-        None => unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) },
+        (None, None) => unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) },
+        // issue 14: queue
+        (Some(d), ext) => {
+            let end = std::mem::offset_of!(abi::HostApi, launch_worker_opts) + std::mem::size_of::<usize>();
+            if !h.has(end) {
+                return Err(LaunchError::Unavailable(
+                    "this host is too old for queue_timeout: no launch queue".into(),
+                ));
+            }
+            let opts = abi::LaunchOpts {
+                size: std::mem::size_of::<abi::LaunchOpts>() as u32,
+                flags: abi::LAUNCH_QUEUE,
+                queue_timeout_us: d.as_micros() as u64,
+            };
+            let ext = ext.as_ref().map(|(flags, names)| abi::WorkerSpecExt {
+                size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
+                flags: *flags,
+                start_after: names.as_ptr(),
+                n_start_after: names.len(),
+            });
+            let ext_ptr = ext
+                .as_ref()
+                .map_or(std::ptr::null(), |e| e as *const abi::WorkerSpecExt);
+            // SAFETY: the table has the field (checked); the registration, `ext` (or null), the
+            // names, `opts` and the answer struct (of the size it says) outlive the call.
+            unsafe { (h.launch_worker_opts)(h.ctx, abi::Str::new(plugin), &spec, ext_ptr, &opts, &mut answer) }
+        }
     };
     let n = (answer.message_len as usize).min(answer.message.len());
     let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
@@ -264,6 +315,7 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         abi::STATUS_UNAVAILABLE => Err(LaunchError::Unavailable(message)),
         abi::STATUS_DUPLICATE => Err(LaunchError::DuplicateName(message)),
         abi::STATUS_NOT_FOUND => Err(LaunchError::UnknownStartAfter(message)),
+        abi::STATUS_TERMINATE => Err(LaunchError::Terminate),
         status => Err(LaunchError::Other { status, message }),
     }
 }

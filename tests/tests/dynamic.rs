@@ -62,7 +62,9 @@ fn handles_in_a_region_are_terminated_by_another_worker(mode: Mode) {
     let log = host.wait_log("refused in ", T);
     let line = log.lines().find(|l| l.contains("refused in ")).unwrap();
     assert!(
-        line.contains(&format!("no free worker slot ({MAX} of {MAX} in use)")),
+        line.contains(&format!(
+            "no free worker slot ({MAX} of {MAX} in use or reserved for other plugins)"
+        )),
         "{line}"
     );
     let us: u64 = line

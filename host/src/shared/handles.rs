@@ -21,6 +21,10 @@
 //! `REQUESTED -> ANSWERED` plus `FUTEX_WAKE`. The requester waits on `state` with a deadline; at
 //! the deadline it tries `REQUESTED -> CANCELLED`, and if that fails the answer has arrived. One
 //! atomic operation decides between an answer and a cancel, so neither side can wedge the other.
+//! A request with a queue timeout (issue 14: queue) may wait in the supervisor's queue, still
+//! `REQUESTED`; its requester's deadline is the queue timeout plus a margin, and a SIGTERM cancels
+//! it the same way. [`answer`] tells the supervisor whether the requester got the answer, so an
+//! adoption nobody waits for any more is undone.
 //!
 //! Handles: `(slot, generation)`. The supervisor publishes each worker's status with its
 //! generation under the status cell's seqlock; a handle whose generation is not the one
@@ -60,6 +64,12 @@ const ANSWER_UNKNOWN_START_AFTER: u32 = 6;
 pub const SPEC_LEN: usize = 6144;
 /// How long a requester waits for its answer before it cancels the request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+// issue 14: queue
+/// What a queued requester waits beyond its queue timeout: the supervisor answers an expired
+/// request at its next deadline, so the answer normally comes first.
+const QUEUE_MARGIN: Duration = Duration::from_secs(1);
+/// The longest queue timeout (as the longest restart delay).
+pub const MAX_QUEUE_TIMEOUT: Duration = Duration::from_micros(steward::abi::MAX_RESTART_DELAY_US);
 
 /// One worker's dynamic-worker request and its answer.
 #[repr(C)]
@@ -73,6 +83,9 @@ pub struct RequestSlot {
     generation: AtomicU64,
     message: Text<256>,
     spec: Text<SPEC_LEN>,
+    // issue 14: queue
+    /// How long the request may wait for a free slot, in microseconds (0: not at all).
+    queue_timeout_us: AtomicU64,
 }
 
 /// The supervisor's answer to a request.
@@ -98,7 +111,9 @@ pub enum Answer {
 /// Why a launch did not give a handle (requester side).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchFail {
-    #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
+    #[error(
+        "no free worker slot ({used} of {max} in use or reserved for other plugins): raise max_worker_processes, or use .queue_timeout(d)"
+    )]
     NoFreeSlot { used: u32, max: u32 },
     #[error("invalid dynamic worker: {0}")]
     Invalid(String),
@@ -106,21 +121,31 @@ pub enum LaunchFail {
     HostNotRunning,
     #[error("no answer from the supervisor within {0:?}")]
     TimedOut(Duration),
-    #[error("dynamic workers are launched from a worker or a startup hook only")]
+    #[error("dynamic workers are launched from a worker, a startup hook or a connection child only")]
     Unavailable,
     // issue 14: notifications
     #[error("a worker named {0:?} is already in the host")]
     DuplicateName(String),
     #[error("start_after names {0:?}, which is no worker of the host")]
     UnknownStartAfter(String),
+    // issue 14: queue
+    #[error("this worker was asked to stop while its request waited for a slot")]
+    Terminate,
 }
 
 /// What a handle says about its worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandleState {
     NotYetStarted,
-    Running { pid: i32 },
-    Stopped { reason: String },
+    Running {
+        pid: i32,
+    },
+    Stopped {
+        reason: String,
+        // issue 14: queue
+        /// The errno of the launch that failed, when that is why it stopped.
+        errno: Option<i32>,
+    },
 }
 
 /// Why a handle call gave no status.
@@ -132,7 +157,7 @@ pub enum HandleFail {
     TimedOut,
     #[error("this process was asked to stop")]
     Terminate,
-    #[error("worker handles work in workers only")]
+    #[error("worker handles work only in processes attached to the segment (workers, connection children)")]
     Unavailable,
 }
 
@@ -179,31 +204,42 @@ fn ring(host_pid: i32) {
 }
 
 /// Launches a dynamic worker from this worker: writes the request, wakes the supervisor, waits
-/// for the answer.
-pub fn launch(spec: &WorkerSpec) -> Result<(u32, u64), LaunchFail> {
+/// for the answer. With `queue_timeout`, the request may wait that long for a free slot; the
+/// requester waits a margin more for the answer, and a SIGTERM meanwhile cancels the request.
+pub fn launch(spec: &WorkerSpec, queue_timeout: Option<Duration>) -> Result<(u32, u64), LaunchFail> {
     let (seg, a) = attached().ok_or(LaunchFail::Unavailable)?;
     let own = a.own_slot.ok_or(LaunchFail::Unavailable)?;
     validate_worker(spec).map_err(|e| LaunchFail::Invalid(e.to_string()))?;
+    let queue_timeout = queue_timeout.filter(|d| !d.is_zero());
+    if let Some(d) = queue_timeout.filter(|d| *d > MAX_QUEUE_TIMEOUT) {
+        return Err(LaunchFail::Invalid(format!(
+            "worker {:?}: queue timeout {d:?} is longer than the limit of one week",
+            spec.name
+        )));
+    }
     let doc = encode(spec).map_err(LaunchFail::Invalid)?;
     let _one = REQUESTING.lock().unwrap_or_else(|e| e.into_inner());
     let r = seg.request_slot(own);
-    r.spec.store_bytes(&doc);
-    r.seq.fetch_add(1, Ordering::Relaxed);
-    r.state.store(REQ_REQUESTED, Ordering::Release);
+    write_request(r, &doc, queue_timeout);
     ring(a.host_pid);
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    let waits = queue_timeout.map_or(ANSWER_TIMEOUT, |d| d + QUEUE_MARGIN);
+    let deadline = Instant::now() + waits;
     loop {
         let st = r.state.load(Ordering::Acquire);
         if st == REQ_ANSWERED {
             break;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        // A queued requester asked to stop gives up its place (the futex wait ends with EINTR:
+        // a wait with a timeout is not restarted after a handler).
+        let stop = queue_timeout.is_some() && (a.should_stop)();
+        if left.is_zero() || stop {
             match r
                 .state
                 .compare_exchange(REQ_REQUESTED, REQ_CANCELLED, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Err(LaunchFail::TimedOut(ANSWER_TIMEOUT)),
+                Ok(_) if stop => return Err(LaunchFail::Terminate),
+                Ok(_) => return Err(LaunchFail::TimedOut(waits)),
                 Err(_) => continue,
             }
         }
@@ -226,8 +262,23 @@ pub fn launch(spec: &WorkerSpec) -> Result<(u32, u64), LaunchFail> {
     answer
 }
 
+/// Fills `r` with a request (the registration document `doc` from [`encode`]) and publishes it
+/// (`REQUESTED`, release). The caller then wakes the supervisor.
+pub fn write_request(r: &RequestSlot, doc: &[u8], queue_timeout: Option<Duration>) {
+    r.spec.store_bytes(doc);
+    r.queue_timeout_us
+        .store(queue_timeout.map_or(0, |d| d.as_micros() as u64), Ordering::Relaxed);
+    r.seq.fetch_add(1, Ordering::Relaxed);
+    r.state.store(REQ_REQUESTED, Ordering::Release);
+}
+
+/// The state of `r` (`REQ_*`), for tests that look at a live segment.
+pub fn request_state(r: &RequestSlot) -> u32 {
+    r.state.load(Ordering::Acquire)
+}
+
 /// The registration as the bounded document a request carries.
-fn encode(spec: &WorkerSpec) -> Result<Vec<u8>, String> {
+pub fn encode(spec: &WorkerSpec) -> Result<Vec<u8>, String> {
     let doc = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
     if doc.len() > SPEC_LEN {
         return Err(format!("registration of {} bytes; at most {SPEC_LEN}", doc.len()));
@@ -235,15 +286,22 @@ fn encode(spec: &WorkerSpec) -> Result<Vec<u8>, String> {
     Ok(doc)
 }
 
-/// Supervisor: the request in `r`, if one waits: its `seq` and the registration, decoded from a
-/// bounded copy and validated, or why it is refused.
-pub fn take_request(r: &RequestSlot) -> Option<(u32, Result<WorkerSpec, String>)> {
+/// A request as the supervisor took it: its `seq`, the registration (decoded from a bounded
+/// copy and validated, or why it is refused) and its queue timeout (bounded).
+pub type Taken = (u32, Result<WorkerSpec, String>, Option<Duration>);
+
+/// Supervisor: the request in `r`, if one waits.
+pub fn take_request(r: &RequestSlot) -> Option<Taken> {
     if r.state.load(Ordering::Acquire) != REQ_REQUESTED {
         return None;
     }
     let seq = r.seq.load(Ordering::Relaxed);
     let bytes = r.spec.load_bytes();
-    Some((seq, decode(&bytes)))
+    // Untrusted: a value past the limit is cut to it, never an overflow in the core's clock.
+    let queue_timeout = Some(Duration::from_micros(r.queue_timeout_us.load(Ordering::Relaxed)))
+        .filter(|d| !d.is_zero())
+        .map(|d| d.min(MAX_QUEUE_TIMEOUT));
+    Some((seq, decode(&bytes), queue_timeout))
 }
 
 /// Decodes and validates a request's registration (untrusted bytes); the error names the field.
@@ -258,10 +316,13 @@ pub fn decode(bytes: &[u8]) -> Result<WorkerSpec, String> {
 }
 
 /// Supervisor: answers the request `seq` in `r`, or frees the slot if its requester cancelled.
-pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) {
+/// Returns whether the requester gets the answer: `false` when it gave up (cancelled, or asked
+/// again since), so an adopted worker has nobody holding its handle.
+#[must_use]
+pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) -> bool {
     if r.seq.load(Ordering::Relaxed) != seq {
         // The requester gave up and asked again since: the newer request gets its own answer.
-        return;
+        return false;
     }
     let (kind, slot, generation, used, max, message) = match a {
         Answer::Adopted { slot, generation } => (ANSWER_ADOPTED, *slot, *generation, 0, 0, ""),
@@ -277,14 +338,16 @@ pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) {
     r.used.store(used, Ordering::Relaxed);
     r.max.store(max, Ordering::Relaxed);
     r.message.store(message);
-    if r.state
+    let delivered = r
+        .state
         .compare_exchange(REQ_REQUESTED, REQ_ANSWERED, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
+        .is_ok();
+    if !delivered {
         // Cancelled (or scribbled over): nobody waits for this answer.
         r.state.store(REQ_FREE, Ordering::Release);
     }
     crate::sys::futex_wake(&r.state);
+    delivered
 }
 
 /// Supervisor: drops a request whose requester is not a running worker (or not the process
@@ -359,15 +422,20 @@ pub fn status_in(seg: &Segment, slot: u32, generation: u64) -> Result<HandleStat
         // has published it.
         state @ (WorkerState::Running | WorkerState::Starting) => {
             // Running once the process runs the entry: a launch that fails to resolve its entry
-            // never shows as running.
-            let r = seg.child_slot(slot).report();
+            // never shows as running. An isolated worker cannot write its slot to say so; for it
+            // running is the supervisor's adoption of its latch for this pid, made right after
+            // the launch and undone at the reap (its entry may not have started yet).
+            let cs = seg.child_slot(slot);
+            let r = cs.report();
             let ready = state == WorkerState::Running || r.declared_ready;
             match snap.pid {
                 Some(pid) if ready && r.launch_us.is_some() && r.claimed_by(pid) => HandleState::Running { pid },
+                Some(pid) if ready && cs.latch().adopted_for(pid) => HandleState::Running { pid },
                 _ => HandleState::NotYetStarted,
             }
         }
         WorkerState::Stopped | WorkerState::Failed => HandleState::Stopped {
+            errno: snap.launch_errno,
             reason: snap
                 .last_exit
                 .map(|(_, _, reason)| reason)
@@ -423,35 +491,15 @@ pub fn terminate(slot: u32, generation: u64) -> Result<(), HandleFail> {
 }
 
 // issue 14: control
-/// The handle of the live worker named `name` (static or dynamic), from this process's mapping.
-pub fn by_name(name: &str) -> Result<Option<(u32, u64)>, HandleFail> {
-    let (seg, _) = attached().ok_or(HandleFail::Unavailable)?;
-    Ok(by_name_in(seg, name))
-}
-
-/// As [`by_name`], in `seg`: scans the worker slots in use. Every name is a bounded copy out of
-/// the segment, and a slot whose status does not read (a writer mid-update, or scribbled bytes)
-/// is passed over rather than trusted.
-pub fn by_name_in(seg: &Segment, name: &str) -> Option<(u32, u64)> {
-    if name.is_empty() || name.len() > steward::abi::MAX_NAME_LEN {
-        return None;
-    }
-    (0..seg.layout.n_worker_slots).find_map(|i| {
-        let s = seg.worker_slot(i);
-        if s.in_use.load(Ordering::Acquire) == 0 || s.name.load_bytes() != name.as_bytes() {
-            return None;
-        }
-        let generation = s.status.read().ok()?.generation;
-        (generation != 0).then_some((i, generation))
-    })
-}
+mod by_name;
+pub use by_name::{by_name, by_name_in, ByNameFail};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::shared::registry::{RestartPolicy, StartTime};
 
-    fn spec() -> WorkerSpec {
+    pub(super) fn spec() -> WorkerSpec {
         WorkerSpec {
             name: "w".repeat(steward::abi::MAX_NAME_LEN),
             worker_type: "t".repeat(steward::abi::MAX_TYPE_LEN),
@@ -514,7 +562,7 @@ mod tests {
         let r: RequestSlot = unsafe { std::mem::zeroed() };
         r.spec.store_bytes(&[b'{'; SPEC_LEN + 10]);
         r.state.store(REQ_REQUESTED, Ordering::Relaxed);
-        let (_, got) = take_request(&r).unwrap();
+        let (_, got, _) = take_request(&r).unwrap();
         assert!(got.is_err());
     }
 
@@ -538,20 +586,20 @@ mod tests {
         };
         publish(1, "job", 7);
         publish(2, "other", 9);
-        assert_eq!(by_name_in(&seg, "job"), Some((1, 7)));
-        assert_eq!(by_name_in(&seg, "other"), Some((2, 9)));
-        assert_eq!(by_name_in(&seg, "nobody"), None);
-        assert_eq!(by_name_in(&seg, ""), None);
+        assert_eq!(by_name_in(&seg, "job"), Ok(Some((1, 7))));
+        assert_eq!(by_name_in(&seg, "other"), Ok(Some((2, 9))));
+        assert_eq!(by_name_in(&seg, "nobody"), Ok(None));
+        assert_eq!(by_name_in(&seg, ""), Ok(None));
         // A retired slot keeps its name and status for handles, but is not live.
         seg.retire_worker(1);
-        assert_eq!(by_name_in(&seg, "job"), None);
+        assert_eq!(by_name_in(&seg, "job"), Ok(None));
         // A name past the bound never matches a (bounded) stored one, cut or not.
         let long = "o".repeat(steward::abi::MAX_NAME_LEN + 1);
         publish(0, &long, 3);
-        assert_eq!(by_name_in(&seg, &long), None);
+        assert_eq!(by_name_in(&seg, &long), Ok(None));
         // A slot whose status says no worker (generation 0) gives no handle.
         publish(0, "unborn", 0);
-        assert_eq!(by_name_in(&seg, "unborn"), None);
+        assert_eq!(by_name_in(&seg, "unborn"), Ok(None));
     }
 
     #[test]
@@ -560,14 +608,15 @@ mod tests {
         let r: RequestSlot = unsafe { std::mem::zeroed() };
         r.seq.store(1, Ordering::Relaxed);
         r.state.store(REQ_REQUESTED, Ordering::Relaxed);
-        answer(&r, 1, &Answer::NoFreeSlot { used: 3, max: 3 });
+        assert!(answer(&r, 1, &Answer::NoFreeSlot { used: 3, max: 3 }));
         assert_eq!(r.state.load(Ordering::Relaxed), REQ_ANSWERED);
         r.seq.store(2, Ordering::Relaxed);
         r.state.store(REQ_CANCELLED, Ordering::Relaxed);
-        answer(&r, 2, &Answer::HostNotRunning);
+        // issue 14: queue: the supervisor learns the answer was not delivered.
+        assert!(!answer(&r, 2, &Answer::HostNotRunning));
         assert_eq!(r.state.load(Ordering::Relaxed), REQ_FREE);
         r.state.store(REQ_REQUESTED, Ordering::Relaxed);
-        answer(&r, 1, &Answer::HostNotRunning);
+        assert!(!answer(&r, 1, &Answer::HostNotRunning));
         assert_eq!(r.state.load(Ordering::Relaxed), REQ_REQUESTED);
     }
 }

@@ -129,6 +129,8 @@ const fn table(mode: u32) -> abi::HostApi {
         handle_by_name: dynamic::host_handle_by_name,
         // issue 14: notifications
         launch_worker_ext: dynamic::host_launch_worker_ext,
+        // issue 14: queue
+        launch_worker_opts: dynamic::host_launch_worker_opts,
     }
 }
 
@@ -512,6 +514,10 @@ unsafe extern "C" fn host_define_setting(
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !name_ok {
             return abi::STATUS_BAD_NAME;
+        }
+        // issue 14: queue: the host owns this key of every plugin section.
+        if name == crate::shared::config::RESERVED_WORKER_SLOTS_KEY {
+            return abi::STATUS_DUPLICATE;
         }
         let Some(kind) = kind_of(def) else {
             return abi::STATUS_INVALID;

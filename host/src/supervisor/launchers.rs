@@ -24,16 +24,21 @@ impl Supervisor {
     pub(super) fn intake_startup(&mut self) {
         let i = self.layout.startup_request_slot();
         let r = self.segment.request_slot(i);
-        let Some((seq, spec)) = take_request(r) else {
+        let Some((seq, spec, queue_timeout)) = take_request(r) else {
             return;
         };
+        // issue 14: queue: a request waiting in the queue still says REQUESTED.
+        if self.core.is_queued(i, seq) {
+            return;
+        }
         if !self.core.children().any(|(_, c)| c.kind == ChildKind::Startup) {
             drop_request(r);
             return;
         }
         let refused = |why: String| {
             tracing::warn!("a startup hook asked for an invalid dynamic worker: {why}");
-            answer(r, seq, &Answer::Invalid(why));
+            // Nothing was adopted: whether the hook still waits does not matter.
+            let _ = answer(r, seq, &Answer::Invalid(why));
         };
         match spec {
             Err(why) => refused(why),
@@ -49,6 +54,7 @@ impl Supervisor {
                     from: i,
                     seq,
                     spec: Box::new(spec),
+                    queue_timeout,
                 });
                 self.requester = None;
             }

@@ -112,6 +112,10 @@ const MAX_WORKERS: u64 = 4096;
 /// Words of the `latch` region: 0 the waiter's handle, 1 the setter's, 2 the set's timestamp,
 /// 3 the poller's handle, the rest free for `publish_latch`.
 const LATCH_WORDS: usize = 64;
+// issue 14: queue
+/// Entries that fill the dynamic slots, queue, and see launch failures.
+mod queue;
+
 // issue 14: dynamic workers
 /// Most dynamic workers `testkit_launcher` launches.
 const MAX_DYNAMIC: usize = 256;
@@ -946,7 +950,7 @@ fn testkit_launcher(w: &mut Worker) -> Result<(), WorkerError> {
         ))
         .map_err(fatal)?;
     match missing.wait_for_startup(t).map_err(fatal)? {
-        steward::WorkerStatus::Stopped { reason } => tracing::info!("missing entry stopped: {reason}"),
+        steward::WorkerStatus::Stopped { reason, .. } => tracing::info!("missing entry stopped: {reason}"),
         other => return Err(fatal(format!("missing entry: {other:?}"))),
     }
     let mut handles = Vec::with_capacity(n);

@@ -94,7 +94,7 @@ fn testkit_notify_launcher(w: &mut Worker) -> Result<(), WorkerError> {
                 .restart(RestartPolicy::never()),
         )
         .map_err(fatal)?;
-    let Some(WorkerStatus::Stopped { reason }) = until_latch(w, missing, "notify-missing", stopped) else {
+    let Some(WorkerStatus::Stopped { reason, .. }) = until_latch(w, missing, "notify-missing", stopped) else {
         return park(w);
     };
     tracing::info!("notify: missing stopped: {reason}");
@@ -112,7 +112,7 @@ fn testkit_notify_launcher(w: &mut Worker) -> Result<(), WorkerError> {
         other => tracing::error!("notify: wrong: a worker named after a static one gave {other:?}"),
     }
     child.terminate().map_err(fatal)?;
-    let Some(WorkerStatus::Stopped { reason }) = until_latch(w, child, "notify-child", stopped) else {
+    let Some(WorkerStatus::Stopped { reason, .. }) = until_latch(w, child, "notify-child", stopped) else {
         return park(w);
     };
     tracing::info!("notify: child stopped: {reason}");

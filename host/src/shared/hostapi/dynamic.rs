@@ -18,7 +18,7 @@ pub(super) unsafe extern "C" fn host_launch_worker(
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
     // SAFETY: the plugin's pointers, passed on as they came.
-    unsafe { launch_worker(plugin, spec, std::ptr::null(), answer) }
+    unsafe { launch_worker(plugin, spec, std::ptr::null(), std::ptr::null(), answer) }
 }
 
 // issue 14: notifications
@@ -33,18 +33,49 @@ pub(super) unsafe extern "C" fn host_launch_worker_ext(
         return abi::STATUS_INVALID;
     }
     // SAFETY: the plugin's pointers, passed on as they came.
-    unsafe { launch_worker(plugin, spec, ext, answer) }
+    unsafe { launch_worker(plugin, spec, ext, std::ptr::null(), answer) }
 }
 
-/// Both launch calls: `ext` null for `launch_worker`.
+// issue 14: queue
+/// The queue timeout `opts` asks for: `Err` for a malformed struct or unknown flags.
 ///
 /// # Safety
-/// The plugin's pointers per the ABI: `spec` and `ext` null or valid for the call, `answer` null
-/// or a `LaunchAnswer` of at least the size it claims.
+/// `opts` is null or points to a `LaunchOpts` of at least the size it claims.
+unsafe fn queue_timeout(opts: *const abi::LaunchOpts) -> Result<Option<std::time::Duration>, Status> {
+    // SAFETY: per this function's contract.
+    let Some(o) = (unsafe { opts.as_ref() }) else {
+        return Ok(None);
+    };
+    if (o.size as usize) < std::mem::size_of::<abi::LaunchOpts>() || o.flags & !abi::LAUNCH_QUEUE != 0 {
+        return Err(abi::STATUS_INVALID);
+    }
+    Ok((o.flags & abi::LAUNCH_QUEUE != 0).then(|| std::time::Duration::from_micros(o.queue_timeout_us)))
+}
+
+/// `launch_worker_ext` with launch options (`ext` may be null here).
+pub(super) unsafe extern "C" fn host_launch_worker_opts(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    opts: *const abi::LaunchOpts,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, ext, opts, answer) }
+}
+
+/// Every launch call: `ext` null for `launch_worker`, `opts` null but for `launch_worker_opts`.
+///
+/// # Safety
+/// The plugin's pointers per the ABI: `spec`, `ext` and `opts` null or valid for the call (`opts`
+/// of at least the size it claims), `answer` null or a `LaunchAnswer` of at least the size it
+/// claims.
 unsafe fn launch_worker(
     plugin: Str,
     spec: *const abi::WorkerSpec,
     ext: *const abi::WorkerSpecExt,
+    opts: *const abi::LaunchOpts,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
     use crate::shared::handles::{launch, LaunchFail};
@@ -79,7 +110,15 @@ unsafe fn launch_worker(
         );
         return abi::STATUS_UNAVAILABLE;
     }
-    match launch(&spec) {
+    // SAFETY: the plugin's options struct, null or of the size it claims.
+    let queue_timeout = match unsafe { queue_timeout(opts) } {
+        Ok(q) => q,
+        Err(st) => {
+            write_message(out, "the launch options are malformed (size or unknown flags)");
+            return st;
+        }
+    };
+    match launch(&spec, queue_timeout) {
         Ok((slot, generation)) => {
             out.slot = slot;
             out.generation = generation;
@@ -106,6 +145,7 @@ unsafe fn launch_worker(
                 LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
                 LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
                 LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
+                LaunchFail::Terminate => abi::STATUS_TERMINATE,
             }
         }
     }
@@ -136,13 +176,15 @@ unsafe fn handle_out(
     };
     out.pid = 0;
     out.reason_len = 0;
+    out.errno = 0;
     out.phase = match st {
         HandleState::NotYetStarted => abi::HANDLE_NOT_STARTED,
         HandleState::Running { pid } => {
             out.pid = pid;
             abi::HANDLE_RUNNING
         }
-        HandleState::Stopped { reason } => {
+        HandleState::Stopped { reason, errno } => {
+            out.errno = errno.unwrap_or(0);
             let mut n = reason.len().min(out.reason.len());
             while !reason.is_char_boundary(n) {
                 n -= 1;
@@ -215,6 +257,7 @@ pub(super) unsafe extern "C" fn host_handle_by_name(
             abi::STATUS_OK
         }
         Ok(None) => abi::STATUS_NOT_FOUND,
-        Err(_) => abi::STATUS_UNAVAILABLE,
+        Err(crate::shared::handles::ByNameFail::Ambiguous { .. }) => abi::STATUS_DUPLICATE,
+        Err(crate::shared::handles::ByNameFail::Unavailable) => abi::STATUS_UNAVAILABLE,
     }
 }

@@ -102,6 +102,14 @@ pub enum Row {
     LauncherGoneRunning,
     LauncherGonePending,
     WorkerResetLauncherGone,
+    // issue 14: queue
+    RequestQueued,
+    QueueServed,
+    QueueExpired,
+    QueueRequesterGone,
+    QueueHostDown,
+    RequestOrphaned,
+    DynLaunchFailed,
 }
 
 /// The host's phase without its data: what a host row leaves.

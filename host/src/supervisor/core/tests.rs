@@ -12,6 +12,8 @@ mod dynamic;
 mod isolated;
 mod notify;
 mod outcomes;
+// issue 14: queue
+mod queue;
 mod readiness;
 mod reset;
 mod seginit;
@@ -29,6 +31,7 @@ use dynamic::*;
 use isolated::*;
 use notify::*;
 use outcomes::*;
+use queue::*;
 use readiness::*;
 use reset::*;
 use seginit::*;
@@ -195,6 +198,18 @@ impl Driver {
     }
 
     fn exit(&mut self, pid: i32, status: ExitStatus, dead_man: bool, reason: &str) -> Vec<Action> {
+        let slot = SlotCopy {
+            dead_man,
+            reason: reason.to_owned(),
+            launch_us: Some(70),
+            ..SlotCopy::default()
+        };
+        self.exit_slot(pid, status, slot)
+    }
+
+    // issue 15: isolated
+    /// As [`Driver::exit`], with the whole slot copy the loop would read.
+    fn exit_slot(&mut self, pid: i32, status: ExitStatus, slot: SlotCopy) -> Vec<Action> {
         // Given back before the exit is fed, as the loop does.
         if let Some(c) = self.core.child(pid).copied() {
             self.pool.release(c.slot).unwrap();
@@ -202,11 +217,6 @@ impl Driver {
                 self.pool.release(s).unwrap();
             }
         }
-        let slot = SlotCopy {
-            dead_man,
-            reason: reason.to_owned(),
-            launch_us: Some(70),
-        };
         self.ev(Event::ChildExited { pid, status, slot })
     }
 
@@ -374,6 +384,16 @@ scenarios! {
     the_startup_child_launches_from_its_own_request_slot,
     stop_with_launcher_workers_end_with_it_in_every_state,
     a_reset_stops_stop_with_launcher_workers_for_good,
+    // issue 14: queue
+    admission_keeps_reserved_slots_for_their_plugin,
+    a_freed_slot_serves_the_queue_in_order_skipping_what_admission_refuses,
+    a_queued_request_expires_at_its_timeout_and_its_deadline_wakes_the_loop,
+    a_queued_request_whose_requester_exited_or_asked_again_is_dropped,
+    requests_queued_when_the_host_stops_being_up_are_answered_not_running,
+    an_adopted_worker_whose_request_was_cancelled_is_stopped_before_it_runs,
+    a_dynamic_launch_failure_stops_it_with_the_errno_and_frees_the_slot,
+    // issue 15: isolated
+    evidence_against_the_segment_from_an_isolated_worker_resets_the_host,
 }
 
 #[test]

@@ -70,6 +70,9 @@ pub struct WorkerRun {
     // issue 14: notifications
     /// Why the host ended it, shown as its exit's reason (its launcher exited).
     pub stop_reason: Option<String>,
+    // issue 14: queue
+    /// The errno of the launch that failed, for a dynamic worker stopped by it.
+    pub launch_errno: Option<i32>,
     /// Past exits, newest first.
     pub history: VecDeque<(ExitStatus, u64, String)>,
     pub tracker: RestartTracker,
@@ -372,6 +375,27 @@ impl Core {
         let Some(w) = self.worker_mut(key) else {
             return self.took(Row::StaleKey);
         };
+        // issue 14: queue
+        // A dynamic worker's fork or spawn failure is an answer to its launcher, not a retry: it
+        // stops with the errno and its slot is freed at once. A failure without an errno (the
+        // loop's own: its child slot still held by the previous process) passes, so it retries.
+        if let (true, Some(errno)) = (w.is_dynamic(), error.raw_os_error()) {
+            let took = rows::fired(Row::DynLaunchFailed, State::Worker(w.run.state));
+            let reason = format!("launch failed: {error}");
+            out.push(Action::Log(
+                Level::Error,
+                format!("cannot start dynamic worker {}: {error}; stopped", w.spec.name),
+            ));
+            w.run.state = WorkerState::Stopped;
+            w.run.restart_at = None;
+            w.run.restart_at_ms = None;
+            w.run.launch_errno = Some(errno);
+            w.run.last_exit = Some((ExitStatus::Code(0), now.wall_ms, reason));
+            self.publish_or_retire(key, out);
+            // issue 14: notifications
+            self.notify_launcher(key, out);
+            return took;
+        }
         let took = rows::fired(Row::WorkerLaunchFailed, State::Worker(w.run.state));
         out.push(Action::Log(
             Level::Error,

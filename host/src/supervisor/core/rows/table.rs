@@ -487,4 +487,51 @@ pub const ROWS: &[RowSpec] = &[
         "reset, `stop_with_launcher`",
         "`stopped` (its launcher is gone); retired",
     ),
+    // issue 14: queue
+    r(
+        Row::RequestQueued,
+        QUEUE_UP,
+        "dynamic-worker request with a queue timeout, no slot admits it",
+        "unchanged; queued",
+    ),
+    r(
+        Row::QueueServed,
+        QUEUE_UP,
+        "deadline, a queued request admitted",
+        "unchanged; worker added, published, answered",
+    ),
+    r(
+        Row::QueueExpired,
+        QUEUE_UP,
+        "deadline, a queued request's timeout passed",
+        "unchanged; answered `NoFreeSlot`",
+    ),
+    r(
+        Row::QueueRequesterGone,
+        QUEUE_UP,
+        "deadline, a queued request's requester exited",
+        "unchanged; dropped",
+    ),
+    r(
+        Row::QueueHostDown,
+        NOT_UP,
+        "deadline, requests queued",
+        "unchanged; each answered \"host not running\"",
+    ),
+    r(
+        Row::RequestOrphaned,
+        &[W(NotStarted)],
+        "the adopting answer found its request cancelled",
+        "`stopped`; retired",
+    ),
+    r(
+        Row::DynLaunchFailed,
+        DUE,
+        "launch failed, dynamic worker",
+        "`stopped` with the errno; retired",
+    ),
 ];
+
+// issue 14: queue
+/// Where a queued request can come from: a running worker (none runs during segment init).
+const QUEUE_UP: &[State] = &[H(Startup), H(Consistent), H(Running)];

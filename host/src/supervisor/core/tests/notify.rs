@@ -13,6 +13,7 @@ fn request(d: &mut Driver, from: u32, seq: u32, spec: WorkerSpec) -> Vec<Action>
         from,
         seq,
         spec: Box::new(spec),
+        queue_timeout: None,
     })
 }
 
@@ -93,16 +94,19 @@ pub(super) fn a_launcher_is_told_when_its_workers_stop_or_fail_to_launch() {
     let latch = a.iter().position(|a| matches!(a, Action::SetLatch { .. })).unwrap();
     assert!(retire < latch, "{a:?}");
     d.core.remove_worker(x).unwrap();
-    // A launch that fails.
+    // A launch that fails (issue 14: queue: the worker stops with the errno and is retired).
     let y = adopted(&request(&mut d, 0, 2, spec("y", after(SEC), StartTime::HostStart)));
     d.launch_fails = true;
     let a = d.ev(Event::Deadline);
     assert_eq!(latches(&a), vec![(0, launcher)]);
+    assert!(a.contains(&Action::Retire(y)), "{a:?}");
+    d.core.remove_worker(y).unwrap();
+    d.launch_fails = false;
     // A terminate before it started.
+    let y = adopted(&request(&mut d, 0, 4, spec("y2", after(SEC), StartTime::HostStart)));
     let a = d.ev(Event::Terminate { key: y });
     assert_eq!(latches(&a), vec![(0, launcher)]);
     d.core.remove_worker(y).unwrap();
-    d.launch_fails = false;
     // Once the launcher is gone, its workers run on and nobody is told.
     let z = adopted(&request(&mut d, 0, 3, spec("z", after(SEC), StartTime::HostStart)));
     d.ev(Event::Deadline);
