@@ -11,7 +11,9 @@ pub mod handles;
 pub mod handoff;
 pub mod hostapi;
 pub mod latch;
+// issue 15: connections
 pub mod lifecycle;
+pub mod listen;
 pub mod lockfile;
 pub mod locks;
 pub mod log;
