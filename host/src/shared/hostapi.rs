@@ -18,6 +18,8 @@ use steward::abi::{self, Status, Str};
 
 // issue 14: dynamic workers
 mod dynamic;
+// issue 15: connections
+mod connections;
 
 use crate::shared::protocol::{self, Code};
 use crate::shared::registry::{
@@ -125,6 +127,8 @@ const fn table(mode: u32) -> abi::HostApi {
         handle_status: dynamic::host_handle_status,
         handle_wait: dynamic::host_handle_wait,
         handle_terminate: dynamic::host_handle_terminate,
+        // issue 15: connections
+        register_connection_handler: connections::host_register_connection_handler,
     }
 }
 
