@@ -32,6 +32,8 @@
 mod admission;
 mod adoption;
 mod batch;
+// issue 15: connections
+mod clients;
 pub mod core;
 pub mod launch;
 pub mod notify;
@@ -108,6 +110,9 @@ pub struct Supervisor {
     /// The `[host]` values an empty file gives, for `show`.
     host_defaults: std::collections::BTreeMap<&'static str, String>,
     listener: UnixListener,
+    // issue 15: connections
+    /// Plugins' listeners (see [`clients`]).
+    listeners: clients::Listeners,
     wake_r: OwnedFd,
     _wake_w: OwnedFd,
     death_r: OwnedFd,
@@ -129,6 +134,9 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(nix::Error),
+    // issue 15: connections
+    #[error("{0}")]
+    Bind(#[from] clients::BindError),
 }
 
 /// The moment an event is fed to the core.
@@ -178,6 +186,9 @@ impl Supervisor {
             );
         }
 
+        // issue 15: connections
+        // Before the control socket, so a listener that cannot be bound leaves nothing behind.
+        let listeners = clients::Listeners::bind(&cfg, layout.n_client_slots)?;
         let path = cfg.socket_path();
         // We hold the lock, so a socket file here is a leftover of a dead host.
         let _ = std::fs::remove_file(&path);
@@ -260,6 +271,7 @@ impl Supervisor {
             handoffs: Vec::new(),
             sibling_fork,
             listener,
+            listeners,
             wake_r,
             _wake_w: wake_w,
             death_r,
@@ -371,12 +383,18 @@ impl Supervisor {
                 // Round up, so a deadline is never polled for just before it is due.
                 Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
             };
-            let r = crate::sys::poll_in(&[self.wake_r.as_raw_fd(), self.listener.as_raw_fd()], ms);
+            let mut fds = vec![self.wake_r.as_raw_fd(), self.listener.as_raw_fd()];
+            // issue 15: connections
+            fds.extend(self.listeners.fds());
+            let r = crate::sys::poll_in(&fds, ms);
             if r[0] != 0 {
                 crate::sys::drain(self.wake_r.as_raw_fd());
             }
             if r[1] != 0 {
                 self.accept();
+            }
+            for (i, _) in r.iter().enumerate().skip(2).filter(|(_, ev)| **ev != 0) {
+                self.accept_clients(i - 2);
             }
         }
         self.finish()

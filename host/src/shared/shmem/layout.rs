@@ -40,6 +40,10 @@ pub struct Layout {
     #[serde(default)]
     pub requests_off: u64,
     pub size: u64,
+    // issue 15: connections
+    /// Slots for client children of plugins' listeners, after the spares'.
+    #[serde(default)]
+    pub n_client_slots: u32,
 }
 
 fn align(v: u64) -> u64 {
@@ -51,18 +55,35 @@ impl Layout {
     /// reserved for `status` and `stop`. `run` and `check` both take it from here, so `check`
     /// reports the segment `run` would create.
     pub fn for_host(reg: &Registry, cfg: &Config) -> Layout {
-        Layout::compute(
+        // A host without listeners serves no client: it gives their children no slot.
+        let clients = if cfg.listeners.is_empty() {
+            0
+        } else {
+            cfg.max_client_connections
+        };
+        Layout::compute_with_clients(
             reg,
             cfg.max_worker_processes,
             cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS,
+            clients,
         )
     }
 
     pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
+        Layout::compute_with_clients(reg, max_worker_processes, max_connections, 0)
+    }
+
+    /// As [`Layout::compute`], with `clients` child slots for plugins' client connections.
+    pub fn compute_with_clients(
+        reg: &Registry,
+        max_worker_processes: u32,
+        max_connections: u32,
+        clients: u32,
+    ) -> Layout {
         let n_static_workers = reg.workers.len() as u32;
         let n_worker_slots = n_static_workers + max_worker_processes;
         // Workers, connections, one slot for the startup child, and the spares'.
-        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN) as u64;
+        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN + clients) as u64;
         let child_slots_off = align(std::mem::size_of::<Header>() as u64);
         let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
         let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
@@ -92,6 +113,7 @@ impl Layout {
             n_locks,
             requests_off,
             size: next.max(4096),
+            n_client_slots: clients,
         }
     }
 
@@ -103,6 +125,17 @@ impl Layout {
     /// The child slot of spare number `k`.
     pub fn spare_child_slot(&self, k: u32) -> u32 {
         self.startup_child_slot() + 1 + k
+    }
+
+    // issue 15: connections
+    /// The child slot of client connection number `i`.
+    pub fn client_child_slot(&self, i: u32) -> u32 {
+        self.spare_child_slot(self.n_spare_slots) + i
+    }
+
+    /// How many child slots there are, of every kind.
+    pub fn n_child_slots(&self) -> u32 {
+        self.client_child_slot(self.n_client_slots)
     }
 
     /// The child slot of connection number `i`.
