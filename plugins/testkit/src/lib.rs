@@ -75,6 +75,9 @@
 //! Y ns`.
 
 use std::path::PathBuf;
+
+// issue 15: connections
+mod connections;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -170,6 +173,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         "pause between the latch setter's sets",
     )?;
     request_locks(reg)?;
+    // issue 15: connections
+    connections::register(reg)?;
     if spawn_thread && !reg.is_attach() {
         // Parked for good: the thread must still exist when the host counts its threads.
         std::thread::spawn(|| loop {
