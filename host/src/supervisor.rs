@@ -358,6 +358,8 @@ impl Supervisor {
                 self.intake();
                 // issue 14: control
                 self.intake_control();
+                // issue 15: connections
+                self.intake_clients();
             }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {

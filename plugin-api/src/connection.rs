@@ -200,8 +200,9 @@ impl Connection {
     pub fn set_activity(&self, text: &str) {
         self.w.set_activity(text)
     }
-    /// As [`Worker::launch`]. A connection child has no worker slot of its own to ask through:
-    /// this host answers [`LaunchError::Unavailable`] (see the plugin author guide).
+    /// As [`Worker::launch`]: a dynamic worker of the handler's plugin, started by this session
+    /// (a parallel query's leader starting its helpers). It outlives the session unless the
+    /// handler terminates it through its handle.
     pub fn launch(&self, w: BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
         self.w.launch(w)
     }

@@ -389,7 +389,29 @@ fn a_unix_listener_has_its_mode_and_goes_at_exit(mode: Mode) {
     assert!(!kv_path(&h).exists() && !echo_path(&h).exists());
 }
 
+/// A session launches a dynamic worker of its handler's plugin, as a parallel query's leader
+/// starts helpers: status shows who launched it, and the session's handle stops it.
+fn a_session_launches_a_dynamic_worker(mode: Mode) {
+    let h = Host::start(kv_spec(mode, 50));
+    let mut s = Session::open(&echo_path(&h));
+    let answer = s.ask("launch helper");
+    let pid: i32 = answer
+        .strip_prefix("started ")
+        .unwrap_or_else(|| panic!("{answer}\n{}", h.log_text()))
+        .parse()
+        .unwrap();
+    let w = h.worker("helper");
+    assert_eq!(
+        (w.pid, w.launcher.as_deref()),
+        (Some(pid), Some("testkit.echo")),
+        "{w:?}"
+    );
+    assert_eq!(s.ask("stop"), "stopped");
+    wait_gone(&[pid], Duration::from_secs(5));
+}
+
 both_modes!(
+    a_session_launches_a_dynamic_worker,
     tcp_listener_default_refusal_and_reload,
     bad_listeners_stop_start_up_naming_them,
     a_unix_listener_has_its_mode_and_goes_at_exit,

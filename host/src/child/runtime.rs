@@ -393,10 +393,12 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
     crate::sys::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
     crate::shared::latch::attach(env.segment, latch.as_raw_fd(), env.host_pid);
     // issue 14: dynamic workers
-    // A worker's child slot is its worker slot, and so its request slot.
-    let own_slot = slot
-        .and_then(|s| env.segment.child_slot_index(s))
-        .filter(|&i| !startup && i < env.segment.layout.n_worker_slots);
+    // A worker's child slot is its worker slot, and so its request slot; a client child's
+    // request slot is at its child slot's index too (issue 15: connections).
+    let layout = &env.segment.layout;
+    let own_slot = slot.and_then(|s| env.segment.child_slot_index(s)).filter(|&i| {
+        !startup && (i < layout.n_worker_slots || (i >= layout.client_child_slot(0) && i < layout.n_request_slots()))
+    });
     crate::shared::handles::attach(env.segment, own_slot, env.host_pid, terminating);
     let latch_handle = slot.and_then(|s| {
         let index = env.segment.child_slot_index(s)?;

@@ -25,6 +25,7 @@ use super::core::{Event, Phase, Progress};
 use super::pool::ChildSlotId;
 use super::Supervisor;
 use crate::shared::config::Config;
+use crate::shared::handles;
 use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
 use crate::shared::listen::{ListenAddr, Listener};
 
@@ -266,6 +267,10 @@ impl Supervisor {
             }
             let listener = i as u32;
             if let Some(slot) = slot {
+                // A request the slot's previous client child left behind is not this one's.
+                if let Some(i) = slot.child_slot().filter(|i| *i < self.layout.n_request_slots()) {
+                    handles::drop_request(self.segment.request_slot(i));
+                }
                 match self.start_child(slot, &StartupData::Client { listener }, Some(client)) {
                     Ok(pid) => {
                         self.serve(slot, i);
@@ -299,6 +304,55 @@ impl Supervisor {
         let i = std::mem::take(&mut self.listeners.serving[k]);
         if let Some(b) = i.checked_sub(1).and_then(|i| self.listeners.bound.get_mut(i as usize)) {
             b.open = b.open.saturating_sub(1);
+        }
+    }
+
+    /// Dynamic workers requested by client children (`Connection::launch`), read only from the
+    /// request slots of client children the core has running. A session launches for its
+    /// handler's plugin only, and the entry is looked up in that plugin's own library, whatever
+    /// the request says: every byte of it is untrusted.
+    pub(super) fn intake_clients(&mut self) {
+        for k in 0..self.layout.n_client_slots {
+            let i = self.layout.client_child_slot(k);
+            let r = self.segment.request_slot(i);
+            let Some((seq, spec)) = handles::take_request(r) else {
+                continue;
+            };
+            let live = self
+                .core
+                .children()
+                .any(|(_, ch)| ch.kind == ChildKind::Client && ch.slot.child_slot() == Some(i));
+            let listener = self.listeners.serving[k as usize]
+                .checked_sub(1)
+                .map(|l| &self.cfg.listeners[l as usize]);
+            let (Some(l), true) = (listener, live) else {
+                handles::drop_request(r);
+                continue;
+            };
+            let by = format!("{}.{}", l.plugin, l.handler);
+            let mut spec = match spec {
+                Ok(spec) if spec.plugin == l.plugin => spec,
+                Ok(spec) => {
+                    let why = format!(
+                        "handler {by} may launch workers of plugin {} only, not {}",
+                        l.plugin, spec.plugin
+                    );
+                    handles::answer(r, seq, &handles::Answer::Invalid(why));
+                    continue;
+                }
+                Err(why) => {
+                    handles::answer(r, seq, &handles::Answer::Invalid(why));
+                    continue;
+                }
+            };
+            spec.library = spec.plugin.clone();
+            self.requester = Some(by);
+            self.feed(Event::Request {
+                from: i,
+                seq,
+                spec: Box::new(spec),
+            });
+            self.requester = None;
         }
     }
 

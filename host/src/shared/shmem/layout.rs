@@ -98,11 +98,14 @@ impl Layout {
         let n_locks = reg.locks.len() as u32;
         next = align(locks_off + n_locks as u64 * std::mem::size_of::<LockCell>() as u64);
         let requests_off = next;
-        next = align(
-            requests_off
-                + (n_worker_slots + max_connections) as u64
-                    * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
-        );
+        // issue 15: connections: with client slots, request slots run up to the last of them,
+        // so a client child's request slot has its child slot's index too.
+        let n_requests = match clients {
+            0 => n_worker_slots + max_connections,
+            _ => n_child as u32,
+        };
+        next =
+            align(requests_off + n_requests as u64 * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64);
         Layout {
             n_static_workers,
             n_worker_slots,
@@ -133,7 +136,12 @@ impl Layout {
     // issue 14: control
     /// Request slots: the worker slots' and the connection slots', each at its child slot's index.
     pub fn n_request_slots(&self) -> u32 {
-        self.n_worker_slots + self.n_connection_slots
+        // issue 15: connections: and the client slots' (with the startup child's and the spares'
+        // before them unused), when there are any.
+        match self.n_client_slots {
+            0 => self.n_worker_slots + self.n_connection_slots,
+            _ => self.n_child_slots(),
+        }
     }
 
     // issue 15: connections
