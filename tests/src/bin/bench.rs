@@ -139,6 +139,130 @@ fn control_round_trip(mode: Mode, n: usize) -> (f64, f64) {
     (median(&mut v), pct(&mut v, 0.99))
 }
 
+// issue 15: connections
+/// A new client of a plugin's listener to the handler's first byte back: connect to testkit's
+/// echo handler on a Unix socket, send one line, read the first byte of the answer, close.
+/// Timed in this client, so it covers accept, the client child's launch (fork, or exec with its
+/// plugin loading), the handler's start and one round trip.
+fn connection_first_byte(mode: Mode, n: usize) -> f64 {
+    use std::io::{Read, Write};
+    let h = Host::start(
+        Spec::new(mode)
+            .testkit("")
+            .listen("handler = \"testkit.echo\"\nunix = \"echo.sock\""),
+    );
+    let path = h.dir.path().join("echo.sock");
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        s.write_all(b"x\n").expect("send");
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).expect("first byte");
+        v.push(t0.elapsed().as_secs_f64() * 1e3);
+        drop(s);
+    }
+    median(&mut v)
+}
+
+/// PostgreSQL's new connection in the same run, when its server is installed: a scratch cluster
+/// (trust authentication, Unix socket only, as the `postgres` user when this runs as root), and
+/// per sample a connect, the startup message, and every answer up to ReadyForQuery (the backend
+/// forked and initialised), timed in this client. `None` when there is no server to run.
+fn postgres_new_connection(n: usize) -> Option<f64> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let bin = ["/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/bin"]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|d| d.join("postgres").exists() && d.join("initdb").exists())?;
+    let dir = tempfile::Builder::new().prefix("stwpg").tempdir().ok()?;
+    let data = dir.path().join("data");
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    let as_pg = |prog: &str| {
+        let mut c = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin.join(prog));
+            c
+        } else {
+            Command::new(bin.join(prog))
+        };
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
+    if root {
+        Command::new("chown").arg("postgres").arg(dir.path()).status().ok()?;
+    }
+    let ok = as_pg("initdb")
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+        .arg(&data)
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return None;
+    }
+    let mut server = as_pg("postgres")
+        .arg("-D")
+        .arg(&data)
+        .args(["-c", "listen_addresses=", "-c", "fsync=off", "-p", "5499", "-k"])
+        .arg(dir.path())
+        .spawn()
+        .ok()?;
+    let sock = dir.path().join(".s.PGSQL.5499");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut startup = Vec::new();
+    let body = b"user\0postgres\0database\0postgres\0\0";
+    startup.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
+    startup.extend_from_slice(&196608u32.to_be_bytes());
+    startup.extend_from_slice(body);
+    let connect = || -> Option<()> {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).ok()?;
+        s.write_all(&startup).ok()?;
+        loop {
+            let mut head = [0u8; 5];
+            s.read_exact(&mut head).ok()?;
+            let len = u32::from_be_bytes(head[1..5].try_into().ok()?) as usize;
+            let mut rest = vec![0u8; len.saturating_sub(4)];
+            s.read_exact(&mut rest).ok()?;
+            match head[0] {
+                b'Z' => break,
+                b'E' => return None,
+                _ => {}
+            }
+        }
+        // Terminate, so the backend exits as a client's would.
+        s.write_all(&[b'X', 0, 0, 0, 4]).ok()
+    };
+    while connect().is_none() {
+        if Instant::now() > deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        if connect().is_none() {
+            break;
+        }
+        v.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    // The server's own pid (under `runuser` it is not the child's): SIGINT is its fast shutdown.
+    let pid = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+    if let Some(pid) = pid {
+        // SAFETY: signalling the server this function started.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+    let _ = server.wait();
+    (!v.is_empty()).then(|| median(&mut v))
+}
+
 /// A worker that exits 1 as soon as it starts, with a zero restart delay: the time per cycle
 /// (exit, reap, relaunch, entry running, exit) bounds "exit 1 to replacement running" from above.
 fn restart_cycle(mode: Mode, window: Duration) -> f64 {
@@ -534,8 +658,8 @@ fn main() {
         }
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    // Optional names select figures: start10 rtt cycle launch latch lock crash50 shutdown1000 start1000
-    // cpu1000 floors (default: all).
+    // Optional names select figures: start10 rtt connect cycle launch latch lock crash50 shutdown1000
+    // start1000 cpu1000 floors (default: all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
     let runs = if quick { 5 } else { 15 };
@@ -576,6 +700,18 @@ fn main() {
         row("control round trip, ms (p99)", &|m| {
             format!("{:.3}", control_round_trip(m, 2000).1)
         });
+    }
+    // issue 15: connections
+    if want("connect") {
+        let n = if quick { 200 } else { 1000 };
+        row("new connection to the handler's first byte back, ms (median)", &|m| {
+            format!("{:.3}", connection_first_byte(m, n))
+        });
+        let pg = postgres_new_connection(n).map_or("not installed".to_owned(), |v| format!("{v:.3}"));
+        println!(
+            "{:<58} {:>25}",
+            "  PostgreSQL: new connection to ReadyForQuery, ms (median)", pg
+        );
     }
     if want("cycle") {
         row("exit 1 -> replacement running -> exit, ms per cycle", &|m| {
