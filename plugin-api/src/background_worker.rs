@@ -143,8 +143,21 @@ pub enum RegisterError {
     BadStartAfter { worker: String, target: String },
     #[error("worker {0:?}: this host is too old for needs_ready and start_after (plugin ABI 1.1 or later needed)")]
     ReadinessNotSupported(String),
+    // issue 15: isolated
+    #[error("plugin {plugin}, worker {worker:?}: an isolated worker cannot use needs_ready (declaring readiness writes shared memory, which its process does not map writable)")]
+    IsolatedNeedsReady { plugin: String, worker: String },
+    #[error("plugin {plugin}, worker {worker:?}: this host is too old for isolated workers (plugin ABI 1.1 with WORKER_ISOLATED needed)")]
+    IsolatedNotSupported { plugin: String, worker: String },
+    // issue 14: notifications
+    #[error("worker {0:?}: stop_with_launcher is for dynamic workers (a static worker has no launcher)")]
+    DynamicOnly(String),
     #[error("the host refused the registration (status {0})")]
     Other(i32),
+    // issue 14: queue
+    #[error("worker {0:?}: queue_timeout is for dynamic workers (Worker::launch), not static registrations")]
+    QueueTimeoutDynamicOnly(String),
+    #[error("worker {worker:?}: queue timeout {timeout:?} is longer than the limit of one week")]
+    BadQueueTimeout { worker: String, timeout: Duration },
 }
 
 pub(crate) fn valid_name(s: &str, max: usize) -> bool {
@@ -165,6 +178,12 @@ pub struct BackgroundWorker {
     // issue 14: readiness
     needs_ready: bool,
     start_after: Vec<String>,
+    // issue 15: isolated
+    isolated: bool,
+    // issue 14: notifications
+    stop_with_launcher: bool,
+    // issue 14: queue
+    queue_timeout: Option<Duration>,
 }
 
 impl BackgroundWorker {
@@ -182,7 +201,23 @@ impl BackgroundWorker {
             extra: Vec::new(),
             needs_ready: false,
             start_after: Vec::new(),
+            isolated: false,
+            stop_with_launcher: false,
+            queue_timeout: None,
         }
+    }
+
+    // issue 14: queue
+    /// For [`crate::Worker::launch`] only: when no worker slot is free (or the free ones are
+    /// reserved for other plugins), wait up to `d` in the host's queue for one instead of failing
+    /// at once with [`crate::LaunchError::NoFreeSlot`]; the same error comes when `d` runs out.
+    /// Requests are served in order as slots free. A SIGTERM to the launching worker while it
+    /// waits cancels the request ([`crate::LaunchError::Terminate`]). At most a week; zero means
+    /// no wait. A static registration with it is refused
+    /// ([`RegisterError::QueueTimeoutDynamicOnly`]).
+    pub fn queue_timeout(mut self, d: Duration) -> Self {
+        self.queue_timeout = Some(d);
+        self
     }
     /// The group name shown in status; defaults to the name.
     pub fn worker_type(mut self, t: impl Into<String>) -> Self {
@@ -232,6 +267,36 @@ impl BackgroundWorker {
     /// refuses to start when one names no worker or they make a cycle.
     pub fn start_after(mut self, name: impl Into<String>) -> Self {
         self.start_after.push(name.into());
+        self
+    }
+
+    // issue 15: isolated
+    /// Runs the worker isolated: its process maps shared memory read-only and holds no dead-man
+    /// flag, so a crash (a signal, an abort, a wild write into the segment, which faults) restarts
+    /// only this worker per its policy, counted against its crash-loop limit, and never resets
+    /// the host. It keeps settings, logging, reload, its own latch ([`Worker::wait`] returns
+    /// [`WaitResult::Latch`] when another process sets it) and host-death detection; it may read
+    /// regions. What writes shared memory is refused: locks ([`LockError::Isolated`]), setting
+    /// other workers' latches, launching or terminating workers, [`Worker::set_activity`] (does
+    /// nothing) and [`needs_ready`] (refused at registration). Static workers only.
+    ///
+    /// [`Worker::wait`]: crate::Worker::wait
+    /// [`WaitResult::Latch`]: crate::WaitResult::Latch
+    /// [`LockError::Isolated`]: crate::LockError::Isolated
+    /// [`Worker::set_activity`]: crate::Worker::set_activity
+    /// [`needs_ready`]: BackgroundWorker::needs_ready
+    pub fn isolated(mut self) -> Self {
+        self.isolated = true;
+        self
+    }
+
+    // issue 14: notifications
+    /// For a dynamic worker: the host terminates it when the process that launched it exits
+    /// (cleanly, by a crash, or terminated), and its handle then says it stopped because its
+    /// launcher exited; a crash reset stops it for good. Without this a dynamic worker outlives
+    /// its launcher. A static registration with it is refused ([`RegisterError::DynamicOnly`]).
+    pub fn stop_with_launcher(mut self) -> Self {
+        self.stop_with_launcher = true;
         self
     }
 
@@ -306,10 +371,30 @@ fn micros(d: Duration) -> u64 {
 
 pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
+    // issue 15: isolated
+    if w.isolated && w.needs_ready {
+        return Err(RegisterError::IsolatedNeedsReady {
+            plugin: plugin.to_owned(),
+            worker: w.name.clone(),
+        });
+    }
+    // issue 14: notifications
+    if w.stop_with_launcher {
+        return Err(RegisterError::DynamicOnly(w.name.clone()));
+    }
+    // issue 14: queue
+    if w.queue_timeout.is_some() {
+        return Err(RegisterError::QueueTimeoutDynamicOnly(w.name.clone()));
+    }
     let spec = abi_spec(w);
     let st = register_spec(host, plugin, w, &spec)?;
     match st {
         abi::STATUS_OK => Ok(()),
+        // A host that predates isolated workers refuses the flag as it would any unknown one.
+        abi::STATUS_INVALID if w.isolated => Err(RegisterError::IsolatedNotSupported {
+            plugin: plugin.to_owned(),
+            worker: w.name.clone(),
+        }),
         abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
         abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
         abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
@@ -321,10 +406,37 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
     }
 }
 
-// issue 14: dynamic workers
-/// Whether the builder asks for what only static workers have (readiness, `start_after`).
-pub(crate) fn static_only(w: &BackgroundWorker) -> bool {
-    w.needs_ready || !w.start_after.is_empty()
+// issue 14: notifications
+/// The flags and `start_after` names [`abi::WorkerSpecExt`] carries for `w`, if it needs one
+/// (readiness, `start_after`, `stop_with_launcher`).
+pub(crate) fn ext_of(w: &BackgroundWorker) -> Option<(u32, Vec<abi::Str>)> {
+    let mut flags = 0;
+    if w.needs_ready {
+        flags |= abi::WORKER_NEEDS_READY;
+    }
+    if w.stop_with_launcher {
+        flags |= abi::WORKER_STOP_WITH_LAUNCHER;
+    }
+    let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
+    (flags != 0 || !names.is_empty()).then_some((flags, names))
+}
+
+// issue 15: isolated
+/// Whether the builder asks for isolation, which only static workers have.
+pub(crate) fn is_isolated(w: &BackgroundWorker) -> bool {
+    w.isolated
+}
+
+// issue 14: queue
+/// The queue timeout the builder asks for, checked against the one-week limit.
+pub(crate) fn queue_timeout_of(w: &BackgroundWorker) -> Result<Option<Duration>, RegisterError> {
+    match w.queue_timeout {
+        Some(d) if d.as_micros() > u128::from(abi::MAX_RESTART_DELAY_US) => Err(RegisterError::BadQueueTimeout {
+            worker: w.name.clone(),
+            timeout: d,
+        }),
+        q => Ok(q.filter(|d| !d.is_zero())),
+    }
 }
 
 /// The builder's name, for errors.
@@ -379,16 +491,25 @@ fn register_spec(
     w: &BackgroundWorker,
     spec: &abi::WorkerSpec,
 ) -> Result<abi::Status, RegisterError> {
-    Ok(if w.needs_ready || !w.start_after.is_empty() {
+    Ok(if w.needs_ready || !w.start_after.is_empty() || w.isolated {
         // issue 14: readiness
         let end = std::mem::offset_of!(abi::HostApi, register_worker_ext) + std::mem::size_of::<usize>();
+        if !host.has(end) && w.isolated {
+            // issue 15: isolated
+            return Err(RegisterError::IsolatedNotSupported {
+                plugin: plugin.to_owned(),
+                worker: w.name.clone(),
+            });
+        }
         if !host.has(end) {
             return Err(RegisterError::ReadinessNotSupported(w.name.clone()));
         }
         let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
         let ext = abi::WorkerSpecExt {
             size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
-            flags: if w.needs_ready { abi::WORKER_NEEDS_READY } else { 0 },
+            flags: if w.needs_ready { abi::WORKER_NEEDS_READY } else { 0 }
+                // issue 15: isolated
+                | if w.isolated { abi::WORKER_ISOLATED } else { 0 },
             start_after: names.as_ptr(),
             n_start_after: names.len(),
         };

@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::shared::log::Format;
 
+// issue 14: queue
+mod reserved;
+pub use reserved::RESERVED_WORKER_SLOTS_KEY;
+
 /// The control socket's file name in the runtime directory (declared here, where the runtime
 /// directory's paths are, so the configuration does not depend on the control protocol).
 pub const SOCKET_NAME: &str = "steward.sock";
@@ -148,6 +152,7 @@ macro_rules! host_keys {
                     path: c.path.to_owned(),
                     plugin_sections,
                     listeners: Vec::new(),
+                    reserved_worker_slots: BTreeMap::new(),
                     $($key: c.$key(self.$key)?,)*
                 })
             }
@@ -213,6 +218,11 @@ pub struct Config {
     pub max_client_connections: u32,
     /// The `[[listen]]` tables, validated ([`crate::shared::listen`]); restart-only.
     pub listeners: Vec<crate::shared::listen::Listener>,
+    // issue 14: queue
+    /// Dynamic worker slots reserved per plugin (`reserved_worker_slots`, taken out of
+    /// `plugin_sections`); restart-only.
+    #[serde(default)]
+    pub reserved_worker_slots: BTreeMap<String, u32>,
 }
 
 /// Upper bounds that keep the segment and the child table sane.
@@ -259,6 +269,8 @@ impl Config {
         let mut cfg = raw.host.check(&check, raw.plugins)?;
         cfg.listeners =
             crate::shared::listen::validate(path, raw.listen, cfg.max_client_connections, |p| check.resolve(p))?;
+        // issue 14: queue
+        cfg.reserved_worker_slots = reserved::take_reserved(path, &mut cfg.plugin_sections, cfg.max_worker_processes)?;
         // A misspelt plugin name would silently leave that plugin at the default level.
         if let Some((name, _)) = cfg
             .log_level

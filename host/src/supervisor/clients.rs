@@ -315,7 +315,9 @@ impl Supervisor {
         for k in 0..self.layout.n_client_slots {
             let i = self.layout.client_child_slot(k);
             let r = self.segment.request_slot(i);
-            let Some((seq, spec)) = handles::take_request(r) else {
+            // A session's launch is not queued (as a control connection's): every slot taken is
+            // a refusal at once.
+            let Some((seq, spec, _)) = handles::take_request(r) else {
                 continue;
             };
             let live = self
@@ -337,11 +339,12 @@ impl Supervisor {
                         "handler {by} may launch workers of plugin {} only, not {}",
                         l.plugin, spec.plugin
                     );
-                    handles::answer(r, seq, &handles::Answer::Invalid(why));
+                    // Nothing was adopted: whether the session still waits does not matter.
+                    let _ = handles::answer(r, seq, &handles::Answer::Invalid(why));
                     continue;
                 }
                 Err(why) => {
-                    handles::answer(r, seq, &handles::Answer::Invalid(why));
+                    let _ = handles::answer(r, seq, &handles::Answer::Invalid(why));
                     continue;
                 }
             };
@@ -351,6 +354,7 @@ impl Supervisor {
                 from: i,
                 seq,
                 spec: Box::new(spec),
+                queue_timeout: None,
             });
             self.requester = None;
         }

@@ -373,7 +373,9 @@ mod tests {
                 arg: 0,
                 extra: vec![],
                 needs_ready: false,
+                isolated: false,
                 start_after: vec![],
+                stop_with_launcher: false,
             })
             .unwrap();
         }

@@ -36,8 +36,8 @@ pub struct Layout {
     #[serde(default)]
     pub n_locks: u32,
     // issue 14: dynamic workers
-    /// The request slots: one per worker slot, then one per connection slot (issue 14: control),
-    /// so a requester's request slot has its child slot's index.
+    /// The request slots: one per child slot up to the startup child's, each requester's at its
+    /// child slot's index.
     #[serde(default)]
     pub requests_off: u64,
     pub size: u64,
@@ -98,14 +98,11 @@ impl Layout {
         let n_locks = reg.locks.len() as u32;
         next = align(locks_off + n_locks as u64 * std::mem::size_of::<LockCell>() as u64);
         let requests_off = next;
-        // issue 15: connections: with client slots, request slots run up to the last of them,
-        // so a client child's request slot has its child slot's index too.
-        let n_requests = match clients {
-            0 => n_worker_slots + max_connections,
-            _ => n_child as u32,
-        };
-        next =
-            align(requests_off + n_requests as u64 * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64);
+        next = align(
+            requests_off
+                + Layout::n_request_slots_for(n_worker_slots, max_connections, SPARE_CHILDREN, clients) as u64
+                    * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
+        );
         Layout {
             n_static_workers,
             n_worker_slots,
@@ -123,6 +120,39 @@ impl Layout {
         }
     }
 
+    // issue 14: notifications
+    /// Request slots: each requester's at its child slot's index, the worker slots' and the
+    /// connection slots' (issue 14: control), then the startup child's (startup hooks launch
+    /// dynamic workers too).
+    /// With client slots (issue 15: connections), the table runs up to the last of them, so a
+    /// client child's request slot is at its child slot's index too; the spares' entries before
+    /// them stay unused.
+    fn n_request_slots_for(
+        n_worker_slots: u32,
+        n_connection_slots: u32,
+        n_spare_slots: u32,
+        n_client_slots: u32,
+    ) -> u32 {
+        match n_client_slots {
+            0 => n_worker_slots + n_connection_slots + 1,
+            _ => n_worker_slots + n_connection_slots + 1 + n_spare_slots + n_client_slots,
+        }
+    }
+
+    pub fn n_request_slots(&self) -> u32 {
+        Layout::n_request_slots_for(
+            self.n_worker_slots,
+            self.n_connection_slots,
+            self.n_spare_slots,
+            self.n_client_slots,
+        )
+    }
+
+    /// The startup child's request slot: its child slot's index.
+    pub fn startup_request_slot(&self) -> u32 {
+        self.startup_child_slot()
+    }
+
     /// The startup child's slot.
     pub fn startup_child_slot(&self) -> u32 {
         self.n_worker_slots + self.n_connection_slots
@@ -131,17 +161,6 @@ impl Layout {
     /// The child slot of spare number `k`.
     pub fn spare_child_slot(&self, k: u32) -> u32 {
         self.startup_child_slot() + 1 + k
-    }
-
-    // issue 14: control
-    /// Request slots: the worker slots' and the connection slots', each at its child slot's index.
-    pub fn n_request_slots(&self) -> u32 {
-        // issue 15: connections: and the client slots' (with the startup child's and the spares'
-        // before them unused), when there are any.
-        match self.n_client_slots {
-            0 => self.n_worker_slots + self.n_connection_slots,
-            _ => self.n_child_slots(),
-        }
     }
 
     // issue 15: connections

@@ -92,6 +92,24 @@ pub enum Row {
     TerminateRunning,
     TerminatePending,
     TerminateIgnored,
+    // issue 15: isolated
+    IsolatedCrashRestarts,
+    IsolatedCrashGivesUp,
+    IsolatedCrashFails,
+    // issue 14: notifications
+    RequestDuplicate,
+    RequestUnknownStartAfter,
+    LauncherGoneRunning,
+    LauncherGonePending,
+    WorkerResetLauncherGone,
+    // issue 14: queue
+    RequestQueued,
+    QueueServed,
+    QueueExpired,
+    QueueRequesterGone,
+    QueueHostDown,
+    RequestOrphaned,
+    DynLaunchFailed,
 }
 
 /// The host's phase without its data: what a host row leaves.
