@@ -2,8 +2,8 @@
 //!
 //! Runs in: the supervisor process only. Single-threaded.
 //!
-//! One loop waits on one poll set (the self-pipe that signal handlers write to, and the control
-//! socket) with one deadline (the core's next restart or kill escalation, and the loop's own
+//! One loop waits on one poll set (the self-pipe that signal handlers write to, the control
+//! socket and plugins' listeners, see `clients`) with one deadline (the core's next restart or kill escalation, and the loop's own
 //! watchdog, status and scan times). Each iteration: take signal flags, reap children, feed what
 //! happened to the lifecycle core, carry out the actions it returns, accept a bounded batch of
 //! connections. Nothing blocks on a child.
@@ -408,19 +408,8 @@ impl Supervisor {
                 // Round up, so a deadline is never polled for just before it is due.
                 Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
             };
-            let mut fds = vec![self.wake_r.as_raw_fd(), self.listener.as_raw_fd()];
-            // issue 15: connections
-            fds.extend(self.listeners.fds());
-            let r = crate::sys::poll_in(&fds, ms);
-            if r[0] != 0 {
-                crate::sys::drain(self.wake_r.as_raw_fd());
-            }
-            if r[1] != 0 {
-                self.accept();
-            }
-            for (i, _) in r.iter().enumerate().skip(2).filter(|(_, ev)| **ev != 0) {
-                self.accept_clients(i - 2);
-            }
+            // issue 15: connections: the wait covers plugins' listeners too.
+            self.wait_and_accept(ms);
         }
         self.finish()
     }

@@ -246,6 +246,23 @@ impl Supervisor {
         }
     }
 
+    /// The loop's one wait, up to `ms` (negative: no deadline), on the self-pipe, the control
+    /// socket and every listener; then it drains the pipe and accepts on what became readable.
+    pub(super) fn wait_and_accept(&mut self, ms: i32) {
+        let mut fds = vec![self.wake_r.as_raw_fd(), self.listener.as_raw_fd()];
+        fds.extend(self.listeners.fds());
+        let r = crate::sys::poll_in(&fds, ms);
+        if r[0] != 0 {
+            crate::sys::drain(self.wake_r.as_raw_fd());
+        }
+        if r[1] != 0 {
+            self.accept();
+        }
+        for (i, _) in r.iter().enumerate().skip(2).filter(|(_, ev)| **ev != 0) {
+            self.accept_clients(i - 2);
+        }
+    }
+
     /// Accepts a batch of clients of listener `i`, each to a client child or a dead-end child.
     pub(super) fn accept_clients(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
