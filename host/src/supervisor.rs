@@ -3,10 +3,10 @@
 //! Runs in: the supervisor process only. Single-threaded.
 //!
 //! One loop waits on one poll set (the self-pipe that signal handlers write to, the control
-//! socket and plugins' listeners, see `clients`) with one deadline (the core's next restart or kill escalation, and the loop's own
-//! watchdog, status and scan times). Each iteration: take signal flags, reap children, feed what
-//! happened to the lifecycle core, carry out the actions it returns, accept a bounded batch of
-//! connections. Nothing blocks on a child.
+//! socket and plugins' listeners, see `clients`) with one deadline (the core's next restart or
+//! kill escalation, and the loop's own watchdog, status and scan times). Each iteration: take
+//! signal flags, reap children, feed what happened to the lifecycle core, carry out the actions
+//! it returns, accept a bounded batch of connections. Nothing blocks on a child.
 //!
 //! The split: [`core`] decides (host phase, worker states, restarts, crash reset, shutdown,
 //! exit code) and performs no system call; this module and its submodules do only what needs
