@@ -323,6 +323,8 @@ mod tests {
                     dynamic_workers: 8,
                     queued: 0,
                     reserved: Default::default(),
+                    clients: 0,
+                    clients_in_use: 0,
                 },
             },
             workers,

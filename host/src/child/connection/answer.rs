@@ -179,6 +179,11 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 // issue 14: queue
                 queued: h.dyn_queued.load(Ordering::Relaxed),
                 reserved,
+                // issue 15: connection benchmarks
+                clients: seg.layout.n_client_slots,
+                clients_in_use: (0..seg.layout.n_client_slots)
+                    .filter(|&i| seg.child_slot(seg.layout.client_child_slot(i)).report().in_use())
+                    .count() as u32,
             },
         },
         workers,
