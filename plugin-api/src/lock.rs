@@ -26,7 +26,7 @@ pub enum LockError {
     #[error("lock {name:?} of plugin {plugin} is not available in this process (locks exist in workers and startup hooks, not in init)")]
     Unavailable { plugin: String, name: String },
     // issue 15: isolated
-    #[error("lock {name:?} of plugin {plugin}: an isolated worker takes no locks (its process maps shared memory read-only)")]
+    #[error("lock {name:?} of plugin {plugin}: an isolated worker or connection handler takes no locks (its process maps shared memory read-only)")]
     Isolated { plugin: String, name: String },
     #[error("lock {name:?}: this host is too old to offer locks (plugin ABI 1.1 or later needed)")]
     NotSupported { name: String },

@@ -106,7 +106,7 @@ unsafe fn launch_worker(
     if crate::shared::isolation::active() {
         write_message(
             out,
-            "an isolated worker cannot launch workers (a launch writes shared memory, which its process maps read-only)",
+            "an isolated worker or connection handler cannot launch workers (a launch writes shared memory, which its process maps read-only)",
         );
         return abi::STATUS_UNAVAILABLE;
     }
