@@ -89,15 +89,6 @@ fn wait_perms(pid: i32, want: &str) {
     }
 }
 
-/// The permissions of `pid`'s mappings of the segment, as /proc/PID/maps shows them.
-fn segment_perms(pid: i32) -> Vec<String> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    maps.lines()
-        .filter(|l| l.contains("steward-shmem"))
-        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
-        .collect()
-}
-
 fn an_isolated_worker_that_crashes_is_restarted_alone(mode: Mode) {
     let host = pair(mode);
     let s = both_running(&host);

@@ -5,8 +5,17 @@
 //! `launch NAME` (launches a dynamic worker `NAME` running `testkit_dyn_child`, answers
 //! `started PID`), `stop` (terminates the last one launched, answers `stopped`), and anything
 //! else is echoed back.
+//!
+//! Isolated handlers (issue 15: isolated handlers): `testkit.iso_echo` is the same handler
+//! registered with `.isolated()`. Both also answer `bump` (adds one to the handlers' word, the
+//! last of the `testkit` region, and answers `bumped to N`: a write into the segment, which
+//! faults in an isolated client child), `peek` (answers `counter is N`, read only), `abort`
+//! (dies by SIGABRT), `lock` (takes and drops the lock `counter` when `locks = "on"`, answering
+//! `took lock` or `lock refused: ERROR`) and `set_latch` (sets its own latch, answering
+//! `set: true`, or `set: false` where a set is refused, as in an isolated process).
 
 use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
 
 use std::time::Duration;
 
@@ -17,8 +26,14 @@ use steward::{
 
 use super::testkit_dyn_child;
 
+// issue 15: isolated handlers
+/// The handlers' word of the `testkit` region: its last, past every worker's.
+const HANDLERS_WORD: usize = super::MAX_WORKERS as usize - 1;
+
 pub fn register(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     reg.register_handler(ConnectionHandler::new("echo", entry!(testkit_echo)))?;
+    // issue 15: isolated handlers
+    reg.register_handler(ConnectionHandler::new("iso_echo", entry!(testkit_echo)).isolated())?;
     Ok(())
 }
 
@@ -38,6 +53,26 @@ fn testkit_echo(c: &mut Connection) -> Result<(), WorkerError> {
                     unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
                     unreachable!()
                 }
+                // issue 15: isolated handlers
+                "bump" | "peek" => {
+                    let region = c.region("testkit").map_err(super::fatal)?;
+                    let word = region
+                        .atomic_u64(HANDLERS_WORD)
+                        .ok_or_else(|| super::fatal("the testkit region is too small"))?;
+                    match line.as_str() {
+                        "bump" => format!("bumped to {}", word.fetch_add(1, Ordering::SeqCst) + 1),
+                        _ => format!("counter is {}", word.load(Ordering::SeqCst)),
+                    }
+                }
+                "abort" => std::process::abort(),
+                "lock" => match c.lock("counter") {
+                    Ok(l) => {
+                        drop(l.exclusive());
+                        "took lock".to_owned()
+                    }
+                    Err(e) => format!("lock refused: {e}"),
+                },
+                "set_latch" => format!("set: {}", c.latch().set()),
                 "stop" => match launched.take() {
                     Some(h) => match h
                         .terminate()
