@@ -61,8 +61,8 @@ impl ConnectionHandler {
     /// is not reset and every other session goes on. It keeps the peer, settings, logging, its
     /// own latch, [`Connection::should_stop`] and host-death detection, and may read regions.
     /// What writes shared memory is refused: locks ([`LockError::Isolated`]), setting another
-    /// process's latch, and [`Connection::launch`]. The rejection writer is unaffected (it runs in
-    /// a dead-end child, which never maps shared memory writable for plugin code).
+    /// process's latch, and [`Connection::launch`]. The rejection writer is not isolated by this:
+    /// it runs in a dead-end child as for any handler, and should only write its answer.
     ///
     /// On a host without isolated handlers the registration fails with
     /// [`crate::RegisterError::BadEntry`].
