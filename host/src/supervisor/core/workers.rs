@@ -294,8 +294,14 @@ impl Core {
         }
         let took = rows::fired(Row::WorkerReady, from);
         w.run.ready = true;
+        let needs_ready = w.spec.needs_ready;
         out.push(Action::PublishWorker(key));
         self.publish_dependents(key, out);
+        // issue 14: notifications
+        // A `needs_ready` worker's start is its readiness: see `launched`.
+        if needs_ready {
+            self.notify_launcher(key, out);
+        }
         took
     }
 
@@ -362,6 +368,14 @@ impl Core {
             },
         );
         out.push(Action::PublishWorker(key));
+        // issue 14: notifications
+        // The worker sets its launcher's latch itself when its entry runs, but its handle says
+        // running only once this publish is done, which may come later (after the whole launch
+        // batch): the supervisor sets the latch too, after the publish, so whichever comes last
+        // finds both. A `needs_ready` worker's start is its readiness (`ready`).
+        if !self.worker(key).is_some_and(|w| w.spec.needs_ready) {
+            self.notify_launcher(key, out);
+        }
         took
     }
 

@@ -84,9 +84,14 @@ pub(super) fn a_launcher_is_told_when_its_workers_stop_or_fail_to_launch() {
             pid: launcher
         })
     );
-    // Its start is the worker's own to tell; its stop is the host's, after its last status.
+    // Its start: the worker sets the latch at its entry, which may come before the publish that
+    // makes its handle say running, so the host sets it again after that publish.
     let a = d.ev(Event::Deadline);
-    assert!(latches(&a).is_empty(), "{a:?}");
+    assert_eq!(latches(&a), vec![(0, launcher)]);
+    let publish = a.iter().position(|a| *a == Action::PublishWorker(x)).unwrap();
+    let latch = a.iter().position(|a| matches!(a, Action::SetLatch { .. })).unwrap();
+    assert!(publish < latch, "{a:?}");
+    // Its stop is the host's to tell, after its last status.
     let pid = d.core.worker(x).unwrap().run.pid.unwrap();
     let a = d.exit(pid, ExitStatus::Code(0), false, "");
     assert_eq!(latches(&a), vec![(0, launcher)]);
@@ -107,12 +112,34 @@ pub(super) fn a_launcher_is_told_when_its_workers_stop_or_fail_to_launch() {
     let a = d.ev(Event::Terminate { key: y });
     assert_eq!(latches(&a), vec![(0, launcher)]);
     d.core.remove_worker(y).unwrap();
+    // review: notifications
+    // A `needs_ready` worker's start is its readiness: no latch at the launch, one after the
+    // publish that follows its declaration.
+    let r = WorkerSpec {
+        needs_ready: true,
+        ..spec("r", RestartPolicy::Never, StartTime::HostStart)
+    };
+    let r = adopted(&request(&mut d, 0, 5, r));
+    let a = d.ev(Event::Deadline);
+    assert!(a.iter().any(|a| matches!(a, Action::Launch(k) if *k == r)), "{a:?}");
+    assert!(latches(&a).is_empty(), "{a:?}");
+    let a = d.ev(Event::Ready { key: r });
+    assert_eq!(latches(&a), vec![(0, launcher)]);
+    let publish = a.iter().position(|a| *a == Action::PublishWorker(r)).unwrap();
+    let latch = a.iter().position(|a| matches!(a, Action::SetLatch { .. })).unwrap();
+    assert!(publish < latch, "{a:?}");
+    d.ev(Event::Terminate { key: r });
+    let rpid = d.core.worker(r).unwrap().run.pid.unwrap();
+    d.exit(rpid, ExitStatus::Code(0), false, "");
+    d.core.remove_worker(r).unwrap();
     // Once the launcher is gone, its workers run on and nobody is told.
     let z = adopted(&request(&mut d, 0, 3, spec("z", after(SEC), StartTime::HostStart)));
     d.ev(Event::Deadline);
     d.exit(launcher, ExitStatus::Code(1), false, "");
     assert_eq!(d.core.worker(z).unwrap().launcher, None);
     let zpid = d.core.worker(z).unwrap().run.pid.unwrap();
+    let a = d.ev(Event::Ready { key: z });
+    assert!(latches(&a).is_empty(), "{a:?}");
     assert!(latches(&d.exit(zpid, ExitStatus::Code(1), false, "")).is_empty());
 }
 
