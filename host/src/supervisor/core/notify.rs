@@ -79,17 +79,13 @@ impl Core {
 
     /// Records who launched the adopted `key` and links its `start_after` targets.
     pub(super) fn adopt(&mut self, key: WorkerKey, launcher: Option<Launcher>) {
-        let targets: Vec<u32> = match self.worker(key) {
-            Some(w) => w
-                .spec
-                .start_after
-                .iter()
-                .filter_map(|t| self.workers().find(|o| &o.spec.name == t).map(|o| o.key.slot))
-                .collect(),
+        // review: start_after keys
+        let targets = match self.worker(key) {
+            Some(w) => self.resolve_targets(&w.spec.start_after),
             None => return,
         };
         for &t in &targets {
-            if let Some(target) = self.workers.get_mut(t as usize).and_then(Option::as_mut) {
+            if let Some(target) = self.worker_mut(t) {
                 target.dependents = true;
             }
         }

@@ -233,3 +233,59 @@ pub(super) fn a_reset_stops_stop_with_launcher_workers_for_good() {
     a.extend(d.all_exit(libc::SIGQUIT));
     assert!(a.contains(&Action::Retire(pending)), "{a:?}");
 }
+
+// review: start_after keys
+pub(super) fn a_dynamic_dependent_never_follows_its_retired_targets_slot() {
+    let mut d = Driver::started(vec![spec("l", after(SEC), StartTime::HostStart)]);
+    let t = adopted(&request(
+        &mut d,
+        0,
+        1,
+        spec("t", RestartPolicy::Never, StartTime::HostStart),
+    ));
+    let dependent = WorkerSpec {
+        start_after: vec!["t".into()],
+        ..spec("dep", after(SEC), StartTime::HostStart)
+    };
+    let dep = adopted(&request(&mut d, 0, 2, dependent));
+    d.ev(Event::Deadline);
+    d.ev(Event::Ready { key: t });
+    assert_eq!(launches(&d.ev(Event::Deadline)), 1);
+    assert_eq!(d.core.worker(dep).unwrap().run.state, WorkerState::Running);
+    // The target stops for good and is retired; an unrelated worker takes its slot and is ready.
+    d.ev(Event::Terminate { key: t });
+    let tpid = d.core.worker(t).unwrap().run.pid.unwrap();
+    assert!(d
+        .exit(tpid, ExitStatus::Code(0), false, "")
+        .contains(&Action::Retire(t)));
+    d.core.remove_worker(t).unwrap();
+    let u = adopted(&request(
+        &mut d,
+        0,
+        3,
+        spec("u", RestartPolicy::Never, StartTime::HostStart),
+    ));
+    assert_eq!(u.slot, t.slot, "the slot is reused");
+    d.ev(Event::Deadline);
+    d.ev(Event::Ready { key: u });
+    // The dependent exits to restart: its target is gone, not the slot's new tenant, so it waits
+    // (decision 153), and status says for what.
+    let dpid = d.core.worker(dep).unwrap().run.pid.unwrap();
+    d.exit(dpid, ExitStatus::Code(1), false, "");
+    assert_eq!(launches(&d.pass(2 * SEC)), 0);
+    assert_eq!(d.core.worker(dep).unwrap().run.state, WorkerState::WaitingRestart);
+    assert_eq!(d.core.waiting_for(dep).as_deref(), Some("worker t (stopped)"));
+    // And a new tenant that never becomes ready does not gate it on its name either.
+    d.ev(Event::Terminate { key: u });
+    let upid = d.core.worker(u).unwrap().run.pid.unwrap();
+    d.exit(upid, ExitStatus::Code(0), false, "");
+    d.core.remove_worker(u).unwrap();
+    let v = adopted(&request(
+        &mut d,
+        0,
+        4,
+        spec("v", RestartPolicy::Never, StartTime::HostStart),
+    ));
+    assert_eq!(v.slot, t.slot);
+    assert_eq!(d.core.waiting_for(dep).as_deref(), Some("worker t (stopped)"));
+}
