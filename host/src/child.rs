@@ -12,7 +12,7 @@
 //! its mapping read-only first and has no dead-man flag: it writes nothing in the segment.
 //!
 //! One file per kind of child, each entered from [`run`]: `worker` (a worker calls its plugin's
-//! entry), `startup` (the startup hooks), `spare` (an exec-mode child waiting to become a worker),
+//! entry), `startup` (the startup hooks), `spare` (a child waiting to become a worker),
 //! `connection` (the control protocol's server), `dead_end` (one refusal line); `runtime` is the
 //! table of host functions plugin code gets in a worker or the startup child, and `exec_main` is
 //! where an exec-mode child starts before it comes here.

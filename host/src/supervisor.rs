@@ -92,7 +92,7 @@ pub struct Supervisor {
     /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
     /// is sent even if nothing else happens).
     status_due: Option<Instant>,
-    /// Exec mode: spare children (pid, slot) not yet handed a worker.
+    /// Spare children (pid, slot) not yet handed a worker.
     spares: Vec<(i32, pool::ChildSlotId)>,
     /// How many spares to start when the loop is idle (one per spare used; never for a spare
     /// that died unused, so a broken plugin cannot make spares respawn in a loop).
@@ -249,7 +249,7 @@ impl Supervisor {
             file_keys,
             overrides,
             host_defaults,
-            pool: pool::ChildSlotPool::for_host(&layout, &cfg)?,
+            pool: pool::ChildSlotPool::for_host(&layout)?,
             cfg,
             core,
             actions: Some(Actions::new()?),
