@@ -249,7 +249,9 @@ fn request_slot_offset(host_pid: i32, i: u32) -> u64 {
 /// would adopt a dynamic worker for a process that never asked.
 fn a_request_left_by_a_dead_worker_is_cleared_when_its_slot_is_launched_again(mode: Mode) {
     use std::os::unix::fs::FileExt;
-    use steward_host::shared::handles::{encode, request_state, write_request, RequestSlot, REQ_FREE, REQ_REQUESTED};
+    use steward_host::shared::handles::{
+        encode, request_state, write_request, RequestSlot, REQ_FREE, REQ_REQUESTED, REQ_STATE_MASK,
+    };
     let host = Host::start(
         Spec::new(mode)
             .testkit("w")
@@ -294,7 +296,8 @@ fn a_request_left_by_a_dead_worker_is_cleared_when_its_slot_is_launched_again(mo
         segment_file(host.pid, false)
             .read_exact_at(&mut b, at)
             .expect("read the request");
-        u32::from_ne_bytes(b)
+        // The word is the request's `seq` above its state.
+        u32::from_ne_bytes(b) & REQ_STATE_MASK
     };
     assert_eq!(state(), REQ_REQUESTED);
     assert_eq!(request_state(&forged), REQ_REQUESTED);

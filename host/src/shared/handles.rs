@@ -60,7 +60,9 @@ pub const REQ_ANSWERED: u32 = 2;
 pub const REQ_CANCELLED: u32 = 3;
 /// How many low bits of the word hold the state.
 const STATE_BITS: u32 = 2;
-const STATE_MASK: u32 = (1 << STATE_BITS) - 1;
+/// The state's bits in a request slot's word (for tests that read a live segment's bytes).
+pub const REQ_STATE_MASK: u32 = (1 << STATE_BITS) - 1;
+const STATE_MASK: u32 = REQ_STATE_MASK;
 
 /// The word for request `seq` in `state` (`seq` wraps: a requester would need 2^30 requests
 /// while the supervisor holds one copy for an old one to be mistaken for the new).
