@@ -6,7 +6,7 @@
 //! Runs in: the supervisor, inside [`Core`]; no system call. The loop sets the latch
 //! ([`Action::SetLatch`]) and writes the launcher's latch handle next to the registration (a
 //! worker sets it itself when it starts: its entry running, or `set_ready` for a `needs_ready`
-//! worker).
+//! worker; the core asks for a set too after it publishes that start, which may come later).
 //!
 //! Invariants: a launcher is recorded as (child slot, pid) from the core's own child table when
 //! the request is adopted, never from anything a child wrote; it is forgotten when that child is
