@@ -94,6 +94,9 @@ pub fn build() -> &'static Build {
             "shortheader",
             "-p",
             "asynclatch",
+            // issue 15: connections
+            "-p",
+            "kvstore",
         ]);
         cmd.arg("--target-dir").arg(&target_dir);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
@@ -127,6 +130,9 @@ pub struct Spec {
     pub plugin_dir: Option<PathBuf>,
     /// Extra environment variables for `steward run`.
     pub env: Vec<(String, String)>,
+    // issue 15: connections
+    /// Tables written after every other section (`[[listen]]` ones).
+    pub tables: Vec<String>,
 }
 
 impl Spec {
@@ -138,7 +144,14 @@ impl Spec {
             sections: vec![],
             plugin_dir: None,
             env: vec![],
+            tables: vec![],
         }
+    }
+    // issue 15: connections
+    /// Adds a `[[listen]]` table with these lines (`handler = ...`, `unix = ...`).
+    pub fn listen(mut self, lines: &str) -> Spec {
+        self.tables.push(format!("[[listen]]\n{lines}\n"));
+        self
     }
     pub fn plugin(mut self, name: &str) -> Spec {
         self.plugins.push(name.to_owned());
@@ -184,6 +197,11 @@ impl Spec {
                 s += l;
                 s.push('\n');
             }
+        }
+        // issue 15: connections
+        for t in &self.tables {
+            s.push('\n');
+            s += t;
         }
         s
     }

@@ -139,9 +139,12 @@ fn a_plugin_file_replaced_or_removed_after_start(mode: Mode) {
     copy_plugins(plugins.path(), &["testkit"]);
     let mut spec = Spec::new(mode)
         .testkit("a,b")
-        .setting("testkit", "restart_delay = \"10ms\"");
+        .setting("testkit", "restart_delay = \"10ms\"\nannounce = true");
     spec.plugin_dir = Some(plugins.path().to_owned());
     let host = Host::start(spec);
+    // The host runs before its workers' entries do: an executed worker still loading the plugin
+    // when the file is replaced below would fail on the new file before any trigger.
+    host.wait_log_count("up message=", 2, T);
     let lib = plugins.path().join("libtestkit.so");
 
     // Replace the file the way package managers do: a new inode renamed over the old one.

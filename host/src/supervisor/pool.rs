@@ -12,7 +12,8 @@
 //! | connection | `max_connections` ordinary, then the reserved ones | `[W, W + C)`, reserved at the end |
 //! | startup | one | `W + C` |
 //! | spare | the spare children's (both launch modes) | `W + C + 1 ..` |
-//! | dead-end | a bound of `2 C + 8`, no shared slot | none |
+//! | client | `max_client_connections` when there are listeners | after the spares' |
+//! | dead-end | a bound of `2 (C + clients) + 8`, no shared slot | none |
 //!
 //! Invariants:
 //! - Every count comes from the layout computed once from the frozen registry and the config
@@ -107,7 +108,7 @@ pub enum ReleaseError {
 /// The supervisor's child slots, pooled by kind (see the module header).
 pub struct ChildSlotPool {
     /// By [`kind_index`].
-    spans: [Span; 5],
+    spans: [Span; 6],
     /// Worker slots below this belong to the static workers.
     n_static_workers: u32,
     /// Connection slots below this (counted from the span's start) are ordinary; the rest are
@@ -125,6 +126,7 @@ fn kind_index(kind: ChildKind) -> usize {
         ChildKind::Startup => 2,
         ChildKind::Spare => 3,
         ChildKind::DeadEnd => 4,
+        ChildKind::Client => 5,
     }
 }
 
@@ -154,7 +156,8 @@ impl ChildSlotPool {
                 layout.spare_child_slot(0),
                 if spares { layout.n_spare_slots } else { 0 },
             ),
-            (0, dead_end_capacity(c)),
+            (0, dead_end_capacity(c + layout.n_client_slots)),
+            (layout.client_child_slot(0), layout.n_client_slots),
         ];
         let mut word = 0;
         let spans = lens.map(|(base, len)| {
@@ -206,7 +209,9 @@ impl ChildSlotPool {
             ChildKind::Connection => self
                 .next(s, 0, self.ordinary_connections, false)
                 .or_else(|| self.next(s, self.ordinary_connections, s.len, false)),
-            ChildKind::Startup | ChildKind::Spare | ChildKind::DeadEnd => self.next(s, 0, s.len, false),
+            ChildKind::Startup | ChildKind::Spare | ChildKind::DeadEnd | ChildKind::Client => {
+                self.next(s, 0, s.len, false)
+            }
         }?;
         self.set(s, pos, true);
         Some(self.id(kind, s, pos))

@@ -91,6 +91,8 @@
 
 // issue 14: benchmarks
 mod dynbench;
+// issue 15: connections
+mod connections;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -200,6 +202,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     request_locks(reg)?;
     // issue 14: benchmarks
     dynbench::request(reg)?;
+    // issue 15: connections
+    connections::register(reg)?;
     if spawn_thread && !reg.is_attach() {
         // Parked for good: the thread must still exist when the host counts its threads.
         std::thread::spawn(|| loop {

@@ -7,6 +7,8 @@
 //! one measures is printed next to it. Results are recorded in docs/benchmarks.md.
 
 mod common;
+// issue 15: connections
+mod connect;
 mod dynamic;
 mod floors;
 mod lifecycle;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use steward_tests::*;
 
+use connect::*;
 use dynamic::*;
 use floors::*;
 use lifecycle::*;
@@ -30,7 +33,7 @@ fn main() {
         }
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    // Optional names select figures: start10 rtt cycle launch latch lock dynlaunch pg_dynlaunch
+    // Optional names select figures: start10 rtt connect cycle launch latch lock dynlaunch pg_dynlaunch
     // dyncycle1000 crash50 shutdown1000 start1000
     // cpu1000 floors (default: all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -73,6 +76,18 @@ fn main() {
         row("control round trip, ms (p99)", &|m| {
             format!("{:.3}", control_round_trip(m, 2000).1)
         });
+    }
+    // issue 15: connections
+    if want("connect") {
+        let n = if quick { 200 } else { 1000 };
+        row("new connection to the handler's first byte back, ms (median)", &|m| {
+            format!("{:.3}", connection_first_byte(m, n))
+        });
+        let pg = postgres_new_connection(n).map_or("not installed".to_owned(), |v| format!("{v:.3}"));
+        println!(
+            "{:<58} {:>25}",
+            "  PostgreSQL: new connection to ReadyForQuery, ms (median)", pg
+        );
     }
     if want("cycle") {
         row("exit 1 -> replacement running -> exit, ms per cycle", &|m| {
