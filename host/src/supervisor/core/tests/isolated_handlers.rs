@@ -89,24 +89,7 @@ pub(super) fn an_isolated_handlers_crash_ends_only_its_connection_in_every_state
 /// Its slot marked active (it never writes its slot) or exit 3 with a header the supervisor
 /// finds corrupt too: evidence against the segment, which resets the host as any crash does.
 pub(super) fn evidence_against_the_segment_from_an_isolated_handler_resets_the_host() {
-    let evidence = [
-        (
-            ExitStatus::Signal(libc::SIGSEGV),
-            SlotCopy {
-                dead_man: true,
-                ..SlotCopy::default()
-            },
-            "marked active",
-        ),
-        (
-            ExitStatus::Code(3),
-            SlotCopy {
-                header_corrupt: true,
-                ..SlotCopy::default()
-            },
-            "segment header corrupt too",
-        ),
-    ];
+    let evidence = segment_evidence(ExitStatus::Signal(libc::SIGSEGV));
     for step in UNSIGNALLED {
         for (status, slot, says) in evidence.clone() {
             let (mut d, _) = at(step, Progress::Running, settings());
