@@ -3,7 +3,7 @@
 //! connection ends, while the other sessions, isolated and attached, keep their pids and answer
 //! and the segment generation stays; its wild write into the segment faults and never lands;
 //! locks, latch sets and launches are refused to it with clear errors; `steward check` marks the
-//! handler isolated. An attached handler's crash still resets the host (`connections.rs`). Every
+//! handler isolated; it keeps its own latch, and ends with a fast shutdown and with the host. An attached handler's crash still resets the host (`connections.rs`). Every
 //! test runs in fork and in exec mode.
 
 use std::path::PathBuf;
@@ -123,8 +123,37 @@ fn what_writes_shared_memory_is_refused_to_an_isolated_handler(mode: Mode) {
     assert!(text.contains("handler testkit.echo, max_connections"), "{text}");
 }
 
+/// An isolated session keeps its own latch (an attached session's set wakes its wait), and
+/// ends with a fast shutdown (`should_stop`) and with the host.
+fn its_latch_wakes_it_and_it_ends_with_the_host(mode: Mode) {
+    let mut h = Host::start(spec(mode));
+    let (mut s, pid) = open(&iso(&h));
+    let (mut plain, _) = open(&attached(&h));
+    let raw = s.ask("latch");
+    assert_ne!(raw, "0", "an isolated session has a latch");
+    std::io::Write::write_all(&mut s.w, b"wait_latch\n").unwrap();
+    assert_eq!(plain.ask(&format!("set_raw {raw}")), "set: true");
+    assert_eq!(s.line(), "Latch");
+    // A fast shutdown ends the session through its stop flag, before any SIGKILL.
+    h.signal(libc::SIGINT);
+    let status = h.wait_exit(T);
+    assert_eq!(status.code(), Some(0), "{}", h.log_text());
+    assert_eq!(s.line(), "", "the isolated session ends with the host");
+    wait_gone(&[pid], Duration::from_secs(2));
+    assert!(!h.log_text().contains("SIGKILL"), "{}", h.log_text());
+    // Host SIGKILL: no isolated client child survives it by more than a second.
+    let mut h = Host::start(spec(mode));
+    // The sessions stay open: a closed one would end its child by itself.
+    let sessions: Vec<(Session, i32)> = (0..2).map(|_| open(&iso(&h))).collect();
+    let pids: Vec<i32> = sessions.iter().map(|(_, pid)| *pid).collect();
+    h.signal(libc::SIGKILL);
+    h.wait_exit(T);
+    wait_gone(&pids, Duration::from_secs(1));
+}
+
 both_modes!(
     an_isolated_handler_that_crashes_ends_only_its_own_connection,
     its_wild_write_into_the_segment_faults_and_never_lands,
     what_writes_shared_memory_is_refused_to_an_isolated_handler,
+    its_latch_wakes_it_and_it_ends_with_the_host,
 );

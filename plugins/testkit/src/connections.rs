@@ -11,8 +11,10 @@
 //! last of the `testkit` region, and answers `bumped to N`: a write into the segment, which
 //! faults in an isolated client child), `peek` (answers `counter is N`, read only), `abort`
 //! (dies by SIGABRT), `lock` (takes and drops the lock `counter` when `locks = "on"`, answering
-//! `took lock` or `lock refused: ERROR`) and `set_latch` (sets its own latch, answering
-//! `set: true`, or `set: false` where a set is refused, as in an isolated process).
+//! `took lock` or `lock refused: ERROR`), `set_latch` (sets its own latch, answering
+//! `set: true`, or `set: false` where a set is refused, as in an isolated process), `latch`
+//! (answers its latch handle, raw), `set_raw RAW` (sets that latch, answering `set: BOOL`) and
+//! `wait_latch` (waits up to 10 s, answering the `WaitResult`, `Latch` when its latch was set).
 
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
@@ -20,8 +22,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use steward::{
-    entry, BackgroundWorker, Connection, ConnectionHandler, InitError, Registrar, WorkerError, WorkerHandle,
-    WorkerStatus,
+    entry, BackgroundWorker, Connection, ConnectionHandler, InitError, LatchHandle, Registrar, WorkerError,
+    WorkerHandle, WorkerStatus,
 };
 
 use super::testkit_dyn_child;
@@ -73,6 +75,8 @@ fn testkit_echo(c: &mut Connection) -> Result<(), WorkerError> {
                     Err(e) => format!("lock refused: {e}"),
                 },
                 "set_latch" => format!("set: {}", c.latch().set()),
+                "latch" => c.latch().to_raw().to_string(),
+                "wait_latch" => format!("{:?}", c.wait(Duration::from_secs(10))),
                 "stop" => match launched.take() {
                     Some(h) => match h
                         .terminate()
@@ -83,6 +87,10 @@ fn testkit_echo(c: &mut Connection) -> Result<(), WorkerError> {
                     },
                     None => "error nothing launched".to_owned(),
                 },
+                other if other.starts_with("set_raw ") => {
+                    let raw = other["set_raw ".len()..].trim().parse().unwrap_or(0);
+                    format!("set: {}", LatchHandle::from_raw(raw).set())
+                }
                 other => match other.strip_prefix("launch ") {
                     Some(name) => match c.launch(BackgroundWorker::new(name, entry!(testkit_dyn_child))) {
                         Ok(h) => {
