@@ -94,6 +94,8 @@ pub fn build() -> &'static Build {
             "shortheader",
             "-p",
             "asynclatch",
+            "-p",
+            "worker_spi",
         ]);
         cmd.arg("--target-dir").arg(&target_dir);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
