@@ -21,6 +21,7 @@ pub struct WorkerHandle {
 
 /// What a worker is doing, as its handle reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WorkerStatus {
     /// Not running its entry yet (or waiting to restart).
     NotYetStarted,
@@ -33,6 +34,7 @@ pub enum WorkerStatus {
 
 /// Why a handle call gave no status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandleError {
     #[error("the worker handle is stale: its slot now holds another worker")]
     Stale,
@@ -48,6 +50,7 @@ pub enum HandleError {
 
 /// Why a launch gave no handle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LaunchError {
     #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
     NoFreeSlot { used: u32, max: u32 },
