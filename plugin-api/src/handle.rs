@@ -193,20 +193,28 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
     // SAFETY: the host's function (checked present), with a registration whose strings and
     // bytes `w` keeps alive for the call, and an answer struct of the size it says.
     let st = unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) };
-    let n = (answer.message_len as usize).min(answer.message.len());
-    let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
-    match st {
-        abi::STATUS_OK => Ok(WorkerHandle {
+    if st == abi::STATUS_OK {
+        return Ok(WorkerHandle {
             slot: answer.slot,
             generation: answer.generation,
-        }),
-        abi::STATUS_NO_FREE_SLOT => Err(LaunchError::NoFreeSlot {
-            used: answer.used,
-            max: answer.max,
-        }),
-        abi::STATUS_INVALID | abi::STATUS_BAD_NAME => Err(LaunchError::Invalid(message)),
-        abi::STATUS_HOST_NOT_RUNNING => Err(LaunchError::HostNotRunning),
-        abi::STATUS_UNAVAILABLE => Err(LaunchError::Unavailable(message)),
-        status => Err(LaunchError::Other { status, message }),
+        });
+    }
+    let n = (answer.message_len as usize).min(answer.message.len());
+    let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
+    Err(__launch_error(st, message, answer.used, answer.max))
+}
+
+#[doc(hidden)]
+/// The error a refused launch answer means: the host's status, the detail it wrote as the
+/// message (for `Invalid` and `Unavailable`: the reason alone, which the variant's words frame)
+/// and the slot counts. Public for the host, whose own launch errors are worded by these, so
+/// each message has one source.
+pub fn __launch_error(status: abi::Status, message: String, used: u32, max: u32) -> LaunchError {
+    match status {
+        abi::STATUS_NO_FREE_SLOT => LaunchError::NoFreeSlot { used, max },
+        abi::STATUS_INVALID | abi::STATUS_BAD_NAME => LaunchError::Invalid(message),
+        abi::STATUS_HOST_NOT_RUNNING => LaunchError::HostNotRunning,
+        abi::STATUS_UNAVAILABLE => LaunchError::Unavailable(message),
+        status => LaunchError::Other { status, message },
     }
 }

@@ -71,6 +71,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 pub use background_worker::{
     register_after_init, BackgroundWorker, EntryPoint, RegisterError, RestartPolicy, StartTime,
 };
+#[doc(hidden)]
+pub use handle::__launch_error;
 pub use handle::{HandleError, LaunchError, WorkerHandle, WorkerStatus};
 pub use latch::{AtomicLatchHandle, LatchHandle};
 pub use lock::{ExclusiveGuard, Lock, LockError, SharedGuard};

@@ -78,19 +78,36 @@ pub enum Answer {
     HostNotRunning,
 }
 
-/// Why a launch did not give a handle (requester side).
+/// Why a launch did not give a handle (requester side). Worded by the SDK's `LaunchError`, the
+/// error the plugin gets, so the host's log and the plugin say the same thing from one source;
+/// the answer carries only [`LaunchFail::detail`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchFail {
-    #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
+    #[error("{}", steward::LaunchError::NoFreeSlot { used: *used, max: *max })]
     NoFreeSlot { used: u32, max: u32 },
-    #[error("invalid dynamic worker: {0}")]
+    #[error("{}", steward::LaunchError::Invalid(.0.clone()))]
     Invalid(String),
-    #[error("the host is not running (recovering or stopping)")]
+    #[error("{}", steward::LaunchError::HostNotRunning)]
     HostNotRunning,
     #[error("no answer from the supervisor within {0:?}")]
     TimedOut(Duration),
-    #[error("dynamic workers are launched from a worker only")]
+    #[error("{}", steward::LaunchError::Unavailable(LAUNCHED_FROM_A_WORKER.to_owned()))]
     Unavailable,
+}
+
+/// Why [`LaunchFail::Unavailable`]: the detail the SDK's words frame.
+const LAUNCHED_FROM_A_WORKER: &str = "they are launched from a worker only";
+
+impl LaunchFail {
+    /// What the launch answer's message carries: for `Invalid` and `Unavailable` the reason
+    /// alone (the SDK's `LaunchError` frames it), else the whole message.
+    pub fn detail(&self) -> String {
+        match self {
+            LaunchFail::Invalid(reason) => reason.clone(),
+            LaunchFail::Unavailable => LAUNCHED_FROM_A_WORKER.to_owned(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What a handle says about its worker.

@@ -17,7 +17,7 @@ pub(super) unsafe extern "C" fn host_launch_worker(
     spec: *const abi::WorkerSpec,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
-    use crate::shared::handles::{launch, LaunchFail};
+    use crate::shared::handles::launch;
     // SAFETY: the plugin's answer struct, checked for null and for the size it claims.
     let Some(out) = (unsafe { answer.as_mut() }) else {
         return abi::STATUS_INVALID;
@@ -25,11 +25,6 @@ pub(super) unsafe extern "C" fn host_launch_worker(
     if (out.size as usize) < std::mem::size_of::<abi::LaunchAnswer>() {
         return abi::STATUS_INVALID;
     }
-    let write_message = |out: &mut abi::LaunchAnswer, m: &str| {
-        let n = m.len().min(out.message.len());
-        out.message[..n].copy_from_slice(&m.as_bytes()[..n]);
-        out.message_len = n as u32;
-    };
     // SAFETY: the plugin's pointers, valid for the call.
     let spec = match unsafe { spec_from_abi(plugin, spec, std::ptr::null()) } {
         Ok(s) => s,
@@ -48,20 +43,31 @@ pub(super) unsafe extern "C" fn host_launch_worker(
             out.message_len = 0;
             abi::STATUS_OK
         }
-        Err(e) => {
-            write_message(out, &e.to_string());
-            match e {
-                LaunchFail::NoFreeSlot { used, max } => {
-                    out.used = used;
-                    out.max = max;
-                    abi::STATUS_NO_FREE_SLOT
-                }
-                LaunchFail::Invalid(_) => abi::STATUS_INVALID,
-                LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
-                LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
-                LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
-            }
+        Err(e) => refusal(&e, out),
+    }
+}
+
+fn write_message(out: &mut abi::LaunchAnswer, m: &str) {
+    let n = m.len().min(out.message.len());
+    out.message[..n].copy_from_slice(&m.as_bytes()[..n]);
+    out.message_len = n as u32;
+}
+
+/// Writes a refused launch into the plugin's answer: the detail, and the counts of a full pool;
+/// returns the status. The SDK words the error from these (`steward::__launch_error`).
+fn refusal(e: &crate::shared::handles::LaunchFail, out: &mut abi::LaunchAnswer) -> Status {
+    use crate::shared::handles::LaunchFail;
+    write_message(out, &e.detail());
+    match *e {
+        LaunchFail::NoFreeSlot { used, max } => {
+            out.used = used;
+            out.max = max;
+            abi::STATUS_NO_FREE_SLOT
         }
+        LaunchFail::Invalid(_) => abi::STATUS_INVALID,
+        LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
+        LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
+        LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
     }
 }
 
@@ -142,5 +148,49 @@ pub(super) unsafe extern "C" fn host_handle_terminate(_ctx: *mut c_void, slot: u
         Ok(()) => abi::STATUS_OK,
         Err(crate::shared::handles::HandleFail::Stale) => abi::STATUS_STALE,
         Err(_) => abi::STATUS_UNAVAILABLE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::handles::LaunchFail;
+
+    /// A refusal reaches the plugin in the host's words, once: the SDK's error built from the
+    /// answer says exactly what the host's own error says (an `Invalid` used to arrive as
+    /// "invalid dynamic worker: invalid dynamic worker: ...").
+    #[test]
+    fn a_refused_launch_reads_the_same_in_the_plugin_as_in_the_host() {
+        let fails = [
+            LaunchFail::NoFreeSlot { used: 8, max: 8 },
+            LaunchFail::Invalid("a worker named \"w\" is already registered".into()),
+            LaunchFail::HostNotRunning,
+            LaunchFail::Unavailable,
+            LaunchFail::TimedOut(std::time::Duration::from_secs(10)),
+        ];
+        for e in fails {
+            let mut out = abi::LaunchAnswer {
+                size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
+                slot: 0,
+                generation: 0,
+                used: 0,
+                max: 0,
+                message: [0; 256],
+                message_len: 0,
+            };
+            let st = refusal(&e, &mut out);
+            let message = String::from_utf8_lossy(&out.message[..out.message_len as usize]).into_owned();
+            let seen = steward::__launch_error(st, message, out.used, out.max).to_string();
+            if let LaunchFail::TimedOut(_) = e {
+                // The SDK has no word of its own for it: it shows the host's with the status.
+                assert!(seen.ends_with(&e.to_string()), "{seen}");
+            } else {
+                assert_eq!(seen, e.to_string());
+            }
+        }
+        assert_eq!(
+            LaunchFail::Invalid("bad".into()).to_string(),
+            "invalid dynamic worker: bad"
+        );
     }
 }
