@@ -1,8 +1,9 @@
 //! The `worker_spi` example plugin, end to end: every static worker counts and shows its count
 //! and naptime as its activity; the launcher's cycle (launched, started, terminated, stopped) is
 //! in the log and its dynamic worker comes and goes in status; a reload of `naptime` changes the
-//! rate at once (an hour-long nap freezes the counters, and the next reload wakes them); and
-//! nothing of the host survives `steward stop`. Every test runs in fork and exec mode.
+//! rate at once (an hour-long nap freezes the counters, and the next reload wakes them); nothing
+//! of the host survives `steward stop`; and after a crash reset the segment init hook sets up the
+//! new region before any worker counts in it. Every test runs in fork and exec mode.
 
 use std::time::Duration;
 
@@ -114,4 +115,43 @@ fn counts_launches_and_takes_a_new_naptime_on_reload(mode: Mode) {
     host.assert_nothing_left(&pids);
 }
 
-both_modes!(counts_launches_and_takes_a_new_naptime_on_reload);
+/// A crash reset gives the workers a new, zeroed region, which the segment init hook sets up
+/// again before any of them starts: every counter begins again at 0, and no worker finds the
+/// region without its start marker. An hour-long naptime keeps the counters where a worker
+/// left them, so the test reads them without racing the workers.
+fn a_crash_reset_starts_every_counter_again_on_a_new_segment(mode: Mode) {
+    let host = Host::start(spec(mode, "50ms"));
+    host.wait_for("every counter at 3 or more", T, |s| {
+        counts_at(s, "50ms").is_some_and(|c| c.iter().all(|&n| n >= 3))
+    });
+    host.rewrite_config(&spec(mode, "1h"));
+    let out = host.cli(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = host.wait_for("every worker showing naptime 3600s", T, |s| {
+        counts_at(s, "3600s").is_some()
+    });
+    assert!(counts_at(&s, "3600s").unwrap().iter().all(|&n| n >= 3), "{s:#?}");
+    let before: Vec<i32> = (0..WORKERS)
+        .map(|i| find(&s, &format!("worker_spi {i}")).pid.unwrap())
+        .collect();
+
+    // SIGKILL is a crash: every child is stopped and the segment is made anew.
+    // SAFETY: signalling a worker of the host this test started.
+    unsafe { libc::kill(before[1], libc::SIGKILL) };
+    let s = host.wait_for("every worker back on the new segment at counter 0", T, |s| {
+        counts_at(s, "3600s").is_some_and(|c| c.iter().all(|&n| n == 0))
+            && (0..WORKERS).all(|i| {
+                let w = find(s, &format!("worker_spi {i}"));
+                w.state == "running" && w.pid.is_some_and(|p| !before.contains(&p))
+            })
+    });
+    assert_eq!(s.host.state, "running");
+    let log = host.log_text();
+    assert_eq!(log.matches("segment initialised with 3 counters").count(), 2, "{log}");
+    assert!(!log.contains("no start marker"), "{log}");
+}
+
+both_modes!(
+    counts_launches_and_takes_a_new_naptime_on_reload,
+    a_crash_reset_starts_every_counter_again_on_a_new_segment
+);
