@@ -146,6 +146,12 @@ pub fn run(
             let reserved = child_slot.is_some_and(|s| {
                 layout.n_connection_slots > 0 && s == layout.connection_child_slot(layout.n_connection_slots - 1)
             });
+            // issue 14: control
+            // A connection child requests dynamic workers and uses handles as a worker does,
+            // through the request slot at its own child slot's index. Its SIGTERM is the
+            // default (it dies), so nothing it waits for needs a stop flag.
+            let own = child_slot.filter(|&s| s < layout.n_request_slots());
+            crate::shared::handles::attach(env.segment, own, env.host_pid, || false);
             match client {
                 Some(c) => connection_main(env, slot, c, reserved),
                 None => exit_clean(slot, 2, "connection child without a client socket"),

@@ -32,6 +32,7 @@
 mod admission;
 mod adoption;
 mod batch;
+mod control_intake;
 pub mod core;
 pub mod launch;
 pub mod notify;
@@ -113,6 +114,11 @@ pub struct Supervisor {
     death_r: OwnedFd,
     _death_w: OwnedFd,
     _lock: LockFile,
+    // issue 14: control
+    /// The requester whose request is being fed to the core (a worker's name, or `control`).
+    requester: Option<String>,
+    /// Who launched each dynamic worker in the table (see [`control_intake`]).
+    launchers: std::collections::BTreeMap<core::WorkerKey, String>,
 }
 
 /// Why the supervisor could not start.
@@ -258,6 +264,8 @@ impl Supervisor {
             spares: Vec::new(),
             spare_refill: crate::shared::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
+            requester: None,
+            launchers: std::collections::BTreeMap::new(),
             sibling_fork,
             listener,
             wake_r,
@@ -336,6 +344,8 @@ impl Supervisor {
                 self.check_ready();
                 // issue 14: dynamic workers
                 self.intake();
+                // issue 14: control
+                self.intake_control();
             }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
@@ -468,11 +478,15 @@ impl Supervisor {
                     "worker {:?} is registered for plugin {:?}, but {by} belongs to {plugin:?}",
                     spec.name, spec.plugin
                 )),
-                Ok(spec) => self.feed(Event::Request {
-                    from: i,
-                    seq,
-                    spec: Box::new(spec),
-                }),
+                Ok(spec) => {
+                    self.requester = Some(by);
+                    self.feed(Event::Request {
+                        from: i,
+                        seq,
+                        spec: Box::new(spec),
+                    });
+                    self.requester = None;
+                }
             }
         }
     }
@@ -584,8 +598,9 @@ impl Supervisor {
                 Action::Exit(code) => self.exit = Some(code),
                 // issue 14: dynamic workers
                 Action::PublishRegistration(key) => {
+                    let by = self.note_launcher(key);
                     if let Some(w) = self.core.worker(key) {
-                        self.segment.publish_worker(key.slot, &w.spec);
+                        self.segment.publish_launched(key.slot, &w.spec, &by);
                     }
                     self.publish(key);
                 }
@@ -595,6 +610,7 @@ impl Supervisor {
                 Action::Retire(key) => {
                     self.publish(key);
                     self.segment.retire_worker(key.slot);
+                    self.launchers.remove(&key);
                     if let Err(e) = self.core.remove_worker(key) {
                         tracing::warn!("cannot remove dynamic worker in slot {}: {e}", key.slot);
                     }
@@ -619,7 +635,7 @@ impl Supervisor {
                 // Dynamic workers keep their slots across a reset (the reset then decides,
                 // per policy, which start again).
                 for w in self.core.dynamic_workers() {
-                    seg.publish_worker(w.key.slot, &w.spec);
+                    seg.publish_launched(w.key.slot, &w.spec, self.launcher_of(w.key));
                 }
                 self.segment = seg;
                 self.publish_info();

@@ -46,6 +46,9 @@ pub enum HandleError {
     Unavailable,
     #[error("the host answered with status {0}")]
     Other(abi::Status),
+    // issue 14: control
+    #[error("no live worker has that name")]
+    NotFound,
 }
 
 /// Why a launch gave no handle.
@@ -111,6 +114,27 @@ impl WorkerHandle {
     /// them, and ones that name no worker give [`HandleError::Stale`].
     pub fn from_raw(slot: u32, generation: u64) -> WorkerHandle {
         WorkerHandle { slot, generation }
+    }
+
+    // issue 14: control
+    /// The handle of the live worker named `name`, static or dynamic: the host scans its worker
+    /// slots. [`HandleError::NotFound`] when no live worker has that name (a dynamic worker is
+    /// gone once it stopped for good).
+    pub fn by_name(name: &str) -> Result<WorkerHandle, HandleError> {
+        let h = crate::host().ok_or(HandleError::Unavailable)?;
+        let end = std::mem::offset_of!(abi::HostApi, handle_by_name) + std::mem::size_of::<usize>();
+        if !h.has(end) {
+            return Err(HandleError::Unavailable);
+        }
+        let (mut slot, mut generation) = (0u32, 0u64);
+        // SAFETY: the host's function (the table has it: checked), with a name valid for the
+        // call and two out-parameters that outlive it.
+        match unsafe { (h.handle_by_name)(h.ctx, abi::Str::new(name), &mut slot, &mut generation) } {
+            abi::STATUS_OK => Ok(WorkerHandle { slot, generation }),
+            abi::STATUS_NOT_FOUND | abi::STATUS_BAD_NAME => Err(HandleError::NotFound),
+            abi::STATUS_UNAVAILABLE => Err(HandleError::Unavailable),
+            other => Err(HandleError::Other(other)),
+        }
     }
 
     /// The worker slot.

@@ -65,6 +65,9 @@ fn every_command_has_help_and_foreign_flags_are_refused() {
         "reload",
         "completions",
         "man",
+        // issue 14: control
+        "launch",
+        "terminate",
     ] {
         let out = steward(&[cmd, "--help"], &[]);
         assert_eq!(out.status.code(), Some(0), "{cmd} --help: {}", text(&out.stderr));
@@ -80,6 +83,9 @@ fn every_command_has_help_and_foreign_flags_are_refused() {
         &["check", "--runtime-dir", "/x"],
         &["status", "--launch-mode", "fork"],
         &["stop", "--mode", "gentle"],
+        // issue 14: control
+        &["launch", "p", "e", "--name", "n", "--json"],
+        &["terminate", "n", "--mode", "fast"],
         &["dance"],
         &[],
     ] {

@@ -3,9 +3,13 @@
 //! Runs in: connection children, forked (or executed) by the supervisor for one accepted client
 //! socket each. A connection child serves its client's requests until the client closes, or sends
 //! no request within [`REQUEST_TIMEOUT`] of the last answer; in the reserved connection slot (the
-//! last one) it serves only `status` and `stop`. Every request byte is untrusted.
+//! last one) it serves only `status` and `stop`. Every request byte is untrusted. It is also a
+//! requester of dynamic workers (`launch`, `terminate`; see [`launch`]), through the request
+//! slot at its child slot's index.
 
 pub mod answer;
+// issue 14: control
+pub mod launch;
 pub mod request;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -130,6 +134,9 @@ pub fn connection_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: Cli
                 answer::serve_reload(env.segment, env.host_pid, &env.cfg.path, config.as_deref())
             }
             Ok(Request::Show { name }) => answer::serve_show(env.segment, name.as_deref()),
+            // issue 14: control
+            Ok(Request::Launch(req)) => launch::serve_launch(req),
+            Ok(Request::Terminate { name, wait }) => launch::serve_terminate(&name, wait),
             Ok(Request::Stop(mode)) => {
                 let _ = write_line(
                     &mut stream,

@@ -4,7 +4,7 @@
 //! Runs in: the CLI process. Columns are padded by display width, so names in any script line up
 //! in a terminal.
 
-use steward_host::shared::control::{LastExit, ReloadReport, SettingInfo, Status};
+use steward_host::shared::control::{LastExit, ReloadReport, SettingInfo, Status, WorkerInfo};
 
 /// What `steward reload` prints: what was applied and what needs a restart, or every error with
 /// its file, key and reason.
@@ -110,6 +110,17 @@ fn last_exit_cell(e: &LastExit) -> String {
     }
 }
 
+// issue 14: control
+/// The ORIGIN cell: `static` for a worker a plugin registered in init, `launched by X` for a
+/// dynamic one (X a worker's name, or `control` for `steward launch`).
+fn origin_cell(w: &WorkerInfo) -> String {
+    match (&w.launcher, w.dynamic) {
+        (_, false) => "static".to_owned(),
+        (Some(by), true) => format!("launched by {by}"),
+        (None, true) => "launched".to_owned(),
+    }
+}
+
 /// The readable table `steward status` prints. Columns are aligned by display width, so names
 /// in any script line up in a terminal.
 pub fn format_table(s: &Status) -> String {
@@ -136,6 +147,8 @@ pub fn format_table(s: &Status) -> String {
                 w.name.clone(),
                 w.worker_type.clone(),
                 w.plugin.clone(),
+                // issue 14: control
+                origin_cell(w),
                 w.state.clone(),
                 w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 w.restarts.to_string(),
@@ -168,6 +181,7 @@ pub fn format_table(s: &Status) -> String {
             "NAME",
             "TYPE",
             "PLUGIN",
+            "ORIGIN",
             "STATE",
             "PID",
             "RESTARTS",
@@ -182,7 +196,7 @@ pub fn format_table(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use steward_host::shared::control::{ConfigProblem, HostInfo, Slots, WorkerInfo};
+    use steward_host::shared::control::{ConfigProblem, HostInfo, Slots};
 
     fn report(outcome: &str) -> ReloadReport {
         ReloadReport {
@@ -270,6 +284,10 @@ mod tests {
             start_time: "running".into(),
             waiting_for: None,
             activity: None,
+            dynamic: false,
+            slot: 0,
+            generation: 1,
+            launcher: None,
         }
     }
 
@@ -354,6 +372,26 @@ mod tests {
         let at = rows[0].find("ACTIVITY").unwrap();
         assert_eq!(&rows[1][at..], "copying batch 7 of 9", "{t}");
         assert_eq!(&rows[2][at..], "-", "{t}");
+    }
+
+    // issue 14: control
+    #[test]
+    fn origin_says_static_or_who_launched_it() {
+        let mut by_control = worker("job", None);
+        by_control.dynamic = true;
+        by_control.launcher = Some("control".into());
+        let mut by_worker = worker("child", None);
+        by_worker.dynamic = true;
+        by_worker.launcher = Some("launcher-1".into());
+        let t = table(vec![worker("fixed", None), by_control, by_worker]);
+        let rows: Vec<&str> = t.lines().skip(3).collect();
+        let at = rows[0].find("ORIGIN").expect("an ORIGIN column");
+        let cell = |r: &str| r[at..].split("  ").next().unwrap().to_owned();
+        assert_eq!(
+            rows[1..].iter().map(|r| cell(r)).collect::<Vec<_>>(),
+            ["static", "launched by control", "launched by launcher-1"],
+            "{t}"
+        );
     }
 
     #[test]

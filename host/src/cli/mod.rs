@@ -14,6 +14,7 @@ mod check;
 mod docs;
 mod error;
 mod format;
+mod launch;
 mod reload;
 mod run;
 mod show;
@@ -64,6 +65,10 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Show the running host's settings: value, source, reloadable or not, pending restart
     Show(ShowArgs),
+    /// Launch a dynamic worker: the function ENTRY of the preloaded PLUGIN, named NAME
+    Launch(LaunchArgs),
+    /// Stop a worker for good (not restarted, whatever its policy), found by its name
+    Terminate(TerminateArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print a manual page (roff) on stdout: steward(1), or steward-COMMAND(1)
@@ -196,6 +201,61 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
+// issue 14: control
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Prints `launched NAME: slot S generation G`, with `pid P` when --wait \
+waited for the worker's entry to run. Exit 1 when the host refuses (a plugin that is not preloaded, \
+an invalid name, no free worker slot), or, with --wait, when the worker stopped before its entry \
+ran (an entry that does not resolve, named) or did not start within --timeout."
+)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// A plugin in host.preload_plugins
+    #[arg(value_name = "PLUGIN")]
+    pub plugin: String,
+    /// The entry: a function of the plugin exported with `steward::worker_entry!`
+    #[arg(value_name = "ENTRY")]
+    pub entry: String,
+    /// The new worker's name, as status shows it
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The argument the entry gets (`Worker::arg`)
+    #[arg(long, value_name = "U64", default_value_t = 0)]
+    pub arg: u64,
+    /// `never` (the default: gone once it stops), or the delay before each restart, e.g. 5s
+    #[arg(long, value_name = "never|DURATION", default_value = "never", value_parser = launch::parse_restart)]
+    pub restart: launch::RestartArg,
+    /// Wait until the worker's entry runs, and print its pid
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: how long to wait, e.g. 10s or 500ms
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "wait")]
+    pub timeout: Duration,
+}
+
+// issue 14: control
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit 1 when no live worker has that name (a dynamic worker is gone once it \
+stopped), or, with --wait, when it did not stop within --timeout. A terminated static worker stays \
+stopped until the host restarts."
+)]
+pub struct TerminateArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The worker's name, as status shows it
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Wait until the worker stopped
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: how long to wait, e.g. 10s or 500ms
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, requires = "wait")]
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to generate completions for
@@ -240,6 +300,8 @@ pub fn main() -> Result<i32, CliError> {
         Command::Stop(a) => stop::cmd_stop(&a),
         Command::Reload(a) => reload::cmd_reload(&a),
         Command::Show(a) => show::cmd_show(&a),
+        Command::Launch(a) => launch::cmd_launch(&a),
+        Command::Terminate(a) => launch::cmd_terminate(&a),
         Command::Completions(a) => docs::cmd_completions(&a),
         Command::Man(a) => docs::cmd_man(&a),
     }
@@ -341,5 +403,28 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = parse(&["steward", "man", "--config", "f.toml"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+        // issue 14: control
+        assert!(parse(&[
+            "steward",
+            "launch",
+            "p",
+            "e",
+            "--name",
+            "n",
+            "--restart",
+            "5s",
+            "--wait"
+        ])
+        .is_ok());
+        for bad in [
+            &["steward", "launch", "p", "e"][..],
+            &["steward", "launch", "p", "e", "--name", "n", "--timeout", "1s"],
+            &["steward", "launch", "p", "e", "--name", "n", "--restart", "soon"],
+            &["steward", "launch", "p", "e", "--name", "n", "--arg", "-1"],
+            &["steward", "terminate"],
+            &["steward", "terminate", "n", "--timeout", "1s"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 }

@@ -8,7 +8,10 @@
 //! One JSON object per line each way. A request is `{"v": 1, "cmd": "status"}`,
 //! `{"v": 1, "cmd": "stop", "mode": "smart" | "fast" | "immediate"}`,
 //! `{"v": 1, "cmd": "reload", "config": "/canonical/path"}` (`config` optional) or
-//! `{"v": 1, "cmd": "show", "name": "host.log_level"}` (`name` optional); every answer is
+//! `{"v": 1, "cmd": "show", "name": "host.log_level"}` (`name` optional),
+//! `{"v": 1, "cmd": "launch", "plugin": "p", "entry": "f", "name": "n", "arg": 0, "restart":
+//! "never" | "5s", "wait": false, "timeout_ms": 10000}` (all but the first three optional) or
+//! `{"v": 1, "cmd": "terminate", "name": "n", "wait": false, "timeout_ms": 10000}`; every answer is
 //! `{"v": 1, "ok": true, "result": ...}` or `{"v": 1, "ok": false, "error": "..."}`. A server that
 //! refuses a connection (too many connections, shutting down, wrong user) sends one error line and
 //! closes. Fields may be added in later versions; none is renamed. A field of the wrong type is
@@ -18,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 mod client;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, Launch, Launched, Terminated};
 
 /// Kept here too: the control socket's name is part of the control protocol's contract.
 pub use crate::shared::config::SOCKET_NAME;
@@ -201,6 +204,20 @@ pub struct WorkerInfo {
     /// null when it gave none or has no running process.
     #[serde(default)]
     pub activity: Option<String>,
+    // issue 14: control
+    /// Launched at run time (a dynamic worker) rather than registered in a plugin's init.
+    #[serde(default)]
+    pub dynamic: bool,
+    /// The worker slot it occupies.
+    #[serde(default)]
+    pub slot: u32,
+    /// Its generation, which tells it from the slot's other tenants: with `slot`, its handle.
+    #[serde(default)]
+    pub generation: u64,
+    /// Who launched a dynamic worker: the launching worker's name, or `control` (`steward
+    /// launch`); null for a static worker.
+    #[serde(default)]
+    pub launcher: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

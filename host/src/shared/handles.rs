@@ -1,12 +1,15 @@
 //! Dynamic workers, both sides of the request, and worker handles.
 //!
 //! Runs in: workers (the requester side of `launch_worker`, and every handle call: a handle is
-//! plain data, so any worker may use one another worker stored in a region) and the supervisor
-//! (the intake side: [`take_request`] and [`answer`]). In a process that never attached (the
-//! supervisor, init, a connection child) the handle calls answer `STATUS_UNAVAILABLE`.
+//! plain data, so any worker may use one another worker stored in a region), connection
+//! children (`steward launch` and `steward terminate`: the same calls, the launcher shown as
+//! `control`) and the supervisor (the intake side: [`take_request`] and [`answer`]). In a
+//! process that never attached (the supervisor, init) the handle calls answer
+//! `STATUS_UNAVAILABLE`.
 //!
-//! Owns: the request slots (one per worker slot, so the worker in slot `i` has request slot `i`
-//! to itself) and how a handle reads its worker's status.
+//! Owns: the request slots (one per worker slot and per connection slot, each at its child
+//! slot's index, so the child in slot `i` has request slot `i` to itself) and how a handle
+//! reads its worker's status.
 //!
 //! The request path (PostgreSQL's `RegisterDynamicBackgroundWorker` hand-off, applied to a slot
 //! the requester owns): the worker writes its registration into its own request slot as a
@@ -91,12 +94,12 @@ pub enum LaunchFail {
     HostNotRunning,
     #[error("no answer from the supervisor within {0:?}")]
     TimedOut(Duration),
-    #[error("{}", steward::LaunchError::Unavailable(LAUNCHED_FROM_A_WORKER.to_owned()))]
+    #[error("{}", steward::LaunchError::Unavailable(NOT_A_REQUESTER.to_owned()))]
     Unavailable,
 }
 
 /// Why [`LaunchFail::Unavailable`]: the detail the SDK's words frame.
-const LAUNCHED_FROM_A_WORKER: &str = "they are launched from a worker only";
+const NOT_A_REQUESTER: &str = "only workers and the control connection request them";
 
 impl LaunchFail {
     /// What the launch answer's message carries: for `Invalid` and `Unavailable` the reason
@@ -104,7 +107,7 @@ impl LaunchFail {
     pub fn detail(&self) -> String {
         match self {
             LaunchFail::Invalid(reason) => reason.clone(),
-            LaunchFail::Unavailable => LAUNCHED_FROM_A_WORKER.to_owned(),
+            LaunchFail::Unavailable => NOT_A_REQUESTER.to_owned(),
             other => other.to_string(),
         }
     }
@@ -134,7 +137,7 @@ pub enum HandleFail {
 /// What this process needs to request and to use handles.
 struct Attached {
     segment: *const Segment,
-    /// This worker's own slot (its request slot), if it is a worker.
+    /// This process's own child slot (its request slot), if it is a worker or a connection child.
     own_slot: Option<u32>,
     host_pid: i32,
     /// Whether this process was asked to stop (its SIGTERM flag).
@@ -151,8 +154,8 @@ static ATTACHED: OnceLock<Attached> = OnceLock::new();
 /// One request at a time per process: the request slot is the process's own.
 static REQUESTING: Mutex<()> = Mutex::new(());
 
-/// Makes handles usable in this process (once, when a worker's runtime starts); `own_slot` is
-/// the worker's slot. `segment` must stay mapped until the process exits, as a child's does: a
+/// Makes handles usable in this process (once, when a worker's runtime or a connection child
+/// starts); `own_slot` is its child slot, which is its request slot. `segment` must stay mapped until the process exits, as a child's does: a
 /// child ends with `exit` from inside its role, never returning past the mapping's owner.
 pub fn attach(segment: &Segment, own_slot: Option<u32>, host_pid: i32, should_stop: fn() -> bool) {
     let _ = ATTACHED.set(Attached {
@@ -371,6 +374,30 @@ pub fn terminate(slot: u32, generation: u64) -> Result<(), HandleFail> {
     Ok(())
 }
 
+// issue 14: control
+/// The handle of the live worker named `name` (static or dynamic), from this process's mapping.
+pub fn by_name(name: &str) -> Result<Option<(u32, u64)>, HandleFail> {
+    let (seg, _) = attached().ok_or(HandleFail::Unavailable)?;
+    Ok(by_name_in(seg, name))
+}
+
+/// As [`by_name`], in `seg`: scans the worker slots in use. Every name is a bounded copy out of
+/// the segment, and a slot whose status does not read (a writer mid-update, or scribbled bytes)
+/// is passed over rather than trusted.
+pub fn by_name_in(seg: &Segment, name: &str) -> Option<(u32, u64)> {
+    if name.is_empty() || name.len() > steward::abi::MAX_NAME_LEN {
+        return None;
+    }
+    (0..seg.layout.n_worker_slots).find_map(|i| {
+        let s = seg.worker_slot(i);
+        if s.in_use.load(Ordering::Acquire) == 0 || s.name.load_bytes() != name.as_bytes() {
+            return None;
+        }
+        let generation = s.status.read().ok()?.generation;
+        (generation != 0).then_some((i, generation))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +453,42 @@ mod tests {
         r.state.store(REQ_REQUESTED, Ordering::Relaxed);
         let (_, got) = take_request(&r).unwrap();
         assert!(got.is_err());
+    }
+
+    // issue 14: control
+    #[test]
+    fn by_name_finds_live_slots_only_and_bounds_the_name() {
+        use crate::shared::shmem::{Layout, StatusSnapshot};
+        let layout = Layout::compute(&crate::shared::registry::Registry::default(), 3, 1);
+        let cfg =
+            crate::shared::config::Config::parse(std::path::Path::new("t.toml"), "[host]\npreload_plugins = []\n")
+                .unwrap();
+        let seg = Segment::create(&layout, &[], &[], &cfg, 1, 0).unwrap();
+        let publish = |i: u32, name: &str, generation: u64| {
+            let mut w = spec();
+            w.name = name.into();
+            seg.publish_launched(i, &w, "control");
+            seg.worker_slot(i).status.publish(&StatusSnapshot {
+                generation,
+                ..StatusSnapshot::default()
+            });
+        };
+        publish(1, "job", 7);
+        publish(2, "other", 9);
+        assert_eq!(by_name_in(&seg, "job"), Some((1, 7)));
+        assert_eq!(by_name_in(&seg, "other"), Some((2, 9)));
+        assert_eq!(by_name_in(&seg, "nobody"), None);
+        assert_eq!(by_name_in(&seg, ""), None);
+        // A retired slot keeps its name and status for handles, but is not live.
+        seg.retire_worker(1);
+        assert_eq!(by_name_in(&seg, "job"), None);
+        // A name past the bound never matches a (bounded) stored one, cut or not.
+        let long = "o".repeat(steward::abi::MAX_NAME_LEN + 1);
+        publish(0, &long, 3);
+        assert_eq!(by_name_in(&seg, &long), None);
+        // A slot whose status says no worker (generation 0) gives no handle.
+        publish(0, "unborn", 0);
+        assert_eq!(by_name_in(&seg, "unborn"), None);
     }
 
     #[test]

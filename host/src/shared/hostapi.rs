@@ -125,6 +125,8 @@ const fn table(mode: u32) -> abi::HostApi {
         handle_status: dynamic::host_handle_status,
         handle_wait: dynamic::host_handle_wait,
         handle_terminate: dynamic::host_handle_terminate,
+        // issue 14: control
+        handle_by_name: dynamic::host_handle_by_name,
     }
 }
 

@@ -25,8 +25,8 @@
 //! regions_off       region bytes, each region 64-byte aligned (children find each one's offset
 //!                   in the layout, which the registry's regions fix at start-up)
 //! locks_off         LockCell x locks: one 64-byte line each (see `shared::locks`)
-//! requests_off      RequestSlot x W: a worker's dynamic-worker request, in its own worker
-//!                   slot's index (see `shared::handles`)
+//! requests_off      RequestSlot x (W + C): a worker's or a connection child's dynamic-worker
+//!                   request, in its own child slot's index (see `shared::handles`)
 //! ```
 //!
 //! Ownership and hand-off:
@@ -95,7 +95,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -229,6 +229,10 @@ pub struct WorkerSlot {
     /// The generation a handle asked to terminate (any child writes it, then wakes the
     /// supervisor); the supervisor acts only when it is the slot's current generation.
     pub terminate_gen: AtomicU64,
+    // issue 14: control
+    /// Who launched the slot's dynamic worker: a worker's name or `control` (empty for a static
+    /// worker). Written by the supervisor before `in_use`, with the registration.
+    pub launcher: Text<64>,
 }
 
 impl WorkerSlot {
@@ -464,10 +468,10 @@ impl Segment {
     }
 
     // issue 14: dynamic workers
-    /// Request slot `i` (one per worker slot, the requester's own); `i` is checked against this
-    /// process's own layout.
+    /// Request slot `i` (one per worker slot and per connection slot, in the requester's own child
+    /// slot's index); `i` is checked against this process's own layout.
     pub fn request_slot(&self, i: u32) -> &crate::shared::handles::RequestSlot {
-        assert!(i < self.layout.n_worker_slots, "request slot {i} out of range");
+        assert!(i < self.layout.n_request_slots(), "request slot {i} out of range");
         // SAFETY: as for `child_slot`: the index is bounded by this process's layout, the table is
         // 64-byte aligned and a request slot is atomics only.
         unsafe {
@@ -485,7 +489,15 @@ impl Segment {
 
     /// Writes a registration into worker slot `i` and hands it over (`in_use`, release).
     pub fn publish_worker(&self, i: u32, w: &WorkerSpec) {
+        self.publish_launched(i, w, "");
+    }
+
+    // issue 14: control
+    /// As [`Segment::publish_worker`], for a dynamic worker `launcher` launched (a worker's name
+    /// or `control`).
+    pub fn publish_launched(&self, i: u32, w: &WorkerSpec, launcher: &str) {
         let s = self.worker_slot(i);
+        s.launcher.store(launcher);
         s.name.store(&w.name);
         s.worker_type.store(&w.worker_type);
         s.plugin.store(&w.plugin);

@@ -47,6 +47,11 @@ impl Supervisor {
                 Some(_) => None,
             };
             if let Some(slot) = slot {
+                // issue 14: control
+                // A request the slot's previous connection child left behind is not this one's.
+                if let Some(i) = slot.child_slot() {
+                    crate::shared::handles::drop_request(self.segment.request_slot(i));
+                }
                 match self.start_child(slot, &StartupData::Connection, Some(client)) {
                     Ok(pid) => self.feed(Event::ChildStarted { pid, slot }),
                     Err(e) => tracing::error!("cannot start a connection child: {e}"),

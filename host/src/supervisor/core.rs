@@ -218,8 +218,9 @@ pub enum Event<'a> {
     /// start after), as its child slot says.
     Ready { key: WorkerKey },
     // issue 14: dynamic workers
-    /// The running worker in worker slot `from` asked for a dynamic worker; the loop decoded and
-    /// validated the registration from its request slot (request number `seq`).
+    /// The running worker in worker slot `from`, or the connection child in child slot `from`,
+    /// asked for a dynamic worker; the loop decoded and validated the registration from its
+    /// request slot (request number `seq`).
     Request { from: u32, seq: u32, spec: Box<WorkerSpec> },
     /// A handle asked for the worker `key` to stop for good (the loop checked the generation).
     Terminate { key: WorkerKey },
@@ -264,7 +265,7 @@ pub enum Action {
     // issue 14: dynamic workers
     /// Write this dynamic worker's registration into its worker slot, then publish its status.
     PublishRegistration(WorkerKey),
-    /// Answer request `seq` in the request slot of worker slot `to`.
+    /// Answer request `seq` in request slot `to` (a worker's or a connection child's).
     Answer {
         to: u32,
         seq: u32,

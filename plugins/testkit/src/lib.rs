@@ -62,6 +62,9 @@
 //! requests `counter` twice and `bad_name` requests one named with a newline (init must fail
 //! naming them).
 //!
+//! The entry `testkit_by_name` (issue 14: control) looks up the static worker `w`, itself and a
+//! name no worker has with `WorkerHandle::by_name`, and logs what each gave.
+//!
 //! Each worker publishes its state in the `testkit` region: slot `arg` counts bumps.
 //!
 //! The entry `testkit_locker` (`entry=testkit_locker`) works on the lock `counter` (or the one
@@ -979,3 +982,31 @@ fn testkit_dyn_child(w: &mut Worker) -> Result<(), WorkerError> {
     Ok(())
 }
 steward::worker_entry!(testkit_dyn_child);
+
+// issue 14: control
+/// `testkit_by_name`: looks up by name the static worker `w`, itself, and a name no worker has,
+/// logs `by_name NAME: slot S generation G status STATUS` (its status once started; or
+/// `by_name NAME: ERROR`) for each,
+/// then waits until told to stop.
+fn testkit_by_name(w: &mut Worker) -> Result<(), WorkerError> {
+    let own = w.name().to_owned();
+    for name in ["w", own.as_str(), "no-such-worker"] {
+        match steward::WorkerHandle::by_name(name) {
+            // Waited for: the supervisor may not have published this very worker as running
+            // yet when its entry starts.
+            Ok(h) => tracing::info!(
+                "by_name {name}: slot {} generation {} status {:?}",
+                h.slot(),
+                h.generation(),
+                h.wait_for_startup(Duration::from_secs(10))
+            ),
+            Err(e) => tracing::info!("by_name {name}: {e:?}"),
+        }
+    }
+    while !matches!(
+        w.wait(Duration::from_secs(60)),
+        WaitResult::Terminate | WaitResult::HostGone
+    ) {}
+    Ok(())
+}
+steward::worker_entry!(testkit_by_name);

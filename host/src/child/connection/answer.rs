@@ -107,6 +107,12 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             next_restart_at: None,
             launch_us: None,
             activity: None,
+            // issue 14: control
+            // Static workers hold the first slots; every later one was launched at run time.
+            dynamic: i >= seg.layout.n_static_workers,
+            slot: i,
+            generation: 0,
+            launcher: Some(s.launcher.load()).filter(|l| !l.is_empty() && i >= seg.layout.n_static_workers),
         };
         match s.status.read() {
             Ok(st) => {
@@ -127,6 +133,7 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 // the process is reaped, and a worker without a process shows none in between.
                 info.activity = st.pid.and_then(|_| seg.child_slot(i).activity().read());
                 info.pid = st.pid;
+                info.generation = st.generation;
                 info.state = st.state.as_str().to_owned();
                 info.started_at = st.started_at_ms.map(rfc3339_ms);
                 info.restarts = st.restarts;

@@ -20,7 +20,36 @@ pub enum Request {
     Show {
         name: Option<String>,
     },
+    // issue 14: control
+    /// Launch a dynamic worker of a preloaded plugin (see [`super::launch`]).
+    Launch(LaunchRequest),
+    /// Stop the live worker `name` for good; with `wait`, until it stopped.
+    Terminate {
+        name: String,
+        wait: Option<std::time::Duration>,
+    },
 }
+
+// issue 14: control
+/// `{"cmd": "launch", "plugin", "entry", "name", "arg", "restart", "wait", "timeout_ms"}`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LaunchRequest {
+    pub plugin: String,
+    /// The entry function's name in the plugin's library.
+    pub entry: String,
+    pub name: String,
+    pub arg: u64,
+    /// `never` (the default) or a duration, as the config writes one.
+    pub restart: Option<std::time::Duration>,
+    /// Wait up to this long for the entry to run (or the worker to stop); `None`: do not wait.
+    pub wait: Option<std::time::Duration>,
+}
+
+/// The longest a client may ask a connection child to wait: an hour (a longer wait is a
+/// mistake, and holds a connection slot meanwhile).
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long `wait` waits when the client gives no `timeout_ms`.
+pub const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Parses one request line, or returns the error line to send back.
 ///
@@ -82,8 +111,73 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
                 .map(Request::Stop)
                 .ok_or_else(|| format!("unknown stop mode {mode:?} (use smart, fast or immediate)"))
         }
+        // issue 14: control
+        "launch" => {
+            let restart = match optional_string(obj, "restart")?.as_deref() {
+                None | Some("never") => None,
+                Some(d) => Some(
+                    crate::shared::time::parse_duration(d)
+                        .map_err(|e| format!("malformed request: \"restart\" must be \"never\" or a duration: {e}"))?,
+                ),
+            };
+            Ok(Request::Launch(LaunchRequest {
+                plugin: required_string(obj, "plugin")?,
+                entry: required_string(obj, "entry")?,
+                name: required_string(obj, "name")?,
+                arg: optional_u64(obj, "arg")?.unwrap_or(0),
+                restart,
+                wait: wait_of(obj)?,
+            }))
+        }
+        "terminate" => Ok(Request::Terminate {
+            name: required_string(obj, "name")?,
+            wait: wait_of(obj)?,
+        }),
         other => Err(format!("unknown command {other:?}")),
     }
+}
+
+// issue 14: control
+/// A string field the command needs.
+fn required_string(obj: &serde_json::Map<String, Value>, key: &str) -> Result<String, String> {
+    optional_string(obj, key)?.ok_or_else(|| format!("malformed request: missing \"{key}\""))
+}
+
+/// An optional whole number: absent or null is `None`; any other type is refused.
+fn optional_u64(obj: &serde_json::Map<String, Value>, key: &str) -> Result<Option<u64>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            format!(
+                "malformed request: \"{key}\" must be a whole number from 0 to {}, not {}",
+                u64::MAX,
+                shown(v)
+            )
+        }),
+    }
+}
+
+/// `wait` (a boolean, default false) and `timeout_ms` (default [`DEFAULT_WAIT`], at most
+/// [`MAX_WAIT`]), as how long to wait, if at all.
+fn wait_of(obj: &serde_json::Map<String, Value>) -> Result<Option<std::time::Duration>, String> {
+    let wait = match obj.get("wait") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "malformed request: \"wait\" must be true or false, not {}",
+                shown(other)
+            ))
+        }
+    };
+    let timeout = optional_u64(obj, "timeout_ms")?.map(std::time::Duration::from_millis);
+    if timeout.is_some_and(|t| t > MAX_WAIT) {
+        return Err(format!(
+            "malformed request: \"timeout_ms\" is over the most a connection waits ({} s)",
+            MAX_WAIT.as_secs()
+        ));
+    }
+    Ok(wait.then(|| timeout.unwrap_or(DEFAULT_WAIT)))
 }
 
 /// An optional string field: absent or null is `None`; any other type is refused.
@@ -171,6 +265,68 @@ mod tests {
         assert!(parse_request(r#"{"cmd":"status"}"#)
             .unwrap_err()
             .contains("missing protocol version"));
+    }
+
+    // issue 14: control
+    #[test]
+    fn launch_and_terminate_parse_strictly() {
+        let r = parse_request(
+            r#"{"v":1,"cmd":"launch","plugin":"p","entry":"e","name":"n","arg":7,"restart":"2s","wait":true}"#,
+        );
+        assert_eq!(
+            r,
+            Ok(Request::Launch(LaunchRequest {
+                plugin: "p".into(),
+                entry: "e".into(),
+                name: "n".into(),
+                arg: 7,
+                restart: Some(std::time::Duration::from_secs(2)),
+                wait: Some(DEFAULT_WAIT),
+            }))
+        );
+        let r = parse_request(r#"{"v":1,"cmd":"launch","plugin":"p","entry":"e","name":"n","restart":"never"}"#);
+        assert!(matches!(
+            r,
+            Ok(Request::Launch(LaunchRequest {
+                restart: None,
+                wait: None,
+                arg: 0,
+                ..
+            }))
+        ));
+        for (bad, says) in [
+            (r#""plugin":"p","entry":"e""#, "missing \"name\""),
+            (r#""plugin":5,"entry":"e","name":"n""#, "\"plugin\" must be a string"),
+            (
+                r#""plugin":"p","entry":"e","name":"n","arg":-1"#,
+                "\"arg\" must be a whole number",
+            ),
+            (
+                r#""plugin":"p","entry":"e","name":"n","restart":"soon""#,
+                "\"restart\" must be",
+            ),
+            (
+                r#""plugin":"p","entry":"e","name":"n","wait":"yes""#,
+                "\"wait\" must be true or false",
+            ),
+            (
+                r#""plugin":"p","entry":"e","name":"n","wait":true,"timeout_ms":99999999"#,
+                "timeout_ms",
+            ),
+        ] {
+            let err = parse_request(&format!(r#"{{"v":1,"cmd":"launch",{bad}}}"#)).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert_eq!(
+            parse_request(r#"{"v":1,"cmd":"terminate","name":"n","wait":true,"timeout_ms":500}"#),
+            Ok(Request::Terminate {
+                name: "n".into(),
+                wait: Some(std::time::Duration::from_millis(500)),
+            })
+        );
+        assert!(parse_request(r#"{"v":1,"cmd":"terminate"}"#)
+            .unwrap_err()
+            .contains("missing \"name\""));
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Client {
                 me,
             });
         }
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.set_read_timeout(Some(ANSWER_TIMEOUT))?;
         let writer = s.try_clone()?;
         Ok(Client {
             reader: BufReader::new(s),
@@ -135,4 +135,78 @@ impl Client {
     pub fn stop(&mut self, mode: StopMode) -> Result<Value, ClientError> {
         self.call(&json!({"v": PROTOCOL_VERSION, "cmd": "stop", "mode": mode.as_str()}))
     }
+
+    // issue 14: control
+    /// Launches a dynamic worker of a preloaded plugin; the host is the judge of every field.
+    pub fn launch(&mut self, l: &Launch<'_>) -> Result<Launched, ClientError> {
+        let mut req = json!({
+            "v": PROTOCOL_VERSION,
+            "cmd": "launch",
+            "plugin": l.plugin,
+            "entry": l.entry,
+            "name": l.name,
+            "arg": l.arg,
+            "restart": l.restart.map_or_else(|| "never".to_owned(), crate::shared::time::format_duration),
+        });
+        self.wait_fields(&mut req, l.wait)?;
+        let v = self.call(&req)?;
+        serde_json::from_value(v).map_err(|e| ClientError::Malformed(e.to_string()))
+    }
+
+    /// Stops the live worker `name` for good; with `wait`, until it stopped.
+    pub fn terminate(&mut self, name: &str, wait: Option<Duration>) -> Result<Terminated, ClientError> {
+        let mut req = json!({"v": PROTOCOL_VERSION, "cmd": "terminate", "name": name});
+        self.wait_fields(&mut req, wait)?;
+        let v = self.call(&req)?;
+        serde_json::from_value(v).map_err(|e| ClientError::Malformed(e.to_string()))
+    }
+
+    /// Adds `wait` and `timeout_ms`, and gives the answer that long beyond the usual timeout.
+    fn wait_fields(&mut self, req: &mut Value, wait: Option<Duration>) -> Result<(), ClientError> {
+        if let Some(t) = wait {
+            req["wait"] = json!(true);
+            req["timeout_ms"] = json!(t.as_millis().min(u64::MAX as u128) as u64);
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(ANSWER_TIMEOUT.saturating_add(t)))?;
+        }
+        Ok(())
+    }
+}
+
+/// How long a client waits for an answer beyond what it asked the host to wait for.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+// issue 14: control
+/// A `launch` request: the entry is the function `entry` of the preloaded plugin `plugin`.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    pub plugin: &'a str,
+    pub entry: &'a str,
+    pub name: &'a str,
+    pub arg: u64,
+    /// `None`: never restarted (the default); else restarted this long after each exit.
+    pub restart: Option<Duration>,
+    /// Wait up to this long for the worker's entry to run.
+    pub wait: Option<Duration>,
+}
+
+/// What `launch` answered: the new worker's handle, and its pid when the launch waited for it.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq, Eq)]
+pub struct Launched {
+    pub name: String,
+    pub slot: u32,
+    pub generation: u64,
+    #[serde(default)]
+    pub pid: Option<i32>,
+}
+
+/// What `terminate` answered: the worker's handle, and why it stopped when it waited for that.
+#[derive(Debug, Clone, serde::Deserialize, PartialEq, Eq)]
+pub struct Terminated {
+    pub name: String,
+    pub slot: u32,
+    pub generation: u64,
+    #[serde(default)]
+    pub stopped: Option<String>,
 }

@@ -151,6 +151,34 @@ pub(super) unsafe extern "C" fn host_handle_terminate(_ctx: *mut c_void, slot: u
     }
 }
 
+// issue 14: control
+pub(super) unsafe extern "C" fn host_handle_by_name(
+    _ctx: *mut c_void,
+    name: abi::Str,
+    slot: *mut u32,
+    generation: *mut u64,
+) -> Status {
+    if slot.is_null() || generation.is_null() {
+        return abi::STATUS_INVALID;
+    }
+    // SAFETY: the plugin's string, valid for the call per the ABI; copied before use.
+    let Some(name) = (unsafe { name.to_str() }).map(str::to_owned) else {
+        return abi::STATUS_BAD_NAME;
+    };
+    match crate::shared::handles::by_name(&name) {
+        Ok(Some((s, g))) => {
+            // SAFETY: checked non-null; the plugin's out-parameters, per the ABI.
+            unsafe {
+                slot.write(s);
+                generation.write(g);
+            }
+            abi::STATUS_OK
+        }
+        Ok(None) => abi::STATUS_NOT_FOUND,
+        Err(_) => abi::STATUS_UNAVAILABLE,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

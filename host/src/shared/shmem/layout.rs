@@ -36,7 +36,8 @@ pub struct Layout {
     #[serde(default)]
     pub n_locks: u32,
     // issue 14: dynamic workers
-    /// The request slots: one per worker slot.
+    /// The request slots: one per worker slot, then one per connection slot (issue 14: control),
+    /// so a requester's request slot has its child slot's index.
     #[serde(default)]
     pub requests_off: u64,
     pub size: u64,
@@ -77,7 +78,9 @@ impl Layout {
         next = align(locks_off + n_locks as u64 * std::mem::size_of::<LockCell>() as u64);
         let requests_off = next;
         next = align(
-            requests_off + n_worker_slots as u64 * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
+            requests_off
+                + (n_worker_slots + max_connections) as u64
+                    * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
         );
         Layout {
             n_static_workers,
@@ -103,6 +106,12 @@ impl Layout {
     /// The child slot of spare number `k`.
     pub fn spare_child_slot(&self, k: u32) -> u32 {
         self.startup_child_slot() + 1 + k
+    }
+
+    // issue 14: control
+    /// Request slots: the worker slots' and the connection slots', each at its child slot's index.
+    pub fn n_request_slots(&self) -> u32 {
+        self.n_worker_slots + self.n_connection_slots
     }
 
     /// The child slot of connection number `i`.

@@ -1,0 +1,85 @@
+//! Dynamic workers launched over the control socket (issue 14: control): the intake of
+//! connection children's requests, and who launched each dynamic worker.
+//!
+//! Runs in: the supervisor, in its event loop (on SIGUSR1, beside the workers' intake).
+//!
+//! Owns: `Supervisor::launchers`, the launcher of every dynamic worker in the table (a worker's
+//! name, or [`CONTROL`]), which the loop writes into the worker slot with the registration so
+//! that `status` can show it, and writes again into every new segment after a crash reset.
+//!
+//! Invariants: a connection child's request slot has its child slot's index; the requester is the
+//! connection child the core's table has in that slot, never what the segment says; a request
+//! names a preloaded plugin, and the entry's library is that plugin's own, whatever the request
+//! carried (every byte of it is untrusted, as a worker's request is).
+
+use super::core::{Event, WorkerKey};
+use super::Supervisor;
+use crate::shared::handles::{self, Answer};
+use crate::shared::handoff::ChildKind;
+
+/// The launcher status shows for a worker launched over the control socket.
+pub const CONTROL: &str = "control";
+
+impl Supervisor {
+    /// Requests from connection children (`steward launch`). Only the request slots of connection
+    /// children the core has running are read.
+    pub(super) fn intake_control(&mut self) {
+        for c in 0..self.layout.n_connection_slots {
+            let i = self.layout.connection_child_slot(c);
+            let r = self.segment.request_slot(i);
+            let Some((seq, spec)) = handles::take_request(r) else {
+                continue;
+            };
+            let live = self
+                .core
+                .children()
+                .any(|(_, ch)| ch.kind == ChildKind::Connection && ch.slot.child_slot() == Some(i));
+            if !live {
+                handles::drop_request(r);
+                continue;
+            }
+            let refused = |why: String| {
+                tracing::warn!("a control client asked for an invalid dynamic worker: {why}");
+                handles::answer(r, seq, &Answer::Invalid(why));
+            };
+            let mut spec = match spec {
+                Ok(spec) => spec,
+                Err(why) => {
+                    refused(why);
+                    continue;
+                }
+            };
+            if !self.cfg.preload_plugins.contains(&spec.plugin) {
+                refused(format!(
+                    "plugin {:?} is not preloaded (host.preload_plugins: {})",
+                    spec.plugin,
+                    self.cfg.preload_plugins.join(", ")
+                ));
+                continue;
+            }
+            // The entry is looked up in the plugin's own library: a client names a plugin and a
+            // function, never a file to load.
+            spec.library = spec.plugin.clone();
+            self.requester = Some(CONTROL.to_owned());
+            self.feed(Event::Request {
+                from: i,
+                seq,
+                spec: Box::new(spec),
+            });
+            self.requester = None;
+        }
+    }
+
+    /// Records who launched `key` (the requester of the request being adopted) and returns it.
+    pub(super) fn note_launcher(&mut self, key: WorkerKey) -> String {
+        let by = self.requester.clone().unwrap_or_default();
+        self.launchers.retain(|k, _| k.slot != key.slot);
+        self.launchers.insert(key, by.clone());
+        by
+    }
+
+    /// Who launched `key` ("" for a static worker).
+    pub(super) fn launcher_of(&self, key: WorkerKey) -> &str {
+        self.launchers.get(&key).map_or("", String::as_str)
+    }
+}
