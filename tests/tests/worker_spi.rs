@@ -75,6 +75,16 @@ fn counts_launches_and_takes_a_new_naptime_on_reload(mode: Mode) {
     let dynamic = find(&s, DYNAMIC);
     let pid = dynamic.pid.unwrap();
     assert_eq!(dynamic.worker_type, DYNAMIC);
+    assert!(dynamic.dynamic, "{dynamic:?}");
+    assert_eq!(dynamic.launcher.as_deref(), Some("worker_spi launcher"), "{dynamic:?}");
+    // The launcher logged this worker's handle: its slot and generation, as status shows them.
+    host.wait_log(
+        &format!(
+            "launched {DYNAMIC} (slot {}, generation {})",
+            dynamic.slot, dynamic.generation
+        ),
+        T,
+    );
     host.wait_for("that dynamic worker gone from status", T, |s| {
         !s.workers.iter().any(|w| w.name == DYNAMIC && w.pid == Some(pid))
     });
