@@ -8,7 +8,8 @@
 //! unblocks signals (it starts with them blocked, so none is lost or kills it early), tags its log
 //! lines, and marks its child slot active (the dead-man flag). It clears the flag only on a clean
 //! exit through `exit_clean`, so any other way out counts as a crash. Plugin code runs only in
-//! worker children, only through a checked entry.
+//! worker children, only through a checked entry. An isolated worker (issue 15) instead turns
+//! its mapping read-only first and has no dead-man flag: it writes nothing in the segment.
 //!
 //! One file per kind of child, each entered from [`run`]: `worker` (a worker calls its plugin's
 //! entry), `startup` (the startup hooks), `spare` (an exec-mode child waiting to become a worker),
@@ -114,8 +115,20 @@ pub fn run(
             exit(crate::shared::shmem::EXIT_CORRUPT_SEGMENT);
         }
     }
+    // issue 15: isolated
+    // Before anything of a plugin runs (exec mode loads plugins in `prepare` below): from here on
+    // a store into the segment faults in this process alone. No dead-man flag either: the flag
+    // is a store, and an isolated crash is only this child's.
+    let isolated = startup.isolated();
+    if isolated {
+        if let Err(e) = crate::shared::isolation::enter(env.segment, child_slot) {
+            crate::shared::log::set_identity(kind.info().name, None);
+            tracing::error!("cannot map shared memory read-only for an isolated worker: {e}");
+            exit(2);
+        }
+    }
     let slot = match child_slot {
-        Some(i) if kind.info().attaches_shmem => {
+        Some(i) if kind.info().attaches_shmem && !isolated => {
             let s = env.segment.child_slot(i);
             s.activate();
             Some(s)
@@ -136,7 +149,7 @@ pub fn run(
         exit_clean(slot, 2, &reason);
     }
     match (kind, startup) {
-        (ChildKind::Worker, StartupData::Worker { worker_slot }) => worker_main(env, slot, *worker_slot),
+        (ChildKind::Worker, StartupData::Worker { worker_slot, .. }) => worker_main(env, slot, *worker_slot),
         (ChildKind::Startup, StartupData::Startup) => startup_main(env, slot),
         (ChildKind::Spare, StartupData::Spare) => spare_main(env, slot),
         (ChildKind::Connection, _) => {

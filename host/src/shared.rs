@@ -10,6 +10,8 @@ pub mod control;
 pub mod handles;
 pub mod handoff;
 pub mod hostapi;
+// issue 15: isolated
+pub mod isolation;
 pub mod latch;
 pub mod lifecycle;
 pub mod lockfile;

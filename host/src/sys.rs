@@ -3,7 +3,8 @@
 //! and the latch eventfd), [`fds`] (`close_range` and its `/proc/self/fd` fallback, fd flags),
 //! [`prctl`] (parent-death signal, subreaper), [`proc`] (children and parents from `/proc`),
 //! [`poll`], [`pidfd`] (waiting for another process to exit), [`futex`], [`hugetext`] (the
-//! supervisor's code on a huge page) and [`test_knobs`].
+//! supervisor's code on a huge page), [`remap`] (a read-only view of the segment, issue 15) and
+//! [`test_knobs`].
 //!
 //! Runs in: every process; each file says which. Imports no other group of the crate.
 //!
@@ -24,6 +25,8 @@ pub mod pipe;
 pub mod poll;
 pub mod prctl;
 pub mod proc;
+// issue 15: isolated
+pub mod remap;
 pub mod signals;
 pub mod test_knobs;
 
@@ -34,6 +37,7 @@ pub use pipe::{drain, eventfd, pipe};
 pub use poll::{poll_in, ppoll_in};
 pub use prctl::{become_subreaper, die_with_parent};
 pub use proc::{own_children, parent_of};
+pub use remap::remap_read_only;
 pub use signals::{
     block_all_signals, ensure_handler, install_supervisor_signals, reset_child_signals, restore_mask,
     spawn_blocked_signals, take_pending, SIG_CHLD, SIG_HUP, SIG_INT, SIG_QUIT, SIG_TERM, SIG_USR1,

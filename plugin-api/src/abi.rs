@@ -100,6 +100,9 @@ pub const STATUS_NO_FREE_SLOT: Status = 13;
 pub const STATUS_HOST_NOT_RUNNING: Status = 14;
 /// A wait was cut short because this process was asked to stop (ABI 1.1).
 pub const STATUS_TERMINATE: Status = 15;
+// issue 15: isolated
+/// The call writes shared memory, which an isolated worker's process does not map writable.
+pub const STATUS_ISOLATED: Status = 18;
 
 /// A borrowed UTF-8 string. Valid for the duration of the call that receives it, unless the field
 /// holding it says `'static`.
@@ -228,6 +231,10 @@ pub struct WorkerSpec {
 pub const WORKER_NEEDS_READY: u32 = 1 << 0;
 /// Most `start_after` names one registration carries.
 pub const MAX_START_AFTER: usize = 4;
+// issue 15: isolated
+/// [`WorkerSpecExt::flags`]: the worker's process maps no writable shared memory, holds no
+/// dead-man flag, and its crash restarts only itself (never with [`WORKER_NEEDS_READY`]).
+pub const WORKER_ISOLATED: u32 = 1 << 1;
 
 /// What a registration adds to its [`WorkerSpec`] (ABI 1.1, through
 /// [`HostApi::register_worker_ext`]). Kept out of the fingerprint: it starts with its own size,
@@ -236,7 +243,7 @@ pub const MAX_START_AFTER: usize = 4;
 pub struct WorkerSpecExt {
     /// `size_of::<WorkerSpecExt>()` as the plugin was built.
     pub size: u32,
-    /// [`WORKER_NEEDS_READY`]; other bits are refused.
+    /// [`WORKER_NEEDS_READY`], [`WORKER_ISOLATED`]; other bits are refused.
     pub flags: u32,
     /// The workers (by name) that must be ready before this one starts.
     pub start_after: *const Str,

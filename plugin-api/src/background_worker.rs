@@ -144,6 +144,11 @@ pub enum RegisterError {
     BadStartAfter { worker: String, target: String },
     #[error("worker {0:?}: this host is too old for needs_ready and start_after (plugin ABI 1.1 or later needed)")]
     ReadinessNotSupported(String),
+    // issue 15: isolated
+    #[error("plugin {plugin}, worker {worker:?}: an isolated worker cannot use needs_ready (declaring readiness writes shared memory, which its process does not map writable)")]
+    IsolatedNeedsReady { plugin: String, worker: String },
+    #[error("plugin {plugin}, worker {worker:?}: this host is too old for isolated workers (plugin ABI 1.1 with WORKER_ISOLATED needed)")]
+    IsolatedNotSupported { plugin: String, worker: String },
     #[error("the host refused the registration (status {0})")]
     Other(i32),
 }
@@ -166,6 +171,8 @@ pub struct BackgroundWorker {
     // issue 14: readiness
     needs_ready: bool,
     start_after: Vec<String>,
+    // issue 15: isolated
+    isolated: bool,
 }
 
 impl BackgroundWorker {
@@ -183,6 +190,7 @@ impl BackgroundWorker {
             extra: Vec::new(),
             needs_ready: false,
             start_after: Vec::new(),
+            isolated: false,
         }
     }
     /// The group name shown in status; defaults to the name.
@@ -233,6 +241,26 @@ impl BackgroundWorker {
     /// refuses to start when one names no worker or they make a cycle.
     pub fn start_after(mut self, name: impl Into<String>) -> Self {
         self.start_after.push(name.into());
+        self
+    }
+
+    // issue 15: isolated
+    /// Runs the worker isolated: its process maps shared memory read-only and holds no dead-man
+    /// flag, so a crash (a signal, an abort, a wild write into the segment, which faults) restarts
+    /// only this worker per its policy, counted against its crash-loop limit, and never resets
+    /// the host. It keeps settings, logging, reload, its own latch ([`Worker::wait`] returns
+    /// [`WaitResult::Latch`] when another process sets it) and host-death detection; it may read
+    /// regions. What writes shared memory is refused: locks ([`LockError::Isolated`]), setting
+    /// other workers' latches, launching or terminating workers, [`Worker::set_activity`] (does
+    /// nothing) and [`needs_ready`] (refused at registration). Static workers only.
+    ///
+    /// [`Worker::wait`]: crate::Worker::wait
+    /// [`WaitResult::Latch`]: crate::WaitResult::Latch
+    /// [`LockError::Isolated`]: crate::LockError::Isolated
+    /// [`Worker::set_activity`]: crate::Worker::set_activity
+    /// [`needs_ready`]: BackgroundWorker::needs_ready
+    pub fn isolated(mut self) -> Self {
+        self.isolated = true;
         self
     }
 
@@ -307,10 +335,22 @@ fn micros(d: Duration) -> u64 {
 
 pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWorker) -> Result<(), RegisterError> {
     w.validate()?;
+    // issue 15: isolated
+    if w.isolated && w.needs_ready {
+        return Err(RegisterError::IsolatedNeedsReady {
+            plugin: plugin.to_owned(),
+            worker: w.name.clone(),
+        });
+    }
     let spec = abi_spec(w);
     let st = register_spec(host, plugin, w, &spec)?;
     match st {
         abi::STATUS_OK => Ok(()),
+        // A host that predates isolated workers refuses the flag as it would any unknown one.
+        abi::STATUS_INVALID if w.isolated => Err(RegisterError::IsolatedNotSupported {
+            plugin: plugin.to_owned(),
+            worker: w.name.clone(),
+        }),
         abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
         abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
         abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
@@ -323,9 +363,10 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
 }
 
 // issue 14: dynamic workers
-/// Whether the builder asks for what only static workers have (readiness, `start_after`).
+/// Whether the builder asks for what only static workers have (readiness, `start_after`,
+/// isolation).
 pub(crate) fn static_only(w: &BackgroundWorker) -> bool {
-    w.needs_ready || !w.start_after.is_empty()
+    w.needs_ready || !w.start_after.is_empty() || w.isolated
 }
 
 /// The builder's name, for errors.
@@ -380,16 +421,25 @@ fn register_spec(
     w: &BackgroundWorker,
     spec: &abi::WorkerSpec,
 ) -> Result<abi::Status, RegisterError> {
-    Ok(if w.needs_ready || !w.start_after.is_empty() {
+    Ok(if w.needs_ready || !w.start_after.is_empty() || w.isolated {
         // issue 14: readiness
         let end = std::mem::offset_of!(abi::HostApi, register_worker_ext) + std::mem::size_of::<usize>();
+        if !host.has(end) && w.isolated {
+            // issue 15: isolated
+            return Err(RegisterError::IsolatedNotSupported {
+                plugin: plugin.to_owned(),
+                worker: w.name.clone(),
+            });
+        }
         if !host.has(end) {
             return Err(RegisterError::ReadinessNotSupported(w.name.clone()));
         }
         let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
         let ext = abi::WorkerSpecExt {
             size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
-            flags: if w.needs_ready { abi::WORKER_NEEDS_READY } else { 0 },
+            flags: if w.needs_ready { abi::WORKER_NEEDS_READY } else { 0 }
+                // issue 15: isolated
+                | if w.isolated { abi::WORKER_ISOLATED } else { 0 },
             start_after: names.as_ptr(),
             n_start_after: names.len(),
         };

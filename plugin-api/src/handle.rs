@@ -199,7 +199,7 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         .map_err(|e: RegisterError| LaunchError::Invalid(e.to_string()))?;
     if static_only(w) {
         return Err(LaunchError::Invalid(format!(
-            "worker {:?}: needs_ready and start_after are for static workers",
+            "worker {:?}: needs_ready, start_after and isolated are for static workers",
             name_of(w)
         )));
     }

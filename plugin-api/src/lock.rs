@@ -26,6 +26,9 @@ pub enum LockError {
     NotFound { plugin: String, name: String },
     #[error("lock {name:?} of plugin {plugin} is not available in this process (locks exist in workers and startup hooks, not in init)")]
     Unavailable { plugin: String, name: String },
+    // issue 15: isolated
+    #[error("lock {name:?} of plugin {plugin}: an isolated worker takes no locks (its process maps shared memory read-only)")]
+    Isolated { plugin: String, name: String },
     #[error("lock {name:?}: this host is too old to offer locks (plugin ABI 1.1 or later needed)")]
     NotSupported { name: String },
     #[error("lock {name:?} of plugin {plugin}: the host refused (status {status})")]
@@ -83,6 +86,7 @@ pub(crate) fn lookup(api: &'static abi::WorkerApi, plugin: &str, name: &str) -> 
         abi::STATUS_OK if !cell.is_null() => Ok(Lock { cell, api }),
         abi::STATUS_OK | abi::STATUS_NOT_FOUND => Err(LockError::NotFound { plugin, name }),
         abi::STATUS_UNAVAILABLE => Err(LockError::Unavailable { plugin, name }),
+        abi::STATUS_ISOLATED => Err(LockError::Isolated { plugin, name }),
         status => Err(LockError::Other { plugin, name, status }),
     }
 }

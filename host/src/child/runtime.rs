@@ -17,6 +17,13 @@
 //! it and, if this one sleeps on it (or handed out its fd), sends SIGURG, whose handler writes the
 //! eventfd (see [`crate::shared::latch`]). `wait` (ABI 1.0) never reports the latch, so plugins
 //! built before latches keep their meaning; `wait_latch` does, after the cell's handshake.
+//!
+//! Isolated workers (issue 15): the process maps the segment read-only, so it cannot claim its
+//! latch, announce a sleep or reset the flag. The supervisor adopts the cell for its pid right
+//! after the launch (the runtime waits for that before plugin code runs); from then on every set
+//! counts in the cell and signals the process, and the runtime compares the count with the last
+//! one it reported (privately) before each sleep. Locks answer `STATUS_ISOLATED`, and so does
+//! every other host function that would write the segment (see [`crate::shared::isolation`]).
 
 use std::ffi::c_void;
 use std::os::fd::{AsRawFd, RawFd};
@@ -29,7 +36,13 @@ use steward::abi;
 use crate::child::exit_clean;
 use crate::shared::handoff::ChildEnv;
 use crate::shared::locks::{LockCell, Mode};
+use crate::shared::protocol::latch::LatchCell;
 use crate::shared::protocol::ChildSlot;
+
+// issue 15: isolated
+/// How long an isolated worker waits for the supervisor to claim its latch for it (it does so
+/// right after it learns the pid: microseconds, unless the supervisor is stopped).
+const ADOPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 pub static RELOAD: AtomicBool = AtomicBool::new(false);
@@ -99,6 +112,11 @@ struct WorkerCtx {
     /// Where this mapping's lock table lies: a cell passed to `lock_acquire` must be one of it.
     locks_start: usize,
     locks_end: usize,
+    // issue 15: isolated
+    /// In an isolated worker: its latch cell, read-only (null otherwise).
+    iso_latch: *const LatchCell,
+    /// How many of the isolated latch's sets this process has reported (its private reset).
+    iso_seen: AtomicU32,
 }
 
 // No `Sync` impl: nothing Rust checks ever shares a `WorkerCtx` (it reaches plugin code only as
@@ -111,6 +129,19 @@ impl WorkerCtx {
     fn slot(&self) -> Option<&ChildSlot> {
         // SAFETY: null or this process's own child slot, in a mapping that lives until exit.
         unsafe { self.slot.as_ref() }
+    }
+
+    // issue 15: isolated
+    /// The isolated worker's latch cell (read-only mapping), if this process is one.
+    fn iso_latch(&self) -> Option<&LatchCell> {
+        // SAFETY: null or a cell of this process's child slot, mapped until exit; only read.
+        unsafe { self.iso_latch.as_ref() }
+    }
+
+    /// An isolated worker: whether its latch was set since it last looked, marking it seen.
+    fn iso_take(&self, cell: &LatchCell) -> bool {
+        let (_, sets) = cell.isolated_view();
+        self.iso_seen.swap(sets, Ordering::SeqCst) != sets
     }
 }
 
@@ -197,6 +228,15 @@ unsafe extern "C" fn api_latch(ctx: *mut c_void) -> u64 {
 unsafe extern "C" fn api_latch_fd(ctx: *mut c_void) -> i32 {
     // SAFETY: as above.
     let c = unsafe { &*(ctx as *const WorkerCtx) };
+    // issue 15: isolated
+    // Every set of an isolated latch signals its owner already.
+    if let Some(cell) = c.iso_latch() {
+        keep_urg_handler();
+        if cell.isolated_view().1 != c.iso_seen.load(Ordering::SeqCst) {
+            wake_latch();
+        }
+        return c.latch;
+    }
     let Some(slot) = c.slot() else { return -1 };
     keep_urg_handler();
     slot.latch().signal_always();
@@ -215,6 +255,10 @@ unsafe extern "C" fn api_latch_reset(ctx: *mut c_void) -> u32 {
     // drain writes it anew, and one between drain and reset is returned here. A terminate or
     // reload the drain swallowed stays in its flag (the caller asks `should_stop` next).
     crate::sys::drain(c.latch);
+    // issue 15: isolated
+    if let Some(cell) = c.iso_latch() {
+        return c.iso_take(cell) as u32;
+    }
     c.slot().is_some_and(|s| s.latch().take()) as u32
 }
 
@@ -237,7 +281,9 @@ unsafe extern "C" fn api_set_activity(ctx: *mut c_void, text: abi::Str) {
 /// latch set (only with `latch`), timeout.
 fn wait_for(c: &WorkerCtx, timeout_us: u64, latch: bool) -> u32 {
     let cell = if latch { c.slot().map(ChildSlot::latch) } else { None };
-    if cell.is_some() {
+    // issue 15: isolated
+    let iso = if latch { c.iso_latch() } else { None };
+    if cell.is_some() || iso.is_some() {
         keep_urg_handler();
     }
     let deadline = std::time::Instant::now() + Duration::from_micros(timeout_us);
@@ -253,6 +299,23 @@ fn wait_for(c: &WorkerCtx, timeout_us: u64, latch: bool) -> u32 {
             return abi::WAIT_RELOAD;
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // issue 15: isolated
+        // Sets counted since the last look: report them. One that comes after this look signals
+        // this process, whose handler writes the eventfd, so the sleep below ends.
+        if let Some(iso) = iso {
+            if c.iso_take(iso) {
+                return abi::WAIT_LATCH;
+            }
+            let r = crate::sys::ppoll_in(&[c.latch, c.death_fd], Some(left), libc::SIGURG);
+            if r[1] != 0 {
+                c.host_gone.store(true, Ordering::Relaxed);
+            } else if r[0] != 0 {
+                crate::sys::drain(c.latch);
+            } else if std::time::Instant::now() >= deadline {
+                return abi::WAIT_TIMEOUT;
+            }
+            continue;
+        }
         let r = match cell {
             None => {
                 let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -324,6 +387,11 @@ unsafe extern "C" fn api_lock_acquire(ctx: *mut c_void, cell: *const c_void, mod
     let (Some(cell), Some(mode)) = (c.lock_cell(cell), Mode::from_abi(mode)) else {
         return abi::STATUS_INVALID;
     };
+    // issue 15: isolated
+    // A lock is a store into the segment: refused here rather than a fault in the plugin.
+    if crate::shared::isolation::active() {
+        return abi::STATUS_ISOLATED;
+    }
     // Counted before the attempt: a death at any point from here on, holding or waiting, leaves
     // the count non-zero and so is a crash. The fence keeps the compiler from moving the count
     // after the lock operation (a process dies at an instruction boundary, so program order is
@@ -403,6 +471,24 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         let epoch = s.latch().claim(std::process::id() as i32);
         Some(crate::shared::protocol::latch::encode_handle(index, epoch))
     });
+    // issue 15: isolated
+    // The supervisor claims an isolated worker's latch for it, right after it learnt the pid;
+    // until then a set could not signal this process, so plugin code waits for that.
+    let iso = crate::shared::isolation::own_child_slot().filter(|_| crate::shared::isolation::active());
+    let iso_latch = iso.map(|i| env.segment.child_slot(i).latch());
+    let latch_handle = match (iso, iso_latch) {
+        (Some(index), Some(cell)) => {
+            if !cell.wait_adopted(std::process::id() as i32, ADOPT_TIMEOUT) {
+                tracing::error!("the host did not hand this isolated worker its latch within {ADOPT_TIMEOUT:?}");
+                exit_clean(None, 1, "no latch");
+            }
+            Some(crate::shared::protocol::latch::encode_handle(
+                index,
+                cell.isolated_view().0,
+            ))
+        }
+        _ => latch_handle,
+    };
     let ctx: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
         latch: latch.as_raw_fd(),
         death_fd: env.death_fd,
@@ -424,6 +510,8 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
         locks_end: env.segment.base() as usize
             + env.segment.layout.locks_off as usize
             + env.segment.layout.n_locks as usize * std::mem::size_of::<LockCell>(),
+        iso_latch: iso_latch.map_or(std::ptr::null(), |c| c as *const LatchCell),
+        iso_seen: AtomicU32::new(0),
     }));
     std::mem::forget(latch);
     let extra: &'static [u8] = Box::leak(who.extra.into_boxed_slice());

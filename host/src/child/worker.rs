@@ -51,5 +51,10 @@ pub fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u3
     // panics inside the plugin.
     let code = unsafe { entry(api) };
     let reason = crate::shared::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
+    // issue 15: isolated
+    // No child slot to carry the reason to status (a store): the log carries it.
+    if crate::shared::isolation::active() && !reason.is_empty() {
+        tracing::warn!("exiting with code {code}: {reason}");
+    }
     exit_clean(slot, code, &reason)
 }

@@ -149,7 +149,12 @@ pub fn format_table(s: &Status) -> String {
                 w.plugin.clone(),
                 // issue 14: control
                 origin_cell(w),
-                w.state.clone(),
+                // issue 15: isolated
+                if w.isolated {
+                    format!("{} (isolated)", w.state)
+                } else {
+                    w.state.clone()
+                },
                 w.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 w.restarts.to_string(),
                 w.last_exit.as_ref().map(last_exit_cell).unwrap_or_else(|| "-".into()),
@@ -288,6 +293,7 @@ mod tests {
             slot: 0,
             generation: 1,
             launcher: None,
+            isolated: false,
         }
     }
 
@@ -392,6 +398,17 @@ mod tests {
             ["static", "launched by control", "launched by launcher-1"],
             "{t}"
         );
+    }
+
+    // issue 15: isolated
+    #[test]
+    fn an_isolated_worker_is_marked_in_the_state_column() {
+        let mut iso = worker("iso", None);
+        iso.isolated = true;
+        let t = table(vec![iso, worker("attached", None)]);
+        let rows: Vec<&str> = t.lines().skip(3).collect();
+        assert!(rows[1].contains(" stopped (isolated) "), "{t}");
+        assert!(!rows[2].contains("isolated"), "{t}");
     }
 
     #[test]

@@ -218,6 +218,11 @@ pub struct WorkerInfo {
     /// launch`); null for a static worker.
     #[serde(default)]
     pub launcher: Option<String>,
+    // issue 15: isolated
+    /// Whether the worker runs isolated: no writable shared memory, and its crash restarts only
+    /// itself.
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -245,9 +245,10 @@ pub fn take_request(r: &RequestSlot) -> Option<(u32, Result<WorkerSpec, String>)
 /// Decodes and validates a request's registration (untrusted bytes); the error names the field.
 pub fn decode(bytes: &[u8]) -> Result<WorkerSpec, String> {
     let spec: WorkerSpec = serde_json::from_slice(bytes).map_err(|e| format!("the request does not decode: {e}"))?;
-    if !spec.start_after.is_empty() || spec.needs_ready {
+    // issue 15: isolated (a request is untrusted bytes: the field is refused, not trusted)
+    if !spec.start_after.is_empty() || spec.needs_ready || spec.isolated {
         return Err(format!(
-            "worker {:?}: readiness and start_after are for static workers",
+            "worker {:?}: readiness, start_after and isolation are for static workers",
             spec.name
         ));
     }
@@ -366,6 +367,10 @@ pub fn wait(slot: u32, generation: u64, shutdown: bool, timeout: Duration) -> Re
 /// Asks the supervisor to stop the worker for good. A stopped worker gives `Ok`.
 pub fn terminate(slot: u32, generation: u64) -> Result<(), HandleFail> {
     let (seg, a) = attached().ok_or(HandleFail::Unavailable)?;
+    // issue 15: isolated (the request is a store into the worker slot)
+    if crate::shared::isolation::active() {
+        return Err(HandleFail::Unavailable);
+    }
     if let HandleState::Stopped { .. } = status_in(seg, slot, generation)? {
         return Ok(());
     }
@@ -419,6 +424,7 @@ mod tests {
             arg: u64::MAX,
             extra: vec![255; steward::abi::EXTRA_LEN],
             needs_ready: false,
+            isolated: false,
             start_after: Vec::new(),
         }
     }
@@ -447,6 +453,11 @@ mod tests {
         s.needs_ready = true;
         let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
         assert!(e.contains("static workers"), "{e}");
+        // issue 15: isolated (a requester may not make the supervisor launch one)
+        s.needs_ready = false;
+        s.isolated = true;
+        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
+        assert!(e.contains("isolation are for static workers"), "{e}");
         // Cut at the bounded length: never read past the text.
         let r: RequestSlot = unsafe { std::mem::zeroed() };
         r.spec.store_bytes(&[b'{'; SPEC_LEN + 10]);

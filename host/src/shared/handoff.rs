@@ -90,6 +90,10 @@ impl ChildKind {
 pub enum StartupData {
     Worker {
         worker_slot: u32,
+        // issue 15: isolated
+        /// The worker runs isolated (see [`StartupData::isolated`]).
+        #[serde(default)]
+        isolated: bool,
     },
     Connection,
     /// `state`: the host state when the refusal is because of it (`recovering`, `stopping`), so a
@@ -100,6 +104,20 @@ pub enum StartupData {
     },
     Startup,
     Spare,
+}
+
+// issue 15: isolated
+impl StartupData {
+    /// Whether the child runs isolated: it maps the segment read-only, holds no dead-man flag,
+    /// and its crash is its own (never a host reset). A property of the child's spec, decided by
+    /// the supervisor from its own registry and carried by the launch path (in exec mode inside
+    /// the blob), never read from shared memory. Kinds that can run isolated say so here.
+    pub fn isolated(&self) -> bool {
+        match self {
+            StartupData::Worker { isolated, .. } => *isolated,
+            _ => false,
+        }
+    }
 }
 
 /// An accepted client connection handed to a child.

@@ -230,7 +230,9 @@ unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<Stri
     // Every field read here was in the first ABI 1.1 struct; a shorter one is not ours.
     // The 1.1 size, not today's: a field a later minor version appends must not make this host
     // refuse the plugins built before it.
-    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1 || ext.flags & !abi::WORKER_NEEDS_READY != 0 {
+    // issue 15: isolated (a flag, and one that does not go with readiness: `set_ready` writes)
+    let known = abi::WORKER_NEEDS_READY | abi::WORKER_ISOLATED;
+    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1 || ext.flags & !known != 0 || ext.flags & known == known {
         return None;
     }
     if ext.n_start_after > abi::MAX_START_AFTER || (ext.start_after.is_null() && ext.n_start_after > 0) {
@@ -314,7 +316,11 @@ unsafe fn spec_from_abi(
     let Some((needs_ready, start_after)) = (unsafe { readiness_of(ext) }) else {
         return Err(abi::STATUS_INVALID);
     };
+    // issue 15: isolated
+    // SAFETY: null or valid, and checked by `readiness_of` above.
+    let isolated = unsafe { ext.as_ref() }.is_some_and(|e| e.flags & abi::WORKER_ISOLATED != 0);
     Ok(WorkerSpec {
+        isolated,
         needs_ready,
         start_after,
         name: name.to_owned(),
@@ -609,6 +615,10 @@ unsafe extern "C" fn host_lock(_ctx: *mut c_void, plugin: Str, name: Str, cell: 
         let (Some(plugin), Some(name)) = (unsafe { (text(plugin), text(name)) }) else {
             return abi::STATUS_BAD_NAME;
         };
+        // issue 15: isolated
+        if crate::shared::isolation::active() {
+            return abi::STATUS_ISOLATED;
+        }
         let key = (plugin.to_owned(), name.to_owned());
         if let Some(addr) = LOCKS.get().and_then(|m| m.get(&key)) {
             // SAFETY: checked non-null above; the plugin owns it.
@@ -622,4 +632,28 @@ unsafe extern "C" fn host_lock(_ctx: *mut c_void, plugin: Str, name: Str, cell: 
             abi::STATUS_NOT_FOUND
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15: isolated
+    /// The host checks the flags itself: a plugin that skips the SDK's checks cannot register an
+    /// isolated worker that needs readiness, nor set a flag this host does not know.
+    #[test]
+    fn the_isolated_flag_is_known_and_refused_with_needs_ready() {
+        let ext = |flags| abi::WorkerSpecExt {
+            size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
+            flags,
+            start_after: std::ptr::null(),
+            n_start_after: 0,
+        };
+        // SAFETY: each pointer is a live local with no names.
+        let read = |e: &abi::WorkerSpecExt| unsafe { readiness_of(e) };
+        assert_eq!(read(&ext(abi::WORKER_ISOLATED)), Some((false, vec![])));
+        assert_eq!(read(&ext(abi::WORKER_NEEDS_READY)), Some((true, vec![])));
+        assert_eq!(read(&ext(abi::WORKER_ISOLATED | abi::WORKER_NEEDS_READY)), None);
+        assert_eq!(read(&ext(1 << 2)), None);
+    }
 }

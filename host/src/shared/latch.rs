@@ -59,6 +59,11 @@ pub fn set(raw: u64) -> abi::Status {
     let Some(a) = ATTACHED.get() else {
         return abi::STATUS_UNAVAILABLE;
     };
+    // issue 15: isolated
+    // A set is a store into the target's cell; an isolated process maps the segment read-only.
+    if crate::shared::isolation::active() {
+        return abi::STATUS_ISOLATED;
+    }
     let Some((slot, epoch)) = decode_handle(raw).filter(|(s, _)| *s < a.n_slots) else {
         return abi::STATUS_STALE;
     };

@@ -98,6 +98,11 @@ pub struct WorkerSpec {
     /// [`Registry::check_start_after`]).
     #[serde(default)]
     pub start_after: Vec<String>,
+    // issue 15: isolated
+    /// The worker's process maps the segment read-only and holds no dead-man flag; its crash
+    /// restarts only itself.
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 /// A shared-memory region requested by a plugin.
@@ -510,6 +515,7 @@ mod tests {
             arg: 0,
             extra: vec![],
             needs_ready: false,
+            isolated: false,
             start_after: vec![],
         }
     }

@@ -95,7 +95,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -233,6 +233,10 @@ pub struct WorkerSlot {
     /// Who launched the slot's dynamic worker: a worker's name or `control` (empty for a static
     /// worker). Written by the supervisor before `in_use`, with the registration.
     pub launcher: Text<64>,
+    // issue 15: isolated
+    /// 1 when the worker runs isolated (the supervisor's registration, for status only).
+    pub isolated: AtomicU32,
+    _pad_isolated: AtomicU32,
 }
 
 impl WorkerSlot {
@@ -506,6 +510,8 @@ impl Segment {
         s.extra.store_bytes(&w.extra);
         s.arg.store(w.arg, Ordering::Relaxed);
         s.start_time.store(w.start_time.encode(), Ordering::Relaxed);
+        // issue 15: isolated
+        s.isolated.store(w.isolated as u32, Ordering::Relaxed);
         s.in_use.store(1, Ordering::Release);
     }
 

@@ -41,7 +41,10 @@ impl Supervisor {
         let batch = &batch[..n];
         let mut split = batch.len();
         let mut helper = None;
-        if let (Some(sib), true) = (self.sibling_fork, batch.len() >= HELPER_MIN_BATCH) {
+        // issue 15: isolated
+        // A helper's workers all start attached; a batch with an isolated one is forked here.
+        let any_isolated = batch.iter().any(|(k, _)| self.isolated(*k));
+        if let (Some(sib), true) = (self.sibling_fork, batch.len() >= HELPER_MIN_BATCH && !any_isolated) {
             let half = batch.len() / 2;
             for (k, _) in &batch[half..] {
                 self.prepare_launch(k.slot);
@@ -99,14 +102,23 @@ impl Supervisor {
         crate::shared::handles::drop_request(self.segment.request_slot(slot));
     }
 
+    // issue 15: isolated
+    /// Whether the worker `key` names runs isolated (the supervisor's own registry says so).
+    fn isolated(&self, key: WorkerKey) -> bool {
+        self.core.worker(key).is_some_and(|w| w.spec.isolated)
+    }
+
     fn launch_worker(&mut self, key: WorkerKey, id: ChildSlotId, out: &mut Actions) {
         let slot = key.slot;
+        let isolated = self.isolated(key);
         self.prepare_launch(slot);
         // Only a spare that finished loading: one still loading could fail on a plugin file that
-        // has changed since, and would report that older failure as this worker's.
+        // has changed since, and would report that older failure as this worker's. Never for an
+        // isolated worker: a spare mapped the segment writable and runs plugin code already.
         let ready = self.spares.iter().position(|(_, s)| {
-            s.child_slot()
-                .is_some_and(|s| self.segment.child_slot(s).report().ready)
+            !isolated
+                && s.child_slot()
+                    .is_some_and(|s| self.segment.child_slot(s).report().ready)
         });
         match ready.map(|k| self.spares.swap_remove(k)) {
             Some((pid, spare)) => {
@@ -121,7 +133,17 @@ impl Supervisor {
                 self.record_launch(key, id, Ok(pid), Some(spare), out);
             }
             None => {
-                let result = self.start_child(id, &StartupData::Worker { worker_slot: slot }, None);
+                let startup = StartupData::Worker {
+                    worker_slot: slot,
+                    isolated,
+                };
+                let result = self.start_child(id, &startup, None);
+                // issue 15: isolated
+                // The isolated worker cannot claim its latch (a write): the supervisor does, for
+                // the pid it just learnt, and wakes the worker that waits for that.
+                if let (true, Ok(pid)) = (isolated, &result) {
+                    self.segment.child_slot(slot).latch().adopt_isolated(*pid);
+                }
                 self.record_launch(key, id, result, None, out);
             }
         }

@@ -32,6 +32,8 @@
 mod actions;
 mod dynamic;
 mod exits;
+// issue 15: isolated
+mod isolated;
 pub mod policy;
 pub mod rows;
 mod stopping;

@@ -178,7 +178,11 @@ pub fn start_fork_helper(env: &ChildEnv<'_>, sib: SiblingFork, slots: Vec<u32>) 
                 // supervisor, where `sib` was probed.
                 let pid = unsafe { sib.fork(env.segment.child_slot(slot).pid_word()) };
                 if pid == 0 {
-                    let startup = StartupData::Worker { worker_slot: slot };
+                    // The supervisor gives a helper no isolated worker (see `batch`).
+                    let startup = StartupData::Worker {
+                        worker_slot: slot,
+                        isolated: false,
+                    };
                     become_child(
                         env,
                         ChildStart {

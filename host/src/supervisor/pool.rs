@@ -368,6 +368,7 @@ mod tests {
                 arg: 0,
                 extra: vec![],
                 needs_ready: false,
+                isolated: false,
                 start_after: vec![],
             })
             .unwrap();

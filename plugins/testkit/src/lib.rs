@@ -52,6 +52,13 @@
 //!   logs `seginit saw magic=M inits=I dirty=D`, then dirties word 2 (so a region that survived a
 //!   reset shows it) and waits until stopped.
 //!
+//! Isolated workers (issue 15: isolated): the worker option `isolated` registers the worker
+//! with `.isolated()`; the triggers `log_latch` (logs `my latch is RAW`), `set_latch_raw RAW`
+//! (sets that latch handle, logs `set raw latch: true|false`) and `try_lock NAME` (takes and
+//! drops the lock, logs `took lock NAME` or `lock refused: ERROR`), `peek` (logs `counter is N`,
+//! its region counter, read only), `abort` (dies by SIGABRT). `bump` in an isolated worker is a write into the segment,
+//! which faults.
+//!
 //! Readiness (issue 14: readiness): the worker options `needs_ready` (the worker is `starting`
 //! until it declares itself ready) and `after=NAME` (starts only once the worker NAME is ready;
 //! may be given more than once); the trigger `ready` makes a worker declare itself ready and log
@@ -202,6 +209,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         let mut start = StartTime::Running;
         let mut needs_ready = false;
         let mut start_after = Vec::new();
+        // issue 15: isolated
+        let mut isolated = false;
         for opt in parts {
             match opt.split_once('=') {
                 Some(("entry", f)) => function = Some(f),
@@ -229,6 +238,7 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
                 Some(("after", t)) => start_after.push(t.to_owned()),
                 None if opt == "needs_ready" => needs_ready = true,
                 None if opt == "never" => policy = RestartPolicy::never(),
+                None if opt == "isolated" => isolated = true,
                 _ => flags.push(opt.to_owned()),
             }
         }
@@ -244,6 +254,9 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         }
         for t in start_after {
             w = w.start_after(t);
+        }
+        if isolated {
+            w = w.isolated();
         }
         reg.register_background_worker(
             w.worker_type(worker_type)
@@ -377,6 +390,22 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
                 w.set_ready();
                 tracing::info!("declared ready");
             }
+            // issue 15: isolated
+            "log_latch" => tracing::info!("my latch is {}", w.latch().to_raw()),
+            "peek" => tracing::info!("counter is {}", counter.load(Ordering::SeqCst)),
+            "abort" => std::process::abort(),
+            "set_latch_raw" => {
+                let raw: u64 = rest.trim().parse().map_err(|_| fatal(format!("bad latch {rest:?}")))?;
+                let set = LatchHandle::from_raw(raw).set();
+                tracing::info!("set raw latch: {set}");
+            }
+            "try_lock" => match w.lock(rest.trim()) {
+                Ok(l) => {
+                    drop(l.exclusive());
+                    tracing::info!("took lock {}", rest.trim());
+                }
+                Err(e) => tracing::info!("lock refused: {e}"),
+            },
             "orphan" => {
                 let pid = fork_grandchild(rest.trim() == "ignore_term")?;
                 tracing::info!("forked grandchild {pid}");

@@ -113,6 +113,9 @@ pub fn status_from_segment(seg: &Segment) -> Status {
             slot: i,
             generation: 0,
             launcher: Some(s.launcher.load()).filter(|l| !l.is_empty() && i >= seg.layout.n_static_workers),
+            // issue 15: isolated
+            // Display only: a scribbled word shows as not isolated, never as something else.
+            isolated: s.isolated.load(Ordering::Relaxed) == 1,
         };
         match s.status.read() {
             Ok(st) => {

@@ -37,6 +37,7 @@ pub fn serve_launch(req: LaunchRequest) -> Value {
         extra: Vec::new(),
         needs_ready: false,
         start_after: Vec::new(),
+        isolated: false,
     };
     let name = spec.name.clone();
     let (slot, generation) = match handles::launch(&spec) {

@@ -36,6 +36,14 @@ pub(super) unsafe extern "C" fn host_launch_worker(
             return st;
         }
     };
+    // issue 15: isolated
+    if crate::shared::isolation::active() {
+        write_message(
+            out,
+            "an isolated worker cannot launch workers (a launch writes shared memory, which its process maps read-only)",
+        );
+        return abi::STATUS_UNAVAILABLE;
+    }
     match launch(&spec) {
         Ok((slot, generation)) => {
             out.slot = slot;

@@ -67,6 +67,13 @@ pub struct LatchCell {
     always_signal: AtomicU32,
     /// The owner's pid (0: none; the supervisor clears it when it reaps the owner).
     owner_pid: AtomicI32,
+    // issue 15: isolated
+    /// Non-zero: the tenancy's owner is an isolated worker, this pid, adopted by the supervisor
+    /// (the owner maps the cell read-only and cannot claim it, nor reset the flag). Sets then
+    /// count in `sets` and always signal this pid.
+    isolated_pid: AtomicU32,
+    /// Sets of an isolated tenancy so far; the owner remembers privately how many it has seen.
+    sets: AtomicU32,
 }
 
 impl LatchCell {
@@ -76,6 +83,8 @@ impl LatchCell {
     /// slot matches), the flag clear, no owner yet. Every handle to an earlier tenancy is stale
     /// from here on.
     pub fn new_tenant(&self) {
+        self.isolated_pid.store(0, Ordering::Relaxed);
+        self.sets.store(0, Ordering::Relaxed);
         self.owner_pid.store(0, Ordering::Relaxed);
         self.waiting.store(0, Ordering::Relaxed);
         self.always_signal.store(0, Ordering::Relaxed);
@@ -86,6 +95,7 @@ impl LatchCell {
     /// instead of setting a latch nobody will read), and no set may signal its pid, which the
     /// kernel may give to another process.
     pub fn owner_gone(&self) {
+        self.isolated_pid.store(0, Ordering::Release);
         self.owner_pid.store(0, Ordering::Release);
         self.next_epoch();
     }
@@ -95,6 +105,41 @@ impl LatchCell {
         let epoch = (self.word.load(Ordering::Relaxed) >> 32) as u32;
         let next = epoch.wrapping_add(1).max(1);
         self.word.store((next as u64) << 32, Ordering::SeqCst);
+    }
+
+    // issue 15: isolated
+    /// Makes the isolated process `pid` the owner of this tenancy, for it (it cannot write the
+    /// cell), and wakes it if it waits for that in [`LatchCell::wait_adopted`].
+    pub fn adopt_isolated(&self, pid: i32) {
+        self.owner_pid.store(pid, Ordering::SeqCst);
+        self.isolated_pid.store(pid as u32, Ordering::SeqCst);
+        crate::sys::futex_wake_all(&self.isolated_pid);
+    }
+
+    /// An isolated owner, read-only: waits up to `timeout` until the supervisor adopted this
+    /// tenancy for `pid` (from then on every set signals it). Returns whether it did.
+    pub fn wait_adopted(&self, pid: i32, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let now = self.isolated_pid.load(Ordering::SeqCst);
+            if now == pid as u32 {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            crate::sys::futex_wait(&self.isolated_pid, now, Some(left));
+        }
+    }
+
+    /// An isolated owner, read-only: the tenancy's epoch (what its handles carry) and the number
+    /// of sets so far.
+    pub fn isolated_view(&self) -> (u32, u32) {
+        (
+            (self.word.load(Ordering::Acquire) >> 32) as u32,
+            self.sets.load(Ordering::SeqCst),
+        )
     }
 
     // ---- the owner's side ----
@@ -137,6 +182,21 @@ impl LatchCell {
 
     /// Sets the latch if the slot still has the tenancy `epoch`, and says whom to wake.
     pub fn set(&self, epoch: u32) -> SetOutcome {
+        // issue 15: isolated
+        // An isolated owner cannot reset the flag, so its sets are counted instead, and each one
+        // signals it: it compares the count with the last it saw before every sleep, and the
+        // signal (whose handler writes its eventfd) wakes a sleep that began after that check.
+        let isolated = self.isolated_pid.load(Ordering::SeqCst);
+        if isolated != 0 {
+            if (self.word.load(Ordering::SeqCst) >> 32) as u32 != epoch || epoch == 0 {
+                return SetOutcome::Stale;
+            }
+            self.sets.fetch_add(1, Ordering::SeqCst);
+            let pid = isolated as i32;
+            return SetOutcome::Set {
+                wake: pid_in_range(pid).then_some(pid),
+            };
+        }
         let mut cur = self.word.load(Ordering::Relaxed);
         loop {
             if (cur >> 32) as u32 != epoch || epoch == 0 {
@@ -282,6 +342,32 @@ mod tests {
         // A reaped owner's tenancy is over, before any new tenant arrives.
         c.owner_gone();
         assert_eq!(c.set(new), SetOutcome::Stale);
+    }
+
+    // issue 15: isolated
+    #[test]
+    fn an_isolated_tenancy_counts_sets_and_signals_its_owner_every_time() {
+        let c: Box<LatchCell> = zeroed();
+        c.new_tenant();
+        let (epoch, sets) = c.isolated_view();
+        assert_eq!(sets, 0);
+        let none = std::time::Duration::ZERO;
+        assert!(!c.wait_adopted(4242, none), "not adopted yet");
+        c.adopt_isolated(4242);
+        assert!(c.wait_adopted(4242, none));
+        assert!(!c.wait_adopted(1, none), "adopted for another pid");
+        // No flag to coalesce on: each set counts, and each signals the (busy or asleep) owner.
+        assert_eq!(c.set(epoch), SetOutcome::Set { wake: Some(4242) });
+        assert_eq!(c.set(epoch), SetOutcome::Set { wake: Some(4242) });
+        assert_eq!(c.isolated_view(), (epoch, 2));
+        assert_eq!(c.set(epoch.wrapping_add(1)), SetOutcome::Stale);
+        // A reaped isolated owner is signalled no more; the next tenant starts attached.
+        c.owner_gone();
+        assert_eq!(c.set(epoch), SetOutcome::Stale);
+        c.new_tenant();
+        let e = c.claim(7);
+        assert_eq!(c.set(e), SetOutcome::Set { wake: None });
+        assert_eq!(c.isolated_view().1, 0);
     }
 
     #[test]

@@ -34,6 +34,18 @@ impl Registry {
                         reason: format!("start_after names worker {t:?}, which no plugin registered"),
                     });
                 }
+                // issue 15: isolated
+                // Readiness is a flag the worker writes in shared memory; an isolated one cannot.
+                if self.workers[index[t.as_str()]].isolated {
+                    return Err(StartAfterError {
+                        worker: w.name.clone(),
+                        plugin: w.plugin.clone(),
+                        reason: format!(
+                            "start_after names worker {t:?}, which is isolated and so cannot report readiness \
+                             (it writes no shared memory)"
+                        ),
+                    });
+                }
             }
         }
         // Depth-first, with the path on a stack: 0 unvisited, 1 on the path, 2 done.
@@ -93,6 +105,21 @@ mod tests {
             start_after: targets.iter().map(|t| t.to_string()).collect(),
             ..super::super::tests::spec(name)
         }
+    }
+
+    // issue 15: isolated
+    #[test]
+    fn start_after_may_not_name_an_isolated_worker() {
+        let mut r = Registry::default();
+        r.add_worker(WorkerSpec {
+            isolated: true,
+            ..after("iso", "p", &[])
+        })
+        .unwrap();
+        r.add_worker(after("b", "q", &["iso"])).unwrap();
+        let e = r.check_start_after().unwrap_err();
+        assert_eq!((e.worker.as_str(), e.plugin.as_str()), ("b", "q"));
+        assert!(e.to_string().contains("\"iso\", which is isolated"), "{e}");
     }
 
     #[test]

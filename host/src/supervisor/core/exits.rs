@@ -143,6 +143,8 @@ impl Core {
             return self.took(Row::StaleKey);
         };
         let name = w.spec.name.clone();
+        // issue 15: isolated
+        let isolated = w.spec.isolated;
         let policy = w.spec.restart;
         let crash_loop = w.spec.crash_loop;
         let reason = match (outcome, slot.reason.is_empty()) {
@@ -221,6 +223,10 @@ impl Core {
                     rows::fired(Row::WorkerGivesUp, from)
                 }
             },
+            // issue 15: isolated
+            Next::ResetHost if isolated => {
+                return self.isolated_crashed(key, pid, status, reason, from, ran_for, now, out);
+            }
             Next::ResetHost => {
                 // A crash counts against the crashed worker's crash-loop limit too.
                 let gave_up = match policy {

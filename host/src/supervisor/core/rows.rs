@@ -92,6 +92,10 @@ pub enum Row {
     TerminateRunning,
     TerminatePending,
     TerminateIgnored,
+    // issue 15: isolated
+    IsolatedCrashRestarts,
+    IsolatedCrashGivesUp,
+    IsolatedCrashFails,
 }
 
 /// The host's phase without its data: what a host row leaves.

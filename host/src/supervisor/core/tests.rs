@@ -8,6 +8,8 @@
 //! whichever scenario takes it.
 
 mod dynamic;
+// issue 15: isolated
+mod isolated;
 mod outcomes;
 mod readiness;
 mod reset;
@@ -23,6 +25,7 @@ use crate::shared::registry::{Registry, RestartPolicy, StartTime};
 use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use dynamic::*;
+use isolated::*;
 use outcomes::*;
 use readiness::*;
 use reset::*;
@@ -45,6 +48,7 @@ fn spec(name: &str, restart: RestartPolicy, start_time: StartTime) -> WorkerSpec
         arg: 0,
         extra: Vec::new(),
         needs_ready: false,
+        isolated: false,
         start_after: Vec::new(),
     }
 }
@@ -352,6 +356,11 @@ scenarios! {
     requests_are_adopted_or_refused_while_up_and_answered_not_running_otherwise,
     a_terminate_stops_a_worker_for_good_in_each_state,
     a_reset_retires_stopped_dynamic_workers_and_restarts_the_others,
+    // issue 15: isolated
+    an_isolated_crash_restarts_only_that_worker_and_never_resets,
+    an_isolated_crash_counts_against_the_crash_loop_limit,
+    an_isolated_crash_under_never_fails_it_alone,
+    an_attached_crash_beside_an_isolated_worker_still_resets_both,
 }
 
 #[test]

@@ -437,4 +437,23 @@ pub const ROWS: &[RowSpec] = &[
         "remove (added at run time)",
         "the slot is free",
     ),
+    // issue 15: isolated
+    r(
+        Row::IsolatedCrashRestarts,
+        RUNNING,
+        "crash of an isolated worker",
+        "`waiting_restart`, after the delay; no reset",
+    ),
+    r(
+        Row::IsolatedCrashGivesUp,
+        RUNNING,
+        "crash of an isolated worker past the crash-loop limit",
+        "`failed`; no reset",
+    ),
+    r(
+        Row::IsolatedCrashFails,
+        RUNNING,
+        "crash of an isolated worker under `never` or terminated",
+        "`failed`; no reset",
+    ),
 ];

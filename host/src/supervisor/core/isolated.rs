@@ -1,0 +1,78 @@
+//! The core's answer to the crash of an isolated worker (issue 15: isolated): the worker alone
+//! restarts per its policy, and the host is never reset.
+//!
+//! Runs in: the supervisor, inside [`Core`], from [`Core::child_exited`]'s worker branch.
+//!
+//! Why no reset: an isolated worker's process maps the segment read-only and holds no dead-man
+//! flag and no lock, so whatever it did before it died cannot have left shared memory
+//! inconsistent: a wild store into the segment is exactly what killed it (SIGSEGV). Its crash is
+//! a failure like exit 1 and counts against its crash-loop limit; under `never` it fails. Whether
+//! a worker is isolated comes from the supervisor's own registry, never from the segment.
+
+use std::time::Duration;
+
+use super::policy::RestartDecision;
+use super::rows::{self, State, Took};
+use super::{Action, Actions, Core, Level, Now, Row, WorkerKey};
+use crate::shared::lifecycle::{ExitStatus, WorkerState};
+use crate::shared::registry::RestartPolicy;
+
+impl Core {
+    /// The isolated worker `key` (pid `pid`, in state `from` until now) crashed with `status`
+    /// after a run of `ran_for`; `reason` is what status shows. Its run record already says it
+    /// exited.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn isolated_crashed(
+        &mut self,
+        key: WorkerKey,
+        pid: i32,
+        status: ExitStatus,
+        reason: String,
+        from: State,
+        ran_for: Duration,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        let Some(w) = self.worker_mut(key) else {
+            return self.took(Row::StaleKey);
+        };
+        let (name, policy, crash_loop) = (w.spec.name.clone(), w.spec.restart, w.spec.crash_loop);
+        let r = &mut w.run;
+        let took = if matches!(policy, RestartPolicy::Never) || r.terminated {
+            r.state = WorkerState::Failed;
+            out.push(Action::Log(
+                Level::Error,
+                format!("isolated worker {name} (pid {pid}) {reason}; not restarting (no reset: it crashed alone)"),
+            ));
+            rows::fired(Row::IsolatedCrashFails, from)
+        } else {
+            match r.tracker.decide(policy, crash_loop, now.mono, ran_for) {
+                RestartDecision::After(d) => {
+                    r.state = WorkerState::WaitingRestart;
+                    r.restart_at = Some(now.mono + d);
+                    r.restart_at_ms = Some(now.wall_ms + d.as_millis() as u64);
+                    out.push(Action::Log(
+                        Level::Warn,
+                        format!(
+                            "isolated worker {name} (pid {pid}) {reason}; restarting it alone in {} (no reset)",
+                            crate::shared::time::format_duration(d)
+                        ),
+                    ));
+                    rows::fired(Row::IsolatedCrashRestarts, from)
+                }
+                RestartDecision::GiveUp(why) => {
+                    r.state = WorkerState::Failed;
+                    let full = format!("{why} (last exit: {reason})");
+                    r.last_exit = Some((status, now.wall_ms, full.clone()));
+                    out.push(Action::Log(
+                        Level::Error,
+                        format!("isolated worker {name} (pid {pid}) failed: {full}; not restarting (no reset)"),
+                    ));
+                    rows::fired(Row::IsolatedCrashGivesUp, from)
+                }
+            }
+        };
+        self.publish_or_retire(key, out);
+        took
+    }
+}

@@ -1,0 +1,92 @@
+//! Isolated workers (issue 15: isolated): a crash restarts only the crashed worker per its
+//! policy, counts against its crash-loop limit, and never resets the host; an attached worker's
+//! crash still does.
+
+use super::*;
+use crate::shared::registry::{CrashLoopLimit, RestartPolicy, StartTime};
+
+fn isolated(name: &str, restart: RestartPolicy) -> WorkerSpec {
+    WorkerSpec {
+        isolated: true,
+        ..spec(name, restart, StartTime::HostStart)
+    }
+}
+
+pub(super) fn an_isolated_crash_restarts_only_that_worker_and_never_resets() {
+    let mut d = Driver::started(vec![
+        isolated("iso", after(Duration::from_millis(100))),
+        spec("other", after(SEC), StartTime::HostStart),
+    ]);
+    let other = d.pid_of(1);
+    for status in [
+        ExitStatus::Signal(libc::SIGSEGV),
+        ExitStatus::Signal(libc::SIGABRT),
+        ExitStatus::Code(3),
+    ] {
+        let a = d.exit(d.pid_of(0), status, false, "");
+        assert_eq!(d.state_of(0), WorkerState::WaitingRestart, "{status}");
+        assert!(logged(&a, "restarting it alone in 100ms (no reset)"), "{a:?}");
+        assert!(signals(&a).is_empty(), "nobody else is signalled: {a:?}");
+        assert!(d.core.is_up());
+        assert_eq!(d.core.generation(), 1, "the segment is kept");
+        assert_eq!(d.pid_of(1), other, "the other worker keeps running");
+        assert_eq!(launches(&d.pass(Duration::from_millis(100))), 1, "{status}");
+        assert_eq!(d.state_of(0), WorkerState::Running);
+    }
+    // A dead-man flag found set is not the isolated worker's (it never sets one), but the crash
+    // still stays its own.
+    d.exit(d.pid_of(0), ExitStatus::Code(0), true, "");
+    assert_eq!(d.core.generation(), 1);
+    assert_eq!(d.state_of(0), WorkerState::WaitingRestart);
+}
+
+pub(super) fn an_isolated_crash_counts_against_the_crash_loop_limit() {
+    let mut d = Driver::started(vec![WorkerSpec {
+        crash_loop: Some(CrashLoopLimit {
+            max: 2,
+            window: 60 * SEC,
+        }),
+        ..isolated("iso", after(Duration::ZERO))
+    }]);
+    for _ in 0..2 {
+        d.exit(d.pid_of(0), ExitStatus::Signal(libc::SIGSEGV), false, "");
+        assert_eq!(d.state_of(0), WorkerState::WaitingRestart);
+        d.pass(Duration::from_millis(1));
+    }
+    let a = d.exit(d.pid_of(0), ExitStatus::Signal(libc::SIGSEGV), false, "");
+    assert_eq!(d.state_of(0), WorkerState::Failed);
+    assert!(logged(&a, "failed: restarted 2 times in 1min"), "{a:?}");
+    assert_eq!(d.core.generation(), 1, "still no reset");
+    assert_eq!(launches(&d.pass(SEC)), 0);
+}
+
+pub(super) fn an_isolated_crash_under_never_fails_it_alone() {
+    let mut d = Driver::started(vec![
+        isolated("iso", RestartPolicy::Never),
+        spec("other", after(SEC), StartTime::HostStart),
+    ]);
+    let other = d.pid_of(1);
+    let a = d.exit(d.pid_of(0), ExitStatus::Signal(libc::SIGSEGV), false, "");
+    assert_eq!(d.state_of(0), WorkerState::Failed);
+    assert!(logged(&a, "not restarting (no reset: it crashed alone)"), "{a:?}");
+    assert_eq!((d.core.generation(), d.pid_of(1)), (1, other));
+    // Its ordinary exits keep their meaning.
+    let mut d = Driver::started(vec![isolated("iso", after(Duration::ZERO))]);
+    d.exit(d.pid_of(0), ExitStatus::Code(1), false, "");
+    assert_eq!(d.state_of(0), WorkerState::WaitingRestart);
+    d.pass(Duration::from_millis(1));
+    d.exit(d.pid_of(0), ExitStatus::Code(2), false, "bad");
+    assert_eq!(d.state_of(0), WorkerState::Failed);
+}
+
+pub(super) fn an_attached_crash_beside_an_isolated_worker_still_resets_both() {
+    let mut d = Driver::started(vec![
+        isolated("iso", after(SEC)),
+        spec("attached", after(SEC), StartTime::HostStart),
+    ]);
+    let iso = d.pid_of(0);
+    let a = d.exit(d.pid_of(1), ExitStatus::Signal(libc::SIGSEGV), false, "");
+    assert!(signals(&a).contains(&(iso, Signal::SIGQUIT)), "{a:?}");
+    d.all_exit(libc::SIGQUIT);
+    assert_eq!(d.core.generation(), 2);
+}
