@@ -35,6 +35,7 @@ mod batch;
 mod control_intake;
 pub mod core;
 pub mod launch;
+mod launchers;
 pub mod notify;
 pub mod pool;
 pub mod private;
@@ -43,6 +44,8 @@ pub mod run;
 mod spares;
 pub mod spawn;
 mod status;
+// issue 14: queue
+mod queue;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -176,6 +179,8 @@ impl Supervisor {
         let (death_r, death_w) = crate::sys::pipe()?;
         crate::sys::install_supervisor_signals(&wake_w).map_err(StartError::Signals)?;
         crate::sys::load_test_knobs();
+        // issue 14: queue
+        queue::load_launch_fail_knob();
         // A worker's own child that outlives it comes to the supervisor, which reaps it and stops
         // it at shutdown, instead of escaping to init (as PID 1 of a namespace it comes anyway).
         if let Err(e) = crate::sys::become_subreaper() {
@@ -213,6 +218,8 @@ impl Supervisor {
             layout.n_worker_slots,
             !registry.hooks.is_empty(),
         )?;
+        // issue 14: queue
+        core.set_reserved(cfg.reserved_worker_slots.clone());
         // issue 14: segment init
         core.set_segment_inits(!registry.segment_inits.is_empty());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -346,6 +353,10 @@ impl Supervisor {
                 self.intake();
                 // issue 14: control
                 self.intake_control();
+                // issue 14: notifications
+                self.intake_startup();
+                // A request may have made a running worker a target others wait for.
+                self.check_ready();
             }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
@@ -369,6 +380,8 @@ impl Supervisor {
             if !more {
                 self.tend_spares();
             }
+            // issue 14: queue
+            self.publish_queued();
             // After the exits and launches of this turn, so the line (or its deadline) is current.
             self.maybe_send_status();
             let timeout = if more {
@@ -424,8 +437,12 @@ impl Supervisor {
             .workers()
             .filter(|w| w.awaits_ready())
             .filter(|w| {
-                let r = self.segment.child_slot(w.key.slot).report();
-                r.declared_ready && w.run.pid.is_some_and(|pid| r.claimed_by(pid))
+                let cs = self.segment.child_slot(w.key.slot);
+                // A worker that became a target after it launched (a dynamic worker starts after
+                // it) is asked now to report its entry; one whose entry already ran is ready.
+                let entered = !w.spec.needs_ready && cs.ask_entry_notice();
+                let r = cs.report();
+                (r.declared_ready || entered) && w.run.pid.is_some_and(|pid| r.claimed_by(pid))
             })
             .map(|w| w.key)
             .collect();
@@ -453,9 +470,13 @@ impl Supervisor {
                 }
             }
             let r = self.segment.request_slot(i);
-            let Some((seq, spec)) = crate::shared::handles::take_request(r) else {
+            let Some((seq, spec, queue_timeout)) = crate::shared::handles::take_request(r) else {
                 continue;
             };
+            // issue 14: queue
+            if self.core.is_queued(i, seq) {
+                continue;
+            }
             // The requester is the worker running in slot `i` by the core's table, never by what
             // the segment says.
             let requester = self
@@ -469,7 +490,8 @@ impl Supervisor {
             };
             let refused = |why: String| {
                 tracing::warn!("worker {by} asked for an invalid dynamic worker: {why}");
-                crate::shared::handles::answer(r, seq, &crate::shared::handles::Answer::Invalid(why));
+                // Nothing was adopted: whether the requester still waits does not matter.
+                let _ = crate::shared::handles::answer(r, seq, &crate::shared::handles::Answer::Invalid(why));
             };
             match spec {
                 Err(why) => refused(why),
@@ -484,6 +506,7 @@ impl Supervisor {
                         from: i,
                         seq,
                         spec: Box::new(spec),
+                        queue_timeout,
                     });
                     self.requester = None;
                 }
@@ -567,6 +590,10 @@ impl Supervisor {
                     self.launch_batch(&due[..n], out);
                 }
                 Action::StartStartup => {
+                    // issue 14: notifications
+                    // A request an earlier startup child left behind is not this one's.
+                    let r = self.segment.request_slot(self.layout.startup_request_slot());
+                    crate::shared::handles::drop_request(r);
                     let started = match self.pool.acquire(crate::shared::handoff::ChildKind::Startup) {
                         Some(slot) => self
                             .start_child(slot, &crate::shared::handoff::StartupData::Startup, None)
@@ -601,12 +628,19 @@ impl Supervisor {
                     let by = self.note_launcher(key);
                     if let Some(w) = self.core.worker(key) {
                         self.segment.publish_launched(key.slot, &w.spec, &by);
+                        // issue 14: notifications
+                        if let Some(l) = w.launcher {
+                            self.segment.publish_launcher(key.slot, l.child_slot);
+                        }
                     }
                     self.publish(key);
                 }
                 Action::Answer { to, seq, answer } => {
-                    crate::shared::handles::answer(self.segment.request_slot(to), seq, &answer);
+                    // issue 14: queue
+                    self.answer(to, seq, &answer, out);
                 }
+                // issue 14: notifications
+                Action::SetLatch { child_slot, pid } => self.set_launcher_latch(child_slot, pid),
                 Action::Retire(key) => {
                     self.publish(key);
                     self.segment.retire_worker(key.slot);

@@ -43,3 +43,5 @@ pub use signals::{
     spawn_blocked_signals, take_pending, SIG_CHLD, SIG_HUP, SIG_INT, SIG_QUIT, SIG_TERM, SIG_USR1,
 };
 pub use test_knobs::{load_test_knobs, test_child_signal_delay, TEST_CHILD_SIGNAL_DELAY_ENV};
+// issue 14: queue
+pub use test_knobs::{load_launch_fail, test_launch_failure, TEST_LAUNCH_FAIL_ENV};

@@ -229,6 +229,10 @@ pub struct WorkerSpec {
 // issue 14: readiness
 /// [`WorkerSpecExt::flags`]: the worker is `starting` until it calls [`WorkerApi::set_ready`].
 pub const WORKER_NEEDS_READY: u32 = 1 << 0;
+// issue 14: notifications
+/// [`WorkerSpecExt::flags`], dynamic workers only: the worker is terminated when the process
+/// that launched it exits. A static registration with it is refused.
+pub const WORKER_STOP_WITH_LAUNCHER: u32 = 1 << 2;
 /// Most `start_after` names one registration carries.
 pub const MAX_START_AFTER: usize = 4;
 // issue 15: isolated
@@ -252,47 +256,11 @@ pub struct WorkerSpecExt {
 }
 
 // issue 14: dynamic workers
-/// What [`HostApi::launch_worker`] writes back. Kept out of the fingerprint: it starts with its
-/// own size, and the host writes only the fields `size` covers.
-#[repr(C)]
-pub struct LaunchAnswer {
-    /// `size_of::<LaunchAnswer>()` as the plugin was built.
-    pub size: u32,
-    /// The worker slot of the new worker ([`STATUS_OK`]).
-    pub slot: u32,
-    /// Its generation ([`STATUS_OK`]).
-    pub generation: u64,
-    /// Worker slots in use and in all ([`STATUS_NO_FREE_SLOT`]).
-    pub used: u32,
-    pub max: u32,
-    /// Why the launch was refused, UTF-8, `message_len` bytes.
-    pub message: [u8; 256],
-    pub message_len: u32,
-}
-
-/// [`HandleStatus::phase`]: the worker has not reached its entry yet (or waits to restart).
-pub const HANDLE_NOT_STARTED: u32 = 0;
-/// The worker's process runs its entry (`pid`).
-pub const HANDLE_RUNNING: u32 = 1;
-/// The worker stopped for good (`reason`).
-pub const HANDLE_STOPPED: u32 = 2;
-/// What [`HandleStatus`]'s waits wait for.
-pub const HANDLE_WAIT_STARTUP: u32 = 0;
-pub const HANDLE_WAIT_SHUTDOWN: u32 = 1;
-
-/// A worker handle's status, as [`HostApi::handle_status`] writes it. Out of the fingerprint,
-/// like [`LaunchAnswer`].
-#[repr(C)]
-pub struct HandleStatus {
-    /// `size_of::<HandleStatus>()` as the plugin was built.
-    pub size: u32,
-    /// [`HANDLE_NOT_STARTED`], [`HANDLE_RUNNING`] or [`HANDLE_STOPPED`].
-    pub phase: u32,
-    pub pid: i32,
-    pub reason_len: u32,
-    /// Why it stopped, UTF-8, `reason_len` bytes.
-    pub reason: [u8; 256],
-}
+mod handles;
+pub use handles::*;
+// issue 14: queue
+mod queue;
+pub use queue::*;
 
 /// The size of [`WorkerSpecExt`] as ABI 1.1 defines it: the least a host accepts. A later minor
 /// version appends fields; a host reads those only when the plugin's `size` covers them, so a
@@ -429,6 +397,30 @@ pub struct HostApi {
     /// [`STATUS_NOT_FOUND`] when no live worker has that name.
     pub handle_by_name:
         unsafe extern "C" fn(ctx: *mut c_void, name: Str, slot: *mut u32, generation: *mut u64) -> Status,
+    // issue 14: notifications (ABI 1.1; check with `has` before calling)
+    /// As `launch_worker`, with what [`WorkerSpecExt`] adds ([`WORKER_NEEDS_READY`],
+    /// [`WORKER_STOP_WITH_LAUNCHER`], `start_after`); also from a startup hook. Besides
+    /// `launch_worker`'s answers: [`STATUS_DUPLICATE`] when a worker of that name is in the host,
+    /// [`STATUS_NOT_FOUND`] when a `start_after` name is no worker's (the name in `message`).
+    pub launch_worker_ext: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        spec: *const WorkerSpec,
+        ext: *const WorkerSpecExt,
+        answer: *mut LaunchAnswer,
+    ) -> Status,
+    // issue 14: queue
+    /// As `launch_worker_ext` (`ext` may be null here), with [`LaunchOpts`]: a queue timeout.
+    /// Besides its answers: [`STATUS_TERMINATE`] when a queued request was cancelled because
+    /// this worker was asked to stop.
+    pub launch_worker_opts: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        plugin: Str,
+        spec: *const WorkerSpec,
+        ext: *const WorkerSpecExt,
+        opts: *const LaunchOpts,
+        answer: *mut LaunchAnswer,
+    ) -> Status,
 }
 
 impl HostApi {

@@ -149,8 +149,16 @@ pub enum RegisterError {
     IsolatedNeedsReady { plugin: String, worker: String },
     #[error("plugin {plugin}, worker {worker:?}: this host is too old for isolated workers (plugin ABI 1.1 with WORKER_ISOLATED needed)")]
     IsolatedNotSupported { plugin: String, worker: String },
+    // issue 14: notifications
+    #[error("worker {0:?}: stop_with_launcher is for dynamic workers (a static worker has no launcher)")]
+    DynamicOnly(String),
     #[error("the host refused the registration (status {0})")]
     Other(i32),
+    // issue 14: queue
+    #[error("worker {0:?}: queue_timeout is for dynamic workers (Worker::launch), not static registrations")]
+    QueueTimeoutDynamicOnly(String),
+    #[error("worker {worker:?}: queue timeout {timeout:?} is longer than the limit of one week")]
+    BadQueueTimeout { worker: String, timeout: Duration },
 }
 
 pub(crate) fn valid_name(s: &str, max: usize) -> bool {
@@ -173,6 +181,10 @@ pub struct BackgroundWorker {
     start_after: Vec<String>,
     // issue 15: isolated
     isolated: bool,
+    // issue 14: notifications
+    stop_with_launcher: bool,
+    // issue 14: queue
+    queue_timeout: Option<Duration>,
 }
 
 impl BackgroundWorker {
@@ -191,7 +203,22 @@ impl BackgroundWorker {
             needs_ready: false,
             start_after: Vec::new(),
             isolated: false,
+            stop_with_launcher: false,
+            queue_timeout: None,
         }
+    }
+
+    // issue 14: queue
+    /// For [`crate::Worker::launch`] only: when no worker slot is free (or the free ones are
+    /// reserved for other plugins), wait up to `d` in the host's queue for one instead of failing
+    /// at once with [`crate::LaunchError::NoFreeSlot`]; the same error comes when `d` runs out.
+    /// Requests are served in order as slots free. A SIGTERM to the launching worker while it
+    /// waits cancels the request ([`crate::LaunchError::Terminate`]). At most a week; zero means
+    /// no wait. A static registration with it is refused
+    /// ([`RegisterError::QueueTimeoutDynamicOnly`]).
+    pub fn queue_timeout(mut self, d: Duration) -> Self {
+        self.queue_timeout = Some(d);
+        self
     }
     /// The group name shown in status; defaults to the name.
     pub fn worker_type(mut self, t: impl Into<String>) -> Self {
@@ -261,6 +288,16 @@ impl BackgroundWorker {
     /// [`needs_ready`]: BackgroundWorker::needs_ready
     pub fn isolated(mut self) -> Self {
         self.isolated = true;
+        self
+    }
+
+    // issue 14: notifications
+    /// For a dynamic worker: the host terminates it when the process that launched it exits
+    /// (cleanly, by a crash, or terminated), and its handle then says it stopped because its
+    /// launcher exited; a crash reset stops it for good. Without this a dynamic worker outlives
+    /// its launcher. A static registration with it is refused ([`RegisterError::DynamicOnly`]).
+    pub fn stop_with_launcher(mut self) -> Self {
+        self.stop_with_launcher = true;
         self
     }
 
@@ -342,6 +379,14 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
             worker: w.name.clone(),
         });
     }
+    // issue 14: notifications
+    if w.stop_with_launcher {
+        return Err(RegisterError::DynamicOnly(w.name.clone()));
+    }
+    // issue 14: queue
+    if w.queue_timeout.is_some() {
+        return Err(RegisterError::QueueTimeoutDynamicOnly(w.name.clone()));
+    }
     let spec = abi_spec(w);
     let st = register_spec(host, plugin, w, &spec)?;
     match st {
@@ -362,11 +407,37 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
     }
 }
 
-// issue 14: dynamic workers
-/// Whether the builder asks for what only static workers have (readiness, `start_after`,
-/// isolation).
-pub(crate) fn static_only(w: &BackgroundWorker) -> bool {
-    w.needs_ready || !w.start_after.is_empty() || w.isolated
+// issue 14: notifications
+/// The flags and `start_after` names [`abi::WorkerSpecExt`] carries for `w`, if it needs one
+/// (readiness, `start_after`, `stop_with_launcher`).
+pub(crate) fn ext_of(w: &BackgroundWorker) -> Option<(u32, Vec<abi::Str>)> {
+    let mut flags = 0;
+    if w.needs_ready {
+        flags |= abi::WORKER_NEEDS_READY;
+    }
+    if w.stop_with_launcher {
+        flags |= abi::WORKER_STOP_WITH_LAUNCHER;
+    }
+    let names: Vec<abi::Str> = w.start_after.iter().map(|t| abi::Str::new(t)).collect();
+    (flags != 0 || !names.is_empty()).then_some((flags, names))
+}
+
+// issue 15: isolated
+/// Whether the builder asks for isolation, which only static workers have.
+pub(crate) fn is_isolated(w: &BackgroundWorker) -> bool {
+    w.isolated
+}
+
+// issue 14: queue
+/// The queue timeout the builder asks for, checked against the one-week limit.
+pub(crate) fn queue_timeout_of(w: &BackgroundWorker) -> Result<Option<Duration>, RegisterError> {
+    match w.queue_timeout {
+        Some(d) if d.as_micros() > u128::from(abi::MAX_RESTART_DELAY_US) => Err(RegisterError::BadQueueTimeout {
+            worker: w.name.clone(),
+            timeout: d,
+        }),
+        q => Ok(q.filter(|d| !d.is_zero())),
+    }
 }
 
 /// The builder's name, for errors.

@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use crate::abi;
-use crate::background_worker::{abi_spec, name_of, static_only, BackgroundWorker, RegisterError};
+use crate::background_worker::{
+    abi_spec, ext_of, is_isolated, name_of, queue_timeout_of, BackgroundWorker, RegisterError,
+};
 
 /// A dynamic worker, as the launcher (or anyone it gave the handle to) sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,11 +27,19 @@ pub struct WorkerHandle {
 pub enum WorkerStatus {
     /// Not running its entry yet (or waiting to restart).
     NotYetStarted,
-    /// Its process runs its entry.
+    /// Its process runs its entry (and, for a `needs_ready` worker, declared itself ready).
     Running { pid: i32 },
     /// Stopped for good; the reason is its last exit's (an entry that did not resolve names
-    /// it), or why it never started.
-    Stopped { reason: String },
+    /// it), or why it never started. Non-exhaustive: it gains fields (as `errno` came), so
+    /// match it as `Stopped { reason, .. }`.
+    #[non_exhaustive]
+    Stopped {
+        reason: String,
+        // issue 14: queue
+        /// When its process could not be started (fork or spawn failed: `EAGAIN`, `ENOMEM`): the
+        /// errno. The worker does not restart, and its slot is free again.
+        errno: Option<i32>,
+    },
 }
 
 /// Why a handle call gave no status.
@@ -55,7 +65,11 @@ pub enum HandleError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {
-    #[error("no free worker slot ({used} of {max} in use): raise max_worker_processes")]
+    /// `used` counts the dynamic slots in use and those reserved for other plugins (free or
+    /// not); `max` is every dynamic slot (`max_worker_processes`).
+    #[error(
+        "no free worker slot ({used} of {max} in use or reserved for other plugins): raise max_worker_processes, or use .queue_timeout(d)"
+    )]
     NoFreeSlot { used: u32, max: u32 },
     #[error("invalid dynamic worker: {0}")]
     Invalid(String),
@@ -65,6 +79,19 @@ pub enum LaunchError {
     Unavailable(String),
     #[error("the host answered with status {status}: {message}")]
     Other { status: abi::Status, message: String },
+    // issue 14: notifications
+    /// A worker of this name is in the host (static, or dynamic and not yet gone): names are how
+    /// operators and [`WorkerHandle`]s find workers, so the host refuses a second one.
+    #[error("a worker named {0:?} is already in the host")]
+    DuplicateName(String),
+    /// A `start_after` name that is no worker of the host.
+    #[error("start_after names {0:?}, which is no worker of the host")]
+    UnknownStartAfter(String),
+    // issue 14: queue
+    /// The launching worker was asked to stop while its request waited in the queue: the
+    /// request is cancelled (no worker was launched).
+    #[error("this worker was asked to stop while its launch request waited for a slot")]
+    Terminate,
 }
 
 fn host() -> Option<&'static abi::HostApi> {
@@ -80,6 +107,7 @@ fn blank_status() -> abi::HandleStatus {
         pid: 0,
         reason_len: 0,
         reason: [0; 256],
+        errno: 0,
     }
 }
 
@@ -98,6 +126,7 @@ fn from_abi(st: abi::Status, out: &abi::HandleStatus) -> Result<WorkerStatus, Ha
             let n = (out.reason_len as usize).min(out.reason.len());
             WorkerStatus::Stopped {
                 reason: String::from_utf8_lossy(&out.reason[..n]).into_owned(),
+                errno: (out.errno != 0).then_some(out.errno),
             }
         }
         _ => WorkerStatus::NotYetStarted,
@@ -166,9 +195,10 @@ impl WorkerHandle {
         from_abi(st, &out)
     }
 
-    /// Waits until the worker runs its entry ([`WorkerStatus::Running`]) or stopped without
-    /// getting there ([`WorkerStatus::Stopped`], with the reason: a launch failure comes back
-    /// here). Any process holding the handle may wait, not only the launcher.
+    /// Waits until the worker runs its entry ([`WorkerStatus::Running`]; a `needs_ready` worker
+    /// once it called `set_ready`) or stopped without getting there ([`WorkerStatus::Stopped`],
+    /// with the reason: a launch failure comes back here). Any process holding the handle may
+    /// wait, not only the launcher.
     pub fn wait_for_startup(self, timeout: Duration) -> Result<WorkerStatus, HandleError> {
         self.wait(abi::HANDLE_WAIT_STARTUP, timeout)
     }
@@ -197,14 +227,27 @@ impl WorkerHandle {
 pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
     w.validate()
         .map_err(|e: RegisterError| LaunchError::Invalid(e.to_string()))?;
-    if static_only(w) {
+    // issue 15: isolated
+    if is_isolated(w) {
         return Err(LaunchError::Invalid(format!(
-            "worker {:?}: needs_ready, start_after and isolated are for static workers",
+            "worker {:?}: isolated is for static workers",
             name_of(w)
         )));
     }
     let h = host().ok_or_else(|| LaunchError::Unavailable("the host has no dynamic workers (ABI 1.0)".into()))?;
+    // issue 14: notifications
+    // The launcher hears from its workers through its latch: from now on `wait` reports it.
+    crate::latch::mark_used();
+    // issue 14: queue
+    let queue_timeout = queue_timeout_of(w).map_err(|e| LaunchError::Invalid(e.to_string()))?;
     let spec = abi_spec(w);
+    let ext = ext_of(w);
+    let has_ext = h.has(std::mem::offset_of!(abi::HostApi, launch_worker_ext) + std::mem::size_of::<usize>());
+    if ext.is_some() && !has_ext {
+        return Err(LaunchError::Unavailable(
+            "this host is too old for needs_ready, start_after and stop_with_launcher on dynamic workers".into(),
+        ));
+    }
     let mut answer = abi::LaunchAnswer {
         size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
         slot: 0,
@@ -214,9 +257,49 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
         message: [0; 256],
         message_len: 0,
     };
-    // SAFETY: the host's function (checked present), with a registration whose strings and
-    // bytes `w` keeps alive for the call, and an answer struct of the size it says.
-    let st = unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) };
+    let st = match (queue_timeout, &ext) {
+        (None, Some((flags, names))) => {
+            let ext = abi::WorkerSpecExt {
+                size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
+                flags: *flags,
+                start_after: names.as_ptr(),
+                n_start_after: names.len(),
+            };
+            // SAFETY: the host's function (the table has it: checked above), with a
+            // registration, `ext` and names that outlive the call, and an answer struct of the
+            // size it says.
+            unsafe { (h.launch_worker_ext)(h.ctx, abi::Str::new(plugin), &spec, &ext, &mut answer) }
+        }
+        // SAFETY: the host's function (checked present), with a registration whose strings
+        // and bytes `w` keeps alive for the call, and an answer struct of the size it says.
+        (None, None) => unsafe { (h.launch_worker)(h.ctx, abi::Str::new(plugin), &spec, &mut answer) },
+        // issue 14: queue
+        (Some(d), ext) => {
+            let end = std::mem::offset_of!(abi::HostApi, launch_worker_opts) + std::mem::size_of::<usize>();
+            if !h.has(end) {
+                return Err(LaunchError::Unavailable(
+                    "this host is too old for queue_timeout: no launch queue".into(),
+                ));
+            }
+            let opts = abi::LaunchOpts {
+                size: std::mem::size_of::<abi::LaunchOpts>() as u32,
+                flags: abi::LAUNCH_QUEUE,
+                queue_timeout_us: d.as_micros() as u64,
+            };
+            let ext = ext.as_ref().map(|(flags, names)| abi::WorkerSpecExt {
+                size: std::mem::size_of::<abi::WorkerSpecExt>() as u32,
+                flags: *flags,
+                start_after: names.as_ptr(),
+                n_start_after: names.len(),
+            });
+            let ext_ptr = ext
+                .as_ref()
+                .map_or(std::ptr::null(), |e| e as *const abi::WorkerSpecExt);
+            // SAFETY: the table has the field (checked); the registration, `ext` (or null), the
+            // names, `opts` and the answer struct (of the size it says) outlive the call.
+            unsafe { (h.launch_worker_opts)(h.ctx, abi::Str::new(plugin), &spec, ext_ptr, &opts, &mut answer) }
+        }
+    };
     if st == abi::STATUS_OK {
         return Ok(WorkerHandle {
             slot: answer.slot,
@@ -230,15 +313,18 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
 
 #[doc(hidden)]
 /// The error a refused launch answer means: the host's status, the detail it wrote as the
-/// message (for `Invalid` and `Unavailable`: the reason alone, which the variant's words frame)
-/// and the slot counts. Public for the host, whose own launch errors are worded by these, so
-/// each message has one source.
+/// message (the reason of an `Invalid` or `Unavailable`, the name of a `DuplicateName` or
+/// `UnknownStartAfter`, which the variant's words frame) and the slot counts. Public for the
+/// host, whose own launch errors are worded by these, so each message has one source.
 pub fn __launch_error(status: abi::Status, message: String, used: u32, max: u32) -> LaunchError {
     match status {
         abi::STATUS_NO_FREE_SLOT => LaunchError::NoFreeSlot { used, max },
         abi::STATUS_INVALID | abi::STATUS_BAD_NAME => LaunchError::Invalid(message),
         abi::STATUS_HOST_NOT_RUNNING => LaunchError::HostNotRunning,
         abi::STATUS_UNAVAILABLE => LaunchError::Unavailable(message),
+        abi::STATUS_DUPLICATE => LaunchError::DuplicateName(message),
+        abi::STATUS_NOT_FOUND => LaunchError::UnknownStartAfter(message),
+        abi::STATUS_TERMINATE => LaunchError::Terminate,
         status => LaunchError::Other { status, message },
     }
 }

@@ -92,7 +92,8 @@ pub enum WaitResult {
     Reload,
     /// This worker's latch was set ([`Worker::latch`]); the latch is reset before `wait`
     /// returns, so a set that comes after is never lost. Only returned once the worker has taken
-    /// its latch (`latch()` or `latch_fd()`).
+    /// its latch (`latch()` or `latch_fd()`), or launched a worker (`launch()`: its latch tells
+    /// it of that worker's start and stop).
     Latch,
 }
 
@@ -287,6 +288,13 @@ impl Worker {
     /// after, and [`WorkerHandle::wait_for_startup`] waits for that. Every slot taken is
     /// [`LaunchError::NoFreeSlot`] at once, never a wait; a launch that fails later (an entry
     /// that does not resolve) comes back through the handle as `Stopped` with the reason.
+    ///
+    /// The launcher is told: this worker's latch is set when the new worker starts (its entry
+    /// runs; for a [`BackgroundWorker::needs_ready`] worker, when it declares itself ready),
+    /// stops, or fails to launch, so [`Worker::wait`] returns [`WaitResult::Latch`] and the
+    /// handle's [`WorkerHandle::status`] says which. A name some worker of the host has is
+    /// refused ([`LaunchError::DuplicateName`]), as is a `start_after` name that is no worker's
+    /// ([`LaunchError::UnknownStartAfter`]).
     pub fn launch(&self, w: BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
         crate::handle::launch(self.plugin(), &w)
     }
@@ -475,6 +483,15 @@ impl Startup {
     /// As [`Worker::lock`].
     pub fn lock(&self, name: &str) -> Result<Lock, LockError> {
         self.w.lock(name)
+    }
+    // issue 14: notifications
+    /// As [`Worker::launch`], for the plugin whose hook this is: the hook is the launcher (its
+    /// latch is set when the worker starts or stops). The handle stays valid after the hook
+    /// returns; store it in a region for a worker to use. A worker launched with
+    /// [`BackgroundWorker::stop_with_launcher`] ends when the startup child does, after the last
+    /// hook.
+    pub fn launch(&self, w: BackgroundWorker) -> Result<WorkerHandle, LaunchError> {
+        crate::handle::launch(self.w.code_plugin(), &w)
     }
 }
 

@@ -62,7 +62,7 @@ fn unknown_plugin_setting_is_named(mode: Mode) {
         &[
             "plugins.hello.colour",
             "unknown key",
-            "defines: greeting, interval, workers",
+            "defines: greeting, interval, launch, workers",
         ],
     );
 }

@@ -3,6 +3,8 @@
 //! those handles and sees each one stopped. On the way: an entry that does not resolve comes
 //! back through the handle as stopped with its name and frees the slot; the next worker in that
 //! slot makes the old handle stale; with every dynamic slot taken, a launch is refused at once.
+//! A hundred handles are handed over, with room for ten more workers (which fill the pool for
+//! the refusal and are terminated before the hand-over).
 //! Every test runs in fork and exec mode.
 
 use std::time::Duration;
@@ -10,13 +12,15 @@ use std::time::Duration;
 use steward_tests::*;
 
 const T: Duration = Duration::from_secs(20);
-/// Dynamic workers launched: every dynamic slot (`max_worker_processes`).
-const N: usize = 20;
+/// Dynamic workers launched and handed over.
+const N: usize = 100;
+/// Dynamic slots (`max_worker_processes`): the launcher fills the ones past `N` until refused.
+const MAX: usize = 110;
 
 fn spec(mode: Mode) -> Spec {
     Spec::new(mode)
         .testkit("l:entry=testkit_launcher:never,t:entry=testkit_terminator:never")
-        .host(&format!("max_worker_processes = {N}"))
+        .host(&format!("max_worker_processes = {MAX}"))
         .setting("testkit", &format!("dynamic = {N}"))
 }
 
@@ -41,22 +45,26 @@ fn handles_in_a_region_are_terminated_by_another_worker(mode: Mode) {
     let s = host.wait_for("every dynamic worker running", T, |s| {
         s.workers
             .iter()
-            .filter(|w| w.name.starts_with("dyn-") && w.state == "running" && w.pid.is_some())
+            .filter(|w| w.name.starts_with("dyn-") && !w.name.starts_with("dyn-fill-"))
+            .filter(|w| w.state == "running" && w.pid.is_some())
             .count()
             == N
     });
     let pids: Vec<i32> = s
         .workers
         .iter()
-        .filter(|w| w.name.starts_with("dyn-"))
+        .filter(|w| w.name.starts_with("dyn-") && !w.name.starts_with("dyn-fill-"))
         .filter_map(|w| w.pid)
         .collect();
     assert_eq!(pids.len(), N);
-    // One more is refused at once, with the counts of dynamic slots.
+    // Once the slots past N are filled, one more is refused at once, with the counts of
+    // dynamic slots.
     let log = host.wait_log("refused in ", T);
     let line = log.lines().find(|l| l.contains("refused in ")).unwrap();
     assert!(
-        line.contains(&format!("no free worker slot ({N} of {N} in use)")),
+        line.contains(&format!(
+            "no free worker slot ({MAX} of {MAX} in use or reserved for other plugins)"
+        )),
         "{line}"
     );
     let us: u64 = line
@@ -66,13 +74,17 @@ fn handles_in_a_region_are_terminated_by_another_worker(mode: Mode) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no time in {line}"));
     assert!(us < 200_000, "a refusal took {us} us: {line}");
+    // The fillers are gone before the handles are handed over.
+    host.wait_for("only the N handed over left", T, |s| dynamic_names(s).len() == N);
     // The other worker terminates every one through the handles, and sees each stopped.
     host.trigger("t", "terminate");
     host.wait_log(&format!("stopped {N} of {N}"), T);
     wait_gone(&pids, T);
     // Stopped for good (restart policy `after` notwithstanding), and gone from status: their
-    // slots are free again.
-    let s = host.wait_for("no dynamic worker left in status", T, |s| dynamic_names(s).is_empty());
+    // slots are free again, no worker in status is a dynamic one.
+    let s = host.wait_for("no dynamic worker left in status", T, |s| {
+        dynamic_names(s).is_empty() && !s.workers.iter().any(|w| w.dynamic)
+    });
     assert_eq!(s.workers.len(), 2, "{s:#?}");
     assert!(
         !host.log_text().contains("handle "),

@@ -191,6 +191,8 @@ unsafe extern "C" fn api_set_ready(ctx: *mut c_void) {
         if slot.declare_ready() {
             tracing::info!("declared ready");
             wake_supervisor(c.host_pid);
+            // issue 14: notifications
+            crate::shared::handles::declared_ready();
         }
     }
 }
@@ -461,10 +463,14 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
     crate::sys::ensure_handler(libc::SIGURG, on_urg as *const () as libc::sighandler_t);
     crate::shared::latch::attach(env.segment, latch.as_raw_fd(), env.host_pid);
     // issue 14: dynamic workers
-    // A worker's child slot is its worker slot, and so its request slot.
+    // A worker's child slot is its worker slot, and so its request slot; the startup child's
+    // request slot is at its child slot's index too (issue 14: notifications).
     let own_slot = slot
         .and_then(|s| env.segment.child_slot_index(s))
-        .filter(|&i| !startup && i < env.segment.layout.n_worker_slots);
+        .filter(|&i| match startup {
+            true => i == env.segment.layout.startup_request_slot(),
+            false => i < env.segment.layout.n_worker_slots,
+        });
     crate::shared::handles::attach(env.segment, own_slot, env.host_pid, terminating);
     let latch_handle = slot.and_then(|s| {
         let index = env.segment.child_slot_index(s)?;

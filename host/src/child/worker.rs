@@ -38,8 +38,9 @@ pub fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u3
     if let Some(s) = slot {
         s.mark_entered(crate::shared::shmem::monotonic_ns());
         // issue 14: dynamic workers
-        // Whoever waits on this worker's handle for its start-up looks again.
-        crate::shared::handles::bump_events(env.segment, worker_slot);
+        // Whoever waits on this worker's handle for its start-up looks again, and its launcher
+        // is told (issue 14: notifications).
+        crate::shared::handles::entry_runs(env.segment, worker_slot);
         // issue 14: readiness
         // Others start after this worker, which does not declare readiness itself: its entry
         // running is its readiness.

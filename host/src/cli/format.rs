@@ -321,6 +321,8 @@ mod tests {
                     reserved_connections: 1,
                     connections_in_use: 1,
                     dynamic_workers: 8,
+                    queued: 0,
+                    reserved: Default::default(),
                 },
             },
             workers,

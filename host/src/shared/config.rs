@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::shared::log::Format;
 
+// issue 14: queue
+mod reserved;
+pub use reserved::RESERVED_WORKER_SLOTS_KEY;
+
 /// The control socket's file name in the runtime directory (declared here, where the runtime
 /// directory's paths are, so the configuration does not depend on the control protocol).
 pub const SOCKET_NAME: &str = "steward.sock";
@@ -144,6 +148,7 @@ macro_rules! host_keys {
                 Ok(Config {
                     path: c.path.to_owned(),
                     plugin_sections,
+                    reserved_worker_slots: BTreeMap::new(),
                     $($key: c.$key(self.$key)?,)*
                 })
             }
@@ -202,6 +207,11 @@ pub struct Config {
     pub log_level: crate::shared::log::Filter,
     /// `[plugins.<name>]` tables, validated against the plugins' definitions during preload.
     pub plugin_sections: BTreeMap<String, toml::Table>,
+    // issue 14: queue
+    /// Dynamic worker slots reserved per plugin (`reserved_worker_slots`, taken out of
+    /// `plugin_sections`); restart-only.
+    #[serde(default)]
+    pub reserved_worker_slots: BTreeMap<String, u32>,
 }
 
 /// Upper bounds that keep the segment and the child table sane.
@@ -245,7 +255,9 @@ impl Config {
             path,
             dir: path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from(".")),
         };
-        let cfg = raw.host.check(&check, raw.plugins)?;
+        let mut cfg = raw.host.check(&check, raw.plugins)?;
+        // issue 14: queue
+        cfg.reserved_worker_slots = reserved::take_reserved(path, &mut cfg.plugin_sections, cfg.max_worker_processes)?;
         // A misspelt plugin name would silently leave that plugin at the default level.
         if let Some((name, _)) = cfg
             .log_level

@@ -141,6 +141,10 @@ pub struct HostInfoDoc {
     pub settings_omitted: bool,
     pub last_reload: Option<ReloadReport>,
     pub pending_restart: Vec<String>,
+    // issue 14: queue
+    /// Dynamic worker slots reserved per plugin (`reserved_worker_slots`).
+    #[serde(default)]
+    pub reserved_worker_slots: std::collections::BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,6 +174,13 @@ pub struct Slots {
     /// Of `workers`, the slots reserved for dynamic workers (`max_worker_processes`).
     #[serde(default)]
     pub dynamic_workers: u32,
+    // issue 14: queue
+    /// Dynamic-worker requests waiting for a free slot (`.queue_timeout(d)`).
+    #[serde(default)]
+    pub queued: u32,
+    /// Of `dynamic_workers`, the slots reserved per plugin (`reserved_worker_slots`).
+    #[serde(default)]
+    pub reserved: std::collections::BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -127,6 +127,10 @@ const fn table(mode: u32) -> abi::HostApi {
         handle_terminate: dynamic::host_handle_terminate,
         // issue 14: control
         handle_by_name: dynamic::host_handle_by_name,
+        // issue 14: notifications
+        launch_worker_ext: dynamic::host_launch_worker_ext,
+        // issue 14: queue
+        launch_worker_opts: dynamic::host_launch_worker_opts,
     }
 }
 
@@ -222,17 +226,21 @@ unsafe extern "C" fn host_register_worker_ext(
 /// # Safety
 /// `ext` is null or points to a `WorkerSpecExt` of at least its own `size`, whose `start_after`
 /// holds `n_start_after` views valid for the call.
-unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<String>)> {
+unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<String>, bool)> {
     // SAFETY: null or valid, per this function's contract.
     let Some(ext) = (unsafe { ext.as_ref() }) else {
-        return Some((false, Vec::new()));
+        return Some((false, Vec::new(), false));
     };
     // Every field read here was in the first ABI 1.1 struct; a shorter one is not ours.
     // The 1.1 size, not today's: a field a later minor version appends must not make this host
     // refuse the plugins built before it.
     // issue 15: isolated (a flag, and one that does not go with readiness: `set_ready` writes)
-    let known = abi::WORKER_NEEDS_READY | abi::WORKER_ISOLATED;
-    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1 || ext.flags & !known != 0 || ext.flags & known == known {
+    let known = abi::WORKER_NEEDS_READY | abi::WORKER_ISOLATED | abi::WORKER_STOP_WITH_LAUNCHER;
+    let no_isolated_readiness = abi::WORKER_NEEDS_READY | abi::WORKER_ISOLATED;
+    if (ext.size as usize) < abi::WORKER_SPEC_EXT_SIZE_1_1
+        || ext.flags & !known != 0
+        || ext.flags & no_isolated_readiness == no_isolated_readiness
+    {
         return None;
     }
     if ext.n_start_after > abi::MAX_START_AFTER || (ext.start_after.is_null() && ext.n_start_after > 0) {
@@ -248,7 +256,11 @@ unsafe fn readiness_of(ext: *const abi::WorkerSpecExt) -> Option<(bool, Vec<Stri
         // SAFETY: views valid for the call.
         names.push(unsafe { text(*v) }?.to_owned());
     }
-    Some((ext.flags & abi::WORKER_NEEDS_READY != 0, names))
+    Some((
+        ext.flags & abi::WORKER_NEEDS_READY != 0,
+        names,
+        ext.flags & abi::WORKER_STOP_WITH_LAUNCHER != 0,
+    ))
 }
 
 /// Registers a static worker, with its readiness fields when `ext` is not null.
@@ -313,7 +325,7 @@ unsafe fn spec_from_abi(
         unsafe { std::slice::from_raw_parts(spec.extra, spec.extra_len) }.to_vec()
     };
     // SAFETY: per this function's contract.
-    let Some((needs_ready, start_after)) = (unsafe { readiness_of(ext) }) else {
+    let Some((needs_ready, start_after, stop_with_launcher)) = (unsafe { readiness_of(ext) }) else {
         return Err(abi::STATUS_INVALID);
     };
     // issue 15: isolated
@@ -323,6 +335,7 @@ unsafe fn spec_from_abi(
         isolated,
         needs_ready,
         start_after,
+        stop_with_launcher,
         name: name.to_owned(),
         worker_type: if wtype.is_empty() { name } else { wtype }.to_owned(),
         plugin: plugin.to_owned(),
@@ -502,6 +515,10 @@ unsafe extern "C" fn host_define_setting(
         if !name_ok {
             return abi::STATUS_BAD_NAME;
         }
+        // issue 14: queue: the host owns this key of every plugin section.
+        if name == crate::shared::config::RESERVED_WORKER_SLOTS_KEY {
+            return abi::STATUS_DUPLICATE;
+        }
         let Some(kind) = kind_of(def) else {
             return abi::STATUS_INVALID;
         };
@@ -651,9 +668,14 @@ mod tests {
         };
         // SAFETY: each pointer is a live local with no names.
         let read = |e: &abi::WorkerSpecExt| unsafe { readiness_of(e) };
-        assert_eq!(read(&ext(abi::WORKER_ISOLATED)), Some((false, vec![])));
-        assert_eq!(read(&ext(abi::WORKER_NEEDS_READY)), Some((true, vec![])));
+        assert_eq!(read(&ext(abi::WORKER_ISOLATED)), Some((false, vec![], false)));
+        assert_eq!(read(&ext(abi::WORKER_NEEDS_READY)), Some((true, vec![], false)));
         assert_eq!(read(&ext(abi::WORKER_ISOLATED | abi::WORKER_NEEDS_READY)), None);
-        assert_eq!(read(&ext(1 << 2)), None);
+        // issue 14: notifications
+        assert_eq!(
+            read(&ext(abi::WORKER_STOP_WITH_LAUNCHER | abi::WORKER_NEEDS_READY)),
+            Some((true, vec![], true))
+        );
+        assert_eq!(read(&ext(1 << 3)), None);
     }
 }

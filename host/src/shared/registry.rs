@@ -103,6 +103,11 @@ pub struct WorkerSpec {
     /// restarts only itself.
     #[serde(default)]
     pub isolated: bool,
+    // issue 14: notifications
+    /// A dynamic worker terminated when the process that launched it exits (`LauncherExited`);
+    /// refused for a static worker, which has no launcher.
+    #[serde(default)]
+    pub stop_with_launcher: bool,
 }
 
 /// A shared-memory region requested by a plugin.
@@ -244,6 +249,13 @@ impl Registry {
     pub fn add_worker(&mut self, w: WorkerSpec) -> Result<(), RegistryError> {
         self.check_open("worker name", &w.name, abi::MAX_NAME_LEN)?;
         validate_worker(&w)?;
+        // issue 14: notifications
+        if w.stop_with_launcher {
+            return Err(RegistryError::Invalid(format!(
+                "worker {:?}: stop_with_launcher is for dynamic workers (a static worker has no launcher)",
+                w.name
+            )));
+        }
         // A hash seen before is a duplicate only if the names really match.
         if !self.name_hashes.insert(name_hash(&w.name)) && self.workers.iter().any(|o| o.name == w.name) {
             return Err(RegistryError::Duplicate(format!("worker {:?}", w.name)));
@@ -517,6 +529,7 @@ mod tests {
             needs_ready: false,
             isolated: false,
             start_after: vec![],
+            stop_with_launcher: false,
         }
     }
 
@@ -549,6 +562,24 @@ mod tests {
         assert_eq!(r.for_children().locks.len(), MAX_LOCKS);
         r.freeze();
         assert_eq!(r.add_lock(lock("p", "late")), Err(RegistryError::Frozen));
+    }
+
+    // issue 14: notifications
+    #[test]
+    fn a_static_worker_refuses_stop_with_launcher_naming_it() {
+        let mut r = Registry::default();
+        let w = WorkerSpec {
+            stop_with_launcher: true,
+            ..spec("orphan")
+        };
+        let e = r.add_worker(w).unwrap_err();
+        assert!(matches!(e, RegistryError::Invalid(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"orphan\": stop_with_launcher is for dynamic workers"),
+            "{e}"
+        );
+        assert!(r.workers.is_empty());
     }
 
     #[test]

@@ -100,6 +100,21 @@ pub fn plan(running: &Config, settings: &Settings) -> Result<Plan, Vec<ConfigErr
         }
     }
     config.plugin_sections = new.plugin_sections;
+    // issue 14: queue
+    // Reservations are restart-only: the running ones stay.
+    let plugins: BTreeSet<&String> = new
+        .reserved_worker_slots
+        .keys()
+        .chain(running.reserved_worker_slots.keys())
+        .collect();
+    for p in plugins {
+        if new.reserved_worker_slots.get(p) != running.reserved_worker_slots.get(p) {
+            need_restart.push(format!(
+                "plugins.{p}.{}",
+                crate::shared::config::RESERVED_WORKER_SLOTS_KEY
+            ));
+        }
+    }
     Ok(Plan {
         config,
         settings,

@@ -25,8 +25,8 @@
 //! regions_off       region bytes, each region 64-byte aligned (children find each one's offset
 //!                   in the layout, which the registry's regions fix at start-up)
 //! locks_off         LockCell x locks: one 64-byte line each (see `shared::locks`)
-//! requests_off      RequestSlot x (W + C): a worker's or a connection child's dynamic-worker
-//!                   request, in its own child slot's index (see `shared::handles`)
+//! requests_off      RequestSlot x (W + C + 1): a requester's dynamic-worker request, at its own
+//!                   child slot's index: workers' and the startup child's (see `shared::handles`)
 //! ```
 //!
 //! Ownership and hand-off:
@@ -176,7 +176,10 @@ pub struct Header {
     /// wake-up, as for `consistent`.
     pub segment_ready: AtomicU32,
     // issue 14: dynamic workers
-    _pad_requests: AtomicU32,
+    // issue 14: queue
+    /// Dynamic-worker requests waiting for a free slot (the supervisor writes it each turn, for
+    /// status; layout 10).
+    pub dyn_queued: AtomicU32,
     /// Where the request slots lie (layout 8).
     pub requests_off: AtomicU64,
 }
@@ -237,7 +240,20 @@ pub struct WorkerSlot {
     /// 1 when the worker runs isolated (the supervisor's registration, for status only).
     pub isolated: AtomicU32,
     _pad_isolated: AtomicU32,
+    // issue 14: notifications
+    /// The raw latch handle of the process that launched this dynamic worker (0: none), written
+    /// by the supervisor from its own table with the registration (layout 9). The worker sets it
+    /// when its entry runs, or at `set_ready` when [`NOTIFY_AT_READY`] is set; a stale handle
+    /// sets nothing.
+    pub launcher_latch: AtomicU64,
+    /// [`NOTIFY_AT_READY`] or 0 (supervisor writes with the registration).
+    pub notify: AtomicU32,
+    _pad_notify: AtomicU32,
 }
+
+// issue 14: notifications
+/// [`WorkerSlot::notify`]: the worker declares readiness, which is its start for its launcher.
+pub const NOTIFY_AT_READY: u32 = 1;
 
 impl WorkerSlot {
     /// Where the worker-state word of the slot's status lies within the slot, for tools that look
@@ -472,8 +488,8 @@ impl Segment {
     }
 
     // issue 14: dynamic workers
-    /// Request slot `i` (one per worker slot and per connection slot, in the requester's own child
-    /// slot's index); `i` is checked against this process's own layout.
+    /// Request slot `i` (the requester's own, at its child slot's index, up to the startup
+    /// child's); `i` is checked against this process's own layout.
     pub fn request_slot(&self, i: u32) -> &crate::shared::handles::RequestSlot {
         assert!(i < self.layout.n_request_slots(), "request slot {i} out of range");
         // SAFETY: as for `child_slot`: the index is bounded by this process's layout, the table is
@@ -512,7 +528,22 @@ impl Segment {
         s.start_time.store(w.start_time.encode(), Ordering::Relaxed);
         // issue 15: isolated
         s.isolated.store(w.isolated as u32, Ordering::Relaxed);
+        // issue 14: notifications
+        // No launcher until `publish_launcher` says so (a static worker never has one).
+        s.launcher_latch.store(0, Ordering::Relaxed);
+        s.notify
+            .store(if w.needs_ready { NOTIFY_AT_READY } else { 0 }, Ordering::Relaxed);
         s.in_use.store(1, Ordering::Release);
+    }
+
+    // issue 14: notifications
+    /// Names the latch a dynamic worker in slot `i` sets when it starts: its launcher's, taken by
+    /// the supervisor from its own table (the launcher's child slot) and the tenancy that slot
+    /// has now. A launcher that exits makes the handle stale, so a late start sets nothing.
+    pub fn publish_launcher(&self, i: u32, launcher_child_slot: u32) {
+        let epoch = self.child_slot(launcher_child_slot).latch().epoch();
+        let raw = crate::shared::protocol::latch::encode_handle(launcher_child_slot, epoch);
+        self.worker_slot(i).launcher_latch.store(raw, Ordering::Release);
     }
 
     /// Lock `i` of the lock table; `i` is checked against this process's own layout.

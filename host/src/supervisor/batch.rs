@@ -26,6 +26,12 @@ impl Supervisor {
         let mut batch = [(due[0], None::<ChildSlotId>); LAUNCH_BATCH];
         let mut n = 0;
         for &k in due {
+            // issue 14: queue
+            // The test-only knob fails a launch before any fork, spawn or hand-off.
+            if let Some(e) = crate::sys::test_launch_failure() {
+                self.core.handle(Event::LaunchFailed { key: k, error: &e }, now(), out);
+                continue;
+            }
             match self.pool.acquire_worker(k.slot) {
                 Some(id) => {
                     batch[n] = (k, Some(id));

@@ -27,7 +27,8 @@ impl Supervisor {
         for c in 0..self.layout.n_connection_slots {
             let i = self.layout.connection_child_slot(c);
             let r = self.segment.request_slot(i);
-            let Some((seq, spec)) = handles::take_request(r) else {
+            // A control client's launch does not queue (issue 14: queue): any timeout is ignored.
+            let Some((seq, spec, _)) = handles::take_request(r) else {
                 continue;
             };
             let live = self
@@ -40,7 +41,8 @@ impl Supervisor {
             }
             let refused = |why: String| {
                 tracing::warn!("a control client asked for an invalid dynamic worker: {why}");
-                handles::answer(r, seq, &Answer::Invalid(why));
+                // Nothing was adopted: whether the client still waits does not matter.
+                let _ = handles::answer(r, seq, &Answer::Invalid(why));
             };
             let mut spec = match spec {
                 Ok(spec) => spec,
@@ -65,6 +67,7 @@ impl Supervisor {
                 from: i,
                 seq,
                 spec: Box::new(spec),
+                queue_timeout: None,
             });
             self.requester = None;
         }
@@ -72,7 +75,21 @@ impl Supervisor {
 
     /// Records who launched `key` (the requester of the request being adopted) and returns it.
     pub(super) fn note_launcher(&mut self, key: WorkerKey) -> String {
-        let by = self.requester.clone().unwrap_or_default();
+        // issue 14: queue: a request served from the queue is adopted at a deadline, when no
+        // requester is being fed; the core says whose it was.
+        let by = match self.requester.clone() {
+            Some(by) => by,
+            None => match self.core.take_served_from(key) {
+                Some(from) if from < self.layout.n_worker_slots => self
+                    .core
+                    .worker_in(from)
+                    .map(|w| w.spec.name.clone())
+                    .unwrap_or_default(),
+                Some(from) if from == self.layout.startup_request_slot() => super::launchers::STARTUP.to_owned(),
+                Some(_) => CONTROL.to_owned(),
+                None => String::new(),
+            },
+        };
         self.launchers.retain(|k, _| k.slot != key.slot);
         self.launchers.insert(key, by.clone());
         by

@@ -34,7 +34,9 @@ mod dynamic;
 mod exits;
 // issue 15: isolated
 mod isolated;
+mod notify;
 pub mod policy;
+mod queue;
 pub mod rows;
 mod stopping;
 #[cfg(test)]
@@ -54,6 +56,7 @@ use crate::supervisor::pool::ChildSlotId;
 use crate::supervisor::private::{PidMap, PrivateVec};
 
 pub use actions::Actions;
+pub use notify::Launcher;
 use rows::{Row, State, Step, Took};
 pub use workers::{NoFreeSlot, NotRemovable, Worker, WorkerKey, WorkerRun};
 
@@ -223,9 +226,19 @@ pub enum Event<'a> {
     /// The running worker in worker slot `from`, or the connection child in child slot `from`,
     /// asked for a dynamic worker; the loop decoded and validated the registration from its
     /// request slot (request number `seq`).
-    Request { from: u32, seq: u32, spec: Box<WorkerSpec> },
+    Request {
+        from: u32,
+        seq: u32,
+        spec: Box<WorkerSpec>,
+        // issue 14: queue
+        /// Wait up to this long for a slot when none is free (`.queue_timeout(d)`).
+        queue_timeout: Option<Duration>,
+    },
     /// A handle asked for the worker `key` to stop for good (the loop checked the generation).
     Terminate { key: WorkerKey },
+    // issue 14: queue
+    /// The answer adopting `key` found its request cancelled: its requester gave up.
+    RequestCancelled { key: WorkerKey },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +289,10 @@ pub enum Action {
     /// This dynamic worker stopped for good: publish its last status, take its slot back from
     /// status, and remove it from the table ([`Core::remove_worker`]), freeing the slot.
     Retire(WorkerKey),
+    // issue 14: notifications
+    /// Set the latch of the live child `pid` in `child_slot` (a launcher: one of its workers
+    /// stopped or failed to start), with SIGURG to `pid` if it sleeps on it.
+    SetLatch { child_slot: u32, pid: i32 },
 }
 
 /// The core: see the module header.
@@ -303,6 +320,9 @@ pub struct Core {
     /// A scan asked for and not yet answered.
     scan_pending: bool,
     exit_code: i32,
+    // issue 14: queue
+    /// Requests waiting for a dynamic slot, and the per-plugin reservations.
+    queue: queue::Queue,
 }
 
 impl Core {
@@ -328,6 +348,7 @@ impl Core {
             adopted: BTreeMap::new(),
             scan_pending: false,
             exit_code: crate::exit_code::OK,
+            queue: queue::Queue::default(),
         };
         for spec in specs {
             core.insert(spec, false)?;
@@ -348,7 +369,14 @@ impl Core {
         let _: Took = match event {
             Event::Start => self.enter_startup(out),
             Event::Consistent => self.consistent(out),
-            Event::Deadline => self.deadline(now, out),
+            Event::Deadline => {
+                let took = self.deadline(now, out);
+                // issue 14: queue
+                // After the due launches: a worker served here launches at the next deadline,
+                // which is now, so a cancelled answer never meets a launch in the same batch.
+                self.serve_queue(now, out);
+                took
+            }
             Event::Stop { mode, why } => self.stop(mode, why, now, out),
             Event::Reloaded(settings) => self.reloaded(settings, out),
             Event::Launched { key, pid, slot, spare } => self.launched(key, pid, slot, spare, now, out),
@@ -385,8 +413,14 @@ impl Core {
             }
             Event::SegmentReady => self.segment_ready(out),
             Event::Ready { key } => self.ready(key, out),
-            Event::Request { from, seq, spec } => self.request(from, seq, *spec, out),
+            Event::Request {
+                from,
+                seq,
+                spec,
+                queue_timeout,
+            } => self.request(from, seq, *spec, queue_timeout, now, out),
             Event::Terminate { key } => self.terminate(key, now, out),
+            Event::RequestCancelled { key } => self.request_cancelled(key, now, out),
         };
     }
 
@@ -472,7 +506,11 @@ impl Core {
                     };
                     best = Some(best.map_or(t, |b| b.min(t)));
                 }
-                best
+                // issue 14: queue
+                match self.queue_deadline(now) {
+                    Some(q) => Some(best.map_or(q, |b| b.min(q))),
+                    None => best,
+                }
             }
             Phase::Recovering(Recovery::Quitting { kill_at }) => Some(kill_at),
             Phase::Stopping(Shutdown::Signalled { kill_at, .. }) => Some(kill_at),

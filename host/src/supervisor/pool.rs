@@ -370,6 +370,7 @@ mod tests {
                 needs_ready: false,
                 isolated: false,
                 start_after: vec![],
+                stop_with_launcher: false,
             })
             .unwrap();
         }

@@ -78,6 +78,7 @@ impl Supervisor {
             last_launch_us: r.last_launch_us,
             history: r.history.iter().cloned().collect(),
             generation: key.generation,
+            launch_errno: r.launch_errno,
         });
         // issue 14: dynamic workers
         crate::shared::handles::bump_events(&self.segment, key.slot);
@@ -123,6 +124,19 @@ impl Supervisor {
                 name,
             });
         }
+        // issue 14: queue: the host's own key of every plugin section.
+        for p in &self.cfg.preload_plugins {
+            let name = format!("plugins.{p}.{}", crate::shared::config::RESERVED_WORKER_SLOTS_KEY);
+            settings.push(SettingInfo {
+                source: source(&name),
+                context: context(false),
+                pending_restart: pending(&name),
+                value: self.cfg.reserved_worker_slots.get(p).copied().unwrap_or(0).to_string(),
+                default: "0".to_owned(),
+                description: "dynamic worker slots kept for this plugin (the host's key)".to_owned(),
+                name,
+            });
+        }
         let plugins = crate::shared::preload::plugins()
             .iter()
             .map(|p| PluginInfo {
@@ -138,6 +152,8 @@ impl Supervisor {
             settings_omitted: false,
             last_reload: self.last_reload.clone(),
             pending_restart: self.pending_restart.clone(),
+            // issue 14: queue
+            reserved_worker_slots: self.cfg.reserved_worker_slots.clone(),
         };
         let fits = |doc: &HostInfoDoc| {
             let text = serde_json::to_string(doc).unwrap_or_default();

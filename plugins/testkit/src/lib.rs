@@ -10,7 +10,8 @@
 //!   exit code N at once), `entry=FUNC` (runs another entry function), `lib=LIB` (the entry is
 //!   in another preloaded library), `type=T`, `backoff=INITIAL/FACTOR/CAP/RESET` (exponential
 //!   backoff, e.g. `backoff=20ms/2/200ms/1s`), `limit=N/WINDOW` (crash-loop limit, e.g. `3/10s`),
-//!   `start=host_start|consistent|running` (start time).
+//!   `start=host_start|consistent|running` (start time), `stop_with_launcher` (which a static
+//!   worker must refuse: init fails).
 //! - `restart_delay`: the restart delay of every worker that does not say `never`.
 //! - `announce`: each worker logs `up` as soon as its entry runs (benchmarks count these).
 //! - `check_thread`: each worker checks that the C library's view of its thread is its own (the
@@ -19,7 +20,8 @@
 //! - `startup_hook` = `"none" | "hold" | "fail"`: `hold` registers a startup hook that keeps the
 //!   host in startup until the trigger file `startup` says `consistent`, then in consistent until
 //!   it says `run`; `fail` registers one that fails; `latch` registers one that publishes its
-//!   latch in word 20 of the `latch` region and holds start-up until that latch is set.
+//!   latch in word 20 of the `latch` region and holds start-up until that latch is set; `launch`
+//!   registers one that launches a dynamic worker (see `notify.rs`, issue 14: notifications).
 //! - `init_thread`: init starts a thread that keeps running (a supervisor with more than one
 //!   thread must not fork, so the host refuses to start).
 //! - `message` (reloadable) and `fixed` (restart-only): workers log both after a reload.
@@ -95,11 +97,19 @@ use steward::{
 
 steward::plugin! { name: "testkit", init: init }
 
+// issue 14: notifications
+mod notify;
+use notify::testkit_launch_hook;
+
 const POLL: Duration = Duration::from_millis(10);
 const MAX_WORKERS: u64 = 4096;
 /// Words of the `latch` region: 0 the waiter's handle, 1 the setter's, 2 the set's timestamp,
 /// 3 the poller's handle, the rest free for `publish_latch`.
 const LATCH_WORDS: usize = 64;
+// issue 14: queue
+/// Entries that fill the dynamic slots, queue, and see launch failures.
+mod queue;
+
 // issue 14: dynamic workers
 /// Most dynamic workers `testkit_launcher` launches.
 const MAX_DYNAMIC: usize = 256;
@@ -118,13 +128,15 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     let hook = reg.define_enum(
         "startup_hook",
         "none",
-        &["none", "hold", "fail", "latch"],
+        &["none", "hold", "fail", "latch", "launch"],
         "a startup hook",
     )?;
     match hook.as_str() {
         "hold" => reg.register_startup_hook("hold", entry!(testkit_hold))?,
         "latch" => reg.register_startup_hook("latched", entry!(testkit_latch_hook))?,
         "fail" => reg.register_startup_hook("doomed", entry!(testkit_fail_hook))?,
+        // issue 14: notifications
+        "launch" => reg.register_startup_hook("launching", entry!(testkit_launch_hook))?,
         _ => {}
     }
     // issue 14: segment init
@@ -211,6 +223,7 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         let mut start_after = Vec::new();
         // issue 15: isolated
         let mut isolated = false;
+        let mut stop_with_launcher = false;
         for opt in parts {
             match opt.split_once('=') {
                 Some(("entry", f)) => function = Some(f),
@@ -239,6 +252,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
                 None if opt == "needs_ready" => needs_ready = true,
                 None if opt == "never" => policy = RestartPolicy::never(),
                 None if opt == "isolated" => isolated = true,
+                // issue 14: notifications (refused for a static worker: init fails)
+                None if opt == "stop_with_launcher" => stop_with_launcher = true,
                 _ => flags.push(opt.to_owned()),
             }
         }
@@ -257,6 +272,9 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         }
         if isolated {
             w = w.isolated();
+        }
+        if stop_with_launcher {
+            w = w.stop_with_launcher();
         }
         reg.register_background_worker(
             w.worker_type(worker_type)
@@ -905,7 +923,8 @@ steward::worker_entry!(testkit_locker);
 /// `testkit_dyn_child` (restart policy `after` 100 ms), the first of which takes the missing
 /// one's freed slot (logs `old handle: stale` when the old handle says so); waits for each to
 /// start, stores the handles in `testkit_handles` and logs `launched N running`; then launches
-/// one more and logs `refused in US us: ERROR`; then waits until stopped.
+/// `dyn-fill-K` workers until a launch is refused, logs `refused in US us: ERROR`, terminates the
+/// fillers and only then publishes the handles; then waits until stopped.
 fn testkit_launcher(w: &mut Worker) -> Result<(), WorkerError> {
     let n: i64 = w.setting("dynamic").map_err(fatal)?;
     let n = n as usize;
@@ -923,7 +942,7 @@ fn testkit_launcher(w: &mut Worker) -> Result<(), WorkerError> {
         ))
         .map_err(fatal)?;
     match missing.wait_for_startup(t).map_err(fatal)? {
-        steward::WorkerStatus::Stopped { reason } => tracing::info!("missing entry stopped: {reason}"),
+        steward::WorkerStatus::Stopped { reason, .. } => tracing::info!("missing entry stopped: {reason}"),
         other => return Err(fatal(format!("missing entry: {other:?}"))),
     }
     let mut handles = Vec::with_capacity(n);
@@ -946,13 +965,33 @@ fn testkit_launcher(w: &mut Worker) -> Result<(), WorkerError> {
         word(HANDLE_WORDS_AT + 2 * i)?.store(slot as u64, Ordering::Relaxed);
         word(HANDLE_WORDS_AT + 2 * i + 1)?.store(generation, Ordering::Relaxed);
     }
-    word(0)?.store(n as u64, Ordering::Release);
     tracing::info!("launched {n} running");
-    let asked = std::time::Instant::now();
-    match w.launch(child("dyn-one-too-many".into())) {
-        Ok(h) => tracing::error!("launched one too many: {h:?}"),
-        Err(e) => tracing::info!("refused in {} us: {e}", asked.elapsed().as_micros()),
+    // Every dynamic slot left is filled; the launch after the last is refused at once. The
+    // fillers are terminated before the handles are handed over.
+    let mut fillers = Vec::new();
+    loop {
+        let asked = std::time::Instant::now();
+        match w.launch(child(format!("dyn-fill-{}", fillers.len()))) {
+            Ok(h) if fillers.len() < MAX_DYNAMIC => fillers.push(h),
+            Ok(h) => {
+                tracing::error!("launched one too many: {h:?}");
+                break;
+            }
+            Err(e) => {
+                tracing::info!("refused in {} us: {e}", asked.elapsed().as_micros());
+                break;
+            }
+        }
     }
+    for h in &fillers {
+        h.terminate().map_err(fatal)?;
+    }
+    for h in &fillers {
+        if !matches!(h.wait_for_shutdown(t), Ok(steward::WorkerStatus::Stopped { .. })) {
+            tracing::error!("filler {h:?} did not stop");
+        }
+    }
+    word(0)?.store(n as u64, Ordering::Release);
     while !matches!(
         w.wait(Duration::from_secs(60)),
         WaitResult::Terminate | WaitResult::HostGone

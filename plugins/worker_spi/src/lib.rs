@@ -283,7 +283,7 @@ fn serve(w: &Worker, shared: &Shared, request: u64, naptime: &mut Duration) -> b
         Ok(WorkerStatus::Running { pid }) => pid,
         // A launch that failed after `launch` returned (fork failed, the entry did not
         // resolve) comes back here, with the reason; its slot is already free.
-        Ok(WorkerStatus::Stopped { reason }) => {
+        Ok(WorkerStatus::Stopped { reason, .. }) => {
             tracing::warn!("request {request}: {DYNAMIC} stopped before it started: {reason}");
             keep(shared, None);
             return true;
@@ -322,7 +322,7 @@ fn finish(w: &Worker, shared: &Shared, request: u64, handle: WorkerHandle) -> bo
     }
     w.set_activity(&format!("request {request}: waiting for {DYNAMIC} to stop"));
     let went_on = match handle.wait_for_shutdown(HANDLE_TIMEOUT) {
-        Ok(WorkerStatus::Stopped { reason }) => {
+        Ok(WorkerStatus::Stopped { reason, .. }) => {
             tracing::info!("request {request}: {DYNAMIC} stopped ({reason})");
             true
         }

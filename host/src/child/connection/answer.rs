@@ -153,6 +153,8 @@ pub fn status_from_segment(seg: &Segment) -> Status {
         workers.push(info);
     }
     let info = info_from_segment(seg).unwrap_or_default();
+    // issue 14: queue: read before `info`'s fields move out below.
+    let reserved = info.reserved_worker_slots.clone();
     Status {
         plugins: info.plugins,
         last_reload: info.last_reload,
@@ -174,6 +176,9 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                     .filter(|&i| seg.child_slot(seg.layout.connection_child_slot(i)).report().in_use())
                     .count() as u32,
                 dynamic_workers: seg.layout.n_worker_slots - seg.layout.n_static_workers,
+                // issue 14: queue
+                queued: h.dyn_queued.load(Ordering::Relaxed),
+                reserved,
             },
         },
         workers,

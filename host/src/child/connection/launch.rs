@@ -38,9 +38,10 @@ pub fn serve_launch(req: LaunchRequest) -> Value {
         needs_ready: false,
         start_after: Vec::new(),
         isolated: false,
+        stop_with_launcher: false,
     };
     let name = spec.name.clone();
-    let (slot, generation) = match handles::launch(&spec) {
+    let (slot, generation) = match handles::launch(&spec, None) {
         Ok(h) => h,
         Err(e) => return answer::error(&refusal(&name, &e)),
     };
@@ -52,7 +53,7 @@ pub fn serve_launch(req: LaunchRequest) -> Value {
     };
     match handles::wait(slot, generation, false, timeout) {
         Ok(HandleState::Running { pid }) => launched(Some(pid)),
-        Ok(HandleState::Stopped { reason }) => answer::error(&format!(
+        Ok(HandleState::Stopped { reason, .. }) => answer::error(&format!(
             "worker {name} (slot {slot}, generation {generation}) stopped: {reason}"
         )),
         Ok(HandleState::NotYetStarted) | Err(HandleFail::TimedOut) => answer::error(&format!(
@@ -91,7 +92,7 @@ pub fn serve_terminate(name: &str, wait: Option<Duration>) -> Value {
         return answer::ok(json!({"name": name, "slot": slot, "generation": generation, "stopped": null}));
     };
     match handles::wait(slot, generation, true, timeout) {
-        Ok(HandleState::Stopped { reason }) => stopped(&reason),
+        Ok(HandleState::Stopped { reason, .. }) => stopped(&reason),
         // Stopped and already replaced by another worker in its slot: stopped all the same.
         Err(HandleFail::Stale) => stopped("stopped (its slot has another worker since)"),
         Ok(_) | Err(HandleFail::TimedOut) => answer::error(&format!(

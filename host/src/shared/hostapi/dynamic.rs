@@ -17,6 +17,67 @@ pub(super) unsafe extern "C" fn host_launch_worker(
     spec: *const abi::WorkerSpec,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, std::ptr::null(), std::ptr::null(), answer) }
+}
+
+// issue 14: notifications
+pub(super) unsafe extern "C" fn host_launch_worker_ext(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    if ext.is_null() {
+        return abi::STATUS_INVALID;
+    }
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, ext, std::ptr::null(), answer) }
+}
+
+// issue 14: queue
+/// The queue timeout `opts` asks for: `Err` for a malformed struct or unknown flags.
+///
+/// # Safety
+/// `opts` is null or points to a `LaunchOpts` of at least the size it claims.
+unsafe fn queue_timeout(opts: *const abi::LaunchOpts) -> Result<Option<std::time::Duration>, Status> {
+    // SAFETY: per this function's contract.
+    let Some(o) = (unsafe { opts.as_ref() }) else {
+        return Ok(None);
+    };
+    if (o.size as usize) < std::mem::size_of::<abi::LaunchOpts>() || o.flags & !abi::LAUNCH_QUEUE != 0 {
+        return Err(abi::STATUS_INVALID);
+    }
+    Ok((o.flags & abi::LAUNCH_QUEUE != 0).then(|| std::time::Duration::from_micros(o.queue_timeout_us)))
+}
+
+/// `launch_worker_ext` with launch options (`ext` may be null here).
+pub(super) unsafe extern "C" fn host_launch_worker_opts(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    opts: *const abi::LaunchOpts,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
+    // SAFETY: the plugin's pointers, passed on as they came.
+    unsafe { launch_worker(plugin, spec, ext, opts, answer) }
+}
+
+/// Every launch call: `ext` null for `launch_worker`, `opts` null but for `launch_worker_opts`.
+///
+/// # Safety
+/// The plugin's pointers per the ABI: `spec`, `ext` and `opts` null or valid for the call (`opts`
+/// of at least the size it claims), `answer` null or a `LaunchAnswer` of at least the size it
+/// claims.
+unsafe fn launch_worker(
+    plugin: Str,
+    spec: *const abi::WorkerSpec,
+    ext: *const abi::WorkerSpecExt,
+    opts: *const abi::LaunchOpts,
+    answer: *mut abi::LaunchAnswer,
+) -> Status {
     use crate::shared::handles::launch;
     // SAFETY: the plugin's answer struct, checked for null and for the size it claims.
     let Some(out) = (unsafe { answer.as_mut() }) else {
@@ -26,7 +87,7 @@ pub(super) unsafe extern "C" fn host_launch_worker(
         return abi::STATUS_INVALID;
     }
     // SAFETY: the plugin's pointers, valid for the call.
-    let spec = match unsafe { spec_from_abi(plugin, spec, std::ptr::null()) } {
+    let spec = match unsafe { spec_from_abi(plugin, spec, ext) } {
         Ok(s) => s,
         Err(st) => {
             write_message(
@@ -44,7 +105,15 @@ pub(super) unsafe extern "C" fn host_launch_worker(
         );
         return abi::STATUS_UNAVAILABLE;
     }
-    match launch(&spec) {
+    // SAFETY: the plugin's options struct, null or of the size it claims.
+    let queue_timeout = match unsafe { queue_timeout(opts) } {
+        Ok(q) => q,
+        Err(st) => {
+            write_message(out, "the launch options are malformed (size or unknown flags)");
+            return st;
+        }
+    };
+    match launch(&spec, queue_timeout) {
         Ok((slot, generation)) => {
             out.slot = slot;
             out.generation = generation;
@@ -61,8 +130,9 @@ fn write_message(out: &mut abi::LaunchAnswer, m: &str) {
     out.message_len = n as u32;
 }
 
-/// Writes a refused launch into the plugin's answer: the detail, and the counts of a full pool;
-/// returns the status. The SDK words the error from these (`steward::__launch_error`).
+/// Writes a refused launch into the plugin's answer: what the SDK cannot know (the reason or the
+/// name, and the counts of a full pool); returns the status. The SDK words the error from these
+/// (`steward::__launch_error`), as the host's own `LaunchFail` does.
 fn refusal(e: &crate::shared::handles::LaunchFail, out: &mut abi::LaunchAnswer) -> Status {
     use crate::shared::handles::LaunchFail;
     write_message(out, &e.detail());
@@ -73,9 +143,13 @@ fn refusal(e: &crate::shared::handles::LaunchFail, out: &mut abi::LaunchAnswer) 
             abi::STATUS_NO_FREE_SLOT
         }
         LaunchFail::Invalid(_) => abi::STATUS_INVALID,
+        // issue 14: notifications
+        LaunchFail::DuplicateName(_) => abi::STATUS_DUPLICATE,
+        LaunchFail::UnknownStartAfter(_) => abi::STATUS_NOT_FOUND,
         LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
         LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
         LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
+        LaunchFail::Terminate => abi::STATUS_TERMINATE,
     }
 }
 
@@ -104,13 +178,15 @@ unsafe fn handle_out(
     };
     out.pid = 0;
     out.reason_len = 0;
+    out.errno = 0;
     out.phase = match st {
         HandleState::NotYetStarted => abi::HANDLE_NOT_STARTED,
         HandleState::Running { pid } => {
             out.pid = pid;
             abi::HANDLE_RUNNING
         }
-        HandleState::Stopped { reason } => {
+        HandleState::Stopped { reason, errno } => {
+            out.errno = errno.unwrap_or(0);
             let mut n = reason.len().min(out.reason.len());
             while !reason.is_char_boundary(n) {
                 n -= 1;
@@ -203,6 +279,9 @@ mod tests {
             LaunchFail::HostNotRunning,
             LaunchFail::Unavailable,
             LaunchFail::TimedOut(std::time::Duration::from_secs(10)),
+            LaunchFail::DuplicateName("w".into()),
+            LaunchFail::UnknownStartAfter("loader".into()),
+            LaunchFail::Terminate,
         ];
         for e in fails {
             let mut out = abi::LaunchAnswer {

@@ -195,6 +195,20 @@ impl ChildSlot {
     /// Records that the child is about to call its entry.
     pub fn mark_entered(&self, now_ns: u64) {
         self.entered_at_ns.store(now_ns, Ordering::Relaxed);
+        // issue 14: notifications
+        // Pairs with `ask_entry_notice`: the child reads `notify_entry` after this, the
+        // supervisor reads the entry time after its store, so one of them sees the other.
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    // issue 14: notifications
+    /// The supervisor asks a worker already launched to report its entry running (it became a
+    /// target another worker starts after); true when the entry has already run, which the
+    /// child may then never report.
+    pub fn ask_entry_notice(&self) -> bool {
+        self.notify_entry.store(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.entered_at_ns.load(Ordering::Relaxed) != 0
     }
 
     // issue 14: readiness

@@ -142,6 +142,24 @@ impl LatchCell {
         )
     }
 
+    // issue 14: notifications
+    /// The tenancy the slot has now (the supervisor names a launcher's latch with it).
+    pub fn epoch(&self) -> u32 {
+        (self.word.load(Ordering::Acquire) >> 32) as u32
+    }
+
+    /// Sets the latch of the slot's current tenancy (the supervisor, for a launcher it knows is
+    /// alive from its own table); says whether the owner must be woken. The caller signals the
+    /// pid it knows, never `owner_pid`.
+    pub fn set_current(&self) -> bool {
+        match self.set(self.epoch()) {
+            SetOutcome::Set { .. } => {
+                self.waiting.load(Ordering::SeqCst) != 0 || self.always_signal.load(Ordering::SeqCst) != 0
+            }
+            SetOutcome::Stale | SetOutcome::AlreadySet => false,
+        }
+    }
+
     // ---- the owner's side ----
 
     /// Makes the calling process the owner; returns the epoch its handles carry.

@@ -36,8 +36,8 @@ pub struct Layout {
     #[serde(default)]
     pub n_locks: u32,
     // issue 14: dynamic workers
-    /// The request slots: one per worker slot, then one per connection slot (issue 14: control),
-    /// so a requester's request slot has its child slot's index.
+    /// The request slots: one per child slot up to the startup child's, each requester's at its
+    /// child slot's index.
     #[serde(default)]
     pub requests_off: u64,
     pub size: u64,
@@ -79,7 +79,7 @@ impl Layout {
         let requests_off = next;
         next = align(
             requests_off
-                + (n_worker_slots + max_connections) as u64
+                + Layout::n_request_slots_for(n_worker_slots, max_connections) as u64
                     * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
         );
         Layout {
@@ -98,6 +98,23 @@ impl Layout {
         }
     }
 
+    // issue 14: notifications
+    /// Request slots: each requester's at its child slot's index, the worker slots' and the
+    /// connection slots' (issue 14: control), then the startup child's (startup hooks launch
+    /// dynamic workers too).
+    fn n_request_slots_for(n_worker_slots: u32, n_connection_slots: u32) -> u32 {
+        n_worker_slots + n_connection_slots + 1
+    }
+
+    pub fn n_request_slots(&self) -> u32 {
+        Layout::n_request_slots_for(self.n_worker_slots, self.n_connection_slots)
+    }
+
+    /// The startup child's request slot: its child slot's index.
+    pub fn startup_request_slot(&self) -> u32 {
+        self.startup_child_slot()
+    }
+
     /// The startup child's slot.
     pub fn startup_child_slot(&self) -> u32 {
         self.n_worker_slots + self.n_connection_slots
@@ -106,12 +123,6 @@ impl Layout {
     /// The child slot of spare number `k`.
     pub fn spare_child_slot(&self, k: u32) -> u32 {
         self.startup_child_slot() + 1 + k
-    }
-
-    // issue 14: control
-    /// Request slots: the worker slots' and the connection slots', each at its child slot's index.
-    pub fn n_request_slots(&self) -> u32 {
-        self.n_worker_slots + self.n_connection_slots
     }
 
     /// The child slot of connection number `i`.

@@ -92,6 +92,10 @@ pub struct StatusCell {
     /// The generation of the worker this status is of (0: none yet), so a handle can tell its
     /// worker from a later tenant of the slot.
     generation: AtomicU64,
+    // issue 14: queue
+    /// The errno of the launch that failed, for a dynamic worker stopped by it (0: none).
+    launch_errno: AtomicU32,
+    _pad_errno: AtomicU32,
 }
 
 /// The longest `waiting_for` a status cell holds: "worker ", a name, " (failed)".
@@ -113,6 +117,9 @@ pub struct StatusSnapshot {
     pub waiting_for: Option<String>,
     /// The worker's generation (its key's): what a handle compares with its own.
     pub generation: u64,
+    // issue 14: queue
+    /// The errno of the launch that stopped a dynamic worker.
+    pub launch_errno: Option<i32>,
 }
 
 impl StatusCell {
@@ -141,6 +148,8 @@ impl StatusCell {
         self.n_history.store(n as u32, Ordering::Relaxed);
         self.waiting_for.store(s.waiting_for.as_deref().unwrap_or(""));
         self.generation.store(s.generation, Ordering::Relaxed);
+        self.launch_errno
+            .store(s.launch_errno.unwrap_or(0) as u32, Ordering::Relaxed);
         let (k, v) = encode_exit(s.last_exit.as_ref().map(|(st, _, _)| *st));
         self.exit_kind.store(k, Ordering::Relaxed);
         if let Some((_, at, reason)) = &s.last_exit {
@@ -206,6 +215,7 @@ impl StatusCell {
             last_exit,
             waiting_for: Some(self.waiting_for.load()).filter(|w| !w.is_empty()),
             generation: self.generation.load(Ordering::Relaxed),
+            launch_errno: Some(self.launch_errno.load(Ordering::Relaxed) as i32).filter(|&e| e != 0),
         })
     }
 }
@@ -235,6 +245,7 @@ mod tests {
             ],
             waiting_for: Some("worker a ready".into()),
             generation: 7,
+            launch_errno: Some(11),
         };
         c.publish(&s);
         assert_eq!(c.read(), Ok(s));

@@ -12,63 +12,15 @@
 //! pool's once more); a terminate acts only on the key's own generation.
 
 use super::rows::{self, State, Took};
-use super::{Action, Actions, Core, Level, Now, Phase, Row, WorkerKey};
-use crate::shared::handles::Answer;
+use super::{Action, Actions, Core, Now, Phase, Row, WorkerKey};
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
-use crate::shared::registry::WorkerSpec;
 
 impl Core {
     /// Dynamic workers in the table and the dynamic slots in all, for `NoFreeSlot`.
-    fn dynamic_use(&self) -> (u32, u32) {
+    pub(super) fn dynamic_use(&self) -> (u32, u32) {
         let n_static = self.workers().filter(|w| !w.is_dynamic()).count() as u32;
         let used = self.workers().filter(|w| w.is_dynamic()).count() as u32;
         (used, self.max_workers.saturating_sub(n_static))
-    }
-
-    /// The running worker in slot `from` asked for a dynamic worker (`seq` is its request's).
-    pub(super) fn request(&mut self, from: u32, seq: u32, spec: WorkerSpec, out: &mut Actions) -> Took {
-        if !self.is_up() {
-            let took = self.took(Row::RequestNotUp);
-            out.push(Action::Answer {
-                to: from,
-                seq,
-                answer: Answer::HostNotRunning,
-            });
-            return took;
-        }
-        let name = spec.name.clone();
-        match self.add_worker(spec) {
-            Ok(key) => {
-                let took = self.took(Row::RequestAdopted);
-                out.push(Action::Log(
-                    Level::Debug,
-                    format!(
-                        "dynamic worker {name} added in slot {} (generation {})",
-                        key.slot, key.generation
-                    ),
-                ));
-                out.push(Action::PublishRegistration(key));
-                out.push(Action::Answer {
-                    to: from,
-                    seq,
-                    answer: Answer::Adopted {
-                        slot: key.slot,
-                        generation: key.generation,
-                    },
-                });
-                took
-            }
-            Err(_) => {
-                let took = self.took(Row::RequestRefused);
-                let (used, max) = self.dynamic_use();
-                out.push(Action::Answer {
-                    to: from,
-                    seq,
-                    answer: Answer::NoFreeSlot { used, max },
-                });
-                took
-            }
-        }
     }
 
     /// A handle asked for `key` to stop for good.
@@ -103,6 +55,8 @@ impl Core {
                     w.run.last_exit = Some((ExitStatus::Code(0), now.wall_ms, "terminated before it started".into()));
                 }
                 self.publish_or_retire(key, out);
+                // issue 14: notifications
+                self.notify_launcher(key, out);
                 took
             }
             _ => rows::fired(Row::TerminateIgnored, from),

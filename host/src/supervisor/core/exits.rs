@@ -45,6 +45,7 @@ impl Core {
                 child.kind.info().name
             );
             self.crash(&what, now, out);
+            self.launcher_gone(pid, now, out);
             self.after_exit(now, out);
             return took;
         }
@@ -72,6 +73,9 @@ impl Core {
             ChildKind::Worker => match child.worker.filter(|k| self.worker(*k).is_some()) {
                 Some(key) => {
                     let took = self.worker_exited(key, pid, status, outcome, slot, now, out);
+                    // issue 14: notifications
+                    // After its status is published (or it is retired): the launcher reads it.
+                    self.notify_launcher(key, out);
                     // issue 14: readiness
                     // Its readiness went with its process: dependents not yet started wait again.
                     self.publish_dependents(key, out);
@@ -81,6 +85,10 @@ impl Core {
                 None => self.took(Row::StaleKey),
             },
         };
+        // issue 14: notifications
+        // Whatever it was, it launched no worker from here on; after its own exit was judged,
+        // so a launcher's crash leaves its workers to the reset it began.
+        self.launcher_gone(pid, now, out);
         self.after_exit(now, out);
         took
     }
@@ -147,7 +155,10 @@ impl Core {
         let isolated = w.spec.isolated;
         let policy = w.spec.restart;
         let crash_loop = w.spec.crash_loop;
+        // issue 14: notifications
+        let host_reason = w.run.stop_reason.clone().filter(|_| outcome != Outcome::Crash);
         let reason = match (outcome, slot.reason.is_empty()) {
+            _ if host_reason.is_some() => host_reason.unwrap_or_default(),
             (Outcome::Crash, _) if slot.dead_man && matches!(status, ExitStatus::Code(_)) => {
                 format!("crashed: {status} without a clean exit (dead-man flag still set)")
             }

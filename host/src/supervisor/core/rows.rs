@@ -96,6 +96,20 @@ pub enum Row {
     IsolatedCrashRestarts,
     IsolatedCrashGivesUp,
     IsolatedCrashFails,
+    // issue 14: notifications
+    RequestDuplicate,
+    RequestUnknownStartAfter,
+    LauncherGoneRunning,
+    LauncherGonePending,
+    WorkerResetLauncherGone,
+    // issue 14: queue
+    RequestQueued,
+    QueueServed,
+    QueueExpired,
+    QueueRequesterGone,
+    QueueHostDown,
+    RequestOrphaned,
+    DynLaunchFailed,
 }
 
 /// The host's phase without its data: what a host row leaves.

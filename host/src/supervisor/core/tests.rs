@@ -10,7 +10,10 @@
 mod dynamic;
 // issue 15: isolated
 mod isolated;
+mod notify;
 mod outcomes;
+// issue 14: queue
+mod queue;
 mod readiness;
 mod reset;
 mod seginit;
@@ -26,7 +29,9 @@ use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use dynamic::*;
 use isolated::*;
+use notify::*;
 use outcomes::*;
+use queue::*;
 use readiness::*;
 use reset::*;
 use seginit::*;
@@ -50,6 +55,7 @@ fn spec(name: &str, restart: RestartPolicy, start_time: StartTime) -> WorkerSpec
         needs_ready: false,
         isolated: false,
         start_after: Vec::new(),
+        stop_with_launcher: false,
     }
 }
 
@@ -263,6 +269,10 @@ fn clone_action(a: &Action) -> Action {
             answer: answer.clone(),
         },
         Action::Retire(k) => Action::Retire(*k),
+        Action::SetLatch { child_slot, pid } => Action::SetLatch {
+            child_slot: *child_slot,
+            pid: *pid,
+        },
     }
 }
 
@@ -361,6 +371,20 @@ scenarios! {
     an_isolated_crash_counts_against_the_crash_loop_limit,
     an_isolated_crash_under_never_fails_it_alone,
     an_attached_crash_beside_an_isolated_worker_still_resets_both,
+    // issue 14: notifications
+    duplicate_names_and_unknown_targets_are_refused_while_up,
+    a_launcher_is_told_when_its_workers_stop_or_fail_to_launch,
+    the_startup_child_launches_from_its_own_request_slot,
+    stop_with_launcher_workers_end_with_it_in_every_state,
+    a_reset_stops_stop_with_launcher_workers_for_good,
+    // issue 14: queue
+    admission_keeps_reserved_slots_for_their_plugin,
+    a_freed_slot_serves_the_queue_in_order_skipping_what_admission_refuses,
+    a_queued_request_expires_at_its_timeout_and_its_deadline_wakes_the_loop,
+    a_queued_request_whose_requester_exited_or_asked_again_is_dropped,
+    requests_queued_when_the_host_stops_being_up_are_answered_not_running,
+    an_adopted_worker_whose_request_was_cancelled_is_stopped_before_it_runs,
+    a_dynamic_launch_failure_stops_it_with_the_errno_and_frees_the_slot,
 }
 
 #[test]

@@ -67,6 +67,12 @@ pub struct WorkerRun {
     // issue 14: dynamic workers
     /// A handle terminated it: it stops for good whatever its exit says.
     pub terminated: bool,
+    // issue 14: notifications
+    /// Why the host ended it, shown as its exit's reason (its launcher exited).
+    pub stop_reason: Option<String>,
+    // issue 14: queue
+    /// The errno of the launch that failed, for a dynamic worker stopped by it.
+    pub launch_errno: Option<i32>,
     /// Past exits, newest first.
     pub history: VecDeque<(ExitStatus, u64, String)>,
     pub tracker: RestartTracker,
@@ -85,6 +91,9 @@ pub struct Worker {
     targets: Vec<u32>,
     /// Some worker starts after this one.
     pub dependents: bool,
+    // issue 14: notifications
+    /// The process that launched it (dynamic workers), while that process lives.
+    pub launcher: Option<super::Launcher>,
 }
 
 impl Worker {
@@ -114,6 +123,12 @@ impl Worker {
     pub fn notifies_entry(&self) -> bool {
         self.dependents && !self.spec.needs_ready
     }
+
+    // issue 14: notifications
+    /// Sets the slots of the workers it starts after (a dynamic worker's, resolved at adoption).
+    pub(super) fn set_targets(&mut self, targets: Vec<u32>) {
+        self.targets = targets;
+    }
 }
 
 impl Core {
@@ -132,6 +147,7 @@ impl Core {
             dynamic,
             targets: Vec::new(),
             dependents: false,
+            launcher: None,
         });
         match free {
             Some(i) => self.workers[i] = w,
@@ -359,6 +375,27 @@ impl Core {
         let Some(w) = self.worker_mut(key) else {
             return self.took(Row::StaleKey);
         };
+        // issue 14: queue
+        // A dynamic worker's fork or spawn failure is an answer to its launcher, not a retry: it
+        // stops with the errno and its slot is freed at once. A failure without an errno (the
+        // loop's own: its child slot still held by the previous process) passes, so it retries.
+        if let (true, Some(errno)) = (w.is_dynamic(), error.raw_os_error()) {
+            let took = rows::fired(Row::DynLaunchFailed, State::Worker(w.run.state));
+            let reason = format!("launch failed: {error}");
+            out.push(Action::Log(
+                Level::Error,
+                format!("cannot start dynamic worker {}: {error}; stopped", w.spec.name),
+            ));
+            w.run.state = WorkerState::Stopped;
+            w.run.restart_at = None;
+            w.run.restart_at_ms = None;
+            w.run.launch_errno = Some(errno);
+            w.run.last_exit = Some((ExitStatus::Code(0), now.wall_ms, reason));
+            self.publish_or_retire(key, out);
+            // issue 14: notifications
+            self.notify_launcher(key, out);
+            return took;
+        }
         let took = rows::fired(Row::WorkerLaunchFailed, State::Worker(w.run.state));
         out.push(Action::Log(
             Level::Error,
@@ -371,6 +408,8 @@ impl Core {
         w.run.restart_at = Some(now.mono + LAUNCH_RETRY);
         w.run.restart_at_ms = Some(now.wall_ms + LAUNCH_RETRY.as_millis() as u64);
         out.push(Action::PublishWorker(key));
+        // issue 14: notifications
+        self.notify_launcher(key, out);
         took
     }
 
@@ -393,6 +432,10 @@ impl Core {
     pub(super) fn reset_workers(&mut self, now: Now, out: &mut Actions) -> usize {
         let mut restarting = 0;
         for w in self.workers.iter_mut().flatten() {
+            // issue 14: notifications
+            if Core::reset_ends_with_launcher(w, now) {
+                continue;
+            }
             let policy = w.spec.restart;
             let r = &mut w.run;
             if r.state == WorkerState::NotStarted {

@@ -456,4 +456,82 @@ pub const ROWS: &[RowSpec] = &[
         "crash of an isolated worker under `never` or terminated",
         "`failed`; no reset",
     ),
+    // issue 14: notifications
+    r(
+        Row::RequestDuplicate,
+        UP,
+        "dynamic-worker request, a worker has its name",
+        "unchanged; answered `DuplicateName`",
+    ),
+    r(
+        Row::RequestUnknownStartAfter,
+        UP,
+        "dynamic-worker request, `start_after` names no worker",
+        "unchanged; answered `UnknownStartAfter`",
+    ),
+    r(
+        Row::LauncherGoneRunning,
+        RUNNING,
+        "its launcher exited (`stop_with_launcher`)",
+        "unchanged; SIGTERM; its exit stops it for good",
+    ),
+    r(
+        Row::LauncherGonePending,
+        DUE,
+        "its launcher exited (`stop_with_launcher`)",
+        "`stopped`; retired",
+    ),
+    r(
+        Row::WorkerResetLauncherGone,
+        &[W(NotStarted), W(WorkerState::Running), W(WaitingRestart)],
+        "reset, `stop_with_launcher`",
+        "`stopped` (its launcher is gone); retired",
+    ),
+    // issue 14: queue
+    r(
+        Row::RequestQueued,
+        QUEUE_UP,
+        "dynamic-worker request with a queue timeout, no slot admits it",
+        "unchanged; queued",
+    ),
+    r(
+        Row::QueueServed,
+        QUEUE_UP,
+        "deadline, a queued request admitted",
+        "unchanged; worker added, published, answered",
+    ),
+    r(
+        Row::QueueExpired,
+        QUEUE_UP,
+        "deadline, a queued request's timeout passed",
+        "unchanged; answered `NoFreeSlot`",
+    ),
+    r(
+        Row::QueueRequesterGone,
+        QUEUE_UP,
+        "deadline, a queued request's requester exited",
+        "unchanged; dropped",
+    ),
+    r(
+        Row::QueueHostDown,
+        NOT_UP,
+        "deadline, requests queued",
+        "unchanged; each answered \"host not running\"",
+    ),
+    r(
+        Row::RequestOrphaned,
+        &[W(NotStarted)],
+        "the adopting answer found its request cancelled",
+        "`stopped`; retired",
+    ),
+    r(
+        Row::DynLaunchFailed,
+        DUE,
+        "launch failed, dynamic worker",
+        "`stopped` with the errno; retired",
+    ),
 ];
+
+// issue 14: queue
+/// Where a queued request can come from: a running worker (none runs during segment init).
+const QUEUE_UP: &[State] = &[H(Startup), H(Consistent), H(Running)];

@@ -9,7 +9,12 @@ use crate::shared::registry::{RestartPolicy, StartTime};
 
 fn request(d: &mut Driver, from: u32, seq: u32, name: &str, restart: RestartPolicy) -> Vec<Action> {
     let spec = Box::new(spec(name, restart, StartTime::HostStart));
-    d.ev(Event::Request { from, seq, spec })
+    d.ev(Event::Request {
+        from,
+        seq,
+        spec,
+        queue_timeout: None,
+    })
 }
 
 fn answer(a: &[Action]) -> (u32, u32, Answer) {
