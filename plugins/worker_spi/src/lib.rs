@@ -261,7 +261,10 @@ fn serve(w: &Worker, shared: &Shared, request: u64, naptime: &mut Duration) -> b
         .worker_type(DYNAMIC)
         .arg(request)
         // Terminated by the launcher: never restarted, whatever its exit.
-        .restart(RestartPolicy::never());
+        .restart(RestartPolicy::never())
+        // And terminated by the host if this launcher's process ends first (a restart or a
+        // crash), so no dynamic worker outlives the launcher that would have stopped it.
+        .stop_with_launcher();
     // Every slot taken, or the host recovering from a crash, is an answer, not a wedge: log it
     // and wait for the next request.
     let handle = match w.launch(dynamic) {
@@ -368,9 +371,10 @@ fn keep(shared: &Shared, handle: Option<WorkerHandle>) {
     shared.dynamic_generation.store(generation, Ordering::Release);
 }
 
-/// A dynamic worker that a previous launcher process left running (it was restarted mid-cycle):
-/// the handle it kept in the region still works from this process, so stop it before launching
-/// another of the same name. A stale handle means that worker is gone already.
+/// A dynamic worker that a previous launcher process left (it was restarted mid-cycle): the host
+/// terminates it (`stop_with_launcher`), and the handle kept in the region, which still works
+/// from this process, waits for it to be gone before another of the same name is launched. A
+/// stale handle means that worker is gone already.
 fn stop_leftover(shared: &Shared) {
     let generation = shared.dynamic_generation.load(Ordering::Acquire);
     if generation == 0 {
