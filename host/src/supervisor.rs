@@ -627,13 +627,16 @@ impl Supervisor {
                 Action::PublishRegistration(key) => {
                     let by = self.note_launcher(key);
                     if let Some(w) = self.core.worker(key) {
-                        self.segment.publish_launched(key.slot, &w.spec, &by);
+                        self.segment.write_registration(key.slot, &w.spec, &by);
                         // issue 14: notifications
                         if let Some(l) = w.launcher {
                             self.segment.publish_launcher(key.slot, l.child_slot);
                         }
+                        // The status with the new generation first, then `in_use`: see
+                        // `handles::by_name_in` for the reader's side.
+                        self.publish(key);
+                        self.segment.hand_over(key.slot);
                     }
-                    self.publish(key);
                 }
                 Action::Answer { to, seq, answer } => {
                     // issue 14: queue

@@ -394,7 +394,8 @@ pub struct HostApi {
     pub handle_terminate: unsafe extern "C" fn(ctx: *mut c_void, slot: u32, generation: u64) -> Status,
     // issue 14: control (ABI 1.1; check with `has` before calling)
     /// Writes the handle of the live worker named `name` (static or dynamic): [`STATUS_OK`], or
-    /// [`STATUS_NOT_FOUND`] when no live worker has that name.
+    /// [`STATUS_NOT_FOUND`] when no live worker has that name, [`STATUS_DUPLICATE`] when more
+    /// than one has (a stopped or failed worker is not live).
     pub handle_by_name:
         unsafe extern "C" fn(ctx: *mut c_void, name: Str, slot: *mut u32, generation: *mut u64) -> Status,
     // issue 14: notifications (ABI 1.1; check with `has` before calling)

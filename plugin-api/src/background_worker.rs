@@ -387,15 +387,32 @@ pub(crate) fn register_with(host: &abi::HostApi, plugin: &str, w: &BackgroundWor
     if w.queue_timeout.is_some() {
         return Err(RegisterError::QueueTimeoutDynamicOnly(w.name.clone()));
     }
-    let spec = abi_spec(w);
-    let st = register_spec(host, plugin, w, &spec)?;
-    match st {
-        abi::STATUS_OK => Ok(()),
-        // A host that predates isolated workers refuses the flag as it would any unknown one.
-        abi::STATUS_INVALID if w.isolated => Err(RegisterError::IsolatedNotSupported {
+    // issue 15: isolated
+    // Decided before the call, from the table: a host that knows the flag refuses a bad entry
+    // with the same STATUS_INVALID an older one gives an unknown flag.
+    if w.isolated && !isolation_known(host.size) {
+        return Err(RegisterError::IsolatedNotSupported {
             plugin: plugin.to_owned(),
             worker: w.name.clone(),
-        }),
+        });
+    }
+    let spec = abi_spec(w);
+    let st = register_spec(host, plugin, w, &spec)?;
+    refusal(st, w)
+}
+
+// issue 15: isolated
+/// Whether a host whose table is `table_size` bytes knows `WORKER_ISOLATED`: its table has
+/// `handle_by_name`, the last field of the release (ABI 1.1) that brought isolated workers.
+fn isolation_known(table_size: u32) -> bool {
+    let end = std::mem::offset_of!(abi::HostApi, handle_by_name) + std::mem::size_of::<usize>();
+    end <= table_size as usize
+}
+
+/// What a registration's status means for `w`.
+fn refusal(st: abi::Status, w: &BackgroundWorker) -> Result<(), RegisterError> {
+    match st {
+        abi::STATUS_OK => Ok(()),
         abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
         abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(w.name.clone())),
         abi::STATUS_BAD_NAME => Err(RegisterError::BadName(w.name.clone())),
@@ -528,4 +545,24 @@ fn register_spec(
 pub fn register_after_init(w: BackgroundWorker, plugin: &str) -> Result<(), RegisterError> {
     let host = host().ok_or(RegisterError::RegistryFrozen)?;
     register_with(host, plugin, &w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15: isolated
+    #[test]
+    fn too_old_for_isolation_is_decided_by_the_table_not_by_status_invalid() {
+        let full = std::mem::size_of::<abi::HostApi>() as u32;
+        assert!(isolation_known(full));
+        let before = std::mem::offset_of!(abi::HostApi, handle_by_name) as u32;
+        assert!(!isolation_known(before));
+        // A host that knows isolation and refuses the entry gets the ordinary error.
+        let w = BackgroundWorker::new("w", EntryPoint::new("lib", "entry")).isolated();
+        match refusal(abi::STATUS_INVALID, &w) {
+            Err(RegisterError::BadEntry { function, .. }) => assert_eq!(function, "entry"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

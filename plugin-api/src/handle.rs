@@ -59,6 +59,8 @@ pub enum HandleError {
     // issue 14: control
     #[error("no live worker has that name")]
     NotFound,
+    #[error("more than one live worker has that name")]
+    Ambiguous,
 }
 
 /// Why a launch gave no handle.
@@ -148,7 +150,8 @@ impl WorkerHandle {
     // issue 14: control
     /// The handle of the live worker named `name`, static or dynamic: the host scans its worker
     /// slots. [`HandleError::NotFound`] when no live worker has that name (a dynamic worker is
-    /// gone once it stopped for good).
+    /// gone once it stopped for good; a stopped or failed static worker is not live).
+    /// [`HandleError::Ambiguous`] when more than one live worker has it.
     pub fn by_name(name: &str) -> Result<WorkerHandle, HandleError> {
         let h = crate::host().ok_or(HandleError::Unavailable)?;
         let end = std::mem::offset_of!(abi::HostApi, handle_by_name) + std::mem::size_of::<usize>();
@@ -161,6 +164,7 @@ impl WorkerHandle {
         match unsafe { (h.handle_by_name)(h.ctx, abi::Str::new(name), &mut slot, &mut generation) } {
             abi::STATUS_OK => Ok(WorkerHandle { slot, generation }),
             abi::STATUS_NOT_FOUND | abi::STATUS_BAD_NAME => Err(HandleError::NotFound),
+            abi::STATUS_DUPLICATE => Err(HandleError::Ambiguous),
             abi::STATUS_UNAVAILABLE => Err(HandleError::Unavailable),
             other => Err(HandleError::Other(other)),
         }

@@ -2,7 +2,8 @@
 //! restarted alone (segment generation and the other workers' pids unchanged); its wild write
 //! into the segment faults and is counted as its own crash, and never lands; its latch wakes it,
 //! while it can neither set another's latch nor take a lock; it keeps its settings and reloads;
-//! it dies with the host; an attached
+//! it dies with the host; a handle to it says it runs; a corrupt header it finds resets the
+//! host; an attached
 //! worker's crash still resets everything; registration refuses what an isolated worker cannot
 //! do. Every test runs in fork and in exec mode.
 
@@ -231,7 +232,78 @@ fn registration_refuses_what_an_isolated_worker_cannot_do(mode: Mode) {
     }
 }
 
+/// A handle to a running isolated worker says it runs: `WorkerHandle::by_name("w")` and
+/// `wait_for_startup` in a worker launched over the control socket give `Running` with the pid
+/// status shows (the isolated worker cannot write its slot to say its entry runs).
+fn a_handle_sees_a_running_isolated_worker_run(mode: Mode) {
+    let host = Host::start(Spec::new(mode).testkit("w:isolated").host("max_worker_processes = 4"));
+    let s = host.wait_for("w running", T, |s| find(s, "w").pid.is_some());
+    let w = find(&s, "w");
+    let out = host.cli(&["launch", "testkit", "testkit_by_name", "--name", "finder", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = host.wait_log("by_name no-such-worker:", T);
+    let line = log
+        .lines()
+        .find(|l| l.contains("by_name w:"))
+        .unwrap_or_else(|| panic!("no by_name line for w: {log}"));
+    assert!(
+        line.contains(&format!(
+            "slot {} generation {} status Ok(Running {{ pid: {} }})",
+            w.slot,
+            w.generation,
+            w.pid.unwrap()
+        )),
+        "{line} / {w:?}"
+    );
+    let out = host.cli(&["terminate", "finder", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Writes `bytes` at `offset` into the host's live segment, through the memfd the host holds.
+fn write_into_segment(host_pid: i32, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let fd_dir = format!("/proc/{host_pid}/fd");
+    let path = std::fs::read_dir(&fd_dir)
+        .expect("host fds")
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
+        .expect("the host holds its segment's memfd")
+        .path();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open the segment");
+    f.write_all_at(bytes, offset).expect("write into the segment");
+}
+
+/// An isolated worker restarted into a segment whose header is corrupt refuses it (exit 3,
+/// before it turns isolated), and the host resets the segment rather than restarting the worker
+/// alone into the same corrupt segment. No status call until the reset: a connection child would
+/// find the header corrupt itself.
+fn a_corrupt_header_found_by_an_isolated_worker_resets_the_host(mode: Mode) {
+    let host = Host::start(
+        Spec::new(mode)
+            .testkit("iso:isolated")
+            .setting("testkit", "restart_delay = \"10ms\""),
+    );
+    host.wait_for("iso running", T, |s| find(s, "iso").pid.is_some());
+    let off = std::mem::offset_of!(steward_host::shared::shmem::Header, generation) as u64;
+    write_into_segment(host.pid, off, &7u64.to_le_bytes());
+    host.trigger("iso", "segv");
+    let log = host.wait_log("found the segment header corrupt too", T);
+    assert!(
+        log.contains("header check `generation` failed: found 7, expected 1"),
+        "{log}"
+    );
+    let s = host.wait_for("iso running after the reset", T, |s| {
+        s.host.generation == 2 && find(s, "iso").state == "running" && find(s, "iso").pid.is_some()
+    });
+    assert_eq!(s.host.state, "running");
+}
+
 both_modes!(
+    a_corrupt_header_found_by_an_isolated_worker_resets_the_host,
+    a_handle_sees_a_running_isolated_worker_run,
     an_isolated_worker_that_crashes_is_restarted_alone,
     its_wild_write_into_the_segment_faults_and_never_lands,
     its_latch_wakes_it_and_it_writes_nothing,

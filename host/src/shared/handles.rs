@@ -134,7 +134,7 @@ pub enum LaunchFail {
 }
 
 /// Why [`LaunchFail::Unavailable`]: the detail the SDK's words frame.
-const NOT_A_REQUESTER: &str = "only workers, startup hooks and the control connection request them";
+const NOT_A_REQUESTER: &str = "only workers, startup hooks and connection children request them";
 
 impl LaunchFail {
     /// What the launch answer's message carries: what the SDK's `LaunchError` cannot know. For
@@ -174,7 +174,7 @@ pub enum HandleFail {
     TimedOut,
     #[error("this process was asked to stop")]
     Terminate,
-    #[error("worker handles work in workers only")]
+    #[error("worker handles work only in processes attached to the segment (workers, connection children)")]
     Unavailable,
 }
 
@@ -439,11 +439,15 @@ pub fn status_in(seg: &Segment, slot: u32, generation: u64) -> Result<HandleStat
         // has published it.
         state @ (WorkerState::Running | WorkerState::Starting) => {
             // Running once the process runs the entry: a launch that fails to resolve its entry
-            // never shows as running.
-            let r = seg.child_slot(slot).report();
+            // never shows as running. An isolated worker cannot write its slot to say so; for it
+            // running is the supervisor's adoption of its latch for this pid, made right after
+            // the launch and undone at the reap (its entry may not have started yet).
+            let cs = seg.child_slot(slot);
+            let r = cs.report();
             let ready = state == WorkerState::Running || r.declared_ready;
             match snap.pid {
                 Some(pid) if ready && r.launch_us.is_some() && r.claimed_by(pid) => HandleState::Running { pid },
+                Some(pid) if ready && cs.latch().adopted_for(pid) => HandleState::Running { pid },
                 _ => HandleState::NotYetStarted,
             }
         }
@@ -504,35 +508,15 @@ pub fn terminate(slot: u32, generation: u64) -> Result<(), HandleFail> {
 }
 
 // issue 14: control
-/// The handle of the live worker named `name` (static or dynamic), from this process's mapping.
-pub fn by_name(name: &str) -> Result<Option<(u32, u64)>, HandleFail> {
-    let (seg, _) = attached().ok_or(HandleFail::Unavailable)?;
-    Ok(by_name_in(seg, name))
-}
-
-/// As [`by_name`], in `seg`: scans the worker slots in use. Every name is a bounded copy out of
-/// the segment, and a slot whose status does not read (a writer mid-update, or scribbled bytes)
-/// is passed over rather than trusted.
-pub fn by_name_in(seg: &Segment, name: &str) -> Option<(u32, u64)> {
-    if name.is_empty() || name.len() > steward::abi::MAX_NAME_LEN {
-        return None;
-    }
-    (0..seg.layout.n_worker_slots).find_map(|i| {
-        let s = seg.worker_slot(i);
-        if s.in_use.load(Ordering::Acquire) == 0 || s.name.load_bytes() != name.as_bytes() {
-            return None;
-        }
-        let generation = s.status.read().ok()?.generation;
-        (generation != 0).then_some((i, generation))
-    })
-}
+mod by_name;
+pub use by_name::{by_name, by_name_in, ByNameFail};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::shared::registry::{RestartPolicy, StartTime};
 
-    fn spec() -> WorkerSpec {
+    pub(super) fn spec() -> WorkerSpec {
         WorkerSpec {
             name: "w".repeat(steward::abi::MAX_NAME_LEN),
             worker_type: "t".repeat(steward::abi::MAX_TYPE_LEN),
@@ -619,20 +603,20 @@ mod tests {
         };
         publish(1, "job", 7);
         publish(2, "other", 9);
-        assert_eq!(by_name_in(&seg, "job"), Some((1, 7)));
-        assert_eq!(by_name_in(&seg, "other"), Some((2, 9)));
-        assert_eq!(by_name_in(&seg, "nobody"), None);
-        assert_eq!(by_name_in(&seg, ""), None);
+        assert_eq!(by_name_in(&seg, "job"), Ok(Some((1, 7))));
+        assert_eq!(by_name_in(&seg, "other"), Ok(Some((2, 9))));
+        assert_eq!(by_name_in(&seg, "nobody"), Ok(None));
+        assert_eq!(by_name_in(&seg, ""), Ok(None));
         // A retired slot keeps its name and status for handles, but is not live.
         seg.retire_worker(1);
-        assert_eq!(by_name_in(&seg, "job"), None);
+        assert_eq!(by_name_in(&seg, "job"), Ok(None));
         // A name past the bound never matches a (bounded) stored one, cut or not.
         let long = "o".repeat(steward::abi::MAX_NAME_LEN + 1);
         publish(0, &long, 3);
-        assert_eq!(by_name_in(&seg, &long), None);
+        assert_eq!(by_name_in(&seg, &long), Ok(None));
         // A slot whose status says no worker (generation 0) gives no handle.
         publish(0, "unborn", 0);
-        assert_eq!(by_name_in(&seg, "unborn"), None);
+        assert_eq!(by_name_in(&seg, "unborn"), Ok(None));
     }
 
     #[test]

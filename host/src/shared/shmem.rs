@@ -516,6 +516,14 @@ impl Segment {
     /// As [`Segment::publish_worker`], for a dynamic worker `launcher` launched (a worker's name
     /// or `control`).
     pub fn publish_launched(&self, i: u32, w: &WorkerSpec, launcher: &str) {
+        self.write_registration(i, w, launcher);
+        self.hand_over(i);
+    }
+
+    /// Writes a registration into worker slot `i` without handing it over: a slot reused for a
+    /// new tenant gets its status (with the new generation) published between this and
+    /// [`Segment::hand_over`], so `by_name` never pairs the new name with the old generation.
+    pub fn write_registration(&self, i: u32, w: &WorkerSpec, launcher: &str) {
         let s = self.worker_slot(i);
         s.launcher.store(launcher);
         s.name.store(&w.name);
@@ -533,7 +541,12 @@ impl Segment {
         s.launcher_latch.store(0, Ordering::Relaxed);
         s.notify
             .store(if w.needs_ready { NOTIFY_AT_READY } else { 0 }, Ordering::Relaxed);
-        s.in_use.store(1, Ordering::Release);
+    }
+
+    /// Hands worker slot `i` over (`in_use`, release): everything written before, the
+    /// registration and the status, is visible to whoever sees it in use.
+    pub fn hand_over(&self, i: u32) {
+        self.worker_slot(i).in_use.store(1, Ordering::Release);
     }
 
     // issue 14: notifications

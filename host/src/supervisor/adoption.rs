@@ -98,7 +98,16 @@ impl Supervisor {
                         worker: child.worker,
                     });
                 }
-                let slot = self.release_child(pid, &child);
+                let mut slot = self.release_child(pid, &child);
+                // issue 15: isolated
+                // Exit 3 claims a corrupt segment; plugin code may exit 3 too. The supervisor's
+                // own look at the header tells a claim from the fact.
+                if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT) {
+                    slot.header_corrupt = self
+                        .segment
+                        .check_header(self.core.generation(), std::process::id() as i32)
+                        .is_err();
+                }
                 if child.kind == ChildKind::Startup && classify(status, slot.dead_man, child.signalled) == Outcome::Done
                 {
                     // A hook may have declared the segment ready or the host consistent just
@@ -142,6 +151,7 @@ impl Supervisor {
                     dead_man: report.dead_man(),
                     reason: report.reason,
                     launch_us: report.launch_us,
+                    header_corrupt: false,
                 }
             }
             None => SlotCopy::default(),

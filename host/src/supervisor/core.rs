@@ -169,6 +169,10 @@ pub struct SlotCopy {
     pub reason: String,
     /// Launch decision to entry running, if the child got there.
     pub launch_us: Option<u64>,
+    // issue 15: isolated
+    /// The child exited with the code that reports a corrupt segment, and the supervisor's own
+    /// check of the segment header, made at the reap, failed too: evidence, not the child's claim.
+    pub header_corrupt: bool,
 }
 
 /// What happened, as the event loop reports it.

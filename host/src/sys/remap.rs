@@ -7,10 +7,16 @@
 //! Why not `mprotect`: a mapping of a file opened for writing may be made writable again by any
 //! later `mprotect`, so a stray call in plugin code would undo the isolation. A `MAP_SHARED`
 //! mapping of a file opened read-only cannot (`mprotect(PROT_WRITE)` fails with `EACCES`), and
-//! once the read-write descriptor is replaced by a read-only one the process holds no way back
-//! to a writable mapping short of asking another process. The new mapping lies at the same
-//! address, so every pointer into the segment stays valid, and `MAP_FIXED` replaces the old
-//! pages in one system call: there is no instant without a mapping.
+//! once the read-write descriptor is replaced by a read-only one no stray `mprotect` or `mmap`
+//! of that descriptor gives a writable view. The new mapping lies at the same address, so every
+//! pointer into the segment stays valid, and `MAP_FIXED` replaces the old pages in one system
+//! call: there is no instant without a mapping.
+//!
+//! What this does not do: lock out code that means to write. The process may still open
+//! `/proc/self/fd/N` again with `O_RDWR` (a memfd's mode is `0777` and the process is its owner's
+//! user, whatever mode the descriptor was opened with) and map that writable; no descriptor
+//! handed over read-only from the start would change this. The isolation is against bugs (a wild
+//! pointer, a store through a stale reference), not against hostile plugin code.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

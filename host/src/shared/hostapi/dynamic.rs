@@ -259,7 +259,8 @@ pub(super) unsafe extern "C" fn host_handle_by_name(
             abi::STATUS_OK
         }
         Ok(None) => abi::STATUS_NOT_FOUND,
-        Err(_) => abi::STATUS_UNAVAILABLE,
+        Err(crate::shared::handles::ByNameFail::Ambiguous { .. }) => abi::STATUS_DUPLICATE,
+        Err(crate::shared::handles::ByNameFail::Unavailable) => abi::STATUS_UNAVAILABLE,
     }
 }
 

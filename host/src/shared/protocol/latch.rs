@@ -9,7 +9,9 @@
 //! Invariants:
 //! - `word` holds the slot's tenancy (epoch, high 32 bits) and the set flag (bit 0) in one atomic,
 //!   so a set is one compare-and-swap that either hits the tenant its handle names or nothing: a
-//!   stale handle never sets a new tenant's latch.
+//!   stale handle never sets a new tenant's latch. An isolated tenancy, whose owner cannot reset
+//!   the flag, counts its sets in bits 1..32 of the same word instead, so a set is counted by one
+//!   compare-and-swap that checks the epoch too: a stale set never counts on the next tenant.
 //! - The set flag is only cleared by the owner (`take`) or a new tenancy; a set that comes before
 //!   the owner waits is kept. Sets coalesce.
 //! - PostgreSQL's `maybe_sleeping` handshake: the setter sets the flag, then (after a `SeqCst`
@@ -28,6 +30,11 @@ use crate::shared::shmem::Text;
 pub const ACTIVITY_LEN: usize = 256;
 
 const SET: u64 = 1;
+// issue 15: isolated
+/// One set of an isolated tenancy, counted in `word` above the flag.
+const ONE_SET: u64 = 2;
+/// The bits of `word` that count an isolated tenancy's sets.
+const SETS: u64 = 0xFFFF_FFFE;
 
 /// A latch's raw handle: the child slot plus one (so 0 is "no latch") in the low half, the
 /// tenancy's epoch in the high half.
@@ -58,7 +65,7 @@ pub enum SetOutcome {
 /// One child slot's latch. All zeros (a fresh segment) is "epoch 0, not set, no owner".
 #[repr(C, align(64))]
 pub struct LatchCell {
-    /// `epoch << 32 | set`.
+    /// `epoch << 32 | sets << 1 | set` (`sets`: an isolated tenancy's count of sets).
     word: AtomicU64,
     /// 1 while the owner sleeps in `wait` on this latch.
     waiting: AtomicU32,
@@ -70,10 +77,9 @@ pub struct LatchCell {
     // issue 15: isolated
     /// Non-zero: the tenancy's owner is an isolated worker, this pid, adopted by the supervisor
     /// (the owner maps the cell read-only and cannot claim it, nor reset the flag). Sets then
-    /// count in `sets` and always signal this pid.
+    /// count in `word` and always signal this pid; the owner remembers privately how many it
+    /// has seen.
     isolated_pid: AtomicU32,
-    /// Sets of an isolated tenancy so far; the owner remembers privately how many it has seen.
-    sets: AtomicU32,
 }
 
 impl LatchCell {
@@ -84,7 +90,6 @@ impl LatchCell {
     /// from here on.
     pub fn new_tenant(&self) {
         self.isolated_pid.store(0, Ordering::Relaxed);
-        self.sets.store(0, Ordering::Relaxed);
         self.owner_pid.store(0, Ordering::Relaxed);
         self.waiting.store(0, Ordering::Relaxed);
         self.always_signal.store(0, Ordering::Relaxed);
@@ -133,13 +138,18 @@ impl LatchCell {
         }
     }
 
+    /// Whether the supervisor adopted this tenancy for the isolated process `pid`: it launched
+    /// `pid` isolated and has not reaped it (a reap clears the adoption). What a handle counts as
+    /// "running" for an isolated worker, which cannot write its own slot to say its entry runs.
+    pub fn adopted_for(&self, pid: i32) -> bool {
+        pid > 0 && self.isolated_pid.load(Ordering::Acquire) == pid as u32
+    }
+
     /// An isolated owner, read-only: the tenancy's epoch (what its handles carry) and the number
     /// of sets so far.
     pub fn isolated_view(&self) -> (u32, u32) {
-        (
-            (self.word.load(Ordering::Acquire) >> 32) as u32,
-            self.sets.load(Ordering::SeqCst),
-        )
+        let word = self.word.load(Ordering::SeqCst);
+        ((word >> 32) as u32, ((word & SETS) >> 1) as u32)
     }
 
     // issue 14: notifications
@@ -206,10 +216,23 @@ impl LatchCell {
         // signal (whose handler writes its eventfd) wakes a sleep that began after that check.
         let isolated = self.isolated_pid.load(Ordering::SeqCst);
         if isolated != 0 {
-            if (self.word.load(Ordering::SeqCst) >> 32) as u32 != epoch || epoch == 0 {
-                return SetOutcome::Stale;
+            // One compare-and-swap checks the epoch and counts: a tenancy that ended between a
+            // separate check and the count would otherwise get the stale set.
+            let mut cur = self.word.load(Ordering::SeqCst);
+            loop {
+                if (cur >> 32) as u32 != epoch || epoch == 0 {
+                    return SetOutcome::Stale;
+                }
+                before_count();
+                let next = (cur & !SETS) | (cur.wrapping_add(ONE_SET) & SETS);
+                match self
+                    .word
+                    .compare_exchange_weak(cur, next, Ordering::SeqCst, Ordering::SeqCst)
+                {
+                    Ok(_) => break,
+                    Err(now) => cur = now,
+                }
             }
-            self.sets.fetch_add(1, Ordering::SeqCst);
             let pid = isolated as i32;
             return SetOutcome::Set {
                 wake: pid_in_range(pid).then_some(pid),
@@ -238,6 +261,21 @@ impl LatchCell {
             wake: (asleep && pid_in_range(pid)).then_some(pid),
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// A test's writer, run by an isolated set between its epoch check and its count.
+    static BEFORE_COUNT: std::cell::RefCell<Option<Box<dyn FnMut()>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn before_count() {
+    #[cfg(test)]
+    BEFORE_COUNT.with(|b| {
+        if let Some(mut f) = b.borrow_mut().take() {
+            f()
+        }
+    });
 }
 
 /// One line of a worker's own state, written by the worker (its own child slot), read by
@@ -371,8 +409,10 @@ mod tests {
         assert_eq!(sets, 0);
         let none = std::time::Duration::ZERO;
         assert!(!c.wait_adopted(4242, none), "not adopted yet");
+        assert!(!c.adopted_for(4242));
         c.adopt_isolated(4242);
         assert!(c.wait_adopted(4242, none));
+        assert!(c.adopted_for(4242) && !c.adopted_for(1));
         assert!(!c.wait_adopted(1, none), "adopted for another pid");
         // No flag to coalesce on: each set counts, and each signals the (busy or asleep) owner.
         assert_eq!(c.set(epoch), SetOutcome::Set { wake: Some(4242) });
@@ -382,10 +422,47 @@ mod tests {
         // A reaped isolated owner is signalled no more; the next tenant starts attached.
         c.owner_gone();
         assert_eq!(c.set(epoch), SetOutcome::Stale);
+        assert!(!c.adopted_for(4242), "a reaped owner is adopted no more");
         c.new_tenant();
         let e = c.claim(7);
         assert_eq!(c.set(e), SetOutcome::Set { wake: None });
         assert_eq!(c.isolated_view().1, 0);
+    }
+
+    #[test]
+    fn a_stale_set_never_counts_on_the_next_isolated_tenant() {
+        let c: Box<LatchCell> = zeroed();
+        c.new_tenant();
+        c.adopt_isolated(100);
+        let (old, _) = c.isolated_view();
+        let cell: &'static LatchCell = Box::leak(c);
+        // Between the set's look at the epoch and its count, the owner is reaped and the slot's
+        // next isolated tenant adopted.
+        BEFORE_COUNT.with(|b| {
+            *b.borrow_mut() = Some(Box::new(move || {
+                cell.owner_gone();
+                cell.new_tenant();
+                cell.adopt_isolated(200);
+            }))
+        });
+        assert_eq!(cell.set(old), SetOutcome::Stale);
+        let (new, sets) = cell.isolated_view();
+        assert_ne!(new, old);
+        assert_eq!(sets, 0, "the old tenancy's set counted on the new one");
+        assert_eq!(cell.set(new), SetOutcome::Set { wake: Some(200) });
+        assert_eq!(cell.isolated_view(), (new, 1));
+    }
+
+    #[test]
+    fn isolated_set_counts_wrap_inside_their_bits() {
+        let c: Box<LatchCell> = zeroed();
+        c.new_tenant();
+        c.adopt_isolated(100);
+        let (epoch, _) = c.isolated_view();
+        c.word.store(((epoch as u64) << 32) | SETS | SET, Ordering::Relaxed);
+        assert_eq!(c.set(epoch), SetOutcome::Set { wake: Some(100) });
+        assert_eq!(c.isolated_view(), (epoch, 0), "the count wrapped into the epoch");
+        assert!(c.is_set(), "the flag is not the count's to change");
     }
 
     #[test]

@@ -155,10 +155,29 @@ impl Core {
         let isolated = w.spec.isolated;
         let policy = w.spec.restart;
         let crash_loop = w.spec.crash_loop;
+        // issue 15: isolated
+        // What only another process can have written: an isolated child never writes its slot
+        // (it maps it read-only), so a state other than `Assigned` there was scribbled by an
+        // attached process; and a header the supervisor itself finds corrupt is corrupt for all.
+        // Both are evidence against the segment, so the host resets as for any attached crash.
+        let isolated_evidence = match (isolated, slot.header_corrupt, slot.dead_man) {
+            (true, true, _) => Some("the supervisor found the segment header corrupt too"),
+            (true, false, true) => Some(
+                "its child slot was marked active, which an isolated worker cannot write: another process wrote it",
+            ),
+            _ => None,
+        };
         // issue 14: notifications
         let host_reason = w.run.stop_reason.clone().filter(|_| outcome != Outcome::Crash);
         let reason = match (outcome, slot.reason.is_empty()) {
             _ if host_reason.is_some() => host_reason.unwrap_or_default(),
+            (Outcome::Crash, _) if isolated_evidence.is_some() => {
+                format!(
+                    "crashed: {status}{} ({})",
+                    corrupt_note(status),
+                    isolated_evidence.unwrap_or_default()
+                )
+            }
             (Outcome::Crash, _) if slot.dead_man && matches!(status, ExitStatus::Code(_)) => {
                 format!("crashed: {status} without a clean exit (dead-man flag still set)")
             }
@@ -235,7 +254,7 @@ impl Core {
                 }
             },
             // issue 15: isolated
-            Next::ResetHost if isolated => {
+            Next::ResetHost if isolated && isolated_evidence.is_none() => {
                 return self.isolated_crashed(key, pid, status, reason, from, ran_for, now, out);
             }
             Next::ResetHost => {

@@ -8,6 +8,10 @@
 //! inconsistent: a wild store into the segment is exactly what killed it (SIGSEGV). Its crash is
 //! a failure like exit 1 and counts against its crash-loop limit; under `never` it fails. Whether
 //! a worker is isolated comes from the supervisor's own registry, never from the segment.
+//!
+//! Not here: evidence against the segment that an isolated worker cannot have made (its child
+//! slot marked active, or exit 3 with a header the supervisor finds corrupt too). `worker_exited`
+//! sends those down the ordinary reset path.
 
 use std::time::Duration;
 

@@ -160,7 +160,8 @@ impl Core {
         }
     }
 
-    /// The running worker in slot `from` asked for a dynamic worker, waiting up to
+    /// The requester in child slot `from` (a running worker, the startup child or a connection
+    /// child) asked for a dynamic worker, waiting up to
     /// `queue_timeout` for a slot if none is free.
     pub(super) fn request(
         &mut self,

@@ -198,6 +198,18 @@ impl Driver {
     }
 
     fn exit(&mut self, pid: i32, status: ExitStatus, dead_man: bool, reason: &str) -> Vec<Action> {
+        let slot = SlotCopy {
+            dead_man,
+            reason: reason.to_owned(),
+            launch_us: Some(70),
+            ..SlotCopy::default()
+        };
+        self.exit_slot(pid, status, slot)
+    }
+
+    // issue 15: isolated
+    /// As [`Driver::exit`], with the whole slot copy the loop would read.
+    fn exit_slot(&mut self, pid: i32, status: ExitStatus, slot: SlotCopy) -> Vec<Action> {
         // Given back before the exit is fed, as the loop does.
         if let Some(c) = self.core.child(pid).copied() {
             self.pool.release(c.slot).unwrap();
@@ -205,11 +217,6 @@ impl Driver {
                 self.pool.release(s).unwrap();
             }
         }
-        let slot = SlotCopy {
-            dead_man,
-            reason: reason.to_owned(),
-            launch_us: Some(70),
-        };
         self.ev(Event::ChildExited { pid, status, slot })
     }
 
@@ -385,6 +392,8 @@ scenarios! {
     requests_queued_when_the_host_stops_being_up_are_answered_not_running,
     an_adopted_worker_whose_request_was_cancelled_is_stopped_before_it_runs,
     a_dynamic_launch_failure_stops_it_with_the_errno_and_frees_the_slot,
+    // issue 15: isolated
+    evidence_against_the_segment_from_an_isolated_worker_resets_the_host,
 }
 
 #[test]

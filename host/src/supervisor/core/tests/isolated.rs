@@ -1,6 +1,6 @@
 //! Isolated workers (issue 15: isolated): a crash restarts only the crashed worker per its
 //! policy, counts against its crash-loop limit, and never resets the host; an attached worker's
-//! crash still does.
+//! crash still does, and so does evidence against the segment from an isolated worker.
 
 use super::*;
 use crate::shared::registry::{CrashLoopLimit, RestartPolicy, StartTime};
@@ -18,6 +18,7 @@ pub(super) fn an_isolated_crash_restarts_only_that_worker_and_never_resets() {
         spec("other", after(SEC), StartTime::HostStart),
     ]);
     let other = d.pid_of(1);
+    // Exit 3 with a header the supervisor finds sound is plugin code's exit, not evidence.
     for status in [
         ExitStatus::Signal(libc::SIGSEGV),
         ExitStatus::Signal(libc::SIGABRT),
@@ -33,11 +34,43 @@ pub(super) fn an_isolated_crash_restarts_only_that_worker_and_never_resets() {
         assert_eq!(launches(&d.pass(Duration::from_millis(100))), 1, "{status}");
         assert_eq!(d.state_of(0), WorkerState::Running);
     }
-    // A dead-man flag found set is not the isolated worker's (it never sets one), but the crash
-    // still stays its own.
-    d.exit(d.pid_of(0), ExitStatus::Code(0), true, "");
-    assert_eq!(d.core.generation(), 1);
-    assert_eq!(d.state_of(0), WorkerState::WaitingRestart);
+}
+
+/// What an isolated worker cannot have written is evidence against the segment: a child slot
+/// marked active at its reap (it never writes its slot), or exit 3 with a header the supervisor
+/// finds corrupt too (the check before isolation). Both reset the host, as an attached crash does.
+pub(super) fn evidence_against_the_segment_from_an_isolated_worker_resets_the_host() {
+    let evidence = [
+        (
+            ExitStatus::Code(0),
+            SlotCopy {
+                dead_man: true,
+                ..SlotCopy::default()
+            },
+            "marked active",
+        ),
+        (
+            ExitStatus::Code(3),
+            SlotCopy {
+                header_corrupt: true,
+                ..SlotCopy::default()
+            },
+            "segment header corrupt too",
+        ),
+    ];
+    for (status, slot, says) in evidence {
+        let mut d = Driver::started(vec![
+            isolated("iso", after(SEC)),
+            spec("other", after(SEC), StartTime::HostStart),
+        ]);
+        let other = d.pid_of(1);
+        let a = d.exit_slot(d.pid_of(0), status, slot);
+        assert!(signals(&a).contains(&(other, Signal::SIGQUIT)), "{status}: {a:?}");
+        assert!(logged(&a, says), "{status}: {a:?}");
+        assert!(!logged(&a, "no reset"), "{status}: {a:?}");
+        d.all_exit(libc::SIGQUIT);
+        assert_eq!(d.core.generation(), 2, "{status}: the segment is replaced");
+    }
 }
 
 pub(super) fn an_isolated_crash_counts_against_the_crash_loop_limit() {
