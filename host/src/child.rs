@@ -12,11 +12,13 @@
 //! its mapping read-only first and has no dead-man flag: it writes nothing in the segment.
 //!
 //! One file per kind of child, each entered from [`run`]: `worker` (a worker calls its plugin's
-//! entry), `startup` (the startup hooks), `spare` (an exec-mode child waiting to become a worker),
+//! entry), `startup` (the startup hooks), `spare` (a child waiting to become a worker),
 //! `connection` (the control protocol's server), `dead_end` (one refusal line); `runtime` is the
 //! table of host functions plugin code gets in a worker or the startup child, and `exec_main` is
 //! where an exec-mode child starts before it comes here.
 
+// issue 15: connections
+mod client;
 mod connection;
 mod dead_end;
 pub mod exec_main;
@@ -87,7 +89,10 @@ pub fn run(
     // A write to a closed pipe or socket is an error, not a death (as in any Rust program).
     // Plugin code sees SIGHUP as a reload request; the flag is set even before its runtime exists
     // (exec-mode plugin loading), so no request is lost. Other kinds ignore it.
-    let hup = if matches!(kind, ChildKind::Worker | ChildKind::Startup | ChildKind::Spare) {
+    let hup = if matches!(
+        kind,
+        ChildKind::Worker | ChildKind::Startup | ChildKind::Spare | ChildKind::Client
+    ) {
         on_hup as *const () as libc::sighandler_t
     } else {
         libc::SIG_IGN
@@ -177,6 +182,15 @@ pub fn run(
             }
             0
         }
+        // issue 15: connections
+        (ChildKind::Client, StartupData::Client { listener }) => match client {
+            Some(c) => client::client_main(env, slot, c, *listener),
+            None => exit_clean(slot, 2, "client child without a client socket"),
+        },
+        (ChildKind::DeadEnd, StartupData::Refused { listener, admission }) => match client {
+            Some(c) => client::refused_main(env, c, *listener, *admission),
+            None => 0,
+        },
         _ => exit_clean(slot, 2, "startup data does not match the child kind"),
     }
 }

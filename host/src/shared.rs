@@ -13,7 +13,9 @@ pub mod hostapi;
 // issue 15: isolated
 pub mod isolation;
 pub mod latch;
+// issue 15: connections
 pub mod lifecycle;
+pub mod listen;
 pub mod lockfile;
 pub mod locks;
 pub mod log;

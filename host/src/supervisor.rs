@@ -2,11 +2,11 @@
 //!
 //! Runs in: the supervisor process only. Single-threaded.
 //!
-//! One loop waits on one poll set (the self-pipe that signal handlers write to, and the control
-//! socket) with one deadline (the core's next restart or kill escalation, and the loop's own
-//! watchdog, status and scan times). Each iteration: take signal flags, reap children, feed what
-//! happened to the lifecycle core, carry out the actions it returns, accept a bounded batch of
-//! connections. Nothing blocks on a child.
+//! One loop waits on one poll set (the self-pipe that signal handlers write to, the control
+//! socket and plugins' listeners, see `clients`) with one deadline (the core's next restart or
+//! kill escalation, and the loop's own watchdog, status and scan times). Each iteration: take
+//! signal flags, reap children, feed what happened to the lifecycle core, carry out the actions
+//! it returns, accept a bounded batch of connections. Nothing blocks on a child.
 //!
 //! The split: [`core`] decides (host phase, worker states, restarts, crash reset, shutdown,
 //! exit code) and performs no system call; this module and its submodules do only what needs
@@ -32,6 +32,8 @@
 mod admission;
 mod adoption;
 mod batch;
+// issue 15: connections
+mod clients;
 mod control_intake;
 pub mod core;
 pub mod launch;
@@ -92,7 +94,7 @@ pub struct Supervisor {
     /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
     /// is sent even if nothing else happens).
     status_due: Option<Instant>,
-    /// Exec mode: spare children (pid, slot) not yet handed a worker.
+    /// Spare children (pid, slot) not yet handed a worker.
     spares: Vec<(i32, pool::ChildSlotId)>,
     /// How many spares to start when the loop is idle (one per spare used; never for a spare
     /// that died unused, so a broken plugin cannot make spares respawn in a loop).
@@ -112,6 +114,9 @@ pub struct Supervisor {
     /// The `[host]` values an empty file gives, for `show`.
     host_defaults: std::collections::BTreeMap<&'static str, String>,
     listener: UnixListener,
+    // issue 15: connections
+    /// Plugins' listeners (see [`clients`]).
+    listeners: clients::Listeners,
     wake_r: OwnedFd,
     _wake_w: OwnedFd,
     death_r: OwnedFd,
@@ -138,6 +143,9 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(nix::Error),
+    // issue 15: connections
+    #[error("{0}")]
+    Bind(#[from] clients::BindError),
 }
 
 /// The moment an event is fed to the core.
@@ -189,6 +197,9 @@ impl Supervisor {
             );
         }
 
+        // issue 15: connections
+        // Before the control socket, so a listener that cannot be bound leaves nothing behind.
+        let listeners = clients::Listeners::bind(&cfg, layout.n_client_slots)?;
         let path = cfg.socket_path();
         // We hold the lock, so a socket file here is a leftover of a dead host.
         let _ = std::fs::remove_file(&path);
@@ -249,7 +260,7 @@ impl Supervisor {
             file_keys,
             overrides,
             host_defaults,
-            pool: pool::ChildSlotPool::for_host(&layout, &cfg)?,
+            pool: pool::ChildSlotPool::for_host(&layout)?,
             cfg,
             core,
             actions: Some(Actions::new()?),
@@ -275,6 +286,7 @@ impl Supervisor {
             launchers: std::collections::BTreeMap::new(),
             sibling_fork,
             listener,
+            listeners,
             wake_r,
             _wake_w: wake_w,
             death_r,
@@ -357,6 +369,8 @@ impl Supervisor {
                 self.intake_startup();
                 // A request may have made a running worker a target others wait for.
                 self.check_ready();
+                // issue 15: connections
+                self.intake_clients();
             }
             self.extend_start_timeout();
             if let Some(t) = self.watchdog_at {
@@ -394,13 +408,8 @@ impl Supervisor {
                 // Round up, so a deadline is never polled for just before it is due.
                 Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
             };
-            let r = crate::sys::poll_in(&[self.wake_r.as_raw_fd(), self.listener.as_raw_fd()], ms);
-            if r[0] != 0 {
-                crate::sys::drain(self.wake_r.as_raw_fd());
-            }
-            if r[1] != 0 {
-                self.accept();
-            }
+            // issue 15: connections: the wait covers plugins' listeners too.
+            self.wait_and_accept(ms);
         }
         self.finish()
     }

@@ -18,6 +18,10 @@
 use std::ffi::c_void;
 use std::mem::{align_of, offset_of, size_of};
 
+// issue 15: connections
+mod connection;
+pub use connection::*;
+
 /// Magic bytes at the start of [`PluginHeader`].
 pub const PLUGIN_MAGIC: [u8; 8] = *b"STEWARD\x01";
 /// Magic bytes at the start of [`WorkerEntry`].
@@ -422,6 +426,10 @@ pub struct HostApi {
         opts: *const LaunchOpts,
         answer: *mut LaunchAnswer,
     ) -> Status,
+    // issue 15: connections (check with `has` before calling)
+    /// Registers a connection handler of `plugin`; only while the registry is open.
+    pub register_connection_handler:
+        unsafe extern "C" fn(ctx: *mut c_void, plugin: Str, spec: *const HandlerSpec) -> Status,
 }
 
 impl HostApi {

@@ -61,6 +61,8 @@
 
 pub mod abi;
 mod background_worker;
+// issue 15: connections
+mod connection;
 mod handle;
 mod latch;
 mod lock;
@@ -91,6 +93,10 @@ pub use run::{__run_hook, __run_init, __run_worker};
 pub use settings::{SettingError, SettingValue};
 pub use shareable::Shareable;
 pub use worker::SegmentInit;
+// issue 15: connections
+pub use connection::{Admission, Connection, ConnectionHandler, Peer, Rejection};
+#[doc(hidden)]
+pub use run::{__run_connection, __run_rejection};
 pub use worker::{Region, RegionError, Startup, WaitResult, Worker, WorkerError};
 
 /// The SDK's version, recorded in every plugin's header.

@@ -95,6 +95,44 @@ macro_rules! segment_init {
     };
 }
 
+// issue 15: connections
+/// Exports `fn NAME(&mut Connection) -> Result<(), WorkerError>` as a connection handler named
+/// `NAME`; register it with [`Registrar::register_connection_handler`] and [`entry!`]. The host
+/// runs it in a child of its own for each accepted client; it ends the connection when it
+/// returns. An `Err` or a panic ends only this connection (exit code 1).
+///
+/// [`Registrar::register_connection_handler`]: crate::Registrar::register_connection_handler
+/// [`entry!`]: crate::entry!
+#[macro_export]
+macro_rules! connection_entry {
+    ($f:ident) => {
+        $crate::__export_entry!(
+            $f,
+            "steward_connection_entry__",
+            $crate::abi::CONN_MAGIC,
+            $crate::__run_connection
+        );
+    };
+}
+
+/// Exports `fn NAME(&mut Rejection)` as a rejection writer named `NAME`, for
+/// [`ConnectionHandler::rejection`]: it writes the protocol's own answer to a client the host
+/// turns away ([`Rejection::admission`] says why).
+///
+/// [`ConnectionHandler::rejection`]: crate::ConnectionHandler::rejection
+/// [`Rejection::admission`]: crate::Rejection::admission
+#[macro_export]
+macro_rules! rejection_entry {
+    ($f:ident) => {
+        $crate::__export_entry!(
+            $f,
+            "steward_rejection_entry__",
+            $crate::abi::REJECT_MAGIC,
+            $crate::__run_rejection
+        );
+    };
+}
+
 /// The export both [`worker_entry!`] and [`startup_hook!`] expand to: a module named after the
 /// function holding its name and a checked descriptor exported as `<prefix><name>`.
 #[doc(hidden)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::abi;
 use crate::background_worker::{register_with, valid_name, BackgroundWorker, EntryPoint, RegisterError};
+use crate::connection::ConnectionHandler;
 use crate::settings::{self, SettingError, SettingValue};
 
 /// The capability to register things, which exists only while your init runs.
@@ -106,6 +107,56 @@ impl<'init> Registrar<'init> {
             abi::STATUS_BAD_NAME | abi::STATUS_INVALID => Err(RegisterError::BadEntry {
                 library: library.to_owned(),
                 function: entry.function,
+            }),
+            other => Err(RegisterError::Other(other)),
+        }
+    }
+
+    // issue 15: connections
+    /// Registers a connection handler `name` served by `serve` (exported with
+    /// [`connection_entry!`], named with [`entry!`]); a `[[listen]]` table of the config names
+    /// it `plugin.name`. [`Registrar::register_handler`] takes a [`ConnectionHandler`] with a
+    /// rejection writer.
+    ///
+    /// [`connection_entry!`]: crate::connection_entry!
+    /// [`entry!`]: crate::entry!
+    pub fn register_connection_handler(&mut self, name: &str, serve: EntryPoint) -> Result<(), RegisterError> {
+        self.register_handler(ConnectionHandler::new(name, serve))
+    }
+
+    /// Registers a connection handler built with [`ConnectionHandler`]. On a host without
+    /// connection handlers this fails with [`RegisterError::Other`] and
+    /// [`abi::STATUS_UNAVAILABLE`].
+    pub fn register_handler(&mut self, h: ConnectionHandler) -> Result<(), RegisterError> {
+        let host = self.host;
+        let end = std::mem::offset_of!(abi::HostApi, register_connection_handler) + std::mem::size_of::<usize>();
+        if !host.has(end) {
+            return Err(RegisterError::Other(abi::STATUS_UNAVAILABLE));
+        }
+        if !valid_name(&h.name, abi::MAX_NAME_LEN) {
+            return Err(RegisterError::BadName(h.name));
+        }
+        let library = h.serve.library.as_deref().unwrap_or("");
+        let reject = h.reject.as_ref().map_or("", |r| r.function.as_str());
+        let spec = abi::HandlerSpec {
+            size: std::mem::size_of::<abi::HandlerSpec>() as u32,
+            flags: 0,
+            name: abi::Str::new(&h.name),
+            library: abi::Str::new(library),
+            function: abi::Str::new(&h.serve.function),
+            reject_function: abi::Str::new(reject),
+        };
+        // SAFETY: the table comes from the host and has the field (checked above); the spec and
+        // its strings outlive the call.
+        let st = unsafe { (host.register_connection_handler)(host.ctx, abi::Str::new(self.plugin), &spec) };
+        match st {
+            abi::STATUS_OK => Ok(()),
+            abi::STATUS_FROZEN => Err(RegisterError::RegistryFrozen),
+            abi::STATUS_DUPLICATE => Err(RegisterError::DuplicateName(h.name)),
+            abi::STATUS_BAD_NAME => Err(RegisterError::BadName(h.name)),
+            abi::STATUS_INVALID => Err(RegisterError::BadEntry {
+                library: library.to_owned(),
+                function: h.serve.function,
             }),
             other => Err(RegisterError::Other(other)),
         }

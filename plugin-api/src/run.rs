@@ -10,7 +10,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use crate::registrar::Registrar;
-use crate::{abi, host, logging, SegmentInit, Startup, Worker, WorkerError, HOST, OWN_PLUGIN};
+use crate::{abi, host, logging, Connection, Rejection, SegmentInit, Startup, Worker, WorkerError, HOST, OWN_PLUGIN};
 
 /// An error returned from a plugin's init: the host stops start-up and prints it with the
 /// plugin's name.
@@ -158,5 +158,50 @@ pub unsafe fn __run_segment_init(api: *const abi::WorkerApi, f: fn(&mut SegmentI
         Ok(Ok(())) => 0,
         Ok(Err(msg)) => failed(2, &msg),
         Err(p) => failed(2, &format!("panicked: {}", panic_message(&*p))),
+    }
+}
+
+// issue 15: connections
+#[doc(hidden)]
+/// The body of every exported connection handler: exit code 0 when the handler returns `Ok`,
+/// 1 for an `Err` or a panic (the connection ends; the host resets nothing for it).
+///
+/// # Safety
+/// `api` must be the pointer the Steward host passed to the entry.
+pub unsafe fn __run_connection(api: *const abi::WorkerApi, f: fn(&mut Connection) -> Result<(), WorkerError>) -> i32 {
+    // SAFETY: forwarded to the caller.
+    let Some(api) = (unsafe { entry_table(api) }) else {
+        return 2;
+    };
+    let Some(mut c) = Connection::new(Worker::new(api)) else {
+        return failed(2, "the host passed no client socket");
+    };
+    match catch_unwind(AssertUnwindSafe(|| f(&mut c))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            tracing::warn!("connection ended: {msg}");
+            failed(1, &msg)
+        }
+        Err(p) => failed(1, &format!("panicked: {}", panic_message(&*p))),
+    }
+}
+
+#[doc(hidden)]
+/// The body of every exported rejection writer.
+///
+/// # Safety
+/// `api` must be the pointer the Steward host passed to the entry.
+pub unsafe fn __run_rejection(api: *const abi::WorkerApi, f: fn(&mut Rejection)) -> i32 {
+    // SAFETY: forwarded to the caller.
+    let Some(api) = (unsafe { entry_table(api) }) else {
+        return 2;
+    };
+    let Some(mut r) = Rejection::new(&Worker::new(api)) else {
+        return failed(2, "the host passed no client socket");
+    };
+    match catch_unwind(AssertUnwindSafe(|| f(&mut r))) {
+        Ok(()) => 0,
+        Err(p) => failed(1, &format!("panicked: {}", panic_message(&*p))),
     }
 }

@@ -96,6 +96,9 @@ pub fn build() -> &'static Build {
             "asynclatch",
             "-p",
             "worker_spi",
+            // issue 15: connections
+            "-p",
+            "kvstore",
         ]);
         cmd.arg("--target-dir").arg(&target_dir);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
@@ -129,6 +132,9 @@ pub struct Spec {
     pub plugin_dir: Option<PathBuf>,
     /// Extra environment variables for `steward run`.
     pub env: Vec<(String, String)>,
+    // issue 15: connections
+    /// Tables written after every other section (`[[listen]]` ones).
+    pub tables: Vec<String>,
 }
 
 impl Spec {
@@ -140,7 +146,14 @@ impl Spec {
             sections: vec![],
             plugin_dir: None,
             env: vec![],
+            tables: vec![],
         }
+    }
+    // issue 15: connections
+    /// Adds a `[[listen]]` table with these lines (`handler = ...`, `unix = ...`).
+    pub fn listen(mut self, lines: &str) -> Spec {
+        self.tables.push(format!("[[listen]]\n{lines}\n"));
+        self
     }
     pub fn plugin(mut self, name: &str) -> Spec {
         self.plugins.push(name.to_owned());
@@ -186,6 +199,11 @@ impl Spec {
                 s += l;
                 s.push('\n');
             }
+        }
+        // issue 15: connections
+        for t in &self.tables {
+            s.push('\n');
+            s += t;
         }
         s
     }
@@ -623,4 +641,63 @@ pub fn children_of(pid: i32) -> Vec<i32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// issue 14: benchmarks
+/// What a process holds that must not grow over many dynamic-worker cycles: its open fds (the
+/// entries of `/proc/PID/fd`) and its resident memory (`VmRSS`, KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holdings {
+    pub fds: usize,
+    pub rss_kib: u64,
+}
+
+impl Holdings {
+    /// Reads `pid`'s holdings; panics naming the pid if `/proc` has none for it.
+    pub fn of(pid: i32) -> Holdings {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+        Holdings { fds, rss_kib }
+    }
+
+    /// `pid`'s holdings once its fd count has stayed the same over five reads 10 ms apart, or
+    /// after `timeout` whatever it is: an exec-mode supervisor holds a few fds for a moment while
+    /// it starts a child (a spare refilled after a launch), which is not a leak.
+    pub fn settled(pid: i32, timeout: Duration) -> Holdings {
+        let deadline = Instant::now() + timeout;
+        let mut last = Holdings::of(pid);
+        let mut same = 0;
+        while same < 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = Holdings::of(pid);
+            same = if now.fds == last.fds { same + 1 } else { 0 };
+            last = now;
+        }
+        last
+    }
+
+    /// What each of `pid`'s fds refers to (`N -> target`), for a message that says what grew.
+    pub fn fd_list(pid: i32) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    Some(format!("{} -> {}", e.file_name().to_string_lossy(), target.display()))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
 }

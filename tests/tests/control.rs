@@ -397,7 +397,7 @@ fn reload_prints_what_was_applied_and_what_waits_for_a_restart(mode: Mode) {
     let out = host.cli(&["show", "host"]);
     let text = stdout(&out);
     assert!(text.starts_with("NAME"), "{text}");
-    assert_eq!(text.lines().count(), 13, "{text}");
+    assert_eq!(text.lines().count(), 14, "{text}");
     let out = host.cli(&["show", "plugins.testkit.nope"]);
     assert!(!out.status.success());
     assert!(

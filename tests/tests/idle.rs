@@ -1,5 +1,5 @@
 //! Idle means idle: a host whose workers' plugin code sleeps wakes no process of its own. The
-//! supervisor, the worker runtime around a long `wait` and exec mode's spare children all block
+//! supervisor, the worker runtime around a long `wait` and every spare child all block
 //! until an event (a signal, a client, a hand-off, the host's death) instead of looking around on
 //! a timer, so a machine full of idle hosts stays asleep.
 //!
@@ -60,7 +60,8 @@ fn an_idle_host_wakes_none_of_its_own_processes(mode: Mode) {
         s.workers.len() == 3 && s.workers.iter().all(|w| w.state == "running" && w.pid.is_some())
     });
     let workers = worker_pids(&s);
-    let spares = if mode == Mode::Exec { 2 } else { 0 };
+    // Both launch modes keep two spare children.
+    let spares = 2;
 
     // Settle: the connection child of that status call is gone and reaped, the spares are
     // started, every process sleeps, and no counter has moved for `QUIET`. Polled with a

@@ -89,7 +89,20 @@ pub fn child_main() -> i32 {
     };
     // Only workers and the startup child run plugin code, so only they load plugins again: a broken plugin file then
     // fails its workers with a clear reason and never `steward status`.
-    let needs_plugins = matches!(params.kind, ChildKind::Worker | ChildKind::Startup | ChildKind::Spare);
+    // issue 15: connections: a client child runs its handler, and a refused client's dead-end
+    // child its handler's rejection writer if there is one.
+    let needs_plugins = match &params.startup {
+        crate::shared::handoff::StartupData::Refused { listener, .. } => params
+            .config
+            .listeners
+            .get(*listener as usize)
+            .and_then(|l| params.registry.handler(&l.plugin, &l.handler))
+            .is_some_and(|h| h.reject.is_some()),
+        _ => matches!(
+            params.kind,
+            ChildKind::Worker | ChildKind::Startup | ChildKind::Spare | ChildKind::Client
+        ),
+    };
     let cfg = params.config.clone();
     let registry = params.registry.clone();
     let settings = params.settings.clone();

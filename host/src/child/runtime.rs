@@ -464,12 +464,14 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
     crate::shared::latch::attach(env.segment, latch.as_raw_fd(), env.host_pid);
     // issue 14: dynamic workers
     // A worker's child slot is its worker slot, and so its request slot; the startup child's
-    // request slot is at its child slot's index too (issue 14: notifications).
+    // (issue 14: notifications) and a client child's (issue 15: connections) request slots are
+    // at their child slots' indexes too.
+    let layout = &env.segment.layout;
     let own_slot = slot
         .and_then(|s| env.segment.child_slot_index(s))
         .filter(|&i| match startup {
-            true => i == env.segment.layout.startup_request_slot(),
-            false => i < env.segment.layout.n_worker_slots,
+            true => i == layout.startup_request_slot(),
+            false => i < layout.n_worker_slots || (i >= layout.client_child_slot(0) && i < layout.n_request_slots()),
         });
     crate::shared::handles::attach(env.segment, own_slot, env.host_pid, terminating);
     let latch_handle = slot.and_then(|s| {

@@ -1,7 +1,9 @@
-//! A spare: an exec-mode child that has loaded the plugins and mapped the segment before any
-//! worker needs it, and becomes the worker it is handed.
+//! A spare: a child that has loaded the plugins and mapped the segment before any worker needs
+//! it, and becomes the worker it is handed.
 //!
-//! Runs in: spare children (exec mode only).
+//! Runs in: spare children, in both launch modes. An exec-mode spare is an executed `steward
+//! child`; a fork-mode spare is forked from the supervisor when its loop is idle (decision 133)
+//! and so shares the supervisor's loaded plugins, as a worker forked at launch would.
 
 use std::sync::atomic::Ordering;
 
@@ -19,10 +21,10 @@ fn plugin_files_changed() -> bool {
         .any(|p| crate::shared::preload::file_id(&p.path) != Some(p.file_id))
 }
 
-/// A spare exec-mode child: plugins are loaded and the segment mapped; it waits to be handed a
-/// worker slot, claims that worker's child slot (its dead-man flag) and becomes the worker. If a
-/// plugin file changed since it was loaded, it executes itself again first, so the worker runs
-/// (or fails on) the file as it is now, exactly like a freshly executed child.
+/// A spare child: plugins are loaded and the segment mapped; it waits to be handed a worker
+/// slot, claims that worker's child slot (its dead-man flag) and becomes the worker. In exec
+/// mode, if a plugin file changed since it was loaded, it executes itself again first, so the
+/// worker runs (or fails on) the file as it is now, exactly like a freshly executed child.
 pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     crate::shared::log::set_identity("spare", None);
     let Some(own) = slot else {
@@ -51,7 +53,10 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
     if worker_slot >= env.segment.layout.n_worker_slots {
         exit_clean(slot, 2, "spare handed a worker slot out of range");
     }
-    if plugin_files_changed() {
+    let exec = env.cfg.launch_mode == crate::shared::config::LaunchMode::Exec;
+    // A forked spare shares the supervisor's loaded plugins, as a freshly forked worker would:
+    // only an executed spare can have loaded a file that has since changed.
+    if exec && plugin_files_changed() {
         // The new image starts with default dispositions: block what the supervisor sends until
         // its handlers are in place, as for a spawned child (see `sys::spawn_blocked_signals`).
         let blocked = crate::sys::spawn_blocked_signals();
@@ -68,8 +73,10 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         env.segment.child_slot(worker_slot).set_reason(&reason);
         exit_clean(slot, 2, &reason);
     }
-    // SAFETY: the blob fd is ours and no longer needed.
-    unsafe { libc::close(crate::shared::handoff::FD_BLOB) };
+    if exec {
+        // SAFETY: the blob fd is ours and no longer needed (a forked spare has none).
+        unsafe { libc::close(crate::shared::handoff::FD_BLOB) };
+    }
     let cs = env.segment.child_slot(worker_slot);
     cs.activate();
     if RELOAD.swap(false, Ordering::SeqCst) {

@@ -94,6 +94,25 @@ pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
             let _ = writeln!(out, "  {}.{}", l.plugin, l.name);
         }
     }
+    // issue 15: connections
+    if !cfg.listeners.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nlisteners ({}), {} client slots in all (max_client_connections):",
+            cfg.listeners.len(),
+            layout.n_client_slots
+        );
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}  handler {}.{}, max_connections {}",
+                l.describe(i),
+                l.plugin,
+                l.handler,
+                l.max_connections
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nshared memory {} bytes: {} worker slots ({} static + {} dynamic), {} connection slots (+{} reserved for status and stop)",

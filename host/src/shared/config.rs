@@ -81,6 +81,9 @@ pub struct RawFile {
     pub host: RawHost,
     #[serde(default)]
     pub plugins: BTreeMap<String, toml::Table>,
+    // issue 15: connections
+    #[serde(default)]
+    pub listen: Vec<crate::shared::listen::RawListen>,
 }
 
 /// Whether a reload applies a changed `[host]` key.
@@ -148,6 +151,7 @@ macro_rules! host_keys {
                 Ok(Config {
                     path: c.path.to_owned(),
                     plugin_sections,
+                    listeners: Vec::new(),
                     reserved_worker_slots: BTreeMap::new(),
                     $($key: c.$key(self.$key)?,)*
                 })
@@ -185,6 +189,8 @@ host_keys! {
     }
     .to_owned();
     log_level: String, Applies, show_plain::<crate::shared::log::Filter>;
+    // issue 15: connections
+    max_client_connections: i64, NeedsRestart, show_plain::<u32>;
 }
 
 /// The validated configuration the host runs with.
@@ -207,6 +213,11 @@ pub struct Config {
     pub log_level: crate::shared::log::Filter,
     /// `[plugins.<name>]` tables, validated against the plugins' definitions during preload.
     pub plugin_sections: BTreeMap<String, toml::Table>,
+    // issue 15: connections
+    /// Most client connections of plugins' listeners served at once, over all listeners.
+    pub max_client_connections: u32,
+    /// The `[[listen]]` tables, validated ([`crate::shared::listen`]); restart-only.
+    pub listeners: Vec<crate::shared::listen::Listener>,
     // issue 14: queue
     /// Dynamic worker slots reserved per plugin (`reserved_worker_slots`, taken out of
     /// `plugin_sections`); restart-only.
@@ -256,6 +267,8 @@ impl Config {
             dir: path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from(".")),
         };
         let mut cfg = raw.host.check(&check, raw.plugins)?;
+        cfg.listeners =
+            crate::shared::listen::validate(path, raw.listen, cfg.max_client_connections, |p| check.resolve(p))?;
         // issue 14: queue
         cfg.reserved_worker_slots = reserved::take_reserved(path, &mut cfg.plugin_sections, cfg.max_worker_processes)?;
         // A misspelt plugin name would silently leave that plugin at the default level.
@@ -440,6 +453,11 @@ impl HostCheck<'_> {
                 format!("{s:?} is not a log format (use \"text\" or \"json\")"),
             )),
         }
+    }
+
+    // issue 15: connections
+    fn max_client_connections(&self, v: Option<i64>) -> Result<u32, ConfigError> {
+        self.bounded("host.max_client_connections", v, 100, 1, MAX_CONNECTIONS)
     }
 
     fn log_level(&self, v: Option<String>) -> Result<crate::shared::log::Filter, ConfigError> {
@@ -660,6 +678,6 @@ mod tests {
             .map(|k| k.name.strip_prefix("host.").unwrap())
             .collect();
         assert_eq!(serde_fields::<RawHost>(), declared.as_slice());
-        assert_eq!(serde_fields::<RawFile>(), ["host", "plugins"]);
+        assert_eq!(serde_fields::<RawFile>(), ["host", "plugins", "listen"]);
     }
 }

@@ -31,6 +31,9 @@ pub enum ChildKind {
     /// Exec mode only: an executed child with plugins loaded and the segment mapped, waiting to
     /// be handed a worker slot.
     Spare,
+    // issue 15: connections
+    /// Serves one client of a plugin's listener with the plugin's connection handler.
+    Client,
 }
 
 /// What the supervisor knows about a kind.
@@ -46,7 +49,7 @@ pub struct KindInfo {
     pub runs_plugin_code: bool,
 }
 
-pub const KINDS: [KindInfo; 5] = [
+pub const KINDS: [KindInfo; 6] = [
     KindInfo {
         kind: ChildKind::Worker,
         name: "worker",
@@ -77,6 +80,13 @@ pub const KINDS: [KindInfo; 5] = [
         attaches_shmem: true,
         runs_plugin_code: true,
     },
+    // issue 15: connections
+    KindInfo {
+        kind: ChildKind::Client,
+        name: "client",
+        attaches_shmem: true,
+        runs_plugin_code: true,
+    },
 ];
 
 impl ChildKind {
@@ -104,6 +114,17 @@ pub enum StartupData {
     },
     Startup,
     Spare,
+    // issue 15: connections
+    /// A client of listener `listener` (its index in the config's `listeners`), served.
+    Client {
+        listener: u32,
+    },
+    /// A client of listener `listener` turned away for `admission` (an `abi::ADMIT_*` value):
+    /// a dead-end child writes the handler's rejection, or a default line.
+    Refused {
+        listener: u32,
+        admission: u32,
+    },
 }
 
 // issue 15: isolated
@@ -124,7 +145,7 @@ impl StartupData {
 #[derive(Debug)]
 pub struct ClientSocket {
     pub fd: OwnedFd,
-    /// The listening socket's path.
+    /// The listening socket's path (or, for a TCP listener, its `ip:port`).
     pub local: String,
     /// The peer's address (empty for an unnamed Unix socket).
     pub peer: String,

@@ -18,6 +18,8 @@ use steward::abi::{self, Status, Str};
 
 // issue 14: dynamic workers
 mod dynamic;
+// issue 15: connections
+mod connections;
 
 use crate::shared::protocol::{self, Code};
 use crate::shared::registry::{
@@ -131,6 +133,8 @@ const fn table(mode: u32) -> abi::HostApi {
         launch_worker_ext: dynamic::host_launch_worker_ext,
         // issue 14: queue
         launch_worker_opts: dynamic::host_launch_worker_opts,
+        // issue 15: connections
+        register_connection_handler: connections::host_register_connection_handler,
     }
 }
 

@@ -43,7 +43,7 @@ static ATTACHED: OnceLock<Attached> = OnceLock::new();
 /// Makes latches settable from this process (once, when the runtime starts): `own_fd` is the
 /// eventfd this process's `SIGURG` handler writes.
 pub fn attach(segment: &Segment, own_fd: RawFd, host_pid: i32) {
-    let n_slots = segment.layout.spare_child_slot(segment.layout.n_spare_slots);
+    let n_slots = segment.layout.n_child_slots();
     let _ = ATTACHED.set(Attached {
         slots: segment.child_slot(0),
         n_slots,

@@ -398,6 +398,38 @@ fn parse_threads(status: &str) -> Option<usize> {
 }
 
 fn check_frozen(cfg: &Config, reg: &Registry, settings: &Settings) -> Result<(), PluginError> {
+    // issue 15: connections
+    // A listener whose handler is missing or cannot run stops start-up, naming the listener.
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let fail = |reason: String| {
+            PluginError::Config(format!(
+                "{}: {}: handler \"{}.{}\": {reason}",
+                cfg.path.display(),
+                l.describe(i),
+                l.plugin,
+                l.handler
+            ))
+        };
+        let Some(h) = reg.handler(&l.plugin, &l.handler) else {
+            let known: Vec<String> = reg
+                .handlers
+                .iter()
+                .map(|h| format!("{}.{}", h.plugin, h.name))
+                .collect();
+            return Err(fail(format!(
+                "no plugin registered it (registered handlers: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        resolve_connection_entry(&h.library, &h.function, false).map_err(&fail)?;
+        if let Some(r) = &h.reject {
+            resolve_connection_entry(&h.library, r, true).map_err(&fail)?;
+        }
+    }
     for (plugin, table) in &cfg.plugin_sections {
         for key in table.keys() {
             if !settings.map.contains_key(&(plugin.clone(), key.clone())) {
@@ -531,6 +563,30 @@ pub fn resolve_segment_init(library: &str, function: &str) -> Result<EntryFn, St
         "segment init hook",
         "steward::segment_init!",
     )
+}
+
+// issue 15: connections
+/// Finds connection handler `function` in the loaded `library` (or, with `reject`, a rejection
+/// writer) and checks its descriptor.
+pub fn resolve_connection_entry(library: &str, function: &str, reject: bool) -> Result<EntryFn, String> {
+    match reject {
+        false => resolve(
+            library,
+            function,
+            abi::CONN_SYMBOL_PREFIX,
+            abi::CONN_MAGIC,
+            "connection handler",
+            "steward::connection_entry!",
+        ),
+        true => resolve(
+            library,
+            function,
+            abi::REJECT_SYMBOL_PREFIX,
+            abi::REJECT_MAGIC,
+            "rejection writer",
+            "steward::rejection_entry!",
+        ),
+    }
 }
 
 fn resolve(

@@ -16,6 +16,9 @@ use steward::abi;
 // issue 14: readiness
 mod start_after;
 pub use start_after::StartAfterError;
+// issue 15: connections
+mod handlers;
+pub use handlers::HandlerSpec;
 
 /// When a worker starts (see `steward::StartTime`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +209,10 @@ pub struct Registry {
     /// forked child's first allocations then write into, copying a page each time.
     #[serde(skip)]
     name_hashes: std::collections::HashSet<u64>,
+    // issue 15: connections
+    /// Connection handlers, by `(plugin, name)`.
+    #[serde(default)]
+    pub handlers: Vec<HandlerSpec>,
 }
 
 impl Registry {
@@ -230,6 +237,7 @@ impl Registry {
             frozen: true,
             name_hashes: Default::default(),
             segment_inits: self.segment_inits.clone(),
+            handlers: self.handlers.clone(),
         }
     }
 

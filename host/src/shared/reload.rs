@@ -115,6 +115,11 @@ pub fn plan(running: &Config, settings: &Settings) -> Result<Plan, Vec<ConfigErr
             ));
         }
     }
+    // issue 15: connections
+    // Listeners are bound once, at start-up (decision 136): a changed list waits for a restart.
+    if new.listeners != running.listeners {
+        need_restart.push("listen".to_owned());
+    }
     Ok(Plan {
         config,
         settings,
@@ -196,7 +201,8 @@ mod tests {
             &path,
             "[host]\nruntime_dir = \"run2\"\nplugin_dir = \"p\"\npreload_plugins = [\"other\"]\nmax_worker_processes = 3\n\
              max_connections = 3\nlaunch_mode = \"exec\"\nhuge_code_pages = false\nshutdown_timeout = \"7s\"\n\
-             crash_kill_timeout = \"7s\"\nrestart_after_crash = false\nlog_format = \"json\"\nlog_level = \"debug\"\n",
+             crash_kill_timeout = \"7s\"\nrestart_after_crash = false\nlog_format = \"json\"\nlog_level = \"debug\"\n\
+             max_client_connections = 3\n",
         )
         .unwrap();
         let plan = plan(&running, &Settings::default())
@@ -236,6 +242,8 @@ mod tests {
             ("host.max_connections", "16", false),
             ("host.launch_mode", "fork", false),
             ("host.huge_code_pages", "true", false),
+            // issue 15: connections
+            ("host.max_client_connections", "100", false),
             ("host.shutdown_timeout", "5s", true),
             ("host.crash_kill_timeout", "5s", true),
             ("host.restart_after_crash", "true", true),

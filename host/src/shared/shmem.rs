@@ -95,7 +95,7 @@ pub use layout::{Layout, SPARE_CHILDREN};
 pub use status::{ExitRecord, Published, StatusCell, StatusSnapshot, EXIT_HISTORY, INFO_LEN};
 
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"STWDSEG1");
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 pub const REASON_LEN: usize = 256;
 
 /// A bounded string of atomic bytes.
@@ -463,10 +463,7 @@ impl Segment {
 
     /// Child slot `i`; `i` is checked against this process's own layout, never the header.
     pub fn child_slot(&self, i: u32) -> &ChildSlot {
-        assert!(
-            i < self.layout.spare_child_slot(self.layout.n_spare_slots),
-            "child slot {i} out of range"
-        );
+        assert!(i < self.layout.n_child_slots(), "child slot {i} out of range");
         // SAFETY: index bounded by the layout this process computed or validated.
         unsafe { self.at(self.layout.child_slots_off + i as u64 * std::mem::size_of::<ChildSlot>() as u64) }
     }
@@ -476,9 +473,7 @@ impl Segment {
         let base = self.child_slot(0) as *const ChildSlot as usize;
         let off = (slot as *const ChildSlot as usize).checked_sub(base)?;
         let i = off / std::mem::size_of::<ChildSlot>();
-        (off % std::mem::size_of::<ChildSlot>() == 0
-            && (i as u32) < self.layout.spare_child_slot(self.layout.n_spare_slots))
-        .then_some(i as u32)
+        (off % std::mem::size_of::<ChildSlot>() == 0 && (i as u32) < self.layout.n_child_slots()).then_some(i as u32)
     }
 
     pub fn worker_slot(&self, i: u32) -> &WorkerSlot {

@@ -188,6 +188,8 @@ impl Supervisor {
         if let Err(e) = self.pool.release(id) {
             tracing::error!("child-slot pool: {e}");
         }
+        // issue 15: connections
+        self.client_slot_freed(id);
     }
 
     /// Starts a child of `slot`'s kind in `slot` (taken from the pool) through `launch_child`.

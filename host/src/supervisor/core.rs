@@ -643,7 +643,7 @@ impl Core {
     fn connections(&self) -> usize {
         self.children
             .values()
-            .filter(|c| c.kind == ChildKind::Connection)
+            .filter(|c| matches!(c.kind, ChildKind::Connection | ChildKind::Client))
             .count()
     }
 }

@@ -11,8 +11,9 @@
 //! | worker | `n_worker_slots`: the static workers', then room for dynamic ones | `[0, W)`, worker slot `i` is child slot `i` |
 //! | connection | `max_connections` ordinary, then the reserved ones | `[W, W + C)`, reserved at the end |
 //! | startup | one | `W + C` |
-//! | spare | the spare children's, exec mode only (none in fork mode) | `W + C + 1 ..` |
-//! | dead-end | a bound of `2 C + 8`, no shared slot | none |
+//! | spare | the spare children's (both launch modes) | `W + C + 1 ..` |
+//! | client | `max_client_connections` when there are listeners | after the spares' |
+//! | dead-end | a bound of `2 (C + clients) + 8`, no shared slot | none |
 //!
 //! Invariants:
 //! - Every count comes from the layout computed once from the frozen registry and the config
@@ -40,7 +41,6 @@
 //! would cost a page fault and a 4 KiB copy on each of those writes (2.5 to 3 us here, about 2 %
 //! of a launch; decision 87).
 
-use crate::shared::config::{Config, LaunchMode};
 use crate::shared::handoff::ChildKind;
 use crate::shared::shmem::Layout;
 use crate::supervisor::private::PrivateVec;
@@ -108,7 +108,7 @@ pub enum ReleaseError {
 /// The supervisor's child slots, pooled by kind (see the module header).
 pub struct ChildSlotPool {
     /// By [`kind_index`].
-    spans: [Span; 5],
+    spans: [Span; 6],
     /// Worker slots below this belong to the static workers.
     n_static_workers: u32,
     /// Connection slots below this (counted from the span's start) are ordinary; the rest are
@@ -126,6 +126,7 @@ fn kind_index(kind: ChildKind) -> usize {
         ChildKind::Startup => 2,
         ChildKind::Spare => 3,
         ChildKind::DeadEnd => 4,
+        ChildKind::Client => 5,
     }
 }
 
@@ -136,14 +137,10 @@ pub fn dead_end_capacity(n_connection_slots: u32) -> u32 {
 }
 
 impl ChildSlotPool {
-    /// The pool of a host running with `cfg`: the reserved connection slots the control socket
-    /// keeps for `status` and `stop`, and spares only in exec mode.
-    pub fn for_host(layout: &Layout, cfg: &Config) -> std::io::Result<ChildSlotPool> {
-        ChildSlotPool::new(
-            layout,
-            crate::shared::control::RESERVED_CONNECTIONS,
-            cfg.launch_mode == LaunchMode::Exec,
-        )
+    /// The pool of a host: the reserved connection slots the control socket keeps for `status`
+    /// and `stop`, and spares (in both launch modes).
+    pub fn for_host(layout: &Layout) -> std::io::Result<ChildSlotPool> {
+        ChildSlotPool::new(layout, crate::shared::control::RESERVED_CONNECTIONS, true)
     }
 
     /// A pool with every slot free: the last `reserved_connections` of the layout's connection
@@ -159,7 +156,8 @@ impl ChildSlotPool {
                 layout.spare_child_slot(0),
                 if spares { layout.n_spare_slots } else { 0 },
             ),
-            (0, dead_end_capacity(c)),
+            (0, dead_end_capacity(c + layout.n_client_slots)),
+            (layout.client_child_slot(0), layout.n_client_slots),
         ];
         let mut word = 0;
         let spans = lens.map(|(base, len)| {
@@ -211,7 +209,9 @@ impl ChildSlotPool {
             ChildKind::Connection => self
                 .next(s, 0, self.ordinary_connections, false)
                 .or_else(|| self.next(s, self.ordinary_connections, s.len, false)),
-            ChildKind::Startup | ChildKind::Spare | ChildKind::DeadEnd => self.next(s, 0, s.len, false),
+            ChildKind::Startup | ChildKind::Spare | ChildKind::DeadEnd | ChildKind::Client => {
+                self.next(s, 0, s.len, false)
+            }
         }?;
         self.set(s, pos, true);
         Some(self.id(kind, s, pos))
@@ -343,6 +343,7 @@ impl Iterator for Slots<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::config::Config;
     use crate::shared::registry::{Registry, RestartPolicy, StartTime, WorkerSpec};
 
     const KINDS: [ChildKind; 5] = [
@@ -379,7 +380,8 @@ mod tests {
     }
 
     /// The layout and pool of a host with these settings, as [`ChildSlotPool::for_host`] makes
-    /// them, but also for `max_connections = 0`, which the config refuses and the layout allows.
+    /// them (with spares only for `mode` exec, so the pool without them stays covered), but also
+    /// for `max_connections = 0`, which the config refuses and the layout allows.
     fn host(
         static_workers: usize,
         max_worker_processes: u32,
@@ -477,17 +479,16 @@ mod tests {
     }
 
     #[test]
-    fn a_host_reserves_connections_for_the_operator_and_has_spares_only_in_exec_mode() {
+    fn a_host_reserves_connections_for_the_operator_and_has_spares_in_both_modes() {
         for mode in ["fork", "exec"] {
             let text = format!("[host]\npreload_plugins = []\nmax_connections = 3\nlaunch_mode = \"{mode}\"\n");
             let cfg = Config::parse(std::path::Path::new("steward.toml"), &text).unwrap();
             let layout = Layout::for_host(&registry(2), &cfg);
-            let pool = ChildSlotPool::for_host(&layout, &cfg).unwrap();
+            let pool = ChildSlotPool::for_host(&layout).unwrap();
             let reserved = crate::shared::control::RESERVED_CONNECTIONS;
             assert_eq!(pool.capacity(ChildKind::Connection), 3 + reserved, "{mode}");
             assert_eq!(pool.reserved_connections(), reserved, "{mode}");
-            let spares = if mode == "exec" { layout.n_spare_slots } else { 0 };
-            assert_eq!(pool.capacity(ChildKind::Spare), spares, "{mode}");
+            assert_eq!(pool.capacity(ChildKind::Spare), layout.n_spare_slots, "{mode}");
             assert_eq!(pool.capacity(ChildKind::Worker), layout.n_worker_slots, "{mode}");
         }
     }

@@ -1,5 +1,6 @@
-//! Spare children (exec mode): executed children with the plugins loaded and the segment mapped,
-//! waiting to be handed a worker slot, so a worker starts without paying for an exec.
+//! Spare children: children with the plugins loaded and the segment mapped, waiting to be handed
+//! a worker slot, so a worker starts without paying for an exec (exec mode) or a fork of the
+//! supervisor and the child's set-up around it (fork mode, decision 133).
 //!
 //! Runs in: the supervisor. A spare is a child like any other in the core's table (kind spare);
 //! handing it a worker turns its record into the worker's. Spares are refilled only when the
@@ -13,7 +14,7 @@ impl Supervisor {
     /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
     /// has nothing else to launch.
     pub(super) fn tend_spares(&mut self) {
-        if self.cfg.launch_mode != crate::shared::config::LaunchMode::Exec || !self.core.is_up() {
+        if !self.core.is_up() {
             return;
         }
         let claimed: Vec<i32> = self

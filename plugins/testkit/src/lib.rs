@@ -71,6 +71,9 @@
 //! requests `counter` twice and `bad_name` requests one named with a newline (init must fail
 //! naming them).
 //!
+//! Dynamic-worker benchmarks (issue 14: benchmarks): the setting `dynbench` and the entries
+//! `testkit_dynbench` and `testkit_dyn_stamp`, described in `dynbench.rs`.
+//!
 //! The entry `testkit_by_name` (issue 14: control) looks up the static worker `w`, itself and a
 //! name no worker has with `WorkerHandle::by_name`, and logs what each gave.
 //!
@@ -85,6 +88,11 @@
 //! the lock, forgets the guard and returns `Ok`; `bench=N` times N uncontended exclusive pairs and
 //! N pairs of bare atomics on the region (the floor), and logs `lock bench: X ns per pair, floor
 //! Y ns`.
+
+// issue 14: benchmarks
+mod dynbench;
+// issue 15: connections
+mod connections;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -192,6 +200,10 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
         "pause between the latch setter's sets",
     )?;
     request_locks(reg)?;
+    // issue 14: benchmarks
+    dynbench::request(reg)?;
+    // issue 15: connections
+    connections::register(reg)?;
     if spawn_thread && !reg.is_attach() {
         // Parked for good: the thread must still exist when the host counts its threads.
         std::thread::spawn(|| loop {

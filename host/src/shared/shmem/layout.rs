@@ -41,6 +41,10 @@ pub struct Layout {
     #[serde(default)]
     pub requests_off: u64,
     pub size: u64,
+    // issue 15: connections
+    /// Slots for client children of plugins' listeners, after the spares'.
+    #[serde(default)]
+    pub n_client_slots: u32,
 }
 
 fn align(v: u64) -> u64 {
@@ -52,18 +56,35 @@ impl Layout {
     /// reserved for `status` and `stop`. `run` and `check` both take it from here, so `check`
     /// reports the segment `run` would create.
     pub fn for_host(reg: &Registry, cfg: &Config) -> Layout {
-        Layout::compute(
+        // A host without listeners serves no client: it gives their children no slot.
+        let clients = if cfg.listeners.is_empty() {
+            0
+        } else {
+            cfg.max_client_connections
+        };
+        Layout::compute_with_clients(
             reg,
             cfg.max_worker_processes,
             cfg.max_connections + crate::shared::control::RESERVED_CONNECTIONS,
+            clients,
         )
     }
 
     pub fn compute(reg: &Registry, max_worker_processes: u32, max_connections: u32) -> Layout {
+        Layout::compute_with_clients(reg, max_worker_processes, max_connections, 0)
+    }
+
+    /// As [`Layout::compute`], with `clients` child slots for plugins' client connections.
+    pub fn compute_with_clients(
+        reg: &Registry,
+        max_worker_processes: u32,
+        max_connections: u32,
+        clients: u32,
+    ) -> Layout {
         let n_static_workers = reg.workers.len() as u32;
         let n_worker_slots = n_static_workers + max_worker_processes;
         // Workers, connections, one slot for the startup child, and the spares'.
-        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN) as u64;
+        let n_child = (n_worker_slots + max_connections + 1 + SPARE_CHILDREN + clients) as u64;
         let child_slots_off = align(std::mem::size_of::<Header>() as u64);
         let worker_slots_off = align(child_slots_off + n_child * std::mem::size_of::<ChildSlot>() as u64);
         let regions_off = align(worker_slots_off + n_worker_slots as u64 * std::mem::size_of::<WorkerSlot>() as u64);
@@ -79,7 +100,7 @@ impl Layout {
         let requests_off = next;
         next = align(
             requests_off
-                + Layout::n_request_slots_for(n_worker_slots, max_connections) as u64
+                + Layout::n_request_slots_for(n_worker_slots, max_connections, SPARE_CHILDREN, clients) as u64
                     * std::mem::size_of::<crate::shared::handles::RequestSlot>() as u64,
         );
         Layout {
@@ -95,6 +116,7 @@ impl Layout {
             n_locks,
             requests_off,
             size: next.max(4096),
+            n_client_slots: clients,
         }
     }
 
@@ -102,12 +124,28 @@ impl Layout {
     /// Request slots: each requester's at its child slot's index, the worker slots' and the
     /// connection slots' (issue 14: control), then the startup child's (startup hooks launch
     /// dynamic workers too).
-    fn n_request_slots_for(n_worker_slots: u32, n_connection_slots: u32) -> u32 {
-        n_worker_slots + n_connection_slots + 1
+    /// With client slots (issue 15: connections), the table runs up to the last of them, so a
+    /// client child's request slot is at its child slot's index too; the spares' entries before
+    /// them stay unused.
+    fn n_request_slots_for(
+        n_worker_slots: u32,
+        n_connection_slots: u32,
+        n_spare_slots: u32,
+        n_client_slots: u32,
+    ) -> u32 {
+        match n_client_slots {
+            0 => n_worker_slots + n_connection_slots + 1,
+            _ => n_worker_slots + n_connection_slots + 1 + n_spare_slots + n_client_slots,
+        }
     }
 
     pub fn n_request_slots(&self) -> u32 {
-        Layout::n_request_slots_for(self.n_worker_slots, self.n_connection_slots)
+        Layout::n_request_slots_for(
+            self.n_worker_slots,
+            self.n_connection_slots,
+            self.n_spare_slots,
+            self.n_client_slots,
+        )
     }
 
     /// The startup child's request slot: its child slot's index.
@@ -123,6 +161,17 @@ impl Layout {
     /// The child slot of spare number `k`.
     pub fn spare_child_slot(&self, k: u32) -> u32 {
         self.startup_child_slot() + 1 + k
+    }
+
+    // issue 15: connections
+    /// The child slot of client connection number `i`.
+    pub fn client_child_slot(&self, i: u32) -> u32 {
+        self.spare_child_slot(self.n_spare_slots) + i
+    }
+
+    /// How many child slots there are, of every kind.
+    pub fn n_child_slots(&self) -> u32 {
+        self.client_child_slot(self.n_client_slots)
     }
 
     /// The child slot of connection number `i`.

@@ -63,13 +63,19 @@ impl Core {
                 ));
                 took
             }
-            ChildKind::Connection if outcome == Outcome::Crash => {
+            // issue 15: connections: a client child maps the segment and runs plugin code; its
+            // crash resets the host as a control connection's does.
+            ChildKind::Connection | ChildKind::Client if outcome == Outcome::Crash => {
                 let took = self.took(Row::ConnectionCrashed);
-                let what = format!("connection child (pid {pid}) crashed: {status}{}", corrupt_note(status));
+                let what = format!(
+                    "{} child (pid {pid}) crashed: {status}{}",
+                    child.kind.info().name,
+                    corrupt_note(status)
+                );
                 self.crash(&what, now, out);
                 took
             }
-            ChildKind::Connection => self.took(Row::ConnectionExited),
+            ChildKind::Connection | ChildKind::Client => self.took(Row::ConnectionExited),
             ChildKind::Worker => match child.worker.filter(|k| self.worker(*k).is_some()) {
                 Some(key) => {
                     let took = self.worker_exited(key, pid, status, outcome, slot, now, out);

@@ -1,0 +1,52 @@
+//! The host table's connection-handler registration (issue 15: connections).
+//!
+//! Runs in: the supervisor during preload (a no-op in an exec-mode child's attach init, as
+//! every registration). The spec comes from plugin code: checked for null and for the size it
+//! claims before a field is read.
+
+use std::ffi::c_void;
+
+use steward::abi::{self, Status, Str};
+
+use super::{guarded, register, text};
+use crate::shared::registry::HandlerSpec;
+
+pub(super) unsafe extern "C" fn host_register_connection_handler(
+    _ctx: *mut c_void,
+    plugin: Str,
+    spec: *const abi::HandlerSpec,
+) -> Status {
+    guarded(|| {
+        // SAFETY: the plugin's spec, valid for the call; null is refused.
+        let Some(spec) = (unsafe { spec.as_ref() }) else {
+            return abi::STATUS_INVALID;
+        };
+        if (spec.size as usize) < abi::HANDLER_SPEC_SIZE_1 {
+            return abi::STATUS_INVALID;
+        }
+        // No flag is defined yet: a bit set is a plugin built for a host that knows it.
+        if spec.flags != 0 {
+            return abi::STATUS_INVALID;
+        }
+        // SAFETY: views valid for the call, as the ABI requires of callers.
+        let (Some(plugin), Some(name), Some(library), Some(function), Some(reject)) = (unsafe {
+            (
+                text(plugin),
+                text(spec.name),
+                text(spec.library),
+                text(spec.function),
+                text(spec.reject_function),
+            )
+        }) else {
+            return abi::STATUS_BAD_NAME;
+        };
+        let h = HandlerSpec {
+            plugin: plugin.to_owned(),
+            name: name.to_owned(),
+            library: if library.is_empty() { plugin } else { library }.to_owned(),
+            function: function.to_owned(),
+            reject: (!reject.is_empty()).then(|| reject.to_owned()),
+        };
+        register(|r| r.add_handler(h))
+    })
+}

@@ -1,0 +1,432 @@
+//! Plugins' listeners (issue 15: connections): binding the `[[listen]]` sockets at start-up,
+//! accepting their clients, and deciding each client's admission, the postmaster's
+//! `BackendStartup` and `canAcceptConnections` in Steward's terms.
+//!
+//! Runs in: the supervisor. It never writes to, reads from or blocks on a client socket: a served
+//! client goes to a client child (kind `client`, a child slot of its own, the plugin's handler),
+//! a refused one to a dead-end child that writes the handler's rejection. The supervisor's part
+//! is `accept4`, a few counters, `launch_child`, and closing its copy of the socket.
+//!
+//! Owns: the listening sockets (closed with the supervisor; a Unix one's file is removed when
+//! the supervisor drops them, at exit or on a failed start), and per listener the number of clients it serves now. Invariants: a listener's count
+//! is raised only for a client child that started and lowered only when that child's slot is
+//! freed (`free_slot`), so `open <= max_connections` per listener; the child-slot pool's
+//! `client` kind bounds them all by `max_client_connections`, apart from the control socket's
+//! connection slots and the workers' slots, which clients can never take.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use steward::abi;
+
+use super::core::{Event, Phase, Progress};
+use super::pool::ChildSlotId;
+use super::Supervisor;
+use crate::shared::config::Config;
+use crate::shared::handles;
+use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
+use crate::shared::listen::{ListenAddr, Listener};
+
+/// Most clients accepted per listener per loop iteration, so one busy listener cannot keep the
+/// loop from reaping, launching and serving the others.
+const ACCEPT_BATCH: usize = 32;
+
+/// Why a listener could not be bound: start-up stops with it.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("{file}: {listener}: {reason}", file = file.display())]
+    Listener {
+        file: PathBuf,
+        listener: String,
+        reason: String,
+    },
+}
+
+enum Sock {
+    Unix(UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+/// A bound listener.
+struct Bound {
+    sock: Sock,
+    /// Clients this listener serves now.
+    open: u32,
+    /// A Unix socket's file, removed at exit.
+    file: Option<PathBuf>,
+}
+
+/// The supervisor's listeners, in the config's order.
+#[derive(Default)]
+pub struct Listeners {
+    bound: Vec<Bound>,
+    /// For each client child slot (by its index among the client slots): the listener it serves
+    /// plus one, 0 when free.
+    serving: Vec<u32>,
+}
+
+impl Listeners {
+    /// Binds every listener of `cfg`, or says which one failed and why (and removes the socket
+    /// files of those it bound before).
+    pub fn bind(cfg: &Config, n_client_slots: u32) -> Result<Listeners, BindError> {
+        let mut done = Listeners {
+            bound: Vec::with_capacity(cfg.listeners.len()),
+            serving: vec![0; n_client_slots as usize],
+        };
+        // On an error, dropping `done` removes the files of the listeners bound so far.
+        done.bind_all(cfg).map(|()| done)
+    }
+
+    fn bind_all(&mut self, cfg: &Config) -> Result<(), BindError> {
+        let bound = &mut self.bound;
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            let fail = |reason: String| BindError::Listener {
+                file: cfg.path.clone(),
+                listener: l.describe(i),
+                reason,
+            };
+            let b = match &l.addr {
+                ListenAddr::Unix { path, mode } => Bound {
+                    sock: Sock::Unix(bind_unix(path, *mode).map_err(fail)?),
+                    open: 0,
+                    file: Some(path.clone()),
+                },
+                ListenAddr::Tcp(a) => {
+                    let s = std::net::TcpListener::bind(a).map_err(|e| fail(bind_reason(&e)))?;
+                    s.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
+                    Bound {
+                        sock: Sock::Tcp(s),
+                        open: 0,
+                        file: None,
+                    }
+                }
+            };
+            bound.push(b);
+        }
+        Ok(())
+    }
+
+    /// The listening fds, for the loop's poll set.
+    pub fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.bound.iter().map(|b| match &b.sock {
+            Sock::Unix(s) => s.as_raw_fd(),
+            Sock::Tcp(s) => s.as_raw_fd(),
+        })
+    }
+
+    /// Accepts one client of listener `i`: the socket and its addresses, `None` when none waits.
+    fn accept(&self, i: usize, local: &Listener) -> Option<ClientSocket> {
+        let r = match &self.bound[i].sock {
+            Sock::Unix(s) => s.accept().map(|(c, a)| {
+                let peer = a.as_pathname().map(|p| p.display().to_string()).unwrap_or_default();
+                (OwnedFd::from(c), peer)
+            }),
+            Sock::Tcp(s) => s.accept().map(|(c, a)| (OwnedFd::from(c), a.to_string())),
+        };
+        match r {
+            Ok((fd, peer)) => Some(ClientSocket {
+                fd,
+                local: match &local.addr {
+                    ListenAddr::Unix { path, .. } => path.display().to_string(),
+                    ListenAddr::Tcp(a) => a.to_string(),
+                },
+                peer,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => {
+                // EMFILE, ENOBUFS, a client gone before accept: the next poll tries again.
+                tracing::warn!("accept on {} failed: {e}", local.addr);
+                None
+            }
+        }
+    }
+}
+
+/// Removes the Unix listeners' socket files: the supervisor drops its listeners when it exits or
+/// fails to start (children never run destructors: they leave through `_exit`).
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for f in self.bound.iter().filter_map(|b| b.file.as_deref()) {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// What `bind(2)`'s error means to an operator.
+fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!("address in use ({e})"),
+        std::io::ErrorKind::AddrNotAvailable => format!("not an address of this machine ({e})"),
+        std::io::ErrorKind::PermissionDenied => format!("permission denied ({e})"),
+        _ => e.to_string(),
+    }
+}
+
+/// Binds a Unix listener at `path` with `mode`, after the checks the control socket's directory
+/// gets: its directory is a real directory (never followed through a symlink), owned by the
+/// host's user or root, and writable by no one else unless sticky (as `/tmp`). A socket left at
+/// the path by a dead host is replaced; a live one is "address in use"; anything else there
+/// (a file, a symlink, another user's socket) is refused, never removed.
+fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let me = nix::unistd::geteuid().as_raw();
+    let md = std::fs::symlink_metadata(dir).map_err(|e| format!("directory {}: {e}", dir.display()))?;
+    if md.file_type().is_symlink() {
+        return Err(format!(
+            "directory {} is a symbolic link; refusing to follow it: name the real directory",
+            dir.display()
+        ));
+    }
+    if !md.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    if md.uid() != me && md.uid() != 0 {
+        return Err(format!(
+            "directory {} is owned by {}, not by the host's user or root",
+            dir.display(),
+            crate::shared::rundir::describe_uid(md.uid())
+        ));
+    }
+    if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
+        return Err(format!(
+            "directory {} (mode {:04o}) is writable by other users and not sticky: another user could put a socket there first",
+            dir.display(),
+            md.mode() & 0o7777
+        ));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() && m.uid() == me => {
+            if UnixStream::connect(path).is_ok() {
+                return Err("address in use: a server is listening on this socket".to_owned());
+            }
+            std::fs::remove_file(path).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
+        }
+        Ok(m) => {
+            return Err(format!(
+                "a {} owned by {} is in the way; refusing to replace it",
+                if m.file_type().is_symlink() {
+                    "symbolic link"
+                } else if m.file_type().is_socket() {
+                    "socket"
+                } else {
+                    "file"
+                },
+                crate::shared::rundir::describe_uid(m.uid())
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    // SAFETY: umask only changes this process's file-creation mask: the socket has its mode from
+    // the moment it exists, with no window for a chmod to race.
+    let old = unsafe { libc::umask(!mode & 0o777) };
+    let r = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let s = r.map_err(|e| bind_reason(&e))?;
+    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+impl Supervisor {
+    /// The admission a new client gets now, apart from the counts: served only while the host
+    /// runs; during a start after a crash reset, as during the reset itself, "recovering".
+    fn host_admission(&self) -> u32 {
+        match self.core.phase() {
+            Phase::Stopping(_) => abi::ADMIT_SHUTTING_DOWN,
+            Phase::Recovering(_) => abi::ADMIT_RECOVERING,
+            Phase::Up(Progress::Running) => abi::ADMIT_OK,
+            Phase::Up(_) if self.core.generation() > 1 => abi::ADMIT_RECOVERING,
+            Phase::Up(_) => abi::ADMIT_STARTING,
+        }
+    }
+
+    /// The loop's one wait, up to `ms` (negative: no deadline), on the self-pipe, the control
+    /// socket and every listener; then it drains the pipe and accepts on what became readable.
+    pub(super) fn wait_and_accept(&mut self, ms: i32) {
+        let mut fds = vec![self.wake_r.as_raw_fd(), self.listener.as_raw_fd()];
+        fds.extend(self.listeners.fds());
+        let r = crate::sys::poll_in(&fds, ms);
+        if r[0] != 0 {
+            crate::sys::drain(self.wake_r.as_raw_fd());
+        }
+        if r[1] != 0 {
+            self.accept();
+        }
+        for (i, _) in r.iter().enumerate().skip(2).filter(|(_, ev)| **ev != 0) {
+            self.accept_clients(i - 2);
+        }
+    }
+
+    /// Accepts a batch of clients of listener `i`, each to a client child or a dead-end child.
+    pub(super) fn accept_clients(&mut self, i: usize) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(client) = self.listeners.accept(i, &self.cfg.listeners[i]) else {
+                return;
+            };
+            let mut admission = self.host_admission();
+            let mut slot = None;
+            if admission == abi::ADMIT_OK {
+                let full = self.listeners.bound[i].open >= self.cfg.listeners[i].max_connections;
+                slot = if full {
+                    None
+                } else {
+                    self.pool.acquire(ChildKind::Client)
+                };
+                if slot.is_none() {
+                    admission = abi::ADMIT_TOO_MANY;
+                }
+            }
+            let listener = i as u32;
+            if let Some(slot) = slot {
+                // A request the slot's previous client child left behind is not this one's.
+                if let Some(i) = slot.child_slot().filter(|i| *i < self.layout.n_request_slots()) {
+                    handles::drop_request(self.segment.request_slot(i));
+                }
+                match self.start_child(slot, &StartupData::Client { listener }, Some(client)) {
+                    Ok(pid) => {
+                        self.serve(slot, i);
+                        self.feed(Event::ChildStarted { pid, slot });
+                    }
+                    Err(e) => tracing::error!("cannot start a client child for {}: {e}", self.cfg.listeners[i].addr),
+                }
+                continue;
+            }
+            // Dead-end children are bounded too: past the bound the socket is just closed.
+            let Some(slot) = self.pool.acquire(ChildKind::DeadEnd) else {
+                continue;
+            };
+            match self.start_child(slot, &StartupData::Refused { listener, admission }, Some(client)) {
+                Ok(pid) => self.feed(Event::ChildStarted { pid, slot }),
+                Err(e) => tracing::error!("cannot start a dead-end child: {e}"),
+            }
+        }
+    }
+
+    /// Counts a client child that started in `slot` against listener `i`.
+    fn serve(&mut self, slot: ChildSlotId, i: usize) {
+        let Some(k) = self.client_index(slot) else { return };
+        self.listeners.serving[k] = i as u32 + 1;
+        self.listeners.bound[i].open += 1;
+    }
+
+    /// A client child's slot is free again: its listener serves one client fewer.
+    pub(super) fn client_slot_freed(&mut self, slot: ChildSlotId) {
+        let Some(k) = self.client_index(slot) else { return };
+        let i = std::mem::take(&mut self.listeners.serving[k]);
+        if let Some(b) = i.checked_sub(1).and_then(|i| self.listeners.bound.get_mut(i as usize)) {
+            b.open = b.open.saturating_sub(1);
+        }
+    }
+
+    /// Dynamic workers requested by client children (`Connection::launch`), read only from the
+    /// request slots of client children the core has running. A session launches for its
+    /// handler's plugin only, and the entry is looked up in that plugin's own library, whatever
+    /// the request says: every byte of it is untrusted.
+    pub(super) fn intake_clients(&mut self) {
+        for k in 0..self.layout.n_client_slots {
+            let i = self.layout.client_child_slot(k);
+            let r = self.segment.request_slot(i);
+            // A session's launch is not queued (as a control connection's): every slot taken is
+            // a refusal at once.
+            let Some((seq, spec, _)) = handles::take_request(r) else {
+                continue;
+            };
+            let live = self
+                .core
+                .children()
+                .any(|(_, ch)| ch.kind == ChildKind::Client && ch.slot.child_slot() == Some(i));
+            let listener = self.listeners.serving[k as usize]
+                .checked_sub(1)
+                .map(|l| &self.cfg.listeners[l as usize]);
+            let (Some(l), true) = (listener, live) else {
+                handles::drop_request(r);
+                continue;
+            };
+            let by = format!("{}.{}", l.plugin, l.handler);
+            let mut spec = match spec {
+                Ok(spec) if spec.plugin == l.plugin => spec,
+                Ok(spec) => {
+                    let why = format!(
+                        "handler {by} may launch workers of plugin {} only, not {}",
+                        l.plugin, spec.plugin
+                    );
+                    // Nothing was adopted: whether the session still waits does not matter.
+                    let _ = handles::answer(r, seq, &handles::Answer::Invalid(why));
+                    continue;
+                }
+                Err(why) => {
+                    let _ = handles::answer(r, seq, &handles::Answer::Invalid(why));
+                    continue;
+                }
+            };
+            spec.library = spec.plugin.clone();
+            self.requester = Some(by);
+            self.feed(Event::Request {
+                from: i,
+                seq,
+                spec: Box::new(spec),
+                queue_timeout: None,
+            });
+            self.requester = None;
+        }
+    }
+
+    fn client_index(&self, slot: ChildSlotId) -> Option<usize> {
+        let k = slot.child_slot()?.checked_sub(self.layout.client_child_slot(0))? as usize;
+        (slot.kind() == ChildKind::Client && k < self.listeners.serving.len()).then_some(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::shared::handoff::ChildKind;
+    use crate::shared::registry::Registry;
+    use crate::shared::shmem::Layout;
+    use crate::supervisor::pool::{dead_end_capacity, ChildSlotPool};
+
+    /// Clients have child slots of their own, after every other kind's: a flood of them takes
+    /// no worker slot, no control connection slot, no spare's or the startup child's.
+    #[test]
+    fn clients_never_starve_workers_or_the_control_socket() {
+        let layout = Layout::compute_with_clients(&Registry::default(), 4, 3, 5);
+        assert_eq!(
+            layout.client_child_slot(0),
+            layout.spare_child_slot(layout.n_spare_slots)
+        );
+        assert_eq!(layout.n_child_slots(), layout.client_child_slot(5));
+        let mut pool = ChildSlotPool::new(&layout, 1, true).unwrap();
+        let clients: Vec<_> = std::iter::from_fn(|| pool.acquire(ChildKind::Client)).collect();
+        let slots: Vec<_> = clients.iter().map(|c| c.child_slot().unwrap()).collect();
+        assert_eq!(slots, (0..5).map(|i| layout.client_child_slot(i)).collect::<Vec<_>>());
+        for kind in [
+            ChildKind::Worker,
+            ChildKind::Connection,
+            ChildKind::Startup,
+            ChildKind::Spare,
+        ] {
+            assert!(pool.acquire(kind).is_some(), "{kind:?} starved by clients");
+        }
+        assert_eq!(pool.capacity(ChildKind::DeadEnd), dead_end_capacity(3 + 5));
+        pool.release(clients[2]).unwrap();
+        assert_eq!(pool.acquire(ChildKind::Client), Some(clients[2]));
+    }
+
+    /// A host without listeners gives clients no slot at all.
+    #[test]
+    fn no_listener_no_client_slots() {
+        let cfg = crate::shared::config::Config::parse(std::path::Path::new("/etc/steward.toml"), "").unwrap();
+        assert_eq!(Layout::for_host(&Registry::default(), &cfg).n_client_slots, 0);
+        let cfg = crate::shared::config::Config::parse(
+            std::path::Path::new("/etc/steward.toml"),
+            "[host]\nmax_client_connections = 7\n[[listen]]\nhandler = \"p.h\"\ntcp = \"127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        assert_eq!(Layout::for_host(&Registry::default(), &cfg).n_client_slots, 7);
+    }
+}
