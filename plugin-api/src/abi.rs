@@ -251,7 +251,8 @@ pub const WORKER_ISOLATED: u32 = 1 << 1;
 pub struct WorkerSpecExt {
     /// `size_of::<WorkerSpecExt>()` as the plugin was built.
     pub size: u32,
-    /// [`WORKER_NEEDS_READY`], [`WORKER_ISOLATED`]; other bits are refused.
+    /// [`WORKER_NEEDS_READY`], [`WORKER_ISOLATED`], [`WORKER_STOP_WITH_LAUNCHER`] (dynamic
+    /// workers only); other bits are refused.
     pub flags: u32,
     /// The workers (by name) that must be ready before this one starts.
     pub start_after: *const Str,

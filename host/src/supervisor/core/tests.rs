@@ -394,6 +394,10 @@ scenarios! {
     a_dynamic_launch_failure_stops_it_with_the_errno_and_frees_the_slot,
     // issue 15: isolated
     evidence_against_the_segment_from_an_isolated_worker_resets_the_host,
+    // review: launch queue
+    a_new_request_never_takes_a_freed_slot_ahead_of_the_queue,
+    // review: start_after keys
+    a_dynamic_dependent_never_follows_its_retired_targets_slot,
 }
 
 #[test]
