@@ -18,6 +18,7 @@ use crate::abi;
 
 /// Why [`crate::Worker::lock`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
     #[error(
         "no lock named {name:?} was requested by plugin {plugin} (request it in init with Registrar::request_lock)"

@@ -94,6 +94,8 @@ pub fn build() -> &'static Build {
             "shortheader",
             "-p",
             "asynclatch",
+            "-p",
+            "worker_spi",
             // issue 15: connections
             "-p",
             "kvstore",
