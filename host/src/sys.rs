@@ -45,3 +45,5 @@ pub use signals::{
 pub use test_knobs::{load_test_knobs, test_child_signal_delay, TEST_CHILD_SIGNAL_DELAY_ENV};
 // issue 14: queue
 pub use test_knobs::{load_launch_fail, test_launch_failure, TEST_LAUNCH_FAIL_ENV};
+// review: notifications
+pub use test_knobs::{test_publish_running_delay, TEST_PUBLISH_RUNNING_DELAY_ENV};

@@ -105,7 +105,8 @@ pub const STATUS_HOST_NOT_RUNNING: Status = 14;
 /// A wait was cut short because this process was asked to stop (ABI 1.1).
 pub const STATUS_TERMINATE: Status = 15;
 // issue 15: isolated
-/// The call writes shared memory, which an isolated worker's process does not map writable.
+/// The call writes shared memory, which an isolated worker's or connection handler's process does
+/// not map writable.
 pub const STATUS_ISOLATED: Status = 18;
 
 /// A borrowed UTF-8 string. Valid for the duration of the call that receives it, unless the field
@@ -251,7 +252,8 @@ pub const WORKER_ISOLATED: u32 = 1 << 1;
 pub struct WorkerSpecExt {
     /// `size_of::<WorkerSpecExt>()` as the plugin was built.
     pub size: u32,
-    /// [`WORKER_NEEDS_READY`], [`WORKER_ISOLATED`]; other bits are refused.
+    /// [`WORKER_NEEDS_READY`], [`WORKER_ISOLATED`], [`WORKER_STOP_WITH_LAUNCHER`] (dynamic
+    /// workers only); other bits are refused.
     pub flags: u32,
     /// The workers (by name) that must be ready before this one starts.
     pub start_after: *const Str,

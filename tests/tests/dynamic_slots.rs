@@ -46,8 +46,11 @@ fn no_free_slot_is_immediate_and_queue_timeout_waits_for_a_slot(mode: Mode) {
             && line.contains("raise max_worker_processes, or use .queue_timeout(d)"),
         "{line}"
     );
+    // At once: not after the 10 s a requester waits for an answer. The bound only catches that;
+    // the figure is printed for whoever looks at a slow run (a loaded machine may take a while).
     let us = number_after(&log, "refused in ");
-    assert!(us < 100_000, "the quickest of three refusals took {us} us: {line}");
+    eprintln!("the quickest of three refusals took {us} us");
+    assert!(us < 5_000_000, "the quickest of three refusals took {us} us: {line}");
     // The next request waits in the queue, as status shows.
     let s = host.wait_for("one request queued", T, |s| s.host.slots.queued == 1);
     let dyn0 = find(&s, "dyn-0").pid.expect("dyn-0 runs");
@@ -57,13 +60,17 @@ fn no_free_slot_is_immediate_and_queue_timeout_waits_for_a_slot(mode: Mode) {
     let terminated = number_after(&log, "terminated dyn-0 at ");
     let served = number_after(&log, "queued launch ok at ");
     let ms = served.saturating_sub(terminated) as f64 / 1e6;
-    assert!(ms < 500.0, "served {ms:.1} ms after the terminate:\n{log}");
+    // Served when the slot frees, not when the 20 s queue timeout passes: a generous bound,
+    // with the figure printed.
+    eprintln!("served {ms:.1} ms after the terminate");
+    assert!(ms < 10_000.0, "served {ms:.1} ms after the terminate:\n{log}");
     wait_gone(&[dyn0], T);
     host.wait_for("dyn-queued running, dyn-0 gone", T, |s| {
         s.workers.iter().any(|w| w.name == "dyn-queued" && w.state == "running")
             && s.workers.iter().all(|w| w.name != "dyn-0")
     });
-    // With no slot freed, a queued request fails once its timeout (300 ms) has passed, within 1 s,
+    // With no slot freed, a queued request fails once its timeout (300 ms) has passed, with the
+    // supervisor's answer (`NoFreeSlot`, not the requester's own `TimedOut` after its margin),
     // however often the supervisor is woken meanwhile (each wake-up looks at the request slots,
     // where a queued request still says REQUESTED: it must not be queued again).
     let storm_end = std::time::Instant::now() + T;
@@ -75,7 +82,8 @@ fn no_free_slot_is_immediate_and_queue_timeout_waits_for_a_slot(mode: Mode) {
     let log = host.log_text();
     let us = number_after(&log, "expired in ");
     let line = line_with(&log, "expired in ");
-    assert!((300_000..1_000_000).contains(&us), "expired after {us} us: {line}");
+    eprintln!("the queued request expired after {us} us");
+    assert!(us >= 300_000, "expired after {us} us, before its timeout: {line}");
     assert!(line.contains("no free worker slot"), "{line}");
     // A SIGTERM to a queued requester cancels its request: nothing launched, nothing queued.
     host.wait_log("waiting in the queue", T);
@@ -241,7 +249,9 @@ fn request_slot_offset(host_pid: i32, i: u32) -> u64 {
 /// would adopt a dynamic worker for a process that never asked.
 fn a_request_left_by_a_dead_worker_is_cleared_when_its_slot_is_launched_again(mode: Mode) {
     use std::os::unix::fs::FileExt;
-    use steward_host::shared::handles::{encode, request_state, write_request, RequestSlot, REQ_FREE, REQ_REQUESTED};
+    use steward_host::shared::handles::{
+        encode, request_state, write_request, RequestSlot, REQ_FREE, REQ_REQUESTED, REQ_STATE_MASK,
+    };
     let host = Host::start(
         Spec::new(mode)
             .testkit("w")
@@ -286,7 +296,8 @@ fn a_request_left_by_a_dead_worker_is_cleared_when_its_slot_is_launched_again(mo
         segment_file(host.pid, false)
             .read_exact_at(&mut b, at)
             .expect("read the request");
-        u32::from_ne_bytes(b)
+        // The word is the request's `seq` above its state.
+        u32::from_ne_bytes(b) & REQ_STATE_MASK
     };
     assert_eq!(state(), REQ_REQUESTED);
     assert_eq!(request_state(&forged), REQ_REQUESTED);

@@ -219,11 +219,31 @@ fn a_startup_hook_launches_a_worker_another_worker_terminates(mode: Mode) {
     });
 }
 
+// review: notifications
+/// Each worker's entry runs (and sets the launcher's latch) before the supervisor publishes that
+/// it runs (the test-only delay holds the publish back; a busy launch batch does the same): the
+/// launcher, reading its handles when the entry's latch wakes it, sees them not yet started, and
+/// learns they run only from the latch the supervisor sets after its publish.
+fn a_launcher_whose_workers_ran_their_entry_before_the_host_published_them_is_still_told(mode: Mode) {
+    let mut spec = launcher(mode, "ml:entry=testkit_many_launcher:never");
+    spec.env
+        .push(("STEWARD_TEST_PUBLISH_RUNNING_DELAY_MS".into(), "300".into()));
+    let host = Host::start(spec);
+    host.wait_log("many: launched 3", T);
+    let log = host.wait_log("many: all running", T);
+    assert!(!log.contains("wrong:"), "{log}");
+    for i in 0..3 {
+        assert_eq!(host.worker(&format!("many-{i}")).state, "running");
+    }
+}
+
 both_modes!(
     the_launcher_wakes_with_latch_on_start_and_stop,
     dynamic_workers_honour_needs_ready_and_start_after,
     stop_with_launcher_ends_with_its_launcher,
     a_static_worker_refuses_stop_with_launcher,
     a_crash_reset_restarts_dynamic_workers_per_policy,
-    a_startup_hook_launches_a_worker_another_worker_terminates
+    a_startup_hook_launches_a_worker_another_worker_terminates,
+    // review: notifications
+    a_launcher_whose_workers_ran_their_entry_before_the_host_published_them_is_still_told
 );

@@ -13,14 +13,20 @@
 //!
 //! The request path (PostgreSQL's `RegisterDynamicBackgroundWorker` hand-off, applied to a slot
 //! the requester owns): the worker writes its registration into its own request slot as a
-//! bounded JSON document, bumps `seq`, stores `REQUESTED` (release) and sends SIGUSR1 to the
+//! bounded JSON document, stores `(seq + 1, REQUESTED)` (release) and sends SIGUSR1 to the
 //! supervisor, the same wake-up `set_ready` uses. The supervisor, on SIGUSR1, looks at the
 //! request slots of running workers only, copies the bounded bytes out, decodes and validates
 //! them as it would a registration in init (every byte is untrusted), adds the worker to its
 //! table, publishes the registration to the worker slot, and answers with one compare-and-swap
-//! `REQUESTED -> ANSWERED` plus `FUTEX_WAKE`. The requester waits on `state` with a deadline; at
-//! the deadline it tries `REQUESTED -> CANCELLED`, and if that fails the answer has arrived. One
-//! atomic operation decides between an answer and a cancel, so neither side can wedge the other.
+//! `(seq, REQUESTED) -> (seq, ANSWERED)` plus `FUTEX_WAKE`. The requester waits on the word with a
+//! deadline; at the deadline it tries `(seq, REQUESTED) -> (seq, CANCELLED)`, and if that fails
+//! the answer has arrived. The request's `seq` and its state share one word, so every transition
+//! names the request it is about: an answer to a request its requester cancelled and replaced
+//! can neither land in the new request nor wipe it (the supervisor frees only
+//! `(seq, CANCELLED)`, by compare-and-swap, never by a plain store), and a copy of the bytes
+//! taken while the word changed is dropped (the word is read again after the copy, as a seqlock
+//! reader does). One atomic operation decides between an answer and a cancel, so neither side
+//! can wedge the other.
 //! A request with a queue timeout (issue 14: queue) may wait in the supervisor's queue, still
 //! `REQUESTED`; its requester's deadline is the queue timeout plus a margin, and a SIGTERM cancels
 //! it the same way. [`answer`] tells the supervisor whether the requester got the answer, so an
@@ -33,8 +39,10 @@
 //! and the worker bumps when its entry runs.
 //!
 //! Invariants: the requester writes only its own request slot, and reads the answer only after
-//! it saw `ANSWERED` (acquire); the supervisor writes a request slot only through [`answer`],
-//! checks `seq`, and never trusts a length, code or pid it finds there.
+//! it saw its own `(seq, ANSWERED)` (acquire); the supervisor writes a request slot only through
+//! [`answer`] and [`drop_request`], each a compare-and-swap or swap on the word that keeps `seq`,
+//! and never trusts a length, code or pid it finds there. A requester that finds the word in any
+//! state but its own `REQUESTED` or `ANSWERED` gives up with an error rather than wait.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -44,11 +52,28 @@ use crate::shared::lifecycle::WorkerState;
 use crate::shared::registry::{validate_worker, WorkerSpec};
 use crate::shared::shmem::{Segment, Text};
 
-/// Request slot states.
+/// Request slot states: the low [`STATE_BITS`] of the slot's word, above them the request's
+/// `seq`.
 pub const REQ_FREE: u32 = 0;
 pub const REQ_REQUESTED: u32 = 1;
 pub const REQ_ANSWERED: u32 = 2;
 pub const REQ_CANCELLED: u32 = 3;
+/// How many low bits of the word hold the state.
+const STATE_BITS: u32 = 2;
+/// The state's bits in a request slot's word (for tests that read a live segment's bytes).
+pub const REQ_STATE_MASK: u32 = (1 << STATE_BITS) - 1;
+const STATE_MASK: u32 = REQ_STATE_MASK;
+
+/// The word for request `seq` in `state` (`seq` wraps: a requester would need 2^30 requests
+/// while the supervisor holds one copy for an old one to be mistaken for the new).
+fn word(seq: u32, state: u32) -> u32 {
+    (seq << STATE_BITS) | (state & STATE_MASK)
+}
+
+/// The word's `(seq, state)`.
+fn split(w: u32) -> (u32, u32) {
+    (w >> STATE_BITS, w & STATE_MASK)
+}
 
 /// Answer kinds.
 const ANSWER_ADOPTED: u32 = 1;
@@ -66,16 +91,18 @@ pub const SPEC_LEN: usize = 6144;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 // issue 14: queue
 /// What a queued requester waits beyond its queue timeout: the supervisor answers an expired
-/// request at its next deadline, so the answer normally comes first.
-const QUEUE_MARGIN: Duration = Duration::from_secs(1);
+/// request at its next deadline, so the answer normally comes first, within milliseconds. The
+/// margin only bounds a supervisor that is slow to get there (a loaded machine), and a generous
+/// one costs nothing otherwise: it keeps such a request's answer `NoFreeSlot`, not `TimedOut`.
+const QUEUE_MARGIN: Duration = Duration::from_secs(5);
 /// The longest queue timeout (as the longest restart delay).
 pub const MAX_QUEUE_TIMEOUT: Duration = Duration::from_micros(steward::abi::MAX_RESTART_DELAY_US);
 
 /// One worker's dynamic-worker request and its answer.
 #[repr(C)]
 pub struct RequestSlot {
+    /// `seq << STATE_BITS | state`: see [`word`].
     state: AtomicU32,
-    seq: AtomicU32,
     kind: AtomicU32,
     used: AtomicU32,
     max: AtomicU32,
@@ -108,29 +135,46 @@ pub enum Answer {
     UnknownStartAfter(String),
 }
 
-/// Why a launch did not give a handle (requester side).
+/// Why a launch did not give a handle (requester side). Worded by the SDK's `LaunchError`, the
+/// error the plugin gets, so the host's log and the plugin say the same thing from one source;
+/// the answer carries only [`LaunchFail::detail`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchFail {
-    #[error(
-        "no free worker slot ({used} of {max} in use or reserved for other plugins): raise max_worker_processes, or use .queue_timeout(d)"
-    )]
+    #[error("{}", steward::LaunchError::NoFreeSlot { used: *used, max: *max })]
     NoFreeSlot { used: u32, max: u32 },
-    #[error("invalid dynamic worker: {0}")]
+    #[error("{}", steward::LaunchError::Invalid(.0.clone()))]
     Invalid(String),
-    #[error("the host is not running (recovering or stopping)")]
+    #[error("{}", steward::LaunchError::HostNotRunning)]
     HostNotRunning,
     #[error("no answer from the supervisor within {0:?}")]
     TimedOut(Duration),
-    #[error("dynamic workers are launched from a worker, a startup hook or a connection child only")]
+    #[error("{}", steward::LaunchError::Unavailable(NOT_A_REQUESTER.to_owned()))]
     Unavailable,
     // issue 14: notifications
-    #[error("a worker named {0:?} is already in the host")]
+    #[error("{}", steward::LaunchError::DuplicateName(.0.clone()))]
     DuplicateName(String),
-    #[error("start_after names {0:?}, which is no worker of the host")]
+    #[error("{}", steward::LaunchError::UnknownStartAfter(.0.clone()))]
     UnknownStartAfter(String),
     // issue 14: queue
-    #[error("this worker was asked to stop while its request waited for a slot")]
+    #[error("{}", steward::LaunchError::Terminate)]
     Terminate,
+}
+
+/// Why [`LaunchFail::Unavailable`]: the detail the SDK's words frame.
+const NOT_A_REQUESTER: &str = "only workers, startup hooks and connection children request them";
+
+impl LaunchFail {
+    /// What the launch answer's message carries: what the SDK's `LaunchError` cannot know. For
+    /// `Invalid` and `Unavailable` the reason alone and for `DuplicateName` and
+    /// `UnknownStartAfter` the name alone (the SDK's words frame them), else the whole message.
+    pub fn detail(&self) -> String {
+        match self {
+            LaunchFail::Invalid(reason) => reason.clone(),
+            LaunchFail::Unavailable => NOT_A_REQUESTER.to_owned(),
+            LaunchFail::DuplicateName(name) | LaunchFail::UnknownStartAfter(name) => name.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What a handle says about its worker.
@@ -220,32 +264,60 @@ pub fn launch(spec: &WorkerSpec, queue_timeout: Option<Duration>) -> Result<(u32
     let doc = encode(spec).map_err(LaunchFail::Invalid)?;
     let _one = REQUESTING.lock().unwrap_or_else(|e| e.into_inner());
     let r = seg.request_slot(own);
-    write_request(r, &doc, queue_timeout);
+    let seq = write_request(r, &doc, queue_timeout);
     ring(a.host_pid);
     let waits = queue_timeout.map_or(ANSWER_TIMEOUT, |d| d + QUEUE_MARGIN);
+    await_answer(r, seq, waits, || queue_timeout.is_some() && (a.should_stop)())?;
+    read_answer(r, seq)
+}
+
+/// Waits up to `waits` for the answer to request `seq` in `r`, cancelling it at the deadline or
+/// when `stop` says so (a queued requester asked to stop gives up its place).
+fn await_answer(r: &RequestSlot, seq: u32, waits: Duration, stop: impl Fn() -> bool) -> Result<(), LaunchFail> {
     let deadline = Instant::now() + waits;
+    let requested = word(seq, REQ_REQUESTED);
+    let answered = word(seq, REQ_ANSWERED);
     loop {
-        let st = r.state.load(Ordering::Acquire);
-        if st == REQ_ANSWERED {
-            break;
+        let w = r.state.load(Ordering::Acquire);
+        if w == answered {
+            return Ok(());
+        }
+        if w != requested {
+            // Dropped by the supervisor (this process is not a requester it serves) or written
+            // by someone else: no answer will come, so waiting for one would never end.
+            return Err(gone(w));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        // A queued requester asked to stop gives up its place (the futex wait ends with EINTR:
-        // a wait with a timeout is not restarted after a handler).
-        let stop = queue_timeout.is_some() && (a.should_stop)();
+        // The futex wait ends with EINTR on a signal: a wait with a timeout is not restarted.
+        let stop = stop();
         if left.is_zero() || stop {
-            match r
-                .state
-                .compare_exchange(REQ_REQUESTED, REQ_CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if stop => return Err(LaunchFail::Terminate),
-                Ok(_) => return Err(LaunchFail::TimedOut(waits)),
-                Err(_) => continue,
-            }
+            return match r.state.compare_exchange(
+                requested,
+                word(seq, REQ_CANCELLED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) if stop => Err(LaunchFail::Terminate),
+                Ok(_) => Err(LaunchFail::TimedOut(waits)),
+                // The answer came in the same instant: it wins.
+                Err(w) if w == answered => Ok(()),
+                Err(w) => Err(gone(w)),
+            };
         }
         // EINTR (a signal) and a wake-up both mean "look again".
-        crate::sys::futex_wait(&r.state, st, Some(left));
+        crate::sys::futex_wait(&r.state, w, Some(left));
     }
+}
+
+/// The request's word became `w`, neither its `REQUESTED` nor its `ANSWERED`: the supervisor
+/// dropped it unanswered (as it does while the host is not running for this process).
+fn gone(w: u32) -> LaunchFail {
+    tracing::debug!("the request slot changed under the request (word {w:#x}): no answer will come");
+    LaunchFail::HostNotRunning
+}
+
+/// Reads the answer to request `seq`, which `r` holds (`ANSWERED`), and frees the slot.
+fn read_answer(r: &RequestSlot, seq: u32) -> Result<(u32, u64), LaunchFail> {
     let kind = r.kind.load(Ordering::Relaxed);
     let answer = match kind {
         ANSWER_ADOPTED => Ok((r.slot.load(Ordering::Relaxed), r.generation.load(Ordering::Relaxed))),
@@ -258,23 +330,34 @@ pub fn launch(spec: &WorkerSpec, queue_timeout: Option<Duration>) -> Result<(u32
         ANSWER_UNKNOWN_START_AFTER => Err(LaunchFail::UnknownStartAfter(r.message.load())),
         _ => Err(LaunchFail::Invalid(r.message.load())),
     };
-    r.state.store(REQ_FREE, Ordering::Release);
+    // Only this request's answer is freed; the supervisor touches an answered word no more.
+    let _ = r.state.compare_exchange(
+        word(seq, REQ_ANSWERED),
+        word(seq, REQ_FREE),
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
     answer
 }
 
 /// Fills `r` with a request (the registration document `doc` from [`encode`]) and publishes it
-/// (`REQUESTED`, release). The caller then wakes the supervisor.
-pub fn write_request(r: &RequestSlot, doc: &[u8], queue_timeout: Option<Duration>) {
+/// (`(seq + 1, REQUESTED)`, release); returns its `seq`. The caller then wakes the supervisor.
+pub fn write_request(r: &RequestSlot, doc: &[u8], queue_timeout: Option<Duration>) -> u32 {
+    let (old, _) = split(r.state.load(Ordering::Relaxed));
+    // The word left the old request's `REQUESTED` before these writes (a cancel or an answer):
+    // a supervisor copying the old bytes sees the word changed when it reads it again.
+    std::sync::atomic::fence(Ordering::Release);
     r.spec.store_bytes(doc);
     r.queue_timeout_us
         .store(queue_timeout.map_or(0, |d| d.as_micros() as u64), Ordering::Relaxed);
-    r.seq.fetch_add(1, Ordering::Relaxed);
-    r.state.store(REQ_REQUESTED, Ordering::Release);
+    let seq = split(word(old.wrapping_add(1), 0)).0;
+    r.state.store(word(seq, REQ_REQUESTED), Ordering::Release);
+    seq
 }
 
 /// The state of `r` (`REQ_*`), for tests that look at a live segment.
 pub fn request_state(r: &RequestSlot) -> u32 {
-    r.state.load(Ordering::Acquire)
+    split(r.state.load(Ordering::Acquire)).1
 }
 
 /// The registration as the bounded document a request carries.
@@ -292,13 +375,28 @@ pub type Taken = (u32, Result<WorkerSpec, String>, Option<Duration>);
 
 /// Supervisor: the request in `r`, if one waits.
 pub fn take_request(r: &RequestSlot) -> Option<Taken> {
-    if r.state.load(Ordering::Acquire) != REQ_REQUESTED {
+    take_request_with(r, || {})
+}
+
+/// [`take_request`], running `between` after the copy and before the word is read again (the
+/// unit tests' hook into that window).
+fn take_request_with(r: &RequestSlot, between: impl FnOnce()) -> Option<Taken> {
+    let w = r.state.load(Ordering::Acquire);
+    let (seq, state) = split(w);
+    if state != REQ_REQUESTED {
         return None;
     }
-    let seq = r.seq.load(Ordering::Relaxed);
     let bytes = r.spec.load_bytes();
+    let queue_timeout_us = r.queue_timeout_us.load(Ordering::Relaxed);
+    between();
+    // A requester that cancelled and asked again may have rewritten the bytes during the copy:
+    // then the word moved on, and the copy is dropped (the new request rang again).
+    std::sync::atomic::fence(Ordering::Acquire);
+    if r.state.load(Ordering::Relaxed) != w {
+        return None;
+    }
     // Untrusted: a value past the limit is cut to it, never an overflow in the core's clock.
-    let queue_timeout = Some(Duration::from_micros(r.queue_timeout_us.load(Ordering::Relaxed)))
+    let queue_timeout = Some(Duration::from_micros(queue_timeout_us))
         .filter(|d| !d.is_zero())
         .map(|d| d.min(MAX_QUEUE_TIMEOUT));
     Some((seq, decode(&bytes), queue_timeout))
@@ -320,10 +418,22 @@ pub fn decode(bytes: &[u8]) -> Result<WorkerSpec, String> {
 /// again since), so an adopted worker has nobody holding its handle.
 #[must_use]
 pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) -> bool {
-    if r.seq.load(Ordering::Relaxed) != seq {
+    let (now_seq, state) = split(r.state.load(Ordering::Acquire));
+    if now_seq != seq {
         // The requester gave up and asked again since: the newer request gets its own answer.
         return false;
     }
+    if state != REQ_REQUESTED {
+        // Cancelled: free it, unless the requester moved on to a newer request meanwhile.
+        free_cancelled(r, seq);
+        return false;
+    }
+    write_answer(r, a);
+    deliver(r, seq)
+}
+
+/// Writes the answer's fields; they are read only after [`deliver`] publishes them.
+fn write_answer(r: &RequestSlot, a: &Answer) {
     let (kind, slot, generation, used, max, message) = match a {
         Answer::Adopted { slot, generation } => (ANSWER_ADOPTED, *slot, *generation, 0, 0, ""),
         Answer::NoFreeSlot { used, max } => (ANSWER_NO_FREE_SLOT, 0, 0, *used, *max, ""),
@@ -338,22 +448,50 @@ pub fn answer(r: &RequestSlot, seq: u32, a: &Answer) -> bool {
     r.used.store(used, Ordering::Relaxed);
     r.max.store(max, Ordering::Relaxed);
     r.message.store(message);
+}
+
+/// Publishes the answer written to request `seq`, or frees the request if it was cancelled;
+/// returns whether the requester gets it.
+fn deliver(r: &RequestSlot, seq: u32) -> bool {
     let delivered = r
         .state
-        .compare_exchange(REQ_REQUESTED, REQ_ANSWERED, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(
+            word(seq, REQ_REQUESTED),
+            word(seq, REQ_ANSWERED),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
         .is_ok();
     if !delivered {
-        // Cancelled (or scribbled over): nobody waits for this answer.
-        r.state.store(REQ_FREE, Ordering::Release);
+        // Cancelled in the meantime: nobody waits for this answer. A newer request (another
+        // `seq`) or a scribbled word is left as it is.
+        free_cancelled(r, seq);
     }
     crate::sys::futex_wake(&r.state);
     delivered
 }
 
+/// Frees request `seq` if its requester cancelled it, and only then.
+fn free_cancelled(r: &RequestSlot, seq: u32) {
+    let _ = r.state.compare_exchange(
+        word(seq, REQ_CANCELLED),
+        word(seq, REQ_FREE),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+}
+
 /// Supervisor: drops a request whose requester is not a running worker (or not the process
-/// about to be launched in the slot).
+/// about to be launched in the slot). The `seq` stays, so a requester still waiting sees its
+/// request is gone rather than a free slot it could mistake for nothing having happened.
 pub fn drop_request(r: &RequestSlot) {
-    if r.state.swap(REQ_FREE, Ordering::AcqRel) != REQ_FREE {
+    let w = r.state.load(Ordering::Acquire);
+    let (seq, state) = split(w);
+    if state != REQ_FREE
+        && r.state
+            .compare_exchange(w, word(seq, REQ_FREE), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    {
         crate::sys::futex_wake(&r.state);
     }
 }
@@ -495,128 +633,4 @@ mod by_name;
 pub use by_name::{by_name, by_name_in, ByNameFail};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::shared::registry::{RestartPolicy, StartTime};
-
-    pub(super) fn spec() -> WorkerSpec {
-        WorkerSpec {
-            name: "w".repeat(steward::abi::MAX_NAME_LEN),
-            worker_type: "t".repeat(steward::abi::MAX_TYPE_LEN),
-            plugin: "p".repeat(steward::abi::MAX_LIBRARY_LEN),
-            library: "l".repeat(steward::abi::MAX_LIBRARY_LEN),
-            function: "f".repeat(steward::abi::MAX_FUNCTION_LEN),
-            start_time: StartTime::Running,
-            restart: RestartPolicy::After(Duration::from_secs(7 * 86_400)),
-            crash_loop: Some(crate::shared::registry::CrashLoopLimit {
-                max: u32::MAX,
-                window: Duration::from_secs(7 * 86_400),
-            }),
-            arg: u64::MAX,
-            extra: vec![255; steward::abi::EXTRA_LEN],
-            needs_ready: true,
-            start_after: (0..steward::abi::MAX_START_AFTER)
-                .map(|i| format!("{i}").repeat(steward::abi::MAX_NAME_LEN))
-                .collect(),
-            stop_with_launcher: true,
-            isolated: false,
-        }
-    }
-
-    #[test]
-    fn the_longest_registration_fits_and_round_trips() {
-        let s = spec();
-        let doc = encode(&s).unwrap();
-        assert!(doc.len() <= SPEC_LEN, "{} bytes", doc.len());
-        assert_eq!(decode(&doc).unwrap(), s);
-    }
-
-    #[test]
-    fn a_scribbled_request_is_refused_naming_the_field() {
-        let e = decode(b"{\"name\": 5}").unwrap_err();
-        assert!(e.contains("does not decode"), "{e}");
-        let mut s = spec();
-        s.function = "no spaces allowed".into();
-        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
-        assert!(e.contains("function"), "{e}");
-        s.function = "f".into();
-        s.extra = vec![0; steward::abi::EXTRA_LEN + 1];
-        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
-        assert!(e.contains("extra"), "{e}");
-        s.extra = Vec::new();
-        // issue 14: notifications
-        // Readiness, start_after and stop_with_launcher travel with a dynamic worker.
-        s.needs_ready = true;
-        s.start_after = vec!["target".into()];
-        s.stop_with_launcher = true;
-        assert_eq!(decode(&serde_json::to_vec(&s).unwrap()).unwrap(), s);
-        s.start_after = vec![s.name.clone()];
-        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
-        assert!(e.contains("after itself"), "{e}");
-        // issue 15: isolated (a requester may not make the supervisor launch one)
-        s.start_after = Vec::new();
-        s.isolated = true;
-        let e = decode(&serde_json::to_vec(&s).unwrap()).unwrap_err();
-        assert!(e.contains("isolation is for static workers"), "{e}");
-        // Cut at the bounded length: never read past the text.
-        let r: RequestSlot = unsafe { std::mem::zeroed() };
-        r.spec.store_bytes(&[b'{'; SPEC_LEN + 10]);
-        r.state.store(REQ_REQUESTED, Ordering::Relaxed);
-        let (_, got, _) = take_request(&r).unwrap();
-        assert!(got.is_err());
-    }
-
-    // issue 14: control
-    #[test]
-    fn by_name_finds_live_slots_only_and_bounds_the_name() {
-        use crate::shared::shmem::{Layout, StatusSnapshot};
-        let layout = Layout::compute(&crate::shared::registry::Registry::default(), 3, 1);
-        let cfg =
-            crate::shared::config::Config::parse(std::path::Path::new("t.toml"), "[host]\npreload_plugins = []\n")
-                .unwrap();
-        let seg = Segment::create(&layout, &[], &[], &cfg, 1, 0).unwrap();
-        let publish = |i: u32, name: &str, generation: u64| {
-            let mut w = spec();
-            w.name = name.into();
-            seg.publish_launched(i, &w, "control");
-            seg.worker_slot(i).status.publish(&StatusSnapshot {
-                generation,
-                ..StatusSnapshot::default()
-            });
-        };
-        publish(1, "job", 7);
-        publish(2, "other", 9);
-        assert_eq!(by_name_in(&seg, "job"), Ok(Some((1, 7))));
-        assert_eq!(by_name_in(&seg, "other"), Ok(Some((2, 9))));
-        assert_eq!(by_name_in(&seg, "nobody"), Ok(None));
-        assert_eq!(by_name_in(&seg, ""), Ok(None));
-        // A retired slot keeps its name and status for handles, but is not live.
-        seg.retire_worker(1);
-        assert_eq!(by_name_in(&seg, "job"), Ok(None));
-        // A name past the bound never matches a (bounded) stored one, cut or not.
-        let long = "o".repeat(steward::abi::MAX_NAME_LEN + 1);
-        publish(0, &long, 3);
-        assert_eq!(by_name_in(&seg, &long), Ok(None));
-        // A slot whose status says no worker (generation 0) gives no handle.
-        publish(0, "unborn", 0);
-        assert_eq!(by_name_in(&seg, "unborn"), Ok(None));
-    }
-
-    #[test]
-    fn an_answer_after_a_cancel_frees_the_slot_and_a_stale_seq_is_ignored() {
-        // SAFETY: atomics only, valid as zeroes.
-        let r: RequestSlot = unsafe { std::mem::zeroed() };
-        r.seq.store(1, Ordering::Relaxed);
-        r.state.store(REQ_REQUESTED, Ordering::Relaxed);
-        assert!(answer(&r, 1, &Answer::NoFreeSlot { used: 3, max: 3 }));
-        assert_eq!(r.state.load(Ordering::Relaxed), REQ_ANSWERED);
-        r.seq.store(2, Ordering::Relaxed);
-        r.state.store(REQ_CANCELLED, Ordering::Relaxed);
-        // issue 14: queue: the supervisor learns the answer was not delivered.
-        assert!(!answer(&r, 2, &Answer::HostNotRunning));
-        assert_eq!(r.state.load(Ordering::Relaxed), REQ_FREE);
-        r.state.store(REQ_REQUESTED, Ordering::Relaxed);
-        assert!(!answer(&r, 1, &Answer::HostNotRunning));
-        assert_eq!(r.state.load(Ordering::Relaxed), REQ_REQUESTED);
-    }
-}
+mod tests;

@@ -53,4 +53,11 @@ pub(super) fn load_launch_fail_knob() {
         ),
         None => {}
     }
+    // review: notifications
+    if std::env::var_os(crate::sys::TEST_PUBLISH_RUNNING_DELAY_ENV).is_some() {
+        tracing::warn!(
+            "{} is set (a test-only knob, never for production): the supervisor waits before it publishes a dynamic worker's start",
+            crate::sys::TEST_PUBLISH_RUNNING_DELAY_ENV
+        );
+    }
 }

@@ -67,6 +67,10 @@ impl Supervisor {
     pub(super) fn publish(&self, key: WorkerKey) {
         let Some(w) = self.core.worker(key) else { return };
         let r = &w.run;
+        // review: notifications
+        if w.is_dynamic() && r.state == crate::shared::lifecycle::WorkerState::Running && !r.ready {
+            crate::sys::test_publish_running_delay();
+        }
         self.segment.worker_slot(key.slot).status.publish(&StatusSnapshot {
             state: w.shown_state(),
             waiting_for: self.core.waiting_for(key),

@@ -24,6 +24,13 @@ pub fn load_test_knobs() {
         .unwrap_or(0)
         .min(10_000);
     CHILD_SIGNAL_DELAY_MS.store(ms, Ordering::Relaxed);
+    // review: notifications
+    let ms = std::env::var(TEST_PUBLISH_RUNNING_DELAY_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+        .min(10_000);
+    PUBLISH_RUNNING_DELAY_MS.store(ms, Ordering::Relaxed);
 }
 
 /// Test-only: waits the configured delay in a new worker process at the point where a signal used to be
@@ -31,6 +38,24 @@ pub fn load_test_knobs() {
 /// signals then and checks that each is handled once the handlers are in place.
 pub fn test_child_signal_delay() {
     let ms = CHILD_SIGNAL_DELAY_MS.load(Ordering::Relaxed);
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms.into()));
+    }
+}
+
+// review: notifications
+/// The test-only environment variable that makes the supervisor wait, before it publishes that a
+/// dynamic worker runs, so the worker's entry has run first: the order in which a launcher must
+/// still be told of the start (see [`test_publish_running_delay`]).
+pub const TEST_PUBLISH_RUNNING_DELAY_ENV: &str = "STEWARD_TEST_PUBLISH_RUNNING_DELAY_MS";
+
+/// Milliseconds read from [`TEST_PUBLISH_RUNNING_DELAY_ENV`] by [`load_test_knobs`]; 0 when unset.
+static PUBLISH_RUNNING_DELAY_MS: AtomicU32 = AtomicU32::new(0);
+
+/// Test-only: waits the configured delay in the supervisor before it publishes a dynamic
+/// worker's `running`.
+pub fn test_publish_running_delay() {
+    let ms = PUBLISH_RUNNING_DELAY_MS.load(Ordering::Relaxed);
     if ms > 0 {
         std::thread::sleep(std::time::Duration::from_millis(ms.into()));
     }

@@ -31,6 +31,9 @@
 //!   stores its handle in words 0 and 1 of `testkit_handles`; `testkit_hook_reader` waits for
 //!   them, logs `hook child: S` from the handle, and on its trigger (any text) terminates it and
 //!   logs `hook child after terminate: S`.
+//! - `testkit_many_launcher` (review: notifications) launches `many-0` to `many-2` one after the
+//!   other and follows them with `wait` and `status()` alone: `many: all running` once every
+//!   handle says running, `many: wrong: ...` when no latch came for that within 20 s.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -348,3 +351,36 @@ fn testkit_hook_reader(w: &mut Worker) -> Result<(), WorkerError> {
     park(w)
 }
 steward::worker_entry!(testkit_hook_reader);
+
+// review: notifications
+const MANY: usize = 3;
+
+fn testkit_many_launcher(w: &mut Worker) -> Result<(), WorkerError> {
+    let mut handles = Vec::new();
+    for i in 0..MANY {
+        handles.push(w.launch(dyn_child(&format!("many-{i}"))).map_err(fatal)?);
+    }
+    tracing::info!("many: launched {MANY}");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let running = handles
+            .iter()
+            .filter(|h| matches!(h.status(), Ok(WorkerStatus::Running { .. })))
+            .count();
+        if running == MANY {
+            tracing::info!("many: all running");
+            return park(w);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match w.wait(left) {
+            WaitResult::Latch => {}
+            r if r.should_stop() => return Ok(()),
+            WaitResult::Timeout => {
+                tracing::error!("many: wrong: {running} of {MANY} running, and no latch within {T:?}");
+                return park(w);
+            }
+            _ => {}
+        }
+    }
+}
+steward::worker_entry!(testkit_many_launcher);

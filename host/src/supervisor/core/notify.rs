@@ -6,7 +6,7 @@
 //! Runs in: the supervisor, inside [`Core`]; no system call. The loop sets the latch
 //! ([`Action::SetLatch`]) and writes the launcher's latch handle next to the registration (a
 //! worker sets it itself when it starts: its entry running, or `set_ready` for a `needs_ready`
-//! worker).
+//! worker; the core asks for a set too after it publishes that start, which may come later).
 //!
 //! Invariants: a launcher is recorded as (child slot, pid) from the core's own child table when
 //! the request is adopted, never from anything a child wrote; it is forgotten when that child is
@@ -79,17 +79,13 @@ impl Core {
 
     /// Records who launched the adopted `key` and links its `start_after` targets.
     pub(super) fn adopt(&mut self, key: WorkerKey, launcher: Option<Launcher>) {
-        let targets: Vec<u32> = match self.worker(key) {
-            Some(w) => w
-                .spec
-                .start_after
-                .iter()
-                .filter_map(|t| self.workers().find(|o| &o.spec.name == t).map(|o| o.key.slot))
-                .collect(),
+        // review: start_after keys
+        let targets = match self.worker(key) {
+            Some(w) => self.resolve_targets(&w.spec.start_after),
             None => return,
         };
         for &t in &targets {
-            if let Some(target) = self.workers.get_mut(t as usize).and_then(Option::as_mut) {
+            if let Some(target) = self.worker_mut(t) {
                 target.dependents = true;
             }
         }

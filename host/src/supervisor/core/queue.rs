@@ -15,7 +15,8 @@
 //! being up, "host not running"; one whose requester is no longer the process that asked is
 //! dropped unanswered (nobody waits for it). Each requester (worker slot) has at most one entry,
 //! so the queue is bounded by the worker slots. Requests are served in order, skipping those
-//! admission still refuses, so no plugin blocks another at the head of the line.
+//! admission still refuses, so no plugin blocks another at the head of the line; a new request
+//! is admitted only after the queue was served, so it never takes a slot a queued one may have.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -183,6 +184,10 @@ impl Core {
         }
         // One request per requester at a time: an older entry was given up on.
         self.queue.waiting.retain(|q| q.from != from);
+        // review: launch queue
+        // A slot freed since the last deadline (the loop reaps, then takes requests, then
+        // handles the deadline) goes to the queue first, in order: a newcomer never overtakes.
+        self.serve_queue(now, out);
         // issue 14: notifications: a duplicate name or an unknown `start_after` is refused
         // before it takes a slot or a place in the queue.
         if let Some(why) = self.refusal(&spec) {

@@ -26,6 +26,14 @@ pub struct WorkerKey {
     pub generation: u64,
 }
 
+/// A target a worker still waits for (review: start_after keys).
+enum Unready<'a> {
+    /// In the table, not ready.
+    Waiting(&'a Worker),
+    /// No longer in the table (retired): by its `start_after` name.
+    Gone(&'a str),
+}
+
 /// Every worker slot is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no free worker slot ({used} of {max} in use)")]
@@ -87,8 +95,10 @@ pub struct Worker {
     /// Added at run time: removed from the table once it stopped for good.
     dynamic: bool,
     // issue 14: readiness
-    /// The slots of the workers this one starts after (its `start_after`, resolved once).
-    targets: Vec<u32>,
+    /// The workers this one starts after (its `start_after`, resolved once, one key per name):
+    /// keys, not slots, so a target that was retired stays gone and never becomes the slot's
+    /// next tenant (review: start_after keys).
+    targets: Vec<WorkerKey>,
     /// Some worker starts after this one.
     pub dependents: bool,
     // issue 14: notifications
@@ -125,8 +135,8 @@ impl Worker {
     }
 
     // issue 14: notifications
-    /// Sets the slots of the workers it starts after (a dynamic worker's, resolved at adoption).
-    pub(super) fn set_targets(&mut self, targets: Vec<u32>) {
+    /// Sets the workers it starts after (a dynamic worker's, resolved at adoption).
+    pub(super) fn set_targets(&mut self, targets: Vec<WorkerKey>) {
         self.targets = targets;
     }
 }
@@ -219,33 +229,54 @@ impl Core {
     }
 
     // issue 14: readiness
-    /// Resolves the static workers' `start_after` names to slots (the registry checked that each
+    /// Resolves the static workers' `start_after` names to keys (the registry checked that each
     /// names a worker and that they make no cycle).
     pub(super) fn link_start_after(&mut self) {
-        let slots: std::collections::HashMap<String, u32> =
-            self.workers().map(|w| (w.spec.name.clone(), w.key.slot)).collect();
         for i in 0..self.workers.len() {
-            let Some(w) = self.workers[i].as_mut() else { continue };
-            w.targets = w
-                .spec
-                .start_after
-                .iter()
-                .filter_map(|t| slots.get(t).copied())
-                .collect();
-            for t in w.targets.clone() {
-                if let Some(target) = self.workers[t as usize].as_mut() {
+            let Some(w) = self.workers[i].as_ref() else { continue };
+            let targets = self.resolve_targets(&w.spec.start_after);
+            for t in &targets {
+                if let Some(target) = self.worker_mut(*t) {
                     target.dependents = true;
                 }
+            }
+            if let Some(w) = self.workers[i].as_mut() {
+                w.targets = targets;
             }
         }
     }
 
-    /// The first worker `w` starts after that is not ready, if any.
-    fn unready_target(&self, w: &Worker) -> Option<&Worker> {
+    // review: start_after keys
+    /// The keys of the workers `names` names, one per name, in order: a name no worker in the
+    /// table has (refused before adoption; never for a registry's names) gets a key no worker
+    /// has, so it reads as a target that is gone.
+    pub(super) fn resolve_targets(&self, names: &[String]) -> Vec<WorkerKey> {
+        names
+            .iter()
+            .map(|t| {
+                self.workers().find(|o| &o.spec.name == t).map_or(
+                    WorkerKey {
+                        slot: u32::MAX,
+                        generation: 0,
+                    },
+                    |o| o.key,
+                )
+            })
+            .collect()
+    }
+
+    /// The first worker `w` starts after that is not ready, if any: the worker, or the name of a
+    /// target that is gone (a retired dynamic worker: stopped for good, whoever holds its slot
+    /// now).
+    fn unready_target<'a>(&'a self, w: &'a Worker) -> Option<Unready<'a>> {
         w.targets
             .iter()
-            .filter_map(|&t| self.workers.get(t as usize).and_then(Option::as_ref))
-            .find(|t| !t.run.ready)
+            .zip(&w.spec.start_after)
+            .find_map(|(&t, name)| match self.worker(t) {
+                Some(t) if t.run.ready => None,
+                Some(t) => Some(Unready::Waiting(t)),
+                None => Some(Unready::Gone(name)),
+            })
     }
 
     /// Why a worker that has not started waits for another worker: status's `waiting_for`
@@ -255,10 +286,12 @@ impl Core {
         if !matches!(w.run.state, WorkerState::NotStarted | WorkerState::WaitingRestart) {
             return None;
         }
-        let t = self.unready_target(w)?;
-        Some(match t.run.state {
-            s @ (WorkerState::Stopped | WorkerState::Failed) => format!("worker {} ({})", t.spec.name, s.as_str()),
-            _ => format!("worker {} ready", t.spec.name),
+        Some(match self.unready_target(w)? {
+            Unready::Gone(name) => format!("worker {name} ({})", WorkerState::Stopped.as_str()),
+            Unready::Waiting(t) => match t.run.state {
+                s @ (WorkerState::Stopped | WorkerState::Failed) => format!("worker {} ({})", t.spec.name, s.as_str()),
+                _ => format!("worker {} ready", t.spec.name),
+            },
         })
     }
 
@@ -274,8 +307,7 @@ impl Core {
             return;
         }
         for w in self.workers() {
-            if w.targets.contains(&key.slot)
-                && matches!(w.run.state, WorkerState::NotStarted | WorkerState::WaitingRestart)
+            if w.targets.contains(&key) && matches!(w.run.state, WorkerState::NotStarted | WorkerState::WaitingRestart)
             {
                 out.push(Action::PublishWorker(w.key));
             }
@@ -294,8 +326,14 @@ impl Core {
         }
         let took = rows::fired(Row::WorkerReady, from);
         w.run.ready = true;
+        let needs_ready = w.spec.needs_ready;
         out.push(Action::PublishWorker(key));
         self.publish_dependents(key, out);
+        // issue 14: notifications
+        // A `needs_ready` worker's start is its readiness: see `launched`.
+        if needs_ready {
+            self.notify_launcher(key, out);
+        }
         took
     }
 
@@ -359,9 +397,18 @@ impl Core {
                 worker: Some(key),
                 signalled: false,
                 spare,
+                isolated: false,
             },
         );
         out.push(Action::PublishWorker(key));
+        // issue 14: notifications
+        // The worker sets its launcher's latch itself when its entry runs, but its handle says
+        // running only once this publish is done, which may come later (after the whole launch
+        // batch): the supervisor sets the latch too, after the publish, so whichever comes last
+        // finds both. A `needs_ready` worker's start is its readiness (`ready`).
+        if !self.worker(key).is_some_and(|w| w.spec.needs_ready) {
+            self.notify_launcher(key, out);
+        }
         took
     }
 

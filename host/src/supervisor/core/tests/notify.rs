@@ -84,9 +84,14 @@ pub(super) fn a_launcher_is_told_when_its_workers_stop_or_fail_to_launch() {
             pid: launcher
         })
     );
-    // Its start is the worker's own to tell; its stop is the host's, after its last status.
+    // Its start: the worker sets the latch at its entry, which may come before the publish that
+    // makes its handle say running, so the host sets it again after that publish.
     let a = d.ev(Event::Deadline);
-    assert!(latches(&a).is_empty(), "{a:?}");
+    assert_eq!(latches(&a), vec![(0, launcher)]);
+    let publish = a.iter().position(|a| *a == Action::PublishWorker(x)).unwrap();
+    let latch = a.iter().position(|a| matches!(a, Action::SetLatch { .. })).unwrap();
+    assert!(publish < latch, "{a:?}");
+    // Its stop is the host's to tell, after its last status.
     let pid = d.core.worker(x).unwrap().run.pid.unwrap();
     let a = d.exit(pid, ExitStatus::Code(0), false, "");
     assert_eq!(latches(&a), vec![(0, launcher)]);
@@ -107,12 +112,34 @@ pub(super) fn a_launcher_is_told_when_its_workers_stop_or_fail_to_launch() {
     let a = d.ev(Event::Terminate { key: y });
     assert_eq!(latches(&a), vec![(0, launcher)]);
     d.core.remove_worker(y).unwrap();
+    // review: notifications
+    // A `needs_ready` worker's start is its readiness: no latch at the launch, one after the
+    // publish that follows its declaration.
+    let r = WorkerSpec {
+        needs_ready: true,
+        ..spec("r", RestartPolicy::Never, StartTime::HostStart)
+    };
+    let r = adopted(&request(&mut d, 0, 5, r));
+    let a = d.ev(Event::Deadline);
+    assert!(a.iter().any(|a| matches!(a, Action::Launch(k) if *k == r)), "{a:?}");
+    assert!(latches(&a).is_empty(), "{a:?}");
+    let a = d.ev(Event::Ready { key: r });
+    assert_eq!(latches(&a), vec![(0, launcher)]);
+    let publish = a.iter().position(|a| *a == Action::PublishWorker(r)).unwrap();
+    let latch = a.iter().position(|a| matches!(a, Action::SetLatch { .. })).unwrap();
+    assert!(publish < latch, "{a:?}");
+    d.ev(Event::Terminate { key: r });
+    let rpid = d.core.worker(r).unwrap().run.pid.unwrap();
+    d.exit(rpid, ExitStatus::Code(0), false, "");
+    d.core.remove_worker(r).unwrap();
     // Once the launcher is gone, its workers run on and nobody is told.
     let z = adopted(&request(&mut d, 0, 3, spec("z", after(SEC), StartTime::HostStart)));
     d.ev(Event::Deadline);
     d.exit(launcher, ExitStatus::Code(1), false, "");
     assert_eq!(d.core.worker(z).unwrap().launcher, None);
     let zpid = d.core.worker(z).unwrap().run.pid.unwrap();
+    let a = d.ev(Event::Ready { key: z });
+    assert!(latches(&a).is_empty(), "{a:?}");
     assert!(latches(&d.exit(zpid, ExitStatus::Code(1), false, "")).is_empty());
 }
 
@@ -205,4 +232,60 @@ pub(super) fn a_reset_stops_stop_with_launcher_workers_for_good() {
     let mut a = d.exit(d.pid_of(0), ExitStatus::Signal(libc::SIGSEGV), false, "");
     a.extend(d.all_exit(libc::SIGQUIT));
     assert!(a.contains(&Action::Retire(pending)), "{a:?}");
+}
+
+// review: start_after keys
+pub(super) fn a_dynamic_dependent_never_follows_its_retired_targets_slot() {
+    let mut d = Driver::started(vec![spec("l", after(SEC), StartTime::HostStart)]);
+    let t = adopted(&request(
+        &mut d,
+        0,
+        1,
+        spec("t", RestartPolicy::Never, StartTime::HostStart),
+    ));
+    let dependent = WorkerSpec {
+        start_after: vec!["t".into()],
+        ..spec("dep", after(SEC), StartTime::HostStart)
+    };
+    let dep = adopted(&request(&mut d, 0, 2, dependent));
+    d.ev(Event::Deadline);
+    d.ev(Event::Ready { key: t });
+    assert_eq!(launches(&d.ev(Event::Deadline)), 1);
+    assert_eq!(d.core.worker(dep).unwrap().run.state, WorkerState::Running);
+    // The target stops for good and is retired; an unrelated worker takes its slot and is ready.
+    d.ev(Event::Terminate { key: t });
+    let tpid = d.core.worker(t).unwrap().run.pid.unwrap();
+    assert!(d
+        .exit(tpid, ExitStatus::Code(0), false, "")
+        .contains(&Action::Retire(t)));
+    d.core.remove_worker(t).unwrap();
+    let u = adopted(&request(
+        &mut d,
+        0,
+        3,
+        spec("u", RestartPolicy::Never, StartTime::HostStart),
+    ));
+    assert_eq!(u.slot, t.slot, "the slot is reused");
+    d.ev(Event::Deadline);
+    d.ev(Event::Ready { key: u });
+    // The dependent exits to restart: its target is gone, not the slot's new tenant, so it waits
+    // (decision 153), and status says for what.
+    let dpid = d.core.worker(dep).unwrap().run.pid.unwrap();
+    d.exit(dpid, ExitStatus::Code(1), false, "");
+    assert_eq!(launches(&d.pass(2 * SEC)), 0);
+    assert_eq!(d.core.worker(dep).unwrap().run.state, WorkerState::WaitingRestart);
+    assert_eq!(d.core.waiting_for(dep).as_deref(), Some("worker t (stopped)"));
+    // And a new tenant that never becomes ready does not gate it on its name either.
+    d.ev(Event::Terminate { key: u });
+    let upid = d.core.worker(u).unwrap().run.pid.unwrap();
+    d.exit(upid, ExitStatus::Code(0), false, "");
+    d.core.remove_worker(u).unwrap();
+    let v = adopted(&request(
+        &mut d,
+        0,
+        4,
+        spec("v", RestartPolicy::Never, StartTime::HostStart),
+    ));
+    assert_eq!(v.slot, t.slot);
+    assert_eq!(d.core.waiting_for(dep).as_deref(), Some("worker t (stopped)"));
 }

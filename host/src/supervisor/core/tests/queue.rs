@@ -302,3 +302,30 @@ pub(super) fn a_dynamic_launch_failure_stops_it_with_the_errno_and_frees_the_slo
     assert_eq!(d.core.worker(z).unwrap().run.state, WorkerState::WaitingRestart);
     assert_eq!(d.core.worker(z).unwrap().run.launch_errno, None);
 }
+
+// review: launch queue
+pub(super) fn a_new_request_never_takes_a_freed_slot_ahead_of_the_queue() {
+    for step in UP_WITH_WORKERS {
+        let (mut d, _) = at(step, Progress::Running, settings());
+        let x = adopted_key(&ask(&mut d, 0, 1, "x", "a", None));
+        adopted_key(&ask(&mut d, 0, 2, "y", "a", None));
+        let a = ask(&mut d, 1, 3, "queued", "a", Some(10 * SEC));
+        assert!(answers(&a).is_empty(), "{step:?}: {a:?}");
+        // x's slot frees, and a new request comes before the loop's deadline: the queued one is
+        // served with the freed slot, the newcomer waits behind (or is refused without a queue).
+        free(&mut d, x);
+        let a = ask(&mut d, 2, 4, "newcomer", "a", Some(10 * SEC));
+        let got = answers(&a);
+        assert_eq!(got.len(), 1, "{step:?}: {a:?}");
+        assert_eq!(got[0].0, 1, "{step:?}: answered to the queued requester");
+        let k = adopted_key(&a);
+        assert_eq!(d.core.worker(k).unwrap().spec.name, "queued", "{step:?}");
+        assert!(d.core.is_queued(2, 4), "{step:?}");
+        let a = ask(&mut d, 0, 5, "no-queue", "a", None);
+        assert_eq!(
+            answers(&a),
+            vec![(0, 5, Answer::NoFreeSlot { used: 2, max: 2 })],
+            "{step:?}"
+        );
+    }
+}
