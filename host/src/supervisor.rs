@@ -44,6 +44,8 @@ pub mod private;
 mod reloading;
 pub mod run;
 mod spares;
+// issue 15: client spares
+mod client_spares;
 pub mod spawn;
 mod status;
 // issue 14: queue
@@ -101,6 +103,10 @@ pub struct Supervisor {
     spare_refill: u32,
     /// Workers started from a spare that have not claimed their own child slot yet.
     handoffs: Vec<i32>,
+    // issue 15: client spares
+    /// The supervisor's end of each waiting spare's channel (pid, fd), on a host with listeners:
+    /// how an accepted client reaches a spare (`client_spares`).
+    spare_channels: Vec<(i32, std::os::fd::OwnedFd)>,
     /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
     sibling_fork: Option<crate::supervisor::launch::SiblingFork>,
     /// The verdict of the last reload, for status and the reload's caller.
@@ -282,6 +288,7 @@ impl Supervisor {
             spares: Vec::new(),
             spare_refill: crate::shared::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
+            spare_channels: Vec::new(),
             requester: None,
             launchers: std::collections::BTreeMap::new(),
             sibling_fork,

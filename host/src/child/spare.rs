@@ -4,13 +4,18 @@
 //! Runs in: spare children, in both launch modes. An exec-mode spare is an executed `steward
 //! child`; a fork-mode spare is forked from the supervisor when its loop is idle (decision 133)
 //! and so shares the supervisor's loaded plugins, as a worker forked at launch would.
+//!
+//! On a host with listeners a spare can be handed a plugin's client instead (issue 15: client
+//! spares, decision 160): the slot it is handed is then a client child slot, and the client's
+//! socket waits on the spare's channel (`shared::spare_channel`), which came as its startup's
+//! client socket.
 
 use std::sync::atomic::Ordering;
 
 use crate::child::runtime::RELOAD;
 use crate::child::worker::worker_main;
 use crate::child::{exit, exit_clean};
-use crate::shared::handoff::ChildEnv;
+use crate::shared::handoff::{ChildEnv, ClientSocket};
 use crate::shared::protocol::ChildSlot;
 
 /// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
@@ -25,7 +30,7 @@ fn plugin_files_changed() -> bool {
 /// slot, claims that worker's child slot (its dead-man flag) and becomes the worker. In exec
 /// mode, if a plugin file changed since it was loaded, it executes itself again first, so the
 /// worker runs (or fails on) the file as it is now, exactly like a freshly executed child.
-pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
+pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<ClientSocket>) -> i32 {
     crate::shared::log::set_identity("spare", None);
     let Some(own) = slot else {
         exit_clean(None, 2, "spare child without a slot")
@@ -50,7 +55,11 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
             exit(1);
         }
     };
-    if worker_slot >= env.segment.layout.n_worker_slots {
+    let layout = &env.segment.layout;
+    // issue 15: client spares: a client child slot means a client waits on the channel.
+    let to_client = layout.n_client_slots > 0
+        && (layout.client_child_slot(0)..layout.client_child_slot(layout.n_client_slots)).contains(&worker_slot);
+    if worker_slot >= layout.n_worker_slots && !to_client {
         exit_clean(slot, 2, "spare handed a worker slot out of range");
     }
     let exec = env.cfg.launch_mode == crate::shared::config::LaunchMode::Exec;
@@ -78,10 +87,33 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         unsafe { libc::close(crate::shared::handoff::FD_BLOB) };
     }
     let cs = env.segment.child_slot(worker_slot);
+    // issue 15: client spares
+    // The client is taken before the slot is claimed: a spare without one leaves the client slot
+    // unclaimed, and its exit is an ordinary client child's failure.
+    let handed = match (to_client, &channel) {
+        (true, Some(chan)) => match crate::shared::spare_channel::recv(&chan.fd) {
+            Ok(h) => Some(h),
+            Err(reason) => exit_clean(slot, 2, &format!("spare handed a client: {reason}")),
+        },
+        (true, None) => exit_clean(slot, 2, "spare handed a client but it has no channel"),
+        (false, _) => None,
+    };
+    // A worker has no use for the channel; a client child no more once its client is here.
+    drop(channel);
     cs.activate();
     if RELOAD.swap(false, Ordering::SeqCst) {
         // A reload arrived while this child waited: start the worker with the new values.
         crate::shared::reload::refresh_child_settings();
     }
-    worker_main(env, Some(cs), worker_slot)
+    match handed {
+        Some(h) => {
+            let client = ClientSocket {
+                fd: h.fd,
+                local: h.local,
+                peer: h.peer,
+            };
+            crate::child::client::client_main(env, Some(cs), client, h.listener)
+        }
+        None => worker_main(env, Some(cs), worker_slot),
+    }
 }

@@ -14,6 +14,8 @@ impl Supervisor {
     /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
     /// has nothing else to launch.
     pub(super) fn tend_spares(&mut self) {
+        // issue 15: client spares: a channel outlives its spare by one turn at most.
+        self.prune_spare_channels();
         if !self.core.is_up() {
             return;
         }
@@ -40,10 +42,22 @@ impl Supervisor {
                 break;
             };
             self.spare_refill -= 1;
-            match self.start_child(slot, &StartupData::Spare, None) {
+            // issue 15: client spares
+            let (ours, theirs) = match self.spare_channel() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("cannot make a spare child's channel: {e}");
+                    self.free_slot(slot);
+                    break;
+                }
+            };
+            match self.start_child(slot, &StartupData::Spare, theirs) {
                 Ok(pid) => {
                     self.feed(Event::ChildStarted { pid, slot });
                     self.spares.push((pid, slot));
+                    if let Some(fd) = ours {
+                        self.spare_channels.push((pid, fd));
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("cannot start a spare child: {e}");
