@@ -2,7 +2,9 @@
 //! listeners, an accepted client goes to a ready spare, which serves it exactly as a fresh client
 //! child would (its handler, its peer as the host accepted it, no fd of the spare's left over);
 //! the pool is refilled; and a spare killed between the hand-off and claiming the client's slot
-//! loses only that client, without a reset. Both launch modes.
+//! loses only that client, without a reset; an isolated handler's client never comes from a
+//! spare; and spares end with every kind of shutdown, with a crash reset (the pool then refilled
+//! for the new segment) and within a second of the host's SIGKILL. Both launch modes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -52,7 +54,9 @@ fn ask(s: &UnixStream, line: &str) -> String {
 
 fn a_client_is_served_by_a_waiting_spare(mode: Mode) {
     let host = echo_host(mode);
-    host.wait_for("two spares waiting", T, |_| waiting_spares(&host).len() == 2);
+    host.wait_for("two spares waiting", T, |s| {
+        s.host.slots.spares_waiting == 2 && waiting_spares(&host).len() == 2
+    });
     let spares = waiting_spares(&host);
     let s = UnixStream::connect(host.dir.path().join("echo.sock")).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
@@ -120,7 +124,94 @@ fn a_spare_killed_before_taking_its_client_loses_only_that_client(mode: Mode) {
     assert_eq!(ask(&next, "again"), "again");
 }
 
+/// An isolated handler's client gets a fresh child (decision 163): a spare maps the segment
+/// writable. The spares stay as they were, and the attached handler on the same host still takes
+/// one.
+fn an_isolated_handlers_client_never_comes_from_a_spare(mode: Mode) {
+    let host = Host::start(
+        Spec::new(mode)
+            .testkit("")
+            .listen("handler = \"testkit.iso_echo\"\nunix = \"iso.sock\"")
+            .listen("handler = \"testkit.echo\"\nunix = \"echo.sock\""),
+    );
+    host.wait_for("two spares waiting", T, |_| waiting_spares(&host).len() == 2);
+    let spares = waiting_spares(&host);
+    let iso = UnixStream::connect(host.dir.path().join("iso.sock")).unwrap();
+    iso.set_read_timeout(Some(T)).unwrap();
+    let pid: i32 = ask(&iso, "pid").parse().unwrap();
+    assert!(!spares.contains(&pid), "isolated client child {pid} came from a spare");
+    let mut now = waiting_spares(&host);
+    now.sort_unstable();
+    let mut before = spares.clone();
+    before.sort_unstable();
+    assert_eq!(now, before, "the spares changed for an isolated client");
+    assert_eq!(host.status().host.slots.spares_waiting, 2);
+    let attached = UnixStream::connect(host.dir.path().join("echo.sock")).unwrap();
+    attached.set_read_timeout(Some(T)).unwrap();
+    let pid: i32 = ask(&attached, "pid").parse().unwrap();
+    assert!(
+        spares.contains(&pid),
+        "the attached client child {pid} should be a spare"
+    );
+}
+
+/// A client child's crash resets the host: the waiting spares end with everyone else, and the
+/// pool is started afresh for the new segment, whose spares serve the next client.
+fn a_crash_reset_ends_the_spares_and_starts_new_ones(mode: Mode) {
+    let host = echo_host(mode);
+    host.wait_for("two spares waiting", T, |_| waiting_spares(&host).len() == 2);
+    let old = waiting_spares(&host);
+    let path = host.dir.path().join("echo.sock");
+    let crasher = UnixStream::connect(&path).unwrap();
+    writeln!(&crasher, "segv").unwrap();
+    host.wait_for("the reset done, the pool refilled", T, |s| {
+        s.host.generation == 2 && s.host.state == "running" && s.host.slots.spares_waiting == 2
+    });
+    wait_gone(&old, T);
+    host.wait_for("two new spares", T, |_| waiting_spares(&host).len() == 2);
+    let new = waiting_spares(&host);
+    assert!(new.iter().all(|p| !old.contains(p)), "{old:?} {new:?}");
+    let s = UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let pid: i32 = ask(&s, "pid").parse().unwrap();
+    assert!(
+        new.contains(&pid),
+        "client child {pid} should be one of the new spares {new:?}"
+    );
+}
+
+/// Smart (SIGTERM), fast (SIGINT) and immediate (SIGQUIT) shutdown end the waiting spares and
+/// the client child a spare became; after the host's SIGKILL none of them is left a second later.
+fn spares_end_with_every_shutdown_and_with_the_host(mode: Mode) {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGKILL] {
+        let mut host = echo_host(mode);
+        host.wait_for("two spares waiting", T, |_| waiting_spares(&host).len() == 2);
+        let s = UnixStream::connect(host.dir.path().join("echo.sock")).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        let served: i32 = ask(&s, "pid").parse().unwrap();
+        host.wait_for("the pool refilled", T, |_| {
+            let now = waiting_spares(&host);
+            now.len() == 2 && !now.contains(&served)
+        });
+        let mut all = waiting_spares(&host);
+        all.push(served);
+        host.signal(sig);
+        // A smart shutdown waits for the open session: it ends here.
+        drop(s);
+        host.wait_exit(T);
+        let grace = if sig == libc::SIGKILL {
+            Duration::from_secs(1)
+        } else {
+            T
+        };
+        wait_gone(&all, grace);
+    }
+}
+
 both_modes!(
     a_client_is_served_by_a_waiting_spare,
-    a_spare_killed_before_taking_its_client_loses_only_that_client
+    a_spare_killed_before_taking_its_client_loses_only_that_client,
+    an_isolated_handlers_client_never_comes_from_a_spare,
+    a_crash_reset_ends_the_spares_and_starts_new_ones,
+    spares_end_with_every_shutdown_and_with_the_host
 );

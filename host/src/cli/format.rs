@@ -325,6 +325,7 @@ mod tests {
                     reserved: Default::default(),
                     clients: 0,
                     clients_in_use: 0,
+                    spares_waiting: 0,
                 },
             },
             workers,

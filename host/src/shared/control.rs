@@ -189,6 +189,11 @@ pub struct Slots {
     /// yet reaped).
     #[serde(default)]
     pub clients_in_use: u32,
+    // issue 15: client spares
+    /// Spare children waiting now, plugins loaded, for a worker or a client to be handed them
+    /// (at most 2; fewer while the pool is being refilled).
+    #[serde(default)]
+    pub spares_waiting: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
