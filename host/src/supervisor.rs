@@ -104,8 +104,7 @@ pub struct Supervisor {
     /// Workers started from a spare that have not claimed their own child slot yet.
     handoffs: Vec<i32>,
     // issue 15: client spares
-    /// The supervisor's end of each waiting spare's channel (pid, fd), on a host with listeners:
-    /// how an accepted client reaches a spare (`client_spares`).
+    /// Each waiting spare's channel by pid, the supervisor's end (listeners only; `client_spares`).
     spare_channels: Vec<(i32, std::os::fd::OwnedFd)>,
     /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
     sibling_fork: Option<crate::supervisor::launch::SiblingFork>,

@@ -93,9 +93,17 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<
     let handed = match (to_client, &channel) {
         (true, Some(chan)) => match crate::shared::spare_channel::recv(&chan.fd) {
             Ok(h) => Some(h),
-            Err(reason) => exit_clean(slot, 2, &format!("spare handed a client: {reason}")),
+            Err(reason) => {
+                // Its own slot is not the one the supervisor reads for this exit: the log says why.
+                let reason = format!("spare handed a client: {reason}");
+                tracing::error!("{reason}");
+                exit_clean(slot, 2, &reason)
+            }
         },
-        (true, None) => exit_clean(slot, 2, "spare handed a client but it has no channel"),
+        (true, None) => {
+            tracing::error!("spare handed a client but it has no channel");
+            exit_clean(slot, 2, "spare handed a client but it has no channel")
+        }
         (false, _) => None,
     };
     // A worker has no use for the channel; a client child no more once its client is here.

@@ -158,6 +158,8 @@ impl Supervisor {
         };
         if child.kind == ChildKind::Spare {
             self.spares.retain(|(p, _)| *p != pid);
+            // issue 15: client spares
+            self.drop_spare_channel(pid);
         }
         self.free_slot(child.slot);
         if let Some(ss) = child.spare {

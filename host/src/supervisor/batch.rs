@@ -128,6 +128,8 @@ impl Supervisor {
         });
         match ready.map(|k| self.spares.swap_remove(k)) {
             Some((pid, spare)) => {
+                // issue 15: client spares: a worker has no use for the channel.
+                self.drop_spare_channel(pid);
                 // Hand the worker slot to a spare: it claims `slot` and runs the entry.
                 self.assign_child_slot(slot);
                 self.segment.child_slot(slot).expect_pid(pid);

@@ -6,8 +6,9 @@
 //! (`shared::spare_channel`), made only on a host with listeners. A hand-off is a non-blocking
 //! `sendmsg` of the client's fd, then the same futex store and wake as a worker's hand-off; if
 //! the send fails the spare stays a spare and the client gets a fresh child. Invariants: a
-//! channel is dropped as soon as its spare is handed anything or is no longer a spare, so the
-//! supervisor holds no fd for a child that is not a waiting spare past the loop's turn; the
+//! channel is dropped as soon as its spare is handed anything or is reaped, so the supervisor
+//! holds no fd for a child that is not a waiting spare, and a reused pid never finds an old
+//! channel; the supervisor never reads a channel (nothing a spare writes reaches it); the
 //! supervisor's copy of the client socket is closed when this returns, whatever happened.
 
 use std::os::fd::OwnedFd;
@@ -33,12 +34,9 @@ impl Supervisor {
         Ok((Some(ours), Some(theirs)))
     }
 
-    /// Drops the channels of spares that are spares no more (handed a worker, dead, or gone
-    /// with a reset segment).
-    pub(super) fn prune_spare_channels(&mut self) {
-        let spares = &self.spares;
-        self.spare_channels
-            .retain(|(pid, _)| spares.iter().any(|(p, _)| p == pid));
+    /// Drops the channel of spare `pid`, which is a spare no more (handed a worker, or reaped).
+    pub(super) fn drop_spare_channel(&mut self, pid: i32) {
+        self.spare_channels.retain(|(p, _)| *p != pid);
     }
 
     /// Hands `client` of listener `i`, admitted in client `slot`, to a ready spare. Returns the

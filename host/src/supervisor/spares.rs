@@ -14,8 +14,6 @@ impl Supervisor {
     /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
     /// has nothing else to launch.
     pub(super) fn tend_spares(&mut self) {
-        // issue 15: client spares: a channel outlives its spare by one turn at most.
-        self.prune_spare_channels();
         if !self.core.is_up() {
             return;
         }

@@ -125,11 +125,17 @@ fn first_byte(path: &Path) -> f64 {
     t0.elapsed().as_secs_f64() * 1e3
 }
 
-/// The floor of `connect`: the same samples against a [`FloorServer`] of `mode`.
+/// The floor of `connect`: the same samples against a [`FloorServer`] of `mode`, as far apart.
 pub fn connect_floor(mode: Mode, n: usize) -> f64 {
     let f = FloorServer::start(mode);
     wait_serving(&f.path);
-    let mut v: Vec<f64> = (0..n).map(|_| first_byte(&f.path)).collect();
+    let mut v: Vec<f64> = (0..n)
+        .map(|_| {
+            let ms = first_byte(&f.path);
+            std::thread::sleep(crate::connect::PACE);
+            ms
+        })
+        .collect();
     median(&mut v)
 }
 
