@@ -18,6 +18,11 @@ use crate::child::{exit, exit_clean};
 use crate::shared::handoff::{ChildEnv, ClientSocket};
 use crate::shared::protocol::ChildSlot;
 
+// issue 15: client spares
+/// The largest private writable mapping (the heap, the stack, a library's data) a spare
+/// populates ahead of time: above it the memory would cost more than its faults cost time.
+const PREFAULT_WRITE_MAX: usize = 4 << 20;
+
 /// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
 /// identity taken before loading, so a replacement during loading counts as a change).
 fn plugin_files_changed() -> bool {
@@ -36,6 +41,9 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<
         exit_clean(None, 2, "spare child without a slot")
     };
 
+    // issue 15: client spares
+    // The spare fills its page tables now, while nothing waits for it (decision 162).
+    crate::sys::populate_own_mappings(PREFAULT_WRITE_MAX);
     // Plugins are loaded and the segment is mapped: this spare can take a worker now.
     own.mark_ready();
     // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
