@@ -23,6 +23,9 @@ use crate::shared::protocol::ChildSlot;
 /// populates ahead of time: above it the memory would cost more than its faults cost time.
 const PREFAULT_WRITE_MAX: usize = 4 << 20;
 
+/// How long a new spare waits to be handed something before it fills its page tables.
+const PREFAULT_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
 /// identity taken before loading, so a replacement during loading counts as a change).
 fn plugin_files_changed() -> bool {
@@ -41,11 +44,17 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<
         exit_clean(None, 2, "spare child without a slot")
     };
 
-    // issue 15: client spares
-    // The spare fills its page tables now, while nothing waits for it (decision 162).
-    crate::sys::populate_own_mappings(PREFAULT_WRITE_MAX);
     // Plugins are loaded and the segment is mapped: this spare can take a worker now.
     own.mark_ready();
+    // issue 15: client spares
+    // A spare nothing was handed to for `PREFAULT_AFTER` fills its page tables, and stops once
+    // something is (decision 162): under a stream of clients or launches a spare is used sooner
+    // and never spends a core on it. One timed wait per spare, at its start: an idle host's
+    // spares still never wake.
+    own.wait_for_hand_over(Some(PREFAULT_AFTER));
+    if own.assigned().is_none() {
+        crate::sys::populate_own_mappings(PREFAULT_WRITE_MAX, || own.assigned().is_some());
+    }
     // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
     // host a wake-up per spare and tick). Only three things end the wait: the supervisor's
     // hand-off (a store and a FUTEX_WAKE on `assign`), a signal (SIGHUP sets the reload flag,
@@ -57,7 +66,7 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<
         if let Some(w) = own.assigned() {
             break w;
         }
-        own.wait_for_hand_over();
+        own.wait_for_hand_over(None);
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != env.host_pid {
             exit(1);
