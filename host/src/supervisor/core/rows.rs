@@ -110,6 +110,7 @@ pub enum Row {
     QueueHostDown,
     RequestOrphaned,
     DynLaunchFailed,
+    ChildStartedStopping,
 }
 
 /// The host's phase without its data: what a host row leaves.

@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 
 use super::rows::Took;
 use super::{Action, Actions, Child, Core, Level, Now, Phase, Progress, Recovery, Row, Shutdown, StopMode};
+use crate::supervisor::pool::ChildSlotId;
 
 impl Core {
     pub(super) fn deadline(&mut self, now: Now, out: &mut Actions) -> Took {
@@ -205,6 +206,35 @@ impl Core {
             self.scan_pending = true;
             out.push(Action::ScanAdopted);
         }
+    }
+
+    /// A connection, dead-end, spare or startup child started. Once the shutdown has signalled
+    /// the children, a child started after that (a dead-end for a client accepted just before
+    /// the listeners stopped being polled, a control connection's) gets the signal the rest got,
+    /// the stop's or, past `shutdown_timeout`, SIGKILL: the host exits only with no child left,
+    /// and an unsignalled one could keep it waiting for as long as its client likes.
+    pub(super) fn child_started(&mut self, pid: i32, slot: ChildSlotId, out: &mut Actions) -> Took {
+        let sig = match self.phase {
+            Phase::Stopping(Shutdown::Signalled { mode, .. }) => Some(stop_signal(mode)),
+            Phase::Stopping(Shutdown::Killed { .. }) => Some(Signal::SIGKILL),
+            _ => None,
+        };
+        let took = self.took(match sig {
+            Some(_) => Row::ChildStartedStopping,
+            None => Row::ChildTracked,
+        });
+        let child = Child {
+            kind: slot.kind(),
+            slot,
+            worker: None,
+            signalled: sig.is_some(),
+            spare: None,
+        };
+        self.children.insert(pid, child);
+        if let Some(sig) = sig {
+            out.push(Action::Signal { pid, sig });
+        }
+        took
     }
 
     pub(super) fn adopted(&mut self, pid: i32, from: String, out: &mut Actions) -> Took {

@@ -398,6 +398,8 @@ scenarios! {
     a_new_request_never_takes_a_freed_slot_ahead_of_the_queue,
     // review: start_after keys
     a_dynamic_dependent_never_follows_its_retired_targets_slot,
+    // review: plugin connections
+    a_child_started_while_stopping_gets_the_signal_the_rest_got,
 }
 
 #[test]

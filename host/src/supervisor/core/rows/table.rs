@@ -121,7 +121,15 @@ pub const ROWS: &[RowSpec] = &[
     r(Row::DeadlineWaits, NOT_UP, "deadline, no timeout passed", "unchanged"),
     r(
         Row::ChildTracked,
-        ANY,
+        &[
+            H(SegmentInit),
+            H(Startup),
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+            H(SmartWaiting),
+        ],
         "connection, dead-end, spare or startup child started",
         "tracked",
     ),
@@ -529,6 +537,12 @@ pub const ROWS: &[RowSpec] = &[
         DUE,
         "launch failed, dynamic worker",
         "`stopped` with the errno; retired",
+    ),
+    r(
+        Row::ChildStartedStopping,
+        STOPPED_SIGNALLED,
+        "connection, dead-end, spare or startup child started",
+        "tracked; signalled as the rest (SIGKILL once killed)",
     ),
 ];
 

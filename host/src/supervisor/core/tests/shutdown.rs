@@ -233,3 +233,26 @@ pub(super) fn workers_are_keyed_by_slot_and_a_generation_that_never_repeats() {
     assert!(d.core.worker(y).is_some());
     assert_eq!(d.core.static_specs().len(), 2);
 }
+
+pub(super) fn a_child_started_while_stopping_gets_the_signal_the_rest_got() {
+    let mut d = Driver::started(vec![spec("w", after(SEC), StartTime::HostStart)]);
+    let w = d.pid_of(0);
+    d.ev(Event::Stop {
+        mode: StopMode::Fast,
+        why: "SIGINT",
+    });
+    // A refused client's dead-end started after the SIGTERMs went out gets one too.
+    let pid = d.pid();
+    let slot = d.pool.acquire(ChildKind::DeadEnd).unwrap();
+    let a = d.ev(Event::ChildStarted { pid, slot });
+    assert_eq!(signals(&a), vec![(pid, Signal::SIGTERM)]);
+    // Past shutdown_timeout, everything left is killed, and so is every child started later.
+    let a = d.pass(5 * SEC);
+    assert_eq!(signals(&a), vec![(w, Signal::SIGKILL), (pid, Signal::SIGKILL)]);
+    let late = d.pid();
+    let slot = d.pool.acquire(ChildKind::DeadEnd).unwrap();
+    let a = d.ev(Event::ChildStarted { pid: late, slot });
+    assert_eq!(signals(&a), vec![(late, Signal::SIGKILL)]);
+    let a = d.all_exit(libc::SIGKILL);
+    assert_eq!(exit_code(&a), Some(0), "no child left: the host exits");
+}
