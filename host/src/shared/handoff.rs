@@ -136,6 +136,9 @@ impl StartupData {
     pub fn isolated(&self) -> bool {
         match self {
             StartupData::Worker { isolated, .. } => *isolated,
+            // A refused client's dead-end may run the handler's rejection writer: plugin code in
+            // a child with no dead-man flag, whose crash nothing would reset.
+            StartupData::Refused { .. } => true,
             _ => false,
         }
     }
