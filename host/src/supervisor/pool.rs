@@ -13,7 +13,7 @@
 //! | startup | one | `W + C` |
 //! | spare | the spare children's (both launch modes) | `W + C + 1 ..` |
 //! | client | `max_client_connections` when there are listeners | after the spares' |
-//! | dead-end | a bound of `2 (C + clients) + 8`, no shared slot | none |
+//! | dead-end | the control socket's `2 C + 8`, then the clients' `2 clients + 8`; no shared slot | none |
 //!
 //! Invariants:
 //! - Every count comes from the layout computed once from the frozen registry and the config
@@ -44,6 +44,8 @@
 use crate::shared::handoff::ChildKind;
 use crate::shared::shmem::Layout;
 use crate::supervisor::private::PrivateVec;
+
+mod dead_ends;
 
 /// One kind's run of bits.
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +116,8 @@ pub struct ChildSlotPool {
     /// Connection slots below this (counted from the span's start) are ordinary; the rest are
     /// reserved.
     ordinary_connections: u32,
+    /// Dead-end slots below this are the control socket's; the rest its listeners' clients'.
+    control_dead_ends: u32,
     bits: PrivateVec<u64>,
 }
 
@@ -130,8 +134,8 @@ fn kind_index(kind: ChildKind) -> usize {
     }
 }
 
-/// How many dead-end children may live at once: past it, a refused client's socket is closed
-/// without an answer, so a flood of clients cannot make the supervisor fork without bound.
+/// How many of the control socket's dead-end children may live at once: past it, a refused
+/// client's socket is closed unanswered, so a flood cannot make the supervisor fork unbounded.
 pub fn dead_end_capacity(n_connection_slots: u32) -> u32 {
     n_connection_slots.saturating_mul(2).saturating_add(8)
 }
@@ -156,7 +160,7 @@ impl ChildSlotPool {
                 layout.spare_child_slot(0),
                 if spares { layout.n_spare_slots } else { 0 },
             ),
-            (0, dead_end_capacity(c + layout.n_client_slots)),
+            (0, dead_end_capacity(c) + dead_ends::client_capacity(layout.n_client_slots)),
             (layout.client_child_slot(0), layout.n_client_slots),
         ];
         let mut word = 0;
@@ -169,6 +173,7 @@ impl ChildSlotPool {
             spans,
             n_static_workers: layout.n_static_workers.min(w),
             ordinary_connections: c - reserved_connections.min(c),
+            control_dead_ends: dead_end_capacity(c),
             bits: PrivateVec::from_vec(vec![0; word as usize])?,
         })
     }
@@ -209,9 +214,8 @@ impl ChildSlotPool {
             ChildKind::Connection => self
                 .next(s, 0, self.ordinary_connections, false)
                 .or_else(|| self.next(s, self.ordinary_connections, s.len, false)),
-            ChildKind::Startup | ChildKind::Spare | ChildKind::DeadEnd | ChildKind::Client => {
-                self.next(s, 0, s.len, false)
-            }
+            ChildKind::DeadEnd => self.next(s, 0, self.control_dead_ends, false),
+            ChildKind::Startup | ChildKind::Spare | ChildKind::Client => self.next(s, 0, s.len, false),
         }?;
         self.set(s, pos, true);
         Some(self.id(kind, s, pos))
