@@ -93,6 +93,8 @@
 mod dynbench;
 // issue 15: connections
 mod connections;
+// issue 15: connections
+mod refusals;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -204,6 +206,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     dynbench::request(reg)?;
     // issue 15: connections
     connections::register(reg)?;
+    // issue 15: connections
+    refusals::register(reg)?;
     if spawn_thread && !reg.is_attach() {
         // Parked for good: the thread must still exist when the host counts its threads.
         std::thread::spawn(|| loop {

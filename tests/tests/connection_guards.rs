@@ -1,0 +1,265 @@
+//! Plugins' connections against clients and handlers that misbehave (review of plugin
+//! connections): a stopping host exits however its clients reconnect and trickle bytes; a
+//! rejection writer runs read-only and within a deadline; the listeners' dead-ends never take
+//! the control socket's; a session cannot launch another plugin's worker; 200 clients at once
+//! against `max_connections = 50` are each answered at once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use steward_tests::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn connect(path: &Path, timeout: Duration) -> UnixStream {
+    let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s
+}
+
+/// Everything the client reads until the server closes (a read timeout fails the test).
+fn read_all(s: &mut UnixStream) -> String {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("the server closes before the read timeout");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The live (not zombie) processes of group `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(d) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                return false;
+            };
+            // After the command's closing parenthesis: state, ppid, pgrp.
+            let rest: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+            rest.first() != Some(&"Z") && rest.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+        })
+        .collect()
+}
+
+/// A fast shutdown ends while a client keeps reconnecting every 300 ms and trickles a byte into
+/// each of its connections: the host stops accepting once it has signalled its children, kills
+/// what it starts after that, and gives each dead-end a deadline. It exits within
+/// `shutdown_timeout` plus a margin, and nothing of it is left.
+fn a_stopping_host_exits_while_clients_keep_reconnecting(mode: Mode) {
+    let spec = Spec::new(mode)
+        .plugin("kvstore")
+        .host("shutdown_timeout = \"1s\"")
+        .listen("handler = \"kvstore.kv\"\nunix = \"kv.sock\"\nmax_connections = 2");
+    let mut h = Host::start(spec);
+    let path = h.dir.path().join("kv.sock");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let pester = scope.spawn(|| {
+            let mut open: Vec<UnixStream> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(s) = UnixStream::connect(&path) {
+                    open.push(s);
+                }
+                // Writes may fail once the other end is gone; the client does not care.
+                open.iter_mut().for_each(|s| drop(s.write_all(b"x")));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        // Served sessions and refused ones (past the two places) are both under way.
+        std::thread::sleep(Duration::from_millis(1000));
+        let started = Instant::now();
+        eprintln!("CHILDREN {:?}", children_of(h.pid));
+        h.signal(libc::SIGINT);
+        let exited = h.child.as_mut().map(|c| wait_child(c, Duration::from_secs(6)));
+        stop.store(true, Ordering::Relaxed);
+        pester.join().unwrap();
+        let status = exited.flatten().unwrap_or_else(|| {
+            panic!(
+                "the host did not exit within shutdown_timeout + 5 s while a client pestered it:\n{}",
+                h.log_text()
+            )
+        });
+        h.child = None;
+        assert_eq!(status.code(), Some(0), "{}", h.log_text());
+        assert!(started.elapsed() < Duration::from_secs(6));
+    });
+    eprintln!("LOG {}", h.log_text());
+    let left = group_members(h.pid);
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", h.log_text());
+    assert!(!path.exists(), "the listener's socket file is left behind");
+}
+
+/// A handler on `name.sock` with one place, testkit loaded: the second client is refused.
+fn one_place(mode: Mode, handler: &str) -> Host {
+    Host::start(Spec::new(mode).testkit("").listen(&format!(
+        "handler = \"testkit.{handler}\"\nunix = \"{handler}.sock\"\nmax_connections = 1"
+    )))
+}
+
+/// The host's segment, through the memfd it holds.
+fn segment_of(host_pid: i32) -> std::fs::File {
+    let fd = std::fs::read_dir(format!("/proc/{host_pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
+        .expect("the host holds its segment's memfd")
+        .path();
+    std::fs::File::open(fd).unwrap()
+}
+
+/// The segment's first 8 bytes (the header's magic), where `testkit.wild` writes.
+fn magic(f: &std::fs::File) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(f, &mut b, 0).unwrap();
+    b
+}
+
+/// A rejection writer that stores into the segment faults in its dead-end, whose mapping is
+/// read-only: the client gets no answer, the host's segment is unchanged, and nothing resets.
+fn a_wild_rejection_writer_faults_and_the_segment_is_unchanged(mode: Mode) {
+    let h = one_place(mode, "wild");
+    let path = h.dir.path().join("wild.sock");
+    let _served = connect(&path, T);
+    let generation = h.status().host.generation;
+    let seg = segment_of(h.pid);
+    let before = magic(&seg);
+    let mut refused = connect(&path, T);
+    assert_eq!(read_all(&mut refused), "", "the writer's store landed:\n{}", h.log_text());
+    let after = magic(&seg);
+    assert_eq!(before, after, "the segment changed");
+    assert_ne!(after, [0xA5; 8]);
+    let s = h.status();
+    assert_eq!((s.host.state.as_str(), s.host.generation), ("running", generation));
+    assert!(!h.log_text().contains("resetting"), "{}", h.log_text());
+}
+
+/// A rejection writer that never returns is ended by the dead-end's deadline (5 s): the client
+/// sees the socket close, and the host goes on.
+fn a_stuck_rejection_writer_is_ended_by_the_deadline(mode: Mode) {
+    let h = one_place(mode, "stuck");
+    let path = h.dir.path().join("stuck.sock");
+    let _served = connect(&path, T);
+    let started = Instant::now();
+    let mut refused = connect(&path, T);
+    assert_eq!(read_all(&mut refused), "");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "ended after {took:?}"
+    );
+    assert_eq!(h.status().host.state, "running");
+}
+
+/// Clients refused into stuck dead-ends fill the listeners' bound (`2 * 1 + 8`), and the bound
+/// closes the rest unanswered; the control socket's dead-ends are its own, so while a smart
+/// shutdown waits, `steward status` still gets its "shutting down" line.
+fn the_control_socket_keeps_its_dead_ends_while_clients_fill_theirs(mode: Mode) {
+    let spec = Spec::new(mode)
+        .testkit("")
+        .host("max_client_connections = 1")
+        .listen("handler = \"testkit.stuck\"\nunix = \"stuck.sock\"\nmax_connections = 1");
+    let h = Host::start(spec);
+    let path = h.dir.path().join("stuck.sock");
+    let _served = connect(&path, T);
+    let mut refused: Vec<UnixStream> = (0..60).map(|_| connect(&path, T)).collect();
+    // Accepted in order: once the last is closed unanswered, every dead-end place was taken.
+    assert_eq!(read_all(refused.last_mut().unwrap()), "");
+    h.signal(libc::SIGTERM);
+    h.wait_log("host state: stopping", T);
+    let out = h.cli(&["status"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("shutting down"), "{text}\n{}", h.log_text());
+}
+
+/// A session that hands the host a launch request naming another plugin is refused, whatever
+/// entry it names.
+fn a_session_cannot_launch_another_plugins_worker(mode: Mode) {
+    let h = Host::start(
+        Spec::new(mode)
+            .plugin("kvstore")
+            .testkit("")
+            .listen("handler = \"testkit.forger\"\nunix = \"forger.sock\""),
+    );
+    let mut s = connect(&h.dir.path().join("forger.sock"), T);
+    let answer = read_all(&mut s);
+    assert_eq!(
+        answer.trim_end(),
+        "refused: invalid dynamic worker: handler testkit.forger may launch workers of plugin testkit only, not kvstore",
+        "{}",
+        h.log_text()
+    );
+    assert!(h.status().workers.iter().all(|w| w.name != "forged"));
+}
+
+/// The must-hold: 200 clients at once against `max_connections = 50`. 50 are served;
+/// the other 150 get the handler's "too many" at once, none hangs, and `steward status` answers
+/// all along.
+fn two_hundred_clients_against_fifty_places(mode: Mode) {
+    let h = Host::start(
+        Spec::new(mode)
+            .plugin("kvstore")
+            .host("max_client_connections = 300")
+            .listen("handler = \"kvstore.kv\"\nunix = \"kv.sock\"\nmax_connections = 50"),
+    );
+    let path = h.dir.path().join("kv.sock");
+    let n = 200;
+    let all_answered = std::sync::Barrier::new(n + 1);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut answered = 0;
+            while !done.load(Ordering::Relaxed) {
+                let s = h.try_status().unwrap_or_else(|e| panic!("status failed: {e}\n{}", h.log_text()));
+                assert_eq!(s.host.state, "running");
+                answered += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            answered
+        });
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                let (path, all_answered) = (&path, &all_answered);
+                scope.spawn(move || {
+                    let s = connect(path, T);
+                    let started = Instant::now();
+                    (&s).write_all(b"GET nothing\n").unwrap();
+                    let mut line = String::new();
+                    BufReader::new(&s).read_line(&mut line).expect("an answer, never a hang");
+                    let took = started.elapsed();
+                    // Served sessions stay open until every client has its answer.
+                    all_answered.wait();
+                    (line.trim_end().to_owned(), took)
+                })
+            })
+            .collect();
+        all_answered.wait();
+        done.store(true, Ordering::Relaxed);
+        let answers: Vec<(String, Duration)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let served = answers.iter().filter(|(a, _)| a == "NOT_FOUND").count();
+        let refused: Vec<&Duration> = answers
+            .iter()
+            .filter(|(a, _)| a == "ERROR too many clients, try again later")
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!((served, refused.len()), (50, 150), "{answers:?}");
+        let slowest = refused.iter().max().unwrap();
+        assert!(**slowest < Duration::from_secs(15), "a refusal took {slowest:?}");
+        assert!(watcher.join().unwrap() > 0);
+    });
+}
+
+both_modes!(
+    a_stopping_host_exits_while_clients_keep_reconnecting,
+    a_wild_rejection_writer_faults_and_the_segment_is_unchanged,
+    a_stuck_rejection_writer_is_ended_by_the_deadline,
+    the_control_socket_keeps_its_dead_ends_while_clients_fill_theirs,
+    a_session_cannot_launch_another_plugins_worker,
+    two_hundred_clients_against_fifty_places,
+);
