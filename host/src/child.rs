@@ -75,6 +75,17 @@ fn exit_clean(slot: Option<&ChildSlot>, code: i32, reason: &str) -> ! {
     exit(code)
 }
 
+// issue 15: isolated
+/// Ends a child whose plugin entry returned `code`, failing with `reason` if it said why. An
+/// isolated child (a worker or a client child) has no child slot to carry the reason to status
+/// (a store): the log carries it.
+fn entry_returned(slot: Option<&ChildSlot>, code: i32, reason: &str) -> ! {
+    if crate::shared::isolation::active() && !reason.is_empty() {
+        tracing::warn!("exiting with code {code}: {reason}");
+    }
+    exit_clean(slot, code, reason)
+}
+
 /// Runs a child of `kind` to completion and returns its exit code.
 pub fn run(
     env: &ChildEnv<'_>,
@@ -133,7 +144,7 @@ pub fn run(
     if isolated {
         if let Err(e) = crate::shared::isolation::enter(env.segment, child_slot) {
             crate::shared::log::set_identity(kind.info().name, None);
-            tracing::error!("cannot map shared memory read-only for an isolated worker: {e}");
+            tracing::error!("cannot map shared memory read-only for an isolated child: {e}");
             exit(2);
         }
     }
@@ -188,7 +199,7 @@ pub fn run(
             0
         }
         // issue 15: connections
-        (ChildKind::Client, StartupData::Client { listener }) => match client {
+        (ChildKind::Client, StartupData::Client { listener, .. }) => match client {
             Some(c) => client::client_main(env, slot, c, *listener),
             None => exit_clean(slot, 2, "client child without a client socket"),
         },

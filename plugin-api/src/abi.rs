@@ -105,7 +105,8 @@ pub const STATUS_HOST_NOT_RUNNING: Status = 14;
 /// A wait was cut short because this process was asked to stop (ABI 1.1).
 pub const STATUS_TERMINATE: Status = 15;
 // issue 15: isolated
-/// The call writes shared memory, which an isolated worker's process does not map writable.
+/// The call writes shared memory, which an isolated worker's or connection handler's process does
+/// not map writable.
 pub const STATUS_ISOLATED: Status = 18;
 
 /// A borrowed UTF-8 string. Valid for the duration of the call that receives it, unless the field

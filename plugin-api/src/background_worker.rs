@@ -101,6 +101,7 @@ impl EntryPoint {
 
 /// Why a registration was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegisterError {
     #[error("registry frozen: background workers and regions can only be registered during plugin init")]
     RegistryFrozen,

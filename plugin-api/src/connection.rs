@@ -30,6 +30,8 @@ pub struct ConnectionHandler {
     pub(crate) name: String,
     pub(crate) serve: EntryPoint,
     pub(crate) reject: Option<EntryPoint>,
+    // issue 15: isolated handlers
+    pub(crate) isolated: bool,
 }
 
 impl ConnectionHandler {
@@ -40,6 +42,7 @@ impl ConnectionHandler {
             name: name.to_owned(),
             serve,
             reject: None,
+            isolated: false,
         }
     }
 
@@ -48,6 +51,23 @@ impl ConnectionHandler {
     /// recovering. Without one the host writes [`Admission::default_message`] and a newline.
     pub fn rejection(mut self, reject: EntryPoint) -> ConnectionHandler {
         self.reject = Some(reject);
+        self
+    }
+
+    // issue 15: isolated handlers
+    /// Serves each client isolated, as [`BackgroundWorker::isolated`] runs a worker: the client
+    /// child maps shared memory read-only and holds no dead-man flag, so its crash (a signal, an
+    /// abort, a wild write into the segment, which faults) ends only its own connection; the host
+    /// is not reset and every other session goes on. It keeps the peer, settings, logging, its
+    /// own latch, [`Connection::should_stop`] and host-death detection, and may read regions.
+    /// What writes shared memory is refused: locks ([`LockError::Isolated`]), setting another
+    /// process's latch, and [`Connection::launch`]. The rejection writer is not isolated by this:
+    /// it runs in a dead-end child as for any handler, and should only write its answer.
+    ///
+    /// On a host without isolated handlers the registration fails with
+    /// [`crate::RegisterError::BadEntry`].
+    pub fn isolated(mut self) -> ConnectionHandler {
+        self.isolated = true;
         self
     }
 }

@@ -23,13 +23,16 @@ pub struct WorkerHandle {
 
 /// What a worker is doing, as its handle reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WorkerStatus {
     /// Not running its entry yet (or waiting to restart).
     NotYetStarted,
     /// Its process runs its entry (and, for a `needs_ready` worker, declared itself ready).
     Running { pid: i32 },
     /// Stopped for good; the reason is its last exit's (an entry that did not resolve names
-    /// it), or why it never started.
+    /// it), or why it never started. Non-exhaustive: it gains fields (as `errno` came), so
+    /// match it as `Stopped { reason, .. }`.
+    #[non_exhaustive]
     Stopped {
         reason: String,
         // issue 14: queue
@@ -41,6 +44,7 @@ pub enum WorkerStatus {
 
 /// Why a handle call gave no status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandleError {
     #[error("the worker handle is stale: its slot now holds another worker")]
     Stale,
@@ -61,6 +65,7 @@ pub enum HandleError {
 
 /// Why a launch gave no handle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LaunchError {
     /// `used` counts the dynamic slots in use and those reserved for other plugins (free or
     /// not); `max` is every dynamic slot (`max_worker_processes`).
@@ -299,23 +304,31 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
             unsafe { (h.launch_worker_opts)(h.ctx, abi::Str::new(plugin), &spec, ext_ptr, &opts, &mut answer) }
         }
     };
-    let n = (answer.message_len as usize).min(answer.message.len());
-    let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
-    match st {
-        abi::STATUS_OK => Ok(WorkerHandle {
+    if st == abi::STATUS_OK {
+        return Ok(WorkerHandle {
             slot: answer.slot,
             generation: answer.generation,
-        }),
-        abi::STATUS_NO_FREE_SLOT => Err(LaunchError::NoFreeSlot {
-            used: answer.used,
-            max: answer.max,
-        }),
-        abi::STATUS_INVALID | abi::STATUS_BAD_NAME => Err(LaunchError::Invalid(message)),
-        abi::STATUS_HOST_NOT_RUNNING => Err(LaunchError::HostNotRunning),
-        abi::STATUS_UNAVAILABLE => Err(LaunchError::Unavailable(message)),
-        abi::STATUS_DUPLICATE => Err(LaunchError::DuplicateName(message)),
-        abi::STATUS_NOT_FOUND => Err(LaunchError::UnknownStartAfter(message)),
-        abi::STATUS_TERMINATE => Err(LaunchError::Terminate),
-        status => Err(LaunchError::Other { status, message }),
+        });
+    }
+    let n = (answer.message_len as usize).min(answer.message.len());
+    let message = String::from_utf8_lossy(&answer.message[..n]).into_owned();
+    Err(__launch_error(st, message, answer.used, answer.max))
+}
+
+#[doc(hidden)]
+/// The error a refused launch answer means: the host's status, the detail it wrote as the
+/// message (the reason of an `Invalid` or `Unavailable`, the name of a `DuplicateName` or
+/// `UnknownStartAfter`, which the variant's words frame) and the slot counts. Public for the
+/// host, whose own launch errors are worded by these, so each message has one source.
+pub fn __launch_error(status: abi::Status, message: String, used: u32, max: u32) -> LaunchError {
+    match status {
+        abi::STATUS_NO_FREE_SLOT => LaunchError::NoFreeSlot { used, max },
+        abi::STATUS_INVALID | abi::STATUS_BAD_NAME => LaunchError::Invalid(message),
+        abi::STATUS_HOST_NOT_RUNNING => LaunchError::HostNotRunning,
+        abi::STATUS_UNAVAILABLE => LaunchError::Unavailable(message),
+        abi::STATUS_DUPLICATE => LaunchError::DuplicateName(message),
+        abi::STATUS_NOT_FOUND => LaunchError::UnknownStartAfter(message),
+        abi::STATUS_TERMINATE => LaunchError::Terminate,
+        status => LaunchError::Other { status, message },
     }
 }

@@ -53,8 +53,8 @@ impl LatchHandle {
     /// Sets the latch, waking its owner's `wait` (or making its latch fd readable). Sets
     /// coalesce: several before the owner looks wake it once. Returns `false` when the handle is
     /// stale or [`LatchHandle::NONE`], the host has no latches (ABI 1.0), or the caller is an
-    /// isolated worker (a set writes shared memory; see `BackgroundWorker::isolated`); `true`
-    /// otherwise.
+    /// isolated worker or connection handler (a set writes shared memory; see
+    /// `BackgroundWorker::isolated`); `true` otherwise.
     /// Callable from any thread of any process of the host.
     pub fn set(self) -> bool {
         if self.0 == 0 {

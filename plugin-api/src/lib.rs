@@ -39,6 +39,12 @@
 //!   others may [`BackgroundWorker::start_after`].
 //! - [`shareable!`] declares a struct that [`Region::get`] can view in shared memory; a [`Lock`]
 //!   from [`Worker::lock`] guards it across processes.
+//! - The error and status enums ([`WaitResult`], [`LaunchError`], [`WorkerStatus`], ...) are
+//!   `#[non_exhaustive]` since SDK 0.2: match them with a `_` arm, and test stopping with
+//!   [`WaitResult::should_stop`].
+//!
+//! `plugins/worker_spi` in the Steward repository uses these together, and the plugin author
+//! guide walks through it.
 //!
 //! # What the SDK cannot protect you from
 //!
@@ -73,6 +79,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 pub use background_worker::{
     register_after_init, BackgroundWorker, EntryPoint, RegisterError, RestartPolicy, StartTime,
 };
+#[doc(hidden)]
+pub use handle::__launch_error;
 pub use handle::{HandleError, LaunchError, WorkerHandle, WorkerStatus};
 pub use latch::{AtomicLatchHandle, LatchHandle};
 pub use lock::{ExclusiveGuard, Lock, LockError, SharedGuard};

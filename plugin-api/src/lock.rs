@@ -18,6 +18,7 @@ use crate::abi;
 
 /// Why [`crate::Worker::lock`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
     #[error(
         "no lock named {name:?} was requested by plugin {plugin} (request it in init with Registrar::request_lock)"
@@ -26,7 +27,7 @@ pub enum LockError {
     #[error("lock {name:?} of plugin {plugin} is not available in this process (locks exist in workers and startup hooks, not in init)")]
     Unavailable { plugin: String, name: String },
     // issue 15: isolated
-    #[error("lock {name:?} of plugin {plugin}: an isolated worker takes no locks (its process maps shared memory read-only)")]
+    #[error("lock {name:?} of plugin {plugin}: an isolated worker or connection handler takes no locks (its process maps shared memory read-only)")]
     Isolated { plugin: String, name: String },
     #[error("lock {name:?}: this host is too old to offer locks (plugin ABI 1.1 or later needed)")]
     NotSupported { name: String },

@@ -140,7 +140,8 @@ impl<'init> Registrar<'init> {
         let reject = h.reject.as_ref().map_or("", |r| r.function.as_str());
         let spec = abi::HandlerSpec {
             size: std::mem::size_of::<abi::HandlerSpec>() as u32,
-            flags: 0,
+            // issue 15: isolated handlers
+            flags: if h.isolated { abi::HANDLER_ISOLATED } else { 0 },
             name: abi::Str::new(&h.name),
             library: abi::Str::new(library),
             function: abi::Str::new(&h.serve.function),

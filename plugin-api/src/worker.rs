@@ -44,7 +44,42 @@ impl std::fmt::Display for WorkerError {
 impl std::error::Error for WorkerError {}
 
 /// Why [`Worker::wait`] returned.
+///
+/// Non-exhaustive since SDK 0.2, like every error and status enum of the SDK: a later SDK may
+/// add a reason to wake without breaking your build. A `match` needs a `_` arm, and stopping is
+/// best tested with [`WaitResult::should_stop`], which stays right for reasons added later:
+///
+/// ```
+/// use steward::WaitResult;
+///
+/// fn round(r: WaitResult) -> Option<&'static str> {
+///     match r {
+///         WaitResult::Timeout => Some("work"),
+///         WaitResult::Reload => Some("re-read the settings"),
+///         WaitResult::Latch => Some("look at the shared queue"),
+///         r if r.should_stop() => None,
+///         _ => Some("nothing to do"),
+///     }
+/// }
+/// assert_eq!(round(WaitResult::Terminate), None);
+/// ```
+///
+/// A `match` that names every variant without a `_` arm does not compile:
+///
+/// ```compile_fail
+/// use steward::WaitResult;
+///
+/// fn round(r: WaitResult) -> Option<&'static str> {
+///     match r {
+///         WaitResult::Timeout => Some("work"),
+///         WaitResult::Reload => Some("re-read the settings"),
+///         WaitResult::Latch => Some("look at the shared queue"),
+///         WaitResult::Terminate | WaitResult::HostGone => None,
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WaitResult {
     /// The timeout passed.
     Timeout,
@@ -71,6 +106,7 @@ impl WaitResult {
 
 /// Why [`Worker::region`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegionError {
     #[error("no region named {0:?} was requested by this plugin")]
     NotFound(String),

@@ -94,6 +94,8 @@ pub fn build() -> &'static Build {
             "shortheader",
             "-p",
             "asynclatch",
+            "-p",
+            "worker_spi",
             // issue 15: connections
             "-p",
             "kvstore",
@@ -698,4 +700,45 @@ impl Holdings {
         v.sort();
         v
     }
+}
+
+// issue 15: connections
+/// One client session of a plugin's line-protocol listener: a line out, a line back, each
+/// bounded so a hang fails the test.
+pub struct Session {
+    pub w: std::os::unix::net::UnixStream,
+    pub r: std::io::BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl Session {
+    pub fn open(path: &Path) -> Session {
+        let w =
+            std::os::unix::net::UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+        w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let r = std::io::BufReader::new(w.try_clone().unwrap());
+        Session { w, r }
+    }
+
+    /// The next line (empty when the server closed the connection).
+    pub fn line(&mut self) -> String {
+        let mut s = String::new();
+        std::io::BufRead::read_line(&mut self.r, &mut s).expect("an answer line");
+        s.trim_end().to_owned()
+    }
+
+    pub fn ask(&mut self, req: &str) -> String {
+        std::io::Write::write_all(&mut self.w, format!("{req}\n").as_bytes()).expect("send");
+        self.line()
+    }
+}
+
+// issue 15: isolated
+/// The permissions of `pid`'s mappings of the segment, as /proc/PID/maps shows them (`r--s` for
+/// an isolated process, `rw-s` for an attached one).
+pub fn segment_perms(pid: i32) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .filter(|l| l.contains("steward-shmem"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect()
 }

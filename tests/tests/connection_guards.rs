@@ -71,7 +71,6 @@ fn a_stopping_host_exits_while_clients_keep_reconnecting(mode: Mode) {
         // Served sessions and refused ones (past the two places) are both under way.
         std::thread::sleep(Duration::from_millis(1000));
         let started = Instant::now();
-        eprintln!("CHILDREN {:?}", children_of(h.pid));
         h.signal(libc::SIGINT);
         let exited = h.child.as_mut().map(|c| wait_child(c, Duration::from_secs(6)));
         stop.store(true, Ordering::Relaxed);
@@ -86,7 +85,6 @@ fn a_stopping_host_exits_while_clients_keep_reconnecting(mode: Mode) {
         assert_eq!(status.code(), Some(0), "{}", h.log_text());
         assert!(started.elapsed() < Duration::from_secs(6));
     });
-    eprintln!("LOG {}", h.log_text());
     let left = group_members(h.pid);
     assert!(left.is_empty(), "left behind: {left:?}\n{}", h.log_text());
     assert!(!path.exists(), "the listener's socket file is left behind");

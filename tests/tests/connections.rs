@@ -3,8 +3,7 @@
 //! child's lifetime across shutdown, crash reset and host death, and the kvstore example.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use steward_tests::*;
@@ -28,30 +27,6 @@ fn kv_path(h: &Host) -> PathBuf {
 
 fn echo_path(h: &Host) -> PathBuf {
     h.dir.path().join("echo.sock")
-}
-
-/// One client session: a line out, a line back, each bounded so a hang fails the test.
-struct Session {
-    w: UnixStream,
-    r: BufReader<UnixStream>,
-}
-
-impl Session {
-    fn open(path: &Path) -> Session {
-        let w = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-        w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let r = BufReader::new(w.try_clone().unwrap());
-        Session { w, r }
-    }
-    fn line(&mut self) -> String {
-        let mut s = String::new();
-        self.r.read_line(&mut s).expect("an answer line");
-        s.trim_end().to_owned()
-    }
-    fn ask(&mut self, req: &str) -> String {
-        self.w.write_all(format!("{req}\n").as_bytes()).expect("send");
-        self.line()
-    }
 }
 
 fn kv_answers(mode: Mode) {

@@ -4,6 +4,9 @@
 //!
 //! Runs in: client children (a child slot, the dead-man flag, the segment, plugin code) and
 //! dead-end children (no child slot; plugin code only when the handler has a rejection writer).
+//! A client child of an isolated handler (issue 15: isolated handlers) arrives here with the
+//! segment mapped read-only and neither its child slot nor a dead-man flag (see
+//! [`crate::shared::isolation`]); the reason it fails with goes to the log only.
 //!
 //! What the plugin gets about the client travels as the entry's `arg` (the socket's fd, which
 //! the SDK then owns) and `extra` (NUL-separated `family, local, peer, pid, uid, gid,
@@ -100,7 +103,7 @@ pub fn client_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
     // SDK's wrapper catches panics inside the plugin.
     let code = unsafe { entry(api) };
     let reason = crate::shared::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
-    exit_clean(slot, code, &reason)
+    crate::child::entry_returned(slot, code, &reason)
 }
 
 /// Answers a refused client of listener `listener`: the handler's rejection writer if it has

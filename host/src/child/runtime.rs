@@ -487,7 +487,7 @@ pub fn runtime(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, who: Identity, star
     let latch_handle = match (iso, iso_latch) {
         (Some(index), Some(cell)) => {
             if !cell.wait_adopted(std::process::id() as i32, ADOPT_TIMEOUT) {
-                tracing::error!("the host did not hand this isolated worker its latch within {ADOPT_TIMEOUT:?}");
+                tracing::error!("the host did not hand this isolated process its latch within {ADOPT_TIMEOUT:?}");
                 exit_clean(None, 1, "no latch");
             }
             Some(crate::shared::protocol::latch::encode_handle(

@@ -6,8 +6,8 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::child::exit_clean;
 use crate::child::runtime::{runtime, Identity};
+use crate::child::{entry_returned, exit_clean};
 use crate::shared::handoff::ChildEnv;
 use crate::shared::protocol::ChildSlot;
 
@@ -52,10 +52,5 @@ pub fn worker_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, worker_slot: u3
     // panics inside the plugin.
     let code = unsafe { entry(api) };
     let reason = crate::shared::hostapi::with_state(|s| s.failure.take()).unwrap_or_default();
-    // issue 15: isolated
-    // No child slot to carry the reason to status (a store): the log carries it.
-    if crate::shared::isolation::active() && !reason.is_empty() {
-        tracing::warn!("exiting with code {code}: {reason}");
-    }
-    exit_clean(slot, code, &reason)
+    entry_returned(slot, code, &reason)
 }

@@ -103,12 +103,15 @@ pub fn cmd_check(args: &CheckArgs) -> Result<i32, CliError> {
             layout.n_client_slots
         );
         for (i, l) in cfg.listeners.iter().enumerate() {
+            // issue 15: isolated handlers
+            let isolated = registry.handler(&l.plugin, &l.handler).is_some_and(|h| h.isolated);
             let _ = writeln!(
                 out,
-                "  {}  handler {}.{}, max_connections {}",
+                "  {}  handler {}.{}{}, max_connections {}",
                 l.describe(i),
                 l.plugin,
                 l.handler,
+                if isolated { " (isolated)" } else { "" },
                 l.max_connections
             );
         }

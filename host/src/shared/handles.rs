@@ -135,29 +135,46 @@ pub enum Answer {
     UnknownStartAfter(String),
 }
 
-/// Why a launch did not give a handle (requester side).
+/// Why a launch did not give a handle (requester side). Worded by the SDK's `LaunchError`, the
+/// error the plugin gets, so the host's log and the plugin say the same thing from one source;
+/// the answer carries only [`LaunchFail::detail`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchFail {
-    #[error(
-        "no free worker slot ({used} of {max} in use or reserved for other plugins): raise max_worker_processes, or use .queue_timeout(d)"
-    )]
+    #[error("{}", steward::LaunchError::NoFreeSlot { used: *used, max: *max })]
     NoFreeSlot { used: u32, max: u32 },
-    #[error("invalid dynamic worker: {0}")]
+    #[error("{}", steward::LaunchError::Invalid(.0.clone()))]
     Invalid(String),
-    #[error("the host is not running (recovering or stopping)")]
+    #[error("{}", steward::LaunchError::HostNotRunning)]
     HostNotRunning,
     #[error("no answer from the supervisor within {0:?}")]
     TimedOut(Duration),
-    #[error("dynamic workers are launched from a worker, a startup hook or a connection child only")]
+    #[error("{}", steward::LaunchError::Unavailable(NOT_A_REQUESTER.to_owned()))]
     Unavailable,
     // issue 14: notifications
-    #[error("a worker named {0:?} is already in the host")]
+    #[error("{}", steward::LaunchError::DuplicateName(.0.clone()))]
     DuplicateName(String),
-    #[error("start_after names {0:?}, which is no worker of the host")]
+    #[error("{}", steward::LaunchError::UnknownStartAfter(.0.clone()))]
     UnknownStartAfter(String),
     // issue 14: queue
-    #[error("this worker was asked to stop while its request waited for a slot")]
+    #[error("{}", steward::LaunchError::Terminate)]
     Terminate,
+}
+
+/// Why [`LaunchFail::Unavailable`]: the detail the SDK's words frame.
+const NOT_A_REQUESTER: &str = "only workers, startup hooks and connection children request them";
+
+impl LaunchFail {
+    /// What the launch answer's message carries: what the SDK's `LaunchError` cannot know. For
+    /// `Invalid` and `Unavailable` the reason alone and for `DuplicateName` and
+    /// `UnknownStartAfter` the name alone (the SDK's words frame them), else the whole message.
+    pub fn detail(&self) -> String {
+        match self {
+            LaunchFail::Invalid(reason) => reason.clone(),
+            LaunchFail::Unavailable => NOT_A_REQUESTER.to_owned(),
+            LaunchFail::DuplicateName(name) | LaunchFail::UnknownStartAfter(name) => name.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What a handle says about its worker.

@@ -118,6 +118,10 @@ pub enum StartupData {
     /// A client of listener `listener` (its index in the config's `listeners`), served.
     Client {
         listener: u32,
+        // issue 15: isolated handlers
+        /// The listener's handler is isolated (the supervisor's registry says so).
+        #[serde(default)]
+        isolated: bool,
     },
     /// A client of listener `listener` turned away for `admission` (an `abi::ADMIT_*` value):
     /// a dead-end child writes the handler's rejection, or a default line.
@@ -136,6 +140,8 @@ impl StartupData {
     pub fn isolated(&self) -> bool {
         match self {
             StartupData::Worker { isolated, .. } => *isolated,
+            // issue 15: isolated handlers
+            StartupData::Client { isolated, .. } => *isolated,
             // A refused client's dead-end may run the handler's rejection writer: plugin code in
             // a child with no dead-man flag, whose crash nothing would reset.
             StartupData::Refused { .. } => true,

@@ -1,9 +1,10 @@
-//! Isolated workers (issue 15: isolated): whether this process is one, and how it gives up its
-//! writable view of the segment.
+//! Isolated workers and connection handlers (issue 15: isolated): whether this process is one,
+//! and how it gives up its writable view of the segment.
 //!
 //! Runs in: every child that runs plugin code (the flag is read by the host functions plugin
-//! code calls) and, for [`enter`], an isolated worker child before any plugin code runs in it
-//! (before plugin loading in exec mode, before its entry in fork mode).
+//! code calls) and, for [`enter`], an isolated worker child or an isolated handler's client
+//! child (issue 15: isolated handlers) before any plugin code runs in it (before plugin loading
+//! in exec mode, before its entry in fork mode).
 //!
 //! Invariant: once [`enter`] returned, the process has no writable mapping of the segment and no
 //! read-write descriptor of it, so any store into the segment faults (SIGSEGV) and is this
@@ -18,7 +19,8 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// The isolated process's child slot plus one (0: none): where its latch cell is.
 static OWN_SLOT: AtomicU32 = AtomicU32::new(0);
 
-/// Whether this process is an isolated worker: its segment mapping is read-only.
+/// Whether this process is isolated (a worker or a client child): its segment mapping is
+/// read-only.
 pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }

@@ -5,7 +5,10 @@
 //! Runs in: the supervisor. It never writes to, reads from or blocks on a client socket: a served
 //! client goes to a client child (kind `client`, a child slot of its own, the plugin's handler),
 //! a refused one to a dead-end child that writes the handler's rejection. The supervisor's part
-//! is `accept4`, a few counters, `launch_child`, and closing its copy of the socket.
+//! is `accept4`, a few counters, `launch_child`, and closing its copy of the socket. Whether a
+//! handler runs isolated (issue 15: isolated handlers) comes from the supervisor's own registry
+//! and travels in the client child's startup data; the supervisor claims an isolated child's
+//! latch for it, as for an isolated worker, and tells the core the child is isolated.
 //!
 //! Owns: the listening sockets (closed with the supervisor; a Unix one's file is removed when
 //! the supervisor drops them, at exit or on a failed start), and per listener the number of clients it serves now. Invariants: a listener's count
@@ -279,7 +282,20 @@ impl Supervisor {
                 if let Some(i) = slot.child_slot().filter(|i| *i < self.layout.n_request_slots()) {
                     handles::drop_request(self.segment.request_slot(i));
                 }
-                match self.start_child(slot, &StartupData::Client { listener }, Some(client)) {
+                // issue 15: isolated handlers
+                // Decided from the supervisor's own registry, never from the segment.
+                let l = &self.cfg.listeners[i];
+                let isolated = self.registry.handler(&l.plugin, &l.handler).is_some_and(|h| h.isolated);
+                match self.start_child(slot, &StartupData::Client { listener, isolated }, Some(client)) {
+                    Ok(pid) if isolated => {
+                        self.serve(slot, i);
+                        // It cannot claim its latch (a write): the supervisor does, for the pid
+                        // it just learnt, and wakes the child that waits for that.
+                        if let Some(s) = slot.child_slot() {
+                            self.segment.child_slot(s).latch().adopt_isolated(pid);
+                        }
+                        self.feed(Event::IsolatedClientStarted { pid, slot });
+                    }
                     Ok(pid) => {
                         self.serve(slot, i);
                         self.feed(Event::ChildStarted { pid, slot });

@@ -158,6 +158,9 @@ pub struct Child {
     pub signalled: bool,
     /// A worker that was a spare: the spare's slot, given back once the worker claimed its own.
     pub spare: Option<ChildSlotId>,
+    // issue 15: isolated handlers
+    /// A client child of an isolated handler: its crash ends only its connection.
+    pub isolated: bool,
 }
 
 /// A bounded, validated copy of what a child left in its child slot, read by the event loop.
@@ -201,6 +204,9 @@ pub enum Event<'a> {
     /// The loop started a child of its own accord (connection, dead-end, spare) or the startup
     /// child the core asked for.
     ChildStarted { pid: i32, slot: ChildSlotId },
+    // issue 15: isolated handlers
+    /// The loop started a client child of an isolated handler (its own registry says so).
+    IsolatedClientStarted { pid: i32, slot: ChildSlotId },
     /// The startup child the core asked for could not be started.
     StartupFailed { error: &'a std::io::Error },
     /// A child in the core's table was reaped.
@@ -385,7 +391,9 @@ impl Core {
             Event::Reloaded(settings) => self.reloaded(settings, out),
             Event::Launched { key, pid, slot, spare } => self.launched(key, pid, slot, spare, now, out),
             Event::LaunchFailed { key, error } => self.launch_failed(key, error, now, out),
-            Event::ChildStarted { pid, slot } => self.child_started(pid, slot, out),
+            Event::ChildStarted { pid, slot } => self.child_started(pid, slot, false, out),
+            // issue 15: isolated handlers
+            Event::IsolatedClientStarted { pid, slot } => self.isolated_client_started(pid, slot, out),
             Event::StartupFailed { error } => {
                 let took = self.took(Row::StartupLaunchFailed);
                 let line = format!("cannot start the startup child: {error}; stopping");

@@ -25,7 +25,7 @@ pub const REJECT_SYMBOL_PREFIX: &str = "steward_rejection_entry__";
 pub struct HandlerSpec {
     /// `size_of::<HandlerSpec>()` as the plugin was built.
     pub size: u32,
-    /// No flag is defined yet: a set bit is refused.
+    /// [`HANDLER_ISOLATED`]; a bit the host does not know is refused.
     pub flags: u32,
     /// The handler's name, unique within the plugin; a listener names it `plugin.name`.
     pub name: Str,
@@ -41,6 +41,11 @@ pub struct HandlerSpec {
 /// The size of [`HandlerSpec`] as it was first defined: the least a host accepts.
 pub const HANDLER_SPEC_SIZE_1: usize = 8 + 4 * std::mem::size_of::<Str>();
 const _: () = assert!(std::mem::size_of::<HandlerSpec>() >= HANDLER_SPEC_SIZE_1);
+
+// issue 15: isolated handlers
+/// [`HandlerSpec::flags`]: the handler's client children map no writable shared memory and hold
+/// no dead-man flag, and a crash of one ends only its own connection (never a host reset).
+pub const HANDLER_ISOLATED: u32 = 1 << 0;
 
 /// Admission states, as a connection handler or a rejection writer is told them: the client is
 /// served.

@@ -20,8 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use steward::{
-    entry, AtomicLatchHandle, BackgroundWorker, InitError, LatchHandle, Registrar, RestartPolicy, WaitResult, Worker,
-    WorkerError,
+    entry, AtomicLatchHandle, BackgroundWorker, InitError, LatchHandle, Registrar, RestartPolicy, Worker, WorkerError,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -144,8 +143,9 @@ fn asynclatch_setter(w: &mut Worker) -> Result<(), WorkerError> {
             continue;
         }
         match w.wait(Duration::from_secs(60)) {
-            WaitResult::Terminate | WaitResult::HostGone => return Ok(()),
-            WaitResult::Latch | WaitResult::Timeout | WaitResult::Reload => {}
+            r if r.should_stop() => return Ok(()),
+            // A latch set, the timeout, a reload (or a reason a later SDK adds): look again.
+            _ => {}
         }
     }
 }

@@ -75,9 +75,10 @@ fn greeter(w: &mut Worker) -> Result<(), WorkerError> {
                     }
                 }
             }
-            WaitResult::Terminate | WaitResult::HostGone => return Ok(()),
-            // This worker never takes its latch, so `wait` never reports one.
-            WaitResult::Latch => {}
+            r if r.should_stop() => return Ok(()),
+            // This worker never takes its latch, so `wait` never reports `Latch`; `WaitResult`
+            // is non-exhaustive, so a later SDK's reasons to wake land here too.
+            _ => {}
         }
     }
 }

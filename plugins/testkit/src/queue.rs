@@ -125,7 +125,7 @@ fn testkit_failer(w: &mut Worker) -> Result<(), WorkerError> {
         let asked = Instant::now();
         let failed = w.launch(child(format!("dyn-fail-{k}"))).map_err(fatal)?;
         match failed.wait_for_startup(t).map_err(fatal)? {
-            WorkerStatus::Stopped { reason, errno } => {
+            WorkerStatus::Stopped { reason, errno, .. } => {
                 let us = asked.elapsed().as_micros();
                 if best.as_ref().is_none_or(|(b, _, _)| us < *b) {
                     best = Some((us, errno.unwrap_or(0), reason));

@@ -24,10 +24,10 @@ pub(super) unsafe extern "C" fn host_register_connection_handler(
         if (spec.size as usize) < abi::HANDLER_SPEC_SIZE_1 {
             return abi::STATUS_INVALID;
         }
-        // No flag is defined yet: a bit set is a plugin built for a host that knows it.
-        if spec.flags != 0 {
+        // issue 15: isolated handlers
+        let Some(isolated) = isolated_of(spec.flags) else {
             return abi::STATUS_INVALID;
-        }
+        };
         // SAFETY: views valid for the call, as the ABI requires of callers.
         let (Some(plugin), Some(name), Some(library), Some(function), Some(reject)) = (unsafe {
             (
@@ -46,7 +46,32 @@ pub(super) unsafe extern "C" fn host_register_connection_handler(
             library: if library.is_empty() { plugin } else { library }.to_owned(),
             function: function.to_owned(),
             reject: (!reject.is_empty()).then(|| reject.to_owned()),
+            // issue 15: isolated handlers
+            isolated,
         };
         register(|r| r.add_handler(h))
     })
+}
+
+// issue 15: isolated handlers
+/// Whether a handler's `flags` ask for isolation; `None` for a bit this host does not know: a
+/// plugin built for a later host, refused rather than ignored (an ignored bit could be a promise
+/// the host does not keep).
+fn isolated_of(flags: u32) -> Option<bool> {
+    (flags & !abi::HANDLER_ISOLATED == 0).then_some(flags & abi::HANDLER_ISOLATED != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15: isolated handlers
+    /// The host reads the flags itself: isolation is known, any other bit refused.
+    #[test]
+    fn the_isolated_flag_is_known_and_other_bits_refused() {
+        assert_eq!(isolated_of(0), Some(false));
+        assert_eq!(isolated_of(abi::HANDLER_ISOLATED), Some(true));
+        assert_eq!(isolated_of(1 << 1), None);
+        assert_eq!(isolated_of(abi::HANDLER_ISOLATED | 1 << 31), None);
+    }
 }

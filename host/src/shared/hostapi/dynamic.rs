@@ -78,7 +78,7 @@ unsafe fn launch_worker(
     opts: *const abi::LaunchOpts,
     answer: *mut abi::LaunchAnswer,
 ) -> Status {
-    use crate::shared::handles::{launch, LaunchFail};
+    use crate::shared::handles::launch;
     // SAFETY: the plugin's answer struct, checked for null and for the size it claims.
     let Some(out) = (unsafe { answer.as_mut() }) else {
         return abi::STATUS_INVALID;
@@ -86,11 +86,6 @@ unsafe fn launch_worker(
     if (out.size as usize) < std::mem::size_of::<abi::LaunchAnswer>() {
         return abi::STATUS_INVALID;
     }
-    let write_message = |out: &mut abi::LaunchAnswer, m: &str| {
-        let n = m.len().min(out.message.len());
-        out.message[..n].copy_from_slice(&m.as_bytes()[..n]);
-        out.message_len = n as u32;
-    };
     // SAFETY: the plugin's pointers, valid for the call.
     let spec = match unsafe { spec_from_abi(plugin, spec, ext) } {
         Ok(s) => s,
@@ -106,7 +101,7 @@ unsafe fn launch_worker(
     if crate::shared::isolation::active() {
         write_message(
             out,
-            "an isolated worker cannot launch workers (a launch writes shared memory, which its process maps read-only)",
+            "an isolated worker or connection handler cannot launch workers (a launch writes shared memory, which its process maps read-only)",
         );
         return abi::STATUS_UNAVAILABLE;
     }
@@ -125,29 +120,36 @@ unsafe fn launch_worker(
             out.message_len = 0;
             abi::STATUS_OK
         }
-        Err(e) => {
-            // A refusal that names a worker passes the name alone: the SDK's error holds it.
-            let message = match &e {
-                LaunchFail::DuplicateName(n) | LaunchFail::UnknownStartAfter(n) => n.clone(),
-                _ => e.to_string(),
-            };
-            write_message(out, &message);
-            match e {
-                LaunchFail::NoFreeSlot { used, max } => {
-                    out.used = used;
-                    out.max = max;
-                    abi::STATUS_NO_FREE_SLOT
-                }
-                LaunchFail::Invalid(_) => abi::STATUS_INVALID,
-                // issue 14: notifications
-                LaunchFail::DuplicateName(_) => abi::STATUS_DUPLICATE,
-                LaunchFail::UnknownStartAfter(_) => abi::STATUS_NOT_FOUND,
-                LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
-                LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
-                LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
-                LaunchFail::Terminate => abi::STATUS_TERMINATE,
-            }
+        Err(e) => refusal(&e, out),
+    }
+}
+
+fn write_message(out: &mut abi::LaunchAnswer, m: &str) {
+    let n = m.len().min(out.message.len());
+    out.message[..n].copy_from_slice(&m.as_bytes()[..n]);
+    out.message_len = n as u32;
+}
+
+/// Writes a refused launch into the plugin's answer: what the SDK cannot know (the reason or the
+/// name, and the counts of a full pool); returns the status. The SDK words the error from these
+/// (`steward::__launch_error`), as the host's own `LaunchFail` does.
+fn refusal(e: &crate::shared::handles::LaunchFail, out: &mut abi::LaunchAnswer) -> Status {
+    use crate::shared::handles::LaunchFail;
+    write_message(out, &e.detail());
+    match *e {
+        LaunchFail::NoFreeSlot { used, max } => {
+            out.used = used;
+            out.max = max;
+            abi::STATUS_NO_FREE_SLOT
         }
+        LaunchFail::Invalid(_) => abi::STATUS_INVALID,
+        // issue 14: notifications
+        LaunchFail::DuplicateName(_) => abi::STATUS_DUPLICATE,
+        LaunchFail::UnknownStartAfter(_) => abi::STATUS_NOT_FOUND,
+        LaunchFail::HostNotRunning => abi::STATUS_HOST_NOT_RUNNING,
+        LaunchFail::TimedOut(_) => abi::STATUS_TIMED_OUT,
+        LaunchFail::Unavailable => abi::STATUS_UNAVAILABLE,
+        LaunchFail::Terminate => abi::STATUS_TERMINATE,
     }
 }
 
@@ -280,7 +282,7 @@ pub(super) unsafe extern "C" fn host_handle_by_name(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::handles::HandleState;
+    use crate::shared::handles::{HandleState, LaunchFail};
 
     fn blank(size: usize) -> abi::HandleStatus {
         abi::HandleStatus {
@@ -329,6 +331,47 @@ mod tests {
         assert_eq!(
             unsafe { handle_out(stopped(), std::ptr::null_mut()) },
             abi::STATUS_INVALID
+        );
+    }
+
+    /// A refusal reaches the plugin in the host's words, once: the SDK's error built from the
+    /// answer says exactly what the host's own error says (an `Invalid` used to arrive as
+    /// "invalid dynamic worker: invalid dynamic worker: ...").
+    #[test]
+    fn a_refused_launch_reads_the_same_in_the_plugin_as_in_the_host() {
+        let fails = [
+            LaunchFail::NoFreeSlot { used: 8, max: 8 },
+            LaunchFail::Invalid("a worker named \"w\" is already registered".into()),
+            LaunchFail::HostNotRunning,
+            LaunchFail::Unavailable,
+            LaunchFail::TimedOut(std::time::Duration::from_secs(10)),
+            LaunchFail::DuplicateName("w".into()),
+            LaunchFail::UnknownStartAfter("loader".into()),
+            LaunchFail::Terminate,
+        ];
+        for e in fails {
+            let mut out = abi::LaunchAnswer {
+                size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
+                slot: 0,
+                generation: 0,
+                used: 0,
+                max: 0,
+                message: [0; 256],
+                message_len: 0,
+            };
+            let st = refusal(&e, &mut out);
+            let message = String::from_utf8_lossy(&out.message[..out.message_len as usize]).into_owned();
+            let seen = steward::__launch_error(st, message, out.used, out.max).to_string();
+            if let LaunchFail::TimedOut(_) = e {
+                // The SDK has no word of its own for it: it shows the host's with the status.
+                assert!(seen.ends_with(&e.to_string()), "{seen}");
+            } else {
+                assert_eq!(seen, e.to_string());
+            }
+        }
+        assert_eq!(
+            LaunchFail::Invalid("bad".into()).to_string(),
+            "invalid dynamic worker: bad"
         );
     }
 }

@@ -22,6 +22,11 @@ pub struct HandlerSpec {
     pub function: String,
     /// The rejection writer, if the handler has one.
     pub reject: Option<String>,
+    // issue 15: isolated handlers
+    /// Its client children map the segment read-only and crash alone (see
+    /// [`crate::shared::handoff::StartupData::isolated`]).
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 impl Registry {

@@ -16,6 +16,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 /// A bound socket's file: removed at exit only while it is still this one.
+#[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
     /// `(st_dev, st_ino)` right after the bind.
@@ -223,8 +224,8 @@ mod tests {
     fn only_our_own_socket_is_removed() {
         let d = dir();
         let path = d.path().join("kv.sock");
-        let (s, f) = bind_unix(&path, 0o600).unwrap();
-        drop(s);
+        // Held, as the supervisor holds its listener when it removes the file at exit.
+        let (_s, f) = bind_unix(&path, 0o600).unwrap();
         std::fs::remove_file(&path).unwrap();
         let other = UnixListener::bind(&path).unwrap();
         f.remove();

@@ -63,6 +63,10 @@ impl Core {
                 ));
                 took
             }
+            // issue 15: isolated handlers
+            ChildKind::Client if outcome == Outcome::Crash && child.isolated => {
+                self.isolated_client_crashed(pid, status, &slot, now, out)
+            }
             // issue 15: connections: a client child maps the segment and runs plugin code; its
             // crash resets the host as a control connection's does.
             ChildKind::Connection | ChildKind::Client if outcome == Outcome::Crash => {
@@ -162,17 +166,8 @@ impl Core {
         let policy = w.spec.restart;
         let crash_loop = w.spec.crash_loop;
         // issue 15: isolated
-        // What only another process can have written: an isolated child never writes its slot
-        // (it maps it read-only), so a state other than `Assigned` there was scribbled by an
-        // attached process; and a header the supervisor itself finds corrupt is corrupt for all.
-        // Both are evidence against the segment, so the host resets as for any attached crash.
-        let isolated_evidence = match (isolated, slot.header_corrupt, slot.dead_man) {
-            (true, true, _) => Some("the supervisor found the segment header corrupt too"),
-            (true, false, true) => Some(
-                "its child slot was marked active, which an isolated worker cannot write: another process wrote it",
-            ),
-            _ => None,
-        };
+        // Evidence against the segment resets the host as for any attached crash.
+        let isolated_evidence = isolated.then(|| super::isolated::evidence(&slot)).flatten();
         // issue 14: notifications
         let host_reason = w.run.stop_reason.clone().filter(|_| outcome != Outcome::Crash);
         let reason = match (outcome, slot.reason.is_empty()) {
@@ -295,7 +290,7 @@ impl Core {
 }
 
 /// What a crashed child's exit code says about the segment, for the crash's log line.
-fn corrupt_note(status: ExitStatus) -> &'static str {
+pub(super) fn corrupt_note(status: ExitStatus) -> &'static str {
     if status == ExitStatus::Code(crate::shared::shmem::EXIT_CORRUPT_SEGMENT) {
         " (the code that reports a corrupt shared-memory segment)"
     } else {

@@ -12,14 +12,34 @@
 //! Not here: evidence against the segment that an isolated worker cannot have made (its child
 //! slot marked active, or exit 3 with a header the supervisor finds corrupt too). `worker_exited`
 //! sends those down the ordinary reset path.
+//!
+//! Isolated handlers (issue 15: isolated handlers): a client child of an isolated handler maps
+//! the segment read-only too, so its crash ends only its own connection, with the same
+//! exception for evidence against the segment. A client child has no restart policy: the
+//! client whose session it served sees its socket close, and every other session goes on.
 
 use std::time::Duration;
 
 use super::policy::RestartDecision;
 use super::rows::{self, State, Took};
-use super::{Action, Actions, Core, Level, Now, Row, WorkerKey};
+use super::{Action, Actions, Core, Level, Now, Row, SlotCopy, WorkerKey};
 use crate::shared::lifecycle::{ExitStatus, WorkerState};
 use crate::shared::registry::RestartPolicy;
+use crate::supervisor::pool::ChildSlotId;
+
+/// What an isolated child's reap shows that the child cannot have made, so evidence against
+/// the segment: an isolated child never writes its slot (it maps it read-only), so a slot
+/// marked active was scribbled by an attached process; and a header the supervisor itself finds
+/// corrupt is corrupt for all.
+pub(super) fn evidence(slot: &SlotCopy) -> Option<&'static str> {
+    match (slot.header_corrupt, slot.dead_man) {
+        (true, _) => Some("the supervisor found the segment header corrupt too"),
+        (false, true) => {
+            Some("its child slot was marked active, which an isolated process cannot write: another process wrote it")
+        }
+        (false, false) => None,
+    }
+}
 
 impl Core {
     /// The isolated worker `key` (pid `pid`, in state `from` until now) crashed with `status`
@@ -77,6 +97,42 @@ impl Core {
             }
         };
         self.publish_or_retire(key, out);
+        took
+    }
+}
+
+// issue 15: isolated handlers
+impl Core {
+    /// Tracks the client child `pid` of an isolated handler, started in `slot` (signalled at
+    /// once if a shutdown has signalled the rest, as any child started then).
+    pub(super) fn isolated_client_started(&mut self, pid: i32, slot: ChildSlotId, out: &mut Actions) -> Took {
+        self.child_started(pid, slot, true, out)
+    }
+
+    /// The client child `pid` of an isolated handler crashed with `status`: only its connection
+    /// ends, unless its reap shows evidence against the segment.
+    pub(super) fn isolated_client_crashed(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        slot: &SlotCopy,
+        now: Now,
+        out: &mut Actions,
+    ) -> Took {
+        let what = format!(
+            "client child (pid {pid}) of an isolated handler crashed: {status}{}",
+            super::exits::corrupt_note(status)
+        );
+        if let Some(e) = evidence(slot) {
+            let took = self.took(Row::IsolatedClientEvidence);
+            self.crash(&format!("{what} ({e})"), now, out);
+            return took;
+        }
+        let took = self.took(Row::IsolatedClientCrashed);
+        out.push(Action::Log(
+            Level::Warn,
+            format!("{what}; only its connection ends (no reset: it crashed alone)"),
+        ));
         took
     }
 }

@@ -110,6 +110,9 @@ pub enum Row {
     QueueHostDown,
     RequestOrphaned,
     DynLaunchFailed,
+    // issue 15: isolated handlers
+    IsolatedClientCrashed,
+    IsolatedClientEvidence,
     ChildStartedStopping,
 }
 

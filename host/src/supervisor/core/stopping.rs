@@ -208,12 +208,13 @@ impl Core {
         }
     }
 
-    /// A connection, dead-end, spare or startup child started. Once the shutdown has signalled
+    /// A connection, dead-end, spare, startup or client child started (`isolated`: a client
+    /// child of an isolated handler). Once the shutdown has signalled
     /// the children, a child started after that (a dead-end for a client accepted just before
     /// the listeners stopped being polled, a control connection's) gets the signal the rest got,
     /// the stop's or, past `shutdown_timeout`, SIGKILL: the host exits only with no child left,
     /// and an unsignalled one could keep it waiting for as long as its client likes.
-    pub(super) fn child_started(&mut self, pid: i32, slot: ChildSlotId, out: &mut Actions) -> Took {
+    pub(super) fn child_started(&mut self, pid: i32, slot: ChildSlotId, isolated: bool, out: &mut Actions) -> Took {
         let sig = match self.phase {
             Phase::Stopping(Shutdown::Signalled { mode, .. }) => Some(stop_signal(mode)),
             Phase::Stopping(Shutdown::Killed { .. }) => Some(Signal::SIGKILL),
@@ -229,6 +230,7 @@ impl Core {
             worker: None,
             signalled: sig.is_some(),
             spare: None,
+            isolated,
         };
         self.children.insert(pid, child);
         if let Some(sig) = sig {

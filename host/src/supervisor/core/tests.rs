@@ -10,6 +10,8 @@
 mod dynamic;
 // issue 15: isolated
 mod isolated;
+// issue 15: isolated handlers
+mod isolated_handlers;
 mod notify;
 mod outcomes;
 // issue 14: queue
@@ -29,6 +31,7 @@ use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
 use dynamic::*;
 use isolated::*;
+use isolated_handlers::*;
 use notify::*;
 use outcomes::*;
 use queue::*;
@@ -398,6 +401,10 @@ scenarios! {
     a_new_request_never_takes_a_freed_slot_ahead_of_the_queue,
     // review: start_after keys
     a_dynamic_dependent_never_follows_its_retired_targets_slot,
+    // issue 15: isolated handlers
+    an_isolated_handlers_crash_ends_only_its_connection_in_every_state,
+    evidence_against_the_segment_from_an_isolated_handler_resets_the_host,
+    an_attached_handlers_crash_still_resets_the_host,
     // review: plugin connections
     a_child_started_while_stopping_gets_the_signal_the_rest_got,
 }

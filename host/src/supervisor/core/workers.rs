@@ -397,6 +397,7 @@ impl Core {
                 worker: Some(key),
                 signalled: false,
                 spare,
+                isolated: false,
             },
         );
         out.push(Action::PublishWorker(key));

@@ -538,6 +538,19 @@ pub const ROWS: &[RowSpec] = &[
         "launch failed, dynamic worker",
         "`stopped` with the errno; retired",
     ),
+    // issue 15: isolated handlers
+    r(
+        Row::IsolatedClientCrashed,
+        UNSIGNALLED,
+        "client child of an isolated handler crashed",
+        "unchanged; only its connection ends, no reset",
+    ),
+    r(
+        Row::IsolatedClientEvidence,
+        UNSIGNALLED,
+        "client child of an isolated handler crashed, its slot or the header corrupt",
+        "as a crash",
+    ),
     r(
         Row::ChildStartedStopping,
         STOPPED_SIGNALLED,

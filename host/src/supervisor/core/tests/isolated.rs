@@ -36,13 +36,12 @@ pub(super) fn an_isolated_crash_restarts_only_that_worker_and_never_resets() {
     }
 }
 
-/// What an isolated worker cannot have written is evidence against the segment: a child slot
-/// marked active at its reap (it never writes its slot), or exit 3 with a header the supervisor
-/// finds corrupt too (the check before isolation). Both reset the host, as an attached crash does.
-pub(super) fn evidence_against_the_segment_from_an_isolated_worker_resets_the_host() {
-    let evidence = [
+/// The two kinds of evidence against the segment an isolated child's reap can show, each with
+/// the exit that comes with it (`active_exit` for the slot marked active) and what the log says.
+pub(super) fn segment_evidence(active_exit: ExitStatus) -> [(ExitStatus, SlotCopy, &'static str); 2] {
+    [
         (
-            ExitStatus::Code(0),
+            active_exit,
             SlotCopy {
                 dead_man: true,
                 ..SlotCopy::default()
@@ -57,7 +56,14 @@ pub(super) fn evidence_against_the_segment_from_an_isolated_worker_resets_the_ho
             },
             "segment header corrupt too",
         ),
-    ];
+    ]
+}
+
+/// What an isolated worker cannot have written is evidence against the segment: a child slot
+/// marked active at its reap (it never writes its slot), or exit 3 with a header the supervisor
+/// finds corrupt too (the check before isolation). Both reset the host, as an attached crash does.
+pub(super) fn evidence_against_the_segment_from_an_isolated_worker_resets_the_host() {
+    let evidence = segment_evidence(ExitStatus::Code(0));
     for (status, slot, says) in evidence {
         let mut d = Driver::started(vec![
             isolated("iso", after(SEC)),
