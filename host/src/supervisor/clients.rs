@@ -160,12 +160,13 @@ impl Listeners {
                 peer,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-            // A client gone before accept, or a signal: that connection is dequeued, nothing to
-            // wait for.
-            Err(e) if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
-            ) =>
+            // A client gone before accept (its connection left the queue) or a signal: nothing
+            // is stuck in the queue because of it, so the next poll may try again at once.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                ) =>
             {
                 None
             }

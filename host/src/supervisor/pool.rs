@@ -152,6 +152,7 @@ impl ChildSlotPool {
     pub fn new(layout: &Layout, reserved_connections: u32, spares: bool) -> std::io::Result<ChildSlotPool> {
         let w = layout.n_worker_slots;
         let c = layout.n_connection_slots;
+        let control_dead_ends = dead_end_capacity(c);
         let lens = [
             (0, w),
             (layout.connection_child_slot(0), c),
@@ -160,7 +161,7 @@ impl ChildSlotPool {
                 layout.spare_child_slot(0),
                 if spares { layout.n_spare_slots } else { 0 },
             ),
-            (0, dead_end_capacity(c) + dead_ends::client_capacity(layout.n_client_slots)),
+            (0, control_dead_ends + dead_ends::client_capacity(layout.n_client_slots)),
             (layout.client_child_slot(0), layout.n_client_slots),
         ];
         let mut word = 0;
@@ -173,7 +174,7 @@ impl ChildSlotPool {
             spans,
             n_static_workers: layout.n_static_workers.min(w),
             ordinary_connections: c - reserved_connections.min(c),
-            control_dead_ends: dead_end_capacity(c),
+            control_dead_ends,
             bits: PrivateVec::from_vec(vec![0; word as usize])?,
         })
     }
@@ -205,8 +206,8 @@ impl ChildSlotPool {
     }
 
     /// Takes the lowest free slot of `kind`: for a worker, one past the static workers'; for a
-    /// connection, an ordinary one, or a reserved one when every ordinary one is taken. `None`
-    /// when the kind has none free.
+    /// connection, an ordinary one, or a reserved one when every ordinary one is taken; for a
+    /// dead-end, one of the control socket's. `None` when the kind has none free.
     pub fn acquire(&mut self, kind: ChildKind) -> Option<ChildSlotId> {
         let s = self.span(kind);
         let pos = match kind {

@@ -8,7 +8,7 @@
 //! `acquire(DeadEnd)`), then the listeners' ([`client_capacity`], handed out by
 //! [`ChildSlotPool::acquire_client_dead_end`]). Invariant: neither ever takes the other's, so a
 //! flood of plugin clients, each refused into a dead-end, never leaves an operator's refused
-//! `status` without its one-line answer (decision 165). Both kinds of dead-end are released
+//! `status` without its one-line answer (decision 166). Both kinds of dead-end are released
 //! alike, by their position.
 
 use super::{ChildSlotId, ChildSlotPool};
@@ -60,7 +60,11 @@ mod tests {
         let clients: Vec<_> = std::iter::from_fn(|| pool.acquire_client_dead_end()).collect();
         assert_eq!(clients.len(), 18);
         let control: Vec<_> = std::iter::from_fn(|| pool.acquire(ChildKind::DeadEnd)).collect();
-        assert_eq!(control.len() as u32, dead_end_capacity(3), "the control socket's are all free");
+        assert_eq!(
+            control.len() as u32,
+            dead_end_capacity(3),
+            "the control socket's are all free"
+        );
         assert!(pool.acquire_client_dead_end().is_none());
         pool.release(clients[4]).unwrap();
         assert!(pool.acquire(ChildKind::DeadEnd).is_none(), "never a client's");
