@@ -5,6 +5,7 @@
 //! against `max_connections = 50` are each answered at once.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,8 @@ fn connect(path: &Path, timeout: Duration) -> UnixStream {
 /// Everything the client reads until the server closes (a read timeout fails the test).
 fn read_all(s: &mut UnixStream) -> String {
     let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("the server closes before the read timeout");
+    s.read_to_end(&mut out)
+        .expect("the server closes before the read timeout");
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -38,52 +40,84 @@ fn group_members(pgid: i32) -> Vec<i32> {
                 return false;
             };
             // After the command's closing parenthesis: state, ppid, pgrp.
-            let rest: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+            let rest: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, r)| r)
+                .split_whitespace()
+                .collect();
             rest.first() != Some(&"Z") && rest.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
         })
         .collect()
 }
 
-/// A fast shutdown ends while a client keeps reconnecting every 300 ms and trickles a byte into
-/// each of its connections: the host stops accepting once it has signalled its children, kills
-/// what it starts after that, and gives each dead-end a deadline. It exits within
-/// `shutdown_timeout` plus a margin, and nothing of it is left.
+/// A client socket connected without ever waiting: `None` when the backlog is full (the host
+/// stopped accepting) or the listener is gone.
+fn connect_now(path: &Path) -> Option<UnixStream> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).ok()?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path).ok()?).ok()?;
+    Some(UnixStream::from(fd))
+}
+
+/// A fast shutdown while clients keep connecting (one every fraction of a millisecond) and trickle
+/// a byte into each connection every 100 ms, and a worker takes a second to stop. The host stops
+/// accepting once it has signalled its children, signals (or kills) what it starts after that,
+/// and gives each dead-end a deadline: it exits once that worker is done, well before
+/// `shutdown_timeout` (a dead-end started during the stop and kept alive by its client used to
+/// hold it there, or past it), and nothing of it is left.
 fn a_stopping_host_exits_while_clients_keep_reconnecting(mode: Mode) {
     let spec = Spec::new(mode)
         .plugin("kvstore")
-        .host("shutdown_timeout = \"1s\"")
+        .testkit("slow:stop_after=1s")
+        .host("shutdown_timeout = \"4s\"")
         .listen("handler = \"kvstore.kv\"\nunix = \"kv.sock\"\nmax_connections = 2");
     let mut h = Host::start(spec);
+    h.wait_for("the slow worker runs", T, |s| find(s, "slow").state == "running");
     let path = h.dir.path().join("kv.sock");
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let pester = scope.spawn(|| {
+        let (path, stop) = (&path, &stop);
+        let pester = move || {
             let mut open: Vec<UnixStream> = Vec::new();
+            let mut trickled = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(s) = UnixStream::connect(&path) {
-                    open.push(s);
+                if open.len() < 200 {
+                    open.extend(connect_now(path));
                 }
-                // Writes may fail once the other end is gone; the client does not care.
-                open.iter_mut().for_each(|s| drop(s.write_all(b"x")));
-                std::thread::sleep(Duration::from_millis(300));
+                if trickled.elapsed() >= Duration::from_millis(100) {
+                    trickled = Instant::now();
+                    // A connection whose other end is gone is dropped; the others get a byte.
+                    open.retain_mut(|s| !matches!(s.write(b"x"), Err(e) if e.kind() != std::io::ErrorKind::WouldBlock));
+                }
+                std::thread::sleep(Duration::from_micros(200));
             }
-        });
+        };
+        let pesters: Vec<_> = (0..2).map(|_| scope.spawn(pester)).collect();
         // Served sessions and refused ones (past the two places) are both under way.
-        std::thread::sleep(Duration::from_millis(1000));
+        std::thread::sleep(Duration::from_millis(500));
         let started = Instant::now();
         h.signal(libc::SIGINT);
-        let exited = h.child.as_mut().map(|c| wait_child(c, Duration::from_secs(6)));
+        let exited = h.child.as_mut().map(|c| wait_child(c, Duration::from_secs(8)));
+        let took = started.elapsed();
         stop.store(true, Ordering::Relaxed);
-        pester.join().unwrap();
+        pesters.into_iter().for_each(|p| p.join().unwrap());
         let status = exited.flatten().unwrap_or_else(|| {
             panic!(
-                "the host did not exit within shutdown_timeout + 5 s while a client pestered it:\n{}",
+                "the host did not exit within shutdown_timeout + 4 s while clients pestered it:\n{}",
                 h.log_text()
             )
         });
         h.child = None;
         assert_eq!(status.code(), Some(0), "{}", h.log_text());
-        assert!(started.elapsed() < Duration::from_secs(6));
+        assert!(
+            took >= Duration::from_millis(900),
+            "the slow worker was not waited for: {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(3000),
+            "the host waited for clients' children after its worker was done: {took:?}\n{}",
+            h.log_text()
+        );
     });
     let left = group_members(h.pid);
     assert!(left.is_empty(), "left behind: {left:?}\n{}", h.log_text());
@@ -125,7 +159,12 @@ fn a_wild_rejection_writer_faults_and_the_segment_is_unchanged(mode: Mode) {
     let seg = segment_of(h.pid);
     let before = magic(&seg);
     let mut refused = connect(&path, T);
-    assert_eq!(read_all(&mut refused), "", "the writer's store landed:\n{}", h.log_text());
+    assert_eq!(
+        read_all(&mut refused),
+        "",
+        "the writer's store landed:\n{}",
+        h.log_text()
+    );
     let after = magic(&seg);
     assert_eq!(before, after, "the segment changed");
     assert_ne!(after, [0xA5; 8]);
@@ -189,7 +228,7 @@ fn a_session_cannot_launch_another_plugins_worker(mode: Mode) {
     let answer = read_all(&mut s);
     assert_eq!(
         answer.trim_end(),
-        "refused: invalid dynamic worker: handler testkit.forger may launch workers of plugin testkit only, not kvstore",
+        "refused: handler testkit.forger may launch workers of plugin testkit only, not kvstore",
         "{}",
         h.log_text()
     );
@@ -214,7 +253,9 @@ fn two_hundred_clients_against_fifty_places(mode: Mode) {
         let watcher = scope.spawn(|| {
             let mut answered = 0;
             while !done.load(Ordering::Relaxed) {
-                let s = h.try_status().unwrap_or_else(|e| panic!("status failed: {e}\n{}", h.log_text()));
+                let s = h
+                    .try_status()
+                    .unwrap_or_else(|e| panic!("status failed: {e}\n{}", h.log_text()));
                 assert_eq!(s.host.state, "running");
                 answered += 1;
                 std::thread::sleep(Duration::from_millis(20));
@@ -229,7 +270,9 @@ fn two_hundred_clients_against_fifty_places(mode: Mode) {
                     let started = Instant::now();
                     (&s).write_all(b"GET nothing\n").unwrap();
                     let mut line = String::new();
-                    BufReader::new(&s).read_line(&mut line).expect("an answer, never a hang");
+                    BufReader::new(&s)
+                        .read_line(&mut line)
+                        .expect("an answer, never a hang");
                     let took = started.elapsed();
                     // Served sessions stay open until every client has its answer.
                     all_answered.wait();
