@@ -47,6 +47,8 @@ use crate::supervisor::private::PrivateVec;
 
 mod dead_ends;
 
+pub use dead_ends::dead_end_capacity;
+
 /// One kind's run of bits.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -132,12 +134,6 @@ fn kind_index(kind: ChildKind) -> usize {
         ChildKind::DeadEnd => 4,
         ChildKind::Client => 5,
     }
-}
-
-/// How many of the control socket's dead-end children may live at once: past it, a refused
-/// client's socket is closed unanswered, so a flood cannot make the supervisor fork unbounded.
-pub fn dead_end_capacity(n_connection_slots: u32) -> u32 {
-    n_connection_slots.saturating_mul(2).saturating_add(8)
 }
 
 impl ChildSlotPool {

@@ -3,8 +3,8 @@
 //!
 //! Runs in: the supervisor only, as part of [`ChildSlotPool`].
 //!
-//! Owns: nothing of its own; the dead-end span's positions from `control_dead_ends` on. The span
-//! holds the control socket's dead-ends first ([`super::dead_end_capacity`]`(C)`, handed out by
+//! Owns: the two bounds; the dead-end span's positions from `control_dead_ends` on. The span
+//! holds the control socket's dead-ends first ([`dead_end_capacity`]`(C)`, handed out by
 //! `acquire(DeadEnd)`), then the listeners' ([`client_capacity`], handed out by
 //! [`ChildSlotPool::acquire_client_dead_end`]). Invariant: neither ever takes the other's, so a
 //! flood of plugin clients, each refused into a dead-end, never leaves an operator's refused
@@ -13,6 +13,12 @@
 
 use super::{ChildSlotId, ChildSlotPool};
 use crate::shared::handoff::ChildKind;
+
+/// How many of the control socket's dead-end children may live at once: past it, a refused
+/// client's socket is closed unanswered, so a flood cannot make the supervisor fork unbounded.
+pub fn dead_end_capacity(n_connection_slots: u32) -> u32 {
+    n_connection_slots.saturating_mul(2).saturating_add(8)
+}
 
 /// How many dead-end children the plugins' listeners may have at once, for `n_client_slots`
 /// client slots (`max_client_connections`; 0 without listeners): `2 n + 8`, as the control
@@ -44,7 +50,6 @@ mod tests {
     use super::*;
     use crate::shared::registry::Registry;
     use crate::shared::shmem::Layout;
-    use crate::supervisor::pool::dead_end_capacity;
 
     /// Clients refused in a flood fill their own dead-ends only: the control socket's stay free,
     /// and a freed client dead-end serves the next client.
