@@ -2,7 +2,7 @@
 //! connections): a stopping host exits however its clients reconnect and trickle bytes; a
 //! rejection writer runs read-only and within a deadline; the listeners' dead-ends never take
 //! the control socket's; a session cannot launch another plugin's worker; 200 clients at once
-//! against `max_connections = 50` are each answered at once.
+//! against `max_connections = 50` are each answered at once; a failing `accept` does not spin.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -296,6 +296,85 @@ fn two_hundred_clients_against_fifty_places(mode: Mode) {
     });
 }
 
+/// The lowest fd number free in process `pid`.
+fn lowest_free_fd(pid: i32) -> u64 {
+    let used: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !used.contains(n)).unwrap()
+}
+
+/// Sets the soft `RLIMIT_NOFILE` of process `pid` (one of this user's) and returns the old one.
+fn set_fd_limit(pid: i32, soft: u64) -> u64 {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit(2) on a process of our own user; `old` is a local it writes.
+    assert_eq!(
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) },
+        0
+    );
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above; `new` is a local it reads.
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    old.rlim_cur
+}
+
+/// User plus system CPU time of process `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<u64> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    rest.iter().sum()
+}
+
+/// With the supervisor out of file descriptors, `accept` on a listener fails (`EMFILE`) and the
+/// client stays queued: the listener rests between tries instead of spinning the loop, the
+/// failure is logged once, and the client is served once descriptors are back.
+fn a_failing_accept_rests_its_listener(mode: Mode) {
+    let h = Host::start(
+        Spec::new(mode)
+            .plugin("kvstore")
+            .listen("handler = \"kvstore.kv\"\nunix = \"kv.sock\""),
+    );
+    let path = h.dir.path().join("kv.sock");
+    Holdings::settled(h.pid, T);
+    // Every fd number the supervisor could take next is past its limit now.
+    let old = set_fd_limit(h.pid, lowest_free_fd(h.pid));
+    let client = connect(&path, T);
+    h.wait_log("accept on unix", T);
+    let (ticks, started) = (cpu_ticks(h.pid), Instant::now());
+    // A window to measure over, not a wait for an event: the loop must stay quiet all along.
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(h.pid) - ticks;
+    let log = h.log_text();
+    set_fd_limit(h.pid, old);
+    assert!(
+        spent < 30,
+        "the supervisor spent {spent} ticks of CPU in {:?} with accept failing",
+        started.elapsed()
+    );
+    assert_eq!(log.matches("accept on unix").count(), 1, "{log}");
+    assert!(log.contains("not accepting there for 100 ms"), "{log}");
+    (&client).write_all(b"GET nothing\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&client).read_line(&mut line).unwrap();
+    assert_eq!(line, "NOT_FOUND\n", "{}", h.log_text());
+}
+
 both_modes!(
     a_stopping_host_exits_while_clients_keep_reconnecting,
     a_wild_rejection_writer_faults_and_the_segment_is_unchanged,
@@ -303,4 +382,5 @@ both_modes!(
     the_control_socket_keeps_its_dead_ends_while_clients_fill_theirs,
     a_session_cannot_launch_another_plugins_worker,
     two_hundred_clients_against_fifty_places,
+    a_failing_accept_rests_its_listener,
 );
