@@ -114,6 +114,7 @@ pub enum Row {
     IsolatedClientCrashed,
     IsolatedClientEvidence,
     ChildStartedStopping,
+    DeadEndStartedStopping,
 }
 
 /// The host's phase without its data: what a host row leaves.

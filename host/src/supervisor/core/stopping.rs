@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 
 use super::rows::Took;
 use super::{Action, Actions, Child, Core, Level, Now, Phase, Progress, Recovery, Row, Shutdown, StopMode};
+use crate::shared::handoff::ChildKind;
 use crate::supervisor::pool::ChildSlotId;
 
 impl Core {
@@ -209,21 +210,22 @@ impl Core {
     }
 
     /// A connection, dead-end, spare, startup or client child started (`isolated`: a client
-    /// child of an isolated handler). Once the shutdown has signalled
-    /// the children, a child started after that (a dead-end for a client accepted just before
-    /// the listeners stopped being polled, a control connection's) gets the signal the rest got,
-    /// the stop's or, past `shutdown_timeout`, SIGKILL: the host exits only with no child left,
-    /// and an unsignalled one could keep it waiting for as long as its client likes.
+    /// child of an isolated handler). Once the shutdown has signalled the children, one started
+    /// after that (a control connection's, a spare) gets the stop's signal at once, and past
+    /// `shutdown_timeout` any child gets SIGKILL: the host exits only with no child left, and an
+    /// unsignalled one could keep it waiting for as long as its client likes. A dead-end started
+    /// while the shutdown waits is the exception, as the postmaster's are: it carries the
+    /// "shutting down" answer an operator's `status` needs, and its own deadline ends it.
     pub(super) fn child_started(&mut self, pid: i32, slot: ChildSlotId, isolated: bool, out: &mut Actions) -> Took {
-        let sig = match self.phase {
-            Phase::Stopping(Shutdown::Signalled { mode, .. }) => Some(stop_signal(mode)),
-            Phase::Stopping(Shutdown::Killed { .. }) => Some(Signal::SIGKILL),
-            _ => None,
+        let (row, sig) = match self.phase {
+            Phase::Stopping(Shutdown::Signalled { .. }) if slot.kind() == ChildKind::DeadEnd => {
+                (Row::DeadEndStartedStopping, None)
+            }
+            Phase::Stopping(Shutdown::Signalled { mode, .. }) => (Row::ChildStartedStopping, Some(stop_signal(mode))),
+            Phase::Stopping(Shutdown::Killed { .. }) => (Row::ChildStartedStopping, Some(Signal::SIGKILL)),
+            _ => (Row::ChildTracked, None),
         };
-        let took = self.took(match sig {
-            Some(_) => Row::ChildStartedStopping,
-            None => Row::ChildTracked,
-        });
+        let took = self.took(row);
         let child = Child {
             kind: slot.kind(),
             slot,

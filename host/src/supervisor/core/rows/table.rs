@@ -554,8 +554,14 @@ pub const ROWS: &[RowSpec] = &[
     r(
         Row::ChildStartedStopping,
         STOPPED_SIGNALLED,
-        "connection, dead-end, spare or startup child started",
+        "connection, spare, startup or client child started; once killed, a dead-end too",
         "tracked; signalled as the rest (SIGKILL once killed)",
+    ),
+    r(
+        Row::DeadEndStartedStopping,
+        &[H(Signalled)],
+        "dead-end child started",
+        "tracked, not signalled: its deadline ends it",
     ),
 ];
 
