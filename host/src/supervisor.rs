@@ -117,6 +117,8 @@ pub struct Supervisor {
     // issue 15: connections
     /// Plugins' listeners (see [`clients`]).
     listeners: clients::Listeners,
+    /// The control socket's rest after a failed `accept`.
+    control_backoff: clients::AcceptBackoff,
     wake_r: OwnedFd,
     _wake_w: OwnedFd,
     death_r: OwnedFd,
@@ -282,6 +284,7 @@ impl Supervisor {
             sibling_fork,
             listener,
             listeners,
+            control_backoff: Default::default(),
             wake_r,
             _wake_w: wake_w,
             death_r,

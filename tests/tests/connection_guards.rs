@@ -373,6 +373,7 @@ fn a_failing_accept_rests_its_listener(mode: Mode) {
     let mut line = String::new();
     BufReader::new(&client).read_line(&mut line).unwrap();
     assert_eq!(line, "NOT_FOUND\n", "{}", h.log_text());
+    assert_eq!(h.status().host.state, "running");
 }
 
 both_modes!(

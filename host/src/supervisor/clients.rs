@@ -35,6 +35,7 @@ use crate::shared::listen::{ListenAddr, Listener};
 mod backoff;
 mod bind;
 
+pub(super) use backoff::AcceptBackoff;
 pub(super) use bind::bind_with_mode;
 
 /// Most clients accepted per listener per loop iteration, so one busy listener cannot keep the
@@ -173,17 +174,7 @@ impl Listeners {
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS, ENOMEM: the client stays queued, so polling again at
                 // once would spin. The listener rests a little and the failure is logged rarely.
-                if let Some(unlogged) = self.bound[i].backoff.failed(Instant::now()) {
-                    let more = match unlogged {
-                        0 => String::new(),
-                        n => format!(" ({n} more failures since the last warning)"),
-                    };
-                    tracing::warn!(
-                        "accept on {} failed: {e}; not accepting there for {} ms{more}",
-                        local.addr,
-                        backoff::PAUSE.as_millis()
-                    );
-                }
+                self.bound[i].backoff.failed_and_warn(Instant::now(), &local.addr, &e);
                 None
             }
         }
@@ -232,29 +223,43 @@ impl Supervisor {
     /// and accepts on what became readable.
     pub(super) fn wait_and_accept(&mut self, ms: i32) {
         let now = Instant::now();
-        let mut fds = vec![self.wake_r.as_raw_fd(), self.listener.as_raw_fd()];
+        let mut fds = vec![self.wake_r.as_raw_fd()];
+        // The control socket rests after a failed `accept` as a listener does (see `backoff`).
+        let control = !self.control_backoff.paused(now);
+        if control {
+            fds.push(self.listener.as_raw_fd());
+        }
+        let first_listener = fds.len();
         let mut polled = Vec::new();
-        let mut ms = ms;
+        let mut resume = self.control_backoff.resumes_at(now);
         if self.accepts_clients() {
             for (i, fd) in self.listeners.polled(now) {
                 polled.push(i);
                 fds.push(fd);
             }
-            if let Some(t) = self.listeners.resumes_at(now) {
+            resume = resume.into_iter().chain(self.listeners.resumes_at(now)).min();
+        }
+        let ms = match resume {
+            Some(t) => {
                 // Rounded up, so the rest is over when the poll returns.
                 let rest = t.duration_since(now).as_millis().min(i32::MAX as u128 - 1) as i32 + 1;
-                ms = if ms < 0 { rest } else { ms.min(rest) };
+                if ms < 0 {
+                    rest
+                } else {
+                    ms.min(rest)
+                }
             }
-        }
+            None => ms,
+        };
         let r = crate::sys::poll_in(&fds, ms);
         if r[0] != 0 {
             crate::sys::drain(self.wake_r.as_raw_fd());
         }
-        if r[1] != 0 {
+        if control && r[1] != 0 {
             self.accept();
         }
-        for (k, _) in r.iter().enumerate().skip(2).filter(|(_, ev)| **ev != 0) {
-            self.accept_clients(polled[k - 2]);
+        for (k, _) in r.iter().enumerate().skip(first_listener).filter(|(_, ev)| **ev != 0) {
+            self.accept_clients(polled[k - first_listener]);
         }
     }
 

@@ -2,7 +2,7 @@
 //! `ENOBUFS`, `ENOMEM`): the waiting client stays queued, so polling the listener again at once
 //! would report it readable again and the loop would spin.
 //!
-//! Runs in: the supervisor, one [`AcceptBackoff`] per listener.
+//! Runs in: the supervisor, one [`AcceptBackoff`] per listener and one for the control socket.
 //!
 //! Invariants: after a failure the listener is left out of the poll set for [`PAUSE`] (the rest
 //! of the loop goes on: the control socket, exits, launches, the other listeners), and the
@@ -35,6 +35,20 @@ impl AcceptBackoff {
         }
         self.warned_at = Some(now);
         Some(std::mem::take(&mut self.unlogged))
+    }
+
+    /// [`AcceptBackoff::failed`], and the warning when it is due: `accept on WHAT failed: ...`.
+    pub fn failed_and_warn(&mut self, now: Instant, what: impl std::fmt::Display, e: &std::io::Error) {
+        if let Some(unlogged) = self.failed(now) {
+            let more = match unlogged {
+                0 => String::new(),
+                n => format!(" ({n} more failures since the last warning)"),
+            };
+            tracing::warn!(
+                "accept on {what} failed: {e}; not accepting there for {} ms{more}",
+                PAUSE.as_millis()
+            );
+        }
     }
 
     /// Whether the listener is left out of the poll set at `now`.
