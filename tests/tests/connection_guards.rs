@@ -341,9 +341,10 @@ fn cpu_ticks(pid: i32) -> u64 {
     rest.iter().sum()
 }
 
-/// With the supervisor out of file descriptors, `accept` on a listener fails (`EMFILE`) and the
-/// client stays queued: the listener rests between tries instead of spinning the loop, the
-/// failure is logged once, and the client is served once descriptors are back.
+/// With the supervisor out of file descriptors, `accept` on a listener and on the control socket
+/// fails (`EMFILE`) and their clients stay queued: each socket rests between tries instead of
+/// spinning the loop, each failure is logged once, and the client is served once descriptors are
+/// back.
 fn a_failing_accept_rests_its_listener(mode: Mode) {
     let h = Host::start(
         Spec::new(mode)
@@ -355,7 +356,10 @@ fn a_failing_accept_rests_its_listener(mode: Mode) {
     // Every fd number the supervisor could take next is past its limit now.
     let old = set_fd_limit(h.pid, lowest_free_fd(h.pid));
     let client = connect(&path, T);
+    // The control socket's accept fails alike; its client waits in the queue too.
+    let _control = connect(&h.socket(), T);
     h.wait_log("accept on unix", T);
+    h.wait_log("steward.sock failed", T);
     let (ticks, started) = (cpu_ticks(h.pid), Instant::now());
     // A window to measure over, not a wait for an event: the loop must stay quiet all along.
     std::thread::sleep(Duration::from_secs(1));
@@ -368,6 +372,7 @@ fn a_failing_accept_rests_its_listener(mode: Mode) {
         started.elapsed()
     );
     assert_eq!(log.matches("accept on unix").count(), 1, "{log}");
+    assert_eq!(log.matches("steward.sock failed").count(), 1, "{log}");
     assert!(log.contains("not accepting there for 100 ms"), "{log}");
     (&client).write_all(b"GET nothing\n").unwrap();
     let mut line = String::new();
