@@ -1,8 +1,9 @@
 //! Plugins' connections against clients and handlers that misbehave (review of plugin
 //! connections): a stopping host exits however its clients reconnect and trickle bytes; a
-//! rejection writer runs read-only and within a deadline; the listeners' dead-ends never take
-//! the control socket's; a session cannot launch another plugin's worker; 200 clients at once
-//! against `max_connections = 50` are each answered at once; a failing `accept` does not spin.
+//! rejection writer runs read-only, within a deadline, and dies of a shutdown's SIGTERM; the
+//! listeners' dead-ends never take the control socket's; a session cannot launch another
+//! plugin's worker; 200 clients at once against `max_connections = 50` are each answered at
+//! once; a failing `accept` does not spin.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -188,6 +189,31 @@ fn a_stuck_rejection_writer_is_ended_by_the_deadline(mode: Mode) {
         "ended after {took:?}"
     );
     assert_eq!(h.status().host.state, "running");
+}
+
+/// A fast shutdown ends a stuck rejection writer at once: the dead-end dies of its SIGTERM (the
+/// plugin runtime's flag-only handler is not left in place), so the host exits as soon as its
+/// session has ended, long before the writer's deadline or `shutdown_timeout`.
+fn a_fast_shutdown_ends_a_stuck_rejection_writer(mode: Mode) {
+    let mut h = Host::start(
+        Spec::new(mode)
+            .testkit("")
+            .host("shutdown_timeout = \"20s\"")
+            .listen("handler = \"testkit.stuck\"\nunix = \"stuck.sock\"\nmax_connections = 1"),
+    );
+    let path = h.dir.path().join("stuck.sock");
+    let _served = connect(&path, T);
+    let _refused = connect(&path, T);
+    h.wait_log("rejection writer stuck", T);
+    let started = Instant::now();
+    h.signal(libc::SIGINT);
+    h.wait_exit(T);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the host took {took:?} to stop:\n{}",
+        h.log_text()
+    );
 }
 
 /// Clients refused into stuck dead-ends fill the listeners' bound (`2 * 1 + 8`), and the bound
@@ -397,4 +423,5 @@ both_modes!(
     a_session_cannot_launch_another_plugins_worker,
     two_hundred_clients_against_fifty_places,
     a_failing_accept_rests_its_listener,
+    a_fast_shutdown_ends_a_stuck_rejection_writer,
 );

@@ -8,8 +8,8 @@
 //!   writer stores `0xA5` bytes over the first 8 bytes (the header's magic) of its mapping of the
 //!   host's segment (found in `/proc/self/maps`), then answers `wrote`. In a dead-end whose
 //!   mapping is read-only the store faults and nothing is answered.
-//! - `testkit.stuck`: serves as `wild`; its rejection writer never returns and ignores nothing:
-//!   only the dead-end's deadline (or a signal) ends it.
+//! - `testkit.stuck`: serves as `wild`; its rejection writer logs `rejection writer stuck` and
+//!   never returns, ignoring nothing: only the dead-end's deadline (or a signal) ends it.
 //! - `testkit.forger`: calls the host's `launch_worker` directly, naming the plugin `kvstore`
 //!   instead of its own, answers `launched` or `refused: MESSAGE`, and ends.
 
@@ -67,6 +67,7 @@ fn testkit_wild_refusal(r: &mut Rejection) {
 }
 
 fn testkit_stuck_refusal(_r: &mut Rejection) {
+    tracing::info!("rejection writer stuck");
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
