@@ -191,6 +191,31 @@ fn a_stuck_rejection_writer_is_ended_by_the_deadline(mode: Mode) {
     assert_eq!(h.status().host.state, "running");
 }
 
+/// A refused client that keeps trickling bytes into its dead-end after the answer (each byte
+/// used to restart the dead-end's wait for the client to close) is cut off by the deadline.
+fn a_trickling_client_is_cut_off_by_the_dead_ends_deadline(mode: Mode) {
+    let h = one_place(mode, "echo");
+    let path = h.dir.path().join("echo.sock");
+    let _served = connect(&path, T);
+    let started = Instant::now();
+    let refused = connect(&path, T);
+    let mut line = String::new();
+    BufReader::new(&refused).read_line(&mut line).unwrap();
+    assert_eq!(line, "error: too many clients\n");
+    // The dead-end shut its side after the line; a write fails once it has closed the socket.
+    let closed = loop {
+        if (&refused).write_all(b"x").is_err() {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < T, "the dead-end never closed:\n{}", h.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        closed >= Duration::from_secs(4) && closed < Duration::from_secs(10),
+        "closed after {closed:?}"
+    );
+}
+
 /// A fast shutdown ends a stuck rejection writer at once: the dead-end dies of its SIGTERM (the
 /// plugin runtime's flag-only handler is not left in place), so the host exits as soon as its
 /// session has ended, long before the writer's deadline or `shutdown_timeout`.
@@ -424,4 +449,5 @@ both_modes!(
     two_hundred_clients_against_fifty_places,
     a_failing_accept_rests_its_listener,
     a_fast_shutdown_ends_a_stuck_rejection_writer,
+    a_trickling_client_is_cut_off_by_the_dead_ends_deadline,
 );
