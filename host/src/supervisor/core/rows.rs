@@ -113,6 +113,8 @@ pub enum Row {
     // issue 15: isolated handlers
     IsolatedClientCrashed,
     IsolatedClientEvidence,
+    ChildStartedStopping,
+    DeadEndStartedStopping,
 }
 
 /// The host's phase without its data: what a host row leaves.

@@ -405,6 +405,8 @@ scenarios! {
     an_isolated_handlers_crash_ends_only_its_connection_in_every_state,
     evidence_against_the_segment_from_an_isolated_handler_resets_the_host,
     an_attached_handlers_crash_still_resets_the_host,
+    // review: plugin connections
+    a_child_started_while_stopping_gets_the_signal_the_rest_got,
 }
 
 #[test]

@@ -121,7 +121,15 @@ pub const ROWS: &[RowSpec] = &[
     r(Row::DeadlineWaits, NOT_UP, "deadline, no timeout passed", "unchanged"),
     r(
         Row::ChildTracked,
-        ANY,
+        &[
+            H(SegmentInit),
+            H(Startup),
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+            H(SmartWaiting),
+        ],
         "connection, dead-end, spare or startup child started",
         "tracked",
     ),
@@ -542,6 +550,18 @@ pub const ROWS: &[RowSpec] = &[
         UNSIGNALLED,
         "client child of an isolated handler crashed, its slot or the header corrupt",
         "as a crash",
+    ),
+    r(
+        Row::ChildStartedStopping,
+        STOPPED_SIGNALLED,
+        "connection, spare, startup or client child started; once killed, a dead-end too",
+        "tracked; signalled as the rest (SIGKILL once killed)",
+    ),
+    r(
+        Row::DeadEndStartedStopping,
+        &[H(Signalled)],
+        "dead-end child started",
+        "tracked, not signalled: its deadline ends it",
     ),
 ];
 
