@@ -122,6 +122,11 @@ pub fn run(
     if !crate::sys::die_with_parent(env.host_pid) {
         return 1;
     }
+    // Before plugin loading (exec mode) and any rejection writer: a dead-end's time is bounded,
+    // whatever its client or its plugin code does (decision 164).
+    if kind == ChildKind::DeadEnd {
+        crate::child::dead_end::arm_deadline();
+    }
     // An exec-mode child checked the header when it mapped the segment; a forked one inherited
     // the mapping and checks it here, before relying on anything in it.
     if kind.info().attaches_shmem && env.cfg.launch_mode == crate::shared::config::LaunchMode::Fork {

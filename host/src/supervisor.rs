@@ -122,6 +122,8 @@ pub struct Supervisor {
     // issue 15: connections
     /// Plugins' listeners (see [`clients`]).
     listeners: clients::Listeners,
+    /// The control socket's rest after a failed `accept`.
+    control_backoff: clients::AcceptBackoff,
     wake_r: OwnedFd,
     _wake_w: OwnedFd,
     death_r: OwnedFd,
@@ -208,13 +210,8 @@ impl Supervisor {
         let path = cfg.socket_path();
         // We hold the lock, so a socket file here is a leftover of a dead host.
         let _ = std::fs::remove_file(&path);
-        // SAFETY: umask only changes this process's file-creation mask; it makes the socket 0600
-        // from the moment it exists instead of after a chmod.
-        let old = unsafe { libc::umask(0o177) };
-        let listener = UnixListener::bind(&path);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe { libc::umask(old) };
-        let listener = listener.map_err(|err| StartError::Listen {
+        // 0600 from the moment it exists (see `bind_with_mode` for the mask's part).
+        let listener = clients::bind_with_mode(&path, 0o600).map_err(|err| StartError::Listen {
             path: path.clone(),
             err,
         })?;
@@ -293,6 +290,7 @@ impl Supervisor {
             sibling_fork,
             listener,
             listeners,
+            control_backoff: Default::default(),
             wake_r,
             _wake_w: wake_w,
             death_r,

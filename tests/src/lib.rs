@@ -308,23 +308,52 @@ impl Host {
     /// Starts the host and waits until its control socket answers with the host in `state`.
     pub fn start_in(spec: Spec, state: &str) -> Host {
         let mut h = Host::spawn(spec);
+        if let Err(log) = h.wait_started(state) {
+            panic!("{log}");
+        }
+        h
+    }
+
+    /// Starts a host whose configuration needs a free TCP port (`spec` makes it for a port):
+    /// picks one by binding port 0 and reading it back, and picks again when another process
+    /// took the port before the host bound it (start-up fails with "address in use").
+    pub fn start_on_free_port(spec: impl Fn(u16) -> Spec) -> (Host, u16) {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("bind a TCP port to learn a free one")
+                .port();
+            let mut h = Host::spawn(spec(port));
+            match h.wait_started("running") {
+                Ok(()) => return (h, port),
+                Err(log) if log.contains("address in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("every TCP port tried was taken before the host bound it");
+    }
+
+    /// Waits until the control socket answers with the host in `state`; the error says how the
+    /// host failed, with its log.
+    fn wait_started(&mut self, state: &str) -> Result<(), String> {
         // Generous: it bounds only a failure. Hundreds of exec-mode workers starting on a busy
         // two-core machine can hold up the first status answer for many seconds.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(st) = h.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("steward exited during start-up with {st}:\n{}", h.log_text());
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Err(format!(
+                    "steward exited during start-up with {st}:\n{}",
+                    self.log_text()
+                ));
             }
-            if let Ok(s) = h.try_status() {
+            if let Ok(s) = self.try_status() {
                 if s.host.state == state {
-                    return h;
+                    return Ok(());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "steward did not answer within 60s:\n{}",
-                h.log_text()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("steward did not answer within 60s:\n{}", self.log_text()));
+            }
             std::thread::yield_now();
             std::thread::sleep(Duration::from_millis(2));
         }

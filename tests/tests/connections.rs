@@ -233,15 +233,11 @@ both_modes!(
 /// A TCP listener serves clients on the address given; a handler without a rejection writer
 /// refuses with the host's default line; listeners change only with a restart.
 fn tcp_listener_default_refusal_and_reload(mode: Mode) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let spec = Spec::new(mode).testkit("").listen(&format!(
-        "handler = \"testkit.echo\"\ntcp = \"127.0.0.1:{port}\"\nmax_connections = 1"
-    ));
-    let h = Host::start(spec.clone());
+    let (h, port) = Host::start_on_free_port(|port| {
+        Spec::new(mode).testkit("").listen(&format!(
+            "handler = \"testkit.echo\"\ntcp = \"127.0.0.1:{port}\"\nmax_connections = 1"
+        ))
+    });
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut r = BufReader::new(tcp.try_clone().unwrap());
@@ -260,7 +256,11 @@ fn tcp_listener_default_refusal_and_reload(mode: Mode) {
     let mut refusal = String::new();
     BufReader::new(second).read_line(&mut refusal).unwrap();
     assert_eq!(refusal, "error: too many clients\n");
-    h.rewrite_config(&spec.clone().listen("handler = \"testkit.echo\"\nunix = \"more.sock\""));
+    h.rewrite_config(
+        &h.spec
+            .clone()
+            .listen("handler = \"testkit.echo\"\nunix = \"more.sock\""),
+    );
     h.signal(libc::SIGHUP);
     let log = h.wait_log(
         "listen changed but takes effect only after a restart",
@@ -304,6 +304,13 @@ fn bad_listeners_stop_start_up_naming_them(mode: Mode) {
     fails_with(&Dir::new(&spec), &["listen[0].unix", "not both"]);
     let spec = echo_on(mode, "handler = \"testkit.echo\"");
     fails_with(&Dir::new(&spec), &["listen[0].unix", "missing"]);
+
+    // A listener at the control socket's path, and two listeners on one path.
+    let spec = echo_on(mode, "handler = \"testkit.echo\"\nunix = \"run/steward.sock\"");
+    fails_with(&Dir::new(&spec), &["listen[0].unix", "is the control socket's path"]);
+    let spec = echo_on(mode, "handler = \"testkit.echo\"\nunix = \"a.sock\"")
+        .listen("handler = \"testkit.echo\"\nunix = \"./a.sock\"\nmode = \"0600\"");
+    fails_with(&Dir::new(&spec), &["listen[1].unix", "listen[0]'s address too"]);
 
     // A TCP port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -270,6 +270,15 @@ fn write_into_segment(host_pid: i32, offset: u64, bytes: &[u8]) {
     f.write_all_at(bytes, offset).expect("write into the segment");
 }
 
+/// How many of the host's children are asleep on a futex: its spares waiting for a hand-off
+/// (workers wait for their latch in `ppoll`, not on a futex).
+fn spares_waiting(host_pid: i32) -> usize {
+    children_of(host_pid)
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/wchan")).is_ok_and(|w| w.contains("futex")))
+        .count()
+}
+
 /// An isolated worker restarted into a segment whose header is corrupt refuses it (exit 3,
 /// before it turns isolated), and the host resets the segment rather than restarting the worker
 /// alone into the same corrupt segment. No status call until the reset: a connection child would
@@ -281,6 +290,9 @@ fn a_corrupt_header_found_by_an_isolated_worker_resets_the_host(mode: Mode) {
             .setting("testkit", "restart_delay = \"10ms\""),
     );
     host.wait_for("iso running", T, |s| find(s, "iso").pid.is_some());
+    // The host's two spares check the header when they start too: corrupting it while one is
+    // still starting would let that spare, not the isolated worker, find it.
+    host.wait_for("both spares waiting", T, |_| spares_waiting(host.pid) == 2);
     let off = std::mem::offset_of!(steward_host::shared::shmem::Header, generation) as u64;
     write_into_segment(host.pid, off, &7u64.to_le_bytes());
     host.trigger("iso", "segv");

@@ -108,7 +108,9 @@ pub fn client_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, client: ClientS
 
 /// Answers a refused client of listener `listener`: the handler's rejection writer if it has
 /// one, else [`steward::Admission::default_message`]'s line. Exit 0 either way: nothing shared
-/// was touched, and a client that went away is not the host's problem.
+/// was touched, and a client that went away is not the host's problem. The writer runs with the
+/// segment mapped read-only (a store into it kills this child alone) and within the dead-end's
+/// deadline, both set up before any plugin code ran here ([`crate::child::run`]).
 pub fn refused_main(env: &ChildEnv<'_>, client: ClientSocket, listener: u32, admission: u32) -> i32 {
     crate::shared::log::set_identity("dead-end", None);
     crate::sys::set_blocking(client.fd.as_raw_fd());
@@ -131,6 +133,9 @@ pub fn refused_main(env: &ChildEnv<'_>, client: ClientSocket, listener: u32, adm
                 extra,
             };
             let api = runtime(env, None, who, false);
+            // The runtime's SIGTERM handler only sets a flag that no rejection writer reads: the
+            // host's SIGTERM must end this child as it ends any dead-end.
+            crate::child::dead_end::default_sigterm();
             // SAFETY: `entry` passed the checks of a rejection writer; the SDK's wrapper catches
             // panics inside the plugin.
             let _ = unsafe { entry(api) };

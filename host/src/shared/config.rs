@@ -268,7 +268,9 @@ impl Config {
         };
         let mut cfg = raw.host.check(&check, raw.plugins)?;
         cfg.listeners =
-            crate::shared::listen::validate(path, raw.listen, cfg.max_client_connections, |p| check.resolve(p))?;
+            crate::shared::listen::validate(path, raw.listen, cfg.max_client_connections, &cfg.socket_path(), |p| {
+                check.resolve(p)
+            })?;
         // issue 14: queue
         cfg.reserved_worker_slots = reserved::take_reserved(path, &mut cfg.plugin_sections, cfg.max_worker_processes)?;
         // A misspelt plugin name would silently leave that plugin at the default level.

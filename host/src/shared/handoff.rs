@@ -142,6 +142,9 @@ impl StartupData {
             StartupData::Worker { isolated, .. } => *isolated,
             // issue 15: isolated handlers
             StartupData::Client { isolated, .. } => *isolated,
+            // A refused client's dead-end may run the handler's rejection writer: plugin code in
+            // a child with no dead-man flag, whose crash nothing would reset.
+            StartupData::Refused { .. } => true,
             _ => false,
         }
     }

@@ -9,7 +9,8 @@
 //! TCP address written as `ip:port` (never a host name: the host binds the address given, and
 //! resolving a name at start-up would make it depend on DNS); a Unix mode that grants its owner
 //! read and write and nothing past `0777`; `1 <= max_connections <= max_client_connections`; no
-//! two listeners on the same address. What needs the OS (the directory's owner, a socket already
+//! two listeners on the same address (two Unix listeners on one path, whatever their modes), and
+//! no Unix listener at the control socket's path. What needs the OS (the directory's owner, a socket already
 //! there, the port in use) is checked when the supervisor binds ([`crate::supervisor`]), and
 //! whether the handler exists once plugins are loaded ([`crate::shared::preload`]).
 
@@ -37,6 +38,17 @@ pub struct RawListen {
 pub enum ListenAddr {
     Unix { path: PathBuf, mode: u32 },
     Tcp(SocketAddr),
+}
+
+impl ListenAddr {
+    /// Whether two addresses are one socket: one path (whatever the modes), or one TCP address.
+    fn same_place(&self, other: &ListenAddr) -> bool {
+        match (self, other) {
+            (ListenAddr::Unix { path: a, .. }, ListenAddr::Unix { path: b, .. }) => a == b,
+            (ListenAddr::Tcp(a), ListenAddr::Tcp(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -70,11 +82,13 @@ impl Listener {
 pub const DEFAULT_MODE: u32 = 0o660;
 
 /// Validates the file's `[[listen]]` tables. `key` names a table in errors (`listen[0]`);
-/// `resolve` makes a path absolute against the config file's directory.
+/// `resolve` makes a path absolute against the config file's directory; no listener may be at
+/// `control_socket`, the control socket's path.
 pub fn validate(
     file: &std::path::Path,
     raw: Vec<RawListen>,
     max_client_connections: u32,
+    control_socket: &std::path::Path,
     resolve: impl Fn(&str) -> PathBuf,
 ) -> Result<Vec<Listener>, ConfigError> {
     let mut out: Vec<Listener> = Vec::with_capacity(raw.len());
@@ -142,7 +156,19 @@ pub fn validate(
                 format!("{max} is out of range (1 to host.max_client_connections = {max_client_connections})"),
             ));
         }
-        if let Some(j) = out.iter().position(|o| o.addr == addr) {
+        if let ListenAddr::Unix { path, .. } = &addr {
+            if path == control_socket {
+                return Err(err(
+                    "unix",
+                    format!(
+                        "{} is the control socket's path (in host.runtime_dir); give the listener a path of its own",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        // One path is one socket, whatever the modes say.
+        if let Some(j) = out.iter().position(|o| o.addr.same_place(&addr)) {
             return Err(err(
                 if matches!(addr, ListenAddr::Unix { .. }) {
                     "unix"
@@ -285,6 +311,18 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("listen[1].tcp"));
         assert!(e.to_string().contains("listen[0]'s address too"), "{e}");
+        let e = parse(
+            "[[listen]]\nhandler = \"kv.s\"\nunix = \"kv.sock\"\n[[listen]]\nhandler = \"kv.t\"\nunix = \"./kv.sock\"\nmode = \"0600\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("listen[1].unix"), "{e}");
+        assert!(e.to_string().contains("listen[0]'s address too"), "{e}");
+        let e = parse(
+            "[host]\nruntime_dir = \"/run/st\"\n[[listen]]\nhandler = \"kv.s\"\nunix = \"/run/st/../st/steward.sock\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("listen[0].unix"), "{e}");
+        assert!(e.to_string().contains("is the control socket's path"), "{e}");
         let e = parse("[host]\nmax_client_connections = 10\n[[listen]]\nhandler = \"kv.s\"\ntcp = \"127.0.0.1:1\"\nmax_connections = 11\n")
             .unwrap_err();
         assert!(e.to_string().contains("max_client_connections = 10"), "{e}");

@@ -20,8 +20,21 @@ impl Supervisor {
             let (stream, addr) = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // A client gone before accept, or a signal: nothing stays queued because of it.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return
+                }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    // Out of descriptors or memory: the client stays queued, and polling again at
+                    // once would spin; the control socket rests as a listener does.
+                    let path = self.cfg.socket_path();
+                    self.control_backoff
+                        .failed_and_warn(std::time::Instant::now(), path.display(), &e);
                     return;
                 }
             };

@@ -18,19 +18,25 @@
 //! connection slots and the workers' slots, which clients can never take.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::Instant;
 
 use steward::abi;
 
-use super::core::{Event, Phase, Progress};
+use super::core::{Event, Phase, Progress, Shutdown};
 use super::pool::ChildSlotId;
 use super::Supervisor;
 use crate::shared::config::Config;
 use crate::shared::handles;
 use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
 use crate::shared::listen::{ListenAddr, Listener};
+
+mod backoff;
+mod bind;
+
+pub(super) use backoff::AcceptBackoff;
+pub(super) use bind::bind_with_mode;
 
 /// Most clients accepted per listener per loop iteration, so one busy listener cannot keep the
 /// loop from reaping, launching and serving the others.
@@ -57,8 +63,10 @@ struct Bound {
     sock: Sock,
     /// Clients this listener serves now.
     open: u32,
-    /// A Unix socket's file, removed at exit.
-    file: Option<PathBuf>,
+    /// A Unix socket's file, removed at exit if it is still ours.
+    file: Option<bind::SocketFile>,
+    /// Set when `accept` failed for want of a resource.
+    backoff: backoff::AcceptBackoff,
 }
 
 /// The supervisor's listeners, in the config's order.
@@ -91,18 +99,23 @@ impl Listeners {
                 reason,
             };
             let b = match &l.addr {
-                ListenAddr::Unix { path, mode } => Bound {
-                    sock: Sock::Unix(bind_unix(path, *mode).map_err(fail)?),
-                    open: 0,
-                    file: Some(path.clone()),
-                },
+                ListenAddr::Unix { path, mode } => {
+                    let (s, file) = bind::bind_unix(path, *mode).map_err(fail)?;
+                    Bound {
+                        sock: Sock::Unix(s),
+                        open: 0,
+                        file: Some(file),
+                        backoff: Default::default(),
+                    }
+                }
                 ListenAddr::Tcp(a) => {
-                    let s = std::net::TcpListener::bind(a).map_err(|e| fail(bind_reason(&e)))?;
+                    let s = std::net::TcpListener::bind(a).map_err(|e| fail(bind::bind_reason(&e)))?;
                     s.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
                     Bound {
                         sock: Sock::Tcp(s),
                         open: 0,
                         file: None,
+                        backoff: Default::default(),
                     }
                 }
             };
@@ -111,16 +124,26 @@ impl Listeners {
         Ok(())
     }
 
-    /// The listening fds, for the loop's poll set.
-    pub fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
-        self.bound.iter().map(|b| match &b.sock {
-            Sock::Unix(s) => s.as_raw_fd(),
-            Sock::Tcp(s) => s.as_raw_fd(),
-        })
+    /// The listeners to poll at `now` (those not paused after a failed `accept`): index and fd.
+    fn polled(&self, now: Instant) -> impl Iterator<Item = (usize, RawFd)> + '_ {
+        self.bound
+            .iter()
+            .enumerate()
+            .filter(move |(_, b)| !b.backoff.paused(now))
+            .map(|(i, b)| match &b.sock {
+                Sock::Unix(s) => (i, s.as_raw_fd()),
+                Sock::Tcp(s) => (i, s.as_raw_fd()),
+            })
     }
 
-    /// Accepts one client of listener `i`: the socket and its addresses, `None` when none waits.
-    fn accept(&self, i: usize, local: &Listener) -> Option<ClientSocket> {
+    /// When the first pause in force at `now` ends.
+    fn resumes_at(&self, now: Instant) -> Option<Instant> {
+        self.bound.iter().filter_map(|b| b.backoff.resumes_at(now)).min()
+    }
+
+    /// Accepts one client of listener `i`: the socket and its addresses, `None` when none waits
+    /// or `accept` failed (the listener then pauses; see [`backoff`]).
+    fn accept(&mut self, i: usize, local: &Listener) -> Option<ClientSocket> {
         let r = match &self.bound[i].sock {
             Sock::Unix(s) => s.accept().map(|(c, a)| {
                 let peer = a.as_pathname().map(|p| p.display().to_string()).unwrap_or_default();
@@ -138,102 +161,35 @@ impl Listeners {
                 peer,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            // A client gone before accept (its connection left the queue) or a signal: nothing
+            // is stuck in the queue because of it, so the next poll may try again at once.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
             Err(e) => {
-                // EMFILE, ENOBUFS, a client gone before accept: the next poll tries again.
-                tracing::warn!("accept on {} failed: {e}", local.addr);
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the client stays queued, so polling again at
+                // once would spin. The listener rests a little and the failure is logged rarely.
+                self.bound[i].backoff.failed_and_warn(Instant::now(), &local.addr, &e);
                 None
             }
         }
     }
 }
 
-/// Removes the Unix listeners' socket files: the supervisor drops its listeners when it exits or
-/// fails to start (children never run destructors: they leave through `_exit`).
+/// Removes the Unix listeners' socket files, each only while it is still the one bound here:
+/// the supervisor drops its listeners when it exits or fails to start (children never run
+/// destructors: they leave through `_exit`).
 impl Drop for Listeners {
     fn drop(&mut self) {
-        for f in self.bound.iter().filter_map(|b| b.file.as_deref()) {
-            let _ = std::fs::remove_file(f);
+        for f in self.bound.iter().filter_map(|b| b.file.as_ref()) {
+            f.remove();
         }
     }
-}
-
-/// What `bind(2)`'s error means to an operator.
-fn bind_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::AddrInUse => format!("address in use ({e})"),
-        std::io::ErrorKind::AddrNotAvailable => format!("not an address of this machine ({e})"),
-        std::io::ErrorKind::PermissionDenied => format!("permission denied ({e})"),
-        _ => e.to_string(),
-    }
-}
-
-/// Binds a Unix listener at `path` with `mode`, after the checks the control socket's directory
-/// gets: its directory is a real directory (never followed through a symlink), owned by the
-/// host's user or root, and writable by no one else unless sticky (as `/tmp`). A socket left at
-/// the path by a dead host is replaced; a live one is "address in use"; anything else there
-/// (a file, a symlink, another user's socket) is refused, never removed.
-fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, String> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let me = nix::unistd::geteuid().as_raw();
-    let md = std::fs::symlink_metadata(dir).map_err(|e| format!("directory {}: {e}", dir.display()))?;
-    if md.file_type().is_symlink() {
-        return Err(format!(
-            "directory {} is a symbolic link; refusing to follow it: name the real directory",
-            dir.display()
-        ));
-    }
-    if !md.is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
-    }
-    if md.uid() != me && md.uid() != 0 {
-        return Err(format!(
-            "directory {} is owned by {}, not by the host's user or root",
-            dir.display(),
-            crate::shared::rundir::describe_uid(md.uid())
-        ));
-    }
-    if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
-        return Err(format!(
-            "directory {} (mode {:04o}) is writable by other users and not sticky: another user could put a socket there first",
-            dir.display(),
-            md.mode() & 0o7777
-        ));
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() && m.uid() == me => {
-            if UnixStream::connect(path).is_ok() {
-                return Err("address in use: a server is listening on this socket".to_owned());
-            }
-            std::fs::remove_file(path).map_err(|e| format!("cannot remove the stale socket: {e}"))?;
-        }
-        Ok(m) => {
-            return Err(format!(
-                "a {} owned by {} is in the way; refusing to replace it",
-                if m.file_type().is_symlink() {
-                    "symbolic link"
-                } else if m.file_type().is_socket() {
-                    "socket"
-                } else {
-                    "file"
-                },
-                crate::shared::rundir::describe_uid(m.uid())
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    // SAFETY: umask only changes this process's file-creation mask: the socket has its mode from
-    // the moment it exists, with no window for a chmod to race.
-    let old = unsafe { libc::umask(!mode & 0o777) };
-    let r = UnixListener::bind(path);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old) };
-    let s = r.map_err(|e| bind_reason(&e))?;
-    s.set_nonblocking(true).map_err(|e| e.to_string())?;
-    Ok(s)
 }
 
 impl Supervisor {
@@ -249,20 +205,61 @@ impl Supervisor {
         }
     }
 
+    /// Whether the loop accepts on the plugins' listeners at all: not once a shutdown has
+    /// signalled the children. A smart shutdown still waiting for its sessions answers new
+    /// clients "shutting down", as the postmaster does while it waits; past that, clients wait
+    /// in the backlog until the host exits and closes it, so none of them can start a child that
+    /// keeps a stopping host alive.
+    fn accepts_clients(&self) -> bool {
+        !matches!(
+            self.core.phase(),
+            Phase::Stopping(Shutdown::Signalled { .. } | Shutdown::Killed { .. })
+        )
+    }
+
     /// The loop's one wait, up to `ms` (negative: no deadline), on the self-pipe, the control
-    /// socket and every listener; then it drains the pipe and accepts on what became readable.
+    /// socket and every listener that accepts now (none once a shutdown has signalled; not one
+    /// resting after a failed `accept`, whose rest also bounds the wait); then it drains the pipe
+    /// and accepts on what became readable.
     pub(super) fn wait_and_accept(&mut self, ms: i32) {
-        let mut fds = vec![self.wake_r.as_raw_fd(), self.listener.as_raw_fd()];
-        fds.extend(self.listeners.fds());
+        let now = Instant::now();
+        let mut fds = vec![self.wake_r.as_raw_fd()];
+        // The control socket rests after a failed `accept` as a listener does (see `backoff`).
+        let control = !self.control_backoff.paused(now);
+        if control {
+            fds.push(self.listener.as_raw_fd());
+        }
+        let first_listener = fds.len();
+        let mut polled = Vec::new();
+        let mut resume = self.control_backoff.resumes_at(now);
+        if self.accepts_clients() {
+            for (i, fd) in self.listeners.polled(now) {
+                polled.push(i);
+                fds.push(fd);
+            }
+            resume = resume.into_iter().chain(self.listeners.resumes_at(now)).min();
+        }
+        let ms = match resume {
+            Some(t) => {
+                // Rounded up, so the rest is over when the poll returns.
+                let rest = t.duration_since(now).as_millis().min(i32::MAX as u128 - 1) as i32 + 1;
+                if ms < 0 {
+                    rest
+                } else {
+                    ms.min(rest)
+                }
+            }
+            None => ms,
+        };
         let r = crate::sys::poll_in(&fds, ms);
         if r[0] != 0 {
             crate::sys::drain(self.wake_r.as_raw_fd());
         }
-        if r[1] != 0 {
+        if control && r[1] != 0 {
             self.accept();
         }
-        for (i, _) in r.iter().enumerate().skip(2).filter(|(_, ev)| **ev != 0) {
-            self.accept_clients(i - 2);
+        for (k, _) in r.iter().enumerate().skip(first_listener).filter(|(_, ev)| **ev != 0) {
+            self.accept_clients(polled[k - first_listener]);
         }
     }
 
@@ -327,8 +324,9 @@ impl Supervisor {
                 }
                 continue;
             }
-            // Dead-end children are bounded too: past the bound the socket is just closed.
-            let Some(slot) = self.pool.acquire(ChildKind::DeadEnd) else {
+            // Dead-end children are bounded too, apart from the control socket's (which the
+            // clients must never starve): past the bound the socket is just closed.
+            let Some(slot) = self.pool.acquire_client_dead_end() else {
                 continue;
             };
             match self.start_child(slot, &StartupData::Refused { listener, admission }, Some(client)) {
@@ -442,7 +440,7 @@ mod tests {
         ] {
             assert!(pool.acquire(kind).is_some(), "{kind:?} starved by clients");
         }
-        assert_eq!(pool.capacity(ChildKind::DeadEnd), dead_end_capacity(3 + 5));
+        assert_eq!(pool.capacity(ChildKind::DeadEnd), dead_end_capacity(3) + 2 * 5 + 8);
         pool.release(clients[2]).unwrap();
         assert_eq!(pool.acquire(ChildKind::Client), Some(clients[2]));
     }

@@ -391,21 +391,9 @@ impl Core {
             Event::Reloaded(settings) => self.reloaded(settings, out),
             Event::Launched { key, pid, slot, spare } => self.launched(key, pid, slot, spare, now, out),
             Event::LaunchFailed { key, error } => self.launch_failed(key, error, now, out),
-            Event::ChildStarted { pid, slot } => {
-                let took = self.took(Row::ChildTracked);
-                let child = Child {
-                    kind: slot.kind(),
-                    slot,
-                    worker: None,
-                    signalled: false,
-                    spare: None,
-                    isolated: false,
-                };
-                self.children.insert(pid, child);
-                took
-            }
+            Event::ChildStarted { pid, slot } => self.child_started(pid, slot, false, out),
             // issue 15: isolated handlers
-            Event::IsolatedClientStarted { pid, slot } => self.isolated_client_started(pid, slot),
+            Event::IsolatedClientStarted { pid, slot } => self.isolated_client_started(pid, slot, out),
             Event::StartupFailed { error } => {
                 let took = self.took(Row::StartupLaunchFailed);
                 let line = format!("cannot start the startup child: {error}; stopping");

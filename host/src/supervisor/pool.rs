@@ -13,7 +13,7 @@
 //! | startup | one | `W + C` |
 //! | spare | the spare children's (both launch modes) | `W + C + 1 ..` |
 //! | client | `max_client_connections` when there are listeners | after the spares' |
-//! | dead-end | a bound of `2 (C + clients) + 8`, no shared slot | none |
+//! | dead-end | the control socket's `2 C + 8`, then the clients' `2 clients + 8`; no shared slot | none |
 //!
 //! Invariants:
 //! - Every count comes from the layout computed once from the frozen registry and the config
@@ -44,6 +44,10 @@
 use crate::shared::handoff::ChildKind;
 use crate::shared::shmem::Layout;
 use crate::supervisor::private::PrivateVec;
+
+mod dead_ends;
+
+pub use dead_ends::dead_end_capacity;
 
 /// One kind's run of bits.
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +118,8 @@ pub struct ChildSlotPool {
     /// Connection slots below this (counted from the span's start) are ordinary; the rest are
     /// reserved.
     ordinary_connections: u32,
+    /// Dead-end slots below this are the control socket's; the rest its listeners' clients'.
+    control_dead_ends: u32,
     bits: PrivateVec<u64>,
 }
 
@@ -130,12 +136,6 @@ fn kind_index(kind: ChildKind) -> usize {
     }
 }
 
-/// How many dead-end children may live at once: past it, a refused client's socket is closed
-/// without an answer, so a flood of clients cannot make the supervisor fork without bound.
-pub fn dead_end_capacity(n_connection_slots: u32) -> u32 {
-    n_connection_slots.saturating_mul(2).saturating_add(8)
-}
-
 impl ChildSlotPool {
     /// The pool of a host: the reserved connection slots the control socket keeps for `status`
     /// and `stop`, and spares (in both launch modes).
@@ -148,6 +148,7 @@ impl ChildSlotPool {
     pub fn new(layout: &Layout, reserved_connections: u32, spares: bool) -> std::io::Result<ChildSlotPool> {
         let w = layout.n_worker_slots;
         let c = layout.n_connection_slots;
+        let control_dead_ends = dead_end_capacity(c);
         let lens = [
             (0, w),
             (layout.connection_child_slot(0), c),
@@ -156,7 +157,7 @@ impl ChildSlotPool {
                 layout.spare_child_slot(0),
                 if spares { layout.n_spare_slots } else { 0 },
             ),
-            (0, dead_end_capacity(c + layout.n_client_slots)),
+            (0, control_dead_ends + dead_ends::client_capacity(layout.n_client_slots)),
             (layout.client_child_slot(0), layout.n_client_slots),
         ];
         let mut word = 0;
@@ -169,6 +170,7 @@ impl ChildSlotPool {
             spans,
             n_static_workers: layout.n_static_workers.min(w),
             ordinary_connections: c - reserved_connections.min(c),
+            control_dead_ends,
             bits: PrivateVec::from_vec(vec![0; word as usize])?,
         })
     }
@@ -200,8 +202,8 @@ impl ChildSlotPool {
     }
 
     /// Takes the lowest free slot of `kind`: for a worker, one past the static workers'; for a
-    /// connection, an ordinary one, or a reserved one when every ordinary one is taken. `None`
-    /// when the kind has none free.
+    /// connection, an ordinary one, or a reserved one when every ordinary one is taken; for a
+    /// dead-end, one of the control socket's. `None` when the kind has none free.
     pub fn acquire(&mut self, kind: ChildKind) -> Option<ChildSlotId> {
         let s = self.span(kind);
         let pos = match kind {
@@ -209,9 +211,8 @@ impl ChildSlotPool {
             ChildKind::Connection => self
                 .next(s, 0, self.ordinary_connections, false)
                 .or_else(|| self.next(s, self.ordinary_connections, s.len, false)),
-            ChildKind::Startup | ChildKind::Spare | ChildKind::DeadEnd | ChildKind::Client => {
-                self.next(s, 0, s.len, false)
-            }
+            ChildKind::DeadEnd => self.next(s, 0, self.control_dead_ends, false),
+            ChildKind::Startup | ChildKind::Spare | ChildKind::Client => self.next(s, 0, s.len, false),
         }?;
         self.set(s, pos, true);
         Some(self.id(kind, s, pos))

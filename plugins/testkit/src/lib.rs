@@ -11,7 +11,8 @@
 //!   in another preloaded library), `type=T`, `backoff=INITIAL/FACTOR/CAP/RESET` (exponential
 //!   backoff, e.g. `backoff=20ms/2/200ms/1s`), `limit=N/WINDOW` (crash-loop limit, e.g. `3/10s`),
 //!   `start=host_start|consistent|running` (start time), `stop_with_launcher` (which a static
-//!   worker must refuse: init fails).
+//!   worker must refuse: init fails), `stop_after=D` (told to stop, it takes D to return, e.g.
+//!   `stop_after=1s`).
 //! - `restart_delay`: the restart delay of every worker that does not say `never`.
 //! - `announce`: each worker logs `up` as soon as its entry runs (benchmarks count these).
 //! - `check_thread`: each worker checks that the C library's view of its thread is its own (the
@@ -93,6 +94,8 @@
 mod dynbench;
 // issue 15: connections
 mod connections;
+// issue 15: connections
+mod refusals;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -204,6 +207,8 @@ fn init(reg: &mut Registrar<'_>) -> Result<(), InitError> {
     dynbench::request(reg)?;
     // issue 15: connections
     connections::register(reg)?;
+    // issue 15: connections
+    refusals::register(reg)?;
     if spawn_thread && !reg.is_attach() {
         // Parked for good: the thread must still exist when the host counts its threads.
         std::thread::spawn(|| loop {
@@ -376,6 +381,11 @@ fn testkit_worker(w: &mut Worker) -> Result<(), WorkerError> {
             tracing::info!("reloaded: message={message} fixed={fixed}");
         }
         if r.should_stop() && !ignore_term {
+            // issue 15: connections
+            // `stop_after=D`: a worker slow to stop, which holds a shutdown for D.
+            if let Some(d) = flags.iter().find_map(|f| f.strip_prefix("stop_after=")) {
+                std::thread::sleep(parse_ms(d));
+            }
             return Ok(());
         }
         let Some(path) = &trigger else { continue };

@@ -103,19 +103,10 @@ impl Core {
 
 // issue 15: isolated handlers
 impl Core {
-    /// Tracks the client child `pid` of an isolated handler, started in `slot`.
-    pub(super) fn isolated_client_started(&mut self, pid: i32, slot: ChildSlotId) -> Took {
-        let took = self.took(Row::ChildTracked);
-        let child = super::Child {
-            kind: slot.kind(),
-            slot,
-            worker: None,
-            signalled: false,
-            spare: None,
-            isolated: true,
-        };
-        self.children.insert(pid, child);
-        took
+    /// Tracks the client child `pid` of an isolated handler, started in `slot` (signalled at
+    /// once if a shutdown has signalled the rest, as any child started then).
+    pub(super) fn isolated_client_started(&mut self, pid: i32, slot: ChildSlotId, out: &mut Actions) -> Took {
+        self.child_started(pid, slot, true, out)
     }
 
     /// The client child `pid` of an isolated handler crashed with `status`: only its connection

@@ -115,6 +115,8 @@ pub enum Row {
     IsolatedClientEvidence,
     // issue 15: client spares
     HandedSpareDied,
+    ChildStartedStopping,
+    DeadEndStartedStopping,
 }
 
 /// The host's phase without its data: what a host row leaves.

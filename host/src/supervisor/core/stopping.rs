@@ -11,6 +11,8 @@ use nix::sys::signal::Signal;
 
 use super::rows::Took;
 use super::{Action, Actions, Child, Core, Level, Now, Phase, Progress, Recovery, Row, Shutdown, StopMode};
+use crate::shared::handoff::ChildKind;
+use crate::supervisor::pool::ChildSlotId;
 
 impl Core {
     pub(super) fn deadline(&mut self, now: Now, out: &mut Actions) -> Took {
@@ -205,6 +207,38 @@ impl Core {
             self.scan_pending = true;
             out.push(Action::ScanAdopted);
         }
+    }
+
+    /// A connection, dead-end, spare, startup or client child started (`isolated`: a client
+    /// child of an isolated handler). Once the shutdown has signalled the children, one started
+    /// after that (a control connection's, a spare) gets the stop's signal at once, and past
+    /// `shutdown_timeout` any child gets SIGKILL: the host exits only with no child left, and an
+    /// unsignalled one could keep it waiting for as long as its client likes. A dead-end started
+    /// while the shutdown waits is the exception, as the postmaster's are: it carries the
+    /// "shutting down" answer an operator's `status` needs, and its own deadline ends it.
+    pub(super) fn child_started(&mut self, pid: i32, slot: ChildSlotId, isolated: bool, out: &mut Actions) -> Took {
+        let (row, sig) = match self.phase {
+            Phase::Stopping(Shutdown::Signalled { .. }) if slot.kind() == ChildKind::DeadEnd => {
+                (Row::DeadEndStartedStopping, None)
+            }
+            Phase::Stopping(Shutdown::Signalled { mode, .. }) => (Row::ChildStartedStopping, Some(stop_signal(mode))),
+            Phase::Stopping(Shutdown::Killed { .. }) => (Row::ChildStartedStopping, Some(Signal::SIGKILL)),
+            _ => (Row::ChildTracked, None),
+        };
+        let took = self.took(row);
+        let child = Child {
+            kind: slot.kind(),
+            slot,
+            worker: None,
+            signalled: sig.is_some(),
+            spare: None,
+            isolated,
+        };
+        self.children.insert(pid, child);
+        if let Some(sig) = sig {
+            out.push(Action::Signal { pid, sig });
+        }
+        took
     }
 
     pub(super) fn adopted(&mut self, pid: i32, from: String, out: &mut Actions) -> Took {

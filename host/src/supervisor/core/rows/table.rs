@@ -121,7 +121,15 @@ pub const ROWS: &[RowSpec] = &[
     r(Row::DeadlineWaits, NOT_UP, "deadline, no timeout passed", "unchanged"),
     r(
         Row::ChildTracked,
-        ANY,
+        &[
+            H(SegmentInit),
+            H(Startup),
+            H(Consistent),
+            H(Running),
+            H(Quitting),
+            H(RecoverKilled),
+            H(SmartWaiting),
+        ],
         "connection, dead-end, spare or startup child started",
         "tracked",
     ),
@@ -549,6 +557,18 @@ pub const ROWS: &[RowSpec] = &[
         UNSIGNALLED,
         "spare handed a client killed before it claimed the client's slot",
         "unchanged; a warning (that client alone is lost)",
+    ),
+    r(
+        Row::ChildStartedStopping,
+        STOPPED_SIGNALLED,
+        "connection, spare, startup or client child started; once killed, a dead-end too",
+        "tracked; signalled as the rest (SIGKILL once killed)",
+    ),
+    r(
+        Row::DeadEndStartedStopping,
+        &[H(Signalled)],
+        "dead-end child started",
+        "tracked, not signalled: its deadline ends it",
     ),
 ];
 

@@ -233,3 +233,39 @@ pub(super) fn workers_are_keyed_by_slot_and_a_generation_that_never_repeats() {
     assert!(d.core.worker(y).is_some());
     assert_eq!(d.core.static_specs().len(), 2);
 }
+
+pub(super) fn a_child_started_while_stopping_gets_the_signal_the_rest_got() {
+    let mut d = Driver::started(vec![spec("w", after(SEC), StartTime::HostStart)]);
+    let w = d.pid_of(0);
+    d.ev(Event::Stop {
+        mode: StopMode::Fast,
+        why: "SIGINT",
+    });
+    // A control connection's child started after the SIGTERMs went out gets one too.
+    let conn = d.pid();
+    let slot = d.pool.acquire(ChildKind::Connection).unwrap();
+    let a = d.ev(Event::ChildStarted { pid: conn, slot });
+    assert_eq!(signals(&a), vec![(conn, Signal::SIGTERM)]);
+    // A dead-end is left to write its "shutting down" line: its own deadline ends it.
+    let dead_end = d.pid();
+    let slot = d.pool.acquire(ChildKind::DeadEnd).unwrap();
+    let a = d.ev(Event::ChildStarted { pid: dead_end, slot });
+    assert_eq!(signals(&a), vec![]);
+    // Past shutdown_timeout, everything left is killed, and so is every child started later.
+    let a = d.pass(5 * SEC);
+    let mut killed = signals(&a);
+    killed.sort();
+    let mut want = vec![
+        (w, Signal::SIGKILL),
+        (conn, Signal::SIGKILL),
+        (dead_end, Signal::SIGKILL),
+    ];
+    want.sort();
+    assert_eq!(killed, want);
+    let late = d.pid();
+    let slot = d.pool.acquire(ChildKind::DeadEnd).unwrap();
+    let a = d.ev(Event::ChildStarted { pid: late, slot });
+    assert_eq!(signals(&a), vec![(late, Signal::SIGKILL)]);
+    let a = d.all_exit(libc::SIGKILL);
+    assert_eq!(exit_code(&a), Some(0), "no child left: the host exits");
+}
