@@ -96,16 +96,13 @@ pub struct Supervisor {
     /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
     /// is sent even if nothing else happens).
     status_due: Option<Instant>,
-    /// Spare children (pid, slot) not yet handed a worker.
-    spares: Vec<(i32, pool::ChildSlotId)>,
+    /// Spare children not yet handed a worker or a client.
+    spares: Vec<spares::WaitingSpare>,
     /// How many spares to start when the loop is idle (one per spare used; never for a spare
     /// that died unused, so a broken plugin cannot make spares respawn in a loop).
     spare_refill: u32,
     /// Workers started from a spare that have not claimed their own child slot yet.
     handoffs: Vec<i32>,
-    // issue 15: client spares
-    /// Each waiting spare's channel by pid, the supervisor's end (listeners only; `client_spares`).
-    spare_channels: Vec<(i32, std::os::fd::OwnedFd)>,
     /// Fork mode on more than one core: how a fork helper creates workers (decision 50).
     sibling_fork: Option<crate::supervisor::launch::SiblingFork>,
     /// The verdict of the last reload, for status and the reload's caller.
@@ -284,7 +281,6 @@ impl Supervisor {
             spares: Vec::new(),
             spare_refill: crate::shared::shmem::SPARE_CHILDREN,
             handoffs: Vec::new(),
-            spare_channels: Vec::new(),
             requester: None,
             launchers: std::collections::BTreeMap::new(),
             sibling_fork,

@@ -2,14 +2,15 @@
 //! to a ready spare, which has loaded the plugins and mapped the segment already, instead of to
 //! a child started for it, in both launch modes.
 //!
-//! Runs in: the supervisor. Owns the supervisor's end of each waiting spare's channel
-//! (`shared::spare_channel`), made only on a host with listeners. A hand-off is a non-blocking
-//! `sendmsg` of the client's fd, then the same futex store and wake as a worker's hand-off; if
-//! the send fails the spare stays a spare and the client gets a fresh child. Invariants: a
-//! channel is dropped as soon as its spare is handed anything or is reaped, so the supervisor
-//! holds no fd for a child that is not a waiting spare, and a reused pid never finds an old
-//! channel; the supervisor never reads a channel (nothing a spare writes reaches it); the
-//! supervisor's copy of the client socket is closed when this returns, whatever happened.
+//! Runs in: the supervisor. The supervisor's end of each waiting spare's channel
+//! (`shared::spare_channel`), made only on a host with listeners, lives in the spare's
+//! `WaitingSpare` entry. A hand-off is a non-blocking `sendmsg` of the client's fd, then the same
+//! futex store and wake as a worker's hand-off; if the send fails the spare stays a spare and the
+//! client gets a fresh child. Invariants: a channel is closed with its entry, as soon as its
+//! spare is handed anything or is reaped, so the supervisor holds no fd for a child that is not
+//! a waiting spare and a reused pid never finds an old channel; the supervisor never reads a
+//! channel (nothing a spare writes reaches it); the supervisor's copy of the client socket is
+//! closed when this returns, whatever happened.
 
 use std::os::fd::OwnedFd;
 
@@ -34,11 +35,6 @@ impl Supervisor {
         Ok((Some(ours), Some(theirs)))
     }
 
-    /// Drops the channel of spare `pid`, which is a spare no more (handed a worker, or reaped).
-    pub(super) fn drop_spare_channel(&mut self, pid: i32) {
-        self.spare_channels.retain(|(p, _)| *p != pid);
-    }
-
     /// Hands `client` of listener `i`, admitted in client `slot`, to a ready spare. Returns the
     /// spare's pid, which serves the client from now on, or gives the client back when no spare
     /// is ready or the send failed. The core's record of the spare becomes the client child's.
@@ -53,35 +49,28 @@ impl Supervisor {
         };
         // Only a spare that finished loading, as for a worker: one still loading could fail on
         // a plugin file that has changed since.
-        let ready = self.spares.iter().position(|(pid, s)| {
-            self.spare_channels.iter().any(|(p, _)| p == pid)
-                && s.child_slot()
+        let ready = self.spares.iter().position(|w| {
+            w.channel.is_some()
+                && w.slot
+                    .child_slot()
                     .is_some_and(|s| self.segment.child_slot(s).report().ready)
         });
         let Some(k) = ready else {
             return Err(client);
         };
-        let (pid, spare) = self.spares[k];
-        let c = self
-            .spare_channels
-            .iter()
-            .position(|(p, _)| *p == pid)
+        let (pid, spare) = (self.spares[k].pid, self.spares[k].slot);
+        let chan = self.spares[k]
+            .channel
+            .as_ref()
             .expect("a ready spare was found by its channel");
-        let listener = i as u32;
-        if let Err(e) = crate::shared::spare_channel::send(
-            &self.spare_channels[c].1,
-            listener,
-            &client.local,
-            &client.peer,
-            &client.fd,
-        ) {
+        if let Err(e) = crate::shared::spare_channel::send(chan, i as u32, &client.local, &client.peer, &client.fd) {
             // The spare stays a spare; a fresh child takes the client.
             tracing::debug!("cannot hand a client to spare {pid}: {e}");
             return Err(client);
         }
         // The client is in the spare's queue: the supervisor's copies go now.
         drop(client);
-        self.spare_channels.swap_remove(c);
+        // Its channel goes with its entry.
         self.spares.swap_remove(k);
         self.assign_child_slot(cs);
         self.segment.child_slot(cs).expect_pid(pid);
