@@ -172,7 +172,7 @@ pub fn run(
     match (kind, startup) {
         (ChildKind::Worker, StartupData::Worker { worker_slot, .. }) => worker_main(env, slot, *worker_slot),
         (ChildKind::Startup, StartupData::Startup) => startup_main(env, slot),
-        (ChildKind::Spare, StartupData::Spare) => spare_main(env, slot),
+        (ChildKind::Spare, StartupData::Spare) => spare_main(env, slot, client),
         (ChildKind::Connection, _) => {
             crate::shared::log::set_identity("connection", None);
             // The last connection slot is the reserved one (see `control::RESERVED_CONNECTIONS`).

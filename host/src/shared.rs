@@ -25,4 +25,6 @@ pub mod registry;
 pub mod reload;
 pub mod rundir;
 pub mod shmem;
+// issue 15: client spares
+pub mod spare_channel;
 pub mod time;

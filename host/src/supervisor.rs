@@ -44,6 +44,8 @@ pub mod private;
 mod reloading;
 pub mod run;
 mod spares;
+// issue 15: client spares
+mod client_spares;
 pub mod spawn;
 mod status;
 // issue 14: queue
@@ -94,8 +96,8 @@ pub struct Supervisor {
     /// When a changed `STATUS=` line held back by the rate limit is due (a loop deadline, so it
     /// is sent even if nothing else happens).
     status_due: Option<Instant>,
-    /// Spare children (pid, slot) not yet handed a worker.
-    spares: Vec<(i32, pool::ChildSlotId)>,
+    /// Spare children not yet handed a worker or a client.
+    spares: Vec<spares::WaitingSpare>,
     /// How many spares to start when the loop is idle (one per spare used; never for a spare
     /// that died unused, so a broken plugin cannot make spares respawn in a loop).
     spare_refill: u32,

@@ -3,8 +3,8 @@
 //! and the latch eventfd), [`fds`] (`close_range` and its `/proc/self/fd` fallback, fd flags),
 //! [`prctl`] (parent-death signal, subreaper), [`proc`] (children and parents from `/proc`),
 //! [`poll`], [`pidfd`] (waiting for another process to exit), [`futex`], [`hugetext`] (the
-//! supervisor's code on a huge page), [`remap`] (a read-only view of the segment, issue 15) and
-//! [`test_knobs`].
+//! supervisor's code on a huge page), [`remap`] (a read-only view of the segment, issue 15), [`prefault`] (a fork-mode
+//! spare's page tables filled ahead of time, issue 15) and [`test_knobs`].
 //!
 //! Runs in: every process; each file says which. Imports no other group of the crate.
 //!
@@ -24,6 +24,8 @@ pub mod pidfd;
 pub mod pipe;
 pub mod poll;
 pub mod prctl;
+// issue 15: client spares
+pub mod prefault;
 pub mod proc;
 // issue 15: isolated
 pub mod remap;
@@ -36,6 +38,7 @@ pub use pidfd::wait_pid_exit;
 pub use pipe::{drain, eventfd, pipe};
 pub use poll::{poll_in, ppoll_in};
 pub use prctl::{become_subreaper, die_with_parent};
+pub use prefault::populate_own_mappings;
 pub use proc::{own_children, parent_of};
 pub use remap::remap_read_only;
 pub use signals::{

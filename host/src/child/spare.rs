@@ -4,14 +4,27 @@
 //! Runs in: spare children, in both launch modes. An exec-mode spare is an executed `steward
 //! child`; a fork-mode spare is forked from the supervisor when its loop is idle (decision 133)
 //! and so shares the supervisor's loaded plugins, as a worker forked at launch would.
+//!
+//! On a host with listeners a spare can be handed a plugin's client instead (issue 15: client
+//! spares, decision 160): the slot it is handed is then a client child slot, and the client's
+//! socket waits on the spare's channel (`shared::spare_channel`), which came as its startup's
+//! client socket.
 
 use std::sync::atomic::Ordering;
 
 use crate::child::runtime::RELOAD;
 use crate::child::worker::worker_main;
 use crate::child::{exit, exit_clean};
-use crate::shared::handoff::ChildEnv;
+use crate::shared::handoff::{ChildEnv, ClientSocket};
 use crate::shared::protocol::ChildSlot;
+
+// issue 15: client spares
+/// The largest private writable mapping (the heap, the stack, a library's data) a spare
+/// populates ahead of time: above it the memory would cost more than its faults cost time.
+const PREFAULT_WRITE_MAX: usize = 4 << 20;
+
+/// How long a new spare waits to be handed something before it fills its page tables.
+const PREFAULT_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Whether any loaded plugin's file is no longer the file that was loaded (compared with the
 /// identity taken before loading, so a replacement during loading counts as a change).
@@ -25,7 +38,7 @@ fn plugin_files_changed() -> bool {
 /// slot, claims that worker's child slot (its dead-man flag) and becomes the worker. In exec
 /// mode, if a plugin file changed since it was loaded, it executes itself again first, so the
 /// worker runs (or fails on) the file as it is now, exactly like a freshly executed child.
-pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
+pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<ClientSocket>) -> i32 {
     crate::shared::log::set_identity("spare", None);
     let Some(own) = slot else {
         exit_clean(None, 2, "spare child without a slot")
@@ -33,6 +46,15 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
 
     // Plugins are loaded and the segment is mapped: this spare can take a worker now.
     own.mark_ready();
+    // issue 15: client spares
+    // A spare nothing was handed to for `PREFAULT_AFTER` fills its page tables, and stops once
+    // something is (decision 162): under a stream of clients or launches a spare is used sooner
+    // and never spends a core on it. One timed wait per spare, at its start: an idle host's
+    // spares still never wake.
+    own.wait_for_hand_over(Some(PREFAULT_AFTER));
+    if own.assigned().is_none() {
+        crate::sys::populate_own_mappings(PREFAULT_WRITE_MAX, || own.assigned().is_some());
+    }
     // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
     // host a wake-up per spare and tick). Only three things end the wait: the supervisor's
     // hand-off (a store and a FUTEX_WAKE on `assign`), a signal (SIGHUP sets the reload flag,
@@ -44,13 +66,17 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         if let Some(w) = own.assigned() {
             break w;
         }
-        own.wait_for_hand_over();
+        own.wait_for_hand_over(None);
         // SAFETY: getppid has no preconditions.
         if unsafe { libc::getppid() } != env.host_pid {
             exit(1);
         }
     };
-    if worker_slot >= env.segment.layout.n_worker_slots {
+    let layout = &env.segment.layout;
+    // issue 15: client spares: a client child slot means a client waits on the channel.
+    let to_client = layout.n_client_slots > 0
+        && (layout.client_child_slot(0)..layout.client_child_slot(layout.n_client_slots)).contains(&worker_slot);
+    if worker_slot >= layout.n_worker_slots && !to_client {
         exit_clean(slot, 2, "spare handed a worker slot out of range");
     }
     let exec = env.cfg.launch_mode == crate::shared::config::LaunchMode::Exec;
@@ -78,10 +104,41 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>) -> i32 {
         unsafe { libc::close(crate::shared::handoff::FD_BLOB) };
     }
     let cs = env.segment.child_slot(worker_slot);
+    // issue 15: client spares
+    // The client is taken before the slot is claimed: a spare without one leaves the client slot
+    // unclaimed, and its exit is an ordinary client child's failure.
+    let handed = match (to_client, &channel) {
+        (true, Some(chan)) => match crate::shared::spare_channel::recv(&chan.fd) {
+            Ok(h) => Some(h),
+            Err(reason) => {
+                // Its own slot is not the one the supervisor reads for this exit: the log says why.
+                let reason = format!("spare handed a client: {reason}");
+                tracing::error!("{reason}");
+                exit_clean(slot, 2, &reason)
+            }
+        },
+        (true, None) => {
+            tracing::error!("spare handed a client but it has no channel");
+            exit_clean(slot, 2, "spare handed a client but it has no channel")
+        }
+        (false, _) => None,
+    };
+    // A worker has no use for the channel; a client child no more once its client is here.
+    drop(channel);
     cs.activate();
     if RELOAD.swap(false, Ordering::SeqCst) {
         // A reload arrived while this child waited: start the worker with the new values.
         crate::shared::reload::refresh_child_settings();
     }
-    worker_main(env, Some(cs), worker_slot)
+    match handed {
+        Some(h) => {
+            let client = ClientSocket {
+                fd: h.fd,
+                local: h.local,
+                peer: h.peer,
+            };
+            crate::child::client::client_main(env, Some(cs), client, h.listener)
+        }
+        None => worker_main(env, Some(cs), worker_slot),
+    }
 }

@@ -181,6 +181,19 @@ pub struct Slots {
     /// Of `dynamic_workers`, the slots reserved per plugin (`reserved_worker_slots`).
     #[serde(default)]
     pub reserved: std::collections::BTreeMap<String, u32>,
+    // issue 15: connection benchmarks
+    /// Child slots for plugins' clients (`max_client_connections`; 0 without listeners).
+    #[serde(default)]
+    pub clients: u32,
+    /// Of `clients`, the slots a client child holds now (a session open or just ended and not
+    /// yet reaped).
+    #[serde(default)]
+    pub clients_in_use: u32,
+    // issue 15: client spares
+    /// Spare children waiting now, plugins loaded, for a worker or a client to be handed them
+    /// (at most 2; fewer while the pool is being refilled).
+    #[serde(default)]
+    pub spares_waiting: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

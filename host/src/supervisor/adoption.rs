@@ -157,7 +157,8 @@ impl Supervisor {
             None => SlotCopy::default(),
         };
         if child.kind == ChildKind::Spare {
-            self.spares.retain(|(p, _)| *p != pid);
+            // issue 15: client spares: its channel, if any, goes with its entry.
+            self.spares.retain(|w| w.pid != pid);
         }
         self.free_slot(child.slot);
         if let Some(ss) = child.spare {

@@ -8,6 +8,7 @@
 //! The batch lives on the stack: nothing the supervisor frees between forks (decision 49).
 
 use super::core::{Actions, Event, WorkerKey, LAUNCH_BATCH};
+use super::spares::WaitingSpare;
 use super::{now, Supervisor};
 use crate::shared::handoff::{ChildStart, ClientSocket, StartupData};
 use crate::supervisor::launch::launch_child;
@@ -121,13 +122,15 @@ impl Supervisor {
         // Only a spare that finished loading: one still loading could fail on a plugin file that
         // has changed since, and would report that older failure as this worker's. Never for an
         // isolated worker: a spare mapped the segment writable and runs plugin code already.
-        let ready = self.spares.iter().position(|(_, s)| {
+        let ready = self.spares.iter().position(|w| {
             !isolated
-                && s.child_slot()
+                && w.slot
+                    .child_slot()
                     .is_some_and(|s| self.segment.child_slot(s).report().ready)
         });
+        // issue 15: client spares: the spare's channel, if any, goes with its entry.
         match ready.map(|k| self.spares.swap_remove(k)) {
-            Some((pid, spare)) => {
+            Some(WaitingSpare { pid, slot: spare, .. }) => {
                 // Hand the worker slot to a spare: it claims `slot` and runs the entry.
                 self.assign_child_slot(slot);
                 self.segment.child_slot(slot).expect_pid(pid);

@@ -292,6 +292,20 @@ impl Supervisor {
                 // Decided from the supervisor's own registry, never from the segment.
                 let l = &self.cfg.listeners[i];
                 let isolated = self.registry.handler(&l.plugin, &l.handler).is_some_and(|h| h.isolated);
+                // issue 15: client spares
+                // A spare maps the segment writable: an isolated handler's client always gets a
+                // fresh child (decision 163).
+                let client = if isolated {
+                    client
+                } else {
+                    match self.hand_client_to_spare(slot, i, client) {
+                        Ok(_) => {
+                            self.serve(slot, i);
+                            continue;
+                        }
+                        Err(client) => client,
+                    }
+                };
                 match self.start_child(slot, &StartupData::Client { listener, isolated }, Some(client)) {
                     Ok(pid) if isolated => {
                         self.serve(slot, i);

@@ -6,9 +6,22 @@
 //! handing it a worker turns its record into the worker's. Spares are refilled only when the
 //! loop is idle, one per spare used, never for one that died unused.
 
+use std::os::fd::OwnedFd;
+
 use super::core::Event;
+use super::pool::ChildSlotId;
 use super::Supervisor;
 use crate::shared::handoff::{ChildKind, StartupData};
+
+/// A spare the loop started that was not handed anything yet.
+pub(super) struct WaitingSpare {
+    pub pid: i32,
+    pub slot: ChildSlotId,
+    // issue 15: client spares
+    /// The supervisor's end of its channel, on a host with listeners (`client_spares`); closed
+    /// with this entry, when the spare is handed anything or reaped.
+    pub channel: Option<OwnedFd>,
+}
 
 impl Supervisor {
     /// Frees spare slots whose workers claimed their own slot, and starts spares when the loop
@@ -40,10 +53,23 @@ impl Supervisor {
                 break;
             };
             self.spare_refill -= 1;
-            match self.start_child(slot, &StartupData::Spare, None) {
+            // issue 15: client spares
+            let (ours, theirs) = match self.spare_channel() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("cannot make a spare child's channel: {e}");
+                    self.free_slot(slot);
+                    break;
+                }
+            };
+            match self.start_child(slot, &StartupData::Spare, theirs) {
                 Ok(pid) => {
                     self.feed(Event::ChildStarted { pid, slot });
-                    self.spares.push((pid, slot));
+                    self.spares.push(WaitingSpare {
+                        pid,
+                        slot,
+                        channel: ours,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("cannot start a spare child: {e}");

@@ -179,6 +179,16 @@ pub fn status_from_segment(seg: &Segment) -> Status {
                 // issue 14: queue
                 queued: h.dyn_queued.load(Ordering::Relaxed),
                 reserved,
+                // issue 15: connection benchmarks
+                clients: seg.layout.n_client_slots,
+                clients_in_use: (0..seg.layout.n_client_slots)
+                    .filter(|&i| seg.child_slot(seg.layout.client_child_slot(i)).report().in_use())
+                    .count() as u32,
+                // issue 15: client spares
+                spares_waiting: (0..seg.layout.n_spare_slots)
+                    .map(|k| seg.child_slot(seg.layout.spare_child_slot(k)).report())
+                    .filter(|r| r.in_use() && r.ready && r.assigned.is_none())
+                    .count() as u32,
             },
         },
         workers,

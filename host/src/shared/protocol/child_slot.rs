@@ -249,9 +249,10 @@ impl ChildSlot {
         &self.locks_held
     }
 
-    /// A spare: blocks until [`ChildSlot::hand_over`] (or a signal) wakes it.
-    pub fn wait_for_hand_over(&self) {
-        crate::sys::futex_wait(&self.assign, 0, None);
+    /// A spare: blocks until [`ChildSlot::hand_over`] (or a signal) wakes it, or `timeout`
+    /// passed.
+    pub fn wait_for_hand_over(&self, timeout: Option<std::time::Duration>) {
+        crate::sys::futex_wait(&self.assign, 0, timeout);
     }
 }
 

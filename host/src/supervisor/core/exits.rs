@@ -67,6 +67,18 @@ impl Core {
             ChildKind::Client if outcome == Outcome::Crash && child.isolated => {
                 self.isolated_client_crashed(pid, status, &slot, now, out)
             }
+            // issue 15: client spares
+            // A spare handed a client and killed before it claimed the client's slot was still
+            // spare code, which touches nothing shared but its own slot: as for an unused spare,
+            // not a crash. Only that client is lost (its socket went with the spare's channel).
+            ChildKind::Client if child.spare.is_some() && !slot.dead_man && matches!(status, ExitStatus::Signal(_)) => {
+                let took = self.took(Row::HandedSpareDied);
+                out.push(Action::Log(
+                    Level::Warn,
+                    format!("spare child (pid {pid}) ended with {status} before taking the client it was handed"),
+                ));
+                took
+            }
             // issue 15: connections: a client child maps the segment and runs plugin code; its
             // crash resets the host as a control connection's does.
             ChildKind::Connection | ChildKind::Client if outcome == Outcome::Crash => {

@@ -113,6 +113,8 @@ pub enum Row {
     // issue 15: isolated handlers
     IsolatedClientCrashed,
     IsolatedClientEvidence,
+    // issue 15: client spares
+    HandedSpareDied,
     ChildStartedStopping,
     DeadEndStartedStopping,
 }

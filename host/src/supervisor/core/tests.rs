@@ -7,6 +7,8 @@
 //! (row, state) pair of [`ROWS`] fired; a row that fires from a state its row does not list fails
 //! whichever scenario takes it.
 
+// issue 15: client spares
+mod client_spares;
 mod dynamic;
 // issue 15: isolated
 mod isolated;
@@ -29,6 +31,7 @@ use super::*;
 use crate::shared::registry::{Registry, RestartPolicy, StartTime};
 use crate::shared::shmem::Layout;
 use crate::supervisor::pool::ChildSlotPool;
+use client_spares::*;
 use dynamic::*;
 use isolated::*;
 use isolated_handlers::*;
@@ -100,7 +103,8 @@ impl Driver {
 
     fn with(specs: Vec<WorkerSpec>, hooks: bool, settings: Settings) -> Driver {
         let max = specs.len() as u32 + 2;
-        let layout = Layout::compute(&Registry::default(), max, 4);
+        // issue 15: client spares: two client slots, for a spare handed a client.
+        let layout = Layout::compute_with_clients(&Registry::default(), max, 4, 2);
         Driver {
             core: Core::new(settings, specs, max, hooks).unwrap(),
             pool: ChildSlotPool::new(&layout, 1, true).unwrap(),
@@ -405,6 +409,8 @@ scenarios! {
     an_isolated_handlers_crash_ends_only_its_connection_in_every_state,
     evidence_against_the_segment_from_an_isolated_handler_resets_the_host,
     an_attached_handlers_crash_still_resets_the_host,
+    // issue 15: client spares
+    a_spare_killed_before_taking_its_client_ends_only_that_client,
     // review: plugin connections
     a_child_started_while_stopping_gets_the_signal_the_rest_got,
 }

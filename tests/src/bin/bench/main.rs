@@ -9,6 +9,8 @@
 mod common;
 // issue 15: connections
 mod connect;
+// issue 15: connection benchmarks
+mod conncycles;
 mod dynamic;
 mod floors;
 mod lifecycle;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use steward_tests::*;
 
+use conncycles::*;
 use connect::*;
 use dynamic::*;
 use floors::*;
@@ -31,9 +34,13 @@ fn main() {
         if flag == "--floor-child" {
             floor_child(fd.parse().expect("fd number"));
         }
+        // issue 15: connection benchmarks
+        if flag == "--floor-echo" {
+            floor_echo(fd.parse().expect("fd number"));
+        }
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    // Optional names select figures: start10 rtt connect cycle launch latch lock dynlaunch pg_dynlaunch
+    // Optional names select figures: start10 rtt connect connrate conncycle1000 cycle launch latch lock dynlaunch pg_dynlaunch
     // dyncycle1000 crash50 shutdown1000 start1000
     // cpu1000 floors (default: all).
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -80,14 +87,75 @@ fn main() {
     // issue 15: connections
     if want("connect") {
         let n = if quick { 200 } else { 1000 };
-        row("new connection to the handler's first byte back, ms (median)", &|m| {
-            format!("{:.3}", connection_first_byte(m, n))
+        // issue 15: connection benchmarks: each mode's figure over its floor from this run (a
+        // bare accept + fork, or fork + exec, + the same echo without Steward).
+        let r = [Mode::Fork, Mode::Exec].map(|m| {
+            if skip(m) {
+                (f64::NAN, f64::NAN)
+            } else {
+                (connection_first_byte(m, n), connect_floor(m, n))
+            }
         });
+        println!(
+            "{:<58} {:>12.3} {:>12.3}",
+            "new connection to the handler's first byte back, ms (median)", r[0].0, r[1].0
+        );
+        println!(
+            "{:<58} {:>12.3} {:>12.3}",
+            "  floor: accept + fork (exec: + exec) + echo, ms (median)", r[0].1, r[1].1
+        );
+        println!(
+            "{:<58} {:>12.2} {:>12.2}",
+            "  connect over its floor",
+            r[0].0 / r[0].1,
+            r[1].0 / r[1].1
+        );
         let pg = postgres_new_connection(n).map_or("not installed".to_owned(), |v| format!("{v:.3}"));
         println!(
             "{:<58} {:>25}",
             "  PostgreSQL: new connection to ReadyForQuery, ms (median)", pg
         );
+    }
+    // issue 15: connection benchmarks
+    if want("connrate") {
+        let d = Duration::from_secs(if quick { 2 } else { 5 });
+        let r = [Mode::Fork, Mode::Exec].map(|m| if skip(m) { (f64::NAN, f64::NAN) } else { connrate(m, d) });
+        println!(
+            "{:<58} {:>12.0} {:>12.0}",
+            "connrate: sessions per second, one client loop", r[0].0, r[1].0
+        );
+        println!(
+            "{:<58} {:>12.0} {:>12.0}",
+            "  floor: the same loop without Steward, per second", r[0].1, r[1].1
+        );
+        println!(
+            "{:<58} {:>12.2} {:>12.2}",
+            "  time per session over its floor's",
+            r[0].1 / r[0].0,
+            r[1].1 / r[1].0
+        );
+    }
+    if want("conncycle1000") {
+        let c = [Mode::Fork, Mode::Exec].map(|m| (!skip(m)).then(|| conncycle(m, 1000)));
+        let cell = |f: &dyn Fn(&ConnCycles) -> String, i: usize| c[i].as_ref().map_or("-".to_string(), f);
+        let line = |name: &str, f: &dyn Fn(&ConnCycles) -> String| {
+            println!("{:<58} {:>12} {:>12}", name, cell(f, 0), cell(f, 1))
+        };
+        line("conncycle1000: 1000 connect-request-close sessions, ms", &|c| {
+            format!("{:.0}", c.ms)
+        });
+        line("  supervisor fds before -> after", &|c| {
+            format!("{} -> {}", c.supervisor.0.fds, c.supervisor.1.fds)
+        });
+        line("  supervisor VmRSS KiB before -> after", &|c| {
+            format!("{} -> {}", c.supervisor.0.rss_kib, c.supervisor.1.rss_kib)
+        });
+        line("  client slots in use before -> after", &|c| {
+            format!("{} -> {}", c.slots.0, c.slots.1)
+        });
+        line("  no growth (fds equal, RSS < +256 KiB, 0 slots)", &|c| {
+            if c.passes() { "pass" } else { "FAIL" }.to_string()
+        });
     }
     if want("cycle") {
         row("exit 1 -> replacement running -> exit, ms per cycle", &|m| {

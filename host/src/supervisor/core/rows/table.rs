@@ -551,6 +551,13 @@ pub const ROWS: &[RowSpec] = &[
         "client child of an isolated handler crashed, its slot or the header corrupt",
         "as a crash",
     ),
+    // issue 15: client spares
+    r(
+        Row::HandedSpareDied,
+        UNSIGNALLED,
+        "spare handed a client killed before it claimed the client's slot",
+        "unchanged; a warning (that client alone is lost)",
+    ),
     r(
         Row::ChildStartedStopping,
         STOPPED_SIGNALLED,

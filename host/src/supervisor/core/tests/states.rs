@@ -29,7 +29,7 @@ pub(super) fn up(step: Step) -> bool {
 /// Children the scenario can end, besides the workers `w` (slot 0) and `v` (slot 1).
 pub(super) struct Kids {
     conn: i32,
-    spare: i32,
+    pub(super) spare: i32,
     /// The startup child, while it lives.
     startup: Option<i32>,
 }
