@@ -173,6 +173,25 @@ fn fast_shutdown_ends_an_open_session(mode: Mode) {
     );
 }
 
+/// Immediate shutdown (SIGQUIT) kills open sessions at once, as PostgreSQL's does its backends:
+/// the client sees its connection close, the session's process is gone, and the host does not
+/// wait for a handler to notice anything.
+fn immediate_shutdown_kills_an_open_session(mode: Mode) {
+    let mut h = Host::start(kv_spec(mode, 50));
+    let mut s = Session::open(&kv_path(&h));
+    assert_eq!(s.ask("SET a b"), "OK");
+    let mut e = Session::open(&echo_path(&h));
+    let pid: i32 = e.ask("pid").parse().unwrap();
+    h.signal(libc::SIGQUIT);
+    h.wait_exit(Duration::from_secs(10));
+    let log = h.log_text();
+    assert!(log.contains("immediate shutdown requested"), "{log}");
+    assert!(!log.contains("SIGKILL"), "the sessions ended on SIGQUIT:\n{log}");
+    assert_eq!(s.line(), "", "the kv session ends with the host");
+    assert_eq!(e.line(), "", "the echo session ends with the host");
+    wait_gone(&[pid], Duration::from_secs(1));
+}
+
 /// A client child's crash resets the host like a worker's: every other session ends, the
 /// generation moves on, and while the host starts again new clients get "recovering"; once it
 /// runs, clients are served again. Before the first start, they get "starting up".
@@ -226,6 +245,7 @@ both_modes!(
     past_max_connections_clients_get_too_many_at_once,
     smart_shutdown_waits_for_an_open_session,
     fast_shutdown_ends_an_open_session,
+    immediate_shutdown_kills_an_open_session,
     a_crashing_handler_resets_the_host_and_clients_see_recovering,
     no_client_child_survives_host_sigkill,
 );
