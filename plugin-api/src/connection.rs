@@ -49,6 +49,14 @@ impl ConnectionHandler {
     /// The function (exported with [`crate::rejection_entry!`]) that writes this protocol's own
     /// answer to a client the host turns away: too many clients, starting, shutting down,
     /// recovering. Without one the host writes [`Admission::default_message`] and a newline.
+    ///
+    /// The writer runs in a dead-end child with no child slot, whose shared memory is mapped
+    /// read-only for every handler, isolated or not: write the answer and return, take no lock
+    /// (a store into a region kills the dead-end; the client gets nothing, the host goes on).
+    /// The dead-end lives at most 5 seconds from its start, writer included, and SIGTERM (a
+    /// shutdown) ends it at once, so keep the answer to a line. Start no process from it: one
+    /// it forks is outside that deadline and the parent-death signal, and is left to the host's
+    /// shutdown.
     pub fn rejection(mut self, reject: EntryPoint) -> ConnectionHandler {
         self.reject = Some(reject);
         self
@@ -59,10 +67,11 @@ impl ConnectionHandler {
     /// child maps shared memory read-only and holds no dead-man flag, so its crash (a signal, an
     /// abort, a wild write into the segment, which faults) ends only its own connection; the host
     /// is not reset and every other session goes on. It keeps the peer, settings, logging, its
-    /// own latch, [`Connection::should_stop`] and host-death detection, and may read regions.
-    /// What writes shared memory is refused: locks ([`LockError::Isolated`]), setting another
-    /// process's latch, and [`Connection::launch`]. The rejection writer is not isolated by this:
-    /// it runs in a dead-end child as for any handler, and should only write its answer.
+    /// own latch to wait on, [`Connection::should_stop`] and host-death detection, and may read
+    /// regions. What writes shared memory is refused: locks ([`LockError::Isolated`]), setting a
+    /// latch ([`LatchHandle::set`] returns `false`, its own latch's too), and
+    /// [`Connection::launch`]. The rejection writer needs no flag: it runs read-only for every
+    /// handler (see [`ConnectionHandler::rejection`]).
     ///
     /// On a host without isolated handlers the registration fails with
     /// [`crate::RegisterError::BadEntry`].
@@ -296,8 +305,9 @@ impl Connection {
 }
 
 /// A client the host turns away, in the dead-end child that answers it: write the protocol's
-/// own refusal, then return (the host closes the socket). Keep it short: the host gives the
-/// child a bounded time.
+/// own refusal, then return (the host closes the socket). Keep it short: shared memory is
+/// read-only here, the child lives at most 5 seconds and SIGTERM ends it (see
+/// [`ConnectionHandler::rejection`]).
 pub struct Rejection {
     sock: OwnedFd,
     peer: Peer,

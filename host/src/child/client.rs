@@ -132,10 +132,13 @@ pub fn refused_main(env: &ChildEnv<'_>, client: ClientSocket, listener: u32, adm
                 arg: client.fd.into_raw_fd() as u64,
                 extra,
             };
-            let api = runtime(env, None, who, false);
             // The runtime's SIGTERM handler only sets a flag that no rejection writer reads: the
-            // host's SIGTERM must end this child as it ends any dead-end.
+            // host's SIGTERM must end this child as it ends any dead-end. Held across the swap,
+            // one that comes while the flag handler is in place ends the child at the unblock.
+            crate::child::dead_end::hold_sigterm(true);
+            let api = runtime(env, None, who, false);
             crate::child::dead_end::default_sigterm();
+            crate::child::dead_end::hold_sigterm(false);
             // SAFETY: `entry` passed the checks of a rejection writer; the SDK's wrapper catches
             // panics inside the plugin.
             let _ = unsafe { entry(api) };

@@ -36,6 +36,22 @@ pub fn arm_deadline() {
     }
 }
 
+/// Blocks (`hold`) or unblocks SIGTERM in this single-threaded child. A rejection writer's
+/// dead-end holds it from before the plugin runtime installs its flag-only handler until
+/// [`default_sigterm`] has put the default action back, so a SIGTERM that comes in between stays
+/// pending and ends the child at the unblock instead of only setting a flag no one reads.
+pub fn hold_sigterm(hold: bool) {
+    let how = if hold { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+    // SAFETY: `set` is a local sigset_t that sigemptyset initialises before use; sigprocmask
+    // reads it and writes no old mask (null); the process has one thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigprocmask(how, &set, std::ptr::null_mut());
+    }
+}
+
 /// Puts SIGTERM's default action back, after the plugin runtime installed its flag-only handler:
 /// a rejection writer has no loop that reads the flag, and the host's SIGTERM must end it.
 pub fn default_sigterm() {

@@ -45,7 +45,10 @@ pub struct KindInfo {
     /// crash resets the host).
     pub attaches_shmem: bool,
     /// Whether the child runs plugin code, and so may start processes of its own that outlive
-    /// it: only such a child can be the origin of a process the supervisor adopts.
+    /// it: only such a child can be the origin of a process the supervisor adopts. For a
+    /// dead-end this is the control socket's; a plugin listener's dead-end runs the handler's
+    /// rejection writer (`StartupData::Refused`), which the supervisor's pool tells apart
+    /// (`ChildSlotPool::runs_plugin_code`).
     pub runs_plugin_code: bool,
 }
 

@@ -7,6 +7,7 @@
 
 use std::os::fd::OwnedFd;
 
+use super::clients::{after_failed_accept, AfterFailedAccept};
 use super::core::{Event, Phase};
 use super::Supervisor;
 use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
@@ -19,24 +20,19 @@ impl Supervisor {
         for _ in 0..ACCEPT_BATCH {
             let (stream, addr) = match self.listener.accept() {
                 Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                // A client gone before accept, or a signal: nothing stays queued because of it.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    return
-                }
-                Err(e) => {
-                    // Out of descriptors or memory: the client stays queued, and polling again at
-                    // once would spin; the control socket rests as a listener does.
-                    let path = self.cfg.socket_path();
-                    self.control_backoff
-                        .failed_and_warn(std::time::Instant::now(), path.display(), &e);
-                    return;
-                }
+                Err(e) => match after_failed_accept(&e) {
+                    AfterFailedAccept::Empty => return,
+                    // That client's connection left the queue (see `backoff`): the next one.
+                    AfterFailedAccept::Retry => continue,
+                    AfterFailedAccept::Rest => {
+                        // Out of descriptors or memory: the client stays queued, and polling
+                        // again at once would spin; the control socket rests as a listener does.
+                        let path = self.cfg.socket_path();
+                        self.control_backoff
+                            .failed_and_warn(std::time::Instant::now(), path.display(), &e);
+                        return;
+                    }
+                },
             };
             let client = ClientSocket {
                 fd: OwnedFd::from(stream),

@@ -89,9 +89,11 @@ impl Supervisor {
             };
             reaped = true;
             if let Some(child) = self.core.child(pid).copied() {
-                // A control connection or a dead-end child runs only the host's own code and
-                // starts no process: its exit next to a worker's must not blur the attribution.
-                if child.kind.info().runs_plugin_code {
+                // A control connection or a control socket's dead-end runs only the host's own
+                // code and starts no process: its exit next to a worker's must not blur the
+                // attribution. A listener's dead-end runs the handler's rejection writer, and
+                // counts.
+                if self.pool.runs_plugin_code(child.slot) {
                     self.exited.push(Origin::Child {
                         pid,
                         kind: child.kind,

@@ -35,7 +35,7 @@ use crate::shared::listen::{ListenAddr, Listener};
 mod backoff;
 mod bind;
 
-pub(super) use backoff::AcceptBackoff;
+pub(super) use backoff::{after_failed_accept, AcceptBackoff, AfterFailedAccept};
 pub(super) use bind::bind_with_mode;
 
 /// Most clients accepted per listener per loop iteration, so one busy listener cannot keep the
@@ -142,40 +142,38 @@ impl Listeners {
     }
 
     /// Accepts one client of listener `i`: the socket and its addresses, `None` when none waits
-    /// or `accept` failed (the listener then pauses; see [`backoff`]).
+    /// or `accept` failed for want of a resource (the listener then rests; see [`backoff`]). An
+    /// error that was about one client only is passed over and `accept` called again at once.
     fn accept(&mut self, i: usize, local: &Listener) -> Option<ClientSocket> {
-        let r = match &self.bound[i].sock {
-            Sock::Unix(s) => s.accept().map(|(c, a)| {
-                let peer = a.as_pathname().map(|p| p.display().to_string()).unwrap_or_default();
-                (OwnedFd::from(c), peer)
-            }),
-            Sock::Tcp(s) => s.accept().map(|(c, a)| (OwnedFd::from(c), a.to_string())),
-        };
-        match r {
-            Ok((fd, peer)) => Some(ClientSocket {
-                fd,
-                local: match &local.addr {
-                    ListenAddr::Unix { path, .. } => path.display().to_string(),
-                    ListenAddr::Tcp(a) => a.to_string(),
-                },
-                peer,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-            // A client gone before accept (its connection left the queue) or a signal: nothing
-            // is stuck in the queue because of it, so the next poll may try again at once.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                None
-            }
-            Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the client stays queued, so polling again at
-                // once would spin. The listener rests a little and the failure is logged rarely.
-                self.bound[i].backoff.failed_and_warn(Instant::now(), &local.addr, &e);
-                None
+        loop {
+            let r = match &self.bound[i].sock {
+                Sock::Unix(s) => s.accept().map(|(c, a)| {
+                    let peer = a.as_pathname().map(|p| p.display().to_string()).unwrap_or_default();
+                    (OwnedFd::from(c), peer)
+                }),
+                Sock::Tcp(s) => s.accept().map(|(c, a)| (OwnedFd::from(c), a.to_string())),
+            };
+            let e = match r {
+                Ok((fd, peer)) => {
+                    return Some(ClientSocket {
+                        fd,
+                        local: match &local.addr {
+                            ListenAddr::Unix { path, .. } => path.display().to_string(),
+                            ListenAddr::Tcp(a) => a.to_string(),
+                        },
+                        peer,
+                    })
+                }
+                Err(e) => e,
+            };
+            match backoff::after_failed_accept(&e) {
+                backoff::AfterFailedAccept::Empty => return None,
+                // That connection has left the queue: the loop ends with the queue.
+                backoff::AfterFailedAccept::Retry => continue,
+                backoff::AfterFailedAccept::Rest => {
+                    self.bound[i].backoff.failed_and_warn(Instant::now(), &local.addr, &e);
+                    return None;
+                }
             }
         }
     }

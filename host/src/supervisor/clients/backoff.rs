@@ -1,6 +1,7 @@
-//! What a listener does when `accept(2)` fails for want of a resource (`EMFILE`, `ENFILE`,
-//! `ENOBUFS`, `ENOMEM`): the waiting client stays queued, so polling the listener again at once
-//! would report it readable again and the loop would spin.
+//! What a listener does when `accept(2)` fails: [`after_failed_accept`] sorts the errors, and
+//! for want of a resource (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), where the waiting client
+//! stays queued so polling the listener again at once would report it readable again and the
+//! loop would spin, the listener rests ([`AcceptBackoff`]).
 //!
 //! Runs in: the supervisor, one [`AcceptBackoff`] per listener and one for the control socket.
 //!
@@ -10,6 +11,45 @@
 //! logged since.
 
 use std::time::{Duration, Instant};
+
+/// What to do after `accept(2)` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailedAccept {
+    /// `EAGAIN`: no client waits; back to the poll.
+    Empty,
+    /// The error was about one client, whose connection has left the queue (or a signal): call
+    /// `accept` again at once, without a rest or a warning.
+    Retry,
+    /// Out of a resource, or an error not known to be about one client: the listener rests.
+    Rest,
+}
+
+/// Sorts an `accept(2)` error. Linux passes a new connection's pending network errors through
+/// `accept` (`EPROTO`, `ENOPROTOOPT`, `ENETDOWN`, `ENONET`, `EHOSTDOWN`, `EHOSTUNREACH`,
+/// `ENETUNREACH`, `EOPNOTSUPP`, and `EPERM` when a firewall refused it) and says to treat them
+/// like `EAGAIN` by retrying; `ECONNABORTED` (a client gone while queued) and `EINTR` are the
+/// same. None of them leaves the client queued, so none is a reason to rest.
+pub fn after_failed_accept(e: &std::io::Error) -> AfterFailedAccept {
+    use nix::errno::Errno;
+    let Some(errno) = e.raw_os_error().map(Errno::from_raw) else {
+        return AfterFailedAccept::Rest;
+    };
+    match errno {
+        Errno::EAGAIN => AfterFailedAccept::Empty,
+        Errno::EINTR
+        | Errno::ECONNABORTED
+        | Errno::EPROTO
+        | Errno::ENOPROTOOPT
+        | Errno::ENETDOWN
+        | Errno::ENONET
+        | Errno::EHOSTDOWN
+        | Errno::EHOSTUNREACH
+        | Errno::ENETUNREACH
+        | Errno::EOPNOTSUPP
+        | Errno::EPERM => AfterFailedAccept::Retry,
+        _ => AfterFailedAccept::Rest,
+    }
+}
 
 /// How long a listener is not polled after `accept` failed.
 pub const PAUSE: Duration = Duration::from_millis(100);
@@ -65,6 +105,45 @@ impl AcceptBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection's own network error or an aborted client is retried at once; only a want
+    /// of resources, or an error not known to be about one client, rests the listener.
+    #[test]
+    fn accept_errors_are_sorted() {
+        use nix::errno::Errno;
+        let of = |e: Errno| after_failed_accept(&std::io::Error::from_raw_os_error(e as i32));
+        assert_eq!(of(Errno::EAGAIN), AfterFailedAccept::Empty);
+        assert_eq!(of(Errno::EWOULDBLOCK), AfterFailedAccept::Empty);
+        for e in [
+            Errno::EINTR,
+            Errno::ECONNABORTED,
+            Errno::EPROTO,
+            Errno::ENOPROTOOPT,
+            Errno::ENETDOWN,
+            Errno::ENONET,
+            Errno::EHOSTDOWN,
+            Errno::EHOSTUNREACH,
+            Errno::ENETUNREACH,
+            Errno::EOPNOTSUPP,
+            Errno::EPERM,
+        ] {
+            assert_eq!(of(e), AfterFailedAccept::Retry, "{e}");
+        }
+        for e in [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::ENOBUFS,
+            Errno::ENOMEM,
+            Errno::EBADF,
+            Errno::EINVAL,
+        ] {
+            assert_eq!(of(e), AfterFailedAccept::Rest, "{e}");
+        }
+        assert_eq!(
+            after_failed_accept(&std::io::Error::other("no errno")),
+            AfterFailedAccept::Rest
+        );
+    }
 
     /// A failing listener is paused for 100 ms after each failure and logged once per 10 s, with
     /// the count of the failures in between.

@@ -68,28 +68,43 @@ fn someone_listens(path: &Path) -> Result<bool, String> {
     }
 }
 
+/// The process's file-creation mask, read from `/proc/self/status` (`Umask:`, Linux 4.7 and
+/// later): reading it through umask(2) would mean setting it, for a moment, to something else.
+fn current_umask() -> std::io::Result<u32> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .map(|m| m & 0o777)
+        .ok_or_else(|| std::io::Error::other("/proc/self/status has no readable Umask line"))
+}
+
 /// Binds a Unix socket at `path` whose file has exactly `mode` from the moment it exists.
 ///
-/// The file-creation mask is process-wide, and plugin code may have started threads in the
-/// supervisor, so the mask is only ever made stricter for the bind (the old one or-ed with what
-/// `mode` leaves out): a file another thread creates in that window gets no bit it would not
-/// have got anyway. The bits the old mask held back are then given to the socket by a `chmod`
-/// of the path, which names the socket just bound: its directory was checked to be writable by
-/// no one else (or sticky, where no one else can remove or rename our file).
+/// The file-creation mask is process-wide. The supervisor has no other thread when it binds
+/// (preload refuses a plugin whose init leaves one), yet the mask is still only ever made
+/// stricter for the bind, never looser, not even for a moment: it is read, not probed, and the
+/// bind runs under the old mask or-ed with what `mode` leaves out. The bits the old mask held
+/// back are then given to the socket by a `chmod` of the path, which names the socket just
+/// bound: its directory was checked to be writable by no one else (or sticky, where no one else
+/// can remove or rename our file). If that `chmod` fails, the file is removed.
 pub fn bind_with_mode(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
     let mode = mode & 0o777;
+    let old = current_umask()?;
     // SAFETY: umask(2) cannot fail and touches no memory of this process; it only sets the
-    // process's file-creation mask. It is called with a mask at least as strict as the one in
-    // force (see above), so no thread's file gets a wider mode because of it.
-    let old = unsafe { libc::umask(0o777) };
-    // SAFETY: as above; `old | !mode` is at least as strict as `old`.
-    unsafe { libc::umask(old | (!mode & 0o777)) };
+    // process's file-creation mask, here to one at least as strict as the one in force.
+    let was = unsafe { libc::umask((old | !mode) & 0o777) };
     let r = UnixListener::bind(path);
     // SAFETY: as above, putting back the mask that was in force.
-    unsafe { libc::umask(old) };
+    unsafe { libc::umask(was) };
     let s = r?;
     if mode & old != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            // Nothing can have replaced the file yet (see above): it is the socket just bound.
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
     }
     Ok(s)
 }
@@ -153,20 +168,42 @@ pub fn bind_unix(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), S
         Err(e) => return Err(e.to_string()),
     }
     let s = bind_with_mode(path, mode).map_err(|e| bind_reason(&e))?;
-    let file = std::fs::symlink_metadata(path)
-        .map(|m| SocketFile {
+    // From here every failure removes the file again, so a listener that could not be set up
+    // leaves nothing at its path.
+    let file = match std::fs::symlink_metadata(path) {
+        Ok(m) => SocketFile {
             path: path.to_owned(),
             id: (m.dev(), m.ino()),
-        })
-        .map_err(|e| format!("cannot look at the socket just bound: {e}"))?;
-    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        },
+        Err(e) => {
+            // The path in the checked directory names the socket just bound (see
+            // `bind_with_mode`); unlink(2) removes that name, never what a link points to.
+            let _ = std::fs::remove_file(path);
+            return Err(format!("cannot look at the socket just bound: {e}"));
+        }
+    };
+    if let Err(e) = s.set_nonblocking(true) {
+        file.remove();
+        return Err(format!("cannot make the socket non-blocking: {e}"));
+    }
     Ok((s, file))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::OwnedFd;
+    use std::sync::{Mutex, MutexGuard};
     use std::time::{Duration, Instant};
+
+    /// The mask is process-wide and the tests of this binary run on several threads: every test
+    /// that sets the mask or binds holds this, so none sees another's mask.
+    static MASK: Mutex<()> = Mutex::new(());
+
+    fn mask_held() -> MutexGuard<'static, ()> {
+        // A test that failed while holding it poisoned it; the mask is still whole.
+        MASK.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     fn dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -174,24 +211,53 @@ mod tests {
         d
     }
 
+    /// A socket of this process, bound at `path` but not listening: a `connect` to it is refused,
+    /// as to a dead host's socket. Close-on-exec, and never a listener a forked child of another
+    /// test could keep listening.
+    fn dead_socket(path: &Path) -> OwnedFd {
+        use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+        fd
+    }
+
+    /// The mask is read without being changed.
+    #[test]
+    fn the_mask_is_read_from_proc() {
+        let _held = mask_held();
+        // SAFETY: sets and puts back this test process's mask, with `MASK` held.
+        let before = unsafe { libc::umask(0o036) };
+        let read = current_umask();
+        // SAFETY: as above.
+        unsafe { libc::umask(before) };
+        assert_eq!(read.unwrap(), 0o036);
+    }
+
     /// The socket has the mode asked for, whatever the mask in force, and the mask is back.
     #[test]
     fn the_socket_has_its_mode_and_the_mask_is_restored() {
+        let _held = mask_held();
         let d = dir();
-        // SAFETY: sets and reads back this test process's mask; no other test depends on it.
-        let before = unsafe { libc::umask(0o027) };
-        let (_s, _f) = bind_unix(&d.path().join("a.sock"), 0o660).unwrap();
-        // SAFETY: as above.
-        let now = unsafe { libc::umask(before) };
-        assert_eq!(now, 0o027);
-        let m = std::fs::symlink_metadata(d.path().join("a.sock")).unwrap();
-        assert_eq!(m.mode() & 0o777, 0o660);
+        for (mask, mode) in [(0o027, 0o660), (0o077, 0o660), (0o000, 0o600), (0o777, 0o640)] {
+            let path = d.path().join(format!("{mask:o}-{mode:o}.sock"));
+            // SAFETY: sets and puts back this test process's mask, with `MASK` held.
+            let before = unsafe { libc::umask(mask) };
+            let r = bind_unix(&path, mode);
+            // SAFETY: as above.
+            let now = unsafe { libc::umask(before) };
+            let (_s, f) = r.unwrap();
+            assert_eq!(now, mask, "the mask after binding under {mask:03o}");
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            assert_eq!(m.mode() & 0o777, mode, "the socket's mode under mask {mask:03o}");
+            f.remove();
+        }
     }
 
     /// A live server whose backlog is full is "address in use" at once, not a hang; a dead one's
     /// socket is replaced.
     #[test]
     fn the_probe_never_blocks_on_a_full_backlog() {
+        let _held = mask_held();
         let d = dir();
         let path = d.path().join("live.sock");
         let live = UnixListener::bind(&path).unwrap();
@@ -201,7 +267,8 @@ mod tests {
         let mut held = Vec::new();
         loop {
             use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-            let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+            let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+            let fd = socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap();
             match connect(fd.as_raw_fd(), &UnixAddr::new(&path).unwrap()) {
                 Ok(()) if held.len() < 64 => held.push(fd),
                 Err(nix::errno::Errno::EAGAIN) => break,
@@ -213,8 +280,20 @@ mod tests {
         let e = bind_unix(&path, 0o600).unwrap_err();
         assert!(e.contains("address in use"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(1));
-        drop((live, held));
+        assert!(path.exists(), "a live server's socket was removed");
+    }
+
+    /// A dead host's socket (bound, no one listening) is removed and bound again.
+    #[test]
+    fn a_dead_socket_is_replaced() {
+        let _held = mask_held();
+        let d = dir();
+        let path = d.path().join("dead.sock");
+        let dead = dead_socket(&path);
+        assert_eq!(someone_listens(&path), Ok(false));
         let (_s, f) = bind_unix(&path, 0o600).unwrap();
+        assert_eq!(someone_listens(&path), Ok(true));
+        drop(dead);
         f.remove();
         assert!(!path.exists());
     }
@@ -222,12 +301,13 @@ mod tests {
     /// At exit only the socket bound here is removed: not one that replaced it, nor a symlink.
     #[test]
     fn only_our_own_socket_is_removed() {
+        let _held = mask_held();
         let d = dir();
         let path = d.path().join("kv.sock");
         // Held, as the supervisor holds its listener when it removes the file at exit.
         let (_s, f) = bind_unix(&path, 0o600).unwrap();
         std::fs::remove_file(&path).unwrap();
-        let other = UnixListener::bind(&path).unwrap();
+        let other = dead_socket(&path);
         f.remove();
         assert!(path.exists(), "another socket at the path was removed");
         drop(other);

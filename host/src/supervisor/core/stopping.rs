@@ -210,12 +210,13 @@ impl Core {
     }
 
     /// A connection, dead-end, spare, startup or client child started (`isolated`: a client
-    /// child of an isolated handler). Once the shutdown has signalled the children, one started
-    /// after that (a control connection's, a spare) gets the stop's signal at once, and past
-    /// `shutdown_timeout` any child gets SIGKILL: the host exits only with no child left, and an
-    /// unsignalled one could keep it waiting for as long as its client likes. A dead-end started
-    /// while the shutdown waits is the exception, as the postmaster's are: it carries the
-    /// "shutting down" answer an operator's `status` needs, and its own deadline ends it.
+    /// child of an isolated handler). During a stop the loop starts only the control socket's
+    /// dead-ends (admission refuses, spares need the host up, the listeners are not polled once
+    /// the children were signalled); past `shutdown_timeout` such a child gets SIGKILL: the host
+    /// exits only with no child left. A dead-end started while the signalled shutdown waits is
+    /// left alone, as the postmaster's are: it carries the "shutting down" answer an operator's
+    /// `status` needs, and its own deadline ends it. Any other kind started once the children
+    /// were signalled would get the stop's signal at once, a guard for no path of today.
     pub(super) fn child_started(&mut self, pid: i32, slot: ChildSlotId, isolated: bool, out: &mut Actions) -> Took {
         let (row, sig) = match self.phase {
             Phase::Stopping(Shutdown::Signalled { .. }) if slot.kind() == ChildKind::DeadEnd => {

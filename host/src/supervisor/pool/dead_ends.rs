@@ -39,6 +39,14 @@ impl ChildSlotPool {
         Some(self.id(ChildKind::DeadEnd, s, pos))
     }
 
+    /// Whether the child holding `id` may run plugin code, and so leave processes behind: its
+    /// kind's `runs_plugin_code`, or a dead-end of a plugin's listener, which loads the handler's
+    /// library and runs its rejection writer (the control socket's dead-ends run only the
+    /// host's code).
+    pub fn runs_plugin_code(&self, id: ChildSlotId) -> bool {
+        id.kind.info().runs_plugin_code || (id.kind == ChildKind::DeadEnd && id.index >= self.control_dead_ends)
+    }
+
     /// How many dead-end slots the listeners' clients have.
     pub fn client_dead_end_capacity(&self) -> u32 {
         self.span(ChildKind::DeadEnd).len - self.control_dead_ends
@@ -77,6 +85,22 @@ mod tests {
         pool.release(control[0]).unwrap();
         assert!(pool.acquire_client_dead_end().is_none(), "never the control socket's");
         assert_eq!(pool.acquire(ChildKind::DeadEnd), Some(control[0]));
+    }
+
+    /// A listener's dead-end runs plugin code (its handler's rejection writer), so a process it
+    /// leaves behind is attributed to it; the control socket's dead-ends never do.
+    #[test]
+    fn only_the_listeners_dead_ends_run_plugin_code() {
+        let layout = Layout::compute_with_clients(&Registry::default(), 4, 3, 5);
+        let mut pool = ChildSlotPool::new(&layout, 1, true).unwrap();
+        let control = pool.acquire(ChildKind::DeadEnd).unwrap();
+        let client = pool.acquire_client_dead_end().unwrap();
+        assert!(!pool.runs_plugin_code(control));
+        assert!(pool.runs_plugin_code(client));
+        let connection = pool.acquire(ChildKind::Connection).unwrap();
+        assert!(!pool.runs_plugin_code(connection));
+        let served = pool.acquire(ChildKind::Client).unwrap();
+        assert!(pool.runs_plugin_code(served));
     }
 
     /// A host without listeners has no client dead-ends, and its control socket keeps `2 C + 8`.
