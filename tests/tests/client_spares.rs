@@ -196,8 +196,17 @@ fn spares_end_with_every_shutdown_and_with_the_host(mode: Mode) {
         let mut all = waiting_spares(&host);
         all.push(served);
         host.signal(sig);
-        // A smart shutdown waits for the open session: it ends here.
-        drop(s);
+        if sig == libc::SIGTERM {
+            // A smart shutdown waits for the open session, which ends here.
+            host.wait_for("a smart shutdown waiting for the session", T, |st| {
+                st.host.state == "stopping" && st.host.slots.clients_in_use == 1
+            });
+            drop(s);
+            host.wait_exit(T);
+            wait_gone(&all, T);
+            continue;
+        }
+        // The others end the session themselves: the client keeps it open throughout.
         host.wait_exit(T);
         let grace = if sig == libc::SIGKILL {
             Duration::from_secs(1)
@@ -205,6 +214,7 @@ fn spares_end_with_every_shutdown_and_with_the_host(mode: Mode) {
             T
         };
         wait_gone(&all, grace);
+        drop(s);
     }
 }
 
