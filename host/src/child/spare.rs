@@ -86,7 +86,9 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<
     }
     let exec = env.cfg.launch_mode == crate::shared::config::LaunchMode::Exec;
     // A forked spare shares the supervisor's loaded plugins, as a freshly forked worker would:
-    // only an executed spare can have loaded a file that has since changed.
+    // only an executed spare can have loaded a file that has since changed. One handed a client
+    // does so too, and runs the plugins' initialisers before it claims the client slot: a crash
+    // there ends only that client (decision 172).
     if exec && plugin_files_changed() {
         // The new image starts with default dispositions: block what the supervisor sends until
         // its handlers are in place, as for a spawned child (see `sys::spawn_blocked_signals`).

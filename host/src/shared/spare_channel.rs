@@ -39,15 +39,36 @@ pub fn pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
+/// Why a client was not handed over.
+#[derive(Debug)]
+pub enum SendError {
+    /// Nothing was queued (a full or closed channel, addresses too long): the spare is as it was.
+    NotQueued(std::io::Error),
+    /// The kernel took fewer bytes (the first field) than the message has (the second): part of
+    /// it may be queued, so the spare can no longer be trusted to find a client's message whole.
+    Partial(usize, usize),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::NotQueued(e) => write!(f, "{e}"),
+            SendError::Partial(n, len) => write!(f, "short send to a spare: {n} of {len} bytes"),
+        }
+    }
+}
+
 /// Queues `client` and its addresses for the spare at the other end of `chan`. Fails rather
 /// than blocks (a full or closed channel): the caller then starts a fresh child for the client.
-pub fn send(chan: &OwnedFd, listener: u32, local: &str, peer: &str, client: &OwnedFd) -> std::io::Result<()> {
+pub fn send(chan: &OwnedFd, listener: u32, local: &str, peer: &str, client: &OwnedFd) -> Result<(), SendError> {
     let mut msg = listener.to_le_bytes().to_vec();
     msg.extend_from_slice(local.as_bytes());
     msg.push(0);
     msg.extend_from_slice(peer.as_bytes());
     if msg.len() > MAX_MESSAGE {
-        return Err(std::io::Error::other("the client's addresses are too long for a spare"));
+        return Err(SendError::NotQueued(std::io::Error::other(
+            "the client's addresses are too long for a spare",
+        )));
     }
     let fds = [client.as_raw_fd()];
     let n = sendmsg::<()>(
@@ -56,10 +77,12 @@ pub fn send(chan: &OwnedFd, listener: u32, local: &str, peer: &str, client: &Own
         &[ControlMessage::ScmRights(&fds)],
         MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
         None,
-    )?;
-    // A sequenced packet goes whole or not at all.
+    )
+    .map_err(|e| SendError::NotQueued(e.into()))?;
+    // A sequenced packet goes whole or not at all; should the kernel ever say otherwise, what
+    // it took may be queued.
     if n != msg.len() {
-        return Err(std::io::Error::other("short send to a spare"));
+        return Err(SendError::Partial(n, msg.len()));
     }
     Ok(())
 }
