@@ -197,10 +197,20 @@ fn spares_end_with_every_shutdown_and_with_the_host(mode: Mode) {
         all.push(served);
         host.signal(sig);
         if sig == libc::SIGTERM {
-            // A smart shutdown waits for the open session, which ends here.
-            host.wait_for("a smart shutdown waiting for the session", T, |st| {
-                st.host.state == "stopping" && st.host.slots.clients_in_use == 1
-            });
+            // A smart shutdown refuses new connections, status included, and waits for the open
+            // session: still served once the refusal is seen, it ends here.
+            let deadline = std::time::Instant::now() + T;
+            loop {
+                match host.try_status() {
+                    Err(e) if e.to_string().contains("shutting down") => break,
+                    r => assert!(std::time::Instant::now() < deadline, "never refused: {r:?}"),
+                }
+            }
+            assert_eq!(
+                ask(&s, "pid").parse::<i32>().unwrap(),
+                served,
+                "the session still served"
+            );
             drop(s);
             host.wait_exit(T);
             wait_gone(&all, T);
