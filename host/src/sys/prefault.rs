@@ -10,7 +10,7 @@
 //! faults between the hand-off and the handler's answer: the plugin's and libc's code and
 //! read-only data (about 25), its heap, stack and the libraries' data (about 12).
 //! `MADV_POPULATE_READ` (Linux 5.14) maps the read-only pages of the loaded ELF objects (the
-//! files that also have an executable mapping here: the program, libc, the plugins) ahead of
+//! program and the files that also have an executable mapping here: libc, the plugins) ahead of
 //! time; a page already in the page cache costs a page-table entry only, one that is not is read
 //! from disk. `MADV_POPULATE_WRITE` makes the heap, the stack and those objects' writable data
 //! the spare's own ahead of time, a copy or a new page each (about 100 to 200 KiB of anonymous
@@ -61,14 +61,17 @@ pub fn choose(m: &Mapping, objects: &HashSet<&str>) -> Populate {
 }
 
 /// The ranges to populate, in order, with their advice: each mapping [`choose`] picks, whole or
-/// its first part, until its kind's share of `budget` is spent. Libraries and plugins (mapped
+/// its first part, until its kind's share of `budget` is spent. The loaded objects are the files
+/// mapped executable, and the program `exe` (whose code a fork-mode supervisor may have moved to
+/// anonymous huge pages, `sys::hugetext`). Libraries and plugins (mapped
 /// high, near the stack) come before the program's own image (mapped low), which is the
 /// largest object and, in a fork-mode spare, the one the supervisor's own work keeps in memory.
-pub fn plan(maps: &[Mapping], budget: Budget) -> Vec<(usize, usize, Populate)> {
+pub fn plan(maps: &[Mapping], exe: Option<&str>, budget: Budget) -> Vec<(usize, usize, Populate)> {
     let objects: HashSet<&str> = maps
         .iter()
         .filter(|m| m.perms.as_bytes().get(2) == Some(&b'x') && m.path.starts_with('/'))
         .map(|m| m.path.as_str())
+        .chain(exe)
         .collect();
     let (mut read, mut write) = (budget.read, budget.write);
     let mut out = Vec::new();
@@ -97,8 +100,10 @@ pub fn populate_own_mappings(budget: Budget, stop: impl Fn() -> bool) -> usize {
     let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
         return 0;
     };
+    let exe = std::fs::read_link("/proc/self/exe").ok();
+    let exe = exe.as_ref().map(|p| p.to_string_lossy());
     let mut done = 0;
-    for (start, len, advice) in plan(&parse_maps(&text), budget) {
+    for (start, len, advice) in plan(&parse_maps(&text), exe.as_deref(), budget) {
         let advice = match advice {
             Populate::Read => libc::MADV_POPULATE_READ,
             Populate::Write => libc::MADV_POPULATE_WRITE,
@@ -167,37 +172,38 @@ mod tests {
         }
     }
 
-    /// A file is an object only if it is mapped executable somewhere; the budget bounds each
-    /// kind over the whole process, the last mapping taking what is left of it; the highest
-    /// mappings go first.
+    /// A file is an object only if it is mapped executable somewhere or is the program; the
+    /// budget bounds each kind over the whole process, the last mapping taking what is left of
+    /// it; the highest mappings go first.
     #[test]
     fn the_plan_keeps_to_objects_and_the_budget() {
         const M: usize = 1 << 20;
         let maps = [
-            at(0x1000_0000, 8 * M, "r-xp", "/usr/bin/steward"),
+            // The program, its code moved to anonymous memory.
+            at(0x0f00_0000, M, "r--p", "/usr/bin/steward"),
+            at(0x1000_0000, 8 * M, "r-xp", ""),
             at(0x2000_0000, 2 * M, "rw-p", "[heap]"),
             at(0x3000_0000, 256 * M, "r--p", "/data/big.bin"),
             at(0x4000_0000, M, "r--p", "/lib/plugin.so"),
             at(0x4010_0000, 6 * M, "r-xp", "/lib/plugin.so"),
             at(0x4070_0000, 3 * M, "rw-p", "/lib/plugin.so"),
         ];
-        let p = plan(
-            &maps,
-            Budget {
-                read: 10 * M,
-                write: 4 * M,
-            },
-        );
+        let budget = Budget {
+            read: 7 * M + M / 2,
+            write: 4 * M,
+        };
         assert_eq!(
-            p,
+            plan(&maps, Some("/usr/bin/steward"), budget),
             vec![
                 (0x4070_0000, 3 * M, Populate::Write),
                 (0x4010_0000, 6 * M, Populate::Read),
                 (0x4000_0000, M, Populate::Read),
                 (0x2000_0000, M, Populate::Write),
-                (0x1000_0000, 3 * M, Populate::Read),
+                (0x0f00_0000, M / 2, Populate::Read),
             ]
         );
+        // Not known as the program, a file never mapped executable is left alone.
+        assert!(plan(&maps, None, budget).iter().all(|r| r.0 != 0x0f00_0000));
     }
 
     /// On a kernel with the advice, this process's own objects are populated, within the
