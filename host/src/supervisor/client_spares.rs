@@ -79,9 +79,8 @@ impl Supervisor {
                 tracing::warn!("spare child (pid {pid}) stopped: {e}");
                 self.spares.swap_remove(k);
                 self.spare_refill += 1;
-                if let Some(c) = self.core.child_mut(pid) {
-                    c.signalled = true;
-                }
+                // Its exit is an unused spare's death (`SpareDied`, a warning): the core's table
+                // has no spare the host signalled while it runs.
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
                 return Err(client);
             }
