@@ -151,10 +151,13 @@ fn take_fds(hdr: &libc::msghdr) -> Vec<OwnedFd> {
         if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN only computes a size.
             let head = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = len.saturating_sub(head) / std::mem::size_of::<RawFd>();
             // SAFETY: CMSG_DATA points at the `len - head` bytes of this message's data, within
             // the buffer the kernel wrote.
             let data = unsafe { libc::CMSG_DATA(c) };
+            // Never past the control part the kernel reported, whatever the length says.
+            let controllen: usize = hdr.msg_controllen as _;
+            let end = hdr.msg_control as usize + controllen;
+            let count = len.saturating_sub(head).min(end.saturating_sub(data as usize)) / std::mem::size_of::<RawFd>();
             for i in 0..count {
                 // SAFETY: `i` counts whole fds within the message's data; the data need not be
                 // aligned for an int, hence the unaligned read.
