@@ -38,7 +38,7 @@ pub use pidfd::wait_pid_exit;
 pub use pipe::{drain, eventfd, pipe};
 pub use poll::{poll_in, ppoll_in};
 pub use prctl::{become_subreaper, die_with_parent};
-pub use prefault::populate_own_mappings;
+pub use prefault::{populate_own_mappings, Budget as PrefaultBudget};
 pub use proc::{own_children, parent_of};
 pub use remap::remap_read_only;
 pub use signals::{

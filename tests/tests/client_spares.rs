@@ -196,8 +196,27 @@ fn spares_end_with_every_shutdown_and_with_the_host(mode: Mode) {
         let mut all = waiting_spares(&host);
         all.push(served);
         host.signal(sig);
-        // A smart shutdown waits for the open session: it ends here.
-        drop(s);
+        if sig == libc::SIGTERM {
+            // A smart shutdown refuses new connections, status included, and waits for the open
+            // session: still served once the refusal is seen, it ends here.
+            let deadline = std::time::Instant::now() + T;
+            loop {
+                match host.try_status() {
+                    Err(e) if e.to_string().contains("shutting down") => break,
+                    r => assert!(std::time::Instant::now() < deadline, "never refused: {r:?}"),
+                }
+            }
+            assert_eq!(
+                ask(&s, "pid").parse::<i32>().unwrap(),
+                served,
+                "the session still served"
+            );
+            drop(s);
+            host.wait_exit(T);
+            wait_gone(&all, T);
+            continue;
+        }
+        // The others end the session themselves: the client keeps it open throughout.
         host.wait_exit(T);
         let grace = if sig == libc::SIGKILL {
             Duration::from_secs(1)
@@ -205,6 +224,7 @@ fn spares_end_with_every_shutdown_and_with_the_host(mode: Mode) {
             T
         };
         wait_gone(&all, grace);
+        drop(s);
     }
 }
 

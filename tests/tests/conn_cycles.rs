@@ -40,15 +40,17 @@ fn connection_cycles_leave_no_fd_and_no_slot_behind(mode: Mode) {
     for i in 0..10 {
         cycle(&path, i);
     }
-    let idle = |s: &Status| s.host.slots.clients_in_use == 0;
-    let s = host.wait_for("the warm-up's client children reaped", T, idle);
+    // Idle: every client child reaped and the spare pool refilled (each waiting spare's channel
+    // is an fd in the supervisor), an event to wait for rather than a sample to hope for.
+    let idle = |s: &Status| s.host.slots.clients_in_use == 0 && s.host.slots.spares_waiting == 2;
+    let s = host.wait_for("the warm-up's client children reaped, the spares back", T, idle);
     assert_eq!(s.host.slots.clients, 64);
     let before = Holdings::settled(supervisor, T);
     for i in 0..CYCLES {
         cycle(&path, i);
     }
     // The last session's child may still be exiting: poll for its slot to be freed.
-    host.wait_for("every client slot free again", T, idle);
+    host.wait_for("every client slot free again, the spares back", T, idle);
     let after = Holdings::settled(supervisor, T);
     assert_eq!(
         after.fds,

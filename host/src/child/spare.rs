@@ -19,9 +19,14 @@ use crate::shared::handoff::{ChildEnv, ClientSocket};
 use crate::shared::protocol::ChildSlot;
 
 // issue 15: client spares
-/// The largest private writable mapping (the heap, the stack, a library's data) a spare
-/// populates ahead of time: above it the memory would cost more than its faults cost time.
-const PREFAULT_WRITE_MAX: usize = 4 << 20;
+/// How much a spare populates ahead of time, over all its mappings (decision 171): of its loaded
+/// objects' code and read-only data (what it may read from disk at each refill), and of its
+/// heap, stack and objects' data (what becomes its own memory). Beyond these the memory and the
+/// reads would cost more than the faults they save.
+const PREFAULT_BUDGET: crate::sys::PrefaultBudget = crate::sys::PrefaultBudget {
+    read: 16 << 20,
+    write: 4 << 20,
+};
 
 /// How long a new spare waits to be handed something before it fills its page tables.
 const PREFAULT_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
@@ -53,7 +58,7 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<
     // spares still never wake.
     own.wait_for_hand_over(Some(PREFAULT_AFTER));
     if own.assigned().is_none() {
-        crate::sys::populate_own_mappings(PREFAULT_WRITE_MAX, || own.assigned().is_some());
+        crate::sys::populate_own_mappings(PREFAULT_BUDGET, || own.assigned().is_some());
     }
     // Blocks with no timeout: an idle host must not wake its spares (they would cost every idle
     // host a wake-up per spare and tick). Only three things end the wait: the supervisor's
@@ -81,7 +86,9 @@ pub fn spare_main(env: &ChildEnv<'_>, slot: Option<&ChildSlot>, channel: Option<
     }
     let exec = env.cfg.launch_mode == crate::shared::config::LaunchMode::Exec;
     // A forked spare shares the supervisor's loaded plugins, as a freshly forked worker would:
-    // only an executed spare can have loaded a file that has since changed.
+    // only an executed spare can have loaded a file that has since changed. One handed a client
+    // does so too, and runs the plugins' initialisers before it claims the client slot: a crash
+    // there ends only that client (decision 172).
     if exec && plugin_files_changed() {
         // The new image starts with default dispositions: block what the supervisor sends until
         // its handlers are in place, as for a spawned child (see `sys::spawn_blocked_signals`).

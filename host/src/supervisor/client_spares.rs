@@ -5,12 +5,13 @@
 //! Runs in: the supervisor. The supervisor's end of each waiting spare's channel
 //! (`shared::spare_channel`), made only on a host with listeners, lives in the spare's
 //! `WaitingSpare` entry. A hand-off is a non-blocking `sendmsg` of the client's fd, then the same
-//! futex store and wake as a worker's hand-off; if the send fails the spare stays a spare and the
-//! client gets a fresh child. Invariants: a channel is closed with its entry, as soon as its
-//! spare is handed anything or is reaped, so the supervisor holds no fd for a child that is not
-//! a waiting spare and a reused pid never finds an old channel; the supervisor never reads a
-//! channel (nothing a spare writes reaches it); the supervisor's copy of the client socket is
-//! closed when this returns, whatever happened.
+//! futex store and wake as a worker's hand-off; if nothing was sent the spare stays a spare and
+//! the client gets a fresh child (a short send, part of a message perhaps queued, stops the spare
+//! too). Invariants: a channel is closed with its entry, as soon as its spare is handed anything,
+//! is stopped or is reaped, so the supervisor holds no fd for a child that is not a waiting spare
+//! and a reused pid never finds an old channel; the supervisor never reads a channel (nothing a
+//! spare writes reaches it); once a client is handed over the supervisor's copy of its socket is
+//! closed, and a client not handed over is given back to the caller, socket open.
 
 use std::os::fd::OwnedFd;
 
@@ -18,6 +19,7 @@ use super::core::Event;
 use super::pool::ChildSlotId;
 use super::Supervisor;
 use crate::shared::handoff::ClientSocket;
+use crate::shared::spare_channel::SendError;
 
 impl Supervisor {
     /// A new spare's channel when the host has listeners: (the supervisor's end, the spare's end
@@ -63,10 +65,25 @@ impl Supervisor {
             .channel
             .as_ref()
             .expect("a ready spare was found by its channel");
-        if let Err(e) = crate::shared::spare_channel::send(chan, i as u32, &client.local, &client.peer, &client.fd) {
+        match crate::shared::spare_channel::send(chan, i as u32, &client.local, &client.peer, &client.fd) {
+            Ok(()) => {}
             // The spare stays a spare; a fresh child takes the client.
-            tracing::debug!("cannot hand a client to spare {pid}: {e}");
-            return Err(client);
+            Err(SendError::NotQueued(e)) => {
+                tracing::debug!("cannot hand a client to spare {pid}: {e}");
+                return Err(client);
+            }
+            // Part of a message may be queued: the spare leaves the pool (its channel closed
+            // with its entry) and is stopped, so it never takes that part for a client's (decision
+            // 173); a fresh child takes the client, a new spare the place.
+            Err(e @ SendError::Partial(..)) => {
+                tracing::warn!("spare child (pid {pid}) stopped: {e}");
+                self.spares.swap_remove(k);
+                self.spare_refill += 1;
+                // Its exit is an unused spare's death (`SpareDied`, a warning): the core's table
+                // has no spare the host signalled while it runs.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                return Err(client);
+            }
         }
         // The client is in the spare's queue: the supervisor's copies go now.
         drop(client);

@@ -71,7 +71,14 @@ impl Core {
             // A spare handed a client and killed before it claimed the client's slot was still
             // spare code, which touches nothing shared but its own slot: as for an unused spare,
             // not a crash. Only that client is lost (its socket went with the spare's channel).
-            ChildKind::Client if child.spare.is_some() && !slot.dead_man && matches!(status, ExitStatus::Signal(_)) => {
+            // One the host signalled (a stop, a recovery) died of that signal: not its fault, so
+            // it ends as any signalled client child does.
+            ChildKind::Client
+                if child.spare.is_some()
+                    && !child.signalled
+                    && !slot.dead_man
+                    && matches!(status, ExitStatus::Signal(_)) =>
+            {
                 let took = self.took(Row::HandedSpareDied);
                 out.push(Action::Log(
                     Level::Warn,

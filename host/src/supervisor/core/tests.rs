@@ -411,6 +411,7 @@ scenarios! {
     an_attached_handlers_crash_still_resets_the_host,
     // issue 15: client spares
     a_spare_killed_before_taking_its_client_ends_only_that_client,
+    a_handed_spare_the_host_signalled_is_stopped_not_blamed,
     // review: plugin connections
     a_child_started_while_stopping_gets_the_signal_the_rest_got,
 }

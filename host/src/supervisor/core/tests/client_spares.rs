@@ -3,6 +3,7 @@
 //! a client child's crash like any other.
 
 use super::*;
+use crate::supervisor::core::rows::Step;
 
 /// The spare of `kids` handed a client, as the loop records it: the spare's record becomes a
 /// client child's that still holds the spare's slot.
@@ -36,5 +37,42 @@ pub(super) fn a_spare_killed_before_taking_its_client_ends_only_that_client() {
         let a = d.exit(kids.spare, ExitStatus::Signal(9), true, "");
         assert!(!logged(&a, "before taking the client"), "{step:?}");
         assert_eq!(d.core.state() == HostState::Recovering, up(step), "{step:?}: a crash");
+    }
+}
+
+/// A spare handed a client just before the host signalled its children dies of the host's own
+/// signal: that is the stop (or the recovery) taking it, neither a crash nor the spare's fault.
+pub(super) fn a_handed_spare_the_host_signalled_is_stopped_not_blamed() {
+    for (step, sig) in [
+        (Step::Signalled, 15),
+        (Step::StopKilled, 9),
+        (Step::Quitting, 3),
+        (Step::RecoverKilled, 9),
+    ] {
+        // Handed its client while the host still ran, then signalled with the rest.
+        let (mut d, kids) = at(Step::Running, Progress::Running, settings());
+        hand_a_client(&mut d, &kids);
+        match step {
+            Step::Signalled | Step::StopKilled => {
+                d.ev(Event::Stop {
+                    mode: StopMode::Fast,
+                    why: "SIGINT",
+                });
+                if step == Step::StopKilled {
+                    d.pass(settings().shutdown_timeout);
+                }
+            }
+            _ => {
+                d.exit(d.pid_of(0), ExitStatus::Signal(11), false, "");
+                if step == Step::RecoverKilled {
+                    d.pass(settings().crash_kill_timeout);
+                }
+            }
+        }
+        assert_eq!(Step::of(d.core.phase()), step);
+        let a = d.exit(kids.spare, ExitStatus::Signal(sig), false, "");
+        assert!(!logged(&a, "before taking the client"), "{step:?}: {a:?}");
+        assert!(!logged(&a, "crashed"), "{step:?}: {a:?}");
+        assert_eq!(Step::of(d.core.phase()), step, "{step:?}: unchanged");
     }
 }
