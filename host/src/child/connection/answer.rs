@@ -155,10 +155,22 @@ pub fn status_from_segment(seg: &Segment) -> Status {
     let info = info_from_segment(seg).unwrap_or_default();
     // issue 14: queue: read before `info`'s fields move out below.
     let reserved = info.reserved_worker_slots.clone();
+    // issue 15: status listeners
+    // Each client child slot names the listener it serves; a value past the listeners (a
+    // scribble) counts for none.
+    let mut listeners = info.listeners;
+    for k in 0..seg.layout.n_client_slots {
+        let r = seg.child_slot(seg.layout.client_child_slot(k)).report();
+        let serving = r.serving.filter(|_| r.in_use());
+        if let Some(l) = serving.and_then(|i| listeners.get_mut(i as usize)) {
+            l.open += 1;
+        }
+    }
     Status {
         plugins: info.plugins,
         last_reload: info.last_reload,
         pending_restart: info.pending_restart,
+        listeners,
         host: HostInfo {
             state: host_state.map_or_else(|e| unreadable(&e), |s| s.as_str().to_owned()),
             pid: h.host_pid.load(Ordering::Relaxed),
