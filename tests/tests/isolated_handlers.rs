@@ -195,6 +195,19 @@ fn status_lists_the_listeners_and_counts_their_sessions(mode: Mode) {
         "{text}"
     );
     assert!(!table[2].contains("isolated"), "{text}");
+    let out = h.cli(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let l = &json["listeners"];
+    assert_eq!(
+        (&l[0]["handler"], &l[0]["isolated"], &l[0]["open"]),
+        (&"testkit.iso_echo".into(), &true.into(), &1.into()),
+        "{json:#}"
+    );
+    assert_eq!(
+        (&l[1]["isolated"], &l[1]["open"]),
+        (&false.into(), &1.into()),
+        "{json:#}"
+    );
     // Both sessions still answer: the counts were of live sessions.
     assert_eq!(isolated.ask("hello"), "hello");
     assert_eq!(plain.ask("hello"), "hello");
