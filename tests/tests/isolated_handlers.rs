@@ -3,7 +3,9 @@
 //! connection ends, while the other sessions, isolated and attached, keep their pids and answer
 //! and the segment generation stays; its wild write into the segment faults and never lands;
 //! locks, latch sets and launches are refused to it with clear errors; `steward check` marks the
-//! handler isolated; it keeps its own latch, and ends with a fast shutdown and with the host. An attached handler's crash still resets the host (`connections.rs`). Every
+//! handler isolated, and `steward status` lists both listeners, marks the isolated one and
+//! counts each one's open sessions; it keeps its own latch, and ends with a fast shutdown and
+//! with the host. An attached handler's crash still resets the host (`connections.rs`). Every
 //! test runs in fork and in exec mode.
 
 use std::path::PathBuf;
@@ -151,7 +153,74 @@ fn its_latch_wakes_it_and_it_ends_with_the_host(mode: Mode) {
     wait_gone(&pids, Duration::from_secs(1));
 }
 
+// issue 15: status listeners
+/// The open count of every listener, by handler, in the file's order.
+fn open_counts(s: &Status) -> Vec<(String, u32)> {
+    s.listeners.iter().map(|l| (l.handler.clone(), l.open)).collect()
+}
+
+fn counts(iso: u32, attached: u32) -> Vec<(String, u32)> {
+    vec![("testkit.iso_echo".into(), iso), ("testkit.echo".into(), attached)]
+}
+
+/// `steward status` lists both listeners, marks the isolated one (in JSON and in its table), and
+/// counts each listener's sessions while they are open, and not once they closed.
+fn status_lists_the_listeners_and_counts_their_sessions(mode: Mode) {
+    let h = Host::start(spec(mode));
+    let s = h.status();
+    assert_eq!(s.listeners.len(), 2, "{:#?}", s.listeners);
+    let (i, a) = (&s.listeners[0], &s.listeners[1]);
+    assert_eq!((i.handler.as_str(), i.isolated), ("testkit.iso_echo", true));
+    assert_eq!((a.handler.as_str(), a.isolated), ("testkit.echo", false));
+    // The paths as resolved: absolute, in the host's directory.
+    assert_eq!(i.address, format!("unix {}", iso(&h).display()));
+    assert_eq!(a.address, format!("unix {}", attached(&h).display()));
+    assert!(i.max_connections >= 1 && a.max_connections >= 1);
+    assert_eq!(open_counts(&s), counts(0, 0));
+    let (mut isolated, _) = open(&iso(&h));
+    h.wait_for("the isolated session counted", T, |s| open_counts(s) == counts(1, 0));
+    let (mut plain, _) = open(&attached(&h));
+    h.wait_for("both sessions counted", T, |s| open_counts(s) == counts(1, 1));
+    let out = h.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let table: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("LISTENER")).collect();
+    assert_eq!(table.len(), 3, "{text}");
+    assert!(
+        table[1].contains(" testkit.iso_echo (isolated) ") && table[1].contains(" 1/"),
+        "{text}"
+    );
+    assert!(
+        table[2].contains(" testkit.echo ") && table[2].contains(" 1/"),
+        "{text}"
+    );
+    assert!(!table[2].contains("isolated"), "{text}");
+    let out = h.cli(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let l = &json["listeners"];
+    assert_eq!(
+        (&l[0]["handler"], &l[0]["isolated"], &l[0]["open"]),
+        (&"testkit.iso_echo".into(), &true.into(), &1.into()),
+        "{json:#}"
+    );
+    assert_eq!(
+        (&l[1]["isolated"], &l[1]["open"]),
+        (&false.into(), &1.into()),
+        "{json:#}"
+    );
+    // Both sessions still answer: the counts were of live sessions.
+    assert_eq!(isolated.ask("hello"), "hello");
+    assert_eq!(plain.ask("hello"), "hello");
+    drop(isolated);
+    h.wait_for("the isolated session no longer counted", T, |s| {
+        open_counts(s) == counts(0, 1)
+    });
+    drop(plain);
+    h.wait_for("no session counted", T, |s| open_counts(s) == counts(0, 0));
+}
+
 both_modes!(
+    status_lists_the_listeners_and_counts_their_sessions,
     an_isolated_handler_that_crashes_ends_only_its_own_connection,
     its_wild_write_into_the_segment_faults_and_never_lands,
     what_writes_shared_memory_is_refused_to_an_isolated_handler,

@@ -195,13 +195,33 @@ pub fn format_table(s: &Status) -> String {
         ],
         &rows,
     ));
+    // issue 15: status listeners
+    if !s.listeners.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .listeners
+            .iter()
+            .map(|l| {
+                vec![
+                    l.address.clone(),
+                    if l.isolated {
+                        format!("{} (isolated)", l.handler)
+                    } else {
+                        l.handler.clone()
+                    },
+                    format!("{}/{}", l.open, l.max_connections),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&columns(&["LISTENER", "HANDLER", "OPEN/MAX"], &rows));
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use steward_host::shared::control::{ConfigProblem, HostInfo, Slots};
+    use steward_host::shared::control::{ConfigProblem, HostInfo, ListenerInfo, Slots};
 
     fn report(outcome: &str) -> ReloadReport {
         ReloadReport {
@@ -307,7 +327,11 @@ mod tests {
     }
 
     fn table(workers: Vec<WorkerInfo>) -> String {
-        format_table(&Status {
+        format_table(&table_status(workers))
+    }
+
+    fn table_status(workers: Vec<WorkerInfo>) -> Status {
+        Status {
             host: HostInfo {
                 state: "running".into(),
                 pid: 1,
@@ -332,7 +356,8 @@ mod tests {
             plugins: vec![],
             last_reload: None,
             pending_restart: vec![],
-        })
+            listeners: vec![],
+        }
     }
 
     #[test]
@@ -414,6 +439,44 @@ mod tests {
         let rows: Vec<&str> = t.lines().skip(3).collect();
         assert!(rows[1].contains(" stopped (isolated) "), "{t}");
         assert!(!rows[2].contains("isolated"), "{t}");
+    }
+
+    // issue 15: status listeners
+    #[test]
+    fn listeners_follow_the_workers_with_their_counts_and_the_isolated_one_marked() {
+        assert!(!table(vec![worker("w", None)]).contains("LISTENER"));
+        let listener = |address: &str, handler: &str, isolated: bool, open: u32| ListenerInfo {
+            address: address.into(),
+            handler: handler.into(),
+            isolated,
+            max_connections: 8,
+            open,
+        };
+        let mut s = table_status(vec![worker("w", None)]);
+        s.listeners = vec![
+            listener("unix /srv/iso.sock", "kv.iso", true, 1),
+            listener("tcp 127.0.0.1:7000", "kv.serve", false, 0),
+        ];
+        let t = format_table(&s);
+        let rows: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("LISTENER")).collect();
+        assert_eq!(rows.len(), 3, "{t}");
+        assert!(t.find("NAME").unwrap() < t.find("LISTENER").unwrap(), "{t}");
+        assert!(rows[0].contains("HANDLER") && rows[0].contains("OPEN/MAX"), "{t}");
+        assert!(rows[1].starts_with("unix /srv/iso.sock  kv.iso (isolated)  1/8"), "{t}");
+        assert!(
+            rows[2].starts_with("tcp 127.0.0.1:7000") && rows[2].contains(" kv.serve "),
+            "{t}"
+        );
+        assert!(rows[2].ends_with("0/8") && !rows[2].contains("isolated"), "{t}");
+    }
+
+    /// JSON without `listeners` (from a host that predates them) still parses, as none.
+    #[test]
+    fn an_older_status_without_listeners_parses() {
+        let mut v = serde_json::to_value(table_status(vec![])).unwrap();
+        v.as_object_mut().unwrap().remove("listeners");
+        let s: Status = serde_json::from_value(v).unwrap();
+        assert!(s.listeners.is_empty());
     }
 
     #[test]

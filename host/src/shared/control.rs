@@ -48,6 +48,31 @@ pub struct Status {
     /// the last reload that was applied).
     #[serde(default)]
     pub pending_restart: Vec<String>,
+    // issue 15: status listeners
+    /// The plugins' listeners (`[[listen]]`), in the file's order.
+    #[serde(default)]
+    pub listeners: Vec<ListenerInfo>,
+}
+
+// issue 15: status listeners
+/// One `[[listen]]` listener in `status`: where it listens, whose handler serves it, and how
+/// many of its clients are served now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ListenerInfo {
+    /// `unix <path>` or `tcp <addr:port>`: the path as resolved, the address as bound.
+    pub address: String,
+    /// `plugin.name`.
+    pub handler: String,
+    /// The handler runs isolated: its client children map shared memory read-only, and a crash
+    /// ends only its own connection.
+    #[serde(default)]
+    pub isolated: bool,
+    /// Most clients served at once through this listener.
+    pub max_connections: u32,
+    /// Clients a client child serves now through this listener (a session open, or just ended
+    /// and its child not yet reaped).
+    #[serde(default)]
+    pub open: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -145,6 +170,11 @@ pub struct HostInfoDoc {
     /// Dynamic worker slots reserved per plugin (`reserved_worker_slots`).
     #[serde(default)]
     pub reserved_worker_slots: std::collections::BTreeMap<String, u32>,
+    // issue 15: status listeners
+    /// The listeners, in the file's order, with `open` 0: a connection child counts it from the
+    /// client child slots.
+    #[serde(default)]
+    pub listeners: Vec<ListenerInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -13,9 +13,10 @@
 //! Owns: the listening sockets (closed with the supervisor; a Unix one's file is removed when
 //! the supervisor drops them, at exit or on a failed start), and per listener the number of clients it serves now. Invariants: a listener's count
 //! is raised only for a client child that started and lowered only when that child's slot is
-//! freed (`free_slot`), so `open <= max_connections` per listener; the child-slot pool's
-//! `client` kind bounds them all by `max_client_connections`, apart from the control socket's
-//! connection slots and the workers' slots, which clients can never take.
+//! freed (`free_slot`), so `open <= max_connections` per listener (each counted child's slot
+//! names its listener in the segment, for `status`; freeing the slot clears it); the child-slot
+//! pool's `client` kind bounds them all by `max_client_connections`, apart from the control
+//! socket's connection slots and the workers' slots, which clients can never take.
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
@@ -28,6 +29,7 @@ use super::core::{Event, Phase, Progress, Shutdown};
 use super::pool::ChildSlotId;
 use super::Supervisor;
 use crate::shared::config::Config;
+use crate::shared::control::ListenerInfo;
 use crate::shared::handles;
 use crate::shared::handoff::{ChildKind, ClientSocket, StartupData};
 use crate::shared::listen::{ListenAddr, Listener};
@@ -339,6 +341,37 @@ impl Supervisor {
         let Some(k) = self.client_index(slot) else { return };
         self.listeners.serving[k] = i as u32 + 1;
         self.listeners.bound[i].open += 1;
+        // issue 15: status listeners
+        // Mirrored in the child slot for `status` (freeing the slot clears it), so the counts
+        // connection children show are this one's.
+        if let Some(s) = slot.child_slot() {
+            self.segment.child_slot(s).serve_listener(i as u32);
+        }
+    }
+
+    // issue 15: status listeners
+    /// The listeners as `status` shows them, `open` left at 0 (connection children count it
+    /// from the client child slots): a TCP address as bound, isolation from the supervisor's
+    /// own registry.
+    pub(super) fn listener_infos(&self) -> Vec<ListenerInfo> {
+        self.cfg
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let bound = match self.listeners.bound.get(i).map(|b| &b.sock) {
+                    Some(Sock::Tcp(s)) => s.local_addr().ok().map(|a| format!("tcp {a}")),
+                    _ => None,
+                };
+                ListenerInfo {
+                    address: bound.unwrap_or_else(|| l.addr.to_string()),
+                    handler: format!("{}.{}", l.plugin, l.handler),
+                    isolated: self.registry.handler(&l.plugin, &l.handler).is_some_and(|h| h.isolated),
+                    max_connections: l.max_connections,
+                    open: 0,
+                }
+            })
+            .collect()
     }
 
     /// A client child's slot is free again: its listener serves one client fewer.

@@ -158,6 +158,8 @@ impl Supervisor {
             pending_restart: self.pending_restart.clone(),
             // issue 14: queue
             reserved_worker_slots: self.cfg.reserved_worker_slots.clone(),
+            // issue 15: status listeners
+            listeners: self.listener_infos(),
         };
         let fits = |doc: &HostInfoDoc| {
             let text = serde_json::to_string(doc).unwrap_or_default();

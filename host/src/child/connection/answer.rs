@@ -155,10 +155,22 @@ pub fn status_from_segment(seg: &Segment) -> Status {
     let info = info_from_segment(seg).unwrap_or_default();
     // issue 14: queue: read before `info`'s fields move out below.
     let reserved = info.reserved_worker_slots.clone();
+    // issue 15: status listeners
+    // Each client child slot names the listener it serves; a value past the listeners (a
+    // scribble) counts for none.
+    let mut listeners = info.listeners;
+    for k in 0..seg.layout.n_client_slots {
+        let r = seg.child_slot(seg.layout.client_child_slot(k)).report();
+        let serving = r.serving.filter(|_| r.in_use());
+        if let Some(l) = serving.and_then(|i| listeners.get_mut(i as usize)) {
+            l.open += 1;
+        }
+    }
     Status {
         plugins: info.plugins,
         last_reload: info.last_reload,
         pending_restart: info.pending_restart,
+        listeners,
         host: HostInfo {
             state: host_state.map_or_else(|e| unreadable(&e), |s| s.as_str().to_owned()),
             pid: h.host_pid.load(Ordering::Relaxed),
@@ -308,5 +320,42 @@ mod tests {
         assert!(select_settings(&all, Some("plugins.hell"))
             .unwrap_err()
             .contains("no setting named \"plugins.hell\""));
+    }
+    // issue 15: status listeners
+    /// Each listener's `open` is the count of client slots in use that name it; a free slot, or
+    /// one naming no listener the host has, counts for none.
+    #[test]
+    fn listeners_count_the_client_slots_that_serve_them() {
+        let layout = crate::shared::shmem::Layout::compute_with_clients(&Default::default(), 0, 1, 5);
+        let cfg = crate::shared::config::Config::parse(Path::new("t.toml"), "[host]\npreload_plugins = []\n").unwrap();
+        let seg = Segment::create(&layout, &[], &[], &cfg, 1, 0).unwrap();
+        let listener = |handler: &str, isolated: bool| crate::shared::control::ListenerInfo {
+            address: format!("unix /srv/{handler}.sock"),
+            handler: handler.into(),
+            isolated,
+            max_connections: 4,
+            open: 0,
+        };
+        let doc = HostInfoDoc {
+            listeners: vec![listener("kv.a", false), listener("kv.b", true)],
+            ..Default::default()
+        };
+        seg.header().info.publish(&serde_json::to_string(&doc).unwrap());
+        // Slots 0 and 1 serve listener 1, slot 2 listener 0, slot 3 a listener past the last,
+        // slot 4 was freed after serving listener 0.
+        for (k, listener) in [(0, 1), (1, 1), (2, 0), (3, 9), (4, 0)] {
+            let slot = seg.child_slot(layout.client_child_slot(k));
+            slot.assign();
+            slot.serve_listener(listener);
+        }
+        seg.child_slot(layout.client_child_slot(4)).free();
+        let s = status_from_segment(&seg);
+        let open: Vec<(&str, bool, u32)> = s
+            .listeners
+            .iter()
+            .map(|l| (l.handler.as_str(), l.isolated, l.open))
+            .collect();
+        assert_eq!(open, [("kv.a", false, 1), ("kv.b", true, 2)]);
+        assert_eq!(s.host.slots.clients_in_use, 4);
     }
 }

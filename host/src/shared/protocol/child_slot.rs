@@ -50,6 +50,10 @@ pub struct ChildSlot {
     /// 1: the worker launched into this slot reports its entry running as readiness, because
     /// others start after it (the supervisor writes it before the launch).
     notify_entry: AtomicU32,
+    // issue 15: status listeners
+    /// For a client child's slot only: the listener whose client it serves plus one, 0 for none
+    /// (the supervisor writes it once the child started, and clears it when it frees the slot).
+    serving: AtomicU32,
 }
 
 /// What a child slot said when the supervisor looked: a private copy, every field checked.
@@ -71,6 +75,10 @@ pub struct ChildReport {
     pub locks_held: u32,
     /// The worker declared itself ready (any value but 0 and 1 reads as not ready).
     pub declared_ready: bool,
+    // issue 15: status listeners
+    /// A client child's slot: the index of the listener it serves, if any (unchecked against
+    /// the listeners: the reader bounds it).
+    pub serving: Option<u32>,
 }
 
 impl ChildReport {
@@ -112,6 +120,7 @@ impl ChildSlot {
             assigned: self.assign.load(Ordering::Acquire).checked_sub(1),
             locks_held: self.locks_held.load(Ordering::Acquire),
             declared_ready: self.declared_ready.load(Ordering::Acquire) == 1,
+            serving: self.serving.load(Ordering::Acquire).checked_sub(1),
         }
     }
 
@@ -150,6 +159,7 @@ impl ChildSlot {
         self.activity.clear();
         self.assign.store(0, Ordering::Relaxed);
         self.ready.store(0, Ordering::Relaxed);
+        self.serving.store(0, Ordering::Relaxed);
         self.state.encode_store(ChildSlotState::Free);
     }
 
@@ -157,6 +167,12 @@ impl ChildSlot {
     pub fn hand_over(&self, worker_slot: u32) {
         self.assign.store(worker_slot + 1, Ordering::Release);
         crate::sys::futex_wake(&self.assign);
+    }
+
+    // issue 15: status listeners
+    /// Records that the client child in this slot serves listener `listener` (for `status`).
+    pub fn serve_listener(&self, listener: u32) {
+        self.serving.store(listener.saturating_add(1), Ordering::Release);
     }
 
     /// Forgets the pid of the slot's last tenant, before a fork helper whose kernel writes the new
@@ -340,6 +356,18 @@ mod tests {
         s.free();
         let r = s.report();
         assert_eq!((r.ready, r.assigned), (false, None));
+    }
+
+    // issue 15: status listeners
+    #[test]
+    fn a_client_slot_says_which_listener_it_serves_until_it_is_freed() {
+        let s = zeroed_slot();
+        s.assign();
+        assert_eq!(s.report().serving, None);
+        s.serve_listener(2);
+        assert_eq!(s.report().serving, Some(2));
+        s.free();
+        assert_eq!(s.report().serving, None);
     }
 
     /// Everything in a child slot is the child's to scribble on: the report never takes a value
