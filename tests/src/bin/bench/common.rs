@@ -1,8 +1,10 @@
 //! What every group of figures shares: medians, a log watcher that reads only new bytes, the
-//! worker set of the lifecycle figures, and a fast shutdown that returns once the host exited.
+//! worker set of the lifecycle figures, a fast shutdown that returns once the host exited, and
+//! the clock and the shared page of words the floors' forked processes time with.
 //!
 //! Runs in: the benchmark process.
 
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use steward_tests::*;
@@ -103,4 +105,57 @@ pub fn stop_fast(mut h: Host) {
     h.signal(libc::SIGINT);
     let st = child.wait().expect("wait for the host");
     assert!(st.success(), "fast shutdown exit status {st}");
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock the timed workers stamp with.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A shared anonymous page of words, unmapped on drop, for a floor's parent and child.
+pub struct SharedWords {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl SharedWords {
+    pub fn new(words: usize) -> SharedWords {
+        let len = 8 * words;
+        // SAFETY: a fresh shared anonymous mapping of `len` bytes (zeroed), unmapped in `drop`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap");
+        SharedWords { ptr, len }
+    }
+
+    pub fn u64(&self, i: usize) -> &AtomicU64 {
+        assert!(8 * (i + 1) <= self.len);
+        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), zero-initialised,
+        // used only as atomics, and it lives as long as `self`.
+        unsafe { &*(self.ptr as *const AtomicU64).add(i) }
+    }
+
+    pub fn u32(&self, i: usize) -> &AtomicU32 {
+        assert!(4 * (i + 1) <= self.len);
+        // SAFETY: as in `u64`, 4-aligned.
+        unsafe { &*(self.ptr as *const AtomicU32).add(i) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
 }

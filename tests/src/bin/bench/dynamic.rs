@@ -6,7 +6,7 @@
 //! see `plugins/testkit/src/dynbench.rs`), which log their figures; the floors run in processes
 //! this one forks, every one of them reaped before the function returns.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use steward_tests::*;
@@ -42,58 +42,6 @@ pub fn dynlaunch(mode: Mode, samples: usize) -> (f64, f64) {
     let r = (num("median_us=") / 1e3, num("p99_us=") / 1e3);
     stop_fast(h);
     r
-}
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// A shared anonymous page of words, unmapped on drop, for a floor's parent and child.
-struct SharedWords {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl SharedWords {
-    fn new(words: usize) -> SharedWords {
-        let len = 8 * words;
-        // SAFETY: a fresh shared anonymous mapping of `len` bytes (zeroed), unmapped in `drop`.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap");
-        SharedWords { ptr, len }
-    }
-
-    fn u64(&self, i: usize) -> &AtomicU64 {
-        assert!(8 * (i + 1) <= self.len);
-        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), zero-initialised,
-        // used only as atomics, and it lives as long as `self`.
-        unsafe { &*(self.ptr as *const AtomicU64).add(i) }
-    }
-
-    fn u32(&self, i: usize) -> &AtomicU32 {
-        assert!(4 * (i + 1) <= self.len);
-        // SAFETY: as in `u64`, 4-aligned.
-        unsafe { &*(self.ptr as *const AtomicU32).add(i) }
-    }
-}
-
-impl Drop for SharedWords {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping; no reference into it outlives `self`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
 }
 
 fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {

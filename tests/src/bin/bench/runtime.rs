@@ -61,31 +61,9 @@ pub fn latch_wake(mode: Mode, samples: usize) -> f64 {
 /// The floor of `latch_wake`: a forked process asleep in `ppoll` on an eventfd, woken by a write
 /// from this process, with the same pacing (500 us) and the same clock; median in microseconds.
 pub fn latch_floor(samples: usize) -> f64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let now_ns = || {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes into the timespec we pass.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
-    let len = 8 * (samples + 1);
-    // SAFETY: a fresh shared anonymous mapping of `len` bytes (zeroed), unmapped below; its words
-    // are only used as atomics, in this process and the forked one.
-    let page = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(page, libc::MAP_FAILED, "mmap");
-    let word = |i: usize| -> &AtomicU64 {
-        // SAFETY: `i <= samples`, inside the mapping, 8-aligned; the mapping outlives every use.
-        unsafe { &*(page as *const AtomicU64).add(i) }
-    };
+    use std::sync::atomic::Ordering;
+    let page = SharedWords::new(samples + 1);
+    let word = |i: usize| page.u64(i);
     // SAFETY: eventfd returns new fds or -1 (checked).
     let (a, b) = unsafe { (libc::eventfd(0, libc::EFD_CLOEXEC), libc::eventfd(0, libc::EFD_CLOEXEC)) };
     assert!(a >= 0 && b >= 0, "eventfd");
@@ -137,12 +115,11 @@ pub fn latch_floor(samples: usize) -> f64 {
     let mut v: Vec<f64> = (1..=samples)
         .map(|i| word(i).load(Ordering::SeqCst) as f64 / 1e3)
         .collect();
-    // SAFETY: reaping our child, closing our fds, unmapping our mapping (no reference outlives it).
+    // SAFETY: reaping our child and closing our fds (the page is unmapped when it drops).
     unsafe {
         libc::waitpid(pid, std::ptr::null_mut(), 0);
         libc::close(a);
         libc::close(b);
-        libc::munmap(page, len);
     }
     median(&mut v)
 }
