@@ -252,15 +252,7 @@ pub(crate) fn launch(plugin: &str, w: &BackgroundWorker) -> Result<WorkerHandle,
             "this host is too old for needs_ready, start_after and stop_with_launcher on dynamic workers".into(),
         ));
     }
-    let mut answer = abi::LaunchAnswer {
-        size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
-        slot: 0,
-        generation: 0,
-        used: 0,
-        max: 0,
-        message: [0; 256],
-        message_len: 0,
-    };
+    let mut answer = abi::LaunchAnswer::new();
     let st = match (queue_timeout, &ext) {
         (None, Some((flags, names))) => {
             let ext = abi::WorkerSpecExt {

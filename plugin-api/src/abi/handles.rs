@@ -20,6 +20,28 @@ pub struct LaunchAnswer {
     pub message_len: u32,
 }
 
+impl LaunchAnswer {
+    /// An answer with its size set and nothing written yet: what a caller passes to
+    /// `launch_worker` for the host to fill.
+    pub const fn new() -> LaunchAnswer {
+        LaunchAnswer {
+            size: std::mem::size_of::<LaunchAnswer>() as u32,
+            slot: 0,
+            generation: 0,
+            used: 0,
+            max: 0,
+            message: [0; 256],
+            message_len: 0,
+        }
+    }
+}
+
+impl Default for LaunchAnswer {
+    fn default() -> LaunchAnswer {
+        LaunchAnswer::new()
+    }
+}
+
 /// [`HandleStatus::phase`]: the worker has not reached its entry yet (or waits to restart).
 pub const HANDLE_NOT_STARTED: u32 = 0;
 /// The worker's process runs its entry (`pid`).

@@ -100,15 +100,7 @@ pub(crate) unsafe fn forge(api: *const abi::WorkerApi, _f: fn()) -> i32 {
         restart_reset_us: 0,
         crash_loop_window_us: 0,
     };
-    let mut answer = abi::LaunchAnswer {
-        size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
-        slot: 0,
-        generation: 0,
-        used: 0,
-        max: 0,
-        message: [0; 256],
-        message_len: 0,
-    };
+    let mut answer = abi::LaunchAnswer::new();
     // SAFETY: the host's own function with its context; the spec's strings and the answer
     // outlive the call.
     let st = unsafe { (host.launch_worker)(host.ctx, abi::Str::new("kvstore"), &spec, &mut answer) };

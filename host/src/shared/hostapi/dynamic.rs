@@ -350,15 +350,7 @@ mod tests {
             LaunchFail::Terminate,
         ];
         for e in fails {
-            let mut out = abi::LaunchAnswer {
-                size: std::mem::size_of::<abi::LaunchAnswer>() as u32,
-                slot: 0,
-                generation: 0,
-                used: 0,
-                max: 0,
-                message: [0; 256],
-                message_len: 0,
-            };
+            let mut out = abi::LaunchAnswer::new();
             let st = refusal(&e, &mut out);
             let message = String::from_utf8_lossy(&out.message[..out.message_len as usize]).into_owned();
             let seen = steward::__launch_error(st, message, out.used, out.max).to_string();
