@@ -396,10 +396,7 @@ impl Supervisor {
             let Some((seq, spec, _)) = handles::take_request(r) else {
                 continue;
             };
-            let live = self
-                .core
-                .children()
-                .any(|(_, ch)| ch.kind == ChildKind::Client && ch.slot.child_slot() == Some(i));
+            let live = self.runs_child_in(ChildKind::Client, i);
             let listener = self.listeners.serving[k as usize]
                 .checked_sub(1)
                 .map(|l| &self.cfg.listeners[l as usize]);

@@ -21,6 +21,14 @@ use crate::shared::handoff::ChildKind;
 pub const CONTROL: &str = "control";
 
 impl Supervisor {
+    /// Whether the core runs a `kind` child in child slot `i`: a request slot is read only for
+    /// such a child, and a request left in any other is dropped unread.
+    pub(super) fn runs_child_in(&self, kind: ChildKind, i: u32) -> bool {
+        self.core
+            .children()
+            .any(|(_, ch)| ch.kind == kind && ch.slot.child_slot() == Some(i))
+    }
+
     /// Requests from connection children (`steward launch`). Only the request slots of connection
     /// children the core has running are read.
     pub(super) fn intake_control(&mut self) {
@@ -31,10 +39,7 @@ impl Supervisor {
             let Some((seq, spec, _)) = handles::take_request(r) else {
                 continue;
             };
-            let live = self
-                .core
-                .children()
-                .any(|(_, ch)| ch.kind == ChildKind::Connection && ch.slot.child_slot() == Some(i));
+            let live = self.runs_child_in(ChildKind::Connection, i);
             if !live {
                 handles::drop_request(r);
                 continue;
