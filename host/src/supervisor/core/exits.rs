@@ -250,9 +250,7 @@ impl Core {
             }
             Next::Restart => match r.tracker.decide(policy, crash_loop, now.mono, ran_for) {
                 RestartDecision::After(d) => {
-                    r.state = WorkerState::WaitingRestart;
-                    r.restart_at = Some(now.mono + d);
-                    r.restart_at_ms = Some(now.wall_ms + d.as_millis() as u64);
+                    r.restart_in(d, now);
                     out.push(Action::Log(
                         Level::Info,
                         format!(
@@ -263,9 +261,7 @@ impl Core {
                     rows::fired(Row::WorkerRestarts, from)
                 }
                 RestartDecision::GiveUp(why) => {
-                    r.state = WorkerState::Failed;
-                    let full = format!("{why} (last exit: {reason})");
-                    r.last_exit = Some((status, now.wall_ms, full.clone()));
+                    let full = r.give_up(status, now, &why, &reason);
                     out.push(Action::Log(
                         Level::Error,
                         format!("worker {name} (pid {pid}) failed: {full}; not restarting"),
@@ -287,8 +283,7 @@ impl Core {
                     },
                 };
                 let took = if let Some(why) = gave_up {
-                    r.state = WorkerState::Failed;
-                    r.last_exit = Some((status, now.wall_ms, format!("{why} (last exit: {reason})")));
+                    r.give_up(status, now, &why, &reason);
                     out.push(Action::Log(
                         Level::Error,
                         format!("worker {name} (pid {pid}) failed: {why}; it will not start again after the reset"),

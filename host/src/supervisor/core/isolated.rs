@@ -72,9 +72,7 @@ impl Core {
         } else {
             match r.tracker.decide(policy, crash_loop, now.mono, ran_for) {
                 RestartDecision::After(d) => {
-                    r.state = WorkerState::WaitingRestart;
-                    r.restart_at = Some(now.mono + d);
-                    r.restart_at_ms = Some(now.wall_ms + d.as_millis() as u64);
+                    r.restart_in(d, now);
                     out.push(Action::Log(
                         Level::Warn,
                         format!(
@@ -85,9 +83,7 @@ impl Core {
                     rows::fired(Row::IsolatedCrashRestarts, from)
                 }
                 RestartDecision::GiveUp(why) => {
-                    r.state = WorkerState::Failed;
-                    let full = format!("{why} (last exit: {reason})");
-                    r.last_exit = Some((status, now.wall_ms, full.clone()));
+                    let full = r.give_up(status, now, &why, &reason);
                     out.push(Action::Log(
                         Level::Error,
                         format!("isolated worker {name} (pid {pid}) failed: {full}; not restarting (no reset)"),

@@ -86,6 +86,25 @@ pub struct WorkerRun {
     pub tracker: RestartTracker,
 }
 
+impl WorkerRun {
+    /// Waits to start again `d` after `now`: the monotonic deadline the core acts on and the
+    /// wall-clock time status shows, always set together.
+    pub fn restart_in(&mut self, d: std::time::Duration, now: Now) {
+        self.state = WorkerState::WaitingRestart;
+        self.restart_at = Some(now.mono + d);
+        self.restart_at_ms = Some(now.wall_ms + d.as_millis() as u64);
+    }
+
+    /// Fails for good: `why` it gave up, kept as its last exit's reason with the exit's own
+    /// `reason` after it. Returns that reason.
+    pub fn give_up(&mut self, status: ExitStatus, now: Now, why: &str, reason: &str) -> String {
+        self.state = WorkerState::Failed;
+        let full = format!("{why} (last exit: {reason})");
+        self.last_exit = Some((status, now.wall_ms, full.clone()));
+        full
+    }
+}
+
 /// One worker in the table.
 #[derive(Debug)]
 pub struct Worker {
@@ -451,9 +470,7 @@ impl Core {
                 w.spec.name, LAUNCH_RETRY
             ),
         ));
-        w.run.state = WorkerState::WaitingRestart;
-        w.run.restart_at = Some(now.mono + LAUNCH_RETRY);
-        w.run.restart_at_ms = Some(now.wall_ms + LAUNCH_RETRY.as_millis() as u64);
+        w.run.restart_in(LAUNCH_RETRY, now);
         out.push(Action::PublishWorker(key));
         // issue 14: notifications
         self.notify_launcher(key, out);
