@@ -771,3 +771,31 @@ pub fn segment_perms(pid: i32) -> Vec<String> {
         .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
         .collect()
 }
+
+/// The path in /proc of the host's shared-memory segment, through the memfd the host holds.
+pub fn segment_path(host_pid: i32) -> PathBuf {
+    std::fs::read_dir(format!("/proc/{host_pid}/fd"))
+        .expect("host fds")
+        .filter_map(|e| e.ok())
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
+        .expect("the host holds its segment's memfd")
+        .path()
+}
+
+/// The host's segment, opened for reading (and for writing when `write`) through its memfd.
+pub fn segment_file(host_pid: i32, write: bool) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(segment_path(host_pid))
+        .expect("open the segment")
+}
+
+/// Writes `bytes` at `offset` into the host's live segment, as a process with a stray pointer
+/// would.
+pub fn write_into_segment(host_pid: i32, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    segment_file(host_pid, true)
+        .write_all_at(bytes, offset)
+        .expect("write into the segment");
+}

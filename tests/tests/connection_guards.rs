@@ -142,17 +142,6 @@ fn one_place(mode: Mode, handler: &str) -> Host {
     )))
 }
 
-/// The host's segment, through the memfd it holds.
-fn segment_of(host_pid: i32) -> std::fs::File {
-    let fd = std::fs::read_dir(format!("/proc/{host_pid}/fd"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
-        .expect("the host holds its segment's memfd")
-        .path();
-    std::fs::File::open(fd).unwrap()
-}
-
 /// The segment's first 8 bytes (the header's magic), where `testkit.wild` writes.
 fn magic(f: &std::fs::File) -> [u8; 8] {
     let mut b = [0u8; 8];
@@ -167,7 +156,7 @@ fn a_wild_rejection_writer_faults_and_the_segment_is_unchanged(mode: Mode) {
     let path = h.dir.path().join("wild.sock");
     let _served = connect(&path, T);
     let generation = h.status().host.generation;
-    let seg = segment_of(h.pid);
+    let seg = segment_file(h.pid, false);
     let before = magic(&seg);
     let mut refused = connect(&path, T);
     assert_eq!(

@@ -216,22 +216,6 @@ fn an_injected_fork_failure_answers_with_the_errno_within_100ms(mode: Mode) {
 
 both_modes!(an_injected_fork_failure_answers_with_the_errno_within_100ms);
 
-/// The host's segment, through its memfd in /proc.
-fn segment_file(host_pid: i32, write: bool) -> std::fs::File {
-    let fd_dir = format!("/proc/{host_pid}/fd");
-    let path = std::fs::read_dir(&fd_dir)
-        .expect("host fds")
-        .filter_map(|e| e.ok())
-        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
-        .expect("the host holds its segment's memfd")
-        .path();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .open(path)
-        .expect("open the segment")
-}
-
 /// Where request slot `i` lies in the host's live segment.
 fn request_slot_offset(host_pid: i32, i: u32) -> u64 {
     use std::os::unix::fs::FileExt;

@@ -253,32 +253,6 @@ fn a_handle_sees_a_running_isolated_worker_run(mode: Mode) {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Writes `bytes` at `offset` into the host's live segment, through the memfd the host holds.
-fn write_into_segment(host_pid: i32, offset: u64, bytes: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let fd_dir = format!("/proc/{host_pid}/fd");
-    let path = std::fs::read_dir(&fd_dir)
-        .expect("host fds")
-        .filter_map(|e| e.ok())
-        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
-        .expect("the host holds its segment's memfd")
-        .path();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open the segment");
-    f.write_all_at(bytes, offset).expect("write into the segment");
-}
-
-/// How many of the host's children are asleep on a futex: its spares waiting for a hand-off
-/// (workers wait for their latch in `ppoll`, not on a futex).
-fn spares_waiting(host_pid: i32) -> usize {
-    children_of(host_pid)
-        .into_iter()
-        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/wchan")).is_ok_and(|w| w.contains("futex")))
-        .count()
-}
-
 /// An isolated worker restarted into a segment whose header is corrupt refuses it (exit 3,
 /// before it turns isolated), and the host resets the segment rather than restarting the worker
 /// alone into the same corrupt segment. No status call until the reset: a connection child would
@@ -292,7 +266,7 @@ fn a_corrupt_header_found_by_an_isolated_worker_resets_the_host(mode: Mode) {
     host.wait_for("iso running", T, |s| find(s, "iso").pid.is_some());
     // The host's two spares check the header when they start too: corrupting it while one is
     // still starting would let that spare, not the isolated worker, find it.
-    host.wait_for("both spares waiting", T, |_| spares_waiting(host.pid) == 2);
+    host.wait_for("both spares waiting", T, |s| s.host.slots.spares_waiting == 2);
     let off = std::mem::offset_of!(steward_host::shared::shmem::Header, generation) as u64;
     write_into_segment(host.pid, off, &7u64.to_le_bytes());
     host.trigger("iso", "segv");

@@ -116,30 +116,9 @@ fn a_reload_storm_while_workers_restart_causes_no_reset(mode: Mode) {
     );
 }
 
-/// Writes `bytes` at `offset` into the host's live shared-memory segment, through its memfd.
-fn corrupt_segment(host_pid: i32, offset: u64, bytes: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(segment_path(host_pid))
-        .expect("open the segment");
-    f.write_all_at(bytes, offset).expect("write into the segment");
-}
-
-/// The host's segment, through its memfd in /proc.
-fn segment_path(host_pid: i32) -> std::path::PathBuf {
-    let fd_dir = format!("/proc/{host_pid}/fd");
-    std::fs::read_dir(&fd_dir)
-        .expect("host fds")
-        .filter_map(|e| e.ok())
-        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:steward-shmem")))
-        .expect("the host holds its segment's memfd")
-        .path()
-}
-
 fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
     let host = Host::start(Spec::new(mode).testkit("a"));
-    corrupt_segment(host.pid, 0, &[0xa5; 16]);
+    write_into_segment(host.pid, 0, &[0xa5; 16]);
     // The next child that maps the segment (here, the connection child for this status) refuses
     // it and makes the host reset it; status answers again from the fresh segment.
     host.wait_for("status after a reset", T, |s| {
@@ -152,7 +131,7 @@ fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
     );
     // A field no earlier check covers is named too.
     let off = std::mem::offset_of!(steward_host::shared::shmem::Header, generation) as u64;
-    corrupt_segment(host.pid, off, &7u64.to_le_bytes());
+    write_into_segment(host.pid, off, &7u64.to_le_bytes());
     host.wait_for("status after a second reset", T, |s| {
         s.host.generation == 3 && s.host.state == "running"
     });
@@ -167,8 +146,7 @@ fn garbage_in_the_segment_header_leads_to_a_reset(mode: Mode) {
 fn segment_u64(host_pid: i32, offset: u64) -> u64 {
     use std::os::unix::fs::FileExt;
     let mut b = [0u8; 8];
-    std::fs::File::open(segment_path(host_pid))
-        .expect("open the segment")
+    segment_file(host_pid, false)
         .read_exact_at(&mut b, offset)
         .expect("read the segment");
     u64::from_ne_bytes(b)
@@ -182,13 +160,13 @@ fn a_state_code_nobody_writes_shows_as_unreadable_in_status(mode: Mode) {
     let host = Host::start(Spec::new(mode).testkit("a"));
     let before = host.wait_for("worker a running", T, |s| find(s, "a").state == "running");
     let worker = find(&before, "a").pid.expect("a running worker has a pid");
-    corrupt_segment(host.pid, Header::HOST_STATE_OFFSET as u64, &99u32.to_ne_bytes());
+    write_into_segment(host.pid, Header::HOST_STATE_OFFSET as u64, &99u32.to_ne_bytes());
     host.wait_for("the host state unreadable", T, |s| {
         s.host.state == "unreadable (unknown host state 99)"
     });
     // Worker a is the first registered, in worker slot 0.
     let slots = segment_u64(host.pid, std::mem::offset_of!(Header, worker_slots_off) as u64);
-    corrupt_segment(
+    write_into_segment(
         host.pid,
         slots + WorkerSlot::STATUS_STATE_OFFSET as u64,
         &77u32.to_ne_bytes(),
