@@ -510,14 +510,7 @@ impl Supervisor {
                     spec.name, spec.plugin
                 )),
                 Ok(spec) => {
-                    self.requester = Some(by);
-                    self.feed(Event::Request {
-                        from: i,
-                        seq,
-                        spec: Box::new(spec),
-                        queue_timeout,
-                    });
-                    self.requester = None;
+                    self.feed_request(by, i, seq, spec, queue_timeout);
                 }
             }
         }

@@ -422,14 +422,7 @@ impl Supervisor {
                 }
             };
             spec.library = spec.plugin.clone();
-            self.requester = Some(by);
-            self.feed(Event::Request {
-                from: i,
-                seq,
-                spec: Box::new(spec),
-                queue_timeout: None,
-            });
-            self.requester = None;
+            self.feed_request(by, i, seq, spec, None);
         }
     }
 

@@ -16,11 +16,32 @@ use super::core::{Event, WorkerKey};
 use super::Supervisor;
 use crate::shared::handles::{self, Answer};
 use crate::shared::handoff::ChildKind;
+use crate::shared::registry::WorkerSpec;
 
 /// The launcher status shows for a worker launched over the control socket.
 pub const CONTROL: &str = "control";
 
 impl Supervisor {
+    /// Feeds the core the request `seq` of the child in slot `from`, launching `spec`; status
+    /// names `by` as the worker's launcher (a worker's name, `control`, `startup`, a handler).
+    pub(super) fn feed_request(
+        &mut self,
+        by: String,
+        from: u32,
+        seq: u32,
+        spec: WorkerSpec,
+        queue_timeout: Option<std::time::Duration>,
+    ) {
+        self.requester = Some(by);
+        self.feed(Event::Request {
+            from,
+            seq,
+            spec: Box::new(spec),
+            queue_timeout,
+        });
+        self.requester = None;
+    }
+
     /// Whether the core runs a `kind` child in child slot `i`: a request slot is read only for
     /// such a child, and a request left in any other is dropped unread.
     pub(super) fn runs_child_in(&self, kind: ChildKind, i: u32) -> bool {
@@ -67,14 +88,7 @@ impl Supervisor {
             // The entry is looked up in the plugin's own library: a client names a plugin and a
             // function, never a file to load.
             spec.library = spec.plugin.clone();
-            self.requester = Some(CONTROL.to_owned());
-            self.feed(Event::Request {
-                from: i,
-                seq,
-                spec: Box::new(spec),
-                queue_timeout: None,
-            });
-            self.requester = None;
+            self.feed_request(CONTROL.to_owned(), i, seq, spec, None);
         }
     }
 

@@ -9,7 +9,6 @@
 //! and otherwise dropped; a latch is set only for a (child slot, pid) the core named, and SIGURG
 //! goes to that pid, never to a pid read from the segment.
 
-use super::core::Event;
 use super::Supervisor;
 use crate::shared::handles::{answer, drop_request, take_request, Answer};
 use crate::shared::handoff::ChildKind;
@@ -49,14 +48,7 @@ impl Supervisor {
             )),
             Ok(spec) => {
                 // Status shows the launcher by name, as for a worker's launch.
-                self.requester = Some(STARTUP.to_owned());
-                self.feed(Event::Request {
-                    from: i,
-                    seq,
-                    spec: Box::new(spec),
-                    queue_timeout,
-                });
-                self.requester = None;
+                self.feed_request(STARTUP.to_owned(), i, seq, spec, queue_timeout);
             }
         }
     }
